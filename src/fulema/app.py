@@ -1,0 +1,87 @@
+"""Composition root: builds the FastAPI app from each context's router.
+
+Everything that differs between the embedded default and production (database, channel
+endpoints, whether the scheduler runs in this process) comes from `Settings`, so tests build
+the same app the server runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import structlog
+from fastapi import FastAPI
+
+from fulema.channels.registry import build_channels, build_sandboxes
+from fulema.core.config import Settings, get_settings
+from fulema.core.db import Database
+from fulema.core.events import Dispatcher
+from fulema.core.web import RequestContextMiddleware, install_error_handlers
+from fulema.gateway import models as _gateway_models  # noqa: F401 - registers tables
+from fulema.merchants import models as _merchant_models  # noqa: F401 - registers tables
+from fulema.merchants.api import router as merchants_router
+from fulema.ops.api import router as ops_router
+from fulema.payments import notifications
+from fulema.payments.api import router as payments_router
+from fulema.payments.callbacks import router as callbacks_router
+from fulema.payments.service import Deps
+from fulema.web.cashier import router as cashier_router
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, db: Database | None = None,
+               http: httpx.AsyncClient | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    settings.check_production()
+    db = db or Database(settings.database_url)
+    http = http or httpx.AsyncClient(timeout=settings.channel_timeout_seconds)
+    dispatcher = Dispatcher(db)
+    channels = build_channels(settings, http)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tasks: list[asyncio.Task[None]] = []
+        if settings.seed_demo:
+            from fulema.merchants.service import onboard_demo_merchant
+
+            await onboard_demo_merchant(db, settings=settings)
+        if settings.run_background:
+            from fulema.ops.worker import background_tasks
+
+            tasks = background_tasks(app)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await http.aclose()
+            await db.dispose()
+
+    app = FastAPI(title="Fulema 付了码", version="0.1.0", lifespan=lifespan,
+                  description="Aggregated payment platform: merchant API, cashier, operations.")
+    app.state.settings = settings
+    app.state.db = db
+    app.state.http = http
+    app.state.dispatcher = dispatcher
+    app.state.channels = channels
+    app.state.payments = Deps(db=db, settings=settings, channels=channels)
+    notifications.subscribe(dispatcher)
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+
+    for router in (ops_router, merchants_router, payments_router, callbacks_router,
+                   cashier_router):
+        app.include_router(router)
+
+    if settings.mount_sandbox:
+        for name, sandbox in build_sandboxes(settings, http).items():
+            app.mount(f"/sandbox/{name}", sandbox)
+    return app

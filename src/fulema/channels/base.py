@@ -1,0 +1,161 @@
+"""The one Protocol every channel adapter implements, and its typed results.
+
+Payments speaks only these types; each adapter translates them to its channel's wire protocol
+and maps the channel's states onto `TradeState` / `RefundState` exhaustively in one place.
+Rule for every adapter: a transport failure, a timeout or a response it cannot verify or parse
+is `UNKNOWN` (the order is then queried), never `FAILED`; only the channel saying so is FAILED.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+from fulema.core.money import Money
+from fulema.core.vocab import ChannelName, WayCode
+
+
+class TradeState(StrEnum):
+    PAYING = "PAYING"  # created or waiting for the payer (NOTPAY, USERPAYING, WAIT_BUYER_PAY)
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"  # the channel says the payment failed (PAYERROR, balance, risk)
+    CLOSED = "CLOSED"  # closed or reversed at the channel
+    NOT_FOUND = "NOT_FOUND"  # the channel has no such order
+    UNKNOWN = "UNKNOWN"  # no trustworthy answer: query again
+
+
+class RefundState(StrEnum):
+    PROCESSING = "PROCESSING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    UNKNOWN = "UNKNOWN"
+
+
+class ChannelError(Exception):
+    """The channel answered with a business refusal we can show (not a transport error)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(f"{code}: {message}")
+
+
+class ChannelUnavailable(Exception):
+    """Transport failure or timeout: the outcome is unknown and must be queried."""
+
+
+@dataclass(frozen=True)
+class CreatePaymentRequest:
+    order_id: str  # sent to the channel as its out_trade_no
+    amount: Money
+    subject: str
+    way_code: WayCode
+    notify_url: str
+    expire_at: datetime
+    payer_id: str | None = None  # openid / buyer_id for JSAPI
+    client_ip: str = "127.0.0.1"
+    return_url: str | None = None
+
+
+@dataclass(frozen=True)
+class CreatePaymentResult:
+    state: TradeState
+    code_url: str | None = None  # QR_DYNAMIC / QR_STATIC: what the payer's app opens
+    h5_url: str | None = None  # H5: where to send the browser
+    pay_params: dict[str, str] | None = None  # JSAPI / APP: what the page hands to the app SDK
+    channel_trade_no: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BarcodePayRequest:
+    order_id: str
+    amount: Money
+    subject: str
+    auth_code: str
+    client_ip: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class TradeResult:
+    state: TradeState
+    channel_trade_no: str | None = None
+    amount: Money | None = None  # what the channel says was paid
+    payer_id: str | None = None
+    paid_at: datetime | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    order_id: str
+    refund_id: str  # sent to the channel as its out_refund_no
+    amount: Money
+    order_amount: Money
+    reason: str
+    notify_url: str
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    state: RefundState
+    channel_refund_no: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+class CallbackKind(StrEnum):
+    PAYMENT = "PAYMENT"
+    REFUND = "REFUND"
+
+
+@dataclass(frozen=True)
+class CallbackResult:
+    """A verified, decrypted channel notification."""
+
+    kind: CallbackKind
+    order_id: str
+    trade: TradeResult | None = None
+    refund_id: str | None = None
+    refund: RefundResult | None = None
+
+
+@dataclass(frozen=True)
+class CallbackAck:
+    status_code: int
+    body: bytes
+    media_type: str
+
+
+@runtime_checkable
+class Channel(Protocol):
+    name: ChannelName
+
+    async def create(self, req: CreatePaymentRequest) -> CreatePaymentResult: ...
+
+    async def barcode_pay(self, req: BarcodePayRequest) -> TradeResult: ...
+
+    async def query(self, order_id: str) -> TradeResult: ...
+
+    async def close(self, order_id: str) -> None: ...
+
+    async def cancel(self, order_id: str) -> None:
+        """Reverse a payer-code payment (撤销): closes if unpaid, refunds if paid."""
+        ...
+
+    async def refund(self, req: RefundRequest) -> RefundResult: ...
+
+    async def refund_query(self, order_id: str, refund_id: str) -> RefundResult: ...
+
+    async def parse_callback(self, headers: dict[str, str], body: bytes) -> CallbackResult:
+        """Verify and decode a callback; raise FulemaError(CALLBACK_INVALID) if it fails."""
+        ...
+
+    def callback_ack(self, ok: bool) -> CallbackAck: ...
+
+    async def download_statement(self, day: date) -> bytes: ...

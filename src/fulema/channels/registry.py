@@ -1,0 +1,53 @@
+"""Builds the enabled channel adapters and sandboxes from settings.
+
+Each channel module exposes `build_channel(settings, http)`; each sandbox module
+`build_sandbox(settings, http)`. Importing them by name keeps this the one place that knows
+which channels exist.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import httpx
+from fastapi import FastAPI
+
+from fulema.channels.base import Channel
+from fulema.core.config import Settings
+from fulema.core.errors import ErrorCode, FulemaError
+from fulema.core.vocab import ChannelName
+
+
+class ChannelRegistry:
+    def __init__(self, channels: dict[ChannelName, Channel]) -> None:
+        self.channels = channels
+
+    def get(self, name: ChannelName | str) -> Channel:
+        try:
+            return self.channels[ChannelName(name)]
+        except (KeyError, ValueError) as exc:
+            raise FulemaError(ErrorCode.CHANNEL_NOT_ENABLED, f"channel {name} is not enabled") from exc
+
+    def enabled(self) -> list[ChannelName]:
+        return list(self.channels)
+
+
+def _module_exists(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def build_channels(settings: Settings, http: httpx.AsyncClient) -> ChannelRegistry:
+    channels: dict[ChannelName, Channel] = {}
+    for name in settings.enabled_channels:
+        module = importlib.import_module(f"fulema.channels.{ChannelName(name).value}")
+        channels[ChannelName(name)] = module.build_channel(settings, http)
+    return ChannelRegistry(channels)
+
+
+def build_sandboxes(settings: Settings, http: httpx.AsyncClient) -> dict[str, FastAPI]:
+    apps: dict[str, FastAPI] = {}
+    for name in settings.enabled_channels:
+        modname = f"fulema.sandbox.{ChannelName(name).value}"
+        if _module_exists(modname):
+            apps[name] = importlib.import_module(modname).build_sandbox(settings, http)
+    return apps

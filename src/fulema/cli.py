@@ -1,0 +1,72 @@
+"""The `fulema` command: serve, worker, migrate, demo, docs."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+import uvicorn
+
+from fulema.core.config import get_settings
+
+app = typer.Typer(help="Fulema (付了码) aggregated payment platform", no_args_is_help=True)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations to FULEMA_DATABASE_URL."""
+    from fulema.migrate import upgrade
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    typer.echo(f"migrated {settings.database_url.split('@')[-1]}")
+
+
+@app.command()
+def serve(host: str | None = None, port: int | None = None, workers: int = 1,
+          auto_migrate: bool = typer.Option(True, help="apply migrations before serving")) -> None:
+    """Run the platform. Embedded default: SQLite, sandbox channels, in-process worker."""
+    settings = get_settings()
+    if auto_migrate:
+        from fulema.migrate import upgrade
+
+        upgrade(settings.database_url)
+    uvicorn.run("fulema.app:create_app", factory=True, host=host or settings.host,
+                port=port or settings.port, workers=workers, log_level="info")
+
+
+@app.command()
+def worker() -> None:
+    """Run the scheduler and outbox dispatcher without serving HTTP (production)."""
+    from fulema.app import create_app
+    from fulema.ops.worker import background_tasks
+
+    async def run() -> None:
+        application = create_app(get_settings().model_copy(update={"seed_demo": False}))
+        tasks = background_tasks(application)
+        await asyncio.gather(*tasks)
+
+    asyncio.run(run())
+
+
+@app.command()
+def demo(url: str = typer.Option("", help="a running `fulema serve`; empty runs in process")
+         ) -> None:
+    """Tell the whole story: apply, approve, plate, scan, pay 12.50, notify, refund 2.50."""
+    from fulema.demo import run_demo
+
+    asyncio.run(run_demo(url or None))
+
+
+@app.command("docs-errors")
+def docs_errors(out: Path = Path("docs/errors.md")) -> None:
+    """Regenerate docs/errors.md from the error-code table."""
+    from fulema.core.errors import errors_markdown
+
+    out.write_text(errors_markdown(), encoding="utf-8")
+    typer.echo(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    app()

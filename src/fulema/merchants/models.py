@@ -1,0 +1,1 @@
+"""Placeholder: the merchants helper fills this in."""

@@ -1,0 +1,52 @@
+"""The scheduler: outbox dispatch, merchant notifications, order polling/expiry, refund
+queries and nonce clean-up. `fulema serve` runs it in process on the embedded default;
+production runs it as `fulema worker` processes (all loops are safe to run in several
+processes at once: every job claims its row with a conditional update)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import structlog
+from fastapi import FastAPI
+
+from fulema.gateway.service import purge_nonces
+from fulema.payments import notifications, refunds
+from fulema.payments import service as payments
+
+log = structlog.get_logger(__name__)
+
+
+async def _every(seconds: float, name: str, job: Callable[[], Awaitable[object]]) -> None:
+    while True:
+        try:
+            await job()
+        except Exception as exc:  # noqa: BLE001 - a scheduler loop must outlive one bad round
+            log.error("job.failed", job=name, error=repr(exc))
+        await asyncio.sleep(seconds)
+
+
+def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
+    deps: payments.Deps = app.state.payments
+    http = app.state.http
+    dispatcher = app.state.dispatcher
+    return [
+        asyncio.create_task(dispatcher.run_forever()),
+        asyncio.create_task(_every(1.0, "notify", lambda: notifications.deliver_due(
+            deps.db, deps.settings, http))),
+        asyncio.create_task(_every(1.0, "orders", lambda: payments.run_order_jobs(deps))),
+        asyncio.create_task(_every(5.0, "refunds", lambda: refunds.run_refund_jobs(deps))),
+        asyncio.create_task(_every(300.0, "nonces", lambda: purge_nonces(deps.db,
+                                                                         deps.settings))),
+    ]
+
+
+async def run_all_once(app: FastAPI) -> None:
+    """One round of every job; the demo and the tests drive time with this."""
+    deps: payments.Deps = app.state.payments
+    await app.state.dispatcher.drain()
+    await payments.run_order_jobs(deps)
+    await refunds.run_refund_jobs(deps)
+    await app.state.dispatcher.drain()
+    await notifications.deliver_due(deps.db, deps.settings, app.state.http)

@@ -1,0 +1,165 @@
+"""Signed notifications to the merchant's notify_url, retried until acknowledged.
+
+Outbox events (`payment.succeeded`, `refund.succeeded`) become one Notification row each (the
+event id is unique, so a twice-delivered event makes one notification). A delivery loop posts
+due notifications; the merchant acknowledges with HTTP 2xx and a body of `SUCCESS` (plain, or
+JSON `{"code": "SUCCESS"}`). Anything else is retried on the schedule in settings
+(15s, 15s, 30s, 3m, 10m, 20m, 30m, 30m, 30m, 1h, 3h, 3h, 3h, 6h, 6h: about 24 h in all).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import orjson
+import structlog
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from fulema.core.clock import clock
+from fulema.core.config import Settings
+from fulema.core.db import Database
+from fulema.core.errors import ErrorCode, FulemaError
+from fulema.core.events import Dispatcher, Event
+from fulema.core.ids import new_id
+from fulema.gateway.signing import notification_signature
+from fulema.merchants import service as merchants
+from fulema.payments.models import Notification, NotificationAttempt, Order
+
+log = structlog.get_logger(__name__)
+
+PENDING, DELIVERED, FAILED = "PENDING", "DELIVERED", "FAILED"
+TOPICS = ("payment.succeeded", "refund.succeeded")
+
+
+def subscribe(dispatcher: Dispatcher) -> None:
+    for topic in TOPICS:
+        dispatcher.subscribe(topic, enqueue)
+
+
+async def enqueue(db: Database, event: Event) -> None:
+    """Outbox handler: make the notification for this event, once."""
+    payload = event.payload
+    url = payload.get("notify_url")
+    if not url:
+        return
+    body = {"id": event.id, "type": event.topic, "created_at": clock.now().isoformat(),
+            "data": {k: v for k, v in payload.items() if k not in {"notify_url", "app_id"}}}
+    now = clock.now()
+    try:
+        async with db.transaction() as s:
+            s.add(Notification(
+                id=new_id("ntf"), event_id=event.id, merchant_id=payload["merchant_id"],
+                app_id=payload["app_id"], order_id=payload["order_id"], kind=event.topic, url=url,
+                body=orjson.dumps(body).decode(), status=PENDING, attempts=0,
+                next_attempt_at=now, created_at=now))
+    except IntegrityError:
+        return  # this event was already turned into a notification
+
+
+def _acknowledged(response: httpx.Response) -> bool:
+    if not 200 <= response.status_code < 300:
+        return False
+    text = response.text.strip()
+    if text == "SUCCESS":
+        return True
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(data, dict) and data.get("code") == "SUCCESS"
+
+
+async def deliver_due(db: Database, settings: Settings, http: httpx.AsyncClient, *,
+                      limit: int = 50) -> int:
+    """Post every due notification once. Returns how many were acknowledged."""
+    now = clock.now()
+    async with db.transaction() as s:
+        due = list((await s.scalars(select(Notification.id).where(
+            Notification.status == PENDING, Notification.next_attempt_at <= now,
+            or_(Notification.claimed_until.is_(None), Notification.claimed_until < now))
+            .limit(limit))).all())
+    acked = 0
+    for notification_id in due:
+        acked += await _deliver_one(db, settings, http, notification_id)
+    return acked
+
+
+async def _deliver_one(db: Database, settings: Settings, http: httpx.AsyncClient,
+                       notification_id: str) -> int:
+    now = clock.now()
+    async with db.transaction() as s:
+        claimed = await s.execute(update(Notification).where(
+            Notification.id == notification_id, Notification.status == PENDING,
+            or_(Notification.claimed_until.is_(None), Notification.claimed_until < now))
+            .values(claimed_until=now + timedelta(seconds=60)))
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            return 0
+        n = await s.get(Notification, notification_id)
+        assert n is not None
+        url, body, app_id, attempts = n.url, n.body.encode(), n.app_id, n.attempts
+    cred = await merchants.get_app_credential(db, app_id=app_id)
+    ts = clock.timestamp()
+    headers = {"Content-Type": "application/json", "User-Agent": "Fulema-Notify/1.0",
+               "Fulema-Event-Id": notification_id,
+               "Fulema-Signature": f"t={ts},v1={notification_signature(cred.secret, ts, body)}"}
+    started = time.perf_counter()
+    status: int | None = None
+    excerpt: str | None = None
+    error: str | None = None
+    ok = False
+    try:
+        response = await http.post(url, content=body, headers=headers, timeout=10.0)
+        status, excerpt = response.status_code, response.text[:256]
+        ok = _acknowledged(response)
+    except httpx.HTTPError as exc:
+        error = repr(exc)[:256]
+    duration = int((time.perf_counter() - started) * 1000)
+    schedule = settings.notify_schedule_seconds
+    async with db.transaction() as s:
+        n = await s.get(Notification, notification_id, with_for_update=True)
+        assert n is not None
+        s.add(NotificationAttempt(id=new_id("nat"), notification_id=notification_id,
+                                  at=clock.now(), http_status=status, response_excerpt=excerpt,
+                                  error=error, duration_ms=duration))
+        n.attempts = attempts + 1
+        n.claimed_until = None
+        if ok:
+            n.status, n.delivered_at, n.next_attempt_at = DELIVERED, clock.now(), None
+        elif n.attempts > len(schedule):
+            n.status, n.next_attempt_at = FAILED, None
+        else:
+            n.next_attempt_at = clock.now() + timedelta(seconds=schedule[n.attempts - 1])
+    log.info("notify.attempt", notification_id=notification_id, ok=ok, status=status)
+    return int(ok)
+
+
+async def resend(db: Database, *, merchant_id: str, order_id: str) -> list[dict[str, Any]]:
+    """Merchant asked for the notifications again: deliver them now, whatever their state."""
+    async with db.transaction() as s:
+        order = await s.get(Order, order_id)
+        if order is None or order.merchant_id != merchant_id:
+            raise FulemaError(ErrorCode.ORDER_NOT_FOUND)
+        rows = list((await s.scalars(select(Notification).where(
+            Notification.order_id == order_id))).all())
+        for n in rows:
+            n.status, n.next_attempt_at, n.claimed_until = PENDING, clock.now(), None
+        return [notification_view(n) for n in rows]
+
+
+async def list_for_order(db: Database, *, merchant_id: str, order_id: str
+                         ) -> list[dict[str, Any]]:
+    async with db.transaction() as s:
+        rows = (await s.scalars(select(Notification).where(
+            Notification.order_id == order_id, Notification.merchant_id == merchant_id)
+            .order_by(Notification.created_at))).all()
+        return [notification_view(n) for n in rows]
+
+
+def notification_view(n: Notification) -> dict[str, Any]:
+    return {"notification_id": n.id, "kind": n.kind, "url": n.url, "status": n.status,
+            "attempts": n.attempts, "next_attempt_at": n.next_attempt_at,
+            "delivered_at": n.delivered_at}

@@ -1,0 +1,229 @@
+"""Refunds: partial and repeated, never above what was paid, idempotent by out_refund_no.
+
+The refundable amount is checked and reserved (`refund_pending_amount`) under the order's row
+lock in the same transaction that records the refund, so twenty concurrent partial refunds can
+never together exceed the payment. The channel is called after that commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import and_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from fulema.channels.base import (
+    ChannelError,
+    ChannelUnavailable,
+    RefundRequest,
+    RefundResult,
+    RefundState,
+)
+from fulema.core.clock import clock
+from fulema.core.db import Database
+from fulema.core.errors import ErrorCode, FulemaError
+from fulema.core.events import publish
+from fulema.core.ids import new_id
+from fulema.core.money import Money
+from fulema.payments.domain import (
+    OrderStatus,
+    RefundStatus,
+    check_refund,
+    check_refund_transition,
+    status_after_refund,
+)
+from fulema.payments.models import Order, Refund
+from fulema.payments.service import Deps, record
+
+log = structlog.get_logger(__name__)
+
+REFUND_POLL_SECONDS = 10
+
+
+def refund_view(refund: Refund, out_trade_no: str) -> dict[str, Any]:
+    return {
+        "refund_id": refund.id, "out_refund_no": refund.out_refund_no,
+        "order_id": refund.order_id, "out_trade_no": out_trade_no, "status": refund.status,
+        "amount": refund.amount.fen, "reason": refund.reason,
+        "channel_refund_no": refund.channel_refund_no, "failure_code": refund.failure_code,
+        "failure_message": refund.failure_message, "succeeded_at": refund.succeeded_at,
+        "created_at": refund.created_at,
+    }
+
+
+def _hash(order_id: str, amount: Money, reason: str) -> str:
+    return hashlib.sha256(f"{order_id}|{amount.fen}|{reason}".encode()).hexdigest()
+
+
+async def create_refund(deps: Deps, *, merchant_id: str, order_id: str, out_refund_no: str,
+                        amount: Money, reason: str, notify_url: str | None = None
+                        ) -> dict[str, Any]:
+    digest = _hash(order_id, amount, reason)
+    try:
+        refund, out_trade_no, created = await _reserve(deps.db, merchant_id=merchant_id,
+                                                       order_id=order_id,
+                                                       out_refund_no=out_refund_no,
+                                                       amount=amount, reason=reason,
+                                                       digest=digest, notify_url=notify_url)
+    except IntegrityError:
+        # a concurrent request with the same out_refund_no won the insert
+        refund, out_trade_no, created = await _reserve(deps.db, merchant_id=merchant_id,
+                                                       order_id=order_id,
+                                                       out_refund_no=out_refund_no,
+                                                       amount=amount, reason=reason,
+                                                       digest=digest, notify_url=notify_url)
+    if not created:
+        return refund_view(refund, out_trade_no)
+    return await _submit(deps, refund.id)
+
+
+async def _reserve(db: Database, *, merchant_id: str, order_id: str, out_refund_no: str,
+                   amount: Money, reason: str, digest: str, notify_url: str | None
+                   ) -> tuple[Refund, str, bool]:
+    async with db.transaction() as s:
+        order = (await s.scalars(select(Order).where(
+            Order.id == order_id, Order.merchant_id == merchant_id).with_for_update())).first()
+        if order is None:
+            raise FulemaError(ErrorCode.ORDER_NOT_FOUND)
+        existing = (await s.scalars(select(Refund).where(
+            Refund.merchant_id == merchant_id, Refund.out_refund_no == out_refund_no))).first()
+        if existing is not None:
+            if existing.request_hash != digest:
+                raise FulemaError(ErrorCode.DUPLICATE_OUT_REFUND_NO,
+                                  f"out_refund_no {out_refund_no} was used with other parameters")
+            return existing, order.out_trade_no, False
+        check_refund(status=OrderStatus(order.status), paid=order.amount,
+                     refunded=order.refunded_amount, pending=order.refund_pending_amount,
+                     amount=amount)
+        now = clock.now()
+        refund = Refund(id=new_id("rfd"), order_id=order.id, merchant_id=merchant_id,
+                        out_refund_no=out_refund_no, request_hash=digest, amount=amount,
+                        reason=reason, status=RefundStatus.PROCESSING.value,
+                        channel=order.channel, notify_url=notify_url or order.notify_url,
+                        next_query_at=now + timedelta(seconds=REFUND_POLL_SECONDS),
+                        created_at=now, updated_at=now)
+        s.add(refund)
+        order.refund_pending_amount = order.refund_pending_amount + amount
+        record(s, order, "REFUND_REQUESTED", detail={"refund_id": refund.id,
+                                                     "amount": amount.fen})
+        await s.flush()
+        return refund, order.out_trade_no, True
+
+
+async def _submit(deps: Deps, refund_id: str) -> dict[str, Any]:
+    async with deps.db.transaction() as s:
+        refund = await s.get(Refund, refund_id)
+        assert refund is not None
+        order = await s.get(Order, refund.order_id)
+        assert order is not None
+        req = RefundRequest(order_id=order.id, refund_id=refund.id, amount=refund.amount,
+                            order_amount=order.amount, reason=refund.reason or "refund",
+                            notify_url=deps.settings.callback_url(order.channel))
+        channel_name = order.channel
+    try:
+        result = await deps.channels.get(channel_name).refund(req)
+    except ChannelError as exc:
+        result = RefundResult(state=RefundState.FAILED, error_code=exc.code,
+                              error_message=exc.message)
+    except ChannelUnavailable:
+        # unknown outcome: stays PROCESSING and the refund job asks the channel
+        result = RefundResult(state=RefundState.UNKNOWN)
+    return await apply_refund_result(deps, refund_id=refund_id, result=result, source="refund")
+
+
+async def apply_refund_result(deps: Deps, *, refund_id: str, result: RefundResult,
+                              source: str) -> dict[str, Any]:
+    """Idempotent: a second SUCCESS for one refund changes nothing."""
+    async with deps.db.transaction() as s:
+        refund = await s.get(Refund, refund_id)
+        if refund is None:
+            raise FulemaError(ErrorCode.REFUND_NOT_FOUND)
+        order = await s.get(Order, refund.order_id, with_for_update=True)
+        refund = await s.get(Refund, refund_id, with_for_update=True, populate_existing=True)
+        assert order is not None and refund is not None
+        target = {RefundState.SUCCESS: RefundStatus.SUCCESS,
+                  RefundState.FAILED: RefundStatus.FAILED}.get(result.state)
+        if target is None or refund.status != RefundStatus.PROCESSING:
+            if refund.status == RefundStatus.PROCESSING:
+                refund.next_query_at = clock.now() + timedelta(seconds=REFUND_POLL_SECONDS)
+            return refund_view(refund, order.out_trade_no)
+        check_refund_transition(RefundStatus(refund.status), target)
+        now = clock.now()
+        refund.status = target.value
+        refund.updated_at = now
+        refund.next_query_at = None
+        refund.channel_refund_no = result.channel_refund_no or refund.channel_refund_no
+        order.refund_pending_amount = order.refund_pending_amount - refund.amount
+        if target == RefundStatus.SUCCESS:
+            refund.succeeded_at = now
+            order.refunded_amount = order.refunded_amount + refund.amount
+            after = status_after_refund(paid=order.amount, refunded=order.refunded_amount)
+            record(s, order, "REFUND_SUCCEEDED", to=after,
+                   detail={"refund_id": refund.id, "amount": refund.amount.fen, "source": source})
+            publish(s, "refund.succeeded", {
+                **refund_view_payload(refund, order), "order_status": order.status})
+        else:
+            refund.failure_code = result.error_code
+            refund.failure_message = (result.error_message or "")[:256] or None
+            record(s, order, "REFUND_FAILED", detail={"refund_id": refund.id,
+                                                      "code": result.error_code})
+            publish(s, "refund.failed", refund_view_payload(refund, order))
+        return refund_view(refund, order.out_trade_no)
+
+
+def refund_view_payload(refund: Refund, order: Order) -> dict[str, Any]:
+    view = refund_view(refund, order.out_trade_no)
+    for key in ("succeeded_at", "created_at"):
+        if view[key] is not None:
+            view[key] = view[key].isoformat()
+    view.update(app_id=order.app_id, merchant_id=order.merchant_id, notify_url=refund.notify_url,
+                order_amount=order.amount.fen, refunded_amount=order.refunded_amount.fen)
+    return view
+
+
+async def get_refund(db: Database, *, merchant_id: str, refund_id: str | None = None,
+                     out_refund_no: str | None = None) -> dict[str, Any]:
+    async with db.transaction() as s:
+        stmt = select(Refund).where(Refund.merchant_id == merchant_id)
+        stmt = stmt.where(Refund.id == refund_id) if refund_id else stmt.where(
+            Refund.out_refund_no == out_refund_no)
+        refund = (await s.scalars(stmt)).first()
+        if refund is None:
+            raise FulemaError(ErrorCode.REFUND_NOT_FOUND)
+        order = await s.get(Order, refund.order_id)
+        assert order is not None
+        return refund_view(refund, order.out_trade_no)
+
+
+async def run_refund_jobs(deps: Deps, *, limit: int = 100) -> int:
+    """Ask the channel about refunds whose outcome is still unknown."""
+    now = clock.now()
+    async with deps.db.transaction() as s:
+        due = list((await s.execute(select(Refund.id, Refund.order_id, Refund.channel,
+                                           Refund.next_query_at).where(and_(
+            Refund.status == RefundStatus.PROCESSING.value,
+            Refund.next_query_at <= now)).limit(limit))).all())
+    done = 0
+    for refund_id, order_id, channel_name, seen in due:
+        async with deps.db.transaction() as s:
+            claimed = await s.execute(update(Refund).where(
+                Refund.id == refund_id, Refund.next_query_at == seen).values(
+                next_query_at=now + timedelta(seconds=REFUND_POLL_SECONDS)))
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            continue
+        try:
+            result = await deps.channels.get(channel_name).refund_query(order_id, refund_id)
+        except ChannelUnavailable:
+            continue
+        except ChannelError:
+            # The channel never received it (the first call timed out before arriving):
+            # send it again; channels deduplicate refunds by out_refund_no.
+            view = await _submit(deps, refund_id)
+        else:
+            view = await apply_refund_result(deps, refund_id=refund_id, result=result,
+                                             source="query")
+        done += view["status"] != RefundStatus.PROCESSING
+    return done

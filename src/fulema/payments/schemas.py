@@ -1,0 +1,86 @@
+"""Merchant API shapes for orders and refunds. Amounts are integer fen on the wire."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from fulema.core.vocab import ChannelName
+
+_NO = r"^[A-Za-z0-9_\-|*@.]{6,64}$"
+
+
+class CreateOrderBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    out_trade_no: str = Field(pattern=_NO, description="Merchant's order number, unique per merchant")
+    amount: StrictInt = Field(description="Integer fen, > 0")
+    subject: str = Field(min_length=1, max_length=128)
+    way_code: str = Field(description="QR_DYNAMIC | BARCODE | JSAPI | H5 | APP")
+    channel: ChannelName | None = Field(default=None, description="Required except for BARCODE")
+    auth_code: str | None = Field(default=None, max_length=32, description="Payer code (BARCODE)")
+    payer_id: str | None = Field(default=None, max_length=128, description="openid/user id (JSAPI)")
+    store_id: str | None = Field(default=None, max_length=40)
+    notify_url: str | None = Field(default=None, max_length=512, pattern=r"^https?://")
+    attach: str | None = Field(default=None, max_length=512)
+    expire_seconds: int | None = Field(default=None, ge=60, le=7 * 24 * 3600)
+    client_ip: str | None = Field(default=None, max_length=64)
+
+
+class RefundBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    out_refund_no: str = Field(pattern=_NO)
+    amount: StrictInt = Field(description="Integer fen, > 0")
+    reason: str = Field(default="", max_length=128)
+    notify_url: str | None = Field(default=None, max_length=512, pattern=r"^https?://")
+
+
+class OrderOut(BaseModel):
+    order_id: str
+    out_trade_no: str
+    merchant_id: str
+    status: str
+    amount: int
+    refunded_amount: int
+    channel: str
+    way_code: str
+    subject: str
+    code_url: str | None = None
+    h5_url: str | None = None
+    pay_params: dict[str, Any] | None = None
+    channel_trade_no: str | None = None
+    payer_id: str | None = None
+    attach: str | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+    expire_at: datetime
+    paid_at: datetime | None = None
+    created_at: datetime
+
+
+class RefundOut(BaseModel):
+    refund_id: str
+    out_refund_no: str
+    order_id: str
+    out_trade_no: str
+    status: str
+    amount: int
+    reason: str
+    channel_refund_no: str | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+    succeeded_at: datetime | None = None
+    created_at: datetime
+
+
+class NotificationOut(BaseModel):
+    notification_id: str
+    kind: str
+    url: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None

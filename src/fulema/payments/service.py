@@ -1,0 +1,482 @@
+"""Order use cases: create (idempotent per merchant), query, close, and applying what a channel
+says (response, callback or query) to an order.
+
+Channel calls never run inside a database transaction: a transaction holds row locks for
+milliseconds, a channel call may take seconds, and on SQLite the in-process sandbox's callback
+would otherwise wait on our own write lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+import structlog
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fulema.channels.base import (
+    BarcodePayRequest,
+    ChannelError,
+    ChannelUnavailable,
+    CreatePaymentRequest,
+    TradeResult,
+    TradeState,
+)
+from fulema.channels.detect import detect_payer_code
+from fulema.channels.registry import ChannelRegistry
+from fulema.core.clock import as_utc, clock
+from fulema.core.config import Settings
+from fulema.core.db import Database
+from fulema.core.errors import ErrorCode, FulemaError
+from fulema.core.events import publish
+from fulema.core.ids import new_id
+from fulema.core.money import Money
+from fulema.core.vocab import ChannelName, WayCode
+from fulema.merchants import service as merchants
+from fulema.payments.domain import (
+    OPEN_STATUSES,
+    ORDER_TRANSITIONS,
+    PAID_STATUSES,
+    OrderStatus,
+    check_amount,
+    check_order_transition,
+)
+from fulema.payments.models import Order, OrderEvent
+from fulema.risk import service as risk
+
+log = structlog.get_logger(__name__)
+
+# How long one process holds the right to call the channel for a new order.
+CHANNEL_CLAIM_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Deps:
+    db: Database
+    settings: Settings
+    channels: ChannelRegistry
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    out_trade_no: str
+    amount: Money
+    subject: str
+    way_code: WayCode
+    channel: ChannelName | None = None
+    auth_code: str | None = None
+    payer_id: str | None = None
+    store_id: str | None = None
+    notify_url: str | None = None
+    attach: str | None = None
+    expire_seconds: int | None = None
+    client_ip: str = "127.0.0.1"
+
+    def request_hash(self) -> str:
+        """What makes two requests with one out_trade_no 'the same request'."""
+        fields = {k: v for k, v in self.__dict__.items() if k != "client_ip"}
+        fields["amount"] = self.amount.fen
+        return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def parse_way_code(value: str) -> WayCode:
+    try:
+        return WayCode(value)
+    except ValueError as exc:
+        raise FulemaError(ErrorCode.UNKNOWN_WAY_CODE,
+                          f"way_code must be one of {', '.join(w.value for w in WayCode)}") from exc
+
+
+def mask_code(code: str) -> str:
+    return code[:4] + "*" * max(0, len(code) - 8) + code[-4:]
+
+
+def order_view(order: Order) -> dict[str, Any]:
+    return {
+        "order_id": order.id, "out_trade_no": order.out_trade_no,
+        "merchant_id": order.merchant_id, "status": order.status, "amount": order.amount.fen,
+        "refunded_amount": order.refunded_amount.fen, "channel": order.channel,
+        "way_code": order.way_code, "subject": order.subject, "code_url": order.code_url,
+        "h5_url": order.h5_url, "pay_params": order.pay_params,
+        "channel_trade_no": order.channel_trade_no, "payer_id": order.payer_id,
+        "attach": order.attach, "failure_code": order.failure_code,
+        "failure_message": order.failure_message, "expire_at": order.expire_at,
+        "paid_at": order.paid_at, "created_at": order.created_at,
+    }
+
+
+def _event_payload(order: Order) -> dict[str, Any]:
+    view = order_view(order)
+    for key in ("expire_at", "paid_at", "created_at"):
+        value = view[key]
+        view[key] = value.isoformat() if isinstance(value, datetime) else value
+    view["app_id"] = order.app_id
+    view["notify_url"] = order.notify_url
+    view["store_id"] = order.store_id
+    return view
+
+
+def record(session: AsyncSession, order: Order, kind: str, *, to: OrderStatus | None = None,
+           detail: dict[str, Any] | None = None) -> None:
+    """Append to the order's event log (and move its state when `to` is given)."""
+    now = clock.now()
+    before = order.status
+    if to is not None and to != before:
+        check_order_transition(OrderStatus(before), to)
+        order.status = to.value
+    order.updated_at = now
+    session.add(OrderEvent(id=new_id("oev"), order_id=order.id, kind=kind, from_status=before,
+                           to_status=order.status, detail=detail or {}, at=now))
+
+
+# ---------------------------------------------------------------------------- create
+
+async def create_order(deps: Deps, *, merchant_id: str, app_id: str, new: NewOrder,
+                       default_notify_url: str | None = None) -> dict[str, Any]:
+    settings = deps.settings
+    check_amount(new.amount, max_fen=settings.max_order_fen)
+    channel = _resolve_channel(new, settings)
+    deps.channels.get(channel)  # refuses a channel that is not enabled
+    await merchants.check_can_pay(deps.db, merchant_id=merchant_id)
+    if new.store_id:
+        await merchants.get_store(deps.db, merchant_id=merchant_id, store_id=new.store_id)
+    decision = await risk.decide(deps.db, merchant_id=merchant_id, amount=new.amount,
+                                 channel=channel.value, way_code=new.way_code.value,
+                                 payer_id=new.payer_id)
+    if not decision.allow:
+        raise FulemaError(ErrorCode.RISK_REJECTED, decision.reason or None)
+
+    order = await _insert_or_get(deps, merchant_id=merchant_id, app_id=app_id, new=new,
+                                 channel=channel, notify_url=new.notify_url or default_notify_url)
+    if order.status == OrderStatus.CREATED and await _claim_channel_step(deps.db, order.id):
+        if new.way_code == WayCode.BARCODE:
+            assert new.auth_code is not None
+            return await _barcode_pay(deps, order, new.auth_code)
+        return await _channel_create(deps, order)
+    return order_view(order)
+
+
+def _resolve_channel(new: NewOrder, settings: Settings) -> ChannelName:
+    if new.way_code == WayCode.BARCODE:
+        if not new.auth_code:
+            raise FulemaError(ErrorCode.VALIDATION_ERROR, "auth_code is required for BARCODE")
+        detected = detect_payer_code(new.auth_code, settings)
+        if new.channel is not None and new.channel != detected:
+            raise FulemaError(ErrorCode.UNRECOGNISED_PAYER_CODE,
+                              f"the payer code belongs to {detected}, not {new.channel}")
+        return detected
+    if new.channel is None:
+        raise FulemaError(ErrorCode.VALIDATION_ERROR, f"channel is required for {new.way_code}")
+    if new.way_code == WayCode.JSAPI and not new.payer_id:
+        raise FulemaError(ErrorCode.PAYER_ID_REQUIRED)
+    return new.channel
+
+
+async def _insert_or_get(deps: Deps, *, merchant_id: str, app_id: str, new: NewOrder,
+                         channel: ChannelName, notify_url: str | None) -> Order:
+    db = deps.db
+    digest = new.request_hash()
+    existing = await _find_by_out_trade_no(db, merchant_id, new.out_trade_no)
+    if existing is None:
+        now = clock.now()
+        expire = new.expire_seconds or deps.settings.order_expire_seconds
+        order = Order(
+            id=new_id("ord"), merchant_id=merchant_id, app_id=app_id, store_id=new.store_id,
+            out_trade_no=new.out_trade_no, request_hash=digest, amount=new.amount,
+            subject=new.subject, way_code=new.way_code.value, channel=channel.value,
+            status=OrderStatus.CREATED.value, payer_id=new.payer_id,
+            payer_code_masked=mask_code(new.auth_code) if new.auth_code else None,
+            notify_url=notify_url, attach=new.attach, client_ip=new.client_ip,
+            refunded_amount=Money.zero(), refund_pending_amount=Money.zero(),
+            expire_at=now + timedelta(seconds=expire),
+            created_at=now, updated_at=now)
+        try:
+            async with db.transaction() as s:
+                s.add(order)
+                record(s, order, "CREATED", detail={"amount": new.amount.fen,
+                                                    "channel": channel.value})
+            return order
+        except IntegrityError:
+            existing = await _find_by_out_trade_no(db, merchant_id, new.out_trade_no)
+            if existing is None:
+                raise
+    if existing.request_hash != digest:
+        raise FulemaError(ErrorCode.DUPLICATE_OUT_TRADE_NO,
+                          f"out_trade_no {new.out_trade_no} was used with other parameters")
+    return existing
+
+
+async def _find_by_out_trade_no(db: Database, merchant_id: str, out_trade_no: str) -> Order | None:
+    async with db.transaction() as s:
+        return (await s.scalars(select(Order).where(
+            Order.merchant_id == merchant_id, Order.out_trade_no == out_trade_no))).first()
+
+
+async def _claim_channel_step(db: Database, order_id: str) -> bool:
+    """Only one request calls the channel for a new order, however many arrive at once."""
+    now = clock.now()
+    async with db.transaction() as s:
+        result = await s.execute(
+            update(Order)
+            .where(Order.id == order_id, Order.status == OrderStatus.CREATED.value,
+                   or_(Order.next_query_at.is_(None), Order.next_query_at < now))
+            .values(next_query_at=now + timedelta(seconds=CHANNEL_CLAIM_SECONDS)))
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def _channel_create(deps: Deps, order: Order) -> dict[str, Any]:
+    channel = deps.channels.get(order.channel)
+    way = WayCode(order.way_code)
+    if way == WayCode.QR_STATIC:
+        # The plate's cashier runs inside the payer's app: with the payer's id (from the app's
+        # silent authorisation) it is an in-app (JSAPI) payment, without it the app's QR link.
+        way = WayCode.JSAPI if order.payer_id else WayCode.QR_DYNAMIC
+    req = CreatePaymentRequest(
+        order_id=order.id, amount=order.amount, subject=order.subject, way_code=way, notify_url=deps.settings.callback_url(order.channel),
+        expire_at=order.expire_at, payer_id=order.payer_id, client_ip=order.client_ip,
+        return_url=f"{deps.settings.public_base_url}/pay/result/{order.id}")
+    try:
+        result = await channel.create(req)
+    except ChannelError as exc:
+        failed = TradeResult(state=TradeState.FAILED, error_code=exc.code,
+                             error_message=exc.message)
+        await apply_trade_result(deps, order_id=order.id, result=failed, source="create")
+        raise FulemaError(ErrorCode.CHANNEL_ERROR, f"{exc.code}: {exc.message}") from exc
+    except ChannelUnavailable as exc:
+        # The channel may or may not have the order; it stays CREATED and a retry of the same
+        # request (or the expiry job) sorts it out. Nothing is lost, nothing is charged.
+        raise FulemaError(ErrorCode.CHANNEL_UNAVAILABLE, str(exc) or None) from exc
+    async with deps.db.transaction() as s:
+        row = await s.get(Order, order.id, with_for_update=True)
+        assert row is not None
+        if row.status == OrderStatus.CREATED:
+            row.code_url = result.code_url
+            row.h5_url = result.h5_url
+            row.pay_params = result.pay_params
+            row.channel_trade_no = result.channel_trade_no or row.channel_trade_no
+            row.next_query_at = None
+            record(s, row, "CHANNEL_ACCEPTED", to=OrderStatus.PAYING)
+        return order_view(row)
+
+
+async def _barcode_pay(deps: Deps, order: Order, auth_code: str) -> dict[str, Any]:
+    channel = deps.channels.get(order.channel)
+    req = BarcodePayRequest(order_id=order.id, amount=order.amount, subject=order.subject,
+                            auth_code=auth_code, client_ip=order.client_ip)
+    try:
+        result = await channel.barcode_pay(req)
+    except ChannelError as exc:
+        result = TradeResult(state=TradeState.FAILED, error_code=exc.code,
+                             error_message=exc.message)
+    except ChannelUnavailable:
+        result = TradeResult(state=TradeState.UNKNOWN)
+    if result.state in (TradeState.UNKNOWN, TradeState.NOT_FOUND):
+        # The payer may have been charged: never call it failed; poll, then cancel.
+        result = TradeResult(state=TradeState.PAYING, raw=result.raw)
+    return await apply_trade_result(deps, order_id=order.id, result=result, source="barcode_pay")
+
+
+# ---------------------------------------------------------------------------- results
+
+_TARGET: dict[TradeState, OrderStatus | None] = {
+    TradeState.PAYING: OrderStatus.PAYING,
+    TradeState.SUCCESS: OrderStatus.SUCCESS,
+    TradeState.FAILED: OrderStatus.FAILED,
+    TradeState.CLOSED: OrderStatus.CLOSED,
+    TradeState.NOT_FOUND: None,
+    TradeState.UNKNOWN: None,
+}
+
+
+async def apply_trade_result(deps: Deps, *, order_id: str, result: TradeResult,
+                             source: str) -> dict[str, Any]:
+    """Apply what the channel says to the order, idempotently. Duplicate callbacks, a query
+    racing a callback, or a stale PAYING after SUCCESS all end in the same single state."""
+    async with deps.db.transaction() as s:
+        order = await s.get(Order, order_id, with_for_update=True)
+        if order is None:
+            raise FulemaError(ErrorCode.ORDER_NOT_FOUND)
+        target = _TARGET[result.state]
+        current = OrderStatus(order.status)
+        detail = {"source": source, "state": result.state.value}
+        if target is None or current == target or (
+                target == OrderStatus.SUCCESS and current in PAID_STATUSES):
+            if current == OrderStatus.PAYING and order.way_code == WayCode.BARCODE.value:
+                order.next_query_at = clock.now() + timedelta(
+                    seconds=deps.settings.userpaying_poll_seconds)
+            return order_view(order)
+        if target == OrderStatus.SUCCESS:
+            if result.amount is not None and result.amount != order.amount:
+                record(s, order, "AMOUNT_MISMATCH",
+                       detail={**detail, "channel_amount": result.amount.fen})
+                log.error("payment.amount_mismatch", order_id=order.id,
+                          expected=order.amount.fen, got=result.amount.fen)
+                raise FulemaError(ErrorCode.CALLBACK_INVALID,
+                                  "the channel's amount differs from the order's")
+            if current not in OPEN_STATUSES:
+                # Paid at the channel after we closed or failed it: money moved, so it must
+                # not be dropped. Operations get an event to refund or reopen by hand.
+                record(s, order, "PAID_AFTER_CLOSE", detail=detail)
+                publish(s, "payment.paid_after_close", _event_payload(order))
+                return order_view(order)
+            order.paid_at = result.paid_at or clock.now()
+            order.channel_trade_no = result.channel_trade_no or order.channel_trade_no
+            order.payer_id = result.payer_id or order.payer_id
+        if target == OrderStatus.FAILED:
+            order.failure_code = result.error_code
+            order.failure_message = (result.error_message or "")[:256] or None
+        if target not in _allowed_from(current):
+            record(s, order, "IGNORED_RESULT", detail=detail)
+            return order_view(order)
+        order.next_query_at = (clock.now() + timedelta(seconds=deps.settings.userpaying_poll_seconds)
+                               if target == OrderStatus.PAYING else None)
+        record(s, order, f"CHANNEL_{result.state.value}", to=target, detail=detail)
+        if target == OrderStatus.SUCCESS:
+            publish(s, "payment.succeeded", _event_payload(order))
+        elif target == OrderStatus.FAILED:
+            publish(s, "payment.failed", _event_payload(order))
+        elif target == OrderStatus.CLOSED:
+            publish(s, "payment.closed", _event_payload(order))
+        return order_view(order)
+
+
+def _allowed_from(current: OrderStatus) -> frozenset[OrderStatus]:
+    return ORDER_TRANSITIONS[current]
+
+
+# ---------------------------------------------------------------------------- query / close
+
+async def get_order(db: Database, *, merchant_id: str, order_id: str | None = None,
+                    out_trade_no: str | None = None) -> Order:
+    async with db.transaction() as s:
+        stmt = select(Order).where(Order.merchant_id == merchant_id)
+        stmt = stmt.where(Order.id == order_id) if order_id else stmt.where(
+            Order.out_trade_no == out_trade_no)
+        order = (await s.scalars(stmt)).first()
+    if order is None:
+        raise FulemaError(ErrorCode.ORDER_NOT_FOUND)
+    return order
+
+
+async def query_order(deps: Deps, *, merchant_id: str, order_id: str | None = None,
+                      out_trade_no: str | None = None, refresh: bool = True) -> dict[str, Any]:
+    """The order as we know it; an open order is first refreshed from the channel."""
+    order = await get_order(deps.db, merchant_id=merchant_id, order_id=order_id,
+                            out_trade_no=out_trade_no)
+    if refresh and order.status == OrderStatus.PAYING:
+        return await sync_with_channel(deps, order_id=order.id)
+    return order_view(order)
+
+
+async def order_by_id(deps: Deps, *, order_id: str) -> dict[str, Any]:
+    """For the payer's result page (no merchant scope: the order id is unguessable)."""
+    async with deps.db.transaction() as s:
+        order = await s.get(Order, order_id)
+    if order is None:
+        raise FulemaError(ErrorCode.ORDER_NOT_FOUND)
+    if order.status == OrderStatus.PAYING:
+        return await sync_with_channel(deps, order_id=order_id)
+    return order_view(order)
+
+
+async def sync_with_channel(deps: Deps, *, order_id: str) -> dict[str, Any]:
+    async with deps.db.transaction() as s:
+        order = await s.get(Order, order_id)
+        assert order is not None
+        channel_name = order.channel
+    try:
+        result = await deps.channels.get(channel_name).query(order_id)
+    except (ChannelUnavailable, ChannelError):
+        result = TradeResult(state=TradeState.UNKNOWN)
+    return await apply_trade_result(deps, order_id=order_id, result=result, source="query")
+
+
+async def close_order(deps: Deps, *, merchant_id: str, order_id: str,
+                      reason: str = "merchant") -> dict[str, Any]:
+    order = await get_order(deps.db, merchant_id=merchant_id, order_id=order_id)
+    if order.status == OrderStatus.CLOSED:
+        return order_view(order)
+    if order.status not in OPEN_STATUSES:
+        raise FulemaError(ErrorCode.ORDER_ALREADY_FINAL, f"the order is {order.status}")
+    channel = deps.channels.get(order.channel)
+    if order.status == OrderStatus.PAYING or order.next_query_at is not None:
+        try:
+            if order.way_code == WayCode.BARCODE.value:
+                await channel.cancel(order.id)
+            else:
+                await channel.close(order.id)
+        except ChannelError:
+            # e.g. already paid: the channel's own state decides
+            view = await sync_with_channel(deps, order_id=order.id)
+            if view["status"] in {s.value for s in PAID_STATUSES}:
+                raise FulemaError(ErrorCode.ORDER_ALREADY_FINAL,
+                                  "the payer paid before the close") from None
+        except ChannelUnavailable as exc:
+            raise FulemaError(ErrorCode.CHANNEL_UNAVAILABLE) from exc
+    closed = TradeResult(state=TradeState.CLOSED)
+    view = await apply_trade_result(deps, order_id=order.id, result=closed, source=reason)
+    if view["status"] != OrderStatus.CLOSED:
+        raise FulemaError(ErrorCode.ORDER_ALREADY_FINAL, f"the order is {view['status']}")
+    return view
+
+
+# ---------------------------------------------------------------------------- jobs
+
+async def due_orders(db: Database, *, limit: int = 100) -> list[str]:
+    """Open orders whose channel should be asked again, or that have expired."""
+    now = clock.now()
+    async with db.transaction() as s:
+        rows = await s.scalars(select(Order.id).where(
+            Order.status.in_([OrderStatus.CREATED.value, OrderStatus.PAYING.value]),
+            or_(and_(Order.next_query_at.is_not(None), Order.next_query_at <= now),
+                Order.expire_at <= now)).limit(limit))
+        return list(rows.all())
+
+
+async def claim_for_job(db: Database, order_id: str, *, seconds: int) -> Order | None:
+    """Conditional update claim (no SKIP LOCKED: see ARCHITECTURE.md)."""
+    now = clock.now()
+    async with db.transaction() as s:
+        order = await s.get(Order, order_id)
+        if order is None or order.status not in {o.value for o in OPEN_STATUSES}:
+            return None
+        result = await s.execute(
+            update(Order).where(Order.id == order_id, Order.updated_at == order.updated_at)
+            .values(next_query_at=now + timedelta(seconds=seconds), updated_at=now))
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        return order
+
+
+async def run_order_jobs(deps: Deps) -> int:
+    """Poll open payer-code payments, refresh unknown outcomes and close expired orders."""
+    done = 0
+    settings = deps.settings
+    for order_id in await due_orders(deps.db):
+        order = await claim_for_job(deps.db, order_id, seconds=30)
+        if order is None:
+            continue
+        now = clock.now()
+        try:
+            view = await sync_with_channel(deps, order_id=order_id)
+            if view["status"] not in {s.value for s in OPEN_STATUSES}:
+                done += 1
+                continue
+            barcode_timed_out = (order.way_code == WayCode.BARCODE.value and now >= _aware(
+                order.created_at) + timedelta(seconds=settings.userpaying_max_seconds))
+            if barcode_timed_out or now >= _aware(order.expire_at):
+                await close_order(deps, merchant_id=order.merchant_id, order_id=order_id,
+                                  reason="expired")
+                done += 1
+        except FulemaError as exc:
+            log.warning("order_job.failed", order_id=order_id, code=exc.code)
+    return done
+
+
+def _aware(value: datetime) -> datetime:
+    return as_utc(value)

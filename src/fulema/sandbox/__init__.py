@@ -1,0 +1,1 @@
+"""Protocol-accurate channel servers and payer wallets, for the demo and the tests."""

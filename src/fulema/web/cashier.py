@@ -1,0 +1,82 @@
+"""The cashier behind a static aggregated QR plate (`/pay/q/{plate}`).
+
+One printed code for every payer: the page recognises the scanning app from its User-Agent,
+shows the merchant and an amount pad, creates a QR_STATIC order on that app's channel and hands
+over to it. An app we cannot take gets a page naming the apps that work.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse
+
+from fulema.channels.detect import detect_app
+from fulema.core.errors import FulemaError
+from fulema.core.ids import new_token
+from fulema.core.money import Money
+from fulema.core.vocab import WayCode
+from fulema.merchants import service as merchants
+from fulema.payments import service as payments
+from fulema.payments.api import deps_of
+from fulema.web import pages
+
+router = APIRouter(tags=["cashier"], include_in_schema=False)
+
+
+@router.get("/pay/q/{plate_code}", response_class=HTMLResponse)
+async def show_plate(plate_code: str, request: Request, payer_id: str = "") -> HTMLResponse:
+    deps = deps_of(request)
+    plate = await merchants.get_plate(deps.db, code=plate_code)
+    channel = detect_app(request.headers.get("user-agent", ""), deps.settings)
+    enabled = [c.value for c in deps.channels.enabled()]
+    if channel is None or channel.value not in enabled:
+        return HTMLResponse(pages.unsupported(plate.merchant_name, enabled), status_code=200)
+    return HTMLResponse(pages.amount_pad(merchant=plate.merchant_name, store=plate.store_name,
+                                         channel=channel.value, action=f"/pay/q/{plate_code}",
+                                         payer_id=payer_id))
+
+
+@router.post("/pay/q/{plate_code}", response_class=HTMLResponse)
+async def pay_plate(plate_code: str, request: Request, amount: str = Form(""),
+                    payer_id: str = Form("")) -> HTMLResponse:
+    deps = deps_of(request)
+    plate = await merchants.get_plate(deps.db, code=plate_code)
+    channel = detect_app(request.headers.get("user-agent", ""), deps.settings)
+    enabled = [c.value for c in deps.channels.enabled()]
+    if channel is None or channel.value not in enabled:
+        return HTMLResponse(pages.unsupported(plate.merchant_name, enabled), status_code=400)
+
+    def again(message: str) -> HTMLResponse:
+        return HTMLResponse(pages.amount_pad(
+            merchant=plate.merchant_name, store=plate.store_name, channel=channel.value,
+            action=f"/pay/q/{plate_code}", payer_id=payer_id, error=message, amount=amount),
+            status_code=400)
+
+    try:
+        money = Money.from_yuan(amount)
+        if not money.is_positive:
+            return again("请输入大于 0 的金额 · Enter an amount above 0")
+        cred = await merchants.default_app_for_merchant(deps.db, merchant_id=plate.merchant_id)
+        view = await payments.create_order(
+            deps, merchant_id=plate.merchant_id, app_id=cred.app_id if cred else "cashier",
+            default_notify_url=cred.notify_url if cred else None,
+            new=payments.NewOrder(
+                out_trade_no=f"QR{new_token(12)}", amount=money, subject=plate.merchant_name,
+                way_code=WayCode.QR_STATIC, channel=channel, payer_id=payer_id or None,
+                store_id=plate.store_id,
+                client_ip=request.client.host if request.client else "127.0.0.1"))
+    except FulemaError as exc:
+        return again(exc.message)
+    return HTMLResponse(pages.hand_over(
+        merchant=plate.merchant_name, amount=money.to_yuan(), order_id=view["order_id"],
+        channel=channel.value, pay_params=view["pay_params"], code_url=view["code_url"],
+        h5_url=view["h5_url"]))
+
+
+@router.get("/pay/result/{order_id}", response_class=HTMLResponse)
+async def show_result(order_id: str, request: Request) -> HTMLResponse:
+    deps = deps_of(request)
+    view = await payments.order_by_id(deps, order_id=order_id)
+    snapshot = await merchants.check_merchant(deps.db, merchant_id=view["merchant_id"])
+    return HTMLResponse(pages.result(merchant=snapshot.name, amount=Money(view["amount"]).to_yuan(),
+                                     status=view["status"], order_id=order_id))

@@ -1,0 +1,86 @@
+"""Tiny HTML rendering for the cashier. The pages are a handful of static layouts, so plain
+templates with `html.escape` are enough; a template engine would add a dependency for ~60 lines."""
+
+from __future__ import annotations
+
+from html import escape
+
+APP_NAMES = {"wechat": "微信 WeChat", "alipay": "支付宝 Alipay", "unionpay": "云闪付 UnionPay",
+             "ecny": "数字人民币 e-CNY", "bankpay": "本行手机银行 Mobile banking"}
+
+_STYLE = """
+body{font-family:-apple-system,"PingFang SC","Microsoft YaHei",sans-serif;margin:0;background:#f4f5f7}
+main{max-width:420px;margin:0 auto;padding:24px 16px}
+.card{background:#fff;border-radius:12px;padding:20px;box-shadow:0 1px 3px rgba(0,0,0,.08)}
+h1{font-size:20px;margin:0 0 4px}.muted{color:#667;font-size:14px}
+.amount{font-size:36px;width:100%;box-sizing:border-box;border:0;border-bottom:2px solid #d33;
+padding:8px 0;margin:16px 0;outline:none}
+button{width:100%;padding:14px;font-size:18px;border:0;border-radius:8px;background:#d33;color:#fff}
+.err{color:#c00;margin:8px 0}.ok{color:#080;font-size:22px}.pad{display:grid;
+grid-template-columns:repeat(3,1fr);gap:8px;margin-bottom:12px}
+.pad span{background:#eee;border-radius:6px;padding:12px;text-align:center;font-size:20px}
+ul{padding-left:20px}
+"""
+
+
+def page(title: str, body: str) -> str:
+    return (f'<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width,initial-scale=1">'
+            f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
+            f"<body><main>{body}</main></body></html>")
+
+
+def amount_pad(*, merchant: str, store: str, channel: str, action: str, payer_id: str,
+               error: str = "", amount: str = "") -> str:
+    err = f'<p class="err" role="alert">{escape(error)}</p>' if error else ""
+    keys = "".join(f"<span>{k}</span>" for k in "123456789.0⌫")
+    body = f"""<div class="card"><h1>{escape(merchant)}</h1>
+<p class="muted">{escape(store)} · {escape(APP_NAMES.get(channel, channel))}</p>
+<form method="post" action="{escape(action)}">
+<label for="amount" class="muted">付款金额 Amount (元 yuan)</label>
+<input class="amount" id="amount" name="amount" inputmode="decimal" autocomplete="off"
+ placeholder="0.00" value="{escape(amount)}" required pattern="[0-9]+(\\.[0-9]{{1,2}})?">
+<input type="hidden" name="payer_id" value="{escape(payer_id)}">
+{err}<div class="pad" aria-hidden="true">{keys}</div>
+<button type="submit">付款 Pay</button></form></div>
+<script>
+document.querySelectorAll('.pad span').forEach(function(k){{k.onclick=function(){{
+var i=document.getElementById('amount');var t=k.textContent;
+i.value=t==='⌫'?i.value.slice(0,-1):i.value+t;}};}});
+</script>"""
+    return page(f"向 {merchant} 付款", body)
+
+
+def unsupported(merchant: str, channels: list[str]) -> str:
+    items = "".join(f"<li>{escape(APP_NAMES.get(c, c))}</li>" for c in channels)
+    body = f"""<div class="card"><h1>{escape(merchant)}</h1>
+<p>请使用以下应用扫码付款 · Please scan this code with one of these apps:</p><ul>{items}</ul></div>"""
+    return page("请用支持的应用扫码", body)
+
+
+def hand_over(*, merchant: str, amount: str, order_id: str, channel: str,
+              pay_params: dict[str, str] | None, code_url: str | None, h5_url: str | None) -> str:
+    if pay_params:
+        params = "".join(f"<li><code>{escape(k)}={escape(str(v))}</code></li>"
+                         for k, v in pay_params.items())
+        how = f"<p class='muted'>在应用内确认支付 · Confirm in the app</p><ul>{params}</ul>"
+    elif h5_url or code_url:
+        link = escape(h5_url or code_url or "")
+        how = f'<p><a href="{link}">打开{escape(APP_NAMES.get(channel, channel))}付款 Open to pay</a></p>'
+    else:
+        how = ""
+    body = f"""<div class="card" data-order-id="{escape(order_id)}"><h1>{escape(merchant)}</h1>
+<p class="amount">¥{escape(amount)}</p>{how}
+<p><a href="/pay/result/{escape(order_id)}">查看支付结果 · See the result</a></p></div>"""
+    return page("确认支付", body)
+
+
+def result(*, merchant: str, amount: str, status: str, order_id: str) -> str:
+    text = {"SUCCESS": ("ok", "支付成功 Paid"), "PAYING": ("muted", "等待支付 Waiting for payment"),
+            "CREATED": ("muted", "等待支付 Waiting for payment"),
+            "CLOSED": ("err", "订单已关闭 Closed"), "FAILED": ("err", "支付失败 Failed")}
+    cls, label = text.get(status, ("muted", status))
+    body = f"""<div class="card" data-status="{escape(status)}"><h1>{escape(merchant)}</h1>
+<p class="amount">¥{escape(amount)}</p><p class="{cls}">{escape(label)}</p>
+<p class="muted">订单号 Order {escape(order_id)}</p></div>"""
+    return page(label, body)
