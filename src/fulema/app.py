@@ -16,6 +16,7 @@ import httpx
 import structlog
 from fastapi import FastAPI
 
+from fulema.channels.ops_api import router as channels_ops_router
 from fulema.channels.registry import build_channels, build_sandboxes
 from fulema.core.config import Settings, get_settings
 from fulema.core.db import Database
@@ -77,7 +78,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
 
-    for router in (ops_router, merchants_router, payments_router, callbacks_router,
+    for router in (ops_router, channels_ops_router, merchants_router, payments_router, callbacks_router,
                    cashier_router):
         app.include_router(router)
 

@@ -13,6 +13,8 @@ import httpx
 from fastapi import FastAPI
 
 from fulema.channels.base import Channel
+from fulema.channels.breaker import BreakerSettings
+from fulema.channels.routing import guard
 from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.vocab import ChannelName
@@ -36,11 +38,19 @@ def _module_exists(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def build_channels(settings: Settings, http: httpx.AsyncClient) -> ChannelRegistry:
+def build_channels(settings: Settings, http: httpx.AsyncClient,
+                   breaker: BreakerSettings | None = None) -> ChannelRegistry:
+    """Every channel is wrapped in a GuardedChannel: timeouts, a circuit breaker per endpoint,
+    and failover to a backup endpoint where the module offers `build_endpoints`."""
+    breaker = breaker or BreakerSettings()
     channels: dict[ChannelName, Channel] = {}
     for name in settings.enabled_channels:
-        module = importlib.import_module(f"fulema.channels.{ChannelName(name).value}")
-        channels[ChannelName(name)] = module.build_channel(settings, http)
+        cname = ChannelName(name)
+        module = importlib.import_module(f"fulema.channels.{cname.value}")
+        build_endpoints = getattr(module, "build_endpoints", None)
+        endpoints = (build_endpoints(settings, http) if build_endpoints is not None
+                     else [("primary", module.build_channel(settings, http))])
+        channels[cname] = guard(cname, endpoints, breaker)
     return ChannelRegistry(channels)
 
 

@@ -63,7 +63,8 @@ class Settings(BaseSettings):
     mount_sandbox: bool = True
 
     # Each channel adapter owns its settings class (FULEMA_<CHANNEL>_*), next to its code.
-    enabled_channels: list[str] = Field(default_factory=lambda: ["wechat", "bankpay"])
+    enabled_channels: list[str] = Field(
+        default_factory=lambda: ["wechat", "alipay", "unionpay", "ecny", "bankpay"])
 
     ua_markers: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_UA_MARKERS))
     payer_code_rules: dict[str, dict[str, list[int] | list[str]]] = Field(

@@ -12,6 +12,7 @@ the supported databases.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -128,7 +129,7 @@ class Dispatcher:
         try:
             for handler in self.handlers.get(event.topic, []):
                 await handler(self.db, event)
-        except Exception as exc:  # noqa: BLE001 - any handler failure is retried later
+        except Exception as exc:
             delay = min(3600, 2 ** min(attempts, 12))
             log.warning("outbox.handler_failed", event_id=event_id, topic=event.topic,
                         error=repr(exc), retry_in=delay)
@@ -148,12 +149,10 @@ class Dispatcher:
         while True:
             try:
                 n = await self.run_once()
-            except Exception as exc:  # noqa: BLE001 - a worker loop must survive a bad round
+            except Exception as exc:
                 log.error("outbox.round_failed", error=repr(exc))
                 n = 0
             if n == 0:
                 self.wakeup.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wakeup.wait(), timeout=idle_seconds)
-                except TimeoutError:
-                    pass

@@ -22,7 +22,7 @@ async def _every(seconds: float, name: str, job: Callable[[], Awaitable[object]]
     while True:
         try:
             await job()
-        except Exception as exc:  # noqa: BLE001 - a scheduler loop must outlive one bad round
+        except Exception as exc:
             log.error("job.failed", job=name, error=repr(exc))
         await asyncio.sleep(seconds)
 

@@ -143,7 +143,8 @@ async def apply_refund_result(deps: Deps, *, refund_id: str, result: RefundResul
             raise FulemaError(ErrorCode.REFUND_NOT_FOUND)
         order = await s.get(Order, refund.order_id, with_for_update=True)
         refund = await s.get(Refund, refund_id, with_for_update=True, populate_existing=True)
-        assert order is not None and refund is not None
+        assert order is not None
+        assert refund is not None
         target = {RefundState.SUCCESS: RefundStatus.SUCCESS,
                   RefundState.FAILED: RefundStatus.FAILED}.get(result.state)
         if target is None or refund.status != RefundStatus.PROCESSING:

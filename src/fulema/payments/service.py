@@ -237,7 +237,8 @@ async def _channel_create(deps: Deps, order: Order) -> dict[str, Any]:
         # silent authorisation) it is an in-app (JSAPI) payment, without it the app's QR link.
         way = WayCode.JSAPI if order.payer_id else WayCode.QR_DYNAMIC
     req = CreatePaymentRequest(
-        order_id=order.id, amount=order.amount, subject=order.subject, way_code=way, notify_url=deps.settings.callback_url(order.channel),
+        order_id=order.id, amount=order.amount, subject=order.subject, way_code=way,
+        notify_url=deps.settings.callback_url(order.channel),
         expire_at=order.expire_at, payer_id=order.payer_id, client_ip=order.client_ip,
         return_url=f"{deps.settings.public_base_url}/pay/result/{order.id}")
     try:
@@ -333,8 +334,8 @@ async def apply_trade_result(deps: Deps, *, order_id: str, result: TradeResult,
         if target not in _allowed_from(current):
             record(s, order, "IGNORED_RESULT", detail=detail)
             return order_view(order)
-        order.next_query_at = (clock.now() + timedelta(seconds=deps.settings.userpaying_poll_seconds)
-                               if target == OrderStatus.PAYING else None)
+        poll = timedelta(seconds=deps.settings.userpaying_poll_seconds)
+        order.next_query_at = clock.now() + poll if target == OrderStatus.PAYING else None
         record(s, order, f"CHANNEL_{result.state.value}", to=target, detail=detail)
         if target == OrderStatus.SUCCESS:
             publish(s, "payment.succeeded", _event_payload(order))

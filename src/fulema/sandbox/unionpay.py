@@ -1,0 +1,335 @@
+"""UnionPay 全渠道 sandbox: the acquirer-facing API plus the payers' UnionPay app (wallet).
+
+Mounted at /sandbox/unionpay. It checks certId and the signature exactly as the adapter makes
+them (signMethod 01 RSA or 02 SM2) and answers a bad one with respCode 11 验证签名失败; it
+signs every answer and back notification with the development UnionPay keys; notifications
+are posted after the answer, from background tasks, retried until HTTP 200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import zipfile
+import zlib
+from collections.abc import Callable
+from datetime import timedelta
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from fulema.channels.unionpay_config import (
+    SideKeys,
+    UnionpaySettings,
+    merchant_keys,
+    platform_dev_keys,
+)
+from fulema.channels.unionpay_sign import (
+    SIGN_METHODS,
+    SIGN_RSA,
+    VERSION,
+    decode_form,
+    encode_form,
+    encode_response,
+    parse_beijing,
+    sign_fields,
+    to_order_id,
+    verify_fields,
+)
+from fulema.core.clock import clock
+from fulema.core.config import Settings
+from fulema.sandbox.unionpay_state import MESSAGES, Books, Refusal, Txn
+
+NOTIFY_DELAYS = (0.0, 0.2, 0.5, 1.0, 2.0)  # seconds before each delivery attempt
+ECHOED = ("version", "encoding", "bizType", "txnType", "txnSubType", "accessType", "merId",
+          "orderId", "txnTime", "txnAmt", "currencyCode", "reqReserved")
+
+
+class NewPayer(BaseModel):
+    payer_id: str | None = Field(default=None, min_length=1, max_length=64)
+    balance_fen: int = Field(ge=0)
+    password_required: bool = False
+
+
+class Scan(BaseModel):
+    code_url: str | None = None
+    order_id: str | None = None
+    payer_id: str
+
+
+class Faults(BaseModel):
+    mode: str = Field(default="none", pattern="^(none|5xx|slow|garbled)$")
+    delay_ms: int = Field(default=0, ge=0, le=60_000)
+    statement_diff: dict[str, object] = Field(default_factory=dict)
+
+
+def _self_signed(key: rsa.RSAPrivateKey, serial: int) -> str:
+    """The signPubKeyCert the sandbox attaches to RSA-signed messages, as UnionPay does."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "UnionPay Sandbox Signing")])
+    now = clock.now()
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(serial)
+            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=3650))
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+class UnionpaySandbox:
+    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
+        up = UnionpaySettings()
+        self.http = http
+        self.mer_id = up.mer_id
+        self.platform: SideKeys = platform_dev_keys(settings)
+        self.merchant: SideKeys = merchant_keys(settings, up)
+        derived = {"01": self.merchant.rsa_cert_id, "02": self.merchant.sm2_cert_id}
+        self.cert_ids = {m: (up.cert_id if up.cert_id and m == up.sign_method else derived[m])
+                         for m in SIGN_METHODS}
+        self.cert_pem = _self_signed(self.platform.rsa, int(self.platform.rsa_cert_id))
+        self.books = Books()
+        self.faults = Faults()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    # --- signing -----------------------------------------------------------------------------
+
+    def _signed(self, fields: dict[str, str], method: str) -> dict[str, str]:
+        fields = {k: v for k, v in fields.items() if v != ""}
+        fields["signMethod"] = method
+        if method == SIGN_RSA:
+            fields["signPubKeyCert"] = self.cert_pem
+        fields["signature"] = sign_fields(fields, method=method, rsa_key=self.platform.rsa,
+                                          sm2_key=self.platform.sm2)
+        return fields
+
+    def _answer(self, request: dict[str, str], out: dict[str, str]) -> Response:
+        fields = {k: request[k] for k in ECHOED if k in request}
+        fields.update(out)
+        fields.setdefault("respMsg", MESSAGES.get(fields["respCode"], ""))
+        method = request.get("signMethod", SIGN_RSA)
+        signed = self._signed(fields, method if method in SIGN_METHODS else SIGN_RSA)
+        return Response(encode_response(signed), media_type="text/plain;charset=UTF-8")
+
+    def _refusal(self, fields: dict[str, str]) -> str | None:
+        required = ("version", "encoding", "signMethod", "certId", "signature", "merId",
+                    "txnType", "accessType")
+        if any(not fields.get(k) for k in required):
+            return "13"
+        if fields["version"] != VERSION or fields["signMethod"] not in SIGN_METHODS:
+            return "10"
+        if fields["merId"] != self.mer_id:
+            return "31"
+        if fields["certId"] != self.cert_ids[fields["signMethod"]] or not verify_fields(
+                fields, rsa_public=self.merchant.rsa.public_key(),
+                sm2_public=self.merchant.sm2[1]):
+            return "11"
+        return None
+
+    # --- API endpoints -----------------------------------------------------------------------
+
+    async def api(self, request: Request,
+                  handler: Callable[[dict[str, str]], dict[str, str]]) -> Response:
+        if self.faults.mode == "5xx":
+            return Response("Internal Server Error", status_code=500)
+        if self.faults.mode == "slow":
+            await asyncio.sleep(self.faults.delay_ms / 1000)
+        if self.faults.mode == "garbled":
+            return Response("<html><body>502 Bad Gateway</body></html>", media_type="text/html")
+        try:
+            fields = decode_form(await request.body())
+        except ValueError:
+            return self._answer({}, {"respCode": "10"})
+        refusal = self._refusal(fields)
+        if refusal is not None:
+            return self._answer(fields, {"respCode": refusal})
+        try:
+            out = handler(fields)
+        except Refusal as exc:
+            out = {"respCode": exc.code}
+        except (KeyError, ValueError):
+            out = {"respCode": "13"}
+        return self._answer(fields, out)
+
+    def _new_txn(self, f: dict[str, str], txn_type: str, sub: str) -> Txn:
+        order_id, txn_time, amount = f["orderId"], f["txnTime"], f["txnAmt"]
+        if not (order_id.isascii() and order_id.isalnum() and 8 <= len(order_id) <= 40):
+            raise Refusal("10")
+        parse_beijing(txn_time)  # ValueError -> 13
+        if not amount.isdigit() or int(amount) <= 0:
+            raise Refusal("10")
+        return Txn(order_id=order_id, txn_type=txn_type, txn_sub_type=sub, txn_time=txn_time,
+                   amount=int(amount), back_url=f["backUrl"], sign_method=f["signMethod"],
+                   mer_id=f["merId"], orig_query_id=f.get("origQryId"),
+                   req_reserved=f.get("reqReserved", ""))
+
+    def back(self, f: dict[str, str]) -> dict[str, str]:
+        kind = (f["txnType"], f.get("txnSubType", ""))
+        if kind == ("01", "07"):
+            pay_timeout = parse_beijing(f["payTimeout"]) if f.get("payTimeout") else None
+            txn = self.books.apply_qr(self._new_txn(f, "01", "07"), pay_timeout)
+            return {"respCode": "00", "qrCode": txn.qr_code or ""}
+        if kind == ("01", "06"):
+            txn = self.books.consume_code(self._new_txn(f, "01", "06"), f["qrNo"])
+        elif kind == ("31", "00"):
+            txn = self.books.void(self._new_txn(f, "31", "00"))
+        elif kind == ("04", "00"):
+            txn = self.books.refund(self._new_txn(f, "04", "00"))
+        else:
+            raise Refusal("10")
+        if txn.code == "00":
+            self._notify(txn)
+        return {"respCode": txn.code, "queryId": txn.query_id, **self._result(txn)}
+
+    def _result(self, txn: Txn) -> dict[str, str]:
+        out = {"traceNo": txn.trace_no, "traceTime": txn.trace_time,
+               "origQryId": txn.orig_query_id or ""}
+        if txn.code == "00":
+            out.update(settleAmt=str(txn.amount), settleCurrencyCode="156",
+                       settleDate=txn.settle_date)
+            if txn.payer_id:
+                out["accNo"] = self.books.payers[txn.payer_id].acc_no
+        return out
+
+    def query(self, f: dict[str, str]) -> dict[str, str]:
+        if f["txnType"] != "00":
+            raise Refusal("10")
+        txn = self.books.find(f["orderId"], f["txnTime"])
+        # The answer describes the original transaction (its type, amount, state).
+        return {"respCode": "00", "origRespCode": txn.code,
+                "origRespMsg": MESSAGES.get(txn.code, ""), "queryId": txn.query_id,
+                "txnType": txn.txn_type, "txnSubType": txn.txn_sub_type,
+                "txnAmt": str(txn.amount), "reqReserved": txn.req_reserved, **self._result(txn)}
+
+    def file(self, f: dict[str, str]) -> dict[str, str]:
+        day = f["settleDate"]
+        if f["txnType"] != "76" or len(day) != 4 or not day.isdigit():
+            raise Refusal("10")
+        content = self.books.statement(day, self.faults.statement_diff)
+        buf = io.BytesIO()
+        name = f"UPQR_{self.mer_id}_{day}.csv"
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(name, content)
+        return {"respCode": "00", "fileName": name, "settleDate": day, "fileType": "00",
+                "fileContent": base64.b64encode(zlib.compress(buf.getvalue())).decode()}
+
+    # --- notifications -----------------------------------------------------------------------
+
+    def _notify(self, txn: Txn) -> None:
+        fields = {"version": VERSION, "encoding": "UTF-8", "bizType": "000000",
+                  "txnType": txn.txn_type, "txnSubType": txn.txn_sub_type, "accessType": "0",
+                  "merId": txn.mer_id, "orderId": txn.order_id, "txnTime": txn.txn_time,
+                  "txnAmt": str(txn.amount), "currencyCode": "156", "queryId": txn.query_id,
+                  "respCode": txn.code, "respMsg": MESSAGES.get(txn.code, ""),
+                  "origRespCode": txn.code, "origRespMsg": MESSAGES.get(txn.code, ""),
+                  "reqReserved": txn.req_reserved, **self._result(txn)}
+        body = encode_form(self._signed(fields, txn.sign_method))
+        task = asyncio.create_task(self._deliver(txn.back_url, body))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _deliver(self, url: str, body: str) -> None:
+        for delay in NOTIFY_DELAYS:
+            await asyncio.sleep(delay)
+            try:
+                resp = await self.http.post(url, content=body, timeout=5.0, headers={
+                    "Content-Type": "application/x-www-form-urlencoded;charset=UTF-8"})
+            except httpx.HTTPError:
+                continue
+            if resp.status_code == 200:
+                return
+
+    # --- wallet ------------------------------------------------------------------------------
+
+    def find_order(self, ref: str) -> Txn | None:
+        txn = self.books.txns.get(ref)
+        if txn is None and "_" in ref:
+            try:
+                txn = self.books.txns.get(to_order_id(ref))
+            except ValueError:
+                return None
+        return txn
+
+
+def _refused(exc: Refusal) -> JSONResponse:
+    status = 404 if exc.code == "34" else 409
+    return JSONResponse({"respCode": exc.code, "respMsg": MESSAGES.get(exc.code, "")},
+                        status_code=status)
+
+
+def build_sandbox(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
+    sb = UnionpaySandbox(settings, http)
+    app = FastAPI(title="UnionPay sandbox", docs_url=None, redoc_url=None)
+    app.state.sandbox = sb
+
+    @app.post("/gateway/api/backTransReq.do")
+    async def back_trans(request: Request) -> Response:
+        return await sb.api(request, sb.back)
+
+    @app.post("/gateway/api/queryTrans.do")
+    async def query_trans(request: Request) -> Response:
+        return await sb.api(request, sb.query)
+
+    @app.post("/fileTransRequest.do")
+    async def file_trans(request: Request) -> Response:
+        return await sb.api(request, sb.file)
+
+    @app.post("/wallet/payers")
+    async def new_payer(body: NewPayer) -> dict[str, object]:
+        if body.payer_id in sb.books.payers:
+            return sb.books.payers[body.payer_id].as_json()
+        return sb.books.add_payer(body.payer_id, body.balance_fen,
+                                  body.password_required).as_json()
+
+    @app.get("/wallet/payers/{payer_id}", response_model=None)
+    async def get_payer(payer_id: str) -> dict[str, object] | JSONResponse:
+        payer = sb.books.payers.get(payer_id)
+        return payer.as_json() if payer else _refused(Refusal("34"))
+
+    @app.post("/wallet/payers/{payer_id}/code", response_model=None)
+    async def payer_code(payer_id: str) -> dict[str, object] | JSONResponse:
+        if payer_id not in sb.books.payers:
+            return _refused(Refusal("34"))
+        return {"auth_code": sb.books.issue_code(payer_id), "payer_id": payer_id}
+
+    @app.post("/wallet/payers/{payer_id}/confirm", response_model=None)
+    async def confirm(payer_id: str) -> dict[str, object] | JSONResponse:
+        if payer_id not in sb.books.payers:
+            return _refused(Refusal("34"))
+        done = sb.books.confirm(payer_id)
+        if not done:
+            return _refused(Refusal("34"))
+        for txn in done:
+            if txn.code == "00":
+                sb._notify(txn)
+        return {"confirmed": [t.as_json() for t in done]}
+
+    @app.post("/wallet/scan", response_model=None)
+    async def scan(body: Scan) -> dict[str, object] | JSONResponse:
+        found = sb.find_order(body.order_id) if body.order_id else None
+        ref = body.code_url or (found.order_id if found else "")
+        try:
+            txn = sb.books.scan(ref, body.payer_id)
+        except Refusal as exc:
+            return _refused(exc)
+        sb._notify(txn)
+        return {"respCode": "00", "respMsg": MESSAGES["00"], **txn.as_json()}
+
+    @app.post("/wallet/faults")
+    async def faults(body: Faults) -> dict[str, object]:
+        sb.faults = body
+        return body.model_dump()
+
+    @app.get("/wallet/orders/{out_trade_no}", response_model=None)
+    async def order(out_trade_no: str) -> dict[str, object] | JSONResponse:
+        txn = sb.find_order(out_trade_no)
+        if txn is None:
+            return _refused(Refusal("34"))
+        sb.books.expire(txn)
+        return txn.as_json()
+
+    return app
