@@ -51,6 +51,7 @@ from fulema.risk import service as risk
 
 log = structlog.get_logger(__name__)
 
+IN_APP_CHANNELS = frozenset({ChannelName.WECHAT.value, ChannelName.ALIPAY.value})
 # How long one process holds the right to call the channel for a new order.
 CHANNEL_CLAIM_SECONDS = 30
 
@@ -232,9 +233,10 @@ async def _claim_channel_step(db: Database, order_id: str) -> bool:
 async def _channel_create(deps: Deps, order: Order) -> dict[str, Any]:
     channel = deps.channels.get(order.channel)
     way = WayCode(order.way_code)
-    if way == WayCode.QR_STATIC:
+    if way == WayCode.QR_STATIC and order.channel in IN_APP_CHANNELS:
         # The plate's cashier runs inside the payer's app: with the payer's id (from the app's
         # silent authorisation) it is an in-app (JSAPI) payment, without it the app's QR link.
+        # The other channels take QR_STATIC as it is (their app confirms the payment itself).
         way = WayCode.JSAPI if order.payer_id else WayCode.QR_DYNAMIC
     req = CreatePaymentRequest(
         order_id=order.id, amount=order.amount, subject=order.subject, way_code=way,

@@ -1,0 +1,213 @@
+"""`fulema demo`: the whole story, step by step, over HTTP like any merchant and payer would.
+
+Against a running `fulema serve` (`--url`), or in process: then a private server on a free
+port with its own SQLite file. A small local web server plays the merchant's notify endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from fulema.core.clock import clock
+from fulema.core.config import Settings, get_settings
+from fulema.gateway.signing import sign_request, verify_notification
+
+console = Console()
+WECHAT_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+             "(KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.47 NetType/WIFI")
+PAYER = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def _serve(app: Any, port: int) -> AsyncIterator[None]:
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.05)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.got: list[tuple[dict[str, str], bytes]] = []
+        self.app = FastAPI()
+        self.app.add_api_route("/notify", self.handle, methods=["POST"])
+
+    async def handle(self, request: Request) -> PlainTextResponse:
+        self.got.append((dict(request.headers), await request.body()))
+        return PlainTextResponse("SUCCESS")
+
+
+def step(n: int, text: str) -> None:
+    console.rule(f"[bold cyan]{n}. {text}")
+
+
+def show(data: dict[str, Any], keys: list[str]) -> None:
+    table = Table(show_header=False, box=None)
+    for k in keys:
+        v = data.get(k)
+        table.add_row(f"[dim]{k}", str(v) if v is not None else "—")
+    console.print(table)
+
+
+async def run_demo(url: str | None) -> None:
+    receiver = Receiver()
+    notify_port = _free_port()
+    async with _serve(receiver.app, notify_port):
+        if url:
+            await _story(url.rstrip("/"), get_settings().operator_token, receiver, notify_port)
+            return
+        with tempfile.TemporaryDirectory(prefix="fulema-demo-") as tmp:
+            port = _free_port()
+            base = f"http://127.0.0.1:{port}"
+            settings = Settings(database_url=f"sqlite+aiosqlite:///{Path(tmp) / 'demo.db'}",
+                                data_dir=Path(tmp) / "data", public_base_url=base, port=port,
+                                operator_token="demo-operator-token")
+            from fulema.app import create_app
+            from fulema.migrate import upgrade
+
+            await asyncio.to_thread(upgrade, settings.database_url)
+            console.print(f"[dim]in-process platform at {base} (SQLite in {tmp})")
+            async with _serve(create_app(settings), port):
+                await _story(base, settings.operator_token, receiver, notify_port)
+
+
+async def _story(base: str, operator_token: str, receiver: Receiver, notify_port: int) -> None:
+    ops = {"Authorization": f"Bearer {operator_token}"}
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        async def op(method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+            r = await http.request(method, path, json=body, headers=ops)
+            if r.status_code >= 400:
+                raise SystemExit(f"{method} {path} -> {r.status_code} {r.text}")
+            data: dict[str, Any] = r.json()
+            return data
+
+        console.print(Panel.fit("付了码 Fulema — one QR code, every payer's app", style="bold red"))
+        step(1, "A noodle shop applies to the bank (商户进件)")
+        licence = "91320582" + str(clock.timestamp())[-9:] + "X"
+        m = await op("POST", "/ops/v1/merchants", {
+            "name": "张家港老街面馆", "short_name": "老街面馆", "licence_no": licence,
+            "legal_person": "王小明", "settlement_account": "6228480402564890018",
+            "settlement_account_name": "王小明", "contact_name": "王小明",
+            "contact_phone": "13812345678", "mcc": "5812"})
+        mid = m.get("merchant_id") or m["id"]
+        show(m, ["name", "licence_no", "status"])
+        step(2, "The bank reviews and approves; the merchant is activated")
+        await op("POST", f"/ops/v1/merchants/{mid}/approve", {})
+        m = await op("POST", f"/ops/v1/merchants/{mid}/activate", {})
+        show(m, ["status"])
+        step(3, "A store, an API credential and a QR plate (收款码牌)")
+        store = await op("POST", f"/ops/v1/merchants/{mid}/stores",
+                         {"name": "老街店", "address": "张家港市步行街 8 号"})
+        store_id = store.get("store_id") or store["id"]
+        app = await op("POST", f"/ops/v1/merchants/{mid}/apps", {
+            "notify_url": f"http://127.0.0.1:{notify_port}/notify"})
+        app_id, secret = app["app_id"], app["secret"]
+        plate = await op("POST", f"/ops/v1/merchants/{mid}/plates", {"store_id": store_id})
+        code = plate.get("code") or plate["plate_code"]
+        console.print(f"plate [bold]{code}[/] → {base}/pay/q/{code}  (PNG: /ops/v1/plates/{code}.png)")
+
+        step(4, "A payer scans the plate with WeChat and enters ¥12.50")
+        page = await http.get(f"/pay/q/{code}", headers={"User-Agent": WECHAT_UA})
+        console.print(f"cashier page: HTTP {page.status_code}, shows merchant: "
+                      f"{'张家港老街面馆' in page.text}")
+        handed = await http.post(f"/pay/q/{code}", data={"amount": "12.50", "payer_id": PAYER},
+                                 headers={"User-Agent": WECHAT_UA})
+        found = re.search(r'data-order-id="([^"]+)"', handed.text)
+        if handed.status_code != 200 or not found:
+            raise SystemExit(f"cashier refused: {handed.status_code} {handed.text[:300]}")
+        order_id = found.group(1)
+
+        async def api(method: str, path: str, body: dict[str, Any] | None = None
+                      ) -> dict[str, Any]:
+            raw = orjson.dumps(body) if body is not None else b""
+            headers = sign_request(app_id=app_id, secret=secret, method=method, path=path,
+                                   body=raw, timestamp=clock.timestamp())
+            r = await http.request(method, path, content=raw, headers=headers)
+            data: dict[str, Any] = r.json()
+            if r.status_code >= 400:
+                raise SystemExit(f"{method} {path} -> {r.status_code} {data}")
+            return data
+
+        order = await api("GET", f"/api/v1/orders/{order_id}")
+        show(order, ["order_id", "status", "amount", "channel", "way_code"])
+        prepay = str((order.get("pay_params") or {}).get("package", "")).removeprefix("prepay_id=")
+        step(5, "The payer confirms in the WeChat sandbox wallet")
+        paid = await http.post("/sandbox/wechat/wallet/scan",
+                               json={"prepay_id": prepay, "payer_id": PAYER})
+        console.print(f"wallet: HTTP {paid.status_code} {paid.json().get('trade_state', '')}")
+        for _ in range(100):
+            order = await api("GET", f"/api/v1/orders/{order_id}")
+            if order["status"] == "SUCCESS":
+                break
+            await asyncio.sleep(0.1)
+        show(order, ["status", "amount", "channel_trade_no", "paid_at"])
+
+        step(6, "The merchant's notify endpoint receives the signed notification")
+        await _wait_for(receiver, "payment.succeeded")
+        _print_notifications(receiver, secret)
+
+        step(7, "A partial refund of ¥2.50")
+        refund = await api("POST", f"/api/v1/orders/{order_id}/refunds",
+                           {"out_refund_no": f"RF{clock.timestamp()}", "amount": 250,
+                            "reason": "少放了一份浇头"})
+        show(refund, ["refund_id", "status", "amount"])
+        for _ in range(100):
+            refund = await api("GET", f"/api/v1/refunds/{refund['refund_id']}")
+            if refund["status"] != "PROCESSING":
+                break
+            await asyncio.sleep(0.1)
+        await _wait_for(receiver, "refund.succeeded")
+        _print_notifications(receiver, secret)
+
+        step(8, "The merchant queries the order")
+        order = await api("GET", f"/api/v1/orders/by-out-trade-no/{order['out_trade_no']}")
+        show(order, ["order_id", "status", "amount", "refunded_amount", "paid_at"])
+        console.print(Panel.fit("paid ¥12.50, refunded ¥2.50, merchant told twice, "
+                                "every message signed", style="bold green"))
+
+
+async def _wait_for(receiver: Receiver, kind: str, seconds: float = 20) -> None:
+    for _ in range(int(seconds * 10)):
+        if any(orjson.loads(b).get("type") == kind for _, b in receiver.got):
+            return
+        await asyncio.sleep(0.1)
+    raise SystemExit(f"no {kind} notification arrived within {seconds}s")
+
+
+def _print_notifications(receiver: Receiver, secret: str) -> None:
+    headers, body = receiver.got[-1]
+    ok = verify_notification(secret, headers.get("fulema-signature", ""), body,
+                             now=clock.timestamp())
+    doc = orjson.loads(body)
+    console.print(f"[bold]{doc['type']}[/] signature valid: [green]{ok}[/]  "
+                  f"Fulema-Signature: {headers.get('fulema-signature', '')[:40]}…")
