@@ -31,6 +31,7 @@ from fulema.payments.api import router as payments_router
 from fulema.payments.callbacks import router as callbacks_router
 from fulema.payments.service import Deps
 from fulema.web.cashier import router as cashier_router
+from fulema.web.oauth import router as oauth_router
 
 log = structlog.get_logger(__name__)
 
@@ -79,7 +80,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
 
     for router in (ops_router, channels_ops_router, merchants_router, payments_router, callbacks_router,
-                   cashier_router):
+                   cashier_router, oauth_router):
         app.include_router(router)
 
     if settings.mount_sandbox:

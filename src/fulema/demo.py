@@ -91,7 +91,7 @@ async def run_demo(url: str | None) -> None:
             base = f"http://127.0.0.1:{port}"
             settings = Settings(database_url=f"sqlite+aiosqlite:///{Path(tmp) / 'demo.db'}",
                                 data_dir=Path(tmp) / "data", public_base_url=base, port=port,
-                                operator_token="demo-operator-token")
+                                operator_token="demo-operator-token")  # noqa: S106 - private demo server
             from fulema.app import create_app
             from fulema.migrate import upgrade
 

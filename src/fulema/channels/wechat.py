@@ -40,6 +40,7 @@ from fulema.channels.wechat_config import (
 )
 from fulema.channels.wechat_pay import WechatApi, pay_params
 from fulema.channels.wechat_sign import check_signed, decrypt_resource
+from fulema.channels.wechat_v2 import WechatV2Codepay, WechatV2Settings
 from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.money import Money
@@ -131,6 +132,8 @@ class WechatChannel:
             serial_no=merchant_serial_no(settings, self.wx, self.key.public_key()),
             platform_key=self.platform_key, platform_key_id=self.wx.platform_public_key_id,
             timeout=self.wx.timeout_seconds or settings.channel_timeout_seconds)
+        v2 = WechatV2Settings()  # the older XML API for payer codes, where a bank needs it
+        self.v2 = WechatV2Codepay(settings, http, self.wx, v2) if v2.enabled else None
 
     def _order(self, req: CreatePaymentRequest) -> dict[str, Any]:
         return {"appid": self.wx.appid, "mchid": self.wx.mchid,
@@ -165,6 +168,8 @@ class WechatChannel:
         raise ChannelError("WAY_CODE_UNSUPPORTED", f"use barcode_pay for {req.way_code}")
 
     async def barcode_pay(self, req: BarcodePayRequest) -> TradeResult:
+        if self.v2 is not None:
+            return await self.v2.barcode_pay(req)
         body = {"appid": self.wx.appid, "mchid": self.wx.mchid,
                 "description": req.subject[:127] or "-", "out_trade_no": req.order_id,
                 "payer": {"auth_code": req.auth_code},
@@ -186,6 +191,8 @@ class WechatChannel:
         raise ChannelUnavailable("wechat codepay: answer has no trade_state")
 
     async def query(self, order_id: str) -> TradeResult:
+        if self.v2 is not None:
+            return await self.v2.query(order_id)
         path = f"/v3/pay/transactions/out-trade-no/{quote(order_id, safe='')}?mchid={self.wx.mchid}"
         status, doc = await self.api.call("GET", path, None)
         if status == 404 and doc.get("code") == "ORDER_NOT_EXIST":
@@ -201,6 +208,9 @@ class WechatChannel:
                           "/close", {"mchid": self.wx.mchid})
 
     async def cancel(self, order_id: str) -> None:
+        if self.v2 is not None:
+            await self.v2.cancel(order_id)
+            return
         status, doc = await self.api.call(
             "POST", f"/v3/pay/transactions/out-trade-no/{quote(order_id, safe='')}/reverse",
             {"appid": self.wx.appid, "mchid": self.wx.mchid})

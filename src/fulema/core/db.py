@@ -8,10 +8,12 @@ them unless asked), ids as short strings.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import BigInteger, DateTime, String, event
 from sqlalchemy.dialects import mysql
@@ -27,6 +29,8 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
 from fulema.core.money import Money
+
+T = TypeVar("T")
 
 
 class StatementCounter:
@@ -157,3 +161,40 @@ def _count_statements(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
     def _count(*_args: Any) -> None:
         StatementCounter.total += 1
+
+
+_RETRYABLE_MYSQL = {1205, 1213}  # lock wait timeout, deadlock
+_RETRYABLE_PG = {"40001", "40P01"}  # serialization failure, deadlock detected
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """A conflict the database resolved by aborting us; the whole transaction may be rerun.
+
+    InnoDB (MariaDB, TDSQL, TiDB's pessimistic mode) reports a deadlock when concurrent inserts
+    of one unique key wait on each other; PostgreSQL reports 40001/40P01. Nothing was written.
+    """
+    from sqlalchemy.exc import DBAPIError
+
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _RETRYABLE_MYSQL:
+        return True
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return code in _RETRYABLE_PG or "database is locked" in str(orig)
+
+
+async def retry_on_conflict(fn: Callable[[], Awaitable[T]], *, attempts: int = 5) -> T:
+    """Run a whole unit of work again when the database aborted it for a lock conflict.
+
+    `fn` must open its own transaction, so a rerun starts from a clean read.
+    """
+    for attempt in range(attempts):
+        try:
+            return await fn()
+        except Exception as exc:
+            if attempt == attempts - 1 or not is_retryable(exc):
+                raise
+            await asyncio.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
+    raise AssertionError("unreachable")

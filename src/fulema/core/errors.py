@@ -33,6 +33,7 @@ class ErrorCode(StrEnum):
     DUPLICATE_LICENCE = "DUPLICATE_LICENCE"
     STORE_NOT_FOUND = "STORE_NOT_FOUND"
     TERMINAL_NOT_FOUND = "TERMINAL_NOT_FOUND"
+    DUPLICATE_TERMINAL = "DUPLICATE_TERMINAL"
     PLATE_NOT_FOUND = "PLATE_NOT_FOUND"
     ILLEGAL_STATE_TRANSITION = "ILLEGAL_STATE_TRANSITION"
     # payments
@@ -84,6 +85,7 @@ _META: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.DUPLICATE_LICENCE: (409, "A merchant with this business licence number exists."),
     ErrorCode.STORE_NOT_FOUND: (404, "No such store for this merchant."),
     ErrorCode.TERMINAL_NOT_FOUND: (404, "No such terminal for this store."),
+    ErrorCode.DUPLICATE_TERMINAL: (409, "This device (serial or speaker id) is bound to an active terminal."),
     ErrorCode.PLATE_NOT_FOUND: (404, "No such QR plate, or it is disabled."),
     ErrorCode.ILLEGAL_STATE_TRANSITION: (409, "The object's state does not allow this action."),
     ErrorCode.INVALID_AMOUNT: (400, "Amounts are positive integers in fen."),

@@ -1,5 +1,245 @@
-"""Placeholder: the merchants helper fills this in."""
+"""Operator endpoints for merchants (/ops/v1): a thin layer over `merchants.service`.
 
-from fastapi import APIRouter
+Every route needs the operator bearer token. `OperatorRoute` checks it before FastAPI reads the
+body, so a caller without the token gets UNAUTHORIZED and never learns how we validate bodies
+(FastAPI would otherwise answer malformed JSON before running any dependency).
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from fastapi.routing import APIRoute
+
+from fulema.core.config import Settings
+from fulema.core.db import Database
+from fulema.core.vocab import ChannelName
+from fulema.core.web import get_db, get_settings, require_operator
+from fulema.merchants import plates, service
+from fulema.merchants.domain import MerchantStatus
+from fulema.merchants.schemas import (
+    AppBody,
+    ApplyBody,
+    AppOut,
+    AppSecretOut,
+    EventListOut,
+    FeeRateBody,
+    FeeRateOut,
+    MerchantDetailOut,
+    MerchantListOut,
+    MerchantOut,
+    NoteBody,
+    PlateBody,
+    PlateOut,
+    ReasonBody,
+    ResubmitBody,
+    StoreBody,
+    StoreOut,
+    TerminalBody,
+    TerminalOut,
+)
+
+
+class OperatorRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def checked(request: Request) -> Response:
+            require_operator(request)
+            return await handler(request)
+
+        return checked
+
+
+router = APIRouter(prefix="/ops/v1", tags=["operations: merchants"], route_class=OperatorRoute)
+
+Operator = Annotated[str, Depends(require_operator)]
+Db = Annotated[Database, Depends(get_db)]
+Conf = Annotated[Settings, Depends(get_settings)]
+
+
+def _plate_out(settings: Settings, plate: service.PlateView) -> PlateOut:
+    url = plates.plate_url(settings, plate.code)
+    return PlateOut(**asdict(plate), url=url,
+                    png_url=f"{settings.public_base_url.rstrip('/')}/ops/v1/plates/{plate.code}.png")
+
+
+def _secret_out(issued: service.IssuedSecret) -> AppSecretOut:
+    return AppSecretOut(**asdict(issued.app), secret=issued.secret)
+
+
+def _reason(body: NoteBody | None) -> str | None:
+    return body.reason if body else None
+
+
+# --- lifecycle -------------------------------------------------------------------------------
+
+
+@router.post("/merchants", status_code=201, summary="Apply (商户进件)")
+async def apply_merchant(body: ApplyBody, db: Db, operator: Operator) -> MerchantOut:
+    view = await service.apply_merchant(db, operator=operator, **body.model_dump())
+    return MerchantOut.model_validate(view)
+
+
+@router.get("/merchants", summary="List merchants, oldest first (cursor: starting_after)")
+async def list_merchants(db: Db, _: Operator,
+                         limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                         starting_after: Annotated[str | None, Query(max_length=40)] = None,
+                         status: MerchantStatus | None = None) -> MerchantListOut:
+    page = await service.list_merchants(db, limit=limit, starting_after=starting_after,
+                                        status=status)
+    return MerchantListOut.model_validate(page)
+
+
+@router.get("/merchants/{merchant_id}", summary="A merchant with its stores, terminals, apps, "
+            "fee rates and plates")
+async def get_merchant(merchant_id: str, db: Db, settings: Conf, _: Operator) -> MerchantDetailOut:
+    d = await service.get_merchant(db, merchant_id=merchant_id)
+    return MerchantDetailOut(
+        **asdict(d.merchant), stores=[StoreOut.model_validate(x) for x in d.stores],
+        terminals=[TerminalOut.model_validate(x) for x in d.terminals],
+        apps=[AppOut.model_validate(x) for x in d.apps],
+        fee_rates=[FeeRateOut.model_validate(x) for x in d.fee_rates],
+        plates=[_plate_out(settings, p) for p in d.plates])
+
+
+@router.get("/merchants/{merchant_id}/events", summary="The merchant's audit trail")
+async def list_events(merchant_id: str, db: Db, _: Operator) -> EventListOut:
+    return EventListOut.model_validate({"data": await service.list_events(db, merchant_id=merchant_id)})
+
+
+@router.post("/merchants/{merchant_id}/approve", summary="Approve (审核通过)")
+async def approve(merchant_id: str, db: Db, operator: Operator,
+                  body: NoteBody | None = None) -> MerchantOut:
+    return MerchantOut.model_validate(await service.approve(
+        db, merchant_id=merchant_id, reason=_reason(body), operator=operator))
+
+
+@router.post("/merchants/{merchant_id}/reject", summary="Reject with a reason (审核驳回)")
+async def reject(merchant_id: str, body: ReasonBody, db: Db, operator: Operator) -> MerchantOut:
+    return MerchantOut.model_validate(await service.reject(
+        db, merchant_id=merchant_id, reason=body.reason, operator=operator))
+
+
+@router.post("/merchants/{merchant_id}/resubmit", summary="Resubmit a rejected application")
+async def resubmit(merchant_id: str, body: ResubmitBody, db: Db, operator: Operator) -> MerchantOut:
+    return MerchantOut.model_validate(await service.resubmit(
+        db, merchant_id=merchant_id, operator=operator, **body.model_dump(exclude_none=True)))
+
+
+@router.post("/merchants/{merchant_id}/activate", summary="Activate (激活)")
+async def activate(merchant_id: str, db: Db, operator: Operator,
+                   body: NoteBody | None = None) -> MerchantOut:
+    return MerchantOut.model_validate(await service.activate(
+        db, merchant_id=merchant_id, reason=_reason(body), operator=operator))
+
+
+@router.post("/merchants/{merchant_id}/freeze", summary="Freeze with a reason (冻结)")
+async def freeze(merchant_id: str, body: ReasonBody, db: Db, operator: Operator) -> MerchantOut:
+    return MerchantOut.model_validate(await service.freeze(
+        db, merchant_id=merchant_id, reason=body.reason, operator=operator))
+
+
+@router.post("/merchants/{merchant_id}/unfreeze", summary="Unfreeze (解冻)")
+async def unfreeze(merchant_id: str, db: Db, operator: Operator,
+                   body: NoteBody | None = None) -> MerchantOut:
+    return MerchantOut.model_validate(await service.unfreeze(
+        db, merchant_id=merchant_id, reason=_reason(body), operator=operator))
+
+
+@router.post("/merchants/{merchant_id}/close", summary="Close (注销); final")
+async def close(merchant_id: str, db: Db, operator: Operator,
+                body: NoteBody | None = None) -> MerchantOut:
+    return MerchantOut.model_validate(await service.close(
+        db, merchant_id=merchant_id, reason=_reason(body), operator=operator))
+
+
+# --- stores and terminals --------------------------------------------------------------------
+
+
+@router.post("/merchants/{merchant_id}/stores", status_code=201, summary="Add a store (门店)")
+async def add_store(merchant_id: str, body: StoreBody, db: Db, operator: Operator) -> StoreOut:
+    return StoreOut.model_validate(await service.add_store(
+        db, merchant_id=merchant_id, name=body.name, address=body.address, operator=operator))
+
+
+@router.post("/merchants/{merchant_id}/stores/{store_id}/disable",
+             summary="Disable a store, its terminals and its plates")
+async def disable_store(merchant_id: str, store_id: str, db: Db, operator: Operator) -> StoreOut:
+    return StoreOut.model_validate(await service.disable_store(
+        db, merchant_id=merchant_id, store_id=store_id, operator=operator))
+
+
+@router.post("/merchants/{merchant_id}/stores/{store_id}/terminals", status_code=201,
+             summary="Bind a terminal (终端): CASHIER, SPEAKER or POS")
+async def add_terminal(merchant_id: str, store_id: str, body: TerminalBody, db: Db,
+                       operator: Operator) -> TerminalOut:
+    return TerminalOut.model_validate(await service.add_terminal(
+        db, merchant_id=merchant_id, store_id=store_id, kind=body.kind, serial_no=body.serial_no,
+        speaker_id=body.speaker_id, operator=operator))
+
+
+@router.post("/merchants/{merchant_id}/stores/{store_id}/terminals/{terminal_id}/disable",
+             summary="Disable a terminal (its device can then be bound elsewhere)")
+async def disable_terminal(merchant_id: str, store_id: str, terminal_id: str, db: Db,
+                           operator: Operator) -> TerminalOut:
+    return TerminalOut.model_validate(await service.disable_terminal(
+        db, merchant_id=merchant_id, store_id=store_id, terminal_id=terminal_id,
+        operator=operator))
+
+
+# --- API credentials, fees, plates -----------------------------------------------------------
+
+
+@router.post("/merchants/{merchant_id}/apps", status_code=201,
+             summary="Create an API credential; the secret is in this answer only")
+async def create_app(merchant_id: str, body: AppBody, db: Db, operator: Operator) -> AppSecretOut:
+    return _secret_out(await service.create_app_credential(
+        db, merchant_id=merchant_id, operator=operator, name=body.name,
+        rsa_public_key_pem=body.rsa_public_key_pem, notify_url=body.notify_url))
+
+
+@router.post("/merchants/{merchant_id}/apps/{app_id}/rotate",
+             summary="Replace the app's secret; the new one is in this answer only")
+async def rotate_secret(merchant_id: str, app_id: str, db: Db, operator: Operator) -> AppSecretOut:
+    return _secret_out(await service.rotate_secret(
+        db, merchant_id=merchant_id, app_id=app_id, operator=operator))
+
+
+@router.post("/merchants/{merchant_id}/apps/{app_id}/disable", summary="Disable an app")
+async def disable_app(merchant_id: str, app_id: str, db: Db, operator: Operator) -> AppOut:
+    return AppOut.model_validate(await service.disable_app(
+        db, merchant_id=merchant_id, app_id=app_id, operator=operator))
+
+
+@router.put("/merchants/{merchant_id}/fee-rates/{channel}", summary="Set a channel's fee rate (bps)")
+async def set_fee_rate(merchant_id: str, channel: ChannelName, body: FeeRateBody, db: Db,
+                       operator: Operator) -> FeeRateOut:
+    return FeeRateOut.model_validate(await service.set_fee_rate(
+        db, merchant_id=merchant_id, channel=channel.value, bps=body.bps, operator=operator))
+
+
+@router.post("/merchants/{merchant_id}/plates", status_code=201,
+             summary="Create a QR plate (收款码牌) for a store")
+async def create_plate(merchant_id: str, body: PlateBody, db: Db, settings: Conf,
+                       operator: Operator) -> PlateOut:
+    plate = await service.create_plate(db, merchant_id=merchant_id, store_id=body.store_id,
+                                       operator=operator)
+    return _plate_out(settings, plate)
+
+
+@router.post("/plates/{code}/disable", summary="Disable a QR plate")
+async def disable_plate(code: str, db: Db, settings: Conf, operator: Operator) -> PlateOut:
+    return _plate_out(settings, await service.disable_plate(db, code=code, operator=operator))
+
+
+@router.get("/plates/{code}.png", response_class=Response, summary="The plate's QR code as PNG",
+            responses={200: {"content": {"image/png": {}}}})
+async def plate_png(code: str, db: Db, settings: Conf, _: Operator) -> Response:
+    plate = await service.get_plate(db, code=code)
+    return Response(plates.plate_png(plates.plate_url(settings, plate.code)),
+                    media_type="image/png")

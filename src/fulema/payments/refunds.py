@@ -23,7 +23,7 @@ from fulema.channels.base import (
     RefundState,
 )
 from fulema.core.clock import clock
-from fulema.core.db import Database
+from fulema.core.db import Database, retry_on_conflict
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.events import publish
 from fulema.core.ids import new_id
@@ -62,19 +62,16 @@ async def create_refund(deps: Deps, *, merchant_id: str, order_id: str, out_refu
                         amount: Money, reason: str, notify_url: str | None = None
                         ) -> dict[str, Any]:
     digest = _hash(order_id, amount, reason)
+    async def reserve() -> tuple[Refund, str, bool]:
+        return await _reserve(deps.db, merchant_id=merchant_id, order_id=order_id,
+                              out_refund_no=out_refund_no, amount=amount, reason=reason,
+                              digest=digest, notify_url=notify_url)
+
     try:
-        refund, out_trade_no, created = await _reserve(deps.db, merchant_id=merchant_id,
-                                                       order_id=order_id,
-                                                       out_refund_no=out_refund_no,
-                                                       amount=amount, reason=reason,
-                                                       digest=digest, notify_url=notify_url)
+        refund, out_trade_no, created = await retry_on_conflict(reserve)
     except IntegrityError:
-        # a concurrent request with the same out_refund_no won the insert
-        refund, out_trade_no, created = await _reserve(deps.db, merchant_id=merchant_id,
-                                                       order_id=order_id,
-                                                       out_refund_no=out_refund_no,
-                                                       amount=amount, reason=reason,
-                                                       digest=digest, notify_url=notify_url)
+        # a concurrent request with the same out_refund_no won the insert: read its refund
+        refund, out_trade_no, created = await retry_on_conflict(reserve)
     if not created:
         return refund_view(refund, out_trade_no)
     return await _submit(deps, refund.id)
@@ -137,6 +134,11 @@ async def _submit(deps: Deps, refund_id: str) -> dict[str, Any]:
 async def apply_refund_result(deps: Deps, *, refund_id: str, result: RefundResult,
                               source: str) -> dict[str, Any]:
     """Idempotent: a second SUCCESS for one refund changes nothing."""
+    return await retry_on_conflict(lambda: _apply_refund_result(deps, refund_id, result, source))
+
+
+async def _apply_refund_result(deps: Deps, refund_id: str, result: RefundResult,
+                               source: str) -> dict[str, Any]:
     async with deps.db.transaction() as s:
         refund = await s.get(Refund, refund_id)
         if refund is None:

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import structlog
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fulema.channels.base import (
@@ -31,7 +31,7 @@ from fulema.channels.detect import detect_payer_code
 from fulema.channels.registry import ChannelRegistry
 from fulema.core.clock import as_utc, clock
 from fulema.core.config import Settings
-from fulema.core.db import Database
+from fulema.core.db import Database, is_retryable, retry_on_conflict
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.events import publish
 from fulema.core.ids import new_id
@@ -202,7 +202,11 @@ async def _insert_or_get(deps: Deps, *, merchant_id: str, app_id: str, new: NewO
                 record(s, order, "CREATED", detail={"amount": new.amount.fen,
                                                     "channel": channel.value})
             return order
-        except IntegrityError:
+        except (IntegrityError, DBAPIError) as exc:
+            # A concurrent request with the same out_trade_no won the insert (InnoDB may
+            # report that as a deadlock); the winner's order is the answer.
+            if not isinstance(exc, IntegrityError) and not is_retryable(exc):
+                raise
             existing = await _find_by_out_trade_no(db, merchant_id, new.out_trade_no)
             if existing is None:
                 raise
@@ -221,13 +225,18 @@ async def _find_by_out_trade_no(db: Database, merchant_id: str, out_trade_no: st
 async def _claim_channel_step(db: Database, order_id: str) -> bool:
     """Only one request calls the channel for a new order, however many arrive at once."""
     now = clock.now()
-    async with db.transaction() as s:
-        result = await s.execute(
-            update(Order)
-            .where(Order.id == order_id, Order.status == OrderStatus.CREATED.value,
-                   or_(Order.next_query_at.is_(None), Order.next_query_at < now))
-            .values(next_query_at=now + timedelta(seconds=CHANNEL_CLAIM_SECONDS)))
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    try:
+        async with db.transaction() as s:
+            result = await s.execute(
+                update(Order)
+                .where(Order.id == order_id, Order.status == OrderStatus.CREATED.value,
+                       or_(Order.next_query_at.is_(None), Order.next_query_at < now))
+                .values(next_query_at=now + timedelta(seconds=CHANNEL_CLAIM_SECONDS)))
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    except DBAPIError as exc:
+        if is_retryable(exc):
+            return False  # another request holds the row: it makes the channel call
+        raise
 
 
 async def _channel_create(deps: Deps, order: Order) -> dict[str, Any]:
@@ -254,17 +263,20 @@ async def _channel_create(deps: Deps, order: Order) -> dict[str, Any]:
         # The channel may or may not have the order; it stays CREATED and a retry of the same
         # request (or the expiry job) sorts it out. Nothing is lost, nothing is charged.
         raise FulemaError(ErrorCode.CHANNEL_UNAVAILABLE, str(exc) or None) from exc
-    async with deps.db.transaction() as s:
-        row = await s.get(Order, order.id, with_for_update=True)
-        assert row is not None
-        if row.status == OrderStatus.CREATED:
-            row.code_url = result.code_url
-            row.h5_url = result.h5_url
-            row.pay_params = result.pay_params
-            row.channel_trade_no = result.channel_trade_no or row.channel_trade_no
-            row.next_query_at = None
-            record(s, row, "CHANNEL_ACCEPTED", to=OrderStatus.PAYING)
-        return order_view(row)
+    async def accept() -> dict[str, Any]:
+        async with deps.db.transaction() as s:
+            row = await s.get(Order, order.id, with_for_update=True)
+            assert row is not None
+            if row.status == OrderStatus.CREATED:
+                row.code_url = result.code_url
+                row.h5_url = result.h5_url
+                row.pay_params = result.pay_params
+                row.channel_trade_no = result.channel_trade_no or row.channel_trade_no
+                row.next_query_at = None
+                record(s, row, "CHANNEL_ACCEPTED", to=OrderStatus.PAYING)
+            return order_view(row)
+
+    return await retry_on_conflict(accept)
 
 
 async def _barcode_pay(deps: Deps, order: Order, auth_code: str) -> dict[str, Any]:
@@ -300,6 +312,11 @@ async def apply_trade_result(deps: Deps, *, order_id: str, result: TradeResult,
                              source: str) -> dict[str, Any]:
     """Apply what the channel says to the order, idempotently. Duplicate callbacks, a query
     racing a callback, or a stale PAYING after SUCCESS all end in the same single state."""
+    return await retry_on_conflict(lambda: _apply_trade_result(deps, order_id, result, source))
+
+
+async def _apply_trade_result(deps: Deps, order_id: str, result: TradeResult,
+                              source: str) -> dict[str, Any]:
     async with deps.db.transaction() as s:
         order = await s.get(Order, order_id, with_for_update=True)
         if order is None:

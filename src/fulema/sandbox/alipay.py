@@ -57,6 +57,7 @@ from fulema.sandbox.alipay_books import (
     Trade,
 )
 from fulema.sandbox.alipay_notify import Notifier
+from fulema.sandbox.alipay_oauth import add_oauth_routes
 from fulema.sandbox.alipay_routes import Faults, install_routes
 
 TIMESTAMP_WINDOW = timedelta(minutes=30)
@@ -327,4 +328,5 @@ def build_sandbox(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
     app = FastAPI(title="Alipay sandbox", docs_url=None, redoc_url=None)
     app.state.sandbox = sb
     install_routes(app, sb)
+    add_oauth_routes(app, sb)
     return app

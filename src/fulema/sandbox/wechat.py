@@ -21,8 +21,10 @@ from fulema.channels.wechat import rfc3339
 from fulema.channels.wechat_config import WechatSettings
 from fulema.core.clock import clock
 from fulema.core.config import Settings
+from fulema.sandbox.wechat_oauth import add_oauth_routes
 from fulema.sandbox.wechat_routes import api_routes
 from fulema.sandbox.wechat_state import Order, Payer, WechatSandbox, new_openid
+from fulema.sandbox.wechat_v2 import add_v2_routes
 
 __all__ = ["WechatSandbox", "build_sandbox"]
 
@@ -34,6 +36,8 @@ def build_sandbox(settings: Settings, http: httpx.AsyncClient,
     app.state.sandbox = sb
     api_routes(app, sb)
     _wallet_routes(app, sb)
+    add_v2_routes(app, sb)
+    add_oauth_routes(app, sb)
     return app
 
 

@@ -8,7 +8,7 @@ over to it. An app we cannot take gets a page naming the apps that work.
 from __future__ import annotations
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from fulema.channels.detect import detect_app
 from fulema.core.errors import FulemaError
@@ -19,21 +19,29 @@ from fulema.merchants import service as merchants
 from fulema.payments import service as payments
 from fulema.payments.api import deps_of
 from fulema.web import pages
+from fulema.web.oauth import authorize_url, verify_payer_token
 
 router = APIRouter(tags=["cashier"], include_in_schema=False)
 
 
-@router.get("/pay/q/{plate_code}", response_class=HTMLResponse)
-async def show_plate(plate_code: str, request: Request, payer_id: str = "") -> HTMLResponse:
+@router.get("/pay/q/{plate_code}", response_class=HTMLResponse, response_model=None)
+async def show_plate(plate_code: str, request: Request, pid: str = "") -> Response:
     deps = deps_of(request)
     plate = await merchants.get_plate(deps.db, code=plate_code)
     channel = detect_app(request.headers.get("user-agent", ""), deps.settings)
     enabled = [c.value for c in deps.channels.enabled()]
     if channel is None or channel.value not in enabled:
         return HTMLResponse(pages.unsupported(plate.merchant_name, enabled), status_code=200)
+    if not pid or verify_payer_token(deps.settings, pid, channel=channel.value) is None:
+        # WeChat and Alipay need the payer's id for an in-app payment: ask the app for it
+        # silently (snsapi_base / auth_base); it comes back as a signed `pid` token.
+        url = await authorize_url(channel, deps.settings, plate_code)
+        if url is not None:
+            return RedirectResponse(url, status_code=302)
+        pid = ""
     return HTMLResponse(pages.amount_pad(merchant=plate.merchant_name, store=plate.store_name,
                                          channel=channel.value, action=f"/pay/q/{plate_code}",
-                                         payer_id=payer_id))
+                                         payer_id=pid))
 
 
 @router.post("/pay/q/{plate_code}", response_class=HTMLResponse)
@@ -54,6 +62,9 @@ async def pay_plate(plate_code: str, request: Request, amount: str = Form(""),
 
     try:
         money = Money.from_yuan(amount)
+        # only a payer id we signed ourselves (after the app's OAuth) is trusted
+        payer = (verify_payer_token(deps.settings, payer_id, channel=channel.value)
+                 if payer_id else None)
         if not money.is_positive:
             return again("请输入大于 0 的金额 · Enter an amount above 0")
         cred = await merchants.default_app_for_merchant(deps.db, merchant_id=plate.merchant_id)
@@ -62,7 +73,7 @@ async def pay_plate(plate_code: str, request: Request, amount: str = Form(""),
             default_notify_url=cred.notify_url if cred else None,
             new=payments.NewOrder(
                 out_trade_no=f"QR{new_token(12)}", amount=money, subject=plate.merchant_name,
-                way_code=WayCode.QR_STATIC, channel=channel, payer_id=payer_id or None,
+                way_code=WayCode.QR_STATIC, channel=channel, payer_id=payer,
                 store_id=plate.store_id,
                 client_ip=request.client.host if request.client else "127.0.0.1"))
     except FulemaError as exc:

@@ -1,0 +1,171 @@
+"""Starting and stopping what the harness measures: the Fulema server (uvicorn or granian, N
+workers), the shared bankpay sandbox and the merchant's notify receiver.
+
+Each runs in its own process group, which this module ends by its own id when done (and on any
+error), so no server outlives a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def serving_pids(self) -> list[int]:
+        """The processes that run the app: the worker children if any, else the process."""
+        kids = _children(self.popen.pid)
+        return kids or [self.popen.pid]
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    task_dir = Path(f"/proc/{pid}/task")
+    if not task_dir.exists():
+        return out
+    for task in task_dir.iterdir():
+        with contextlib.suppress(OSError):
+            out += [int(p) for p in (task / "children").read_text().split()]
+    # uvicorn/granian spawn workers via multiprocessing; skip its resource tracker helper
+    return [p for p in out if b"resource_tracker" not in _cmdline(p)]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def granian_available() -> bool:
+    return importlib.util.find_spec("granian") is not None
+
+
+def try_install(package: str) -> bool:
+    """`pip install` into this virtualenv; False (and the reason is reported) if it fails."""
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", package],
+                          capture_output=True, check=False, timeout=300)
+    return done.returncode == 0
+
+
+def start(name: str, argv: list[str], env: dict[str, str], log: Path, url: str,
+          *, timeout: float = 60.0, wait: bool = True) -> Proc:
+    """Spawn in its own process group; with `wait`, return once /ping answers."""
+    full_env = {**os.environ, **env, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}"}
+    with log.open("ab") as fh:
+        popen = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=fh, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+    proc = Proc(name, popen, url, log)
+    if wait:
+        wait_ready(proc, timeout)
+    return proc
+
+
+def wait_ready(proc: Proc, timeout: float = 60.0) -> None:
+    popen, name, url, log = proc.popen, proc.name, proc.url, proc.log
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if popen.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{name} exited with {popen.returncode}:\n{tail}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/ping", timeout=1.0).status_code == 200:
+                return
+        time.sleep(0.2)
+    stop(proc)
+    raise RuntimeError(f"{name} did not answer /ping within {timeout:.0f} s; see {log}")
+
+
+def stop(proc: Proc, *, grace: float = 15.0) -> None:
+    """SIGTERM to the process group we created, then SIGKILL if it lingers."""
+    if proc.popen.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.popen.pid, signal.SIGTERM)
+        try:
+            proc.popen.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.popen.pid, signal.SIGKILL)
+            proc.popen.wait(timeout=5)
+    # workers that outlived their parent are still in our group
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.popen.pid, signal.SIGKILL)
+
+
+def uvicorn_argv(target: str, port: int, workers: int, *, factory: bool) -> list[str]:
+    argv = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+    return argv + (["--factory"] if factory else [])
+
+
+def granian_argv(target: str, port: int, workers: int) -> list[str]:
+    return [str(BIN / "granian"), "--interface", "asgi", "--factory", "--host", "127.0.0.1",
+            "--port", str(port), "--workers", str(workers), "--no-access-log",
+            "--log-level", "warning", target]
+
+
+def fulema_env(*, database_url: str, port: int, sandbox_url: str, data_dir: Path
+               ) -> dict[str, str]:
+    """The measured platform: embedded background jobs on, only the bankpay channel, which
+    lives in the shared sandbox process (see bench.sandbox_app)."""
+    return {"FULEMA_DATABASE_URL": database_url,
+            "FULEMA_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            "FULEMA_BANKPAY_BASE_URL": f"{sandbox_url}/sandbox/bankpay",
+            "FULEMA_ENABLED_CHANNELS": '["bankpay"]', "FULEMA_MOUNT_SANDBOX": "false",
+            "FULEMA_DATA_DIR": str(data_dir), "FULEMA_ENVIRONMENT": "development",
+            "FULEMA_SEED_DEMO": "true", "FULEMA_RUN_BACKGROUND": "true"}
+
+
+def start_fulema(kind: str, workers: int, *, database_url: str, sandbox_url: str,
+                 data_dir: Path, log: Path) -> Proc:
+    port = free_port()
+    env = fulema_env(database_url=database_url, port=port, sandbox_url=sandbox_url,
+                     data_dir=data_dir)
+    if kind == "granian":
+        argv = granian_argv("fulema.app:create_app", port, workers)
+    else:
+        argv = uvicorn_argv("fulema.app:create_app", port, workers, factory=True)
+    return start(f"fulema[{kind} x{workers}]", argv, env, log, f"http://127.0.0.1:{port}")
+
+
+def start_sandbox(*, data_dir: Path, log: Path, wait: bool = True) -> Proc:
+    port = free_port()
+    env = {"FULEMA_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "FULEMA_DATA_DIR": str(data_dir),
+           "FULEMA_ENABLED_CHANNELS": '["bankpay"]'}
+    argv = uvicorn_argv("bench.sandbox_app:create_app", port, 1, factory=True)
+    return start("bankpay sandbox", argv, env, log, f"http://127.0.0.1:{port}", wait=wait)
+
+
+def start_receiver(*, log: Path, wait: bool = True) -> Proc:
+    port = free_port()
+    argv = uvicorn_argv("bench.receiver:app", port, 1, factory=False)
+    return start("notify receiver", argv, {}, log, f"http://127.0.0.1:{port}", wait=wait)
