@@ -27,6 +27,7 @@ from rich.table import Table
 from fulema.core.clock import clock
 from fulema.core.config import Settings, get_settings
 from fulema.gateway.signing import sign_request, verify_notification
+from fulema.merchants.domain import uscc_check_char
 
 console = Console()
 WECHAT_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
@@ -113,7 +114,8 @@ async def _story(base: str, operator_token: str, receiver: Receiver, notify_port
 
         console.print(Panel.fit("付了码 Fulema — one QR code, every payer's app", style="bold red"))
         step(1, "A noodle shop applies to the bank (商户进件)")
-        licence = "91320582" + str(clock.timestamp())[-9:] + "X"
+        body17 = "91320582" + str(clock.timestamp())[-9:]  # 张家港 division code
+        licence = body17 + uscc_check_char(body17)
         m = await op("POST", "/ops/v1/merchants", {
             "name": "张家港老街面馆", "short_name": "老街面馆", "licence_no": licence,
             "legal_person": "王小明", "settlement_account": "6228480402564890018",
@@ -138,10 +140,18 @@ async def _story(base: str, operator_token: str, receiver: Receiver, notify_port
 
         step(4, "A payer scans the plate with WeChat and enters ¥12.50")
         page = await http.get(f"/pay/q/{code}", headers={"User-Agent": WECHAT_UA})
+        while page.status_code == 302:  # WeChat's silent OAuth (snsapi_base) for the openid
+            location = page.headers["location"]
+            console.print(f"[dim]→ {location[:100]}")
+            if "/connect/oauth2/authorize" in location:
+                location += f"&payer_id={PAYER}"  # the sandbox app: who is scanning
+            page = await http.get(location, headers={"User-Agent": WECHAT_UA})
+        token = re.search(r'name="payer_id" value="([^"]*)"', page.text)
         console.print(f"cashier page: HTTP {page.status_code}, shows merchant: "
-                      f"{'张家港老街面馆' in page.text}")
-        handed = await http.post(f"/pay/q/{code}", data={"amount": "12.50", "payer_id": PAYER},
-                                 headers={"User-Agent": WECHAT_UA})
+                      f"{'张家港老街面馆' in page.text}, payer identified: "
+                      f"{bool(token and token.group(1))}")
+        handed = await http.post(f"/pay/q/{code}", headers={"User-Agent": WECHAT_UA}, data={
+            "amount": "12.50", "payer_id": token.group(1) if token else ""})
         found = re.search(r'data-order-id="([^"]+)"', handed.text)
         if handed.status_code != 200 or not found:
             raise SystemExit(f"cashier refused: {handed.status_code} {handed.text[:300]}")

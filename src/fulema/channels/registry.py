@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from fulema.channels.base import Channel
 from fulema.channels.breaker import BreakerSettings
-from fulema.channels.routing import guard
+from fulema.channels.routing import GuardedChannel, guard
 from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.vocab import ChannelName
@@ -32,6 +32,16 @@ class ChannelRegistry:
 
     def enabled(self) -> list[ChannelName]:
         return list(self.channels)
+
+    def available(self) -> list[ChannelName]:
+        """Enabled channels with at least one endpoint whose breaker is not open: what the
+        cashier offers while a channel is down."""
+        up = []
+        for name, channel in self.channels.items():
+            health = channel.health() if isinstance(channel, GuardedChannel) else []
+            if not health or any(h["state"] != "open" for h in health):
+                up.append(name)
+        return up
 
 
 def _module_exists(name: str) -> bool:

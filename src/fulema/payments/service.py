@@ -27,6 +27,7 @@ from fulema.channels.base import (
     TradeResult,
     TradeState,
 )
+from fulema.channels.breaker import CircuitOpen
 from fulema.channels.detect import detect_payer_code
 from fulema.channels.registry import ChannelRegistry
 from fulema.core.clock import as_utc, clock
@@ -288,6 +289,14 @@ async def _barcode_pay(deps: Deps, order: Order, auth_code: str) -> dict[str, An
     except ChannelError as exc:
         result = TradeResult(state=TradeState.FAILED, error_code=exc.code,
                              error_message=exc.message)
+    except CircuitOpen as exc:
+        # Nothing was sent (the breaker refused before the call): the payer was not charged,
+        # so the cashier is told at once instead of after a timeout.
+        failed = TradeResult(state=TradeState.FAILED, error_code=ErrorCode.CHANNEL_UNAVAILABLE,
+                             error_message=f"{order.channel} is unavailable")
+        await apply_trade_result(deps, order_id=order.id, result=failed, source="breaker")
+        raise FulemaError(ErrorCode.CHANNEL_UNAVAILABLE,
+                          f"{order.channel} is unavailable; use another payment app") from exc
     except ChannelUnavailable:
         result = TradeResult(state=TradeState.UNKNOWN)
     if result.state in (TradeState.UNKNOWN, TradeState.NOT_FOUND):

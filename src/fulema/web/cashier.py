@@ -29,8 +29,9 @@ async def show_plate(plate_code: str, request: Request, pid: str = "") -> Respon
     deps = deps_of(request)
     plate = await merchants.get_plate(deps.db, code=plate_code)
     channel = detect_app(request.headers.get("user-agent", ""), deps.settings)
-    enabled = [c.value for c in deps.channels.enabled()]
+    enabled = [c.value for c in deps.channels.available()]
     if channel is None or channel.value not in enabled:
+        # an unsupported app, or its channel is down right now: name the apps that work
         return HTMLResponse(pages.unsupported(plate.merchant_name, enabled), status_code=200)
     if not pid or verify_payer_token(deps.settings, pid, channel=channel.value) is None:
         # WeChat and Alipay need the payer's id for an in-app payment: ask the app for it
@@ -50,7 +51,7 @@ async def pay_plate(plate_code: str, request: Request, amount: str = Form(""),
     deps = deps_of(request)
     plate = await merchants.get_plate(deps.db, code=plate_code)
     channel = detect_app(request.headers.get("user-agent", ""), deps.settings)
-    enabled = [c.value for c in deps.channels.enabled()]
+    enabled = [c.value for c in deps.channels.available()]
     if channel is None or channel.value not in enabled:
         return HTMLResponse(pages.unsupported(plate.merchant_name, enabled), status_code=400)
 
