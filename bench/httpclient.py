@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 
 
@@ -25,9 +26,15 @@ class Response:
     body: bytes
 
 
+# uvicorn closes a keep-alive connection idle for 5 s (granian similarly); reusing one the
+# server is closing fails mid-request. Connections idle longer than this are not reused.
+MAX_IDLE_SECONDS = 4.0
+
+
 class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.last_used = time.monotonic()
 
     async def request(self, head: bytes, body: bytes) -> tuple[Response, bool]:
         """Send one request; returns the response and whether the connection may be reused."""
@@ -85,6 +92,9 @@ class Pool:
         head.append(f"Content-Length: {len(body)}\r\n\r\n")
         encoded = "".join(head).encode("latin-1")
         conn = await self._idle.get()
+        if conn is not None and time.monotonic() - conn.last_used > MAX_IDLE_SECONDS:
+            conn.close()
+            conn = None
         try:
             if conn is None:
                 reader, writer = await asyncio.wait_for(
@@ -104,6 +114,7 @@ class Pool:
             self._idle.put_nowait(None)
             raise
         if keep:
+            conn.last_used = time.monotonic()
             self._idle.put_nowait(conn)
         else:
             conn.close()

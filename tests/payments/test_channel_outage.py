@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from fulema.core.clock import clock
 from tests.payments.conftest import Platform
 
@@ -54,3 +56,26 @@ async def test_breaker_opens_on_outage_and_closes_after_recovery(platform: Platf
         r = await p.order(out_trade_no=f"WXBACK{i:04d}", channel="wechat", amount=100)
         assert r.status_code == 200, r.text
     assert await wechat_state(p) == "closed"
+
+
+async def test_wechat_fails_over_to_its_backup_domain(platform: Platform,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Primary pointed at a dead port, backup at the sandbox: queries fail over, and once the
+    primary's breaker opens new orders go straight to the backup."""
+    from fulema.channels.registry import build_channels
+
+    monkeypatch.setenv("FULEMA_WECHAT_BASE_URL", "http://127.0.0.1:9/down")
+    monkeypatch.setenv("FULEMA_WECHAT_BACKUP_BASE_URL", "http://testserver/sandbox/wechat")
+    settings = platform.settings.model_copy(update={"enabled_channels": ["wechat"]})
+    platform.app.state.channels.channels.update(build_channels(settings, platform.http).channels)
+    codes = []
+    for i in range(12):
+        r = await platform.order(out_trade_no=f"WXFAIL{i:04d}", channel="wechat", amount=100)
+        codes.append(r.status_code)
+    doc = (await platform.http.get("/ops/v1/channels", headers=OPS)).json()
+    wechat = next(c for c in doc["channels"] if c["channel"] == "wechat")
+    states = {e["endpoint"]: e["state"] for e in wechat["endpoints"]}
+    assert states["primary"] == "open"
+    assert states["backup"] == "closed"
+    assert codes[-1] == 200  # after the primary opened, creates reach the backup
+    assert 503 in codes  # before that, a create that hit the dead primary was not retried

@@ -21,6 +21,7 @@ from fulema.channels.base import (
     CallbackAck,
     CallbackKind,
     CallbackResult,
+    Channel,
     ChannelError,
     ChannelUnavailable,
     CreatePaymentRequest,
@@ -277,4 +278,15 @@ class WechatChannel:
 
 def build_channel(settings: Settings, http: httpx.AsyncClient) -> WechatChannel:
     return WechatChannel(settings, http)
+
+
+def build_endpoints(settings: Settings, http: httpx.AsyncClient) -> list[tuple[str, Channel]]:
+    """Primary and, when configured, the backup domain: the registry guards each with its own
+    circuit breaker and routes to a healthy one."""
+    wx = WechatSettings()
+    endpoints: list[tuple[str, Channel]] = [("primary", WechatChannel(settings, http, wx))]
+    if wx.backup_base_url:
+        backup = wx.model_copy(update={"base_url": wx.backup_base_url})
+        endpoints.append(("backup", WechatChannel(settings, http, backup)))
+    return endpoints
 

@@ -31,6 +31,9 @@ class WechatSettings(BaseSettings):
                                       extra="ignore")
 
     base_url: str = ""  # empty -> settings.sandbox_url("wechat"); real: https://api.mch.weixin.qq.com
+    # WeChat Pay's documented backup domain (https://api2.mch.weixin.qq.com); the router fails
+    # over to it when the primary's breaker is open. Empty: no backup.
+    backup_base_url: str = ""
     mchid: str = "1900000001"
     appid: str = "wxd678efh567hg6787"
     apiv3_key: str = DEV_APIV3_KEY
