@@ -1,9 +1,7 @@
-"""CPU seconds used by processes, read from /proc, so each phase can report what one operation
-costs the API processes and PostgreSQL: the per-request costs docs/scaling.md models from.
-
-PostgreSQL's figure sums every `postgres` process on the machine (backends, WAL writer,
-checkpointer), so it is an upper bound when other databases on the same server are busy.
-"""
+"""CPU seconds used by the API processes (the server and its workers), read from /proc, so each
+phase can report what one operation costs them: the per-request cost docs/scaling.md models
+from. PostgreSQL's side is not measured this way: its backends come and go (pool overflow,
+other databases' clients), so a sum over the processes alive at two instants is no delta."""
 
 from __future__ import annotations
 
@@ -34,13 +32,3 @@ def process_tree(pid: int) -> list[int]:
 
 def tree_cpu(pid: int) -> float:
     return sum(_cpu(p) for p in process_tree(pid))
-
-
-def postgres_cpu() -> float:
-    total = 0.0
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            with contextlib.suppress(OSError):
-                if (proc / "comm").read_text().strip() == "postgres":
-                    total += _cpu(int(proc.name))
-    return total

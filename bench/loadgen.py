@@ -95,7 +95,7 @@ async def open_loop(op: Op, *, rate: float, duration: float, max_ops: int,
                     grace: float = 20.0) -> tuple[Tally, float, int]:
     """Arrivals at a fixed rate whatever the answers; latency from the scheduled start."""
     tally = Tally()
-    tasks: set[asyncio.Task[None]] = set()
+    tasks: dict[asyncio.Task[None], int] = {}
     n = min(max_ops, int(rate * duration))
     t0 = time.perf_counter()
     for i in range(n):
@@ -104,10 +104,11 @@ async def open_loop(op: Op, *, rate: float, duration: float, max_ops: int,
         if delay > 0:
             await asyncio.sleep(delay)
         task = asyncio.create_task(_run_one(op, i, target, tally))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        tasks[task] = i
+        task.add_done_callback(lambda t: tasks.pop(t, None))
     if tasks:
         _done, pending = await asyncio.wait(set(tasks), timeout=grace)
+        unfinished = [tasks[t] for t in pending if t in tasks]
         for task in pending:
             task.cancel()
         for task in pending:
@@ -115,6 +116,7 @@ async def open_loop(op: Op, *, rate: float, duration: float, max_ops: int,
                 await task
         if pending:
             tally.errors["unfinished after grace"] += len(pending)
+            tally.failed += unfinished  # never answered: the merchant sends them again too
     elapsed = time.perf_counter() - t0
     return tally, elapsed, n
 

@@ -64,10 +64,12 @@ class Plan:
     profile: float
     sweep: float = 0.0  # seconds per point of the create concurrency sweep (0: skipped)
     cycle_concurrency: int = 64  # cycles wait ~1 s for the notify loop: many must be in flight
+    pgbench_scale: int = 8  # scale = clients (see bench.baselines); quick mode: 1, a smoke only
 
 
 QUICK = Plan(ping=1.0, create=1.5, fixed=1.0, cycle=2.0, barcode=1.0, query=1.0, burst=1.0,
-             pgbench=3, settle=0.0, profile=0.0, cycle_concurrency=8)
+             pgbench=3, settle=0.0, profile=0.0, cycle_concurrency=8,
+             pgbench_scale=1)
 FULL = Plan(ping=5.0, create=8.0, fixed=6.0, cycle=8.0, barcode=5.0, query=5.0, burst=2.0,
             pgbench=12, settle=10.5, profile=8.0, sweep=3.0)
 SWEEP = (4, 16, 64)  # closed-loop concurrencies probed for order create (per worker: x N)

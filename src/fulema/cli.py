@@ -59,6 +59,17 @@ def demo(url: str = typer.Option("", help="a running `fulema serve`; empty runs 
     asyncio.run(run_demo(url or None))
 
 
+@app.command("bench", context_settings={"allow_extra_args": True,
+                                        "ignore_unknown_options": True})
+def bench(ctx: typer.Context) -> None:
+    """Benchmark the payment hot path against this machine's limits (docs/performance.md).
+    Runs `python -m bench` from a source checkout; arguments pass through (e.g. --quick)."""
+    import subprocess
+    import sys
+
+    raise typer.Exit(subprocess.call([sys.executable, "-m", "bench", *ctx.args]))  # noqa: S603
+
+
 @app.command("docs-errors")
 def docs_errors(out: Path = Path("docs/errors.md")) -> None:
     """Regenerate docs/errors.md from the error-code table."""

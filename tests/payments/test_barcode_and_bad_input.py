@@ -39,7 +39,7 @@ async def test_barcode_with_password_is_polled_until_the_payer_confirms(platform
     resp = await platform.order(out_trade_no="BAR0000002", way_code="BARCODE", auth_code=code,
                                 channel=None, amount=880)
     order = resp.json()
-    assert order["status"] == "PAYING"
+    assert order.get("status") == "PAYING", order
     confirm = await platform.wallet("bankpay", "/payers/payer_pin/confirm", {})
     assert confirm.status_code == 200, confirm.text
     clock.freeze()
@@ -181,3 +181,21 @@ async def test_notification_is_retried_until_acknowledged_and_can_be_resent(
     before = len(platform.receiver.received)
     await platform.settle_background(rounds=1)
     assert len(platform.receiver.received) == before + 1
+
+
+async def test_rotated_secret_takes_effect_at_once(platform: Platform) -> None:
+    """Credentials are cached per process; a rotation in this process must not leave the old
+    secret usable."""
+    assert (await platform.order(out_trade_no="ROTATE0001")).status_code == 200
+    auth = {"Authorization": "Bearer test-operator"}
+    rotated = await platform.http.post(
+        f"/ops/v1/merchants/{platform.merchant_id}/apps/{APP_ID}/rotate", headers=auth)
+    assert rotated.status_code == 200, rotated.text
+    new_secret = rotated.json()["secret"]
+    old = await platform.order(out_trade_no="ROTATE0002")
+    assert old.status_code == 401
+    assert old.json()["code"] == "SIGNATURE_INVALID"
+    body = {"out_trade_no": "ROTATE0003", "amount": 100, "subject": "x",
+            "way_code": "QR_DYNAMIC", "channel": "bankpay"}
+    new = await platform.call("POST", "/api/v1/orders", body, secret=new_secret)
+    assert new.status_code == 200, new.text

@@ -25,7 +25,7 @@ DEFAULT_UA_MARKERS: dict[str, list[str]] = {
 }
 
 # Payer-presented code -> channel, as (prefixes, lengths). The facts are documented in
-# docs/channels.md with their sources; a bank extends them through FULEMA_PAYER_CODE_RULES.
+# docs/channels/README.md with their sources; a bank extends them through FULEMA_PAYER_CODE_RULES.
 DEFAULT_PAYER_CODE_RULES: dict[str, dict[str, list[int] | list[str]]] = {
     "wechat": {"prefixes": ["10", "11", "12", "13", "14", "15"], "lengths": [18]},
     "alipay": {"prefixes": ["25", "26", "27", "28", "29", "30"], "lengths": list(range(16, 25))},

@@ -119,6 +119,9 @@ class Database:
             _sqlite_serialized_writes(self.engine)
         _count_statements(self.engine)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Process-local memo of read-mostly rows (e.g. API credentials), owned by the
+        # contexts that fill it; it belongs to this database so two databases never mix.
+        self.memo: dict[str, Any] = {}
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from fulema.core import crypto
 from fulema.core.clock import clock
@@ -19,8 +20,13 @@ from fulema.merchants.service import AppCredential
 
 
 async def authenticate(db: Database, settings: Settings, *, method: str, path: str,
-                       headers: dict[str, str], body: bytes) -> AppCredential:
-    """Check a merchant request; return its credential or raise a documented error."""
+                       headers: dict[str, str], body: bytes,
+                       defer_nonce: bool = False) -> AppCredential:
+    """Check a merchant request; return its credential or raise a documented error.
+
+    With `defer_nonce` the caller records the nonce itself (`stage_nonce`) in the transaction
+    that does the work, so a replay is refused by the same commit that would have acted on it.
+    """
     app_id = headers.get(signing.H_APP_ID, "")
     ts_text = headers.get(signing.H_TIMESTAMP, "")
     nonce = headers.get(signing.H_NONCE, "")
@@ -49,11 +55,18 @@ async def authenticate(db: Database, settings: Settings, *, method: str, path: s
         raise FulemaError(ErrorCode.SIGNATURE_INVALID, f"unknown sign type {sign_type}")
     if not ok:
         raise FulemaError(ErrorCode.SIGNATURE_INVALID)
-    await _remember_nonce(db, app_id=app_id, nonce=nonce)
+    if not defer_nonce:
+        await remember_nonce(db, app_id=app_id, nonce=nonce)
     return cred
 
 
-async def _remember_nonce(db: Database, *, app_id: str, nonce: str) -> None:
+def stage_nonce(session: AsyncSession, *, app_id: str, nonce: str) -> None:
+    """Record the nonce in the caller's transaction; its commit fails if it was used."""
+    session.add(ApiNonce(app_id=app_id, nonce=nonce, seen_at=clock.now()))
+
+
+async def remember_nonce(db: Database, *, app_id: str, nonce: str) -> None:
+    """NONCE_REPLAYED if this app used this nonce before."""
     try:
         async with db.transaction() as s:
             s.add(ApiNonce(app_id=app_id, nonce=nonce, seen_at=clock.now()))

@@ -9,6 +9,7 @@ frozen dataclasses, never ORM rows.
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -375,6 +376,7 @@ async def rotate_secret(db: Database, *, merchant_id: str, app_id: str,
         now = clock.now()
         row.secret, row.secret_rotated_at, row.updated_at = _new_secret(), now, now
         _record(s, m, "rotate_secret", m.status, app_id, operator)
+        _forget_credential(db, row.app_id)
         return IssuedSecret(app=_app_view(row), secret=row.secret)
 
 
@@ -385,6 +387,7 @@ async def disable_app(db: Database, *, merchant_id: str, app_id: str, operator: 
         if row.active:
             row.active, row.updated_at = False, clock.now()
             _record(s, m, "disable_app", m.status, app_id, operator)
+        _forget_credential(db, row.app_id)
         return _app_view(row)
 
 
@@ -496,13 +499,38 @@ async def list_events(db: Database, *, merchant_id: str) -> list[EventView]:
 # --- used by the payments context and the gateway ---------------------------------------------
 
 
+# Every signed request needs the app's secret; reading it from the database each time was a
+# whole transaction on the payment hot path. Credentials are cached per process for a few
+# seconds: a rotation or disable in this process takes effect at once, in other processes
+# within CREDENTIAL_CACHE_SECONDS (a rotated secret should stay valid that long anyway).
+CREDENTIAL_CACHE_SECONDS = 10.0
+
+
+def _credential_cache(db: Database) -> dict[str, tuple[float, AppCredential]]:
+    cache: dict[str, tuple[float, AppCredential]] = db.memo.setdefault("merchants.credentials", {})
+    return cache
+
+
+def _forget_credential(db: Database, app_id: str) -> None:
+    _credential_cache(db).pop(app_id, None)
+
+
 async def get_app_credential(db: Database, *, app_id: str) -> AppCredential:
     """APP_NOT_FOUND if the app does not exist or is disabled."""
+    _credentials = _credential_cache(db)
+    cached = _credentials.get(app_id)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
     async with db.transaction() as s:
         row = await s.get(AppCredentialRow, app_id)
     if row is None or not row.active:
+        _forget_credential(db, app_id)
         raise FulemaError(ErrorCode.APP_NOT_FOUND)
-    return _credential(row)
+    credential = _credential(row)
+    if len(_credentials) > 100_000:
+        _credentials.clear()
+    _credentials[app_id] = (time.monotonic() + CREDENTIAL_CACHE_SECONDS, credential)
+    return credential
 
 
 async def default_app_for_merchant(db: Database, *, merchant_id: str) -> AppCredential | None:
@@ -524,15 +552,29 @@ async def check_merchant(db: Database, *, merchant_id: str) -> MerchantSnapshot:
                             mcc=m.mcc)
 
 
-async def check_can_pay(db: Database, *, merchant_id: str) -> MerchantSnapshot:
-    """Only an ACTIVE merchant takes payments: MERCHANT_NOT_FOUND / MERCHANT_NOT_ACTIVE /
-    MERCHANT_FROZEN / MERCHANT_CLOSED otherwise."""
-    snapshot = await check_merchant(db, merchant_id=merchant_id)
+async def check_can_pay_in(session: AsyncSession, *, merchant_id: str) -> MerchantSnapshot:
+    """`check_can_pay` inside the caller's transaction: payments checks the merchant in the
+    same unit of work that records the order, so a freeze is never raced and no extra
+    transaction is spent."""
+    m = await _merchant_row(session, merchant_id)
+    snapshot = MerchantSnapshot(id=m.id, name=m.name, short_name=m.short_name, status=m.status,
+                                mcc=m.mcc)
+    return _refuse_unless_active(snapshot)
+
+
+def _refuse_unless_active(snapshot: MerchantSnapshot) -> MerchantSnapshot:
     refusal = domain.payment_refusal(MerchantStatus(snapshot.status))
     if refusal is not None:
         raise FulemaError(refusal, f"{refusal.description} (status {snapshot.status})",
                           status=snapshot.status)
     return snapshot
+
+
+async def check_can_pay(db: Database, *, merchant_id: str) -> MerchantSnapshot:
+    """Only an ACTIVE merchant takes payments: MERCHANT_NOT_FOUND / MERCHANT_NOT_ACTIVE /
+    MERCHANT_FROZEN / MERCHANT_CLOSED otherwise."""
+    snapshot = await check_merchant(db, merchant_id=merchant_id)
+    return _refuse_unless_active(snapshot)
 
 
 async def get_plate(db: Database, *, code: str) -> PlateInfo:

@@ -14,6 +14,7 @@ from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.money import Money
 from fulema.core.web import json_response
 from fulema.gateway.service import authenticate
+from fulema.gateway.signing import H_NONCE
 from fulema.merchants.service import AppCredential
 from fulema.payments import notifications, refunds
 from fulema.payments import service as payments
@@ -28,13 +29,13 @@ def deps_of(request: Request) -> payments.Deps:
     return deps
 
 
-async def _auth(request: Request) -> tuple[AppCredential, bytes]:
+async def _auth(request: Request, *, defer_nonce: bool = False) -> tuple[AppCredential, bytes]:
     body = await request.body()
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     deps = deps_of(request)
     cred = await authenticate(deps.db, deps.settings, method=request.method, path=path,
                               headers={k.lower(): v for k, v in request.headers.items()},
-                              body=body)
+                              body=body, defer_nonce=defer_nonce)
     return cred, body
 
 
@@ -58,7 +59,7 @@ def parse_body(model: type[M], raw: bytes) -> M:
 
 @router.post("/orders", summary="Unified order (统一下单)")
 async def create_order(request: Request) -> Response:
-    cred, raw = await _auth(request)
+    cred, raw = await _auth(request, defer_nonce=True)  # recorded with the order
     body = parse_body(CreateOrderBody, raw)
     new = payments.NewOrder(
         out_trade_no=body.out_trade_no, amount=Money.of(body.amount), subject=body.subject,
@@ -68,7 +69,8 @@ async def create_order(request: Request) -> Response:
         client_ip=body.client_ip or (request.client.host if request.client else "127.0.0.1"))
     view = await payments.create_order(deps_of(request), merchant_id=cred.merchant_id,
                                        app_id=cred.app_id, new=new,
-                                       default_notify_url=cred.notify_url)
+                                       default_notify_url=cred.notify_url,
+                                       nonce=request.headers[H_NONCE])
     return json_response(view)
 
 

@@ -38,6 +38,7 @@ from fulema.core.events import publish
 from fulema.core.ids import new_id
 from fulema.core.money import Money
 from fulema.core.vocab import ChannelName, WayCode
+from fulema.gateway import service as gateway
 from fulema.merchants import service as merchants
 from fulema.payments.domain import (
     OPEN_STATUSES,
@@ -139,12 +140,18 @@ def record(session: AsyncSession, order: Order, kind: str, *, to: OrderStatus | 
 # ---------------------------------------------------------------------------- create
 
 async def create_order(deps: Deps, *, merchant_id: str, app_id: str, new: NewOrder,
-                       default_notify_url: str | None = None) -> dict[str, Any]:
+                       default_notify_url: str | None = None,
+                       nonce: str | None = None) -> dict[str, Any]:
+    """Record the order and hand it to the channel.
+
+    The hot path is two short transactions around the channel call: (1) the merchant's status,
+    the request's nonce, the order and its first event; (2) the channel's answer. `nonce`, when
+    given, is the signed request's nonce: recording it here saves a transaction per order.
+    """
     settings = deps.settings
     check_amount(new.amount, max_fen=settings.max_order_fen)
     channel = _resolve_channel(new, settings)
     deps.channels.get(channel)  # refuses a channel that is not enabled
-    await merchants.check_can_pay(deps.db, merchant_id=merchant_id)
     if new.store_id:
         await merchants.get_store(deps.db, merchant_id=merchant_id, store_id=new.store_id)
     decision = await risk.decide(deps.db, merchant_id=merchant_id, amount=new.amount,
@@ -153,9 +160,11 @@ async def create_order(deps: Deps, *, merchant_id: str, app_id: str, new: NewOrd
     if not decision.allow:
         raise FulemaError(ErrorCode.RISK_REJECTED, decision.reason or None)
 
-    order = await _insert_or_get(deps, merchant_id=merchant_id, app_id=app_id, new=new,
-                                 channel=channel, notify_url=new.notify_url or default_notify_url)
-    if order.status == OrderStatus.CREATED and await _claim_channel_step(deps.db, order.id):
+    order, mine = await _insert_or_get(deps, merchant_id=merchant_id, app_id=app_id, new=new,
+                                       channel=channel, nonce=nonce,
+                                       notify_url=new.notify_url or default_notify_url)
+    if mine or (order.status == OrderStatus.CREATED
+                and await _claim_channel_step(deps.db, order.id)):
         if new.way_code == WayCode.BARCODE:
             assert new.auth_code is not None
             return await _barcode_pay(deps, order, new.auth_code)
@@ -180,41 +189,48 @@ def _resolve_channel(new: NewOrder, settings: Settings) -> ChannelName:
 
 
 async def _insert_or_get(deps: Deps, *, merchant_id: str, app_id: str, new: NewOrder,
-                         channel: ChannelName, notify_url: str | None) -> Order:
+                         channel: ChannelName, notify_url: str | None, nonce: str | None
+                         ) -> tuple[Order, bool]:
+    """The order for this request and whether this request created it (and so holds the
+    right to call the channel). Optimistic: insert first, read only on a conflict."""
     db = deps.db
     digest = new.request_hash()
+    now = clock.now()
+    expire = new.expire_seconds or deps.settings.order_expire_seconds
+    order = Order(
+        id=new_id("ord"), merchant_id=merchant_id, app_id=app_id, store_id=new.store_id,
+        out_trade_no=new.out_trade_no, request_hash=digest, amount=new.amount,
+        subject=new.subject, way_code=new.way_code.value, channel=channel.value,
+        status=OrderStatus.CREATED.value, payer_id=new.payer_id,
+        payer_code_masked=mask_code(new.auth_code) if new.auth_code else None,
+        notify_url=notify_url, attach=new.attach, client_ip=new.client_ip,
+        refunded_amount=Money.zero(), refund_pending_amount=Money.zero(),
+        expire_at=now + timedelta(seconds=expire),
+        next_query_at=now + timedelta(seconds=CHANNEL_CLAIM_SECONDS),  # the inserter's claim
+        created_at=now, updated_at=now)
+    try:
+        async with db.transaction() as s:
+            await merchants.check_can_pay_in(s, merchant_id=merchant_id)
+            if nonce is not None:
+                gateway.stage_nonce(s, app_id=app_id, nonce=nonce)
+            s.add(order)
+            record(s, order, "CREATED", detail={"amount": new.amount.fen,
+                                                "channel": channel.value})
+        return order, True
+    except (IntegrityError, DBAPIError) as exc:
+        # A concurrent request with the same out_trade_no won the insert (InnoDB may report
+        # that as a deadlock), or the nonce was replayed: tell the two apart.
+        if not isinstance(exc, IntegrityError) and not is_retryable(exc):
+            raise
+    if nonce is not None:
+        await gateway.remember_nonce(db, app_id=app_id, nonce=nonce)  # NONCE_REPLAYED
     existing = await _find_by_out_trade_no(db, merchant_id, new.out_trade_no)
     if existing is None:
-        now = clock.now()
-        expire = new.expire_seconds or deps.settings.order_expire_seconds
-        order = Order(
-            id=new_id("ord"), merchant_id=merchant_id, app_id=app_id, store_id=new.store_id,
-            out_trade_no=new.out_trade_no, request_hash=digest, amount=new.amount,
-            subject=new.subject, way_code=new.way_code.value, channel=channel.value,
-            status=OrderStatus.CREATED.value, payer_id=new.payer_id,
-            payer_code_masked=mask_code(new.auth_code) if new.auth_code else None,
-            notify_url=notify_url, attach=new.attach, client_ip=new.client_ip,
-            refunded_amount=Money.zero(), refund_pending_amount=Money.zero(),
-            expire_at=now + timedelta(seconds=expire),
-            created_at=now, updated_at=now)
-        try:
-            async with db.transaction() as s:
-                s.add(order)
-                record(s, order, "CREATED", detail={"amount": new.amount.fen,
-                                                    "channel": channel.value})
-            return order
-        except (IntegrityError, DBAPIError) as exc:
-            # A concurrent request with the same out_trade_no won the insert (InnoDB may
-            # report that as a deadlock); the winner's order is the answer.
-            if not isinstance(exc, IntegrityError) and not is_retryable(exc):
-                raise
-            existing = await _find_by_out_trade_no(db, merchant_id, new.out_trade_no)
-            if existing is None:
-                raise
+        raise FulemaError(ErrorCode.INTERNAL_ERROR, "the order could not be recorded; retry")
     if existing.request_hash != digest:
         raise FulemaError(ErrorCode.DUPLICATE_OUT_TRADE_NO,
                           f"out_trade_no {new.out_trade_no} was used with other parameters")
-    return existing
+    return existing, False
 
 
 async def _find_by_out_trade_no(db: Database, merchant_id: str, out_trade_no: str) -> Order | None:
@@ -265,16 +281,29 @@ async def _channel_create(deps: Deps, order: Order) -> dict[str, Any]:
         # request (or the expiry job) sorts it out. Nothing is lost, nothing is charged.
         raise FulemaError(ErrorCode.CHANNEL_UNAVAILABLE, str(exc) or None) from exc
     async def accept() -> dict[str, Any]:
+        # One conditional UPDATE instead of SELECT ... FOR UPDATE + UPDATE: it only moves an
+        # order that is still CREATED, so a callback that already paid it is never undone.
+        now = clock.now()
         async with deps.db.transaction() as s:
-            row = await s.get(Order, order.id, with_for_update=True)
+            moved = await s.execute(
+                update(Order).where(Order.id == order.id,
+                                    Order.status == OrderStatus.CREATED.value)
+                .values(status=OrderStatus.PAYING.value, code_url=result.code_url,
+                        h5_url=result.h5_url, pay_params=result.pay_params,
+                        channel_trade_no=result.channel_trade_no or order.channel_trade_no,
+                        next_query_at=None, updated_at=now))
+            if moved.rowcount == 1:  # type: ignore[attr-defined]
+                s.add(OrderEvent(id=new_id("oev"), order_id=order.id, kind="CHANNEL_ACCEPTED",
+                                 from_status=OrderStatus.CREATED.value,
+                                 to_status=OrderStatus.PAYING.value, detail={}, at=now))
+                order.status, order.code_url, order.h5_url = (
+                    OrderStatus.PAYING.value, result.code_url, result.h5_url)
+                order.pay_params = result.pay_params
+                order.channel_trade_no = result.channel_trade_no or order.channel_trade_no
+                order.next_query_at, order.updated_at = None, now
+                return order_view(order)
+            row = await s.get(Order, order.id)
             assert row is not None
-            if row.status == OrderStatus.CREATED:
-                row.code_url = result.code_url
-                row.h5_url = result.h5_url
-                row.pay_params = result.pay_params
-                row.channel_trade_no = result.channel_trade_no or row.channel_trade_no
-                row.next_query_at = None
-                record(s, row, "CHANNEL_ACCEPTED", to=OrderStatus.PAYING)
             return order_view(row)
 
     return await retry_on_conflict(accept)
