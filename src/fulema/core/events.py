@@ -94,8 +94,9 @@ class Dispatcher:
             )).all())
         delivered = 0
         for event_id in ids:
-            if await self._claim(event_id):
-                delivered += await self._deliver(event_id)
+            claimed = await self._claim(event_id)
+            if claimed is not None:
+                delivered += await self._deliver(*claimed)
         return delivered
 
     async def drain(self, max_rounds: int = 100) -> int:
@@ -108,7 +109,8 @@ class Dispatcher:
                 break
         return total
 
-    async def _claim(self, event_id: str) -> bool:
+    async def _claim(self, event_id: str) -> tuple[Event, int] | None:
+        """The event and its attempts so far if this worker won it, else None."""
         now = clock.now()
         async with self.db.transaction() as s:
             result = await s.execute(
@@ -118,14 +120,14 @@ class Dispatcher:
                 .values(claimed_by=self.worker_id,
                         claimed_until=now + timedelta(seconds=self.claim_seconds))
             )
-            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
-
-    async def _deliver(self, event_id: str) -> int:
-        async with self.db.transaction() as s:
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return None
             row = await s.get(OutboxEvent, event_id)
             assert row is not None
-            event = Event(id=row.id, topic=row.topic, payload=dict(row.payload))
-            attempts = row.attempts
+            return Event(id=row.id, topic=row.topic, payload=dict(row.payload)), row.attempts
+
+    async def _deliver(self, event: Event, attempts: int) -> int:
+        event_id = event.id
         try:
             for handler in self.handlers.get(event.topic, []):
                 await handler(self.db, event)

@@ -9,6 +9,7 @@ JSON `{"code": "SUCCESS"}`). Anything else is retried on the schedule in setting
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import timedelta
 from typing import Any
@@ -32,6 +33,7 @@ from fulema.payments.models import Notification, NotificationAttempt, Order
 log = structlog.get_logger(__name__)
 
 PENDING, DELIVERED, FAILED = "PENDING", "DELIVERED", "FAILED"
+DELIVERY_CONCURRENCY = 16
 TOPICS = ("payment.succeeded", "refund.succeeded")
 
 
@@ -82,10 +84,15 @@ async def deliver_due(db: Database, settings: Settings, http: httpx.AsyncClient,
             Notification.status == PENDING, Notification.next_attempt_at <= now,
             or_(Notification.claimed_until.is_(None), Notification.claimed_until < now))
             .limit(limit))).all())
-    acked = 0
-    for notification_id in due:
-        acked += await _deliver_one(db, settings, http, notification_id)
-    return acked
+    # Merchants' endpoints answer slowly and independently: post to them concurrently
+    # (bounded), so one slow receiver does not hold up everybody else's notifications.
+    gate = asyncio.Semaphore(DELIVERY_CONCURRENCY)
+
+    async def one(notification_id: str) -> int:
+        async with gate:
+            return await _deliver_one(db, settings, http, notification_id)
+
+    return sum(await asyncio.gather(*(one(n) for n in due)))
 
 
 async def _deliver_one(db: Database, settings: Settings, http: httpx.AsyncClient,

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 import structlog
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -488,12 +488,15 @@ async def close_order(deps: Deps, *, merchant_id: str, order_id: str,
 async def due_orders(db: Database, *, limit: int = 100) -> list[str]:
     """Open orders whose channel should be asked again, or that have expired."""
     now = clock.now()
+    open_ = [OrderStatus.CREATED.value, OrderStatus.PAYING.value]
+    # Two queries, each served by its own (status, ...) index: an OR of the two conditions
+    # made PostgreSQL scan every open order each second (seen in the benchmark's EXPLAIN).
     async with db.transaction() as s:
-        rows = await s.scalars(select(Order.id).where(
-            Order.status.in_([OrderStatus.CREATED.value, OrderStatus.PAYING.value]),
-            or_(and_(Order.next_query_at.is_not(None), Order.next_query_at <= now),
-                Order.expire_at <= now)).limit(limit))
-        return list(rows.all())
+        to_query = (await s.scalars(select(Order.id).where(
+            Order.status.in_(open_), Order.next_query_at <= now).limit(limit))).all()
+        expired = (await s.scalars(select(Order.id).where(
+            Order.status.in_(open_), Order.expire_at <= now).limit(limit))).all()
+    return list(dict.fromkeys([*to_query, *expired]))[:limit]
 
 
 async def claim_for_job(db: Database, order_id: str, *, seconds: int) -> Order | None:
