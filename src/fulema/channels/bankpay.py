@@ -11,7 +11,6 @@ accounts the same day, so every order object carries `same_day_settlement: true`
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
@@ -23,7 +22,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from fulema.channels.base import (
     BarcodePayRequest,
     CallbackAck,
-    CallbackKind,
     CallbackResult,
     ChannelError,
     ChannelUnavailable,
@@ -34,7 +32,9 @@ from fulema.channels.base import (
     RefundState,
     TradeResult,
     TradeState,
+    event_callback,
 )
+from fulema.channels.transport import answer_data, raise_download_error, send
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.crypto import hmac_sha256_hex, hmac_sha256_verify
@@ -186,16 +186,8 @@ class BankpayChannel:
         body = orjson.dumps(payload) if payload is not None else b""
         headers = {**signed_headers(self.bank.secret, body), HEADER_MERCHANT: self.bank.merchant_no,
                    "Content-Type": "application/json"}
-        try:
-            # httpx's timeout covers real sockets; asyncio.timeout also bounds in-process
-            # transports (the mounted sandbox), which ignore httpx timeouts.
-            async with asyncio.timeout(self.timeout):
-                resp = await self.http.request(method, self.base_url + path, content=body,
-                                               headers=headers, timeout=self.timeout)
-        except (httpx.HTTPError, TimeoutError) as exc:
-            raise ChannelUnavailable(f"bankpay {path}: {type(exc).__name__}") from exc
-        if resp.status_code >= 500:
-            raise ChannelUnavailable(f"bankpay {path}: HTTP {resp.status_code}")
+        resp = await send(self.http, method, self.base_url + path, content=body, headers=headers,
+                          seconds=self.timeout, label=f"bankpay {path}")
         # An answer we cannot verify is no answer: it may be forged or truncated.
         if self.response_guard.check(dict(resp.headers), resp.content, self.bank.secret,
                                      remember=False) is not None:
@@ -206,18 +198,7 @@ class BankpayChannel:
                     payload: dict[str, Any] | None = None) -> dict[str, Any]:
         """The `data` object of a successful answer; ChannelError for the bank's refusals."""
         resp = await self._send(method, path, payload)
-        try:
-            doc = orjson.loads(resp.content)
-        except orjson.JSONDecodeError as exc:
-            raise ChannelUnavailable(f"bankpay {path}: response is not JSON") from exc
-        if not isinstance(doc, dict) or not isinstance(doc.get("code"), str):
-            raise ChannelUnavailable(f"bankpay {path}: response has no code")
-        if doc["code"] != "SUCCESS":
-            raise ChannelError(doc["code"], str(doc.get("message", "")))
-        data = doc.get("data")
-        if not isinstance(data, dict):
-            raise ChannelUnavailable(f"bankpay {path}: response has no data")
-        return data
+        return answer_data(resp.content, f"bankpay {path}")
 
     def _base(self) -> dict[str, Any]:
         return {"merchant_no": self.bank.merchant_no, "institution_id": self.bank.institution_id}
@@ -283,13 +264,8 @@ class BankpayChannel:
             event, data = doc["event_type"], doc["data"]
             if not isinstance(data, dict) or data.get("merchant_no") != self.bank.merchant_no:
                 raise ValueError("data is not this merchant's object")
-            if event.startswith("TRADE."):
-                return CallbackResult(kind=CallbackKind.PAYMENT, order_id=data["out_trade_no"],
-                                      trade=trade_result(data))
-            if event.startswith("REFUND."):
-                return CallbackResult(kind=CallbackKind.REFUND, order_id=data["out_trade_no"],
-                                      refund_id=data["out_refund_no"], refund=refund_result(data))
-            raise ValueError(f"unknown event_type {event!r}")
+            return event_callback(event, data, payment_prefix="TRADE.", trade=trade_result,
+                                  refund=refund_result)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise FulemaError(ErrorCode.CALLBACK_INVALID, f"bankpay callback: {exc}") from exc
 
@@ -302,11 +278,7 @@ class BankpayChannel:
         path = f"/api/statements/{day:%Y%m%d}"
         resp = await self._send("GET", path, None)
         if resp.status_code != 200:
-            try:
-                doc = orjson.loads(resp.content)
-                raise ChannelError(str(doc["code"]), str(doc.get("message", "")))
-            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-                raise ChannelUnavailable(f"bankpay {path}: HTTP {resp.status_code}") from exc
+            raise_download_error(resp, f"bankpay {path}")
         return resp.content
 
 

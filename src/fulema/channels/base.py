@@ -8,6 +8,7 @@ is `UNKNOWN` (the order is then queried), never `FAILED`; only the channel sayin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -123,6 +124,20 @@ class CallbackResult:
     trade: TradeResult | None = None
     refund_id: str | None = None
     refund: RefundResult | None = None
+
+
+def event_callback(event: str, data: dict[str, Any], *, payment_prefix: str,
+                   trade: Callable[[dict[str, Any]], TradeResult],
+                   refund: Callable[[dict[str, Any]], RefundResult]) -> CallbackResult:
+    """A verified notification's object by its event type: `payment_prefix` (TRADE.,
+    TRANSACTION.) or REFUND.; ValueError for any other event type."""
+    if event.startswith(payment_prefix):
+        return CallbackResult(kind=CallbackKind.PAYMENT, order_id=data["out_trade_no"],
+                              trade=trade(data))
+    if event.startswith("REFUND."):
+        return CallbackResult(kind=CallbackKind.REFUND, order_id=data["out_trade_no"],
+                              refund_id=data["out_refund_no"], refund=refund(data))
+    raise ValueError(f"unknown event_type {event!r}")
 
 
 @dataclass(frozen=True)

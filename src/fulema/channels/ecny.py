@@ -9,7 +9,6 @@ merchant-QR payments; query, close, reverse, refund, refund query, callbacks and
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from fulema.channels.base import (
     BarcodePayRequest,
     CallbackAck,
-    CallbackKind,
     CallbackResult,
     ChannelError,
     ChannelUnavailable,
@@ -32,6 +30,7 @@ from fulema.channels.base import (
     RefundState,
     TradeResult,
     TradeState,
+    event_callback,
 )
 from fulema.channels.ecny_security import (
     CIPHERS,
@@ -46,6 +45,7 @@ from fulema.channels.ecny_security import (
     signer_from,
     unseal,
 )
+from fulema.channels.transport import answer_data, raise_download_error, send
 from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.money import Money
@@ -172,15 +172,8 @@ class EcnyChannel:
         body = orjson.dumps(payload) if payload is not None else b""
         headers = {**self.signer.sign_request(method, path, body),
                    HEADER_MERCHANT: self.ecny.merchant_id, "Content-Type": "application/json"}
-        try:
-            # asyncio.timeout also bounds in-process transports, which ignore httpx timeouts
-            async with asyncio.timeout(self.timeout):
-                resp = await self.http.request(method, self.base_url + path, content=body,
-                                               headers=headers, timeout=self.timeout)
-        except (httpx.HTTPError, TimeoutError) as exc:
-            raise ChannelUnavailable(f"ecny {path}: {type(exc).__name__}") from exc
-        if resp.status_code >= 500:
-            raise ChannelUnavailable(f"ecny {path}: HTTP {resp.status_code}")
+        resp = await send(self.http, method, self.base_url + path, content=body, headers=headers,
+                          seconds=self.timeout, label=f"ecny {path}")
         if self.response_guard.check(self.keys.platform_public, dict(resp.headers), resp.content,
                                      remember=False) is not None:
             raise ChannelUnavailable(f"ecny {path}: response signature does not verify")
@@ -189,18 +182,7 @@ class EcnyChannel:
     async def _call(self, method: str, path: str,
                     payload: dict[str, Any] | None = None) -> dict[str, Any]:
         resp = await self._send(method, path, payload)
-        try:
-            doc = orjson.loads(resp.content)
-        except orjson.JSONDecodeError as exc:
-            raise ChannelUnavailable(f"ecny {path}: response is not JSON") from exc
-        if not isinstance(doc, dict) or not isinstance(doc.get("code"), str):
-            raise ChannelUnavailable(f"ecny {path}: response has no code")
-        if doc["code"] != "SUCCESS":
-            raise ChannelError(doc["code"], str(doc.get("message", "")))
-        data = doc.get("data")
-        if not isinstance(data, dict):
-            raise ChannelUnavailable(f"ecny {path}: response has no data")
-        return data
+        return answer_data(resp.content, f"ecny {path}")
 
     def _trade(self, data: dict[str, Any]) -> TradeResult:
         """Order object -> TradeResult. Decrypts the payer; ValueError if it does not open."""
@@ -297,13 +279,8 @@ class EcnyChannel:
             event, data = doc["event_type"], doc["data"]
             if not isinstance(data, dict) or data.get("merchant_id") != self.ecny.merchant_id:
                 raise ValueError("not this merchant's notification")
-            if event.startswith("TRADE."):
-                return CallbackResult(kind=CallbackKind.PAYMENT, order_id=data["out_trade_no"],
-                                      trade=self._trade(data))
-            if event.startswith("REFUND."):
-                return CallbackResult(kind=CallbackKind.REFUND, order_id=data["out_trade_no"],
-                                      refund_id=data["out_refund_no"], refund=refund_result(data))
-            raise ValueError(f"unknown event_type {event!r}")
+            return event_callback(event, data, payment_prefix="TRADE.", trade=self._trade,
+                                  refund=refund_result)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise FulemaError(ErrorCode.CALLBACK_INVALID, f"ecny callback: {exc}") from exc
 
@@ -316,12 +293,7 @@ class EcnyChannel:
         path = f"/v1/bills/{day:%Y%m%d}"
         resp = await self._send("GET", path, None)
         if resp.status_code != 200:
-            try:
-                doc = orjson.loads(resp.content)
-                code, message = str(doc["code"]), str(doc.get("message", ""))
-            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-                raise ChannelUnavailable(f"ecny {path}: HTTP {resp.status_code}") from exc
-            raise ChannelError(code, message)
+            raise_download_error(resp, f"ecny {path}")
         return resp.content
 
 

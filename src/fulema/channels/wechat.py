@@ -19,7 +19,6 @@ import orjson
 from fulema.channels.base import (
     BarcodePayRequest,
     CallbackAck,
-    CallbackKind,
     CallbackResult,
     Channel,
     ChannelError,
@@ -31,6 +30,7 @@ from fulema.channels.base import (
     RefundState,
     TradeResult,
     TradeState,
+    event_callback,
 )
 from fulema.channels.wechat_bill import parse_tradebill, parse_tradebill_summary
 from fulema.channels.wechat_config import (
@@ -246,13 +246,8 @@ class WechatChannel:
             data = decrypt_resource(self.apiv3_key, doc["resource"])
             if data.get("mchid") != self.wx.mchid:
                 raise ValueError("the resource is not this merchant's")
-            if event.startswith("TRANSACTION."):
-                return CallbackResult(kind=CallbackKind.PAYMENT, order_id=data["out_trade_no"],
-                                      trade=trade_result(data))
-            if event.startswith("REFUND."):
-                return CallbackResult(kind=CallbackKind.REFUND, order_id=data["out_trade_no"],
-                                      refund_id=data["out_refund_no"], refund=refund_result(data))
-            raise ValueError(f"unknown event_type {event!r}")
+            return event_callback(event, data, payment_prefix="TRANSACTION.", trade=trade_result,
+                                  refund=refund_result)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise FulemaError(ErrorCode.CALLBACK_INVALID, f"wechat callback: {exc}") from exc
 

@@ -8,7 +8,6 @@ is `ChannelUnavailable` (outcome unknown: query again), never a failure.
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import hashlib
 import hmac
@@ -21,6 +20,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fulema.channels.base import ChannelError, ChannelUnavailable
+from fulema.channels.transport import send
 from fulema.channels.wechat_sign import (
     app_pay_sign,
     authorization,
@@ -66,17 +66,8 @@ class WechatApi:
             "User-Agent": "fulema-wechatpay-v3"}
         if body:
             headers["Content-Type"] = "application/json"
-        try:
-            # httpx's timeout covers real sockets; asyncio.timeout also bounds in-process
-            # transports (the mounted sandbox), which ignore httpx timeouts.
-            async with asyncio.timeout(self.timeout):
-                resp = await self.http.request(method, url, content=body, headers=headers,
-                                               timeout=self.timeout)
-        except (httpx.HTTPError, TimeoutError) as exc:
-            raise ChannelUnavailable(f"wechat {parts.path}: {type(exc).__name__}") from exc
-        if resp.status_code >= 500:
-            raise ChannelUnavailable(f"wechat {parts.path}: HTTP {resp.status_code}")
-        return resp
+        return await send(self.http, method, url, content=body, headers=headers,
+                          seconds=self.timeout, label=f"wechat {parts.path}")
 
     async def call(self, method: str, path: str,
                    payload: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:

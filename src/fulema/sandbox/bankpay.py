@@ -15,7 +15,7 @@ import html
 import io
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -34,6 +34,18 @@ from fulema.channels.bankpay import (
 )
 from fulema.core.clock import clock
 from fulema.core.config import Settings
+from fulema.sandbox.json_common import (
+    Faults,
+    answer,
+    new_payer,
+    order_fields,
+    payer_code,
+    positive_int,
+    read_json,
+    refuse,
+    set_faults,
+    with_body,
+)
 
 CODE_TTL = timedelta(seconds=60)  # a payer code is valid for one minute, once
 CONFIRM_TIMEOUT = timedelta(seconds=60)  # a payer who never confirms: the payment fails
@@ -95,24 +107,12 @@ class Refund:
     state: str = "SUCCESS"
 
 
-@dataclass
-class Faults:
-    mode: str = "none"
-    delay_ms: int = 0
-    statement_diff: dict[str, Any] = field(default_factory=dict)
-
-
 def _err(status: int, code: str, message: str) -> tuple[int, dict[str, Any]]:
     return status, {"code": code, "message": message}
 
 
 def _ok(data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     return 200, {"code": "SUCCESS", "message": "OK", "data": data}
-
-
-def _int(body: dict[str, Any], key: str) -> int | None:
-    v = body.get(key)
-    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
 
 
 class BankpaySandbox:
@@ -256,18 +256,7 @@ class BankpaySandbox:
         elif request.headers.get(HEADER_MERCHANT) != self.bank.merchant_no:
             status, doc = _err(403, "MERCHANT_INVALID", "unknown merchant_no")
         else:
-            body: Any = {}
-            if raw:
-                try:
-                    body = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    body = None
-            if not isinstance(body, dict):
-                status, doc = _err(400, "PARAM_INVALID", "body must be a JSON object")
-            elif body.get("merchant_no", self.bank.merchant_no) != self.bank.merchant_no:
-                status, doc = _err(403, "MERCHANT_INVALID", "merchant_no does not match")
-            else:
-                status, doc = handler(body)
+            status, doc = with_body(raw, "merchant_no", self.bank.merchant_no, handler)
         return self.signed(status, orjson.dumps(doc), "application/json")
 
 
@@ -277,7 +266,7 @@ def _create(sb: BankpaySandbox, body: dict[str, Any]) -> tuple[int, dict[str, An
     way = body.get("way_code")
     if way not in ("QR_DYNAMIC", "QR_STATIC", "H5"):
         return _err(400, "PARAM_INVALID", "way_code must be QR_DYNAMIC, QR_STATIC or H5")
-    bad = _check_order_fields(body)
+    bad = order_fields(body)
     if bad:
         return bad
     found = sb.orders.get(body["out_trade_no"])
@@ -295,19 +284,8 @@ def _create(sb: BankpaySandbox, body: dict[str, Any]) -> tuple[int, dict[str, An
     return _ok(sb.order_view(o))
 
 
-def _check_order_fields(body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
-    no = body.get("out_trade_no")
-    if not isinstance(no, str) or not 6 <= len(no) <= 64:
-        return _err(400, "PARAM_INVALID", "out_trade_no must be 6-64 characters")
-    if _int(body, "amount_fen") is None:
-        return _err(400, "PARAM_INVALID", "amount_fen must be a positive integer")
-    if body.get("currency", "CNY") != "CNY":
-        return _err(400, "PARAM_INVALID", "currency must be CNY")
-    return None
-
-
 def _barcode(sb: BankpaySandbox, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    bad = _check_order_fields(body)
+    bad = order_fields(body)
     if bad:
         return bad
     code = body.get("auth_code")
@@ -364,7 +342,7 @@ def _close(sb: BankpaySandbox, no: str, *, cancel: bool) -> tuple[int, dict[str,
 
 def _refund(sb: BankpaySandbox, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     no, rno = body.get("out_trade_no"), body.get("out_refund_no")
-    amount, total = _int(body, "refund_fen"), _int(body, "total_fen")
+    amount, total = positive_int(body, "refund_fen"), positive_int(body, "total_fen")
     if not isinstance(no, str) or not isinstance(rno, str) or not 6 <= len(rno) <= 64:
         return _err(400, "PARAM_INVALID", "out_trade_no and out_refund_no (6-64) are required")
     if amount is None or total is None:
@@ -519,52 +497,29 @@ def _api_routes(app: FastAPI, sb: BankpaySandbox) -> None:
 Handler = Callable[[dict[str, Any]], Awaitable[Response]]
 
 
-async def _json(request: Request) -> dict[str, Any]:
-    try:
-        body = orjson.loads(await request.body() or b"{}")
-    except orjson.JSONDecodeError:
-        body = None
-    return body if isinstance(body, dict) else {}
-
-
-def _wallet_error(status: int, code: str, message: str) -> Response:
-    return Response(orjson.dumps({"code": code, "message": message}), status,
-                    media_type="application/json")
-
-
-def _wallet_ok(data: dict[str, Any]) -> Response:
-    return Response(orjson.dumps(data), 200, media_type="application/json")
-
-
 def _wallet_routes(app: FastAPI, sb: BankpaySandbox) -> None:
     @app.post("/wallet/payers")
     async def add_payer(request: Request) -> Response:
-        body = await _json(request)
-        pid = body.get("payer_id") or f"payer_{secrets.token_hex(4)}"
-        balance = body.get("balance_fen", 0)
-        if not isinstance(pid, str) or pid in sb.payers:
-            return _wallet_error(409, "PAYER_EXISTS", "payer_id is taken")
-        if not isinstance(balance, int) or isinstance(balance, bool) or balance < 0:
-            return _wallet_error(400, "PARAM_INVALID", "balance_fen is a non-negative integer")
+        body = await read_json(request)
+        fields = new_payer(body, sb.payers, lambda: f"payer_{secrets.token_hex(4)}")
+        if isinstance(fields, Response):
+            return fields
+        pid, balance = fields
         payer = sb.add_payer(pid, balance, password_required=bool(body.get("password_required")))
-        return _wallet_ok(payer.view())
+        return answer(payer.view())
 
     @app.get("/wallet/payers/{pid}")
     async def get_payer(pid: str) -> Response:
         payer = sb.payers.get(pid)
-        return _wallet_ok(payer.view()) if payer else _wallet_error(404, "PAYER_NOT_FOUND", pid)
+        return answer(payer.view()) if payer else refuse(404, "PAYER_NOT_FOUND", pid)
 
     @app.post("/wallet/payers/{pid}/code")
     async def code(pid: str) -> Response:
-        payer = sb.payers.get(pid)
-        if payer is None:
-            return _wallet_error(404, "PAYER_NOT_FOUND", pid)
-        auth_code, expires = sb.issue_code(payer)
-        return _wallet_ok({"auth_code": auth_code, "payer_id": pid, "expires_at": iso(expires)})
+        return payer_code(pid, sb.payers.get(pid), sb.issue_code, iso)
 
     @app.post("/wallet/payers/{pid}/confirm")
     async def confirm(pid: str, request: Request) -> Response:
-        body = await _json(request)
+        body = await read_json(request)
         for o in sb.orders.values():
             sb.refresh(o)
         waiting = [o for o in sb.orders.values() if o.payer and o.payer.payer_id == pid
@@ -572,56 +527,47 @@ def _wallet_routes(app: FastAPI, sb: BankpaySandbox) -> None:
         if body.get("out_trade_no"):
             waiting = [o for o in waiting if o.out_trade_no == body["out_trade_no"]]
         if not waiting:
-            return _wallet_error(404, "NOTHING_TO_CONFIRM", "no payment awaits this payer")
+            return refuse(404, "NOTHING_TO_CONFIRM", "no payment awaits this payer")
         o = waiting[-1]
         payer = sb.payers[pid]
         if body.get("approve", True) is False:
             sb.fail(o, "PAYER_DECLINED", "the payer declined in the app")
         elif not sb.settle(o, payer):
             sb.fail(o, "BALANCE_NOT_ENOUGH", "the payer's account balance is not enough")
-        return _wallet_ok(sb.order_view(o))
+        return answer(sb.order_view(o))
 
     @app.post("/wallet/scan")
     async def scan(request: Request) -> Response:
-        body = await _json(request)
+        body = await read_json(request)
         ref = str(body.get("code_url") or body.get("h5_url") or "").split("?")[0].rsplit("/", 1)
         trade_no = ref[-1] if ref[-1] else None
         o = next((x for x in sb.orders.values() if x.trade_no == trade_no
                   or x.out_trade_no == body.get("out_trade_no")), None)
         payer = sb.payers.get(str(body.get("payer_id", "payer_rich")))
         if o is None or o.way_code == "BARCODE":
-            return _wallet_error(404, "ORDER_NOT_FOUND", "no such QR / H5 order")
+            return refuse(404, "ORDER_NOT_FOUND", "no such QR / H5 order")
         if payer is None:
-            return _wallet_error(404, "PAYER_NOT_FOUND", "no such payer")
+            return refuse(404, "PAYER_NOT_FOUND", "no such payer")
         sb.refresh(o)
         if o.state != "PAYING":
-            return _wallet_error(409, f"ORDER_{o.state}", f"the order is {o.state}")
+            return refuse(409, f"ORDER_{o.state}", f"the order is {o.state}")
         # A short balance fails this attempt only: the order stays PAYING, as in the app
         if not sb.settle(o, payer):
-            return _wallet_error(409, "BALANCE_NOT_ENOUGH",
-                                 "the payer's account balance is not enough")
-        return _wallet_ok({"code": "SUCCESS", **sb.order_view(o)})
+            return refuse(409, "BALANCE_NOT_ENOUGH",
+                           "the payer's account balance is not enough")
+        return answer({"code": "SUCCESS", **sb.order_view(o)})
 
     @app.post("/wallet/faults")
     async def faults(request: Request) -> Response:
-        body = await _json(request)
-        mode = body.get("mode", sb.faults.mode)
-        if mode not in ("none", "5xx", "slow", "garbled"):
-            return _wallet_error(400, "PARAM_INVALID", "mode is none, 5xx, slow or garbled")
-        sb.faults.mode = mode
-        sb.faults.delay_ms = int(body.get("delay_ms", sb.faults.delay_ms))
-        if isinstance(body.get("statement_diff"), dict):
-            sb.faults.statement_diff = body["statement_diff"]
-        return _wallet_ok({"mode": sb.faults.mode, "delay_ms": sb.faults.delay_ms,
-                           "statement_diff": sb.faults.statement_diff})
+        return set_faults(sb.faults, await read_json(request), "PARAM_INVALID")
 
     @app.get("/wallet/orders/{no}")
     async def order(no: str) -> Response:
         o = sb.orders.get(no)
         if o is None:
-            return _wallet_error(404, "ORDER_NOT_FOUND", no)
+            return refuse(404, "ORDER_NOT_FOUND", no)
         refunds = [sb.refund_view(r) for r in sb.refunds.values() if r.order is o]
-        return _wallet_ok({**sb.order_view(o), "refunds": refunds})
+        return answer({**sb.order_view(o), "refunds": refunds})
 
     @app.get("/pay/{trade_no}")
     async def pay_page(trade_no: str) -> HTMLResponse:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,13 +26,13 @@ from fulema.channels.ecny_security import HEADER_MERCHANT, ReplayGuard, Signer, 
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.sandbox.ecny_wallet import Wallet, new_payer_code, new_wallet_id
+from fulema.sandbox.json_common import Faults, Result, with_body
 
 CODE_TTL = timedelta(seconds=60)
 CONFIRM_TIMEOUT = timedelta(seconds=60)
 REFUND_DELAY_SECONDS = 0.05  # refunds answer PROCESSING and settle a moment later
 CALLBACK_DELAYS = (0.0, 0.2, 1.0, 3.0, 5.0)
 PAID = ("SUCCESS", "REFUND_PART", "REFUND_FULL")
-Result = tuple[int, dict[str, Any]]
 
 
 @dataclass
@@ -69,13 +69,6 @@ class Refund:
     success_at: datetime | None = None
     error_code: str | None = None
     error_message: str | None = None
-
-
-@dataclass
-class Faults:
-    mode: str = "none"
-    delay_ms: int = 0
-    statement_diff: dict[str, Any] = field(default_factory=dict)
 
 
 def err(status: int, code: str, message: str) -> Result:
@@ -242,18 +235,7 @@ class EcnySandbox:
         elif request.headers.get(HEADER_MERCHANT) != self.ecny.merchant_id:
             status, doc = err(403, "MERCHANT_INVALID", "unknown merchant_id")
         else:
-            body: Any = {}
-            if raw:
-                try:
-                    body = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    body = None
-            if not isinstance(body, dict):
-                status, doc = err(400, "PARAM_INVALID", "body must be a JSON object")
-            elif body.get("merchant_id", self.ecny.merchant_id) != self.ecny.merchant_id:
-                status, doc = err(403, "MERCHANT_INVALID", "merchant_id does not match")
-            else:
-                status, doc = handler(body)
+            status, doc = with_body(raw, "merchant_id", self.ecny.merchant_id, handler)
         return self.signed(status, orjson.dumps(doc), "application/json")
 
     def check_payee(self, body: dict[str, Any]) -> Result | None:

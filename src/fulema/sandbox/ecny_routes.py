@@ -9,42 +9,36 @@ import secrets
 from datetime import date, datetime, timedelta
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
 from fulema.channels.ecny import ECNY_TZ
 from fulema.channels.ecny_security import mask_wallet
 from fulema.core.clock import clock
-from fulema.sandbox.ecny import PAID, EcnySandbox, Order, Refund, Result, err, iso, ok
+from fulema.sandbox.ecny import PAID, EcnySandbox, Order, Refund, err, iso, ok
 from fulema.sandbox.ecny_wallet import WALLET_LEVELS
+from fulema.sandbox.json_common import (
+    Result,
+    answer,
+    new_payer,
+    order_fields,
+    payer_code,
+    positive_int,
+    read_json,
+    refuse,
+    set_faults,
+)
 
 BILL_COLUMNS = ["bill_date", "trade_time", "merchant_id", "record_type", "out_trade_no",
                 "trade_no", "out_refund_no", "refund_no", "way_code", "amount_fen", "fee_fen",
                 "net_fen", "wallet_masked", "wallet_level", "status"]
 
 
-def _positive(body: dict[str, Any], key: str) -> int | None:
-    v = body.get(key)
-    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
-
-
-def _order_fields(body: dict[str, Any]) -> Result | None:
-    no = body.get("out_trade_no")
-    if not isinstance(no, str) or not 6 <= len(no) <= 64:
-        return err(400, "PARAM_INVALID", "out_trade_no must be 6-64 characters")
-    if _positive(body, "amount_fen") is None:
-        return err(400, "PARAM_INVALID", "amount_fen must be a positive integer")
-    if body.get("currency", "CNY") != "CNY":
-        return err(400, "PARAM_INVALID", "currency must be CNY")
-    return None
-
-
 def create(sb: EcnySandbox, body: dict[str, Any]) -> Result:
     way = body.get("way_code")
     if way not in ("QR_DYNAMIC", "QR_STATIC"):
         return err(400, "PARAM_INVALID", "way_code must be QR_DYNAMIC or QR_STATIC")
-    bad = _order_fields(body) or sb.check_payee(body)
+    bad = order_fields(body) or sb.check_payee(body)
     if bad:
         return bad
     found = sb.orders.get(body["out_trade_no"])
@@ -59,7 +53,7 @@ def create(sb: EcnySandbox, body: dict[str, Any]) -> Result:
 
 
 def micropay(sb: EcnySandbox, body: dict[str, Any]) -> Result:
-    bad = _order_fields(body) or sb.check_payee(body)
+    bad = order_fields(body) or sb.check_payee(body)
     if bad:
         return bad
     code = body.get("auth_code")
@@ -120,7 +114,7 @@ def close(sb: EcnySandbox, no: str, *, reverse: bool) -> Result:
 
 def refund(sb: EcnySandbox, body: dict[str, Any]) -> Result:
     no, rno = body.get("out_trade_no"), body.get("out_refund_no")
-    amount, total = _positive(body, "refund_fen"), _positive(body, "total_fen")
+    amount, total = positive_int(body, "refund_fen"), positive_int(body, "total_fen")
     if not isinstance(no, str) or not isinstance(rno, str) or not 6 <= len(rno) <= 64:
         return err(400, "PARAM_INVALID", "out_trade_no and out_refund_no (6-64) are required")
     if amount is None or total is None:
@@ -258,34 +252,21 @@ def install_api(app: FastAPI, sb: EcnySandbox) -> None:
         return resp
 
 
-async def _json(request: Request) -> dict[str, Any]:
-    try:
-        body = orjson.loads(await request.body() or b"{}")
-    except orjson.JSONDecodeError:
-        body = None
-    return body if isinstance(body, dict) else {}
-
-
-def _answer(data: dict[str, Any], status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status, media_type="application/json")
-
-
 def _no(code: str, message: str, status: int) -> Response:
-    return _answer({"code": code, "message": message}, status)
+    return refuse(status, code, message)
 
 
 def install_wallet(app: FastAPI, sb: EcnySandbox) -> None:
     @app.post("/wallet/payers")
     async def add_payer(request: Request) -> Response:
-        body = await _json(request)
-        pid = body.get("payer_id") or f"payer_{secrets.token_hex(4)}"
-        balance, level = body.get("balance_fen", 0), body.get("wallet_level", 2)
-        if not isinstance(pid, str) or pid in sb.wallets:
-            return _no("PAYER_EXISTS", "payer_id is taken", 409)
-        if level not in WALLET_LEVELS:
-            return _no("PARAM_INVALID", "wallet_level is 1, 2, 3 or 4", 400)
-        if not isinstance(balance, int) or isinstance(balance, bool) or balance < 0:
-            return _no("PARAM_INVALID", "balance_fen is a non-negative integer", 400)
+        body = await read_json(request)
+        level = body.get("wallet_level", 2)
+        fields = new_payer(body, sb.wallets, lambda: f"payer_{secrets.token_hex(4)}",
+                           check=lambda: None if level in WALLET_LEVELS else
+                           _no("PARAM_INVALID", "wallet_level is 1, 2, 3 or 4", 400))
+        if isinstance(fields, Response):
+            return fields
+        pid, balance = fields
         cap = WALLET_LEVELS[level].balance
         if cap is not None and balance > cap:
             return _no("WALLET_BALANCE_LIMIT", f"a level-{level} wallet holds at most {cap} fen",
@@ -293,14 +274,14 @@ def install_wallet(app: FastAPI, sb: EcnySandbox) -> None:
         name = body.get("payer_name", None if level == 4 else "测*")
         w = sb.add_wallet(pid, balance, level=level, name=name,
                           password_required=bool(body.get("password_required")))
-        return _answer(w.view())
+        return answer(w.view())
 
     @app.get("/wallet/payers/{pid}")
     async def get_payer(pid: str) -> Response:
         w = sb.wallets.get(pid)
         if w is None:
             return _no("PAYER_NOT_FOUND", pid, 404)
-        return _answer({**w.view(), "paid_today_fen": sb.paid_today(w)})
+        return answer({**w.view(), "paid_today_fen": sb.paid_today(w)})
 
     @app.post("/wallet/payers/{pid}/close")
     async def close_wallet(pid: str) -> Response:
@@ -308,19 +289,15 @@ def install_wallet(app: FastAPI, sb: EcnySandbox) -> None:
         if w is None:
             return _no("PAYER_NOT_FOUND", pid, 404)
         w.closed = True
-        return _answer(w.view())
+        return answer(w.view())
 
     @app.post("/wallet/payers/{pid}/code")
     async def code(pid: str) -> Response:
-        w = sb.wallets.get(pid)
-        if w is None:
-            return _no("PAYER_NOT_FOUND", pid, 404)
-        auth_code, expires = sb.issue_code(w)
-        return _answer({"auth_code": auth_code, "payer_id": pid, "expires_at": iso(expires)})
+        return payer_code(pid, sb.wallets.get(pid), sb.issue_code, iso)
 
     @app.post("/wallet/payers/{pid}/confirm")
     async def confirm(pid: str, request: Request) -> Response:
-        body = await _json(request)
+        body = await read_json(request)
         for o in sb.orders.values():
             sb.refresh(o)
         waiting = [o for o in sb.orders.values() if o.status == "USER_PAYING" and o.wallet
@@ -335,11 +312,11 @@ def install_wallet(app: FastAPI, sb: EcnySandbox) -> None:
             refusal = sb.try_pay(o, sb.wallets[pid])
             if refusal is not None:
                 sb.fail(o, *refusal)
-        return _answer(sb.order_view(o))
+        return answer(sb.order_view(o))
 
     @app.post("/wallet/scan")
     async def scan(request: Request) -> Response:
-        body = await _json(request)
+        body = await read_json(request)
         ref = str(body.get("code_url") or "").split("?")[0].rsplit("/", 1)[-1]
         o = next((x for x in sb.orders.values() if (ref and x.trade_no == ref)
                   or x.out_trade_no == body.get("out_trade_no")), None)
@@ -357,20 +334,11 @@ def install_wallet(app: FastAPI, sb: EcnySandbox) -> None:
             # a top-up, tomorrow's limit) and shows the last refusal as its error_code.
             o.error_code, o.error_message = refusal
             return _no(*refusal, 409)
-        return _answer({"code": "SUCCESS", **sb.order_view(o)})
+        return answer({"code": "SUCCESS", **sb.order_view(o)})
 
     @app.post("/wallet/faults")
     async def faults(request: Request) -> Response:
-        body = await _json(request)
-        mode = body.get("mode", sb.faults.mode)
-        if mode not in ("none", "5xx", "slow", "garbled"):
-            return _no("PARAM_INVALID", "mode is none, 5xx, slow or garbled", 400)
-        sb.faults.mode = mode
-        sb.faults.delay_ms = int(body.get("delay_ms", sb.faults.delay_ms))
-        if isinstance(body.get("statement_diff"), dict):
-            sb.faults.statement_diff = body["statement_diff"]
-        return _answer({"mode": sb.faults.mode, "delay_ms": sb.faults.delay_ms,
-                        "statement_diff": sb.faults.statement_diff})
+        return set_faults(sb.faults, await read_json(request), "PARAM_INVALID")
 
     @app.get("/wallet/orders/{no}")
     async def order(no: str) -> Response:
@@ -381,7 +349,7 @@ def install_wallet(app: FastAPI, sb: EcnySandbox) -> None:
         if o.wallet is not None:
             view["payer_id"] = o.wallet.payer_id  # the sandbox may say who paid; the API never
         view["refunds"] = [sb.refund_view(r) for r in sb.refunds.values() if r.order is o]
-        return _answer(view)
+        return answer(view)
 
     @app.get("/qr/{trade_no}")
     async def qr_page(trade_no: str) -> HTMLResponse:

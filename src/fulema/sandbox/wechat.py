@@ -13,7 +13,6 @@ import html
 from typing import Any
 
 import httpx
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
@@ -21,6 +20,14 @@ from fulema.channels.wechat import rfc3339
 from fulema.channels.wechat_config import WechatSettings
 from fulema.core.clock import clock
 from fulema.core.config import Settings
+from fulema.sandbox.json_common import (
+    answer,
+    new_payer,
+    payer_code,
+    read_json,
+    refuse,
+    set_faults,
+)
 from fulema.sandbox.wechat_oauth import add_oauth_routes
 from fulema.sandbox.wechat_routes import api_routes
 from fulema.sandbox.wechat_state import Order, Payer, WechatSandbox, new_openid
@@ -41,23 +48,6 @@ def build_sandbox(settings: Settings, http: httpx.AsyncClient,
     return app
 
 
-async def _json(request: Request) -> dict[str, Any]:
-    try:
-        body = orjson.loads(await request.body() or b"{}")
-    except orjson.JSONDecodeError:
-        body = None
-    return body if isinstance(body, dict) else {}
-
-
-def _error(status: int, code: str, message: str) -> Response:
-    return Response(orjson.dumps({"code": code, "message": message}), status,
-                    media_type="application/json")
-
-
-def _ok(data: dict[str, Any]) -> Response:
-    return Response(orjson.dumps(data), 200, media_type="application/json")
-
-
 def _find(sb: WechatSandbox, body: dict[str, Any]) -> Order | None:
     """The order a payer is looking at: by code_url, prepay_id, h5_url or out_trade_no."""
     for o in sb.orders.values():
@@ -74,95 +64,80 @@ def _find(sb: WechatSandbox, body: dict[str, Any]) -> Order | None:
 def _pay(sb: WechatSandbox, o: Order, payer: Payer) -> Response:
     sb.refresh(o)
     if o.state != "NOTPAY":
-        return _error(400, "ORDERPAID" if o.state in ("SUCCESS", "REFUND") else "ORDER_CLOSED",
-                      f"订单状态为{o.state}")
+        return refuse(400, "ORDERPAID" if o.state in ("SUCCESS", "REFUND") else "ORDER_CLOSED",
+                       f"订单状态为{o.state}")
     if clock.now() > o.expire_at:
-        return _error(400, "ORDER_CLOSED", "订单已过支付结束时间")
+        return refuse(400, "ORDER_CLOSED", "订单已过支付结束时间")
     if o.trade_type == "JSAPI" and o.openid and o.openid != payer.openid:
-        return _error(403, "BUYER_MISMATCH", "支付者与下单时的openid不一致")
+        return refuse(403, "BUYER_MISMATCH", "支付者与下单时的openid不一致")
     if not sb.settle(o, payer):  # this attempt fails; the order stays NOTPAY, as in the app
-        return _error(403, "NOTENOUGH", "用户余额不足")
-    return _ok(sb.order_view(o))
+        return refuse(403, "NOTENOUGH", "用户余额不足")
+    return answer(sb.order_view(o))
 
 
 def _wallet_routes(app: FastAPI, sb: WechatSandbox) -> None:
     @app.post("/wallet/payers")
     async def add_payer(request: Request) -> Response:
-        body = await _json(request)
-        pid = body.get("payer_id") or new_openid()
-        balance = body.get("balance_fen", 0)
-        if not isinstance(pid, str) or pid in sb.payers:
-            return _error(409, "PAYER_EXISTS", "payer_id is taken")
-        if not isinstance(balance, int) or isinstance(balance, bool) or balance < 0:
-            return _error(400, "PARAM_ERROR", "balance_fen is a non-negative integer")
+        body = await read_json(request)
+        fields = new_payer(body, sb.payers, new_openid, param_code="PARAM_ERROR")
+        if isinstance(fields, Response):
+            return fields
+        pid, balance = fields
         payer = Payer(pid, balance, bool(body.get("password_required")))
         sb.payers[pid] = payer
-        return _ok(payer.view())
+        return answer(payer.view())
 
     @app.get("/wallet/payers/{pid}")
     async def get_payer(pid: str) -> Response:
         payer = sb.payers.get(pid)
-        return _ok(payer.view()) if payer else _error(404, "PAYER_NOT_FOUND", pid)
+        return answer(payer.view()) if payer else refuse(404, "PAYER_NOT_FOUND", pid)
 
     @app.post("/wallet/payers/{pid}/code")
     async def code(pid: str) -> Response:
-        payer = sb.payers.get(pid)
-        if payer is None:
-            return _error(404, "PAYER_NOT_FOUND", pid)
-        auth_code, expires = sb.issue_code(payer)
-        return _ok({"auth_code": auth_code, "payer_id": pid, "expires_at": rfc3339(expires)})
+        return payer_code(pid, sb.payers.get(pid), sb.issue_code, rfc3339)
 
     @app.post("/wallet/payers/{pid}/confirm")
     async def confirm(pid: str, request: Request) -> Response:
         """The payer enters the password for a USERPAYING payer-code payment (or declines)."""
-        body = await _json(request)
+        body = await read_json(request)
         for o in sb.orders.values():
             sb.refresh(o)
         waiting = [o for o in sb.orders.values() if o.openid == pid and o.state == "USERPAYING"
                    and (not body.get("out_trade_no") or o.out_trade_no == body["out_trade_no"])]
         if not waiting:
-            return _error(404, "NOTHING_TO_CONFIRM", "no payment awaits this payer's password")
+            return refuse(404, "NOTHING_TO_CONFIRM", "no payment awaits this payer's password")
         o, payer = waiting[-1], sb.payers[pid]
         if body.get("approve", True) is False:
             o.state, o.state_desc = "PAYERROR", "用户取消支付"
         elif not sb.settle(o, payer):
             o.state, o.state_desc = "PAYERROR", "用户余额不足"
-        return _ok(sb.order_view(o))
+        return answer(sb.order_view(o))
 
     @app.post("/wallet/scan")
     async def scan(request: Request) -> Response:
         """The payer scanned the QR / confirmed in WeChat: {code_url | prepay_id | h5_url |
         out_trade_no, payer_id}."""
-        body = await _json(request)
+        body = await read_json(request)
         o = _find(sb, body)
         payer = sb.payers.get(str(body.get("payer_id") or (o.openid if o else "") or ""))
         if o is None:
-            return _error(404, "ORDER_NOT_EXIST", "no such QR / prepay order")
+            return refuse(404, "ORDER_NOT_EXIST", "no such QR / prepay order")
         if payer is None:
-            return _error(404, "PAYER_NOT_FOUND", "no such payer")
+            return refuse(404, "PAYER_NOT_FOUND", "no such payer")
         return _pay(sb, o, payer)
 
     @app.post("/wallet/faults")
     async def faults(request: Request) -> Response:
-        body = await _json(request)
-        mode = body.get("mode", sb.faults.mode)
-        if mode not in ("none", "5xx", "slow", "garbled"):
-            return _error(400, "PARAM_ERROR", "mode is none, 5xx, slow or garbled")
-        sb.faults.mode = mode
-        sb.faults.delay_ms = int(body.get("delay_ms", sb.faults.delay_ms))
-        if isinstance(body.get("statement_diff"), dict):
-            sb.faults.statement_diff = body["statement_diff"]
-        return _ok({"mode": sb.faults.mode, "delay_ms": sb.faults.delay_ms,
-                    "statement_diff": sb.faults.statement_diff})
+        return set_faults(sb.faults, await read_json(request), "PARAM_ERROR")
 
     @app.get("/wallet/orders/{no}")
     async def order(no: str) -> Response:
         o = sb.orders.get(no)
         if o is None:
-            return _error(404, "ORDER_NOT_EXIST", no)
+            return refuse(404, "ORDER_NOT_EXIST", no)
         refunds = [sb.refund_view(r) for r in sb.refunds.values() if r.order is o]
-        return _ok({**sb.order_view(o), "code_url": o.code_url or None,
-                    "prepay_id": o.prepay_id or None, "refunds": refunds})
+        return answer({**sb.order_view(o), "code_url": o.code_url or None,
+                       "prepay_id": o.prepay_id or None, "refunds": refunds})
 
     @app.get("/h5pay")
     async def h5_page(prepay_id: str = "") -> HTMLResponse:

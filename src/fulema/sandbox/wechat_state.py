@@ -11,7 +11,7 @@ import asyncio
 import secrets
 import string
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +37,7 @@ from fulema.channels.wechat_sign import (
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.crypto import rsa_sha256_verify
+from fulema.sandbox.json_common import Faults
 
 CODE_TTL = timedelta(seconds=60)  # a payer code refreshes every minute in the app; single use
 PASSWORD_TIMEOUT = timedelta(seconds=60)  # USERPAYING that long without a password: PAYERROR
@@ -101,13 +102,6 @@ class Refund:
     status: str = "PROCESSING"
     success_at: datetime | None = None
     kind: str = "REFUND"  # or REVOKED: the reversal of a paid payer-code payment
-
-
-@dataclass
-class Faults:
-    mode: str = "none"
-    delay_ms: int = 0
-    statement_diff: dict[str, Any] = field(default_factory=dict)
 
 
 class WechatSandbox:
