@@ -77,6 +77,9 @@ class Dispatcher:
         self.claim_seconds = claim_seconds
         self.batch = batch
         self.wakeup = asyncio.Event()
+        # Set after a round that delivered something: loops that act on what handlers wrote
+        # (merchant notifications) wake at once instead of at their next poll.
+        self.delivered = asyncio.Event()
 
     def subscribe(self, topic: str, handler: Handler) -> None:
         self.handlers.setdefault(topic, []).append(handler)
@@ -97,6 +100,8 @@ class Dispatcher:
             claimed = await self._claim(event_id)
             if claimed is not None:
                 delivered += await self._deliver(*claimed)
+        if delivered:
+            self.delivered.set()
         return delivered
 
     async def drain(self, max_rounds: int = 100) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -63,6 +63,13 @@ async def authenticate(db: Database, settings: Settings, *, method: str, path: s
 def stage_nonce(session: AsyncSession, *, app_id: str, nonce: str) -> None:
     """Record the nonce in the caller's transaction; its commit fails if it was used."""
     session.add(ApiNonce(app_id=app_id, nonce=nonce, seen_at=clock.now()))
+
+
+async def insert_nonce(session: AsyncSession, *, app_id: str, nonce: str) -> None:
+    """Record the nonce now, with a Core INSERT in the caller's transaction (the order-create
+    hot path): IntegrityError at once if it was used."""
+    await session.execute(insert(ApiNonce).values(app_id=app_id, nonce=nonce,
+                                                  seen_at=clock.now()))
 
 
 async def remember_nonce(db: Database, *, app_id: str, nonce: str) -> None:
