@@ -107,6 +107,7 @@ async def _reserve(db: Database, *, merchant_id: str, order_id: str, out_refund_
         record(s, order, "REFUND_REQUESTED", detail={"refund_id": refund.id,
                                                      "amount": amount.fen})
         await s.flush()
+        publish(s, "refund.requested", refund_view_payload(refund, order))
         return refund, order.out_trade_no, True
 
 

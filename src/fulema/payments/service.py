@@ -310,6 +310,7 @@ async def _channel_create(deps: Deps, order: Order) -> dict[str, Any]:
                 order.pay_params = result.pay_params
                 order.channel_trade_no = result.channel_trade_no or order.channel_trade_no
                 order.next_query_at, order.updated_at = None, now
+                publish(s, "payment.paying", _event_payload(order))
                 return order_view(order)
             row = await s.get(Order, order.id)
             assert row is not None
@@ -371,20 +372,24 @@ async def _apply_trade_result(deps: Deps, order_id: str, result: TradeResult,
         target = _TARGET[result.state]
         current = OrderStatus(order.status)
         detail = {"source": source, "state": result.state.value}
+        if (target == OrderStatus.SUCCESS and result.amount is not None
+                and result.amount != order.amount):
+            # Checked before anything else, a paid order included: a success for another
+            # amount is never applied, and never acknowledged as a harmless duplicate.
+            log.error("payment.amount_mismatch", order_id=order.id, source=source,
+                      expected=order.amount.fen, got=result.amount.fen)
+            raise FulemaError(ErrorCode.CALLBACK_INVALID,
+                              "the channel's amount differs from the order's")
         if target is None or current == target or (
                 target == OrderStatus.SUCCESS and current in PAID_STATUSES):
             if current == OrderStatus.PAYING and order.way_code == WayCode.BARCODE.value:
                 order.next_query_at = clock.now() + timedelta(
                     seconds=deps.settings.userpaying_poll_seconds)
+            if source == "callback" and target is not None:
+                log.info("callback.duplicate", order_id=order.id, state=result.state.value,
+                         status=current.value)
             return order_view(order)
         if target == OrderStatus.SUCCESS:
-            if result.amount is not None and result.amount != order.amount:
-                record(s, order, "AMOUNT_MISMATCH",
-                       detail={**detail, "channel_amount": result.amount.fen})
-                log.error("payment.amount_mismatch", order_id=order.id,
-                          expected=order.amount.fen, got=result.amount.fen)
-                raise FulemaError(ErrorCode.CALLBACK_INVALID,
-                                  "the channel's amount differs from the order's")
             if current not in OPEN_STATUSES:
                 # Paid at the channel after we closed or failed it: money moved, so it must
                 # not be dropped. Operations get an event to refund or reopen by hand.
@@ -405,6 +410,8 @@ async def _apply_trade_result(deps: Deps, order_id: str, result: TradeResult,
         record(s, order, f"CHANNEL_{result.state.value}", to=target, detail=detail)
         if target == OrderStatus.SUCCESS:
             publish(s, "payment.succeeded", _event_payload(order))
+        elif target == OrderStatus.PAYING:
+            publish(s, "payment.paying", _event_payload(order))
         elif target == OrderStatus.FAILED:
             publish(s, "payment.failed", _event_payload(order))
         elif target == OrderStatus.CLOSED:
@@ -477,12 +484,13 @@ async def close_order(deps: Deps, *, merchant_id: str, order_id: str,
                 await channel.cancel(order.id)
             else:
                 await channel.close(order.id)
-        except ChannelError:
-            # e.g. already paid: the channel's own state decides
-            view = await sync_with_channel(deps, order_id=order.id)
-            if view["status"] in {s.value for s in PAID_STATUSES}:
-                raise FulemaError(ErrorCode.ORDER_ALREADY_FINAL,
-                                  "the payer paid before the close") from None
+        except ChannelError as exc:
+            # The channel refused (already paid, busy, ...): its own state decides. We close
+            # here only if the channel has closed it too or never had it; an order the payer
+            # can still pay at the channel must never be reported CLOSED to the merchant.
+            view = await _after_refused_close(deps, order, exc)
+            if view is not None:
+                return view
         except ChannelUnavailable as exc:
             raise FulemaError(ErrorCode.CHANNEL_UNAVAILABLE) from exc
     closed = TradeResult(state=TradeState.CLOSED)
@@ -490,6 +498,28 @@ async def close_order(deps: Deps, *, merchant_id: str, order_id: str,
     if view["status"] != OrderStatus.CLOSED:
         raise FulemaError(ErrorCode.ORDER_ALREADY_FINAL, f"the order is {view['status']}")
     return view
+
+
+async def _after_refused_close(deps: Deps, order: Order, exc: ChannelError
+                               ) -> dict[str, Any] | None:
+    """The order's view when the channel's state settles it, None when it may be closed
+    here (the channel never had it); refuses while the channel still has it open."""
+    try:
+        result = await deps.channels.get(order.channel).query(order.id)
+    except (ChannelUnavailable, ChannelError):
+        result = TradeResult(state=TradeState.UNKNOWN)
+    view = await apply_trade_result(deps, order_id=order.id, result=result, source="query")
+    if view["status"] in {s.value for s in PAID_STATUSES}:
+        raise FulemaError(ErrorCode.ORDER_ALREADY_FINAL, "the payer paid before the close")
+    if view["status"] not in {s.value for s in OPEN_STATUSES}:
+        return view
+    if result.state == TradeState.NOT_FOUND:
+        return None
+    log.warning("order.close_refused", order_id=order.id, channel=order.channel,
+                channel_code=exc.code, channel_state=result.state.value)
+    raise FulemaError(ErrorCode.CHANNEL_ERROR,
+                      f"{order.channel} refused to close the order ({exc.code}: {exc.message}); "
+                      "it stays open and will be closed when the channel allows") from exc
 
 
 # ---------------------------------------------------------------------------- jobs
