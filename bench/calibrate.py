@@ -102,5 +102,12 @@ async def statements_per_op(database_url: str, data_dir: Path, *, n: int = 10
         return {"create": await measure(creates), "cycle": await measure(cycles),
                 "barcode": await measure(barcodes), "query": await measure(queries)}
     finally:
+        # The in-process sandbox's callback tasks must not outlive the count: one left
+        # mid-transaction holds SQLite's write lock while the harness waits for the server it
+        # starts next on the same file ("database is locked" at that server's startup).
+        pending = list(sandbox.state.sandbox.tasks)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         await http.aclose()
         await db.dispose()

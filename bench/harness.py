@@ -138,9 +138,10 @@ async def run_config(ctx: Ctx, kind: str, workers: int, *, hot_only: bool = Fals
     label = f"{kind} x{workers}"
     tag = f"{ctx.stamp[-6:]}{kind[0]}{workers}"
     say(opts, f"== {label}: starting")
-    fulema = server.start_fulema(kind, workers, database_url=ctx.database_url,
-                                 sandbox_url=ctx.sandbox.url, data_dir=ctx.run_dir / "data",
-                                 log=ctx.run_dir / f"fulema-{kind}-{workers}.log")
+    fulema = await asyncio.to_thread(
+        server.start_fulema, kind, workers, database_url=ctx.database_url,
+        sandbox_url=ctx.sandbox.url, data_dir=ctx.run_dir / "data",
+        log=ctx.run_dir / f"fulema-{kind}-{workers}.log")
     phases: dict[str, Any] = {}
     cfg: dict[str, Any] = {"label": label, "server": kind, "workers": workers,
                            "phases": phases, "pids": fulema.serving_pids()}
@@ -268,8 +269,9 @@ async def run(opts: Options) -> dict[str, Any]:
             say(opts, "counting SQL statements per operation in process ...")
             results["statements_per_op_counted"] = await statements_per_op(
                 database_url, run_dir / "data", n=5 if opts.quick else 20)
-            server.wait_ready(sandbox)
-            server.wait_ready(receiver)
+            # in a thread: the harness's own event loop must keep running meanwhile
+            await asyncio.to_thread(server.wait_ready, sandbox)
+            await asyncio.to_thread(server.wait_ready, receiver)
             results["statements_method"] = _method(ctx)
             for kind in _servers(opts, results):
                 for workers in opts.workers:
