@@ -700,16 +700,20 @@ async def test_sandbox_retries_until_it_hears_success(env: Env) -> None:
 # --- transport faults ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", ["5xx", "garbled", "badsign"])
-async def test_faults_are_unknown_never_failed(env: Env, mode: str) -> None:
+async def test_faults_are_unavailable_never_failed(env: Env, mode: str) -> None:
+    """Every call raises ChannelUnavailable (never FAILED, never a quiet UNKNOWN result): the
+    breaker counts it, and payments keeps the order or refund open and queries it later."""
     order_id = await paid_qr(env, 500)
     resp = await env.wallet("POST", "/faults", json={"mode": mode})
     assert resp.status_code == 200
-    assert (await env.channel.query(order_id)).state == TradeState.UNKNOWN
-    _, paid = await barcode(env, RICH, 100)
-    assert paid.state == TradeState.UNKNOWN
-    refund = await env.channel.refund(refund_req(env, order_id, new_id("ref"), 100, 500))
-    assert refund.state == RefundState.UNKNOWN
-    assert (await env.channel.refund_query(order_id, "x")).state == RefundState.UNKNOWN
+    with pytest.raises(ChannelUnavailable):
+        await env.channel.query(order_id)
+    with pytest.raises(ChannelUnavailable):
+        await barcode(env, RICH, 100)
+    with pytest.raises(ChannelUnavailable):
+        await env.channel.refund(refund_req(env, order_id, new_id("ref"), 100, 500))
+    with pytest.raises(ChannelUnavailable):
+        await env.channel.refund_query(order_id, "x")
     with pytest.raises(ChannelUnavailable):
         await env.channel.create(create_req(env.settings, 100))
     with pytest.raises(ChannelUnavailable):
@@ -720,13 +724,13 @@ async def test_faults_are_unknown_never_failed(env: Env, mode: str) -> None:
     assert (await env.channel.query(order_id)).state == TradeState.SUCCESS
 
 
-async def test_slow_gateway_times_out_as_unknown(data_dir: Path) -> None:
+async def test_slow_gateway_times_out_as_unavailable(data_dir: Path) -> None:
     settings = Settings(public_base_url="http://testserver", data_dir=data_dir)
     env = make_env(settings, AlipaySettings(timeout_seconds=0.2))
     try:
         await env.wallet("POST", "/faults", json={"mode": "slow", "delay_ms": 2000})
-        result = await env.channel.query(new_id("pay"))
-        assert result.state == TradeState.UNKNOWN
+        with pytest.raises(ChannelUnavailable):
+            await env.channel.query(new_id("pay"))
         bad = await env.wallet("POST", "/faults", json={"mode": "sideways"})
         assert bad.status_code == 422
     finally:

@@ -491,17 +491,22 @@ async def test_adapter_rejects_tampered_callbacks(env: Env) -> None:
 
 
 @pytest.mark.parametrize("mode", ["5xx", "garbled", "slow"])
-async def test_faults_are_unknown_never_failed(env: Env, mode: str) -> None:
+async def test_faults_are_unavailable_never_failed(env: Env, mode: str) -> None:
+    """Every call raises ChannelUnavailable (never FAILED, never a quiet UNKNOWN result): the
+    breaker counts it, and payments keeps the order or refund open and queries it later."""
     order_id = await paid_c2b(env)
     env.channel.timeout = 0.2
     await env.wallet("POST", "/faults", json={"mode": mode, "delay_ms": 1000})
     with pytest.raises(ChannelUnavailable):
         await env.channel.create(create_req(env.settings))
-    assert (await env.channel.query(order_id)).state == TradeState.UNKNOWN
-    _, paid = await barcode(env, "up_rich")
-    assert paid.state == TradeState.UNKNOWN
-    refund = await env.channel.refund(refund_req(env, order_id, 100))
-    assert refund.state == RefundState.UNKNOWN
+    with pytest.raises(ChannelUnavailable):
+        await env.channel.query(order_id)
+    with pytest.raises(ChannelUnavailable):
+        await barcode(env, "up_rich")
+    with pytest.raises(ChannelUnavailable):
+        await env.channel.refund(refund_req(env, order_id, 100))
+    with pytest.raises(ChannelUnavailable):
+        await env.channel.refund_query(order_id, new_id("ref"))
     with pytest.raises(ChannelUnavailable):
         await env.channel.cancel(order_id)
     await env.wallet("POST", "/faults", json={"mode": "none"})
@@ -511,9 +516,11 @@ async def test_faults_are_unknown_never_failed(env: Env, mode: str) -> None:
 async def test_response_with_foreign_certificate_is_unverifiable(env: Env) -> None:
     stranger = crypto.generate_rsa_key()
     env.sandbox.cert_pem = env.sandbox.cert_pem.replace("A", "B")  # no longer parses
-    assert (await env.channel.query(new_id("ord"))).state == TradeState.UNKNOWN
+    with pytest.raises(ChannelUnavailable):
+        await env.channel.query(new_id("ord"))
     env.sandbox.cert_pem = _self_signed(stranger, 1)
-    assert (await env.channel.query(new_id("ord"))).state == TradeState.UNKNOWN
+    with pytest.raises(ChannelUnavailable):
+        await env.channel.query(new_id("ord"))
 
 
 # --- statement and wallet --------------------------------------------------------------------

@@ -134,10 +134,9 @@ class AlipayChannel(AlipayGateway):
         biz = {"out_trade_no": req.order_id, "scene": "bar_code", "auth_code": req.auth_code,
                "product_code": "FACE_TO_FACE_PAYMENT", "subject": req.subject[:256],
                "total_amount": req.amount.to_yuan()}
-        try:
-            node = await self._call("alipay.trade.pay", biz, self.settings.callback_url("alipay"))
-        except ChannelUnavailable as exc:
-            return TradeResult(state=TradeState.UNKNOWN, error_message=str(exc))
+        # ChannelUnavailable propagates: the breaker must count it, and payments turns it
+        # into "paying, query it" (the payer may have been charged).
+        node = await self._call("alipay.trade.pay", biz, self.settings.callback_url("alipay"))
         code = node.get("code")
         if code == SUCCESS:
             return self._paid(node, node.get("buyer_user_id"), node.get("gmt_payment"))
@@ -170,10 +169,7 @@ class AlipayChannel(AlipayGateway):
                            error_code=None if state != TradeState.UNKNOWN else status, raw=node)
 
     async def query(self, order_id: str) -> TradeResult:
-        try:
-            node = await self._call("alipay.trade.query", {"out_trade_no": order_id})
-        except ChannelUnavailable as exc:
-            return TradeResult(state=TradeState.UNKNOWN, error_message=str(exc))
+        node = await self._call("alipay.trade.query", {"out_trade_no": order_id})
         if node.get("code") == SUCCESS:
             return self._trade(node, node.get("buyer_user_id"), node.get("send_pay_date"))
         sub_code, sub_msg = refusal(node)
@@ -206,10 +202,7 @@ class AlipayChannel(AlipayGateway):
         TRADE_CLOSED) must reach Alipay, which deduplicates by out_request_no."""
         biz = {"out_trade_no": req.order_id, "refund_amount": req.amount.to_yuan(),
                "out_request_no": req.refund_id, "refund_reason": req.reason[:256]}
-        try:
-            node = await self._call("alipay.trade.refund", biz)
-        except ChannelUnavailable as exc:
-            return RefundResult(state=RefundState.UNKNOWN, error_message=str(exc))
+        node = await self._call("alipay.trade.refund", biz)
         if node.get("code") == SUCCESS:
             if node.get("fund_change") == "Y":
                 return RefundResult(state=RefundState.SUCCESS,
@@ -225,11 +218,8 @@ class AlipayChannel(AlipayGateway):
 
     async def refund_query(self, order_id: str, refund_id: str) -> RefundResult:
         """ChannelError REFUND_NOT_FOUND when Alipay never got the refund (send it again)."""
-        try:
-            node = await self._call("alipay.trade.fastpay.refund.query",
-                                    {"out_trade_no": order_id, "out_request_no": refund_id})
-        except ChannelUnavailable as exc:
-            return RefundResult(state=RefundState.UNKNOWN, error_message=str(exc))
+        node = await self._call("alipay.trade.fastpay.refund.query",
+                                {"out_trade_no": order_id, "out_request_no": refund_id})
         sub_code, sub_msg = refusal(node)
         if node.get("code") == SUCCESS and not node.get("refund_amount"):
             raise ChannelError("REFUND_NOT_FOUND", "alipay has no refund with this request no")

@@ -193,14 +193,13 @@ class UnionpayChannel:
         raise ChannelError(code, answer.get("respMsg", ""))
 
     async def barcode_pay(self, req: BarcodePayRequest) -> TradeResult:
-        try:
-            answer = await self._back({
-                "txnType": "01", "txnSubType": "06", "bizType": "000000", "channelType": "08",
-                "orderId": _order_id(req.order_id), "txnTime": _txn_time(req.order_id),
-                "txnAmt": str(req.amount.fen), "currencyCode": "156", "qrNo": req.auth_code,
-                "backUrl": self.settings.callback_url("unionpay")})
-        except ChannelUnavailable as exc:
-            return TradeResult(state=TradeState.UNKNOWN, error_message=str(exc))
+        # ChannelUnavailable propagates: the breaker must count it, and payments turns it
+        # into "paying, query it" (the payer may have been charged).
+        answer = await self._back({
+            "txnType": "01", "txnSubType": "06", "bizType": "000000", "channelType": "08",
+            "orderId": _order_id(req.order_id), "txnTime": _txn_time(req.order_id),
+            "txnAmt": str(req.amount.fen), "currencyCode": "156", "qrNo": req.auth_code,
+            "backUrl": self.settings.callback_url("unionpay")})
         code = answer["respCode"]
         if code == "00":
             return TradeResult(state=TradeState.SUCCESS, channel_trade_no=answer.get("queryId"),
@@ -224,10 +223,7 @@ class UnionpayChannel:
             error_message=answer.get("origRespMsg") or answer.get("respMsg"), raw=answer)
 
     async def query(self, order_id: str) -> TradeResult:
-        try:
-            answer = await self._query_raw(order_id)
-        except ChannelUnavailable as exc:
-            return TradeResult(state=TradeState.UNKNOWN, error_message=str(exc))
+        answer = await self._query_raw(order_id)
         code = answer["respCode"]
         if code == NOT_FOUND:
             return TradeResult(state=TradeState.NOT_FOUND, error_code=code,
@@ -281,14 +277,11 @@ class UnionpayChannel:
         if original.state != TradeState.SUCCESS:
             return RefundResult(state=RefundState.FAILED, error_code=original.error_code or "35",
                                 error_message="原交易不存在或状态不正确")
-        try:
-            answer = await self._back({
-                "txnType": "04", "txnSubType": "00", "bizType": "000000", "channelType": "08",
-                "orderId": _order_id(req.refund_id), "txnTime": _txn_time(req.refund_id),
-                "txnAmt": str(req.amount.fen), "origQryId": original.channel_trade_no or "",
-                "backUrl": req.notify_url, "reqReserved": _order_id(req.order_id)})
-        except ChannelUnavailable as exc:
-            return RefundResult(state=RefundState.UNKNOWN, error_message=str(exc))
+        answer = await self._back({
+            "txnType": "04", "txnSubType": "00", "bizType": "000000", "channelType": "08",
+            "orderId": _order_id(req.refund_id), "txnTime": _txn_time(req.refund_id),
+            "txnAmt": str(req.amount.fen), "origQryId": original.channel_trade_no or "",
+            "backUrl": req.notify_url, "reqReserved": _order_id(req.order_id)})
         code = answer["respCode"]
         if code == "00":  # 受理成功: the outcome arrives by notification or query
             return RefundResult(state=RefundState.PROCESSING,

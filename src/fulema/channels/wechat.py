@@ -72,7 +72,7 @@ REFUND_STATES: dict[str, RefundState] = {
 # codepay refusals that are about the payer, not our request: the payment FAILED.
 PAYER_REFUSALS = {"NOTENOUGH", "NOT_ENOUGH", "AUTH_CODE_INVALID", "AUTHCODEEXPIRE",
                   "AUTH_CODE_ERROR", "PAYER_ACCOUNT_ABNORMAL", "USER_ACCOUNT_ABNORMAL",
-                  "TRADE_ERROR", "RULE_LIMIT", "BUYER_MISMATCH", "ORDER_CLOSED"}
+                  "ACCOUNT_ERROR", "TRADE_ERROR", "RULE_LIMIT", "BUYER_MISMATCH", "ORDER_CLOSED"}
 
 
 def rfc3339(at: datetime) -> str:

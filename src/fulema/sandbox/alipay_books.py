@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from fulema.channels.alipay_proto import BEIJING
 from fulema.core.clock import clock
+from fulema.sandbox.payer_controls import PayerControls, Refused
 
 PASSWORD_TIMEOUT = timedelta(minutes=2)  # a 10003 payment closes if not confirmed by then
 DEFAULT_EXPIRY = timedelta(minutes=90)  # Alipay's default timeout_express is 90m (当面付: 2h)
@@ -36,7 +37,13 @@ SUB_MESSAGES = {
     "ACQ.BUYER_NOT_EXIST": "买家不存在",
     "ACQ.TRADE_BUYER_NOT_MATCH": "交易买家不匹配",
     "isp.bill_not_exist": "账单不存在",
+    "ACQ.PAYMENT_REQUEST_HAS_RISK": "支付有风险",
+    "ACQ.BUYER_PAYMENT_AMOUNT_DAY_LIMIT_ERROR": "买家付款日限额超限",
 }
+# alipay.trade.pay sub_codes for a payer Alipay's risk control refuses, or over the payer's
+# (daily) payment limit; the sandbox compares the one payment with the limit.
+REFUSALS = {Refused.RISK: "ACQ.PAYMENT_REQUEST_HAS_RISK",
+            Refused.LIMIT: "ACQ.BUYER_PAYMENT_AMOUNT_DAY_LIMIT_ERROR"}
 
 
 class Refusal(Exception):
@@ -65,14 +72,22 @@ class Payer:
     user_id: str  # 2088 + 12 digits, what Alipay calls buyer_id / buyer_user_id
     balance_fen: int
     password_required: bool = False
+    controls: PayerControls = field(default_factory=PayerControls)
 
     @property
     def logon_id(self) -> str:
         return f"{self.user_id[4:7]}******{self.user_id[-2:]}"
 
+    def check(self, amount_fen: int) -> None:
+        """Refusal before any debit: risk, then the payer's limit."""
+        refused = self.controls.refusal(amount_fen)
+        if refused is not None:
+            raise Refusal(REFUSALS[refused])
+
     def as_json(self) -> dict[str, object]:
         return {"payer_id": self.user_id, "buyer_logon_id": self.logon_id,
-                "balance_fen": self.balance_fen, "password_required": self.password_required}
+                "balance_fen": self.balance_fen, "password_required": self.password_required,
+                **self.controls.view()}
 
 
 @dataclass
@@ -131,8 +146,10 @@ class Books:
 
     # --- payers ------------------------------------------------------------------------------
 
-    def add_payer(self, user_id: str | None, balance_fen: int, password_required: bool) -> Payer:
-        payer = Payer(user_id or "2088" + _digits(12), balance_fen, password_required)
+    def add_payer(self, user_id: str | None, balance_fen: int, password_required: bool,
+                  controls: PayerControls | None = None) -> Payer:
+        payer = Payer(user_id or "2088" + _digits(12), balance_fen, password_required,
+                      controls or PayerControls())
         self.payers[payer.user_id] = payer
         return payer
 
@@ -194,6 +211,7 @@ class Books:
         payer = self.payers.get(self.codes.pop(auth_code, ""))
         if payer is None:
             raise Refusal("ACQ.PAYMENT_AUTH_CODE_INVALID")
+        payer.check(trade.total_fen)
         if not payer.password_required and payer.balance_fen < trade.total_fen:
             raise Refusal("ACQ.BUYER_BALANCE_NOT_ENOUGH")
         trade.buyer_id = payer.user_id
@@ -206,6 +224,7 @@ class Books:
     # --- paying ------------------------------------------------------------------------------
 
     def _charge(self, trade: Trade, payer: Payer) -> None:
+        payer.check(trade.total_fen)
         if payer.balance_fen < trade.total_fen:
             raise Refusal("ACQ.BUYER_BALANCE_NOT_ENOUGH")
         payer.balance_fen -= trade.total_fen

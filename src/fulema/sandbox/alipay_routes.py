@@ -1,7 +1,8 @@
 """HTTP routes of the Alipay sandbox: the gateway, the bill download and the payers' wallet.
 
 Wallet endpoints (JSON, for tests and the demo; not part of Alipay's API):
-  POST /wallet/payers                     {payer_id?, balance_fen, password_required?}
+  POST /wallet/payers                     {payer_id?, balance_fen, password_required?,
+                                           risk_refused?, limit_fen?} (payer_controls.py)
   GET  /wallet/payers/{payer_id}
   POST /wallet/payers/{payer_id}/code     -> {"auth_code": 18 digits starting 28, "payer_id"}
   POST /wallet/payers/{payer_id}/confirm  the password payer confirms waiting payments
@@ -23,10 +24,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from fulema.channels.alipay_proto import BUSINESS_FAILED, MESSAGES, SUCCESS
 from fulema.sandbox.alipay_books import GatewayError, Refusal
+from fulema.sandbox.payer_controls import PayerControls
 
 if TYPE_CHECKING:
     from fulema.sandbox.alipay import AlipaySandbox
@@ -43,6 +45,8 @@ class NewPayer(BaseModel):
     payer_id: str | None = Field(default=None, pattern=r"^2088\d{12}$")
     balance_fen: int = Field(ge=0)
     password_required: bool = False
+    risk_refused: StrictBool = False
+    limit_fen: StrictInt | None = Field(default=None, ge=0)
 
 
 class Scan(BaseModel):
@@ -131,8 +135,9 @@ def install_routes(app: FastAPI, sb: AlipaySandbox) -> None:
     async def new_payer(body: NewPayer) -> dict[str, object]:
         if body.payer_id in sb.books.payers:
             return sb.books.payers[body.payer_id].as_json()
-        return sb.books.add_payer(body.payer_id, body.balance_fen,
-                                  body.password_required).as_json()
+        controls = PayerControls(risk_refused=body.risk_refused, limit_fen=body.limit_fen)
+        return sb.books.add_payer(body.payer_id, body.balance_fen, body.password_required,
+                                  controls).as_json()
 
     @app.get("/wallet/payers/{payer_id}", response_model=None)
     async def get_payer(payer_id: str) -> dict[str, object] | JSONResponse:

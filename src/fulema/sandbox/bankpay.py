@@ -15,7 +15,7 @@ import html
 import io
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -46,6 +46,7 @@ from fulema.sandbox.json_common import (
     set_faults,
     with_body,
 )
+from fulema.sandbox.payer_controls import PayerControls, Refused, parse_controls
 
 CODE_TTL = timedelta(seconds=60)  # a payer code is valid for one minute, once
 CONFIRM_TIMEOUT = timedelta(seconds=60)  # a payer who never confirms: the payment fails
@@ -63,6 +64,7 @@ class Payer:
     password_required: bool
     account_no: str
     customer_id: str
+    controls: PayerControls = field(default_factory=PayerControls)
 
     def masked(self) -> dict[str, str]:
         return {"account_masked": f"{self.account_no[:6]}******{self.account_no[-4:]}",
@@ -70,7 +72,8 @@ class Payer:
 
     def view(self) -> dict[str, Any]:
         return {"payer_id": self.payer_id, "balance_fen": self.balance_fen,
-                "password_required": self.password_required, **self.masked()}
+                "password_required": self.password_required, **self.masked(),
+                **self.controls.view()}
 
 
 @dataclass
@@ -132,11 +135,13 @@ class BankpaySandbox:
         self.add_payer("payer_pin", 1_000_000, password_required=True)
 
     # payers ------------------------------------------------------------------
-    def add_payer(self, payer_id: str, balance_fen: int, *, password_required: bool) -> Payer:
+    def add_payer(self, payer_id: str, balance_fen: int, *, password_required: bool,
+                  controls: PayerControls | None = None) -> Payer:
         n = len(self.payers) + 1
         payer = Payer(payer_id, balance_fen, password_required,
                       account_no=f"62305800{n:07d}{secrets.randbelow(10_000):04d}",
-                      customer_id=f"C{secrets.randbelow(10**6):06d}{n:04d}")
+                      customer_id=f"C{secrets.randbelow(10**6):06d}{n:04d}",
+                      controls=controls or PayerControls())
         self.payers[payer_id] = payer
         return payer
 
@@ -284,6 +289,13 @@ def _create(sb: BankpaySandbox, body: dict[str, Any]) -> tuple[int, dict[str, An
     return _ok(sb.order_view(o))
 
 
+# The bank's own codes for a payer its risk engine refuses or whose limit the payment exceeds.
+REFUSALS: dict[Refused, tuple[str, str]] = {
+    Refused.RISK: ("PAYER_RISK_REJECTED", "the bank's risk control refused this payment"),
+    Refused.LIMIT: ("PAYER_LIMIT_EXCEEDED", "the amount is above the payer's payment limit"),
+}
+
+
 def _barcode(sb: BankpaySandbox, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     bad = order_fields(body)
     if bad:
@@ -308,7 +320,10 @@ def _barcode(sb: BankpaySandbox, body: dict[str, Any]) -> tuple[int, dict[str, A
     else:
         payer = sb.payers[entry[0]]
         o.payer = payer
-        if payer.password_required:
+        refused = payer.controls.refusal(o.amount_fen)
+        if refused is not None:
+            sb.fail(o, *REFUSALS[refused])
+        elif payer.password_required:
             o.awaiting_confirm = True  # PAYING until the payer confirms in the app
         elif not sb.settle(o, payer):
             sb.fail(o, "BALANCE_NOT_ENOUGH", "the payer's account balance is not enough")
@@ -505,7 +520,11 @@ def _wallet_routes(app: FastAPI, sb: BankpaySandbox) -> None:
         if isinstance(fields, Response):
             return fields
         pid, balance = fields
-        payer = sb.add_payer(pid, balance, password_required=bool(body.get("password_required")))
+        controls = parse_controls(body)
+        if isinstance(controls, str):
+            return refuse(400, "PARAM_INVALID", controls)
+        payer = sb.add_payer(pid, balance, password_required=bool(body.get("password_required")),
+                             controls=controls)
         return answer(payer.view())
 
     @app.get("/wallet/payers/{pid}")
@@ -551,7 +570,10 @@ def _wallet_routes(app: FastAPI, sb: BankpaySandbox) -> None:
         sb.refresh(o)
         if o.state != "PAYING":
             return refuse(409, f"ORDER_{o.state}", f"the order is {o.state}")
-        # A short balance fails this attempt only: the order stays PAYING, as in the app
+        # A refusal fails this attempt only: the order stays PAYING, as in the app
+        refused = payer.controls.refusal(o.amount_fen)
+        if refused is not None:
+            return refuse(409, *REFUSALS[refused])
         if not sb.settle(o, payer):
             return refuse(409, "BALANCE_NOT_ENOUGH",
                            "the payer's account balance is not enough")

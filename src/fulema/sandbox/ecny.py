@@ -27,6 +27,7 @@ from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.sandbox.ecny_wallet import Wallet, new_payer_code, new_wallet_id
 from fulema.sandbox.json_common import Faults, Result, with_body
+from fulema.sandbox.payer_controls import PayerControls
 
 CODE_TTL = timedelta(seconds=60)
 CONFIRM_TIMEOUT = timedelta(seconds=60)
@@ -105,8 +106,10 @@ class EcnySandbox:
 
     # wallets -----------------------------------------------------------------
     def add_wallet(self, payer_id: str, balance_fen: int, *, level: int, name: str | None,
-                   password_required: bool = False) -> Wallet:
-        w = Wallet(payer_id, new_wallet_id(), level, balance_fen, password_required, name)
+                   password_required: bool = False,
+                   controls: PayerControls | None = None) -> Wallet:
+        w = Wallet(payer_id, new_wallet_id(), level, balance_fen, password_required, name,
+                   controls=controls or PayerControls())
         self.wallets[payer_id] = w
         return w
 

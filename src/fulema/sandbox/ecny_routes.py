@@ -28,6 +28,7 @@ from fulema.sandbox.json_common import (
     refuse,
     set_faults,
 )
+from fulema.sandbox.payer_controls import parse_controls
 
 BILL_COLUMNS = ["bill_date", "trade_time", "merchant_id", "record_type", "out_trade_no",
                 "trade_no", "out_refund_no", "refund_no", "way_code", "amount_fen", "fee_fen",
@@ -271,9 +272,13 @@ def install_wallet(app: FastAPI, sb: EcnySandbox) -> None:
         if cap is not None and balance > cap:
             return _no("WALLET_BALANCE_LIMIT", f"a level-{level} wallet holds at most {cap} fen",
                        400)
+        controls = parse_controls(body)
+        if isinstance(controls, str):
+            return _no("PARAM_INVALID", controls, 400)
         name = body.get("payer_name", None if level == 4 else "测*")
         w = sb.add_wallet(pid, balance, level=level, name=name,
-                          password_required=bool(body.get("password_required")))
+                          password_required=bool(body.get("password_required")),
+                          controls=controls)
         return answer(w.view())
 
     @app.get("/wallet/payers/{pid}")

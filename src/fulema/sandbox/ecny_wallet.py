@@ -9,7 +9,9 @@ balance shortfall, so Fulema's handling of those refusals can be tested.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from fulema.sandbox.payer_controls import PayerControls, Refused
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ SINGLE_LIMIT = "WALLET_SINGLE_LIMIT_EXCEEDED"
 DAILY_LIMIT = "WALLET_DAILY_LIMIT_EXCEEDED"
 BALANCE_SHORT = "WALLET_BALANCE_NOT_ENOUGH"
 WALLET_CLOSED = "WALLET_CLOSED"
+RISK_REJECTED = "WALLET_RISK_REJECTED"  # the operator's risk control refused (our design)
 
 
 @dataclass
@@ -49,6 +52,8 @@ class Wallet:
     name: str | None  # the holder's (masked) name; None for an anonymous level-4 wallet
     closed: bool = False
     swept_fen: int = 0  # credits above the balance limit, swept to the linked bank account
+    # A test's risk refusal, or a per-payment limit the holder set below the level's own.
+    controls: PayerControls = field(default_factory=PayerControls)
 
     @property
     def limits(self) -> Limits:
@@ -59,6 +64,11 @@ class Wallet:
         lim = self.limits
         if self.closed:
             return WALLET_CLOSED, "the wallet is closed"
+        refused = self.controls.refusal(amount_fen)
+        if refused == Refused.RISK:
+            return RISK_REJECTED, "the wallet operator's risk control refused this payment"
+        if refused == Refused.LIMIT:
+            return SINGLE_LIMIT, "over the per-payment limit the holder set"
         if lim.per_payment is not None and amount_fen > lim.per_payment:
             return SINGLE_LIMIT, f"over the level-{self.level} wallet's per-payment limit"
         if lim.daily is not None and paid_today_fen + amount_fen > lim.daily:
@@ -81,7 +91,7 @@ class Wallet:
         return {"payer_id": self.payer_id, "wallet_id": self.wallet_id,
                 "wallet_level": self.level, "balance_fen": self.balance_fen,
                 "password_required": self.password_required, "payer_name": self.name,
-                "closed": self.closed, "swept_fen": self.swept_fen,
+                "closed": self.closed, "swept_fen": self.swept_fen, **self.controls.view(),
                 "limits": {"balance_fen": lim.balance, "per_payment_fen": lim.per_payment,
                            "daily_fen": lim.daily}}
 

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from fulema.channels.unionpay_config import (
     SideKeys,
@@ -45,6 +45,7 @@ from fulema.channels.unionpay_sign import (
 )
 from fulema.core.clock import clock
 from fulema.core.config import Settings
+from fulema.sandbox.payer_controls import PayerControls
 from fulema.sandbox.unionpay_state import MESSAGES, Books, Refusal, Txn
 
 NOTIFY_DELAYS = (0.0, 0.2, 0.5, 1.0, 2.0)  # seconds before each delivery attempt
@@ -56,6 +57,8 @@ class NewPayer(BaseModel):
     payer_id: str | None = Field(default=None, min_length=1, max_length=64)
     balance_fen: int = Field(ge=0)
     password_required: bool = False
+    risk_refused: StrictBool = False  # UnionPay's risk control refuses every payment: respCode 38
+    limit_fen: StrictInt | None = Field(default=None, ge=0)  # above it: respCode 33
 
 
 class Scan(BaseModel):
@@ -282,8 +285,9 @@ def build_sandbox(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
     async def new_payer(body: NewPayer) -> dict[str, object]:
         if body.payer_id in sb.books.payers:
             return sb.books.payers[body.payer_id].as_json()
-        return sb.books.add_payer(body.payer_id, body.balance_fen,
-                                  body.password_required).as_json()
+        controls = PayerControls(risk_refused=body.risk_refused, limit_fen=body.limit_fen)
+        return sb.books.add_payer(body.payer_id, body.balance_fen, body.password_required,
+                                  controls).as_json()
 
     @app.get("/wallet/payers/{payer_id}", response_model=None)
     async def get_payer(payer_id: str) -> dict[str, object] | JSONResponse:

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from fulema.channels.unionpay_sign import BEIJING
 from fulema.core.clock import clock
+from fulema.sandbox.payer_controls import PayerControls, Refused
 
 PASSWORD_TIMEOUT = timedelta(seconds=60)  # a payer who must enter a password has this long
 QR_PREFIX = "https://qr.95516.com/00010000/"
@@ -22,10 +23,14 @@ PAYER_USER_AGENT = "UnionPay/1.0 CloudPay"  # what the payer's UnionPay app send
 MESSAGES = {
     "00": "成功", "05": "交易已受理，请稍后查询交易结果", "10": "报文格式错误",
     "11": "验证签名失败", "12": "重复交易", "13": "报文交易要素缺失", "31": "商户状态不正确",
-    "34": "查无此交易", "35": "原交易不存在或状态不正确", "36": "与原交易信息不符",
+    "33": "交易金额超限", "34": "查无此交易", "35": "原交易不存在或状态不正确",
+    "36": "与原交易信息不符", "38": "银联风险受限",
     "39": "交易不在受理时间范围内", "45": "原交易已被成功退货或已被成功撤销",
     "61": "输入的卡号无效，请确认后输入", "64": "卡上的余额不足", "69": "您的输入超时，交易失败",
 }
+# respCodes (ACP 5.1.0 appendix) for a payer UnionPay's risk control refuses or whose payment
+# is over its limit: 38 银联风险受限, 33 交易金额超限.
+REFUSALS = {Refused.RISK: "38", Refused.LIMIT: "33"}
 STATEMENT_COLUMNS = ["txnType", "txnSubType", "orderId", "queryId", "origQryId", "txnTime",
                      "traceNo", "traceTime", "txnAmt", "settleAmt", "settleDate", "merId",
                      "accNo"]
@@ -46,6 +51,13 @@ class Payer:
     password_required: bool = False
     card_no: str = field(default_factory=lambda: "6216" + "".join(
         secrets.choice("0123456789") for _ in range(15)))
+    controls: PayerControls = field(default_factory=PayerControls)
+
+    def check(self, amount_fen: int) -> None:
+        """Refusal before any debit: risk, then the payer's limit."""
+        refused = self.controls.refusal(amount_fen)
+        if refused is not None:
+            raise Refusal(REFUSALS[refused])
 
     @property
     def acc_no(self) -> str:  # UnionPay shows a masked account number
@@ -53,7 +65,8 @@ class Payer:
 
     def as_json(self) -> dict[str, object]:
         return {"payer_id": self.payer_id, "balance_fen": self.balance_fen,
-                "password_required": self.password_required, "acc_no": self.acc_no}
+                "password_required": self.password_required, "acc_no": self.acc_no,
+                **self.controls.view()}
 
 
 @dataclass
@@ -111,8 +124,10 @@ class Books:
 
     # --- payers ------------------------------------------------------------------------------
 
-    def add_payer(self, payer_id: str | None, balance_fen: int, password_required: bool) -> Payer:
-        payer = Payer(payer_id or f"up_{secrets.token_hex(6)}", balance_fen, password_required)
+    def add_payer(self, payer_id: str | None, balance_fen: int, password_required: bool,
+                  controls: PayerControls | None = None) -> Payer:
+        payer = Payer(payer_id or f"up_{secrets.token_hex(6)}", balance_fen, password_required,
+                      controls=controls or PayerControls())
         self.payers[payer.payer_id] = payer
         return payer
 
@@ -139,6 +154,7 @@ class Books:
         return txn
 
     def _charge(self, txn: Txn, payer: Payer) -> None:
+        payer.check(txn.amount)
         if payer.balance_fen < txn.amount:
             raise Refusal("64")
         payer.balance_fen -= txn.amount
@@ -166,6 +182,11 @@ class Books:
         if payer is None:
             raise Refusal("61")
         self._add(txn)
+        try:
+            payer.check(txn.amount)  # refused before the password is even asked for
+        except Refusal as refusal:
+            txn.code, txn.done_at = refusal.code, clock.now()
+            return txn
         if payer.password_required:
             txn.payer_id = payer.payer_id
             return txn  # origRespCode 05 until the payer confirms or the wait times out

@@ -28,9 +28,10 @@ from fulema.sandbox.json_common import (
     refuse,
     set_faults,
 )
+from fulema.sandbox.payer_controls import parse_controls
 from fulema.sandbox.wechat_oauth import add_oauth_routes
 from fulema.sandbox.wechat_routes import api_routes
-from fulema.sandbox.wechat_state import Order, Payer, WechatSandbox, new_openid
+from fulema.sandbox.wechat_state import V3_REFUSALS, Order, Payer, WechatSandbox, new_openid
 from fulema.sandbox.wechat_v2 import add_v2_routes
 
 __all__ = ["WechatSandbox", "build_sandbox"]
@@ -70,6 +71,9 @@ def _pay(sb: WechatSandbox, o: Order, payer: Payer) -> Response:
         return refuse(400, "ORDER_CLOSED", "订单已过支付结束时间")
     if o.trade_type == "JSAPI" and o.openid and o.openid != payer.openid:
         return refuse(403, "BUYER_MISMATCH", "支付者与下单时的openid不一致")
+    refused = payer.controls.refusal(o.total)  # this attempt fails; the order stays NOTPAY
+    if refused is not None:
+        return refuse(403, *V3_REFUSALS[refused])
     if not sb.settle(o, payer):  # this attempt fails; the order stays NOTPAY, as in the app
         return refuse(403, "NOTENOUGH", "用户余额不足")
     return answer(sb.order_view(o))
@@ -83,7 +87,10 @@ def _wallet_routes(app: FastAPI, sb: WechatSandbox) -> None:
         if isinstance(fields, Response):
             return fields
         pid, balance = fields
-        payer = Payer(pid, balance, bool(body.get("password_required")))
+        controls = parse_controls(body)
+        if isinstance(controls, str):
+            return refuse(400, "PARAM_ERROR", controls)
+        payer = Payer(pid, balance, bool(body.get("password_required")), controls)
         sb.payers[pid] = payer
         return answer(payer.view())
 

@@ -19,7 +19,7 @@ from fastapi.responses import Response
 from fulema.channels.wechat import CST
 from fulema.core.clock import clock
 from fulema.sandbox import wechat_statement
-from fulema.sandbox.wechat_state import Answer, Order, Refund, WechatSandbox, err
+from fulema.sandbox.wechat_state import V3_REFUSALS, Answer, Order, Refund, WechatSandbox, err
 
 OUT_NO = re.compile(r"^[0-9A-Za-z_\-|*]{6,32}$")
 AUTH_CODE = re.compile(r"^1[0-5]\d{16}$")
@@ -128,6 +128,11 @@ def codepay(sb: WechatSandbox, body: dict[str, Any]) -> Answer:
         return err(403, "AUTHCODEEXPIRE", "付款码已过期，请用户刷新付款码后重新支付")
     payer_obj = sb.payers[entry[0]]
     o.openid = payer_obj.openid
+    refused = payer_obj.controls.refusal(o.total)
+    if refused is not None:
+        code, message = V3_REFUSALS[refused]
+        o.state, o.state_desc = "PAYERROR", message
+        return err(403, code, message)
     if payer_obj.password_required:  # USERPAYING until the payer enters the password
         return 200, {"appid": o.appid, "mchid": sb.wx.mchid, "out_trade_no": o.out_trade_no,
                      "trade_type": "MICROPAY", "trade_state": "USERPAYING"}

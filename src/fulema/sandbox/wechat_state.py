@@ -11,7 +11,7 @@ import asyncio
 import secrets
 import string
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,6 +38,7 @@ from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.crypto import rsa_sha256_verify
 from fulema.sandbox.json_common import Faults
+from fulema.sandbox.payer_controls import PayerControls, Refused
 
 CODE_TTL = timedelta(seconds=60)  # a payer code refreshes every minute in the app; single use
 PASSWORD_TIMEOUT = timedelta(seconds=60)  # USERPAYING that long without a password: PAYERROR
@@ -62,10 +63,24 @@ class Payer:
     openid: str
     balance_fen: int
     password_required: bool
+    controls: PayerControls = field(default_factory=PayerControls)
 
     def view(self) -> dict[str, Any]:
         return {"payer_id": self.openid, "openid": self.openid, "balance_fen": self.balance_fen,
-                "password_required": self.password_required}
+                "password_required": self.password_required, **self.controls.view()}
+
+
+# A payer WeChat's risk control or rules refuse: API v3's codes (403, from the basic-payment
+# error table: ACCOUNT_ERROR 账号异常 "用户账号异常", RULE_LIMIT 业务规则限制) and API v2
+# micropay's, which has one code for both (TRADE_ERROR 交易错误: account abnormal, risk, rules).
+V3_REFUSALS: dict[Refused, tuple[str, str]] = {
+    Refused.RISK: ("ACCOUNT_ERROR", "用户账号异常，请提示用户更换付款方式"),
+    Refused.LIMIT: ("RULE_LIMIT", "交易金额超出用户支付限额，请提示用户更换付款方式"),
+}
+V2_REFUSALS: dict[Refused, tuple[str, str]] = {
+    Refused.RISK: ("TRADE_ERROR", "用户账号异常，交易失败"),
+    Refused.LIMIT: ("TRADE_ERROR", "交易金额超出用户支付限额"),
+}
 
 
 @dataclass

@@ -37,7 +37,7 @@ from fulema.channels.wechat_v2 import (
 )
 from fulema.core.clock import clock
 from fulema.sandbox.wechat_routes import AUTH_CODE, OUT_NO, close
-from fulema.sandbox.wechat_state import Order, WechatSandbox
+from fulema.sandbox.wechat_state import V2_REFUSALS, Order, WechatSandbox
 
 Fields = dict[str, str]
 _DESC = {"NOTPAY": "未支付", "USERPAYING": "用户支付中，需要输入密码", "SUCCESS": "支付成功",
@@ -161,6 +161,11 @@ class V2Api:
             return fail("AUTHCODEEXPIRE", "二维码已过期，请用户在微信上刷新后再试")
         payer = self.sb.payers[entry[0]]
         o.openid = payer.openid
+        refused = payer.controls.refusal(o.total)
+        if refused is not None:
+            code, desc = V2_REFUSALS[refused]
+            o.state, o.state_desc = "PAYERROR", desc
+            return fail(code, desc)
         if payer.password_required:  # USERPAYING until /wallet/payers/{id}/confirm
             return fail("USERPAYING", "需要用户输入支付密码")
         if not self.sb.settle(o, payer):
