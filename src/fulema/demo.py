@@ -12,6 +12,7 @@ import re
 import socket
 import tempfile
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,16 @@ class Receiver:
         return PlainTextResponse("SUCCESS")
 
 
+@dataclass(frozen=True)
+class DemoOutcome:
+    """What the story ended with, as the merchant saw it (the e2e test checks it)."""
+
+    paid: dict[str, Any]  # the order once the payer paid
+    refund: dict[str, Any]  # the refund once it settled
+    final: dict[str, Any]  # the order queried at the end
+    notifications: list[dict[str, Any]]  # every body received, with "signature_valid"
+
+
 def step(n: int, text: str) -> None:
     console.rule(f"[bold cyan]{n}. {text}")
 
@@ -80,13 +91,13 @@ def show(data: dict[str, Any], keys: list[str]) -> None:
     console.print(table)
 
 
-async def run_demo(url: str | None) -> None:
+async def run_demo(url: str | None) -> DemoOutcome:
     receiver = Receiver()
     notify_port = _free_port()
     async with _serve(receiver.app, notify_port):
         if url:
-            await _story(url.rstrip("/"), get_settings().operator_token, receiver, notify_port)
-            return
+            return await _story(url.rstrip("/"), get_settings().operator_token, receiver,
+                                notify_port)
         with tempfile.TemporaryDirectory(prefix="fulema-demo-") as tmp:
             port = _free_port()
             base = f"http://127.0.0.1:{port}"
@@ -99,10 +110,11 @@ async def run_demo(url: str | None) -> None:
             await asyncio.to_thread(upgrade, settings.database_url)
             console.print(f"[dim]in-process platform at {base} (SQLite in {tmp})")
             async with _serve(create_app(settings), port):
-                await _story(base, settings.operator_token, receiver, notify_port)
+                return await _story(base, settings.operator_token, receiver, notify_port)
 
 
-async def _story(base: str, operator_token: str, receiver: Receiver, notify_port: int) -> None:
+async def _story(base: str, operator_token: str, receiver: Receiver, notify_port: int
+                 ) -> DemoOutcome:
     ops = {"Authorization": f"Bearer {operator_token}"}
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         async def op(method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -181,6 +193,7 @@ async def _story(base: str, operator_token: str, receiver: Receiver, notify_port
                 break
             await asyncio.sleep(0.1)
         show(order, ["status", "amount", "channel_trade_no", "paid_at"])
+        paid_order = order
 
         step(6, "The merchant's notify endpoint receives the signed notification")
         await _wait_for(receiver, "payment.succeeded")
@@ -204,6 +217,10 @@ async def _story(base: str, operator_token: str, receiver: Receiver, notify_port
         show(order, ["order_id", "status", "amount", "refunded_amount", "paid_at"])
         console.print(Panel.fit("paid ¥12.50, refunded ¥2.50, merchant told twice, "
                                 "every message signed", style="bold green"))
+        received = [{**orjson.loads(body), "signature_valid": verify_notification(
+            secret, headers.get("fulema-signature", ""), body, now=clock.timestamp())}
+            for headers, body in receiver.got]
+        return DemoOutcome(paid=paid_order, refund=refund, final=order, notifications=received)
 
 
 async def _wait_for(receiver: Receiver, kind: str, seconds: float = 20) -> None:

@@ -88,6 +88,16 @@ class OrderLifecycle(RuleBasedStateMachine):
             await self.db.dispose()
 
         self.run(close())
+        # the sandbox's callback retries are tasks on this loop: end them before the loop,
+        # so nothing is left to warn about an unclosed resource in a later test
+        async def end_tasks() -> None:
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+        self.run(end_tasks())
+        self.run(self.loop.shutdown_asyncgens())
         self.loop.close()
         self.tmp.cleanup()
 

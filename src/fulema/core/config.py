@@ -46,8 +46,8 @@ class Settings(BaseSettings):
     port: int = 8000
 
     operator_token: str = DEV_PLACEHOLDER
-    # platform key that signs notifications to merchants (HMAC-SHA256 with the app's secret is
-    # the default; this is the fallback for platform-level webhooks)
+    # HMAC key for what the cashier passes through the payer's browser (OAuth state, payer
+    # tokens: web/oauth.py). Merchant notifications are signed with the app's own secret.
     platform_secret: str = DEV_PLACEHOLDER
 
     max_body_bytes: int = 64 * 1024

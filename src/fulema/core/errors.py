@@ -2,7 +2,8 @@
 
 Merchants' systems branch on `code`, so codes never change meaning once published. Each code
 carries its HTTP status and a one-line description; `docs/errors.md` is generated from this
-table (`fulema docs errors`) so the documentation cannot drift from the code.
+table (`fulema docs-errors`), and a test checks the two agree, so the documentation cannot
+drift from the code.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ class ErrorCode(StrEnum):
     VALIDATION_ERROR = "VALIDATION_ERROR"
     BODY_TOO_LARGE = "BODY_TOO_LARGE"
     NOT_FOUND = "NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    HTTP_ERROR = "HTTP_ERROR"
     UNAUTHORIZED = "UNAUTHORIZED"
     INTERNAL_ERROR = "INTERNAL_ERROR"
     # gateway: signing and replay
@@ -71,6 +74,9 @@ _META: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.VALIDATION_ERROR: (400, "A field is missing, of the wrong type or out of range."),
     ErrorCode.BODY_TOO_LARGE: (413, "The body is larger than FULEMA_MAX_BODY_BYTES."),
     ErrorCode.NOT_FOUND: (404, "No such endpoint or resource."),
+    ErrorCode.METHOD_NOT_ALLOWED: (405, "The endpoint exists, but not for this HTTP method."),
+    ErrorCode.HTTP_ERROR: (400, "Any other refusal at the HTTP layer; the answer keeps the status "
+                                "the web framework chose (400 unless it chose another)."),
     ErrorCode.UNAUTHORIZED: (401, "Operator endpoints need a valid bearer token."),
     ErrorCode.INTERNAL_ERROR: (500, "Unexpected failure; nothing was committed. Retry safely."),
     ErrorCode.SIGNATURE_MISSING: (401, "A required signing header is absent."),
@@ -91,7 +97,11 @@ _META: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.INVALID_AMOUNT: (400, "Amounts are positive integers in fen."),
     ErrorCode.AMOUNT_OUT_OF_RANGE: (400, "The amount is above the per-order limit."),
     ErrorCode.UNKNOWN_WAY_CODE: (400, "way_code is not one of the documented way codes."),
-    ErrorCode.UNRECOGNISED_PAYER_CODE: (400, "The payer code matches no enabled channel."),
+    ErrorCode.UNRECOGNISED_PAYER_CODE: (400, "The payer code is not digits, matches no channel's "
+                                             "code rules (FULEMA_PAYER_CODE_RULES), or belongs "
+                                             "to another channel than the one named. A code of "
+                                             "a channel that is not enabled is "
+                                             "CHANNEL_NOT_ENABLED."),
     ErrorCode.PAYER_ID_REQUIRED: (400, "JSAPI payments need payer_id (openid / user id)."),
     ErrorCode.DUPLICATE_OUT_TRADE_NO: (409, "out_trade_no was used with other parameters."),
     ErrorCode.DUPLICATE_OUT_REFUND_NO: (409, "out_refund_no was used with other parameters."),

@@ -48,12 +48,13 @@ def request_id(request: Request) -> str:
 
 
 def error_response(request: Request, code: ErrorCode, message: str,
-                   details: dict[str, Any] | None = None) -> JSONResponse:
+                   details: dict[str, Any] | None = None, *,
+                   status_code: int | None = None) -> JSONResponse:
     body: dict[str, Any] = {"code": code.value, "message": message,
                             "request_id": request_id(request)}
     if details:
         body["details"] = details
-    return JSONResponse(body, status_code=code.http_status)
+    return JSONResponse(body, status_code=status_code or code.http_status)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -76,10 +77,9 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             return error_response(request, ErrorCode.NOT_FOUND, "no such endpoint")
         if exc.status_code == 405:
-            return JSONResponse({"code": "METHOD_NOT_ALLOWED", "message": str(exc.detail),
-                                 "request_id": request_id(request)}, status_code=405)
-        return JSONResponse({"code": "HTTP_ERROR", "message": str(exc.detail),
-                             "request_id": request_id(request)}, status_code=exc.status_code)
+            return error_response(request, ErrorCode.METHOD_NOT_ALLOWED, str(exc.detail))
+        return error_response(request, ErrorCode.HTTP_ERROR, str(exc.detail),
+                              status_code=exc.status_code)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.money import Money
+from fulema.core.vocab import WayCode
 from fulema.core.web import json_response
 from fulema.gateway.service import authenticate
 from fulema.gateway.signing import H_NONCE
@@ -22,6 +23,9 @@ from fulema.payments.schemas import CreateOrderBody, RefundBody
 
 router = APIRouter(prefix="/api/v1", tags=["merchant API"])
 M = TypeVar("M", bound=BaseModel)
+
+# What a merchant may ask for. QR_STATIC orders are made only by a plate's cashier page.
+MERCHANT_WAY_CODES = tuple(w for w in WayCode if w is not WayCode.QR_STATIC)
 
 
 def deps_of(request: Request) -> payments.Deps:
@@ -57,13 +61,26 @@ def parse_body(model: type[M], raw: bytes) -> M:
         raise FulemaError(ErrorCode.VALIDATION_ERROR, f"{field}: {first['msg']}") from exc
 
 
+def merchant_way_code(value: str) -> WayCode:
+    """UNKNOWN_WAY_CODE unless `value` is one of the way codes the merchant API takes."""
+    if value == WayCode.QR_STATIC:
+        raise FulemaError(ErrorCode.UNKNOWN_WAY_CODE,
+                          "QR_STATIC orders come only from the QR plate's cashier (/pay/q/{plate}) "
+                          "when a payer scans the plate; for a QR code of this order use "
+                          "QR_DYNAMIC")
+    if value not in MERCHANT_WAY_CODES:
+        raise FulemaError(ErrorCode.UNKNOWN_WAY_CODE,
+                          f"way_code must be one of {', '.join(MERCHANT_WAY_CODES)}")
+    return WayCode(value)
+
+
 @router.post("/orders", summary="Unified order (统一下单)")
 async def create_order(request: Request) -> Response:
     cred, raw = await _auth(request, defer_nonce=True)  # recorded with the order
     body = parse_body(CreateOrderBody, raw)
     new = payments.NewOrder(
         out_trade_no=body.out_trade_no, amount=Money.of(body.amount), subject=body.subject,
-        way_code=payments.parse_way_code(body.way_code), channel=body.channel,
+        way_code=merchant_way_code(body.way_code), channel=body.channel,
         auth_code=body.auth_code, payer_id=body.payer_id, store_id=body.store_id,
         notify_url=body.notify_url, attach=body.attach, expire_seconds=body.expire_seconds,
         client_ip=body.client_ip or (request.client.host if request.client else "127.0.0.1"))

@@ -34,7 +34,7 @@ class Order(Base):
     client_ip: Mapped[str] = mapped_column(String(64))
     channel_trade_no: Mapped[str | None] = mapped_column(String(64), nullable=True)
     code_url: Mapped[str | None] = mapped_column(String(512), nullable=True)
-    h5_url: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    h5_url: Mapped[str | None] = mapped_column(Text, nullable=True)  # signed wap.pay URLs are long
     pay_params: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     failure_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     failure_message: Mapped[str | None] = mapped_column(String(256), nullable=True)

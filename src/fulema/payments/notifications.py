@@ -4,7 +4,14 @@ Outbox events (`payment.succeeded`, `refund.succeeded`) become one Notification 
 event id is unique, so a twice-delivered event makes one notification). A delivery loop posts
 due notifications; the merchant acknowledges with HTTP 2xx and a body of `SUCCESS` (plain, or
 JSON `{"code": "SUCCESS"}`). Anything else is retried on the schedule in settings
-(15s, 15s, 30s, 3m, 10m, 20m, 30m, 30m, 30m, 1h, 3h, 3h, 3h, 6h, 6h: about 24 h in all).
+(15s, 15s, 30s, 3m, 10m, 20m, 30m, 30m, 30m, 1h, 3h, 3h, 3h, 6h, 6h: about 24 h in all); after
+the last one the notification is FAILED. Every attempt is a NotificationAttempt row, which the
+merchant reads through `GET /api/v1/orders/{order_id}/notifications`.
+
+A notification whose app credential has been disabled (or removed) cannot be signed: a
+disabled app never comes back (a leaked secret is revoked for good), so the attempt is
+recorded with that reason, nothing is posted, and the notification is FAILED at once rather
+than retried for a day. The merchant still sees it, and the order, through any other app.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import orjson
 import structlog
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from fulema.core.clock import clock
 from fulema.core.config import Settings
@@ -108,22 +116,31 @@ async def _deliver_one(db: Database, settings: Settings, http: httpx.AsyncClient
         n = await s.get(Notification, notification_id)
         assert n is not None
         url, body, app_id, attempts = n.url, n.body.encode(), n.app_id, n.attempts
-    cred = await merchants.get_app_credential(db, app_id=app_id)
-    ts = clock.timestamp()
-    headers = {"Content-Type": "application/json", "User-Agent": "Fulema-Notify/1.0",
-               "Fulema-Event-Id": notification_id,
-               "Fulema-Signature": f"t={ts},v1={notification_signature(cred.secret, ts, body)}"}
     started = time.perf_counter()
     status: int | None = None
     excerpt: str | None = None
     error: str | None = None
-    ok = False
+    ok = give_up = False
     try:
-        response = await http.post(url, content=body, headers=headers, timeout=10.0)
-        status, excerpt = response.status_code, response.text[:256]
-        ok = _acknowledged(response)
-    except httpx.HTTPError as exc:
-        error = repr(exc)[:256]
+        cred = await merchants.get_app_credential(db, app_id=app_id)
+    except FulemaError as exc:
+        if exc.code is not ErrorCode.APP_NOT_FOUND:
+            raise
+        # Nothing may sign it: record why, and stop (a disabled app is never re-enabled).
+        error, give_up = (f"APP_NOT_FOUND: app {app_id} is disabled or removed, so the "
+                          "notification cannot be signed; not sent"), True
+    else:
+        ts = clock.timestamp()
+        signature = notification_signature(cred.secret, ts, body)
+        headers = {"Content-Type": "application/json", "User-Agent": "Fulema-Notify/1.0",
+                   "Fulema-Event-Id": notification_id,
+                   "Fulema-Signature": f"t={ts},v1={signature}"}
+        try:
+            response = await http.post(url, content=body, headers=headers, timeout=10.0)
+            status, excerpt = response.status_code, response.text[:256]
+            ok = _acknowledged(response)
+        except httpx.HTTPError as exc:
+            error = repr(exc)[:256]
     duration = int((time.perf_counter() - started) * 1000)
     schedule = settings.notify_schedule_seconds
     async with db.transaction() as s:
@@ -136,11 +153,12 @@ async def _deliver_one(db: Database, settings: Settings, http: httpx.AsyncClient
         n.claimed_until = None
         if ok:
             n.status, n.delivered_at, n.next_attempt_at = DELIVERED, clock.now(), None
-        elif n.attempts > len(schedule):
+        elif give_up or n.attempts > len(schedule):
             n.status, n.next_attempt_at = FAILED, None
         else:
             n.next_attempt_at = clock.now() + timedelta(seconds=schedule[n.attempts - 1])
-    log.info("notify.attempt", notification_id=notification_id, ok=ok, status=status)
+    log.info("notify.attempt", notification_id=notification_id, ok=ok, status=status,
+             error=error)
     return int(ok)
 
 
@@ -154,7 +172,8 @@ async def resend(db: Database, *, merchant_id: str, order_id: str) -> list[dict[
             Notification.order_id == order_id))).all())
         for n in rows:
             n.status, n.next_attempt_at, n.claimed_until = PENDING, clock.now(), None
-        return [notification_view(n) for n in rows]
+        history = await _attempts_of(s, [n.id for n in rows])
+        return [notification_view(n, history.get(n.id, [])) for n in rows]
 
 
 async def list_for_order(db: Database, *, merchant_id: str, order_id: str
@@ -162,11 +181,29 @@ async def list_for_order(db: Database, *, merchant_id: str, order_id: str
     async with db.transaction() as s:
         rows = (await s.scalars(select(Notification).where(
             Notification.order_id == order_id, Notification.merchant_id == merchant_id)
-            .order_by(Notification.created_at))).all()
-        return [notification_view(n) for n in rows]
+            .order_by(Notification.created_at, Notification.id))).all()
+        history = await _attempts_of(s, [n.id for n in rows])
+        return [notification_view(n, history.get(n.id, [])) for n in rows]
 
 
-def notification_view(n: Notification) -> dict[str, Any]:
+async def _attempts_of(s: AsyncSession, notification_ids: list[str]
+                       ) -> dict[str, list[dict[str, Any]]]:
+    """Every delivery attempt of these notifications, oldest first, in one query."""
+    if not notification_ids:
+        return {}
+    rows = (await s.scalars(select(NotificationAttempt)
+                            .where(NotificationAttempt.notification_id.in_(notification_ids))
+                            .order_by(NotificationAttempt.at, NotificationAttempt.id))).all()
+    history: dict[str, list[dict[str, Any]]] = {}
+    for a in rows:
+        history.setdefault(a.notification_id, []).append(
+            {"at": a.at, "http_status": a.http_status, "error": a.error,
+             "response_excerpt": a.response_excerpt, "duration_ms": a.duration_ms})
+    return history
+
+
+def notification_view(n: Notification, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """`attempts` is the count (kept for clients that read it); `delivery_attempts` the log."""
     return {"notification_id": n.id, "kind": n.kind, "url": n.url, "status": n.status,
             "attempts": n.attempts, "next_attempt_at": n.next_attempt_at,
-            "delivered_at": n.delivered_at}
+            "delivered_at": n.delivered_at, "delivery_attempts": history}

@@ -76,11 +76,22 @@ class RefundOut(BaseModel):
     created_at: datetime
 
 
+class NotificationAttemptOut(BaseModel):
+    """One POST to the merchant's notify_url (or the reason none could be made)."""
+
+    at: datetime
+    http_status: int | None = Field(description="None if no HTTP answer came (or none was sent)")
+    error: str | None = Field(description="transport error, or why the attempt was not made")
+    response_excerpt: str | None = Field(description="first 256 characters of the answer")
+    duration_ms: int
+
+
 class NotificationOut(BaseModel):
     notification_id: str
     kind: str
     url: str
-    status: str
-    attempts: int
+    status: str = Field(description="PENDING | DELIVERED | FAILED")
+    attempts: int = Field(description="how many attempts were made")
     next_attempt_at: datetime | None
     delivered_at: datetime | None
+    delivery_attempts: list[NotificationAttemptOut] = Field(description="oldest first")

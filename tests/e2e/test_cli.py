@@ -1,0 +1,65 @@
+"""The `fulema` command as an operator runs it: migrate a fresh database, regenerate the error
+reference."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import fulema.app  # noqa: F401 - registers every context's tables on Base.metadata
+from fulema.cli import app
+from fulema.core.config import get_settings
+from fulema.core.db import Base
+from fulema.core.errors import errors_markdown
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def fresh_settings() -> Iterator[None]:
+    """`fulema` reads FULEMA_* once per process (get_settings is cached): start clean, end clean."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def test_migrate_builds_every_table_on_a_new_sqlite_file_and_is_repeatable(
+        tmp_path: Path, fresh_settings: None) -> None:
+    db = tmp_path / "fresh.db"
+    env = {"FULEMA_DATABASE_URL": f"sqlite+aiosqlite:///{db}"}
+    runner = CliRunner()
+
+    first = runner.invoke(app, ["migrate"], env=env)
+    assert first.exit_code == 0, first.output
+    assert f"migrated sqlite+aiosqlite:///{db}" in first.output
+    made = tables(db)
+    assert made == {*Base.metadata.tables, "alembic_version"}  # every model's table, no more
+    with sqlite3.connect(db) as conn:
+        [(head,)] = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+
+    get_settings.cache_clear()
+    again = runner.invoke(app, ["migrate"], env=env)
+    assert again.exit_code == 0, again.output
+    assert tables(db) == made
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(head,)]
+
+
+def test_docs_errors_writes_the_reference_that_is_checked_in(tmp_path: Path) -> None:
+    out = tmp_path / "errors.md"
+    result = CliRunner().invoke(app, ["docs-errors", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}" in result.output
+    written = out.read_text(encoding="utf-8")
+    assert written == errors_markdown()
+    assert written == (ROOT / "docs" / "errors.md").read_text(encoding="utf-8")
+    assert "| `METHOD_NOT_ALLOWED` | 405 |" in written
