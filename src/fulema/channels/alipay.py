@@ -36,6 +36,7 @@ from fulema.channels.base import (
     CallbackAck,
     CallbackKind,
     CallbackResult,
+    Channel,
     ChannelError,
     ChannelUnavailable,
     CreatePaymentRequest,
@@ -288,3 +289,16 @@ def build_channel(settings: Settings, http: httpx.AsyncClient) -> AlipayChannel:
     ali = AlipaySettings()
     return AlipayChannel(settings, ali, http, app_private_key(settings, ali),
                          alipay_public_key(settings, ali))
+
+
+def build_endpoints(settings: Settings, http: httpx.AsyncClient) -> list[tuple[str, Channel]]:
+    """Primary and, when FULEMA_ALIPAY_BACKUP_BASE_URL is set, the backup: the registry guards
+    each with its own circuit breaker and routes to a healthy one. Same keys on both."""
+    ali = AlipaySettings()
+    private_key, alipay_key = app_private_key(settings, ali), alipay_public_key(settings, ali)
+    endpoints: list[tuple[str, Channel]] = [
+        ("primary", AlipayChannel(settings, ali, http, private_key, alipay_key))]
+    if ali.backup_base_url:
+        backup = ali.model_copy(update={"base_url": ali.backup_base_url})
+        endpoints.append(("backup", AlipayChannel(settings, backup, http, private_key, alipay_key)))
+    return endpoints

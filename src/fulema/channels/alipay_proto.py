@@ -64,6 +64,9 @@ class AlipaySettings(BaseSettings):
                                       extra="ignore")
 
     base_url: str = ""  # e.g. https://openapi.alipay.com (the adapter appends /gateway.do)
+    # A second entry point (e.g. a second gateway domain or egress proxy); the router fails over to it when
+    # the primary's breaker is open. Empty: no backup.
+    backup_base_url: str = ""
     app_id: str = "2021000000000001"
     seller_id: str = "2088101122136241"  # the merchant's PID (2088...), seller_id in answers
     private_key_path: Path | None = None  # the app's RSA private key (应用私钥)

@@ -23,6 +23,7 @@ from fulema.channels.base import (
     BarcodePayRequest,
     CallbackAck,
     CallbackResult,
+    Channel,
     ChannelError,
     ChannelUnavailable,
     CreatePaymentRequest,
@@ -75,6 +76,9 @@ class BankpaySettings(BaseSettings):
                                       extra="ignore")
 
     base_url: str = ""  # empty -> the sandbox mounted in this server
+    # A second entry point (the bank's other data centre); the router fails over to it when
+    # the primary's breaker is open. Empty: no backup.
+    backup_base_url: str = ""
     merchant_no: str = "888000000000001"  # the acquiring merchant number the bank issued
     institution_id: str = "FULEMA"  # the platform's id in the bank's channel registry
     secret: str = BANKPAY_DEV_SECRET
@@ -284,3 +288,14 @@ class BankpayChannel:
 
 def build_channel(settings: Settings, http: httpx.AsyncClient) -> BankpayChannel:
     return BankpayChannel(settings, http)
+
+
+def build_endpoints(settings: Settings, http: httpx.AsyncClient) -> list[tuple[str, Channel]]:
+    """Primary and, when FULEMA_BANKPAY_BACKUP_BASE_URL is set, the backup: the registry guards
+    each with its own circuit breaker and routes to a healthy one."""
+    bank = BankpaySettings()
+    endpoints: list[tuple[str, Channel]] = [("primary", BankpayChannel(settings, http, bank))]
+    if bank.backup_base_url:
+        backup = bank.model_copy(update={"base_url": bank.backup_base_url})
+        endpoints.append(("backup", BankpayChannel(settings, http, backup)))
+    return endpoints

@@ -21,6 +21,7 @@ from fulema.channels.base import (
     BarcodePayRequest,
     CallbackAck,
     CallbackResult,
+    Channel,
     ChannelError,
     ChannelUnavailable,
     CreatePaymentRequest,
@@ -78,6 +79,9 @@ class EcnySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FULEMA_ECNY_", env_file=".env", extra="ignore")
 
     base_url: str = ""  # empty -> the sandbox mounted in this server
+    # A second entry point (the institution's other data centre); the router fails over to it when
+    # the primary's breaker is open. Empty: no backup.
+    backup_base_url: str = ""
     merchant_id: str = "EC320500000001"  # merchant number issued by the institution
     merchant_name: str = "Fulema demo store"
     merchant_wallet_id: str = "0099100000000001"  # the merchant's receiving (对公) wallet
@@ -299,3 +303,14 @@ class EcnyChannel:
 
 def build_channel(settings: Settings, http: httpx.AsyncClient) -> EcnyChannel:
     return EcnyChannel(settings, http)
+
+
+def build_endpoints(settings: Settings, http: httpx.AsyncClient) -> list[tuple[str, Channel]]:
+    """Primary and, when FULEMA_ECNY_BACKUP_BASE_URL is set, the backup: the registry guards
+    each with its own circuit breaker and routes to a healthy one."""
+    ecny = EcnySettings()
+    endpoints: list[tuple[str, Channel]] = [("primary", EcnyChannel(settings, http, ecny))]
+    if ecny.backup_base_url:
+        backup = ecny.model_copy(update={"base_url": ecny.backup_base_url})
+        endpoints.append(("backup", EcnyChannel(settings, http, backup)))
+    return endpoints

@@ -25,6 +25,7 @@ from fulema.channels.base import (
     CallbackAck,
     CallbackKind,
     CallbackResult,
+    Channel,
     ChannelError,
     ChannelUnavailable,
     CreatePaymentRequest,
@@ -39,6 +40,7 @@ from fulema.channels.unionpay_config import AdapterKeys, UnionpaySettings, adapt
 from fulema.channels.unionpay_sign import (
     BEIJING,
     ENCODING,
+    SECURE_KEY_METHODS,
     SIGN_RSA,
     VERSION,
     beijing,
@@ -117,18 +119,23 @@ class UnionpayChannel:
         self.base_url = (up.base_url or settings.sandbox_url("unionpay")).rstrip("/")
         self.file_url = up.file_url or f"{self.base_url}/fileTransRequest.do"
         self.timeout = up.timeout_seconds or settings.channel_timeout_seconds
-        self.cert_id = up.cert_id or (keys.merchant.rsa_cert_id if up.sign_method == SIGN_RSA
-                                      else keys.merchant.sm2_cert_id)
+        # certId names the signing certificate (01/02); secure-key methods (11/12) send none
+        self.cert_id = "" if up.sign_method in SECURE_KEY_METHODS else (
+            up.cert_id or (keys.merchant.rsa_cert_id if up.sign_method == SIGN_RSA
+                           else keys.merchant.sm2_cert_id))
 
     # --- transport ---------------------------------------------------------------------------
 
     def _signed(self, fields: dict[str, str]) -> dict[str, str]:
         body = {k: v for k, v in fields.items() if v}
         body.update(version=VERSION, encoding=ENCODING, signMethod=self.up.sign_method,
-                    certId=self.cert_id, merId=self.up.mer_id, accessType="0")
+                    merId=self.up.mer_id, accessType="0")
+        if self.cert_id:
+            body["certId"] = self.cert_id
         body["signature"] = sign_fields(body, method=self.up.sign_method,
                                         rsa_key=self.keys.merchant.rsa,
-                                        sm2_key=self.keys.merchant.sm2)
+                                        sm2_key=self.keys.merchant.sm2,
+                                        secure_key=self.keys.secure_key)
         return body
 
     def _verified(self, fields: dict[str, str]) -> bool:
@@ -141,7 +148,8 @@ class UnionpayChannel:
         if cert is not None and not _same_key(cert, self.keys.unionpay_rsa_public):
             return False
         return verify_fields(fields, rsa_public=self.keys.unionpay_rsa_public,
-                             sm2_public=self.keys.unionpay_sm2_public)
+                             sm2_public=self.keys.unionpay_sm2_public,
+                             secure_key=self.keys.secure_key)
 
     async def _call(self, url: str, fields: dict[str, str]) -> dict[str, str]:
         """POST a signed form; the verified answer, or ChannelUnavailable."""
@@ -380,3 +388,16 @@ def _txn_time(fulema_id: str) -> str:
 def build_channel(settings: Settings, http: httpx.AsyncClient) -> UnionpayChannel:
     up = UnionpaySettings()
     return UnionpayChannel(settings, up, http, adapter_keys(settings, up))
+
+
+def build_endpoints(settings: Settings, http: httpx.AsyncClient) -> list[tuple[str, Channel]]:
+    """Primary and, when FULEMA_UNIONPAY_BACKUP_BASE_URL is set, the backup: the registry
+    guards each with its own circuit breaker and routes to a healthy one. The backup keeps a
+    configured FILE_URL; an empty one is derived from the backup's base URL."""
+    up = UnionpaySettings()
+    keys = adapter_keys(settings, up)
+    endpoints: list[tuple[str, Channel]] = [("primary", UnionpayChannel(settings, up, http, keys))]
+    if up.backup_base_url:
+        backup = up.model_copy(update={"base_url": up.backup_base_url})
+        endpoints.append(("backup", UnionpayChannel(settings, backup, http, keys)))
+    return endpoints

@@ -1,15 +1,19 @@
 """UnionPay settings and keys (re-exported by `fulema.channels.unionpay`).
 
 Four keys are involved: the acquirer's signing key (RSA for signMethod 01, SM2 for 02) and
-UnionPay's verification key for each method. In development all four live under
-``settings.data_dir / "keys"`` and are made on first use, so the adapter and the sandbox of one
-install agree: the adapter signs with ``unionpay_merchant*`` and verifies with the public half
-of ``unionpay_platform*``; the sandbox does the opposite. In production the bank points the
-``*_path`` / public-key settings at its real certificate material.
+UnionPay's verification key for each method; signMethods 11 and 12 use instead one secure key
+(安全密钥) that the merchant and UnionPay share (development: ``unionpay_secure.key``).
+In development all of them live under ``settings.data_dir / "keys"`` and are made on first
+use, so the adapter and the sandbox of one install agree: the adapter signs with
+``unionpay_merchant*`` and verifies with the public half of ``unionpay_platform*``; the
+sandbox does the opposite. In production the bank points the ``*_path`` / public-key settings
+(or ``secure_key``) at its real key material.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -29,11 +33,18 @@ class UnionpaySettings(BaseSettings):
                                       extra="ignore")
 
     base_url: str = ""  # empty -> settings.sandbox_url("unionpay"); real: https://gateway.95516.com
+    # A second entry point (UnionPay's other gateway entry point); the router fails over to it when
+    # the primary's breaker is open. Empty: no backup.
+    backup_base_url: str = ""
     file_url: str = ""  # file transfer (对账文件); empty -> {base_url}/fileTransRequest.do
     mer_id: str = "777290058110048"
     acq_ins_code: str = ""  # only for accessType=1 (收单机构接入); we send accessType=0
-    sign_method: Literal["01", "02"] = "01"
-    cert_id: str = ""  # certId of the signing certificate; empty -> derived from the dev key
+    # 01 SHA256withRSA, 02 SM2 (Fulema-defined), 11 SHA-256 + secure key, 12 SM3 + secure key
+    sign_method: Literal["01", "02", "11", "12"] = "01"
+    cert_id: str = ""  # certId of the signing certificate (01/02); empty -> derived from dev key
+    # signMethod 11/12: the secure key (安全密钥) set in UnionPay's merchant service portal;
+    # empty -> a development key in {data_dir}/keys/unionpay_secure.key, made on first use
+    secure_key: str = ""
     merchant_key_path: Path | None = None  # RSA private key, PKCS#8 PEM (signMethod 01)
     merchant_sm2_key_path: Path | None = None  # SM2 private key, 64 hex chars (signMethod 02)
     unionpay_cert_path: Path | None = None  # UnionPay's RSA verify certificate or public key PEM
@@ -62,6 +73,7 @@ class AdapterKeys:
     merchant: SideKeys
     unionpay_rsa_public: rsa.RSAPublicKey
     unionpay_sm2_public: str
+    secure_key: str = ""  # shared with UnionPay: signs and verifies with signMethod 11/12
 
 
 def _keys_dir(settings: Settings) -> Path:
@@ -75,6 +87,28 @@ def merchant_keys(settings: Settings, up: UnionpaySettings) -> SideKeys:
     sm2 = gm.load_or_create_sm2_key(up.merchant_sm2_key_path
                                     or keys / "unionpay_merchant_sm2.key")
     return SideKeys(rsa=rsa_key, sm2=sm2)
+
+
+def secure_key(settings: Settings, up: UnionpaySettings) -> str:
+    """The configured secure key, or the install's development one (made on first use, mode
+    0600), which the adapter and the sandbox share like a real merchant and UnionPay do."""
+    if up.secure_key:
+        return up.secure_key
+    path = _keys_dir(settings) / "unionpay_secure.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(16) + "\n")
+        try:
+            if path.exists():
+                tmp.unlink()
+            else:
+                tmp.rename(path)
+        except FileExistsError:
+            tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
 
 
 def platform_dev_keys(settings: Settings) -> SideKeys:
@@ -110,5 +144,9 @@ def adapter_keys(settings: Settings, up: UnionpaySettings) -> AdapterKeys:
     else:
         dev = dev or platform_dev_keys(settings)
         sm2_public_hex = dev.sm2[1]
+    # The secure key verifies 11/12 messages only when that is the configured method or a key
+    # was configured: an adapter set up for 01/02 never trusts a key it did not agree on.
+    uses_key = up.sign_method in ("11", "12") or bool(up.secure_key)
     return AdapterKeys(merchant=merchant, unionpay_rsa_public=rsa_public,
-                       unionpay_sm2_public=sm2_public_hex)
+                       unionpay_sm2_public=sm2_public_hex,
+                       secure_key=secure_key(settings, up) if uses_key else "")

@@ -13,6 +13,12 @@ Signing (the string is every field except ``signature``, sorted by key, ``k=v`` 
 * signMethod ``02`` (Fulema's national-cryptography variant, see docs/channels/unionpay.md):
   hex(SM3(string)) is signed with SM2 (GB/T 32918.2, default user id); the signature is
   base64 of the 64-byte r||s.
+* signMethod ``11`` (UnionPay's secure-key SHA-256): the signature is
+  hex(SHA-256(string + "&" + hex(SHA-256(secureKey)))), lower-case; no certId is sent.
+* signMethod ``12`` (secure-key SM3): the same shape with SM3 in both places.
+
+The secure key (安全密钥) is shared by the merchant and UnionPay, so the same key signs and
+verifies both directions.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import parse_qsl, urlencode
@@ -33,7 +40,11 @@ VERSION = "5.1.0"
 ENCODING = "UTF-8"
 SIGN_RSA = "01"
 SIGN_SM2 = "02"
-SIGN_METHODS = (SIGN_RSA, SIGN_SM2)
+SIGN_SHA256_KEY = "11"
+SIGN_SM3_KEY = "12"
+CERT_METHODS = (SIGN_RSA, SIGN_SM2)  # asymmetric: the message carries certId
+SECURE_KEY_METHODS = (SIGN_SHA256_KEY, SIGN_SM3_KEY)  # shared secure key, no certId
+SIGN_METHODS = CERT_METHODS + SECURE_KEY_METHODS
 BEIJING = timezone(timedelta(hours=8))
 
 
@@ -43,16 +54,33 @@ def sign_string(fields: Mapping[str, str]) -> str:
     return "&".join(f"{k}={fields[k]}" for k in sorted(fields) if k != "signature")
 
 
-def digest_hex(fields: Mapping[str, str], method: str) -> str:
-    data = sign_string(fields).encode("utf-8")
-    if method == SIGN_SM2:
+def _hash_hex(data: bytes, method: str) -> str:
+    """SM3 for the national-cryptography methods (02, 12), SHA-256 for the others."""
+    if method in (SIGN_SM2, SIGN_SM3_KEY):
         return gm.sm3_hex(data)
     return hashlib.sha256(data).hexdigest()
 
 
+def digest_hex(fields: Mapping[str, str], method: str) -> str:
+    return _hash_hex(sign_string(fields).encode("utf-8"), method)
+
+
+def secure_key_signature(fields: Mapping[str, str], method: str, secure_key: str) -> str:
+    """signMethod 11/12: hash(string + "&" + hash(secureKey)), both lower-case hex."""
+    if method not in SECURE_KEY_METHODS:
+        raise ValueError(f"signMethod {method!r} does not use the secure key")
+    if not secure_key:
+        raise ValueError(f"signMethod {method} needs a secure key")
+    key_hex = _hash_hex(secure_key.encode("utf-8"), method)
+    return _hash_hex(f"{sign_string(fields)}&{key_hex}".encode(), method)
+
+
 def sign_fields(fields: Mapping[str, str], *, method: str, rsa_key: rsa.RSAPrivateKey,
-                sm2_key: tuple[str, str]) -> str:
-    """The ``signature`` value for fields (which already carry signMethod and certId)."""
+                sm2_key: tuple[str, str], secure_key: str = "") -> str:
+    """The ``signature`` value for fields (which already carry signMethod, and certId for the
+    certificate methods 01/02). ``secure_key`` is needed for 11 and 12 only."""
+    if method in SECURE_KEY_METHODS:
+        return secure_key_signature(fields, method, secure_key)
     digest = digest_hex(fields, method)
     if method == SIGN_RSA:
         return crypto.rsa_sha256_sign(rsa_key, digest)
@@ -63,12 +91,18 @@ def sign_fields(fields: Mapping[str, str], *, method: str, rsa_key: rsa.RSAPriva
 
 
 def verify_fields(fields: Mapping[str, str], *, rsa_public: rsa.RSAPublicKey,
-                  sm2_public: str) -> bool:
-    """True only if the signature matches under the signMethod the fields declare."""
+                  sm2_public: str, secure_key: str = "") -> bool:
+    """True only if the signature matches under the signMethod the fields declare (11/12
+    only when a secure key is given)."""
     method = fields.get("signMethod", "")
     signature = fields.get("signature", "")
     if not signature or method not in SIGN_METHODS:
         return False
+    if method in SECURE_KEY_METHODS:
+        if not secure_key:
+            return False
+        expected = secure_key_signature(fields, method, secure_key)
+        return hmac.compare_digest(expected.encode(), signature.encode())
     digest = digest_hex(fields, method)
     if method == SIGN_RSA:
         return crypto.rsa_sha256_verify(rsa_public, digest, signature)

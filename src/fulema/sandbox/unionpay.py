@@ -1,7 +1,8 @@
 """UnionPay 全渠道 sandbox: the acquirer-facing API plus the payers' UnionPay app (wallet).
 
 Mounted at /sandbox/unionpay. It checks certId and the signature exactly as the adapter makes
-them (signMethod 01 RSA or 02 SM2) and answers a bad one with respCode 11 验证签名失败; it
+them (signMethod 01 RSA, 02 SM2, 11/12 SHA-256/SM3 with the shared secure key) and answers a
+bad one with respCode 11 验证签名失败; it
 signs every answer and back notification with the development UnionPay keys; notifications
 are posted after the answer, from background tasks, retried until HTTP 200.
 """
@@ -30,8 +31,10 @@ from fulema.channels.unionpay_config import (
     UnionpaySettings,
     merchant_keys,
     platform_dev_keys,
+    secure_key,
 )
 from fulema.channels.unionpay_sign import (
+    CERT_METHODS,
     SIGN_METHODS,
     SIGN_RSA,
     VERSION,
@@ -91,9 +94,10 @@ class UnionpaySandbox:
         self.mer_id = up.mer_id
         self.platform: SideKeys = platform_dev_keys(settings)
         self.merchant: SideKeys = merchant_keys(settings, up)
+        self.secure_key = secure_key(settings, up)  # shared with the merchant (11/12)
         derived = {"01": self.merchant.rsa_cert_id, "02": self.merchant.sm2_cert_id}
         self.cert_ids = {m: (up.cert_id if up.cert_id and m == up.sign_method else derived[m])
-                         for m in SIGN_METHODS}
+                         for m in CERT_METHODS}
         self.cert_pem = _self_signed(self.platform.rsa, int(self.platform.rsa_cert_id))
         self.books = Books()
         self.faults = Faults()
@@ -107,7 +111,8 @@ class UnionpaySandbox:
         if method == SIGN_RSA:
             fields["signPubKeyCert"] = self.cert_pem
         fields["signature"] = sign_fields(fields, method=method, rsa_key=self.platform.rsa,
-                                          sm2_key=self.platform.sm2)
+                                          sm2_key=self.platform.sm2,
+                                          secure_key=self.secure_key)
         return fields
 
     def _answer(self, request: dict[str, str], out: dict[str, str]) -> Response:
@@ -119,17 +124,21 @@ class UnionpaySandbox:
         return Response(encode_response(signed), media_type="text/plain;charset=UTF-8")
 
     def _refusal(self, fields: dict[str, str]) -> str | None:
-        required = ("version", "encoding", "signMethod", "certId", "signature", "merId",
-                    "txnType", "accessType")
+        required = ("version", "encoding", "signMethod", "signature", "merId", "txnType",
+                    "accessType")
         if any(not fields.get(k) for k in required):
             return "13"
-        if fields["version"] != VERSION or fields["signMethod"] not in SIGN_METHODS:
+        method = fields["signMethod"]
+        if method in CERT_METHODS and not fields.get("certId"):
+            return "13"
+        if fields["version"] != VERSION or method not in SIGN_METHODS:
             return "10"
         if fields["merId"] != self.mer_id:
             return "31"
-        if fields["certId"] != self.cert_ids[fields["signMethod"]] or not verify_fields(
-                fields, rsa_public=self.merchant.rsa.public_key(),
-                sm2_public=self.merchant.sm2[1]):
+        if method in CERT_METHODS and fields["certId"] != self.cert_ids[method]:
+            return "11"
+        if not verify_fields(fields, rsa_public=self.merchant.rsa.public_key(),
+                             sm2_public=self.merchant.sm2[1], secure_key=self.secure_key):
             return "11"
         return None
 
