@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, DateTime, String, event
+from sqlalchemy import BigInteger, DateTime, String, Table, event
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
@@ -87,6 +87,13 @@ def IdColumnType() -> String:
 
 class Base(DeclarativeBase):
     pass
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's Table, typed as one, for Core statements built once on hot paths."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 def _is_sqlite(url: str) -> bool:

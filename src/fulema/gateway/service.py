@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fulema.core import crypto
 from fulema.core.clock import clock
 from fulema.core.config import Settings
-from fulema.core.db import Database
+from fulema.core.db import Database, table_of
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.gateway import signing
 from fulema.gateway.models import ApiNonce
@@ -68,8 +68,10 @@ def stage_nonce(session: AsyncSession, *, app_id: str, nonce: str) -> None:
 async def insert_nonce(session: AsyncSession, *, app_id: str, nonce: str) -> None:
     """Record the nonce now, with a Core INSERT in the caller's transaction (the order-create
     hot path): IntegrityError at once if it was used."""
-    await session.execute(insert(ApiNonce).values(app_id=app_id, nonce=nonce,
-                                                  seen_at=clock.now()))
+    await session.execute(_INSERT_NONCE, dict(app_id=app_id, nonce=nonce, seen_at=clock.now()))
+
+
+_INSERT_NONCE = insert(table_of(ApiNonce))  # built once: see payments.service
 
 
 async def remember_nonce(db: Database, *, app_id: str, nonce: str) -> None:

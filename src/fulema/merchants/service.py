@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -552,15 +552,17 @@ async def check_merchant(db: Database, *, merchant_id: str) -> MerchantSnapshot:
                             mcc=m.mcc)
 
 
+_PAY_IN_CHECK = (select(Merchant.id, Merchant.name, Merchant.short_name, Merchant.status,
+                        Merchant.mcc).where(Merchant.id == bindparam("b_mid")))
+
+
 async def check_can_pay_in(session: AsyncSession, *, merchant_id: str) -> MerchantSnapshot:
     """`check_can_pay` inside the caller's transaction: payments checks the merchant in the
     same unit of work that records the order, so a freeze is never raced and no extra
     transaction is spent."""
     # Five columns through Core, not an ORM entity: this runs on every order create, and an
     # identity-mapped Merchant costs more CPU than the round trip it rides on.
-    row = (await session.execute(
-        select(Merchant.id, Merchant.name, Merchant.short_name, Merchant.status, Merchant.mcc)
-        .where(Merchant.id == merchant_id))).first()
+    row = (await session.execute(_PAY_IN_CHECK, {"b_mid": merchant_id})).first()
     if row is None:
         raise FulemaError(ErrorCode.MERCHANT_NOT_FOUND, f"no merchant {merchant_id}")
     snapshot = MerchantSnapshot(id=row.id, name=row.name, short_name=row.short_name,
