@@ -105,3 +105,25 @@ def load_or_create_rsa_key(path: Path) -> rsa.RSAPrivateKey:
     except FileExistsError:
         tmp.unlink(missing_ok=True)
     return load_private_key(path.read_bytes())
+
+
+# National cryptography lives in its own module (core/gm.py: GB/T vectors, the SM2 arithmetic
+# and its library split are a subject of their own); it is re-exported here so that callers
+# find every signing primitive in one place, as ARCHITECTURE.md lays out.
+from fulema.core.gm import (  # noqa: E402
+    DEFAULT_USER_ID,
+    generate_sm2_keypair,
+    sm2_sign,
+    sm2_verify,
+    sm3_digest,
+    sm3_hex,
+    sm4_cbc_decrypt,
+    sm4_cbc_encrypt,
+    sm4_gcm_decrypt,
+    sm4_gcm_encrypt,
+)
+
+__all__ = [
+    "DEFAULT_USER_ID", "generate_sm2_keypair", "sm2_sign", "sm2_verify", "sm3_digest",
+    "sm3_hex", "sm4_cbc_decrypt", "sm4_cbc_encrypt", "sm4_gcm_decrypt", "sm4_gcm_encrypt",
+]
