@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import csv
 import hashlib
 import io
+import zipfile
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -34,6 +35,14 @@ from fulema.channels.unionpay import (
     UnionpayChannel,
     UnionpaySettings,
     build_channel,
+)
+from fulema.channels.unionpay_bill import (
+    CONSUME,
+    LINE_LENGTH,
+    REFUND,
+    VOID,
+    parse_zm,
+    zm_from_archive,
 )
 from fulema.channels.unionpay_config import adapter_keys, platform_dev_keys
 from fulema.channels.unionpay_sign import (
@@ -525,34 +534,63 @@ async def test_response_with_foreign_certificate_is_unverifiable(env: Env) -> No
 
 # --- statement and wallet --------------------------------------------------------------------
 
-async def test_statement_from_sandbox_records_with_injected_differences(env: Env) -> None:
+async def test_statement_is_a_zm_file_of_the_sandbox_records_with_injected_differences(
+        env: Env) -> None:
     c2b = await paid_c2b(env, 1000)
     b2c, _ = await barcode(env, "up_rich", 250)
+    voided, _ = await barcode(env, "up_rich", 900)
+    await env.channel.cancel(voided)
     refund = refund_req(env, c2b, 400)
     await env.channel.refund(refund)
     today = clock.now().astimezone(BEIJING).date()
+    c2b_row = (await env.wallet("GET", f"/orders/{c2b}")).json()
 
-    rows = list(csv.DictReader(io.StringIO(
-        (await env.channel.download_statement(today)).decode())))
-    by_order = {r["orderId"]: r for r in rows}
-    assert set(by_order) == {to_order_id(c2b), to_order_id(b2c), to_order_id(refund.refund_id)}
-    assert by_order[to_order_id(c2b)]["settleAmt"] == "1000"
-    assert by_order[to_order_id(refund.refund_id)]["settleAmt"] == "-400"
-    assert by_order[to_order_id(refund.refund_id)]["txnType"] == "04"
-    assert all(r["merId"] == "777290058110048" for r in rows)
+    data = await env.channel.download_statement(today)
+    lines = data.split(b"\r\n")
+    assert lines[-1] == b""
+    assert all(len(line) == LINE_LENGTH for line in lines[:-1])
+    rows = parse_zm(data)
+    by_order = {r.order_id: r for r in rows}
+    void_id = to_order_id(voided).replace("Z", "V")
+    assert set(by_order) == {to_order_id(c2b), to_order_id(b2c), to_order_id(voided), void_id,
+                             to_order_id(refund.refund_id)}
+    consume, back = by_order[to_order_id(c2b)], by_order[to_order_id(refund.refund_id)]
+    assert (consume.trade_code, consume.txn_type, consume.txn_sub_type) == (CONSUME, "01", "07")
+    assert (consume.txn_amt, consume.settle_amt) == (Money(1000), Money(1000))
+    assert consume.query_id == c2b_row["queryId"]
+    assert consume.fields["settleAmt"] == "C000000001000"
+    assert (back.trade_code, back.txn_type, back.txn_amt, back.settle_amt) == (
+        REFUND, "04", Money(400), Money(-400))
+    assert back.orig_query_id == consume.query_id
+    assert back.fields["origTradeSysTraceNo"] == consume.trace_no
+    void = by_order[void_id]
+    assert (void.trade_code, void.txn_type, void.txn_amt, void.settle_amt) == (
+        VOID, "31", Money(900), Money(-900))
+    assert void.orig_query_id == by_order[to_order_id(voided)].query_id
+    assert all(r.mer_id == "777290058110048" and r.mer_charge == Money(0) for r in rows)
+    assert all(len(r.query_id) == 21 and len(r.txn_time) == 10 for r in rows)
 
     await env.wallet("POST", "/faults", json={"statement_diff": {
         "drop_order_ids": [to_order_id(b2c)],
         "amount_overrides": {to_order_id(c2b): 999}, "extra_rows": 1}})
-    changed = list(csv.DictReader(io.StringIO(
-        (await env.channel.download_statement(today)).decode())))
-    changed_by = {r["orderId"]: r for r in changed}
-    assert to_order_id(b2c) not in changed_by
-    assert changed_by[to_order_id(c2b)]["txnAmt"] == "999"
-    assert len(changed) == 3
+    changed = {r.order_id: r for r in parse_zm(await env.channel.download_statement(today))}
+    assert to_order_id(b2c) not in changed
+    assert (changed[to_order_id(c2b)].txn_amt, changed[to_order_id(c2b)].settle_amt) == (
+        Money(999), Money(999))
+    assert [r.trade_code for k, r in changed.items() if k.startswith("PHANTOM")] == [CONSUME]
+    assert len(changed) == 5
     await env.wallet("POST", "/faults", json={"mode": "none"})
-    empty = await env.channel.download_statement(today - timedelta(days=3))
-    assert empty.decode().count("\n") == 1  # header only
+    assert await env.channel.download_statement(today - timedelta(days=3)) == b""
+
+
+async def test_statement_archive_is_named_as_unionpay_names_it(env: Env) -> None:
+    await paid_c2b(env, 100)
+    today = clock.now().astimezone(BEIJING).date()
+    answer = env.sandbox.file({"txnType": "76", "settleDate": f"{today:%m%d}"})
+    archive = zlib.decompress(base64.b64decode(answer["fileContent"]))
+    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+        assert zf.namelist() == [f"INN{today:%y%m%d}88ZM_777290058110048"]
+    assert zm_from_archive(archive) == await env.channel.download_statement(today)
 
 
 async def test_wallet_payers_and_orders(env: Env) -> None:

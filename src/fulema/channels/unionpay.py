@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
-import zipfile
 import zlib
 from datetime import date, datetime, timedelta
 
@@ -36,6 +34,7 @@ from fulema.channels.base import (
     TradeResult,
     TradeState,
 )
+from fulema.channels.unionpay_bill import zm_from_archive
 from fulema.channels.unionpay_config import AdapterKeys, UnionpaySettings, adapter_keys
 from fulema.channels.unionpay_sign import (
     BEIJING,
@@ -266,7 +265,7 @@ class UnionpayChannel:
     async def _void(self, order_id: str, found: TradeResult) -> None:
         answer = await self._back({
             "txnType": "31", "txnSubType": "00", "bizType": "000000", "channelType": "08",
-            "orderId": _order_id(order_id) + "V", "txnTime": _txn_time(order_id),
+            "orderId": _void_order_id(order_id), "txnTime": _txn_time(order_id),
             "txnAmt": found.raw.get("txnAmt", ""), "origQryId": found.raw.get("queryId", ""),
             "backUrl": self.settings.callback_url("unionpay")})
         code = answer["respCode"]
@@ -322,11 +321,11 @@ class UnionpayChannel:
         if txn_type == "01":
             return CallbackResult(kind=CallbackKind.PAYMENT, order_id=from_order_id(order_id),
                                   trade=result)
-        if txn_type == "31" and order_id.endswith("V"):
+        if txn_type == "31" and "V" in order_id:
             closed = TradeResult(state=TradeState.CLOSED, channel_trade_no=fields.get("origQryId"),
                                  raw=fields) if result.state == TradeState.SUCCESS else result
             return CallbackResult(kind=CallbackKind.PAYMENT,
-                                  order_id=from_order_id(order_id[:-1]), trade=closed)
+                                  order_id=_voided_order(order_id), trade=closed)
         if txn_type == "04" and fields.get("reqReserved"):
             refund = RefundResult(state=REFUND_STATES[result.state],
                                   channel_refund_no=fields.get("queryId"),
@@ -346,7 +345,9 @@ class UnionpayChannel:
     # --- statement ---------------------------------------------------------------------------
 
     async def download_statement(self, day: date) -> bytes:
-        """The day's statement file (see docs/channels/unionpay.md for its columns)."""
+        """The day's ZM 流水 file (GBK fixed-width; read it with `unionpay_bill.parse_zm`).
+
+        b"" when the archive holds no ZM file."""
         answer = await self._call(self.file_url, {
             "txnType": "76", "txnSubType": "01", "bizType": "000000",
             "settleDate": day.strftime("%m%d"), "txnTime": beijing(clock.now()),
@@ -356,10 +357,8 @@ class UnionpayChannel:
         try:
             archive = zlib.decompress(base64.b64decode(answer.get("fileContent", ""),
                                                        validate=True))
-            with zipfile.ZipFile(io.BytesIO(archive)) as zf:
-                names = zf.namelist()
-                return zf.read(names[0]) if names else b""
-        except (ValueError, zlib.error, zipfile.BadZipFile) as exc:
+            return zm_from_archive(archive)
+        except (ValueError, zlib.error) as exc:
             raise ChannelUnavailable("unionpay: statement file is corrupt") from exc
 
 
@@ -376,6 +375,20 @@ def _order_id(fulema_id: str) -> str:
         return to_order_id(fulema_id)
     except ValueError as exc:
         raise ChannelError("INVALID_ORDER_ID", str(exc)) from exc
+
+
+def _void_order_id(fulema_id: str) -> str:
+    """The void's orderId: the order's with its `Z` separator written `V` (`ordV…`), so it is
+    as long as the order's and fits the ZM file's 32-byte orderId. Fulema ids are lower-case,
+    so `V` appears nowhere else."""
+    return _order_id(fulema_id).replace("Z", "V")
+
+
+def _voided_order(void_order_id: str) -> str:
+    """The Fulema order id a void's orderId names; also reads the earlier `<orderId>V` form."""
+    if void_order_id.endswith("V"):
+        return from_order_id(void_order_id[:-1])
+    return void_order_id.replace("V", "_")
 
 
 def _txn_time(fulema_id: str) -> str:

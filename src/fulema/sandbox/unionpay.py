@@ -15,7 +15,7 @@ import io
 import zipfile
 import zlib
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import date, timedelta
 
 import httpx
 from cryptography import x509
@@ -26,6 +26,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
+from fulema.channels.unionpay_bill import zm_file_name
 from fulema.channels.unionpay_config import (
     SideKeys,
     UnionpaySettings,
@@ -34,6 +35,7 @@ from fulema.channels.unionpay_config import (
     secure_key,
 )
 from fulema.channels.unionpay_sign import (
+    BEIJING,
     CERT_METHODS,
     SIGN_METHODS,
     SIGN_RSA,
@@ -223,9 +225,10 @@ class UnionpaySandbox:
             raise Refusal("10")
         content = self.books.statement(day, self.faults.statement_diff)
         buf = io.BytesIO()
-        name = f"UPQR_{self.mer_id}_{day}.csv"
+        zm_name = zm_file_name(_settle_day(day), self.mer_id)
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr(name, content)
+            zf.writestr(zm_name, content)
+        name = f"{zm_name[:9]}_{self.mer_id}.zip"  # INN{yyMMdd}_{merId}.zip (a sandbox choice)
         return {"respCode": "00", "fileName": name, "settleDate": day, "fileType": "00",
                 "fileContent": base64.b64encode(zlib.compress(buf.getvalue())).decode()}
 
@@ -265,6 +268,19 @@ class UnionpaySandbox:
             except ValueError:
                 return None
         return txn
+
+
+def _settle_day(mmdd: str) -> date:
+    """The latest date with this MMDD that is not after today (Beijing); MMDD has no year."""
+    today = clock.now().astimezone(BEIJING).date()
+    for year in (today.year, today.year - 1, today.year - 4):  # 0229 exists every 4 years
+        try:
+            day = date(year, int(mmdd[:2]), int(mmdd[2:]))
+        except ValueError:
+            continue
+        if day <= today:
+            return day
+    raise Refusal("10")
 
 
 def _refused(exc: Refusal) -> JSONResponse:

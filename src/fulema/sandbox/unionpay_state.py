@@ -6,12 +6,11 @@ these methods. Every transaction carries the origRespCode UnionPay would report 
 
 from __future__ import annotations
 
-import csv
-import io
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from fulema.channels.unionpay_bill import CONSUME, REFUND, VOID, render_zm, signed_amount
 from fulema.channels.unionpay_sign import BEIJING
 from fulema.core.clock import clock
 from fulema.sandbox.payer_controls import PayerControls, Refused
@@ -31,9 +30,10 @@ MESSAGES = {
 # respCodes (ACP 5.1.0 appendix) for a payer UnionPay's risk control refuses or whose payment
 # is over its limit: 38 银联风险受限, 33 交易金额超限.
 REFUSALS = {Refused.RISK: "38", Refused.LIMIT: "33"}
-STATEMENT_COLUMNS = ["txnType", "txnSubType", "orderId", "queryId", "origQryId", "txnTime",
-                     "traceNo", "traceTime", "txnAmt", "settleAmt", "settleDate", "merId",
-                     "accNo"]
+# The statement's 交易代码 per txnType (01 consume, 31 void, 04 refund), and the sandbox's
+# stand-ins for the institutions and merchant category UnionPay would report.
+TRADE_CODES = {"01": CONSUME, "31": VOID, "04": REFUND}
+ACQ_INS_CODE, SEND_INS_CODE, MER_CAT_CODE = "48020000", "00010000", "5999"
 
 
 class Refusal(Exception):
@@ -255,22 +255,35 @@ class Books:
     # --- statement ---------------------------------------------------------------------------
 
     def statement(self, settle_date: str, diff: dict[str, object]) -> bytes:
-        """UTF-8 CSV of the day's settled transactions (columns: STATEMENT_COLUMNS)."""
+        """The day's ZM 流水 file (see `channels.unionpay_bill`): one GBK fixed-width line per
+        consume (S22), void (S30) and refund (S31) settled on `settle_date` (MMDD, Beijing)."""
         rows: list[dict[str, str]] = []
         for txn in self.txns.values():
             if txn.done_at is None or txn.settle_date != settle_date:
                 continue
             if txn.code not in ("00", "45") or (txn.txn_type == "01" and txn.applied_only):
                 continue
-            sign = -1 if txn.txn_type in ("04", "31") else 1
-            rows.append({"txnType": txn.txn_type, "txnSubType": txn.txn_sub_type,
-                         "orderId": txn.order_id, "queryId": txn.query_id,
-                         "origQryId": txn.orig_query_id or "", "txnTime": txn.txn_time,
-                         "traceNo": txn.trace_no, "traceTime": txn.trace_time,
-                         "txnAmt": str(txn.amount), "settleAmt": str(sign * txn.amount),
-                         "settleDate": settle_date, "merId": txn.mer_id,
-                         "accNo": self.payers[txn.payer_id].acc_no if txn.payer_id else ""})
+            original = self.by_query_id.get(txn.orig_query_id or "")
+            rows.append({
+                "tradeNo": TRADE_CODES[txn.txn_type], "acqInsCode": ACQ_INS_CODE,
+                "sendInsCode": SEND_INS_CODE, "traceNo": txn.trace_no,
+                "txnTime": txn.trace_time,
+                "payCardNo": self.payers[txn.payer_id].acc_no if txn.payer_id else "",
+                "txnAmt": str(txn.amount), "merCatCode": MER_CAT_CODE,
+                "queryId": txn.query_id, "orderId": txn.order_id,
+                "payCardType": "01" if txn.payer_id else "",
+                "origTradeSysTraceNo": original.trace_no if original else "",
+                "origTradeTime": original.trace_time if original else "",
+                "txnType": txn.txn_type, "txnSubType": txn.txn_sub_type, "bizType": "000000",
+                "origQryId": txn.orig_query_id or "", "merId": txn.mer_id})
         return _apply_diff_and_render(rows, diff, settle_date)
+
+
+def _amounts(row: dict[str, str], fen: int) -> None:
+    """txnAmt, and the signed settleAmt/settleNetAmt (no fee in the sandbox: merCharge 0)."""
+    signed = -fen if row["tradeNo"] in (VOID, REFUND) else fen
+    row.update(txnAmt=str(fen), merCharge=signed_amount(0), settleAmt=signed_amount(signed),
+               settleNetAmt=signed_amount(signed))
 
 
 def _apply_diff_and_render(rows: list[dict[str, str]], diff: dict[str, object],
@@ -283,18 +296,14 @@ def _apply_diff_and_render(rows: list[dict[str, str]], diff: dict[str, object],
                  if isinstance(raw_overrides, dict) else {})
     rows = [r for r in rows if r["orderId"] not in drop]
     for row in rows:
-        if row["orderId"] in overrides:
-            fen = int(overrides[row["orderId"]])
-            row["txnAmt"] = str(fen)
-            row["settleAmt"] = str(-fen if row["txnType"] in ("04", "31") else fen)
+        _amounts(row, int(overrides.get(row["orderId"], row["txnAmt"])))
     extra = diff.get("extra_rows", 0)
     for i in range(int(extra) if isinstance(extra, int) else 0):
-        rows.append({"txnType": "01", "txnSubType": "06", "orderId": f"PHANTOM{settle_date}{i:04d}",
-                     "queryId": f"{i:021d}", "origQryId": "", "txnTime": "", "traceNo": "000000",
-                     "traceTime": "", "txnAmt": "100", "settleAmt": "100",
-                     "settleDate": settle_date, "merId": "", "accNo": ""})
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=STATEMENT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(sorted(rows, key=lambda r: (r["traceTime"], r["orderId"])))
-    return out.getvalue().encode("utf-8")
+        phantom = {"tradeNo": CONSUME, "acqInsCode": ACQ_INS_CODE, "sendInsCode": SEND_INS_CODE,
+                   "traceNo": f"{i:06d}", "txnTime": f"{settle_date}000000",
+                   "merCatCode": MER_CAT_CODE, "queryId": f"{i:021d}",
+                   "orderId": f"PHANTOM{settle_date}{i:04d}", "txnType": "01",
+                   "txnSubType": "06", "bizType": "000000", "merId": ""}
+        _amounts(phantom, 100)
+        rows.append(phantom)
+    return render_zm(sorted(rows, key=lambda r: (r["txnTime"], r["orderId"])))
