@@ -140,7 +140,7 @@ def create_req(settings: Settings, amount: int = 1000,
         expire_at=clock.now() + timedelta(minutes=15))
 
 
-async def paid_c2b(env: Env, amount: int = 1000, payer: str = "up_rich") -> str:
+async def paid_order_qr(env: Env, amount: int = 1000, payer: str = "up_rich") -> str:
     req = create_req(env.settings, amount)
     created = await env.channel.create(req)
     resp = await env.wallet("POST", "/scan", json={"code_url": created.code_url,
@@ -235,10 +235,10 @@ def test_status_mapping_covers_documented_codes() -> None:
     assert "ZZ" not in TRADE_STATES  # undocumented codes are UNKNOWN in the adapter
 
 
-# --- C2B: the payer scans the merchant's code ------------------------------------------------
+# --- 主扫: the payer scans the merchant-presented order QR ------------------------------------
 
 @pytest.mark.parametrize("way", [WayCode.QR_DYNAMIC, WayCode.QR_STATIC])
-async def test_c2b_end_to_end(env: Env, way: WayCode) -> None:
+async def test_order_qr_end_to_end(env: Env, way: WayCode) -> None:
     req = create_req(env.settings, 1234, way)
     created = await env.channel.create(req)
     assert created.state == TradeState.PAYING
@@ -265,7 +265,7 @@ async def test_c2b_end_to_end(env: Env, way: WayCode) -> None:
     assert found.raw["accNo"].startswith("6216")
 
 
-async def test_c2b_with_sm2_signatures(data_dir: Path) -> None:
+async def test_order_qr_with_sm2_signatures(data_dir: Path) -> None:
     settings = Settings(public_base_url="http://testserver", data_dir=data_dir)
     e, _ = make_env(settings, UnionpaySettings(sign_method="02"))
     try:
@@ -285,7 +285,7 @@ async def test_c2b_with_sm2_signatures(data_dir: Path) -> None:
         await close_env(e)
 
 
-async def test_c2b_insufficient_balance_leaves_order_payable(env: Env) -> None:
+async def test_order_qr_insufficient_balance_leaves_order_payable(env: Env) -> None:
     req = create_req(env.settings, 5000)
     created = await env.channel.create(req)
     resp = await env.wallet("POST", "/scan", json={"code_url": created.code_url,
@@ -318,7 +318,7 @@ async def test_close_unpaid_then_code_lapses_at_expiry(env: Env) -> None:
 
 
 async def test_close_paid_order_is_refused(env: Env) -> None:
-    order_id = await paid_c2b(env)
+    order_id = await paid_order_qr(env)
     with pytest.raises(ChannelError) as err:
         await env.channel.close(order_id)
     assert err.value.code == "ORDER_PAID"
@@ -334,7 +334,7 @@ def refund_req(env: Env, order_id: str, amount: int, order_amount: int = 1000,
 
 
 async def test_partial_and_repeated_refunds(env: Env) -> None:
-    order_id = await paid_c2b(env, 1000)
+    order_id = await paid_order_qr(env, 1000)
     first = refund_req(env, order_id, 300)
     result = await env.channel.refund(first)
     assert result.state == RefundState.PROCESSING  # 受理成功; outcome by notify / query
@@ -365,7 +365,7 @@ async def test_refund_of_unpaid_order_fails(env: Env) -> None:
     assert result.state == RefundState.FAILED
 
 
-# --- B2C: the merchant scans the payer's code ------------------------------------------------
+# --- 被扫: the merchant scans the payer's C2B码 (付款码) ----------------------------------------
 
 async def test_payer_code_format_and_detection(env: Env) -> None:
     code = await payer_code(env, "up_rich")
@@ -464,6 +464,105 @@ async def test_sandbox_rejects_tampered_request_with_11(env: Env) -> None:
     assert decode_response(resp.text)["respCode"] == "13"
 
 
+def _books_snapshot(sandbox: UnionpaySandbox) -> tuple[object, ...]:
+    books = sandbox.books
+    return (dict(books.txns), dict(books.by_query_id), dict(books.by_qr), dict(books.codes),
+            {p: payer.balance_fen for p, payer in books.payers.items()})
+
+
+def _valid_forms(env: Env, qr_no: str) -> dict[str, tuple[str, dict[str, str]]]:
+    """A well-formed request per txnType: (endpoint, fields before signing)."""
+    order_id, refund_id = new_id("ord"), new_id("rfd")
+    back = {"bizType": "000000", "channelType": "08", "backUrl": env.settings.callback_url(
+        "unionpay"), "orderId": to_order_id(order_id), "txnTime": txn_time_for(order_id)}
+    return {
+        "apply": ("gateway/api/backTransReq.do", {**back, "txnType": "01", "txnSubType": "07",
+                                                  "txnAmt": "100", "currencyCode": "156"}),
+        "consume": ("gateway/api/backTransReq.do", {**back, "txnType": "01",
+                                                    "txnSubType": "06", "txnAmt": "100",
+                                                    "currencyCode": "156", "qrNo": qr_no}),
+        "void": ("gateway/api/backTransReq.do", {**back, "txnType": "31", "txnSubType": "00",
+                                                 "txnAmt": "100",
+                                                 "origQryId": "2026010112000000000001"}),
+        "refund": ("gateway/api/backTransReq.do", {
+            **back, "txnType": "04", "txnSubType": "00", "orderId": to_order_id(refund_id),
+            "txnTime": txn_time_for(refund_id), "txnAmt": "100", "currencyCode": "156",
+            "origQryId": "2026010112000000000001"}),
+        "query": ("gateway/api/queryTrans.do", {
+            "txnType": "00", "txnSubType": "00", "bizType": "000000",
+            "orderId": to_order_id(order_id), "txnTime": txn_time_for(order_id)}),
+    }
+
+
+_COMMON_REQUIRED = ("version", "encoding", "signMethod", "txnType", "txnSubType", "bizType",
+                    "accessType", "merId", "orderId", "txnTime")
+_MISSING = [
+    *((kind, key) for kind in ("apply", "consume", "void", "refund")
+      for key in (*_COMMON_REQUIRED, "channelType")),
+    *((kind, key) for kind in ("apply", "consume", "refund") for key in ("txnAmt",
+                                                                          "currencyCode")),
+    ("void", "origQryId"), ("refund", "origQryId"),
+    *(("query", key) for key in _COMMON_REQUIRED),
+]
+
+
+async def _post_signed(env: Env, endpoint: str, form: dict[str, str]) -> dict[str, str]:
+    resp = await env.http.post(f"{SB}/{endpoint}", content=encode_form(form))
+    answer = decode_response(resp.text)
+    assert env.channel._verified(answer)  # the refusal itself is signed
+    return answer
+
+
+@pytest.mark.parametrize(("kind", "key"), _MISSING)
+async def test_sandbox_refuses_missing_required_field_with_13(env: Env, kind: str,
+                                                              key: str) -> None:
+    qr_no = await payer_code(env, "up_rich")
+    endpoint, fields = _valid_forms(env, qr_no)[kind]
+    before = _books_snapshot(env.sandbox)
+    form = env.channel._signed(fields)
+    form.pop(key)  # signed without it, so only the missing field is wrong
+    form["signature"] = sign_fields({k: v for k, v in form.items() if k != "signature"},
+                                    method=env.channel.up.sign_method,
+                                    rsa_key=env.channel.keys.merchant.rsa,
+                                    sm2_key=env.channel.keys.merchant.sm2,
+                                    secure_key=env.channel.keys.secure_key)
+    answer = await _post_signed(env, endpoint, form)
+    assert answer["respCode"] == "13"
+    assert answer["respMsg"] == f"报文交易要素缺失[{key}]"
+    assert _books_snapshot(env.sandbox) == before
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("txnTime", "2026010112000"), ("txnTime", "202601011200000"), ("txnTime", "20261301120000"),
+    ("txnTime", "2026-01-01 12:00"), ("txnAmt", "0"), ("txnAmt", "-100"), ("txnAmt", "1.00"),
+    ("txnAmt", "0100"), ("txnAmt", "abc"), ("currencyCode", "840"), ("currencyCode", "CNY"),
+])
+@pytest.mark.parametrize("kind", ["apply", "consume", "refund"])
+async def test_sandbox_refuses_malformed_field_with_10(env: Env, kind: str, key: str,
+                                                       value: str) -> None:
+    qr_no = await payer_code(env, "up_rich")
+    endpoint, fields = _valid_forms(env, qr_no)[kind]
+    before = _books_snapshot(env.sandbox)
+    answer = await _post_signed(env, endpoint, env.channel._signed({**fields, key: value}))
+    assert (answer["respCode"], answer["respMsg"]) == ("10", f"报文格式错误[{key}]")
+    assert _books_snapshot(env.sandbox) == before
+
+
+async def test_sandbox_accepts_old_txn_time_no_staleness_window(env: Env) -> None:
+    qr_no = await payer_code(env, "up_rich")
+    endpoint, fields = _valid_forms(env, qr_no)["query"]
+    answer = await _post_signed(env, endpoint, env.channel._signed(
+        {**fields, "txnTime": "20200101120000"}))
+    assert answer["respCode"] == "34"  # well formed; simply no such transaction
+
+
+async def test_valid_forms_are_accepted(env: Env) -> None:
+    qr_no = await payer_code(env, "up_rich")
+    endpoint, fields = _valid_forms(env, qr_no)["consume"]
+    answer = await _post_signed(env, endpoint, env.channel._signed(fields))
+    assert answer["respCode"] == "00"
+
+
 async def test_adapter_with_wrong_key_gets_channel_error(env: Env, tmp_path: Path) -> None:
     up = UnionpaySettings(merchant_key_path=tmp_path / "other.pem",
                           cert_id=env.channel.cert_id)
@@ -503,7 +602,7 @@ async def test_adapter_rejects_tampered_callbacks(env: Env) -> None:
 async def test_faults_are_unavailable_never_failed(env: Env, mode: str) -> None:
     """Every call raises ChannelUnavailable (never FAILED, never a quiet UNKNOWN result): the
     breaker counts it, and payments keeps the order or refund open and queries it later."""
-    order_id = await paid_c2b(env)
+    order_id = await paid_order_qr(env)
     env.channel.timeout = 0.2
     await env.wallet("POST", "/faults", json={"mode": mode, "delay_ms": 1000})
     with pytest.raises(ChannelUnavailable):
@@ -536,14 +635,14 @@ async def test_response_with_foreign_certificate_is_unverifiable(env: Env) -> No
 
 async def test_statement_is_a_zm_file_of_the_sandbox_records_with_injected_differences(
         env: Env) -> None:
-    c2b = await paid_c2b(env, 1000)
-    b2c, _ = await barcode(env, "up_rich", 250)
+    qr_order = await paid_order_qr(env, 1000)
+    code_order, _ = await barcode(env, "up_rich", 250)
     voided, _ = await barcode(env, "up_rich", 900)
     await env.channel.cancel(voided)
-    refund = refund_req(env, c2b, 400)
+    refund = refund_req(env, qr_order, 400)
     await env.channel.refund(refund)
     today = clock.now().astimezone(BEIJING).date()
-    c2b_row = (await env.wallet("GET", f"/orders/{c2b}")).json()
+    qr_row = (await env.wallet("GET", f"/orders/{qr_order}")).json()
 
     data = await env.channel.download_statement(today)
     lines = data.split(b"\r\n")
@@ -552,12 +651,12 @@ async def test_statement_is_a_zm_file_of_the_sandbox_records_with_injected_diffe
     rows = parse_zm(data)
     by_order = {r.order_id: r for r in rows}
     void_id = to_order_id(voided).replace("Z", "V")
-    assert set(by_order) == {to_order_id(c2b), to_order_id(b2c), to_order_id(voided), void_id,
+    assert set(by_order) == {to_order_id(qr_order), to_order_id(code_order), to_order_id(voided), void_id,
                              to_order_id(refund.refund_id)}
-    consume, back = by_order[to_order_id(c2b)], by_order[to_order_id(refund.refund_id)]
+    consume, back = by_order[to_order_id(qr_order)], by_order[to_order_id(refund.refund_id)]
     assert (consume.trade_code, consume.txn_type, consume.txn_sub_type) == (CONSUME, "01", "07")
     assert (consume.txn_amt, consume.settle_amt) == (Money(1000), Money(1000))
-    assert consume.query_id == c2b_row["queryId"]
+    assert consume.query_id == qr_row["queryId"]
     assert consume.fields["settleAmt"] == "C000000001000"
     assert (back.trade_code, back.txn_type, back.txn_amt, back.settle_amt) == (
         REFUND, "04", Money(400), Money(-400))
@@ -571,11 +670,11 @@ async def test_statement_is_a_zm_file_of_the_sandbox_records_with_injected_diffe
     assert all(len(r.query_id) == 21 and len(r.txn_time) == 10 for r in rows)
 
     await env.wallet("POST", "/faults", json={"statement_diff": {
-        "drop_order_ids": [to_order_id(b2c)],
-        "amount_overrides": {to_order_id(c2b): 999}, "extra_rows": 1}})
+        "drop_order_ids": [to_order_id(code_order)],
+        "amount_overrides": {to_order_id(qr_order): 999}, "extra_rows": 1}})
     changed = {r.order_id: r for r in parse_zm(await env.channel.download_statement(today))}
-    assert to_order_id(b2c) not in changed
-    assert (changed[to_order_id(c2b)].txn_amt, changed[to_order_id(c2b)].settle_amt) == (
+    assert to_order_id(code_order) not in changed
+    assert (changed[to_order_id(qr_order)].txn_amt, changed[to_order_id(qr_order)].settle_amt) == (
         Money(999), Money(999))
     assert [r.trade_code for k, r in changed.items() if k.startswith("PHANTOM")] == [CONSUME]
     assert len(changed) == 5
@@ -584,7 +683,7 @@ async def test_statement_is_a_zm_file_of_the_sandbox_records_with_injected_diffe
 
 
 async def test_statement_archive_is_named_as_unionpay_names_it(env: Env) -> None:
-    await paid_c2b(env, 100)
+    await paid_order_qr(env, 100)
     today = clock.now().astimezone(BEIJING).date()
     answer = env.sandbox.file({"txnType": "76", "settleDate": f"{today:%m%d}"})
     archive = zlib.decompress(base64.b64decode(answer["fileContent"]))
@@ -599,7 +698,7 @@ async def test_wallet_payers_and_orders(env: Env) -> None:
     assert resp.json()["payer_id"] == "alice"
     assert resp.json()["balance_fen"] == 50
     assert (await env.wallet("POST", "/payers", json={"balance_fen": -1})).status_code == 422
-    order_id = await paid_c2b(env, 300)
+    order_id = await paid_order_qr(env, 300)
     order = (await env.wallet("GET", f"/orders/{order_id}")).json()
     assert (order["paid"], order["txnAmt"], order["payer_id"]) == (True, 300, "up_rich")
     assert (await env.wallet("GET", "/orders/nothing")).status_code == 404

@@ -1,8 +1,9 @@
 """UnionPay QR payments (银联二维码, acquirer side) over the 全渠道 ACP 5.1.0 protocol.
 
-C2B (the payer scans the merchant's code): 申码 txnType=01 txnSubType=07 returns ``qrCode``,
-handed out as ``code_url``. B2C (the merchant scans the payer's 19-digit code starting 62):
-消费 txnType=01 txnSubType=06 with ``qrNo``. Void 31, refund 04, query 00 (queryTrans.do),
+主扫 (the payer scans the merchant-presented order QR): 申请二维码 txnType=01 txnSubType=07
+returns ``qrCode``, handed out as ``code_url``. 被扫 with the payer's C2B码 (付款码, UnionPay's
+name for the payer-presented code; the merchant scans its 19 digits starting 62): 消费
+txnType=01 txnSubType=06 with ``qrNo`` = that code. Void 31, refund 04, query 00 (queryTrans.do),
 file transfer 76. The wire format and signatures live in `unionpay_sign`; settings and keys in
 `unionpay_config`. See docs/channels/unionpay.md for the decisions this adapter makes.
 """
@@ -241,7 +242,7 @@ class UnionpayChannel:
         return self._trade(answer)
 
     async def close(self, order_id: str) -> None:
-        """UnionPay has no close for a C2B code: it lapses at payTimeout (= the order's expiry).
+        """UnionPay has no close for a 主扫 order QR: it lapses at payTimeout (= the order's expiry).
 
         A paid order cannot be closed (ChannelError ORDER_PAID); a payer-code payment still
         waiting for the payer is voided.
@@ -287,7 +288,8 @@ class UnionpayChannel:
         answer = await self._back({
             "txnType": "04", "txnSubType": "00", "bizType": "000000", "channelType": "08",
             "orderId": _order_id(req.refund_id), "txnTime": _txn_time(req.refund_id),
-            "txnAmt": str(req.amount.fen), "origQryId": original.channel_trade_no or "",
+            "txnAmt": str(req.amount.fen), "currencyCode": "156",
+            "origQryId": original.channel_trade_no or "",
             "backUrl": req.notify_url, "reqReserved": _order_id(req.order_id)})
         code = answer["respCode"]
         if code == "00":  # 受理成功: the outcome arrives by notification or query

@@ -58,6 +58,52 @@ ECHOED = ("version", "encoding", "bizType", "txnType", "txnSubType", "accessType
           "orderId", "txnTime", "txnAmt", "currencyCode", "reqReserved")
 
 
+# The fields ACP 5.1.0 marks M (mandatory) for each txnType, beyond version, encoding,
+# signMethod, signature, certId (01/02), merId, txnType and accessType, checked first.
+_COMMON = ("txnSubType", "bizType", "txnTime")
+_BACK = (*_COMMON, "channelType", "orderId", "backUrl")
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "01": (*_BACK, "txnAmt", "currencyCode"),  # consume (申码 07, 付款码 06)
+    "31": (*_BACK, "txnAmt", "origQryId"),  # consume void
+    "04": (*_BACK, "txnAmt", "currencyCode", "origQryId"),  # refund
+    "00": (*_COMMON, "orderId"),  # query: no channelType in queryTrans.do
+    "76": (*_COMMON, "settleDate", "fileType"),  # file transfer: no orderId
+}
+
+
+def _is_txn_time(value: str) -> bool:
+    """yyyyMMddHHmmss, 14 digits, a real date and time. No staleness window: a query carries
+    the original order's txnTime, and a void reuses it."""
+    if len(value) != 14 or not (value.isascii() and value.isdigit()):
+        return False
+    try:
+        parse_beijing(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_fen(value: str) -> bool:
+    """txnAmt: a positive integer of fen, no sign, no leading zero, at most 12 digits."""
+    return (value.isascii() and value.isdigit() and len(value) <= 12
+            and not value.startswith("0"))
+
+
+FORMATS: dict[str, Callable[[str], bool]] = {
+    "txnTime": _is_txn_time,
+    "txnAmt": _is_fen,
+    "currencyCode": lambda v: v == "156",  # CNY only
+}
+
+
+def _missing(key: str) -> tuple[str, str]:
+    return "13", f"{MESSAGES['13']}[{key}]"
+
+
+def _malformed(key: str) -> tuple[str, str]:
+    return "10", f"{MESSAGES['10']}[{key}]"
+
+
 class NewPayer(BaseModel):
     payer_id: str | None = Field(default=None, min_length=1, max_length=64)
     balance_fen: int = Field(ge=0)
@@ -125,23 +171,36 @@ class UnionpaySandbox:
         signed = self._signed(fields, method if method in SIGN_METHODS else SIGN_RSA)
         return Response(encode_response(signed), media_type="text/plain;charset=UTF-8")
 
-    def _refusal(self, fields: dict[str, str]) -> str | None:
+    def _refusal(self, fields: dict[str, str]) -> tuple[str, str] | None:
+        """(respCode, respMsg) for a request refused before any business rule, else None.
+
+        13 报文交易要素缺失 names the missing field; 10 报文格式错误 names the malformed one.
+        """
         required = ("version", "encoding", "signMethod", "signature", "merId", "txnType",
                     "accessType")
-        if any(not fields.get(k) for k in required):
-            return "13"
+        for key in required:
+            if not fields.get(key):
+                return _missing(key)
         method = fields["signMethod"]
         if method in CERT_METHODS and not fields.get("certId"):
-            return "13"
-        if fields["version"] != VERSION or method not in SIGN_METHODS:
-            return "10"
+            return _missing("certId")
+        if fields["version"] != VERSION:
+            return _malformed("version")
+        if method not in SIGN_METHODS:
+            return _malformed("signMethod")
+        for key in REQUIRED.get(fields["txnType"], ()):
+            if not fields.get(key):
+                return _missing(key)
+        for key, valid in FORMATS.items():
+            if key in fields and not valid(fields[key]):
+                return _malformed(key)
         if fields["merId"] != self.mer_id:
-            return "31"
+            return "31", MESSAGES["31"]
         if method in CERT_METHODS and fields["certId"] != self.cert_ids[method]:
-            return "11"
+            return "11", MESSAGES["11"]
         if not verify_fields(fields, rsa_public=self.merchant.rsa.public_key(),
                              sm2_public=self.merchant.sm2[1], secure_key=self.secure_key):
-            return "11"
+            return "11", MESSAGES["11"]
         return None
 
     # --- API endpoints -----------------------------------------------------------------------
@@ -160,7 +219,8 @@ class UnionpaySandbox:
             return self._answer({}, {"respCode": "10"})
         refusal = self._refusal(fields)
         if refusal is not None:
-            return self._answer(fields, {"respCode": refusal})
+            code, message = refusal
+            return self._answer(fields, {"respCode": code, "respMsg": message})
         try:
             out = handler(fields)
         except Refusal as exc:
@@ -173,7 +233,6 @@ class UnionpaySandbox:
         order_id, txn_time, amount = f["orderId"], f["txnTime"], f["txnAmt"]
         if not (order_id.isascii() and order_id.isalnum() and 8 <= len(order_id) <= 40):
             raise Refusal("10")
-        parse_beijing(txn_time)  # ValueError -> 13
         if not amount.isdigit() or int(amount) <= 0:
             raise Refusal("10")
         return Txn(order_id=order_id, txn_type=txn_type, txn_sub_type=sub, txn_time=txn_time,

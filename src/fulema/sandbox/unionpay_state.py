@@ -73,7 +73,7 @@ class Payer:
 class Txn:
     order_id: str
     txn_type: str  # 01 consume, 04 refund, 31 void
-    txn_sub_type: str  # 07 C2B code, 06 payer code, 00 otherwise
+    txn_sub_type: str  # 07 主扫 order QR (申请二维码), 06 C2B码 (payer code), 00 otherwise
     txn_time: str
     amount: int
     back_url: str
@@ -82,7 +82,7 @@ class Txn:
     query_id: str = field(default_factory=lambda: clock.now().astimezone(BEIJING).strftime(
         "%Y%m%d%H%M%S") + "".join(secrets.choice("0123456789") for _ in range(7)))
     code: str = "05"  # origRespCode
-    applied_only: bool = False  # a C2B code nobody has paid yet: not a transaction to query
+    applied_only: bool = False  # a 主扫 order QR nobody has paid yet: not a transaction to query
     qr_code: str | None = None
     pay_timeout: datetime | None = None
     payer_id: str | None = None
@@ -132,7 +132,8 @@ class Books:
         return payer
 
     def issue_code(self, payer_id: str) -> str:
-        """A C2B-style payment code: 19 digits starting 62, bound to the payer, single use."""
+        """A C2B码 (付款码, the payer-presented code): 19 digits starting 62, bound to the payer,
+        single use."""
         code = "62" + "".join(secrets.choice("0123456789") for _ in range(17))
         self.codes[code] = payer_id
         return code
