@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import typer
@@ -32,8 +33,16 @@ def serve(host: str | None = None, port: int | None = None, workers: int = 1,
         from fulema.migrate import upgrade
 
         upgrade(settings.database_url)
-    uvicorn.run("fulema.app:create_app", factory=True, host=host or settings.host,
-                port=port or settings.port, workers=workers, log_level="info")
+    host, port = host or settings.host, port or settings.port
+    if "public_base_url" not in settings.model_fields_set:
+        # Payers, channels and the sandboxes call us back at the public URL: unless it was
+        # configured, it is where this server listens (`--port 8765` must not send payers
+        # to :8000). The app factory reads settings again in each worker, hence the variable.
+        reachable = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host  # noqa: S104
+        os.environ["FULEMA_PUBLIC_BASE_URL"] = f"http://{reachable}:{port}"
+        get_settings.cache_clear()
+    uvicorn.run("fulema.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="info")
 
 
 @app.command()

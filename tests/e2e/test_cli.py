@@ -63,3 +63,36 @@ def test_docs_errors_writes_the_reference_that_is_checked_in(tmp_path: Path) -> 
     assert written == errors_markdown()
     assert written == (ROOT / "docs" / "errors.md").read_text(encoding="utf-8")
     assert "| `METHOD_NOT_ALLOWED` | 405 |" in written
+
+
+@pytest.mark.parametrize(("args", "env", "expected"), [
+    (["--port", "8765"], {}, "http://127.0.0.1:8765"),
+    (["--host", "0.0.0.0", "--port", "9000"], {}, "http://127.0.0.1:9000"),  # noqa: S104
+    (["--port", "8765"], {"FULEMA_PUBLIC_BASE_URL": "https://pay.bank.example"},
+     "https://pay.bank.example"),
+])
+def test_serve_tells_payers_and_channels_the_port_it_listens_on(
+        tmp_path: Path, fresh_settings: None, monkeypatch: pytest.MonkeyPatch,
+        args: list[str], env: dict[str, str], expected: str) -> None:
+    """`fulema serve --port 8765` must not send a payer's OAuth redirect or a sandbox callback
+    to :8000; a configured public URL (behind a load balancer) always wins."""
+    import uvicorn
+
+    seen: dict[str, object] = {}
+
+    def run_instead(*_args: object, **kwargs: object) -> None:  # the server itself is not the subject
+        get_settings.cache_clear()
+        seen.update(kwargs, public_base_url=get_settings().public_base_url)
+
+    monkeypatch.setattr(uvicorn, "run", run_instead)
+    # serve writes the variable for its workers: record it so monkeypatch removes it afterwards
+    monkeypatch.setenv("FULEMA_PUBLIC_BASE_URL", "")
+    monkeypatch.delenv("FULEMA_PUBLIC_BASE_URL")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    db = tmp_path / "serve.db"
+    result = CliRunner().invoke(app, ["serve", *args], env={
+        "FULEMA_DATABASE_URL": f"sqlite+aiosqlite:///{db}"})
+
+    assert result.exit_code == 0, result.output
+    assert seen["public_base_url"] == expected
