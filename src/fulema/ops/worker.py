@@ -13,7 +13,7 @@ import structlog
 from fastapi import FastAPI
 
 from fulema.gateway.service import purge_nonces
-from fulema.payments import notifications, refunds
+from fulema.payments import jobs, notifications, refunds
 from fulema.payments import service as payments
 
 log = structlog.get_logger(__name__)
@@ -55,7 +55,7 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
         # within milliseconds rather than at the next half-second poll.
         asyncio.create_task(_every(0.5, "notify", lambda: notifications.deliver_due(
             deps.db, deps.settings, http), wake=dispatcher.delivered)),
-        asyncio.create_task(_every(1.0, "orders", lambda: payments.run_order_jobs(deps))),
+        asyncio.create_task(_every(1.0, "orders", lambda: jobs.run_order_jobs(deps))),
         asyncio.create_task(_every(5.0, "refunds", lambda: refunds.run_refund_jobs(deps))),
         asyncio.create_task(_every(300.0, "nonces", lambda: purge_nonces(deps.db,
                                                                          deps.settings))),
@@ -66,7 +66,7 @@ async def run_all_once(app: FastAPI) -> None:
     """One round of every job; the demo and the tests drive time with this."""
     deps: payments.Deps = app.state.payments
     await app.state.dispatcher.drain()
-    await payments.run_order_jobs(deps)
+    await jobs.run_order_jobs(deps)
     await refunds.run_refund_jobs(deps)
     await app.state.dispatcher.drain()
     await notifications.deliver_due(deps.db, deps.settings, app.state.http)
