@@ -4,12 +4,14 @@ bank channel's callbacks are used because their signature is an HMAC the test ca
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 from sqlalchemy import func, select
 
 from fulema.channels.bankpay import BankpaySettings, signed_headers
+from fulema.core.events import OutboxEvent
 from fulema.payments.models import Order, OrderEvent
 from tests.payments.conftest import Platform
 
@@ -88,3 +90,25 @@ async def test_replayed_callback_is_refused_and_a_fresh_duplicate_changes_nothin
     assert (duplicate_status, ack["code"]) == (200, "SUCCESS")  # acknowledged, not re-applied
     assert await _events(platform, order["order_id"]) == after_first
     assert len(platform.receiver.received) == notified == 1
+
+
+async def test_twenty_concurrent_duplicate_callbacks_pay_once_and_notify_once(
+        platform: Platform) -> None:
+    """A channel that retries while we are still answering sends the same success many times
+    at once; the order row lock makes exactly one of them the payment."""
+    order = (await platform.order(amount=1250)).json()
+    body = _success(order["order_id"], 1250)
+
+    answers = await asyncio.gather(*(_post(platform, body) for _ in range(20)))
+    await platform.settle_background()
+
+    assert all((status, ack["code"]) == (200, "SUCCESS") for status, ack in answers)
+    async with platform.db.transaction() as s:
+        paid_events = await s.scalar(select(func.count()).select_from(OrderEvent).where(
+            OrderEvent.order_id == order["order_id"], OrderEvent.to_status == "SUCCESS",
+            OrderEvent.from_status != "SUCCESS"))
+        succeeded = await s.scalar(select(func.count()).select_from(OutboxEvent).where(
+            OutboxEvent.topic == "payment.succeeded"))
+    assert paid_events == 1
+    assert succeeded == 1
+    assert len(platform.receiver.received) == 1
