@@ -26,7 +26,6 @@ from fulema.gateway import models as _gateway_models  # noqa: F401 - registers t
 from fulema.merchants import models as _merchant_models  # noqa: F401 - registers tables
 from fulema.merchants.api import router as merchants_router
 from fulema.ops.api import router as ops_router
-from fulema.payments import notifications
 from fulema.payments.api import router as payments_router
 from fulema.payments.callbacks import router as callbacks_router
 from fulema.payments.service import Deps
@@ -75,7 +74,6 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
     app.state.dispatcher = dispatcher
     app.state.channels = channels
     app.state.payments = Deps(db=db, settings=settings, channels=channels)
-    notifications.subscribe(dispatcher)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
 

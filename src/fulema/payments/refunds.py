@@ -28,6 +28,7 @@ from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.events import publish
 from fulema.core.ids import new_id
 from fulema.core.money import Money
+from fulema.payments import notifications
 from fulema.payments.domain import (
     OrderStatus,
     RefundStatus,
@@ -167,8 +168,9 @@ async def _apply_refund_result(deps: Deps, refund_id: str, result: RefundResult,
             after = status_after_refund(paid=order.amount, refunded=order.refunded_amount)
             record(s, order, "REFUND_SUCCEEDED", to=after,
                    detail={"refund_id": refund.id, "amount": refund.amount.fen, "source": source})
-            publish(s, "refund.succeeded", {
-                **refund_view_payload(refund, order), "order_status": order.status})
+            payload = {**refund_view_payload(refund, order), "order_status": order.status}
+            event_id = publish(s, "refund.succeeded", payload)
+            notifications.stage(s, event_id=event_id, topic="refund.succeeded", payload=payload)
         else:
             refund.failure_code = result.error_code
             refund.failure_message = (result.error_message or "")[:256] or None

@@ -40,6 +40,7 @@ from fulema.core.money import Money
 from fulema.core.vocab import ChannelName, WayCode
 from fulema.gateway import service as gateway
 from fulema.merchants import service as merchants
+from fulema.payments import notifications
 from fulema.payments.domain import (
     OPEN_STATUSES,
     ORDER_TRANSITIONS,
@@ -421,7 +422,10 @@ async def _apply_trade_result(deps: Deps, order_id: str, result: TradeResult,
         order.next_query_at = clock.now() + poll if target == OrderStatus.PAYING else None
         record(s, order, f"CHANNEL_{result.state.value}", to=target, detail=detail)
         if target == OrderStatus.SUCCESS:
-            publish(s, "payment.succeeded", _event_payload(order))
+            payload = _event_payload(order)
+            event_id = publish(s, "payment.succeeded", payload)
+            notifications.stage(s, event_id=event_id, topic="payment.succeeded",
+                                payload=payload)
         elif target == OrderStatus.PAYING:
             publish(s, "payment.paying", _event_payload(order))
         elif target == OrderStatus.FAILED:

@@ -1,0 +1,232 @@
+"""A merchant's lifecycle (进件, review, activation, freeze, close) and its event log.
+
+Every change to a merchant, here or in the sibling modules (stores, apps, fees, plates), goes
+through `record`: the audit row and the outbox event in the caller's transaction, numbered by
+the merchant's version under a row lock. This module owns that lock and that log, so the other
+merchant modules import them from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fulema.core.clock import clock
+from fulema.core.db import Database
+from fulema.core.errors import ErrorCode, FulemaError
+from fulema.core.events import publish
+from fulema.core.ids import new_id
+from fulema.merchants import domain
+from fulema.merchants.domain import MerchantAction, MerchantStatus
+from fulema.merchants.models import Merchant, MerchantEvent
+
+
+@dataclass(frozen=True)
+class MerchantView:
+    id: str
+    name: str
+    short_name: str
+    licence_no: str
+    legal_person: str
+    settlement_account: str
+    settlement_account_name: str
+    contact_name: str
+    contact_phone: str
+    mcc: str
+    status: str
+    reject_reason: str | None
+    freeze_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class EventView:
+    seq: int
+    action: str
+    from_status: str | None
+    to_status: str
+    reason: str | None
+    operator: str
+    at: datetime
+
+
+async def apply_merchant(db: Database, *, name: str, short_name: str, licence_no: str,
+                         legal_person: str, settlement_account: str, settlement_account_name: str,
+                         contact_name: str, contact_phone: str, mcc: str,
+                         operator: str) -> MerchantView:
+    """商户进件: a new merchant in APPLIED. One merchant per licence number, also under races."""
+    licence = domain.normalise_licence(licence_no)
+    domain.check_formats(contact_phone=contact_phone, mcc=mcc, settlement_account=settlement_account)
+    now = clock.now()
+    m = Merchant(id=new_id("mch"), name=name, short_name=short_name, licence_no=licence,
+                 legal_person=legal_person, settlement_account=settlement_account,
+                 settlement_account_name=settlement_account_name, contact_name=contact_name,
+                 contact_phone=contact_phone, mcc=mcc, status=MerchantStatus.APPLIED.value,
+                 version=0, created_at=now, updated_at=now)
+    try:
+        async with db.transaction() as s:
+            await refuse_taken_licence(s, licence)
+            s.add(m)
+            await s.flush()  # the parent row first: no relationship() orders the inserts
+            record(s, m, "apply", None, None, operator)
+    except IntegrityError:  # a concurrent apply with this licence committed first?
+        await raise_if_licence_taken(db, licence)
+        raise
+    return merchant_view(m)
+
+
+async def approve(db: Database, *, merchant_id: str, operator: str,
+                  reason: str | None = None) -> MerchantView:
+    return await _transition(db, merchant_id, MerchantAction.APPROVE, operator, reason)
+
+
+async def reject(db: Database, *, merchant_id: str, reason: str, operator: str) -> MerchantView:
+    return await _transition(db, merchant_id, MerchantAction.REJECT, operator, reason)
+
+
+async def activate(db: Database, *, merchant_id: str, operator: str,
+                   reason: str | None = None) -> MerchantView:
+    return await _transition(db, merchant_id, MerchantAction.ACTIVATE, operator, reason)
+
+
+async def freeze(db: Database, *, merchant_id: str, reason: str, operator: str) -> MerchantView:
+    return await _transition(db, merchant_id, MerchantAction.FREEZE, operator, reason)
+
+
+async def unfreeze(db: Database, *, merchant_id: str, operator: str,
+                   reason: str | None = None) -> MerchantView:
+    return await _transition(db, merchant_id, MerchantAction.UNFREEZE, operator, reason)
+
+
+async def close(db: Database, *, merchant_id: str, operator: str,
+                reason: str | None = None) -> MerchantView:
+    return await _transition(db, merchant_id, MerchantAction.CLOSE, operator, reason)
+
+
+async def resubmit(db: Database, *, merchant_id: str, operator: str, name: str | None = None,
+                   short_name: str | None = None, licence_no: str | None = None,
+                   legal_person: str | None = None, settlement_account: str | None = None,
+                   settlement_account_name: str | None = None, contact_name: str | None = None,
+                   contact_phone: str | None = None, mcc: str | None = None) -> MerchantView:
+    """A REJECTED application, corrected (only the fields given change), back to APPLIED."""
+    licence = domain.normalise_licence(licence_no) if licence_no is not None else None
+    domain.check_formats(contact_phone=contact_phone, mcc=mcc, settlement_account=settlement_account)
+    corrections = {k: v for k, v in {
+        "name": name, "short_name": short_name, "licence_no": licence, "legal_person": legal_person,
+        "settlement_account": settlement_account, "settlement_account_name": settlement_account_name,
+        "contact_name": contact_name, "contact_phone": contact_phone, "mcc": mcc,
+    }.items() if v is not None}
+    try:
+        return await _transition(db, merchant_id, MerchantAction.RESUBMIT, operator,
+                                 corrections=corrections)
+    except IntegrityError:
+        if licence is not None:
+            await raise_if_licence_taken(db, licence)
+        raise
+
+
+async def list_events(db: Database, *, merchant_id: str) -> list[EventView]:
+    """The merchant's audit trail, in the order it happened."""
+    async with db.transaction() as s:
+        await merchant_row(s, merchant_id)
+        rows = await s.scalars(select(MerchantEvent).where(MerchantEvent.merchant_id == merchant_id)
+                               .order_by(MerchantEvent.seq))
+        return [EventView(seq=e.seq, action=e.action, from_status=e.from_status,
+                          to_status=e.to_status, reason=e.reason, operator=e.operator, at=e.at)
+                for e in rows]
+
+
+async def _transition(db: Database, merchant_id: str, action: MerchantAction, operator: str,
+                      reason: str | None = None, *,
+                      corrections: dict[str, str] | None = None) -> MerchantView:
+    reason = domain.check_reason(action, reason)
+    async with db.transaction() as s:
+        m = await lock(s, merchant_id)
+        before = MerchantStatus(m.status)
+        after = domain.next_status(before, action)
+        if corrections and corrections.get("licence_no", m.licence_no) != m.licence_no:
+            await refuse_taken_licence(s, corrections["licence_no"])
+        for field, value in (corrections or {}).items():
+            setattr(m, field, value)
+        if action is MerchantAction.REJECT:
+            m.reject_reason = reason
+        elif action is MerchantAction.RESUBMIT:
+            m.reject_reason = None
+        elif action is MerchantAction.FREEZE:
+            m.freeze_reason = reason
+        elif action is MerchantAction.UNFREEZE:
+            m.freeze_reason = None
+        m.status = after.value
+        record(s, m, action.value, before.value, reason, operator)
+        await s.flush()
+        return merchant_view(m)
+
+
+def record(s: AsyncSession, m: Merchant, action: str, from_status: str | None,
+            reason: str | None, operator: str, *, extra: dict[str, Any] | None = None) -> None:
+    """The audit row and the outbox event for one change, in the caller's transaction.
+
+    `version` numbers the merchant's events; the merchant row is locked (or new) here, and a
+    unique (merchant_id, seq) turns a lost lock into an error rather than a forked history.
+    """
+    now = clock.now()
+    m.version += 1
+    m.updated_at = now
+    s.add(MerchantEvent(id=new_id("mev"), merchant_id=m.id, seq=m.version, action=action,
+                        from_status=from_status, to_status=m.status, reason=reason,
+                        operator=operator, at=now))
+    publish(s, f"merchant.{action}", {
+        "merchant_id": m.id, "action": action, "from_status": from_status,
+        "to_status": m.status, "reason": reason, "operator": operator, "seq": m.version,
+        **(extra or {})})
+
+
+async def merchant_row(s: AsyncSession, merchant_id: str) -> Merchant:
+    m = await s.get(Merchant, merchant_id)
+    if m is None:
+        raise FulemaError(ErrorCode.MERCHANT_NOT_FOUND, f"no merchant {merchant_id}")
+    return m
+
+
+async def lock(s: AsyncSession, merchant_id: str) -> Merchant:
+    m = await s.scalar(select(Merchant).where(Merchant.id == merchant_id).with_for_update())
+    if m is None:
+        raise FulemaError(ErrorCode.MERCHANT_NOT_FOUND, f"no merchant {merchant_id}")
+    return m
+
+
+async def lock_open(s: AsyncSession, merchant_id: str, what: str) -> Merchant:
+    m = await lock(s, merchant_id)
+    domain.check_open(MerchantStatus(m.status), what)
+    return m
+
+
+async def refuse_taken_licence(s: AsyncSession, licence: str) -> None:
+    if await s.scalar(select(Merchant.id).where(Merchant.licence_no == licence)):
+        raise _duplicate_licence(licence)
+
+
+async def raise_if_licence_taken(db: Database, licence: str) -> None:
+    """After a unique violation, DUPLICATE_LICENCE if the licence is the reason (checked by
+    reading, since each database words its constraint errors differently)."""
+    async with db.transaction() as s:
+        await refuse_taken_licence(s, licence)
+
+
+def _duplicate_licence(licence: str) -> FulemaError:
+    return FulemaError(ErrorCode.DUPLICATE_LICENCE, f"a merchant with licence {licence} exists")
+
+
+def merchant_view(m: Merchant) -> MerchantView:
+    return MerchantView(
+        id=m.id, name=m.name, short_name=m.short_name, licence_no=m.licence_no,
+        legal_person=m.legal_person, settlement_account=m.settlement_account,
+        settlement_account_name=m.settlement_account_name, contact_name=m.contact_name,
+        contact_phone=m.contact_phone, mcc=m.mcc, status=m.status, reject_reason=m.reject_reason,
+        freeze_reason=m.freeze_reason, created_at=m.created_at, updated_at=m.updated_at)
