@@ -46,6 +46,7 @@ from fulema.channels.base import (
     RefundState,
     TradeResult,
     TradeState,
+    with_backup,
 )
 from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, FulemaError
@@ -292,13 +293,8 @@ def build_channel(settings: Settings, http: httpx.AsyncClient) -> AlipayChannel:
 
 
 def build_endpoints(settings: Settings, http: httpx.AsyncClient) -> list[tuple[str, Channel]]:
-    """Primary and, when FULEMA_ALIPAY_BACKUP_BASE_URL is set, the backup: the registry guards
-    each with its own circuit breaker and routes to a healthy one. Same keys on both."""
+    """Primary and, when FULEMA_ALIPAY_BACKUP_BASE_URL is set, the backup; same keys on both."""
     ali = AlipaySettings()
     private_key, alipay_key = app_private_key(settings, ali), alipay_public_key(settings, ali)
-    endpoints: list[tuple[str, Channel]] = [
-        ("primary", AlipayChannel(settings, ali, http, private_key, alipay_key))]
-    if ali.backup_base_url:
-        backup = ali.model_copy(update={"base_url": ali.backup_base_url})
-        endpoints.append(("backup", AlipayChannel(settings, backup, http, private_key, alipay_key)))
-    return endpoints
+    return with_backup(ali, lambda cfg: AlipayChannel(settings, cfg, http, private_key,
+                                                      alipay_key))

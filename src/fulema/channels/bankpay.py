@@ -34,6 +34,7 @@ from fulema.channels.base import (
     TradeResult,
     TradeState,
     event_callback,
+    with_backup,
 )
 from fulema.channels.transport import answer_data, raise_download_error, send
 from fulema.core.clock import clock
@@ -291,11 +292,5 @@ def build_channel(settings: Settings, http: httpx.AsyncClient) -> BankpayChannel
 
 
 def build_endpoints(settings: Settings, http: httpx.AsyncClient) -> list[tuple[str, Channel]]:
-    """Primary and, when FULEMA_BANKPAY_BACKUP_BASE_URL is set, the backup: the registry guards
-    each with its own circuit breaker and routes to a healthy one."""
-    bank = BankpaySettings()
-    endpoints: list[tuple[str, Channel]] = [("primary", BankpayChannel(settings, http, bank))]
-    if bank.backup_base_url:
-        backup = bank.model_copy(update={"base_url": bank.backup_base_url})
-        endpoints.append(("backup", BankpayChannel(settings, http, backup)))
-    return endpoints
+    """Primary and, when FULEMA_BANKPAY_BACKUP_BASE_URL is set, the backup."""
+    return with_backup(BankpaySettings(), lambda bank: BankpayChannel(settings, http, bank))

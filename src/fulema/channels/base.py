@@ -12,7 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel
 
 from fulema.core.money import Money
 from fulema.core.vocab import ChannelName, WayCode
@@ -174,3 +176,18 @@ class Channel(Protocol):
     def callback_ack(self, ok: bool) -> CallbackAck: ...
 
     async def download_statement(self, day: date) -> bytes: ...
+
+
+EndpointSettings = TypeVar("EndpointSettings", bound=BaseModel)
+
+
+def with_backup(cfg: EndpointSettings, make: Callable[[EndpointSettings], Channel]
+                ) -> list[tuple[str, Channel]]:
+    """A channel's endpoints: the primary and, when its settings name a `backup_base_url`, the
+    same adapter pointed there with the same keys. The registry guards each with its own
+    circuit breaker and routes to a healthy one."""
+    endpoints: list[tuple[str, Channel]] = [("primary", make(cfg))]
+    backup_url = getattr(cfg, "backup_base_url", "")
+    if backup_url:
+        endpoints.append(("backup", make(cfg.model_copy(update={"base_url": backup_url}))))
+    return endpoints

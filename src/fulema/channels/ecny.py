@@ -32,6 +32,7 @@ from fulema.channels.base import (
     TradeResult,
     TradeState,
     event_callback,
+    with_backup,
 )
 from fulema.channels.ecny_security import (
     CIPHERS,
@@ -306,11 +307,5 @@ def build_channel(settings: Settings, http: httpx.AsyncClient) -> EcnyChannel:
 
 
 def build_endpoints(settings: Settings, http: httpx.AsyncClient) -> list[tuple[str, Channel]]:
-    """Primary and, when FULEMA_ECNY_BACKUP_BASE_URL is set, the backup: the registry guards
-    each with its own circuit breaker and routes to a healthy one."""
-    ecny = EcnySettings()
-    endpoints: list[tuple[str, Channel]] = [("primary", EcnyChannel(settings, http, ecny))]
-    if ecny.backup_base_url:
-        backup = ecny.model_copy(update={"base_url": ecny.backup_base_url})
-        endpoints.append(("backup", EcnyChannel(settings, http, backup)))
-    return endpoints
+    """Primary and, when FULEMA_ECNY_BACKUP_BASE_URL is set, the backup."""
+    return with_backup(EcnySettings(), lambda ecny: EcnyChannel(settings, http, ecny))

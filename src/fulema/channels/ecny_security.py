@@ -29,6 +29,7 @@ from fulema.core.gm import (
     sm4_gcm_decrypt,
     sm4_gcm_encrypt,
 )
+from fulema.core.keyfiles import read_or_create
 
 HEADER_MERCHANT = "X-Ecny-Merchant-Id"
 HEADER_TIMESTAMP = "X-Ecny-Timestamp"
@@ -179,19 +180,7 @@ class EcnyKeys:
 
 def load_or_create_data_key(path: Path) -> bytes:
     """Development SM4 data key (32 hex digits, mode 0600), shared by adapter and sandbox."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
-        tmp.write_text(secrets.token_hex(16) + "\n")
-        tmp.chmod(0o600)
-        try:
-            if path.exists():
-                tmp.unlink()
-            else:
-                tmp.rename(path)
-        except FileExistsError:
-            tmp.unlink(missing_ok=True)
-    return parse_data_key(path.read_text().strip())
+    return parse_data_key(read_or_create(path, lambda: secrets.token_hex(16)))
 
 
 def parse_data_key(text: str) -> bytes:

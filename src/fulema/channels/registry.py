@@ -1,6 +1,6 @@
 """Builds the enabled channel adapters and sandboxes from settings.
 
-Each channel module exposes `build_channel(settings, http)`; each sandbox module
+Each channel module exposes `build_endpoints(settings, http)` (primary and backup); each sandbox module
 `build_sandbox(settings, http)`. Importing them by name keeps this the one place that knows
 which channels exist.
 """
@@ -51,16 +51,13 @@ def _module_exists(name: str) -> bool:
 def build_channels(settings: Settings, http: httpx.AsyncClient,
                    breaker: BreakerSettings | None = None) -> ChannelRegistry:
     """Every channel is wrapped in a GuardedChannel: timeouts, a circuit breaker per endpoint,
-    and failover to a backup endpoint where the module offers `build_endpoints`."""
+    and failover to the backup endpoint each module's `build_endpoints` offers when configured."""
     breaker = breaker or BreakerSettings()
     channels: dict[ChannelName, Channel] = {}
     for name in settings.enabled_channels:
         cname = ChannelName(name)
         module = importlib.import_module(f"fulema.channels.{cname.value}")
-        build_endpoints = getattr(module, "build_endpoints", None)
-        endpoints = (build_endpoints(settings, http) if build_endpoints is not None
-                     else [("primary", module.build_channel(settings, http))])
-        channels[cname] = guard(cname, endpoints, breaker)
+        channels[cname] = guard(cname, module.build_endpoints(settings, http), breaker)
     return ChannelRegistry(channels)
 
 

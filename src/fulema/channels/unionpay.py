@@ -34,6 +34,7 @@ from fulema.channels.base import (
     RefundState,
     TradeResult,
     TradeState,
+    with_backup,
 )
 from fulema.channels.unionpay_bill import zm_from_archive
 from fulema.channels.unionpay_config import AdapterKeys, UnionpaySettings, adapter_keys
@@ -406,13 +407,8 @@ def build_channel(settings: Settings, http: httpx.AsyncClient) -> UnionpayChanne
 
 
 def build_endpoints(settings: Settings, http: httpx.AsyncClient) -> list[tuple[str, Channel]]:
-    """Primary and, when FULEMA_UNIONPAY_BACKUP_BASE_URL is set, the backup: the registry
-    guards each with its own circuit breaker and routes to a healthy one. The backup keeps a
+    """Primary and, when FULEMA_UNIONPAY_BACKUP_BASE_URL is set, the backup. The backup keeps a
     configured FILE_URL; an empty one is derived from the backup's base URL."""
     up = UnionpaySettings()
     keys = adapter_keys(settings, up)
-    endpoints: list[tuple[str, Channel]] = [("primary", UnionpayChannel(settings, up, http, keys))]
-    if up.backup_base_url:
-        backup = up.model_copy(update={"base_url": up.backup_base_url})
-        endpoints.append(("backup", UnionpayChannel(settings, backup, http, keys)))
-    return endpoints
+    return with_backup(up, lambda cfg: UnionpayChannel(settings, cfg, http, keys))

@@ -12,7 +12,6 @@ sandbox does the opposite. In production the bank points the ``*_path`` / public
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from fulema.channels.unionpay_sign import rsa_cert_id, sm2_cert_id
 from fulema.core import crypto, gm
 from fulema.core.config import Settings
+from fulema.core.keyfiles import read_or_create
 
 
 class UnionpaySettings(BaseSettings):
@@ -94,21 +94,8 @@ def secure_key(settings: Settings, up: UnionpaySettings) -> str:
     0600), which the adapter and the sandbox share like a real merchant and UnionPay do."""
     if up.secure_key:
         return up.secure_key
-    path = _keys_dir(settings) / "unionpay_secure.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(16) + "\n")
-        try:
-            if path.exists():
-                tmp.unlink()
-            else:
-                tmp.rename(path)
-        except FileExistsError:
-            tmp.unlink(missing_ok=True)
-    return path.read_text().strip()
+    return read_or_create(_keys_dir(settings) / "unionpay_secure.key",
+                          lambda: secrets.token_hex(16))
 
 
 def platform_dev_keys(settings: Settings) -> SideKeys:

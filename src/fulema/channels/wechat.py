@@ -31,6 +31,7 @@ from fulema.channels.base import (
     TradeResult,
     TradeState,
     event_callback,
+    with_backup,
 )
 from fulema.channels.wechat_bill import parse_tradebill, parse_tradebill_summary
 from fulema.channels.wechat_config import (
@@ -276,12 +277,6 @@ def build_channel(settings: Settings, http: httpx.AsyncClient) -> WechatChannel:
 
 
 def build_endpoints(settings: Settings, http: httpx.AsyncClient) -> list[tuple[str, Channel]]:
-    """Primary and, when configured, the backup domain: the registry guards each with its own
-    circuit breaker and routes to a healthy one."""
-    wx = WechatSettings()
-    endpoints: list[tuple[str, Channel]] = [("primary", WechatChannel(settings, http, wx))]
-    if wx.backup_base_url:
-        backup = wx.model_copy(update={"base_url": wx.backup_base_url})
-        endpoints.append(("backup", WechatChannel(settings, http, backup)))
-    return endpoints
+    """Primary and, when configured, the backup domain."""
+    return with_backup(WechatSettings(), lambda wx: WechatChannel(settings, http, wx))
 

@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from fulema.core.keyfiles import read_or_create
+
 
 def hmac_sha256_hex(secret: str | bytes, message: str | bytes) -> str:
     key = secret.encode() if isinstance(secret, str) else secret
@@ -93,18 +95,8 @@ def aes_gcm_decrypt(key: bytes, nonce: bytes, ciphertext_b64: str, associated_da
 
 def load_or_create_rsa_key(path: Path) -> rsa.RSAPrivateKey:
     """Development keys persist in the data dir so every process of one install agrees."""
-    if path.exists():
-        return load_private_key(path.read_bytes())
-    key = generate_rsa_key()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(private_key_pem(key))
-    tmp.chmod(0o600)
-    try:
-        tmp.rename(path) if not path.exists() else tmp.unlink()
-    except FileExistsError:
-        tmp.unlink(missing_ok=True)
-    return load_private_key(path.read_bytes())
+    return load_private_key(read_or_create(path, lambda: private_key_pem(generate_rsa_key()))
+                            .encode())
 
 
 # National cryptography lives in its own module (core/gm.py: GB/T vectors, the SM2 arithmetic

@@ -58,13 +58,18 @@ class Event:
 Handler = Callable[[Database, Event], Awaitable[None]]
 
 
+def _event_row(topic: str, payload: dict[str, Any]) -> dict[str, Any]:
+    now = clock.now()
+    return dict(id=new_id("evt"), topic=topic, payload=payload, created_at=now,
+                available_at=now, attempts=0, claimed_by=None, claimed_until=None,
+                delivered_at=None, last_error=None)
+
+
 def publish(session: AsyncSession, topic: str, payload: dict[str, Any]) -> str:
     """Record an event in the caller's transaction. Returns its id."""
-    now = clock.now()
-    event_id = new_id("evt")
-    session.add(OutboxEvent(id=event_id, topic=topic, payload=payload, created_at=now,
-                            available_at=now, attempts=0))
-    return event_id
+    row = _event_row(topic, payload)
+    session.add(OutboxEvent(**row))
+    return str(row["id"])
 
 
 _INSERT_EVENT = insert(table_of(OutboxEvent))
@@ -73,12 +78,9 @@ _INSERT_EVENT = insert(table_of(OutboxEvent))
 async def publish_now(session: AsyncSession, topic: str, payload: dict[str, Any]) -> str:
     """`publish` as one Core INSERT executed at once, for hot paths that use no ORM objects
     (the unit of work's flush costs more than the insert)."""
-    now = clock.now()
-    event_id = new_id("evt")
-    await session.execute(_INSERT_EVENT, dict(
-        id=event_id, topic=topic, payload=payload, created_at=now, available_at=now,
-        attempts=0, claimed_by=None, claimed_until=None, delivered_at=None, last_error=None))
-    return event_id
+    row = _event_row(topic, payload)
+    await session.execute(_INSERT_EVENT, row)
+    return str(row["id"])
 
 
 class Dispatcher:

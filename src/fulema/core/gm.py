@@ -34,6 +34,8 @@ from cryptography.hazmat.primitives import padding as sym_padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from gmssl import sm2 as _gmssl_sm2
 
+from fulema.core.keyfiles import read_or_create
+
 DEFAULT_USER_ID = b"1234567812345678"
 
 # Recommended curve parameters, GB/T 32918.5 (the same table gmssl ships).
@@ -190,20 +192,7 @@ def load_or_create_sm2_key(path: Path) -> tuple[str, str]:
     Like `crypto.load_or_create_rsa_key`: every process of one install agrees on the key.
     Returns (private hex, public hex).
     """
-    if not path.exists():
-        private_hex, _ = generate_sm2_keypair()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
-        tmp.write_text(private_hex + "\n")
-        tmp.chmod(0o600)
-        try:
-            if path.exists():
-                tmp.unlink()
-            else:
-                tmp.rename(path)
-        except FileExistsError:
-            tmp.unlink(missing_ok=True)
-    private_hex = path.read_text().strip().lower()
+    private_hex = read_or_create(path, lambda: generate_sm2_keypair()[0]).lower()
     return private_hex, sm2_public_key_from_private(private_hex)
 
 

@@ -24,7 +24,7 @@ async def authenticate(db: Database, settings: Settings, *, method: str, path: s
                        defer_nonce: bool = False) -> AppCredential:
     """Check a merchant request; return its credential or raise a documented error.
 
-    With `defer_nonce` the caller records the nonce itself (`stage_nonce`) in the transaction
+    With `defer_nonce` the caller records the nonce itself (`insert_nonce`) in the transaction
     that does the work, so a replay is refused by the same commit that would have acted on it.
     """
     app_id = headers.get(signing.H_APP_ID, "")
@@ -60,9 +60,7 @@ async def authenticate(db: Database, settings: Settings, *, method: str, path: s
     return cred
 
 
-def stage_nonce(session: AsyncSession, *, app_id: str, nonce: str) -> None:
-    """Record the nonce in the caller's transaction; its commit fails if it was used."""
-    session.add(ApiNonce(app_id=app_id, nonce=nonce, seen_at=clock.now()))
+_INSERT_NONCE = insert(table_of(ApiNonce))  # built once: see payments.service
 
 
 async def insert_nonce(session: AsyncSession, *, app_id: str, nonce: str) -> None:
@@ -71,14 +69,11 @@ async def insert_nonce(session: AsyncSession, *, app_id: str, nonce: str) -> Non
     await session.execute(_INSERT_NONCE, dict(app_id=app_id, nonce=nonce, seen_at=clock.now()))
 
 
-_INSERT_NONCE = insert(table_of(ApiNonce))  # built once: see payments.service
-
-
 async def remember_nonce(db: Database, *, app_id: str, nonce: str) -> None:
     """NONCE_REPLAYED if this app used this nonce before."""
     try:
         async with db.transaction() as s:
-            s.add(ApiNonce(app_id=app_id, nonce=nonce, seen_at=clock.now()))
+            await insert_nonce(s, app_id=app_id, nonce=nonce)
     except IntegrityError as exc:
         raise FulemaError(ErrorCode.NONCE_REPLAYED) from exc
 

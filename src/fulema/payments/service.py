@@ -479,11 +479,16 @@ async def sync_with_channel(deps: Deps, *, order_id: str) -> dict[str, Any]:
         order = await s.get(Order, order_id)
         assert order is not None
         channel_name = order.channel
-    try:
-        result = await deps.channels.get(channel_name).query(order_id)
-    except (ChannelUnavailable, ChannelError):
-        result = TradeResult(state=TradeState.UNKNOWN)
+    result = await _ask_channel(deps, channel_name, order_id)
     return await apply_trade_result(deps, order_id=order_id, result=result, source="query")
+
+
+async def _ask_channel(deps: Deps, channel_name: str, order_id: str) -> TradeResult:
+    """What the channel says of the order; UNKNOWN when it cannot say (never FAILED)."""
+    try:
+        return await deps.channels.get(channel_name).query(order_id)
+    except (ChannelUnavailable, ChannelError):
+        return TradeResult(state=TradeState.UNKNOWN)
 
 
 async def close_order(deps: Deps, *, merchant_id: str, order_id: str,
@@ -520,10 +525,7 @@ async def _after_refused_close(deps: Deps, order: Order, exc: ChannelError
                                ) -> dict[str, Any] | None:
     """The order's view when the channel's state settles it, None when it may be closed
     here (the channel never had it); refuses while the channel still has it open."""
-    try:
-        result = await deps.channels.get(order.channel).query(order.id)
-    except (ChannelUnavailable, ChannelError):
-        result = TradeResult(state=TradeState.UNKNOWN)
+    result = await _ask_channel(deps, order.channel, order.id)
     view = await apply_trade_result(deps, order_id=order.id, result=result, source="query")
     if view["status"] in {s.value for s in PAID_STATUSES}:
         raise FulemaError(ErrorCode.ORDER_ALREADY_FINAL, "the payer paid before the close")

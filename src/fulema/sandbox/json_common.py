@@ -52,17 +52,23 @@ def order_fields(body: dict[str, Any]) -> Result | None:
     return None
 
 
+def json_object(raw: bytes) -> dict[str, Any] | None:
+    """A request body as a JSON object ({} when empty); None when it is anything else."""
+    if not raw:
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
 def with_body(raw: bytes, merchant_key: str, merchant: str,
               handler: Callable[[dict[str, Any]], Result]) -> Result:
     """The handler's answer to a body that is a JSON object (or empty) and names this merchant
     under `merchant_key` (or no merchant); the refusal otherwise."""
-    body: Any = {}
-    if raw:
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            body = None
-    if not isinstance(body, dict):
+    body = json_object(raw)
+    if body is None:
         return _refusal(400, "PARAM_INVALID", "body must be a JSON object")
     if body.get(merchant_key, merchant) != merchant:
         return _refusal(403, "MERCHANT_INVALID", f"{merchant_key} does not match")

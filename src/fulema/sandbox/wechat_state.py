@@ -37,7 +37,7 @@ from fulema.channels.wechat_sign import (
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.crypto import rsa_sha256_verify
-from fulema.sandbox.json_common import Faults
+from fulema.sandbox.json_common import Faults, json_object
 from fulema.sandbox.payer_controls import PayerControls, Refused
 
 CODE_TTL = timedelta(seconds=60)  # a payer code refreshes every minute in the app; single use
@@ -278,13 +278,8 @@ class WechatSandbox:
         refused = self.check_request(request, raw)
         if refused is not None:
             return self.answer(*refused)
-        body: Any = {}
-        if raw:
-            try:
-                body = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                body = None
-        if not isinstance(body, dict):
+        body = json_object(raw)
+        if body is None:
             return self.answer(*err(400, "PARAM_ERROR", "请求体不是合法的JSON对象"))
         if "mchid" in body and body["mchid"] != self.wx.mchid:
             return self.answer(*err(400, "PARAM_ERROR", "mchid与请求头中的商户号不一致"))
