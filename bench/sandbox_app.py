@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
 from fulema.core.config import Settings
-from fulema.sandbox.bankpay import build_sandbox
+from fulema.sandbox.bankpay.server import build_sandbox
 
 
 def create_app() -> FastAPI:

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
 
-from fulema.channels.alipay import (
+from fulema.channels.alipay.adapter import (
     REFUND_STATES,
     TRADE_STATES,
     AlipayChannel,
@@ -28,8 +28,8 @@ from fulema.channels.alipay import (
     build_channel,
     parse_bill,
 )
-from fulema.channels.alipay_bill import COLUMNS, bill_files, parse_summary
-from fulema.channels.alipay_proto import (
+from fulema.channels.alipay.bill import COLUMNS, bill_files, parse_summary
+from fulema.channels.alipay.protocol import (
     BEIJING,
     alipay_public_key,
     app_private_key,
@@ -62,7 +62,7 @@ from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.ids import new_id
 from fulema.core.money import Money
 from fulema.core.vocab import ChannelName, WayCode
-from fulema.sandbox.alipay import AlipaySandbox, build_sandbox
+from fulema.sandbox.alipay.server import AlipaySandbox, build_sandbox
 
 SB = "/sandbox/alipay"
 RICH, POOR, PIN = "2088102146225135", "2088102146225136", "2088102146225137"

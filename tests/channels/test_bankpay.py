@@ -19,7 +19,7 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from fulema.channels.bankpay import (
+from fulema.channels.bankpay.adapter import (
     BANK_TZ,
     TRADE_STATES,
     BankpayChannel,
@@ -46,7 +46,7 @@ from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.money import Money
 from fulema.core.vocab import WayCode
-from fulema.sandbox.bankpay import BankpaySandbox, build_sandbox
+from fulema.sandbox.bankpay.server import BankpaySandbox, build_sandbox
 
 SB = "http://testserver/sandbox/bankpay"
 

@@ -31,7 +31,7 @@ from fulema.channels.base import (
     TradeResult,
     TradeState,
 )
-from fulema.channels.ecny import (
+from fulema.channels.ecny.adapter import (
     ECNY_TZ,
     TRADE_STATES,
     EcnyChannel,
@@ -39,7 +39,7 @@ from fulema.channels.ecny import (
     aad_for,
     build_channel,
 )
-from fulema.channels.ecny_security import (
+from fulema.channels.ecny.security import (
     key_serial,
     request_string,
     seal,
@@ -52,8 +52,8 @@ from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.gm import sm2_public_key_from_private, sm2_verify
 from fulema.core.money import Money
 from fulema.core.vocab import WayCode
-from fulema.sandbox.ecny import EcnySandbox, build_sandbox
-from fulema.sandbox.ecny_wallet import WALLET_LEVELS, Wallet
+from fulema.sandbox.ecny.server import EcnySandbox, build_sandbox
+from fulema.sandbox.ecny.wallet import WALLET_LEVELS, Wallet
 
 SB = "http://testserver/sandbox/ecny"
 NOTIFY = "http://testserver/callbacks/ecny"

@@ -51,7 +51,7 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path,
                         enabled_channels=[name])
     app = FastAPI()
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
-    sandbox_module = importlib.import_module(f"fulema.sandbox.{name}")
+    sandbox_module = importlib.import_module(f"fulema.sandbox.{name}.server")
     primary_app = sandbox_module.build_sandbox(settings, http)
     backup_app = sandbox_module.build_sandbox(settings, http)
     app.mount(f"/sandbox/{name}-backup", backup_app)

@@ -30,13 +30,13 @@ from fulema.channels.base import (
     TradeState,
 )
 from fulema.channels.detect import detect_payer_code
-from fulema.channels.unionpay import (
+from fulema.channels.unionpay.adapter import (
     TRADE_STATES,
     UnionpayChannel,
     UnionpaySettings,
     build_channel,
 )
-from fulema.channels.unionpay_bill import (
+from fulema.channels.unionpay.bill import (
     CONSUME,
     LINE_LENGTH,
     REFUND,
@@ -44,8 +44,8 @@ from fulema.channels.unionpay_bill import (
     parse_zm,
     zm_from_archive,
 )
-from fulema.channels.unionpay_config import adapter_keys, platform_dev_keys
-from fulema.channels.unionpay_sign import (
+from fulema.channels.unionpay.config import adapter_keys, platform_dev_keys
+from fulema.channels.unionpay.sign import (
     BEIJING,
     decode_form,
     decode_response,
@@ -65,7 +65,7 @@ from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.ids import new_id
 from fulema.core.money import Money
 from fulema.core.vocab import ChannelName, WayCode
-from fulema.sandbox.unionpay import UnionpaySandbox, _self_signed, build_sandbox
+from fulema.sandbox.unionpay.server import UnionpaySandbox, _self_signed, build_sandbox
 
 SB = "/sandbox/unionpay"
 

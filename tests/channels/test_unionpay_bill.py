@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from fulema.channels.unionpay_bill import (
+from fulema.channels.unionpay.bill import (
     CONSUME,
     FIELDS,
     LINE_LENGTH,

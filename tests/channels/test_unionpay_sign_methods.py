@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from fulema.channels.base import RefundRequest, RefundState, TradeState
-from fulema.channels.unionpay import UnionpaySettings
-from fulema.channels.unionpay_config import merchant_keys, platform_dev_keys
-from fulema.channels.unionpay_sign import (
+from fulema.channels.unionpay.adapter import UnionpaySettings
+from fulema.channels.unionpay.config import merchant_keys, platform_dev_keys
+from fulema.channels.unionpay.sign import (
     decode_response,
     digest_hex,
     encode_form,

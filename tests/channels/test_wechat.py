@@ -32,7 +32,7 @@ from fulema.channels.base import (
     RefundState,
     TradeState,
 )
-from fulema.channels.wechat import (
+from fulema.channels.wechat.adapter import (
     CST,
     REFUND_STATES,
     TRADE_STATES,
@@ -44,7 +44,7 @@ from fulema.channels.wechat import (
     refund_result,
     trade_result,
 )
-from fulema.channels.wechat_sign import (
+from fulema.channels.wechat.sign import (
     parse_authorization,
     request_message,
     response_message,
@@ -56,8 +56,8 @@ from fulema.core.config import Settings
 from fulema.core.errors import FulemaError
 from fulema.core.money import Money
 from fulema.core.vocab import WayCode
-from fulema.sandbox.wechat import WechatSandbox, build_sandbox
-from fulema.sandbox.wechat_state import PIN_OPENID, POOR_OPENID, RICH_OPENID
+from fulema.sandbox.wechat.server import WechatSandbox, build_sandbox
+from fulema.sandbox.wechat.state import PIN_OPENID, POOR_OPENID, RICH_OPENID
 from tests.channels.wechat_doc_client import DocClient, SignatureError, load_private_key
 
 SB = "http://testserver/sandbox/wechat"

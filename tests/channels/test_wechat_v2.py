@@ -21,9 +21,9 @@ from fulema.channels.base import (
     RefundState,
     TradeState,
 )
-from fulema.channels.wechat import build_channel
-from fulema.channels.wechat_config import WechatSettings
-from fulema.channels.wechat_v2 import (
+from fulema.channels.wechat.adapter import build_channel
+from fulema.channels.wechat.config import WechatSettings
+from fulema.channels.wechat.v2 import (
     HMAC_SHA256,
     MD5,
     WechatV2Codepay,
@@ -37,9 +37,9 @@ from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.ids import new_id
 from fulema.core.money import Money
-from fulema.sandbox.wechat import build_sandbox
-from fulema.sandbox.wechat_state import PIN_OPENID, RICH_OPENID, WechatSandbox
-from fulema.sandbox.wechat_v2 import add_v2_routes
+from fulema.sandbox.wechat.server import build_sandbox
+from fulema.sandbox.wechat.state import PIN_OPENID, RICH_OPENID, WechatSandbox
+from fulema.sandbox.wechat.v2 import add_v2_routes
 
 SB = "/sandbox/wechat"
 # WeChat's documented example (安全规范 / 签名算法)

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from sqlalchemy import func, select
 
-from fulema.channels.bankpay import BankpaySettings, signed_headers
+from fulema.channels.bankpay.adapter import BankpaySettings, signed_headers
 from fulema.core.events import OutboxEvent
 from fulema.payments.models import Order, OrderEvent
 from tests.payments.conftest import Platform

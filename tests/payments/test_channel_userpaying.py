@@ -18,7 +18,7 @@ import pytest
 from fulema.channels.base import TradeState
 from fulema.channels.registry import build_channels
 from fulema.channels.routing import GuardedChannel
-from fulema.channels.wechat import WechatChannel
+from fulema.channels.wechat.adapter import WechatChannel
 from fulema.core.clock import clock
 from fulema.payments.models import Order
 from tests.payments.conftest import Platform

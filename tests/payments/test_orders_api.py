@@ -73,7 +73,7 @@ async def test_fifty_concurrent_creates_with_one_out_trade_no_make_one_order(
 
 
 async def test_duplicate_channel_callbacks_are_harmless(platform: Platform) -> None:
-    from fulema.channels.bankpay import BankpaySettings, signed_headers
+    from fulema.channels.bankpay.adapter import BankpaySettings, signed_headers
 
     order = (await platform.order(out_trade_no="DUPCB00001", amount=300)).json()
     await platform.wallet("bankpay", "/scan", {"code_url": order["code_url"],

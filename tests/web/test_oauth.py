@@ -13,22 +13,22 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from fulema.channels import alipay as alipay_channel
-from fulema.channels import wechat as wechat_channel
-from fulema.channels.alipay_proto import AlipaySettings
+from fulema.channels.alipay import adapter as alipay_channel
+from fulema.channels.alipay.protocol import AlipaySettings
 from fulema.channels.base import CreatePaymentRequest, TradeState
-from fulema.channels.wechat_config import WechatSettings
+from fulema.channels.wechat import adapter as wechat_channel
+from fulema.channels.wechat.config import WechatSettings
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.errors import FulemaError
 from fulema.core.ids import new_id
 from fulema.core.money import Money
 from fulema.core.vocab import WayCode
-from fulema.sandbox import alipay as alipay_sandbox
-from fulema.sandbox import wechat as wechat_sandbox
-from fulema.sandbox.alipay_oauth import add_oauth_routes as add_alipay_oauth
-from fulema.sandbox.wechat_oauth import add_oauth_routes as add_wechat_oauth
-from fulema.sandbox.wechat_state import PIN_OPENID, RICH_OPENID
+from fulema.sandbox.alipay import server as alipay_sandbox
+from fulema.sandbox.alipay.oauth import add_oauth_routes as add_alipay_oauth
+from fulema.sandbox.wechat import server as wechat_sandbox
+from fulema.sandbox.wechat.oauth import add_oauth_routes as add_wechat_oauth
+from fulema.sandbox.wechat.state import PIN_OPENID, RICH_OPENID
 from fulema.web.oauth import (
     authorize_url,
     make_state,

@@ -1,8 +1,8 @@
 """Builds the enabled channel adapters and sandboxes from settings.
 
-Each channel module exposes `build_endpoints(settings, http)` (primary and backup); each sandbox module
-`build_sandbox(settings, http)`. Importing them by name keeps this the one place that knows
-which channels exist.
+Each channel package's `adapter` module exposes `build_endpoints(settings, http)` (primary and
+backup); each sandbox package's `server` module `build_sandbox(settings, http)`. Importing
+them by name keeps this the one place that knows which channels exist.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def build_channels(settings: Settings, http: httpx.AsyncClient,
     channels: dict[ChannelName, Channel] = {}
     for name in settings.enabled_channels:
         cname = ChannelName(name)
-        module = importlib.import_module(f"fulema.channels.{cname.value}")
+        module = importlib.import_module(f"fulema.channels.{cname.value}.adapter")
         channels[cname] = guard(cname, module.build_endpoints(settings, http), breaker)
     return ChannelRegistry(channels)
 
@@ -64,7 +64,7 @@ def build_channels(settings: Settings, http: httpx.AsyncClient,
 def build_sandboxes(settings: Settings, http: httpx.AsyncClient) -> dict[str, FastAPI]:
     apps: dict[str, FastAPI] = {}
     for name in settings.enabled_channels:
-        modname = f"fulema.sandbox.{ChannelName(name).value}"
+        modname = f"fulema.sandbox.{ChannelName(name).value}.server"
         if _module_exists(modname):
             apps[name] = importlib.import_module(modname).build_sandbox(settings, http)
     return apps

@@ -32,8 +32,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fulema.channels.alipay_client import AlipayGateway
-from fulema.channels.alipay_proto import (
+from fulema.channels.alipay.client import AlipayGateway
+from fulema.channels.alipay.protocol import (
     CHARSET,
     FORMAT,
     SIGN_TYPE,
@@ -45,7 +45,7 @@ from fulema.channels.alipay_proto import (
     sign_params,
 )
 from fulema.channels.base import ChannelError, ChannelUnavailable
-from fulema.channels.wechat_config import WechatSettings
+from fulema.channels.wechat.config import WechatSettings
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, FulemaError

@@ -1,0 +1,1 @@
+"""The alipay channel: see the modules of this package."""

@@ -1,0 +1,1 @@
+"""The bankpay channel: see the modules of this package."""

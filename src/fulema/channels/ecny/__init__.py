@@ -1,0 +1,1 @@
+"""The ecny channel: see the modules of this package."""

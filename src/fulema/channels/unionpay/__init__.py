@@ -1,0 +1,1 @@
+"""The unionpay channel: see the modules of this package."""

@@ -1,0 +1,1 @@
+"""The wechat channel: see the modules of this package."""

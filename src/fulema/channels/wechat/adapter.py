@@ -1,0 +1,282 @@
+"""WeChat Pay API v3, direct-merchant mode (普通商户直连): the adapter.
+
+JSON over HTTPS, amounts in integer fen (amount.total), every request signed with the
+merchant's RSA key (`wechat_sign.authorization`), every answer and callback signed by the
+platform key and checked here before anything is acted on; callbacks' resources are
+AEAD_AES_256_GCM with the APIv3 key. Endpoints and field names follow WeChat's public API
+reference; docs/channels/wechat.md lists them with the assumptions made.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+import orjson
+
+from fulema.channels.base import (
+    BarcodePayRequest,
+    CallbackAck,
+    CallbackResult,
+    Channel,
+    ChannelError,
+    ChannelUnavailable,
+    CreatePaymentRequest,
+    CreatePaymentResult,
+    RefundRequest,
+    RefundResult,
+    RefundState,
+    TradeResult,
+    TradeState,
+    event_callback,
+    with_backup,
+)
+from fulema.channels.wechat.bill import parse_tradebill, parse_tradebill_summary
+from fulema.channels.wechat.config import (
+    WechatSettings,
+    merchant_private_key,
+    merchant_serial_no,
+    platform_public_key,
+)
+from fulema.channels.wechat.sign import check_signed, decrypt_resource
+from fulema.channels.wechat.transport import WechatApi, pay_params
+from fulema.channels.wechat.v2 import WechatV2Codepay, WechatV2Settings
+from fulema.core.config import Settings
+from fulema.core.errors import ErrorCode, FulemaError
+from fulema.core.money import Money
+from fulema.core.vocab import ChannelName, WayCode
+
+__all__ = ["REFUND_STATES", "TRADE_STATES", "WechatChannel", "WechatSettings", "build_channel",
+           "parse_tradebill", "parse_tradebill_summary", "refund_result", "trade_result"]
+
+CST = timezone(timedelta(hours=8), "CST")  # WeChat's times are RFC 3339 in +08:00
+
+# WeChat's trade_state -> ours. ONE exhaustive table; a state not listed is UNKNOWN (query again).
+TRADE_STATES: dict[str, TradeState] = {
+    "NOTPAY": TradeState.PAYING,
+    "USERPAYING": TradeState.PAYING,  # payer-code payment waiting for the payer's password
+    "SUCCESS": TradeState.SUCCESS,
+    "REFUND": TradeState.SUCCESS,  # it was paid; refunds are tracked on their own
+    "CLOSED": TradeState.CLOSED,
+    "REVOKED": TradeState.CLOSED,  # payer-code payment reversed (撤销)
+    "PAYERROR": TradeState.FAILED,
+}
+# refund `status` (query/answer) and `refund_status` (callback) -> ours.
+REFUND_STATES: dict[str, RefundState] = {
+    "SUCCESS": RefundState.SUCCESS,
+    "PROCESSING": RefundState.PROCESSING,
+    "CLOSED": RefundState.FAILED,
+    "ABNORMAL": RefundState.FAILED,
+}
+# codepay refusals that are about the payer, not our request: the payment FAILED.
+PAYER_REFUSALS = {"NOTENOUGH", "NOT_ENOUGH", "AUTH_CODE_INVALID", "AUTHCODEEXPIRE",
+                  "AUTH_CODE_ERROR", "PAYER_ACCOUNT_ABNORMAL", "USER_ACCOUNT_ABNORMAL",
+                  "ACCOUNT_ERROR", "TRADE_ERROR", "RULE_LIMIT", "BUYER_MISMATCH", "ORDER_CLOSED"}
+
+
+def rfc3339(at: datetime) -> str:
+    return at.astimezone(CST).isoformat(timespec="seconds")
+
+
+def parse_time(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except ValueError:
+        return None
+
+
+def _fen(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def trade_result(data: dict[str, Any]) -> TradeResult:
+    """A transaction object (query answer, codepay answer, callback resource) -> TradeResult."""
+    state = TRADE_STATES.get(str(data.get("trade_state")), TradeState.UNKNOWN)
+    amount = data.get("amount") if isinstance(data.get("amount"), dict) else {}
+    payer = data.get("payer") if isinstance(data.get("payer"), dict) else {}
+    total = _fen(amount.get("total")) if isinstance(amount, dict) else None
+    failed = state == TradeState.FAILED
+    return TradeResult(
+        state=state, channel_trade_no=data.get("transaction_id") or None,
+        amount=Money(total) if total is not None and state == TradeState.SUCCESS else None,
+        payer_id=payer.get("openid") if isinstance(payer, dict) else None,
+        paid_at=parse_time(data.get("success_time")),
+        error_code=data.get("trade_state") if failed else None,
+        error_message=data.get("trade_state_desc") if failed else None, raw=data)
+
+
+def refund_result(data: dict[str, Any]) -> RefundResult:
+    status = data.get("status", data.get("refund_status"))
+    state = REFUND_STATES.get(str(status), RefundState.UNKNOWN)
+    return RefundResult(state=state, channel_refund_no=data.get("refund_id"),
+                        error_code=str(status) if state == RefundState.FAILED else None,
+                        raw=data)
+
+
+class WechatChannel:
+    name = ChannelName.WECHAT
+
+    def __init__(self, settings: Settings, http: httpx.AsyncClient,
+                 wx: WechatSettings | None = None) -> None:
+        self.settings = settings
+        self.wx = wx or WechatSettings()
+        self.wx.check(settings)
+        self.apiv3_key = self.wx.apiv3_key.encode()
+        self.key = merchant_private_key(settings, self.wx)
+        self.platform_key = platform_public_key(settings, self.wx)
+        self.api = WechatApi(
+            http=http, base_url=(self.wx.base_url or settings.sandbox_url("wechat")).rstrip("/"),
+            mchid=self.wx.mchid, key=self.key,
+            serial_no=merchant_serial_no(settings, self.wx, self.key.public_key()),
+            platform_key=self.platform_key, platform_key_id=self.wx.platform_public_key_id,
+            timeout=self.wx.timeout_seconds or settings.channel_timeout_seconds)
+        v2 = WechatV2Settings()  # the older XML API for payer codes, where a bank needs it
+        self.v2 = WechatV2Codepay(settings, http, self.wx, v2) if v2.enabled else None
+
+    def _order(self, req: CreatePaymentRequest) -> dict[str, Any]:
+        return {"appid": self.wx.appid, "mchid": self.wx.mchid,
+                "description": req.subject[:127] or "-", "out_trade_no": req.order_id,
+                "time_expire": rfc3339(req.expire_at), "notify_url": req.notify_url,
+                "amount": {"total": req.amount.fen, "currency": "CNY"}}
+
+    async def create(self, req: CreatePaymentRequest) -> CreatePaymentResult:
+        body = self._order(req)
+        way = req.way_code
+        if way == WayCode.QR_STATIC:  # the plate opens our cashier inside WeChat: JSAPI if we
+            way = WayCode.JSAPI if req.payer_id else WayCode.QR_DYNAMIC  # know the openid
+        if way == WayCode.QR_DYNAMIC:
+            data = await self.api.ok("POST", "/v3/pay/transactions/native", body)
+            return CreatePaymentResult(TradeState.PAYING, code_url=data.get("code_url"), raw=data)
+        if way == WayCode.H5:
+            body["scene_info"] = {"payer_client_ip": req.client_ip, "h5_info": {"type": "Wap"}}
+            data = await self.api.ok("POST", "/v3/pay/transactions/h5", body)
+            return CreatePaymentResult(TradeState.PAYING, h5_url=data.get("h5_url"), raw=data)
+        if way in (WayCode.JSAPI, WayCode.APP):
+            if way == WayCode.JSAPI:
+                if not req.payer_id:
+                    raise ChannelError("PARAM_ERROR", "JSAPI needs the payer's openid")
+                body["payer"] = {"openid": req.payer_id}
+            path = "/v3/pay/transactions/" + ("jsapi" if way == WayCode.JSAPI else "app")
+            data = await self.api.ok("POST", path, body)
+            prepay_id = data.get("prepay_id")
+            if not isinstance(prepay_id, str) or not prepay_id:
+                raise ChannelUnavailable("wechat: answer has no prepay_id")
+            params = pay_params(way, self.key, self.wx.appid, self.wx.mchid, prepay_id)
+            return CreatePaymentResult(TradeState.PAYING, pay_params=params, raw=data)
+        raise ChannelError("WAY_CODE_UNSUPPORTED", f"use barcode_pay for {req.way_code}")
+
+    async def barcode_pay(self, req: BarcodePayRequest) -> TradeResult:
+        if self.v2 is not None:
+            return await self.v2.barcode_pay(req)
+        body = {"appid": self.wx.appid, "mchid": self.wx.mchid,
+                "description": req.subject[:127] or "-", "out_trade_no": req.order_id,
+                "payer": {"auth_code": req.auth_code},
+                "amount": {"total": req.amount.fen, "currency": "CNY"},
+                "scene_info": {"device_ip": req.client_ip,
+                               "store_info": {"out_id": self.wx.store_out_id}}}
+        status, doc = await self.api.call("POST", "/v3/pay/transactions/codepay", body)
+        if status in (200, 202) and doc.get("trade_state"):
+            return trade_result(doc)
+        code, message = str(doc.get("code", "")), str(doc.get("message", ""))
+        if status == 202 or code == "USERPAYING":  # the payer is entering the password
+            return TradeResult(state=TradeState.PAYING, error_code="USERPAYING",
+                               error_message=message, raw=doc)
+        if status >= 400 and code in PAYER_REFUSALS:
+            return TradeResult(state=TradeState.FAILED, error_code=code, error_message=message,
+                               raw=doc)
+        if status >= 400:
+            raise ChannelError(code or f"HTTP_{status}", message)
+        raise ChannelUnavailable("wechat codepay: answer has no trade_state")
+
+    async def query(self, order_id: str) -> TradeResult:
+        if self.v2 is not None:
+            return await self.v2.query(order_id)
+        path = f"/v3/pay/transactions/out-trade-no/{quote(order_id, safe='')}?mchid={self.wx.mchid}"
+        status, doc = await self.api.call("GET", path, None)
+        if status == 404 and doc.get("code") == "ORDER_NOT_EXIST":
+            return TradeResult(state=TradeState.NOT_FOUND, error_code="ORDER_NOT_EXIST",
+                               error_message=str(doc.get("message", "")), raw=doc)
+        self.api.raise_for(status, doc)
+        if doc.get("out_trade_no") != order_id or doc.get("mchid") != self.wx.mchid:
+            raise ChannelUnavailable("wechat query: the answer is about another order")
+        return trade_result(doc)
+
+    async def close(self, order_id: str) -> None:
+        await self.api.ok("POST", f"/v3/pay/transactions/out-trade-no/{quote(order_id, safe='')}"
+                          "/close", {"mchid": self.wx.mchid})
+
+    async def cancel(self, order_id: str) -> None:
+        if self.v2 is not None:
+            await self.v2.cancel(order_id)
+            return
+        status, doc = await self.api.call(
+            "POST", f"/v3/pay/transactions/out-trade-no/{quote(order_id, safe='')}/reverse",
+            {"appid": self.wx.appid, "mchid": self.wx.mchid})
+        if status == 404 and doc.get("code") == "ORDER_NOT_EXIST":
+            return  # nothing reached WeChat: nothing to reverse
+        self.api.raise_for(status, doc)
+
+    async def refund(self, req: RefundRequest) -> RefundResult:
+        data = await self.api.ok("POST", "/v3/refund/domestic/refunds", {
+            "out_trade_no": req.order_id, "out_refund_no": req.refund_id,
+            "reason": req.reason[:80] or None, "notify_url": req.notify_url,
+            "amount": {"refund": req.amount.fen, "total": req.order_amount.fen,
+                       "currency": "CNY"}})
+        return refund_result(data)
+
+    async def refund_query(self, order_id: str, refund_id: str) -> RefundResult:
+        data = await self.api.ok("GET", f"/v3/refund/domestic/refunds/{quote(refund_id, safe='')}")
+        if data.get("out_trade_no") != order_id:
+            raise ChannelError("RESOURCE_NOT_EXISTS", "the refund belongs to another order")
+        return refund_result(data)
+
+    async def parse_callback(self, headers: dict[str, str], body: bytes) -> CallbackResult:
+        problem = check_signed(headers, body, self.platform_key, self.wx.platform_public_key_id,
+                               self.settings.signature_tolerance_seconds)
+        if problem is not None:
+            raise FulemaError(ErrorCode.CALLBACK_INVALID, f"wechat callback: {problem}")
+        try:
+            doc = orjson.loads(body)
+            if doc.get("resource_type") != "encrypt-resource":
+                raise ValueError("resource_type is not encrypt-resource")
+            event = str(doc["event_type"])
+            data = decrypt_resource(self.apiv3_key, doc["resource"])
+            if data.get("mchid") != self.wx.mchid:
+                raise ValueError("the resource is not this merchant's")
+            return event_callback(event, data, payment_prefix="TRANSACTION.", trade=trade_result,
+                                  refund=refund_result)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise FulemaError(ErrorCode.CALLBACK_INVALID, f"wechat callback: {exc}") from exc
+
+    def callback_ack(self, ok: bool) -> CallbackAck:
+        """v3 success is HTTP 200/204 with no body; failure a 4xx with code FAIL."""
+        if ok:
+            return CallbackAck(204, b"", "application/json")
+        return CallbackAck(400, b'{"code":"FAIL","message":"rejected"}', "application/json")
+
+    async def download_statement(self, day: date) -> bytes:
+        """The day's ALL trade bill exactly as downloaded (gzip'd); its SHA1 is checked."""
+        info = await self.api.ok("GET", f"/v3/bill/tradebill?bill_date={day:%Y-%m-%d}"
+                                 "&bill_type=ALL&tar_type=GZIP")
+        url = info.get("download_url")
+        if not isinstance(url, str) or not url:
+            raise ChannelUnavailable("wechat tradebill: no download_url")
+        parts = urlsplit(url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        origin = f"{parts.scheme}://{parts.netloc}" if parts.netloc else None
+        return await self.api.download(path, origin, str(info.get("hash_type", "")),
+                                       str(info.get("hash_value", "")))
+
+
+def build_channel(settings: Settings, http: httpx.AsyncClient) -> WechatChannel:
+    return WechatChannel(settings, http)
+
+
+def build_endpoints(settings: Settings, http: httpx.AsyncClient) -> list[tuple[str, Channel]]:
+    """Primary and, when configured, the backup domain."""
+    return with_backup(WechatSettings(), lambda wx: WechatChannel(settings, http, wx))
+

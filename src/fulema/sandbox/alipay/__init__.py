@@ -1,0 +1,1 @@
+"""The alipay channel sandbox: see the modules of this package."""

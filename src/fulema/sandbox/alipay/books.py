@@ -1,0 +1,336 @@
+"""The Alipay sandbox's in-memory books: payers, payment codes, trades and refunds.
+
+Pure state and rules (no HTTP, no signing): `sandbox/alipay/server.py` verifies requests and calls
+these methods. Behaviour copied from Alipay where it surprises integrators:
+* a precreate QR is no trade until a payer scans it (query/close answer ACQ.TRADE_NOT_EXIST);
+* a trade refunded in full becomes TRADE_CLOSED (it keeps its payment time);
+* a refund is synchronous and idempotent per out_request_no (a repeat has fund_change=N);
+* alipay.trade.cancel on an unknown out_trade_no voids it, so a late payment cannot land.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from fulema.channels.alipay.protocol import BEIJING
+from fulema.core.clock import clock
+from fulema.sandbox.payer_controls import PayerControls, Refused
+
+PASSWORD_TIMEOUT = timedelta(minutes=2)  # a 10003 payment closes if not confirmed by then
+DEFAULT_EXPIRY = timedelta(minutes=90)  # Alipay's default timeout_express is 90m (当面付: 2h)
+WAIT, SUCCESS, CLOSED, FINISHED = "WAIT_BUYER_PAY", "TRADE_SUCCESS", "TRADE_CLOSED", \
+    "TRADE_FINISHED"
+SUB_MESSAGES = {
+    "ACQ.TRADE_HAS_SUCCESS": "交易已被支付",
+    "ACQ.BUYER_BALANCE_NOT_ENOUGH": "买家余额不足",
+    "ACQ.TRADE_NOT_EXIST": "交易不存在",
+    "ACQ.INVALID_PARAMETER": "参数无效",
+    "ACQ.TRADE_HAS_CLOSE": "交易已经关闭",
+    "ACQ.TRADE_STATUS_ERROR": "交易状态不合法",
+    "ACQ.PAYMENT_AUTH_CODE_INVALID": "支付失败，获取顾客账户信息失败，请顾客刷新付款码后重新收款",
+    "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL": "退款金额超限",
+    "ACQ.TRADE_HAS_FINISHED": "交易已结束",
+    "ACQ.CONTEXT_INCONSISTENT": "交易信息被篡改",
+    "ACQ.REASON_TRADE_REFUND_FEE_ERR": "退款金额无效",
+    "ACQ.BUYER_NOT_EXIST": "买家不存在",
+    "ACQ.TRADE_BUYER_NOT_MATCH": "交易买家不匹配",
+    "isp.bill_not_exist": "账单不存在",
+    "ACQ.PAYMENT_REQUEST_HAS_RISK": "支付有风险",
+    "ACQ.BUYER_PAYMENT_AMOUNT_DAY_LIMIT_ERROR": "买家付款日限额超限",
+}
+# alipay.trade.pay sub_codes for a payer Alipay's risk control refuses, or over the payer's
+# (daily) payment limit; the sandbox compares the one payment with the limit.
+REFUSALS = {Refused.RISK: "ACQ.PAYMENT_REQUEST_HAS_RISK",
+            Refused.LIMIT: "ACQ.BUYER_PAYMENT_AMOUNT_DAY_LIMIT_ERROR"}
+
+
+class Refusal(Exception):
+    """A business failure (code 40004) with Alipay's sub_code and sub_msg."""
+
+    def __init__(self, sub_code: str, sub_msg: str | None = None) -> None:
+        self.sub_code = sub_code
+        self.sub_msg = sub_msg or SUB_MESSAGES.get(sub_code, sub_code)
+        super().__init__(f"{sub_code}: {self.sub_msg}")
+
+
+class GatewayError(Exception):
+    """A protocol-level refusal (40001/40002) answered before any business handler runs."""
+
+    def __init__(self, code: str, sub_code: str, sub_msg: str, node: str | None = None) -> None:
+        self.code, self.sub_code, self.sub_msg, self.node = code, sub_code, sub_msg, node
+        super().__init__(sub_code)
+
+
+def _digits(n: int) -> str:
+    return "".join(secrets.choice("0123456789") for _ in range(n))
+
+
+@dataclass
+class Payer:
+    user_id: str  # 2088 + 12 digits, what Alipay calls buyer_id / buyer_user_id
+    balance_fen: int
+    password_required: bool = False
+    controls: PayerControls = field(default_factory=PayerControls)
+
+    @property
+    def logon_id(self) -> str:
+        return f"{self.user_id[4:7]}******{self.user_id[-2:]}"
+
+    def check(self, amount_fen: int) -> None:
+        """Refusal before any debit: risk, then the payer's limit."""
+        refused = self.controls.refusal(amount_fen)
+        if refused is not None:
+            raise Refusal(REFUSALS[refused])
+
+    def as_json(self) -> dict[str, object]:
+        return {"payer_id": self.user_id, "buyer_logon_id": self.logon_id,
+                "balance_fen": self.balance_fen, "password_required": self.password_required,
+                **self.controls.view()}
+
+
+@dataclass
+class Refund:
+    out_request_no: str
+    fen: int
+    reason: str
+    at: datetime
+
+
+@dataclass
+class Trade:
+    out_trade_no: str
+    total_fen: int
+    subject: str
+    product: str  # precreate | create | wap | pay
+    notify_url: str
+    expire_at: datetime
+    trade_no: str = ""
+    status: str = WAIT
+    exists: bool = True  # False: a precreate QR nobody has scanned yet
+    qr_code: str = ""
+    buyer_id: str = ""
+    created_at: datetime = field(default_factory=clock.now)
+    paid_at: datetime | None = None
+    closed_at: datetime | None = None
+    cancelled: bool = False
+    refunds: dict[str, Refund] = field(default_factory=dict)
+
+    @property
+    def refunded_fen(self) -> int:
+        return sum(r.fen for r in self.refunds.values())
+
+    def as_json(self) -> dict[str, object]:
+        return {"out_trade_no": self.out_trade_no, "trade_no": self.trade_no,
+                "trade_status": self.status if self.exists else None, "exists": self.exists,
+                "total_fen": self.total_fen, "subject": self.subject, "product": self.product,
+                "buyer_id": self.buyer_id or None, "qr_code": self.qr_code or None,
+                "refunded_fen": self.refunded_fen, "cancelled": self.cancelled,
+                "paid_at": self.paid_at.isoformat() if self.paid_at else None,
+                "refunds": [{"out_request_no": r.out_request_no, "fen": r.fen}
+                            for r in self.refunds.values()]}
+
+
+class Books:
+    def __init__(self) -> None:
+        self.payers: dict[str, Payer] = {}
+        self.codes: dict[str, str] = {}  # payment code -> user_id (single use)
+        self.trades: dict[str, Trade] = {}  # by out_trade_no
+        self.by_trade_no: dict[str, Trade] = {}
+        self.by_qr: dict[str, Trade] = {}
+        for payer in (Payer("2088102146225135", 100_000_000),  # 1,000,000.00 yuan
+                      Payer("2088102146225136", 100),  # 1.00 yuan
+                      Payer("2088102146225137", 10_000_000, password_required=True)):
+            self.payers[payer.user_id] = payer
+
+    # --- payers ------------------------------------------------------------------------------
+
+    def add_payer(self, user_id: str | None, balance_fen: int, password_required: bool,
+                  controls: PayerControls | None = None) -> Payer:
+        payer = Payer(user_id or "2088" + _digits(12), balance_fen, password_required,
+                      controls or PayerControls())
+        self.payers[payer.user_id] = payer
+        return payer
+
+    def issue_code(self, user_id: str) -> str:
+        """A 付款码: 18 digits starting 28 (Alipay uses 25-30, 16-24 digits), single use."""
+        code = "28" + _digits(16)
+        self.codes[code] = user_id
+        return code
+
+    # --- creating trades ---------------------------------------------------------------------
+
+    def _new_trade_no(self) -> str:
+        return clock.now().astimezone(BEIJING).strftime("%Y%m%d") + "22" + _digits(18)
+
+    def _existing(self, out_trade_no: str, total_fen: int) -> Trade | None:
+        trade = self.trades.get(out_trade_no)
+        if trade is None:
+            return None
+        self.expire(trade)
+        if trade.status in (SUCCESS, FINISHED):
+            raise Refusal("ACQ.TRADE_HAS_SUCCESS")
+        if trade.status == CLOSED:
+            raise Refusal("ACQ.TRADE_HAS_CLOSE")
+        if trade.total_fen != total_fen:
+            raise Refusal("ACQ.CONTEXT_INCONSISTENT")
+        return trade
+
+    def _add(self, trade: Trade) -> Trade:
+        if not trade.trade_no:
+            trade.trade_no = self._new_trade_no()
+        self.trades[trade.out_trade_no] = trade
+        self.by_trade_no[trade.trade_no] = trade
+        return trade
+
+    def precreate(self, trade: Trade) -> Trade:
+        found = self._existing(trade.out_trade_no, trade.total_fen)
+        if found is not None:
+            return found  # the same order asked again: the same code
+        trade.exists = False
+        trade.qr_code = "https://qr.alipay.com/bax0" + secrets.token_hex(10)
+        self.by_qr[trade.qr_code] = self._add(trade)
+        return trade
+
+    def create(self, trade: Trade) -> Trade:
+        if trade.buyer_id not in self.payers:
+            raise Refusal("ACQ.BUYER_NOT_EXIST")
+        found = self._existing(trade.out_trade_no, trade.total_fen)
+        return found if found is not None else self._add(trade)
+
+    def open_wap(self, trade: Trade) -> Trade:
+        """The payer's browser opened the 手机网站支付 page: the trade now exists."""
+        found = self._existing(trade.out_trade_no, trade.total_fen)
+        return found if found is not None else self._add(trade)
+
+    def pay_with_code(self, trade: Trade, auth_code: str) -> Trade:
+        """alipay.trade.pay: charged now, or WAIT_BUYER_PAY (10003) for a password payer.
+        A refused payment leaves no trade (the cashier may retry the same out_trade_no)."""
+        self._existing(trade.out_trade_no, trade.total_fen)
+        payer = self.payers.get(self.codes.pop(auth_code, ""))
+        if payer is None:
+            raise Refusal("ACQ.PAYMENT_AUTH_CODE_INVALID")
+        payer.check(trade.total_fen)
+        if not payer.password_required and payer.balance_fen < trade.total_fen:
+            raise Refusal("ACQ.BUYER_BALANCE_NOT_ENOUGH")
+        trade.buyer_id = payer.user_id
+        trade.expire_at = min(trade.expire_at, clock.now() + PASSWORD_TIMEOUT)
+        self._add(trade)
+        if not payer.password_required:
+            self._charge(trade, payer)
+        return trade
+
+    # --- paying ------------------------------------------------------------------------------
+
+    def _charge(self, trade: Trade, payer: Payer) -> None:
+        payer.check(trade.total_fen)
+        if payer.balance_fen < trade.total_fen:
+            raise Refusal("ACQ.BUYER_BALANCE_NOT_ENOUGH")
+        payer.balance_fen -= trade.total_fen
+        trade.buyer_id, trade.status, trade.paid_at, trade.exists = (
+            payer.user_id, SUCCESS, clock.now(), True)
+
+    def find_ref(self, ref: str) -> Trade | None:
+        return self.by_qr.get(ref) or self.by_trade_no.get(ref) or self.trades.get(ref)
+
+    def scan(self, trade: Trade, user_id: str) -> Trade:
+        """The payer scanned the QR / confirmed my.tradePay / paid on the wap page."""
+        payer = self.payers.get(user_id)
+        if payer is None:
+            raise Refusal("ACQ.BUYER_NOT_EXIST")
+        self.expire(trade)
+        if trade.status in (SUCCESS, FINISHED):
+            raise Refusal("ACQ.TRADE_HAS_SUCCESS")
+        if trade.status == CLOSED:
+            raise Refusal("ACQ.TRADE_HAS_CLOSE")
+        if trade.product == "create" and trade.buyer_id != user_id:
+            raise Refusal("ACQ.TRADE_BUYER_NOT_MATCH")
+        if trade.product == "pay":
+            raise Refusal("ACQ.TRADE_STATUS_ERROR")  # confirmed through /confirm instead
+        trade.exists = True  # scanning a precreate code creates the trade
+        self._charge(trade, payer)
+        return trade
+
+    def confirm(self, user_id: str) -> list[Trade]:
+        """The password payer confirmed in the app: every payment waiting on them settles."""
+        done: list[Trade] = []
+        for trade in list(self.trades.values()):
+            if trade.product != "pay" or trade.buyer_id != user_id or trade.status != WAIT:
+                continue
+            self.expire(trade)
+            if trade.status != WAIT:
+                continue
+            try:
+                self._charge(trade, self.payers[user_id])
+            except Refusal:
+                trade.status, trade.closed_at = CLOSED, clock.now()
+            done.append(trade)
+        return done
+
+    def expire(self, trade: Trade) -> None:
+        if trade.status == WAIT and clock.now() > trade.expire_at:
+            trade.status, trade.closed_at = CLOSED, clock.now()
+
+    # --- after the payment -------------------------------------------------------------------
+
+    def visible(self, out_trade_no: str) -> Trade:
+        trade = self.trades.get(out_trade_no)
+        if trade is None or not trade.exists:
+            raise Refusal("ACQ.TRADE_NOT_EXIST")
+        self.expire(trade)
+        return trade
+
+    def close(self, out_trade_no: str) -> Trade:
+        trade = self.visible(out_trade_no)
+        if trade.status in (SUCCESS, FINISHED):
+            raise Refusal("ACQ.TRADE_STATUS_ERROR")
+        if trade.status == WAIT:
+            trade.status, trade.closed_at = CLOSED, clock.now()
+        return trade
+
+    def cancel(self, out_trade_no: str) -> tuple[Trade, str]:
+        """撤销: closes an unpaid trade, reverses a paid one; the action taken ("" if none)."""
+        trade = self.trades.get(out_trade_no)
+        if trade is None:  # never arrived: void the number so a late payment cannot land
+            trade = self._add(Trade(out_trade_no, 0, "", "void", "", clock.now()))
+        self.expire(trade)
+        if trade.refunds:
+            raise Refusal("ACQ.REASON_TRADE_REFUND_FEE_ERR")
+        if trade.status == FINISHED:
+            raise Refusal("ACQ.TRADE_HAS_FINISHED")
+        if trade.status == CLOSED:
+            return trade, ""
+        action = "close"
+        if trade.status == SUCCESS:
+            self.payers[trade.buyer_id].balance_fen += trade.total_fen
+            trade.paid_at, action = None, "refund"  # reversed: as if never paid
+        trade.status, trade.closed_at, trade.cancelled = CLOSED, clock.now(), True
+        trade.exists = True
+        return trade, action
+
+    def refund(self, out_trade_no: str, out_request_no: str, fen: int,
+               reason: str) -> tuple[Trade, Refund, bool]:
+        """(trade, refund, fund_change). A known out_request_no answers its first result."""
+        trade = self.visible(out_trade_no)
+        known = trade.refunds.get(out_request_no)
+        if known is not None:
+            if known.fen != fen:
+                raise Refusal("ACQ.INVALID_PARAMETER", "退款请求号对应的退款金额不一致")
+            return trade, known, False
+        if trade.status == WAIT:
+            raise Refusal("ACQ.TRADE_STATUS_ERROR")
+        if trade.status == CLOSED:
+            raise Refusal("ACQ.TRADE_HAS_CLOSE")
+        if trade.status == FINISHED:
+            raise Refusal("ACQ.TRADE_HAS_FINISHED")
+        if fen <= 0:
+            raise Refusal("ACQ.REASON_TRADE_REFUND_FEE_ERR")
+        if trade.refunded_fen + fen > trade.total_fen:
+            raise Refusal("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL")
+        refund = Refund(out_request_no, fen, reason, clock.now())
+        trade.refunds[out_request_no] = refund
+        self.payers[trade.buyer_id].balance_fen += fen
+        if trade.refunded_fen == trade.total_fen:
+            trade.status, trade.closed_at = CLOSED, clock.now()
+        return trade, refund, True

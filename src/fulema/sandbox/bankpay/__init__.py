@@ -1,0 +1,1 @@
+"""The bankpay channel sandbox: see the modules of this package."""

@@ -1,0 +1,1 @@
+"""The ecny channel sandbox: see the modules of this package."""

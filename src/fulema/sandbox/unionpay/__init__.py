@@ -1,0 +1,1 @@
+"""The unionpay channel sandbox: see the modules of this package."""

@@ -1,0 +1,310 @@
+"""The UnionPay sandbox's in-memory books: payers, payer codes and transactions.
+
+Pure state and rules (no HTTP): `sandbox/unionpay/server.py` verifies and signs messages and calls
+these methods. Every transaction carries the origRespCode UnionPay would report for it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from fulema.channels.unionpay.bill import CONSUME, REFUND, VOID, render_zm, signed_amount
+from fulema.channels.unionpay.sign import BEIJING
+from fulema.core.clock import clock
+from fulema.sandbox.payer_controls import PayerControls, Refused
+
+PASSWORD_TIMEOUT = timedelta(seconds=60)  # a payer who must enter a password has this long
+QR_PREFIX = "https://qr.95516.com/00010000/"
+PAYER_USER_AGENT = "UnionPay/1.0 CloudPay"  # what the payer's UnionPay app sends to a cashier
+
+MESSAGES = {
+    "00": "成功", "05": "交易已受理，请稍后查询交易结果", "10": "报文格式错误",
+    "11": "验证签名失败", "12": "重复交易", "13": "报文交易要素缺失", "31": "商户状态不正确",
+    "33": "交易金额超限", "34": "查无此交易", "35": "原交易不存在或状态不正确",
+    "36": "与原交易信息不符", "38": "银联风险受限",
+    "39": "交易不在受理时间范围内", "45": "原交易已被成功退货或已被成功撤销",
+    "61": "输入的卡号无效，请确认后输入", "64": "卡上的余额不足", "69": "您的输入超时，交易失败",
+}
+# respCodes (ACP 5.1.0 appendix) for a payer UnionPay's risk control refuses or whose payment
+# is over its limit: 38 银联风险受限, 33 交易金额超限.
+REFUSALS = {Refused.RISK: "38", Refused.LIMIT: "33"}
+# The statement's 交易代码 per txnType (01 consume, 31 void, 04 refund), and the sandbox's
+# stand-ins for the institutions and merchant category UnionPay would report.
+TRADE_CODES = {"01": CONSUME, "31": VOID, "04": REFUND}
+ACQ_INS_CODE, SEND_INS_CODE, MER_CAT_CODE = "48020000", "00010000", "5999"
+
+
+class Refusal(Exception):
+    """A business answer other than success, carrying UnionPay's respCode."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        super().__init__(f"{code} {MESSAGES.get(code, '')}")
+
+
+@dataclass
+class Payer:
+    payer_id: str
+    balance_fen: int
+    password_required: bool = False
+    card_no: str = field(default_factory=lambda: "6216" + "".join(
+        secrets.choice("0123456789") for _ in range(15)))
+    controls: PayerControls = field(default_factory=PayerControls)
+
+    def check(self, amount_fen: int) -> None:
+        """Refusal before any debit: risk, then the payer's limit."""
+        refused = self.controls.refusal(amount_fen)
+        if refused is not None:
+            raise Refusal(REFUSALS[refused])
+
+    @property
+    def acc_no(self) -> str:  # UnionPay shows a masked account number
+        return f"{self.card_no[:6]}*********{self.card_no[-4:]}"
+
+    def as_json(self) -> dict[str, object]:
+        return {"payer_id": self.payer_id, "balance_fen": self.balance_fen,
+                "password_required": self.password_required, "acc_no": self.acc_no,
+                **self.controls.view()}
+
+
+@dataclass
+class Txn:
+    order_id: str
+    txn_type: str  # 01 consume, 04 refund, 31 void
+    txn_sub_type: str  # 07 主扫 order QR (申请二维码), 06 C2B码 (payer code), 00 otherwise
+    txn_time: str
+    amount: int
+    back_url: str
+    sign_method: str
+    mer_id: str
+    query_id: str = field(default_factory=lambda: clock.now().astimezone(BEIJING).strftime(
+        "%Y%m%d%H%M%S") + "".join(secrets.choice("0123456789") for _ in range(7)))
+    code: str = "05"  # origRespCode
+    applied_only: bool = False  # a 主扫 order QR nobody has paid yet: not a transaction to query
+    qr_code: str | None = None
+    pay_timeout: datetime | None = None
+    payer_id: str | None = None
+    orig_query_id: str | None = None
+    req_reserved: str = ""
+    created_at: datetime = field(default_factory=clock.now)
+    done_at: datetime | None = None
+    trace_no: str = field(default_factory=lambda: f"{secrets.randbelow(1_000_000):06d}")
+    refunded: int = 0
+
+    @property
+    def trace_time(self) -> str:
+        return (self.done_at or self.created_at).astimezone(BEIJING).strftime("%m%d%H%M%S")
+
+    @property
+    def settle_date(self) -> str:
+        return (self.done_at or self.created_at).astimezone(BEIJING).strftime("%m%d")
+
+    def as_json(self) -> dict[str, object]:
+        return {"orderId": self.order_id, "txnType": self.txn_type,
+                "txnSubType": self.txn_sub_type, "txnTime": self.txn_time,
+                "txnAmt": self.amount, "queryId": self.query_id, "origRespCode": self.code,
+                "origRespMsg": MESSAGES.get(self.code, ""), "paid": self.code == "00",
+                "applied_only": self.applied_only, "qrCode": self.qr_code,
+                "payer_id": self.payer_id, "origQryId": self.orig_query_id,
+                "refunded_fen": self.refunded}
+
+
+class Books:
+    def __init__(self) -> None:
+        self.payers: dict[str, Payer] = {}
+        self.codes: dict[str, str] = {}  # payer code -> payer_id (single use)
+        self.txns: dict[str, Txn] = {}  # by UnionPay orderId
+        self.by_query_id: dict[str, Txn] = {}
+        self.by_qr: dict[str, Txn] = {}
+        for payer in (Payer("up_rich", 100_000_000), Payer("up_poor", 100),
+                      Payer("up_pin", 10_000_000, password_required=True)):
+            self.payers[payer.payer_id] = payer
+
+    # --- payers ------------------------------------------------------------------------------
+
+    def add_payer(self, payer_id: str | None, balance_fen: int, password_required: bool,
+                  controls: PayerControls | None = None) -> Payer:
+        payer = Payer(payer_id or f"up_{secrets.token_hex(6)}", balance_fen, password_required,
+                      controls=controls or PayerControls())
+        self.payers[payer.payer_id] = payer
+        return payer
+
+    def issue_code(self, payer_id: str) -> str:
+        """A C2B码 (付款码, the payer-presented code): 19 digits starting 62, bound to the payer,
+        single use."""
+        code = "62" + "".join(secrets.choice("0123456789") for _ in range(17))
+        self.codes[code] = payer_id
+        return code
+
+    # --- transactions ------------------------------------------------------------------------
+
+    def _add(self, txn: Txn) -> Txn:
+        if txn.order_id in self.txns:
+            raise Refusal("12")
+        self.txns[txn.order_id] = txn
+        self.by_query_id[txn.query_id] = txn
+        return txn
+
+    def apply_qr(self, txn: Txn, pay_timeout: datetime | None) -> Txn:
+        txn.applied_only = True
+        txn.pay_timeout = pay_timeout
+        txn.qr_code = QR_PREFIX + "".join(secrets.choice("0123456789") for _ in range(32))
+        self.by_qr[txn.qr_code] = self._add(txn)
+        return txn
+
+    def _charge(self, txn: Txn, payer: Payer) -> None:
+        payer.check(txn.amount)
+        if payer.balance_fen < txn.amount:
+            raise Refusal("64")
+        payer.balance_fen -= txn.amount
+        txn.payer_id, txn.code, txn.done_at, txn.applied_only = (
+            payer.payer_id, "00", clock.now(), False)
+
+    def scan(self, qr_or_order: str, payer_id: str) -> Txn:
+        txn = self.by_qr.get(qr_or_order) or self.txns.get(qr_or_order)
+        if txn is None or txn.txn_sub_type != "07":
+            raise Refusal("34")
+        if not txn.applied_only:
+            raise Refusal("12")
+        if txn.pay_timeout is not None and clock.now() > txn.pay_timeout:
+            raise Refusal("39")
+        payer = self.payers.get(payer_id)
+        if payer is None:
+            raise Refusal("61")
+        self._charge(txn, payer)
+        return txn
+
+    def consume_code(self, txn: Txn, code: str) -> Txn:
+        if txn.order_id in self.txns:
+            raise Refusal("12")
+        payer = self.payers.get(self.codes.pop(code, ""))
+        if payer is None:
+            raise Refusal("61")
+        self._add(txn)
+        try:
+            payer.check(txn.amount)  # refused before the password is even asked for
+        except Refusal as refusal:
+            txn.code, txn.done_at = refusal.code, clock.now()
+            return txn
+        if payer.password_required:
+            txn.payer_id = payer.payer_id
+            return txn  # origRespCode 05 until the payer confirms or the wait times out
+        try:
+            self._charge(txn, payer)
+        except Refusal as refusal:
+            txn.code, txn.done_at = refusal.code, clock.now()
+        return txn
+
+    def expire(self, txn: Txn) -> None:
+        if txn.code == "05" and clock.now() - txn.created_at > PASSWORD_TIMEOUT:
+            txn.code, txn.done_at = "69", clock.now()
+
+    def confirm(self, payer_id: str) -> list[Txn]:
+        done: list[Txn] = []
+        for txn in list(self.txns.values()):
+            if txn.payer_id != payer_id or txn.txn_sub_type != "06" or txn.code != "05":
+                continue
+            self.expire(txn)
+            if txn.code == "05":
+                try:
+                    self._charge(txn, self.payers[payer_id])
+                except Refusal as refusal:
+                    txn.code, txn.done_at = refusal.code, clock.now()
+                done.append(txn)
+        return done
+
+    def void(self, txn: Txn) -> Txn:
+        original = self.by_query_id.get(txn.orig_query_id or "")
+        if original is None or original.txn_type != "01" or original.refunded:
+            raise Refusal("35")
+        self.expire(original)
+        if original.code not in ("00", "05"):
+            raise Refusal("45" if original.code == "45" else "35")
+        if txn.amount != original.amount:
+            raise Refusal("36")
+        self._add(txn)
+        if original.code == "00" and original.payer_id:
+            self.payers[original.payer_id].balance_fen += original.amount
+        original.code = "45"
+        txn.code, txn.done_at, txn.req_reserved = "00", clock.now(), original.order_id
+        return txn
+
+    def refund(self, txn: Txn) -> Txn:
+        original = self.by_query_id.get(txn.orig_query_id or "")
+        if original is None or original.txn_type != "01":
+            raise Refusal("35")
+        if original.code != "00":
+            raise Refusal("45" if original.code == "45" else "35")
+        if txn.amount <= 0 or original.refunded + txn.amount > original.amount:
+            raise Refusal("36")
+        self._add(txn)
+        original.refunded += txn.amount
+        if original.payer_id:
+            self.payers[original.payer_id].balance_fen += txn.amount
+        txn.code, txn.done_at = "00", clock.now()
+        return txn
+
+    def find(self, order_id: str, txn_time: str) -> Txn:
+        txn = self.txns.get(order_id)
+        if txn is None or txn.txn_time != txn_time or txn.applied_only:
+            raise Refusal("34")
+        self.expire(txn)
+        return txn
+
+    # --- statement ---------------------------------------------------------------------------
+
+    def statement(self, settle_date: str, diff: dict[str, object]) -> bytes:
+        """The day's ZM 流水 file (see `channels.unionpay.bill`): one GBK fixed-width line per
+        consume (S22), void (S30) and refund (S31) settled on `settle_date` (MMDD, Beijing)."""
+        rows: list[dict[str, str]] = []
+        for txn in self.txns.values():
+            if txn.done_at is None or txn.settle_date != settle_date:
+                continue
+            if txn.code not in ("00", "45") or (txn.txn_type == "01" and txn.applied_only):
+                continue
+            original = self.by_query_id.get(txn.orig_query_id or "")
+            rows.append({
+                "tradeNo": TRADE_CODES[txn.txn_type], "acqInsCode": ACQ_INS_CODE,
+                "sendInsCode": SEND_INS_CODE, "traceNo": txn.trace_no,
+                "txnTime": txn.trace_time,
+                "payCardNo": self.payers[txn.payer_id].acc_no if txn.payer_id else "",
+                "txnAmt": str(txn.amount), "merCatCode": MER_CAT_CODE,
+                "queryId": txn.query_id, "orderId": txn.order_id,
+                "payCardType": "01" if txn.payer_id else "",
+                "origTradeSysTraceNo": original.trace_no if original else "",
+                "origTradeTime": original.trace_time if original else "",
+                "txnType": txn.txn_type, "txnSubType": txn.txn_sub_type, "bizType": "000000",
+                "origQryId": txn.orig_query_id or "", "merId": txn.mer_id})
+        return _apply_diff_and_render(rows, diff, settle_date)
+
+
+def _amounts(row: dict[str, str], fen: int) -> None:
+    """txnAmt, and the signed settleAmt/settleNetAmt (no fee in the sandbox: merCharge 0)."""
+    signed = -fen if row["tradeNo"] in (VOID, REFUND) else fen
+    row.update(txnAmt=str(fen), merCharge=signed_amount(0), settleAmt=signed_amount(signed),
+               settleNetAmt=signed_amount(signed))
+
+
+def _apply_diff_and_render(rows: list[dict[str, str]], diff: dict[str, object],
+                           settle_date: str) -> bytes:
+    """Reconciliation tests inject differences: dropped rows, changed amounts, phantom rows."""
+    raw_drop = diff.get("drop_order_ids")
+    drop = {str(x) for x in raw_drop} if isinstance(raw_drop, list) else set()
+    raw_overrides = diff.get("amount_overrides")
+    overrides = ({str(k): v for k, v in raw_overrides.items()}
+                 if isinstance(raw_overrides, dict) else {})
+    rows = [r for r in rows if r["orderId"] not in drop]
+    for row in rows:
+        _amounts(row, int(overrides.get(row["orderId"], row["txnAmt"])))
+    extra = diff.get("extra_rows", 0)
+    for i in range(int(extra) if isinstance(extra, int) else 0):
+        phantom = {"tradeNo": CONSUME, "acqInsCode": ACQ_INS_CODE, "sendInsCode": SEND_INS_CODE,
+                   "traceNo": f"{i:06d}", "txnTime": f"{settle_date}000000",
+                   "merCatCode": MER_CAT_CODE, "queryId": f"{i:021d}",
+                   "orderId": f"PHANTOM{settle_date}{i:04d}", "txnType": "01",
+                   "txnSubType": "06", "bizType": "000000", "merId": ""}
+        _amounts(phantom, 100)
+        rows.append(phantom)
+    return render_zm(sorted(rows, key=lambda r: (r["txnTime"], r["orderId"])))

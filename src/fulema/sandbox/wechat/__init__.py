@@ -1,0 +1,1 @@
+"""The wechat channel sandbox: see the modules of this package."""

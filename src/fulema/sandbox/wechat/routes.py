@@ -1,0 +1,278 @@
+"""The WeChat Pay v3 endpoints the sandbox serves (direct-merchant mode), with WeChat's error
+codes: PARAM_ERROR / INVALID_REQUEST (400), SIGN_ERROR (401), business refusals (403),
+ORDER_NOT_EXIST / RESOURCE_NOT_EXISTS (404), SYSTEM_ERROR (500)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import re
+import secrets
+import string
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from fulema.channels.wechat.adapter import CST
+from fulema.core.clock import clock
+from fulema.sandbox.wechat import statement as wechat_statement
+from fulema.sandbox.wechat.state import V3_REFUSALS, Answer, Order, Refund, WechatSandbox, err
+
+OUT_NO = re.compile(r"^[0-9A-Za-z_\-|*]{6,32}$")
+AUTH_CODE = re.compile(r"^1[0-5]\d{16}$")
+PREPAY_TYPES = {"native": "NATIVE", "jsapi": "JSAPI", "h5": "MWEB", "app": "APP"}
+
+
+def _pos_int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
+
+
+def _check_order(body: dict[str, Any], *, notify: bool) -> Answer | None:
+    if not isinstance(body.get("description"), str) or not 1 <= len(body["description"]) <= 127:
+        return err(400, "PARAM_ERROR", "description 必填，长度1-127")
+    if not isinstance(body.get("out_trade_no"), str) or not OUT_NO.match(body["out_trade_no"]):
+        return err(400, "PARAM_ERROR", "out_trade_no 须为6-32位数字、字母或_-|*")
+    amount = body.get("amount")
+    if not isinstance(amount, dict) or _pos_int(amount.get("total")) is None:
+        return err(400, "PARAM_ERROR", "amount.total 须为正整数（分）")
+    if amount.get("currency", "CNY") != "CNY":
+        return err(400, "PARAM_ERROR", "amount.currency 仅支持CNY")
+    if notify and (not isinstance(body.get("notify_url"), str)
+                   or not body["notify_url"].startswith(("https://", "http://"))):
+        return err(400, "PARAM_ERROR", "notify_url 必填且须为合法的URL")
+    if "time_expire" in body:
+        try:
+            if datetime.fromisoformat(str(body["time_expire"])).tzinfo is None:
+                raise ValueError
+        except ValueError:
+            return err(400, "PARAM_ERROR", "time_expire 须为rfc3339格式")
+    return None
+
+
+def _prepay_answer(sb: WechatSandbox, o: Order, kind: str) -> Answer:
+    if kind == "native":
+        return 200, {"code_url": o.code_url}
+    if kind == "h5":
+        return 200, {"h5_url": o.h5_url}
+    return 200, {"prepay_id": o.prepay_id}
+
+
+def prepay(sb: WechatSandbox, body: dict[str, Any], kind: str) -> Answer:
+    bad = _check_order(body, notify=True)
+    if bad:
+        return bad
+    payer = body.get("payer") if isinstance(body.get("payer"), dict) else {}
+    openid = payer.get("openid", "") if isinstance(payer, dict) else ""
+    if kind == "jsapi" and (not isinstance(openid, str) or not openid):
+        return err(400, "PARAM_ERROR", "payer.openid 必填")
+    scene = body.get("scene_info")
+    if kind == "h5" and (not isinstance(scene, dict) or not scene.get("payer_client_ip")
+                         or not isinstance(scene.get("h5_info"), dict)):
+        return err(400, "PARAM_ERROR", "scene_info.payer_client_ip 与 scene_info.h5_info 必填")
+    found = sb.orders.get(body["out_trade_no"])
+    total, trade_type = body["amount"]["total"], PREPAY_TYPES[kind]
+    if found is not None:
+        sb.refresh(found)
+        if found.state in ("SUCCESS", "REFUND"):
+            return err(400, "ORDERPAID", "该订单已支付")
+        if found.state in ("CLOSED", "REVOKED"):
+            return err(400, "ORDER_CLOSED", "该订单已关闭")
+        if (found.total, found.trade_type, found.description, found.openid) != \
+                (total, trade_type, body["description"], openid):
+            return err(400, "INVALID_REQUEST", "该订单号已使用，且请求参数与首次请求时不一致")
+        return _prepay_answer(sb, found, kind)
+    now = clock.now()
+    expire = now + timedelta(hours=2)
+    if "time_expire" in body:
+        expire = datetime.fromisoformat(str(body["time_expire"]))
+    suffix = secrets.token_hex(11)
+    o = Order(body["out_trade_no"], trade_type, total, body["description"], body["notify_url"],
+              now, expire, body.get("appid", sb.wx.appid), openid=openid,
+              prepay_id=f"wx{now.astimezone(CST):%d%H%M%S}{suffix}")
+    o.code_url = "weixin://wxpay/bizpayurl?pr=" + "".join(
+        secrets.choice(string.ascii_letters + string.digits) for _ in range(7))
+    o.h5_url = f"{sb.public}/h5pay?prepay_id={o.prepay_id}&package={secrets.randbelow(10**10)}"
+    sb.orders[o.out_trade_no] = o
+    return _prepay_answer(sb, o, kind)
+
+
+def codepay(sb: WechatSandbox, body: dict[str, Any]) -> Answer:
+    bad = _check_order(body, notify=False)
+    if bad:
+        return bad
+    payer = body.get("payer")
+    code = payer.get("auth_code") if isinstance(payer, dict) else None
+    if not isinstance(code, str) or not code:
+        return err(400, "PARAM_ERROR", "payer.auth_code 必填")
+    if not isinstance(body.get("scene_info"), dict):
+        return err(400, "PARAM_ERROR", "scene_info 必填")
+    found = sb.orders.get(body["out_trade_no"])
+    if found is not None:
+        if found.auth_code != code or found.total != body["amount"]["total"]:
+            return err(400, "INVALID_REQUEST", "更换授权码或金额须更换商户订单号")
+        return 200, sb.order_view(found)
+    now = clock.now()
+    o = Order(body["out_trade_no"], "MICROPAY", body["amount"]["total"], body["description"],
+              None, now, now + timedelta(minutes=5), body.get("appid", sb.wx.appid),
+              auth_code=code, transaction_id=sb.new_transaction_id(), state="USERPAYING")
+    sb.orders[o.out_trade_no] = o
+    entry = sb.codes.pop(code, None)
+    if not AUTH_CODE.match(code) or entry is None:
+        o.state, o.state_desc = "PAYERROR", "付款码无效"
+        return err(403, "AUTH_CODE_INVALID", "付款码无效，请用户刷新付款码后重新支付")
+    if entry[1] < now:
+        o.state, o.state_desc = "PAYERROR", "付款码已过期"
+        return err(403, "AUTHCODEEXPIRE", "付款码已过期，请用户刷新付款码后重新支付")
+    payer_obj = sb.payers[entry[0]]
+    o.openid = payer_obj.openid
+    refused = payer_obj.controls.refusal(o.total)
+    if refused is not None:
+        code, message = V3_REFUSALS[refused]
+        o.state, o.state_desc = "PAYERROR", message
+        return err(403, code, message)
+    if payer_obj.password_required:  # USERPAYING until the payer enters the password
+        return 200, {"appid": o.appid, "mchid": sb.wx.mchid, "out_trade_no": o.out_trade_no,
+                     "trade_type": "MICROPAY", "trade_state": "USERPAYING"}
+    if not sb.settle(o, payer_obj):
+        o.state, o.state_desc = "PAYERROR", "用户余额不足"
+        return err(403, "NOTENOUGH", "用户余额不足，请提示用户更换付款方式")
+    return 200, sb.order_view(o)
+
+
+def close(sb: WechatSandbox, no: str, *, reverse: bool) -> Answer:
+    o = sb.orders.get(no)
+    if o is None:
+        return err(404, "ORDER_NOT_EXIST", "订单不存在")
+    sb.refresh(o)
+    if o.state == "REFUND":
+        return err(400, "INVALID_REQUEST", "订单已退款，不能关闭或撤销")
+    if o.state == "SUCCESS" and not reverse:
+        return err(400, "ORDERPAID", "订单已支付，不能关闭")
+    if o.state == "SUCCESS":  # reversal of a paid payment: the whole amount goes back at once
+        sb.payers[o.openid].balance_fen += o.total
+        r = Refund(f"REVOKE{o.out_trade_no}"[:64], f"5030{secrets.randbelow(10**24):024d}", o,
+                   o.total, "撤销", None, clock.now(), status="SUCCESS", success_at=clock.now(),
+                   kind="REVOKED")
+        sb.refunds[r.out_refund_no] = r
+        o.refunded = o.total
+    if o.state in ("NOTPAY", "USERPAYING", "PAYERROR", "SUCCESS"):
+        o.state, o.state_desc = ("REVOKED", "已撤销") if reverse else ("CLOSED", "已关闭")
+    return 204, None
+
+
+def refund(sb: WechatSandbox, body: dict[str, Any]) -> Answer:
+    no, rno, amount = body.get("out_trade_no"), body.get("out_refund_no"), body.get("amount")
+    if not isinstance(no, str) or not isinstance(rno, str) or not 1 <= len(rno) <= 64:
+        return err(400, "PARAM_ERROR", "out_trade_no 与 out_refund_no 必填")
+    if not isinstance(amount, dict) or _pos_int(amount.get("refund")) is None \
+            or _pos_int(amount.get("total")) is None or amount.get("currency") != "CNY":
+        return err(400, "PARAM_ERROR", "amount.refund、amount.total（分）与 amount.currency 必填")
+    o = sb.orders.get(no)
+    if o is None:
+        return err(404, "RESOURCE_NOT_EXISTS", "订单不存在")
+    found = sb.refunds.get(rno)
+    if found is not None:
+        if found.order is not o or found.amount != amount["refund"]:
+            return err(400, "INVALID_REQUEST", "该退款单号已使用，且请求参数与首次请求时不一致")
+        return 200, sb.refund_view(found)
+    sb.refresh(o)
+    if o.state not in ("SUCCESS", "REFUND"):
+        return err(400, "INVALID_REQUEST", f"订单状态为{o.state}，不能退款")
+    if amount["total"] != o.total:
+        return err(400, "INVALID_REQUEST", "amount.total 与原订单金额不一致")
+    if amount["refund"] > o.total - o.refunded:
+        return err(400, "INVALID_REQUEST", "申请退款金额超过订单可退金额")
+    r = Refund(rno, f"5030{secrets.randbelow(10**24):024d}", o, amount["refund"],
+               str(body.get("reason") or ""), body.get("notify_url") or None, clock.now())
+    sb.refunds[rno] = r
+    o.refunded += r.amount
+    o.state = "REFUND"
+    view = sb.refund_view(r)  # accepted: PROCESSING; the money reaches the payer a moment later
+
+    async def later() -> None:
+        await asyncio.sleep(0.05)
+        sb.payers[o.openid].balance_fen += r.amount
+        sb.complete_refund(r)
+
+    task = asyncio.get_running_loop().create_task(later())
+    sb.tasks.add(task)
+    task.add_done_callback(sb.tasks.discard)
+    return 200, view
+
+
+def tradebill(sb: WechatSandbox, request: Request) -> Answer:
+    q = request.query_params
+    try:
+        day = date.fromisoformat(q.get("bill_date", ""))
+    except ValueError:
+        return err(400, "PARAM_ERROR", "bill_date 须为YYYY-MM-DD")
+    if day > clock.now().astimezone(CST).date():
+        return err(400, "PARAM_ERROR", "bill_date 不能晚于今天")
+    bill_type = q.get("bill_type", "ALL")
+    if bill_type not in ("ALL", "SUCCESS", "REFUND"):
+        return err(400, "PARAM_ERROR", "bill_type 须为ALL、SUCCESS或REFUND")
+    plain = wechat_statement.render(wechat_statement.bill_rows(sb, day, bill_type))
+    token = secrets.token_urlsafe(24)
+    sb.bills[token] = gzip.compress(plain, mtime=0) if q.get("tar_type") == "GZIP" else plain
+    return 200, {"hash_type": "SHA1",
+                 "hash_value": hashlib.sha1(plain, usedforsecurity=False).hexdigest(),
+                 "download_url": f"{sb.public}/v3/billdownload/file?token={token}"}
+
+
+def api_routes(app: FastAPI, sb: WechatSandbox) -> None:
+    for kind in PREPAY_TYPES:
+        def bind(k: str) -> None:
+            @app.post(f"/v3/pay/transactions/{k}", name=f"prepay_{k}")
+            async def create(request: Request) -> Response:
+                return await sb.api(request, lambda b: prepay(sb, b, k))
+        bind(kind)
+
+    @app.post("/v3/pay/transactions/codepay")
+    async def code_pay(request: Request) -> Response:
+        return await sb.api(request, lambda b: codepay(sb, b))
+
+    @app.get("/v3/pay/transactions/out-trade-no/{no}")
+    async def query(no: str, request: Request) -> Response:
+        def handle(_: dict[str, Any]) -> Answer:
+            if request.query_params.get("mchid") != sb.wx.mchid:
+                return err(400, "PARAM_ERROR", "查询参数mchid必填且须与请求头一致")
+            o = sb.orders.get(no)
+            return (200, sb.order_view(o)) if o else err(404, "ORDER_NOT_EXIST", "订单不存在")
+        return await sb.api(request, handle)
+
+    @app.post("/v3/pay/transactions/out-trade-no/{no}/close")
+    async def close_order(no: str, request: Request) -> Response:
+        return await sb.api(request, lambda _: close(sb, no, reverse=False))
+
+    @app.post("/v3/pay/transactions/out-trade-no/{no}/reverse")
+    async def reverse_order(no: str, request: Request) -> Response:
+        return await sb.api(request, lambda _: close(sb, no, reverse=True))
+
+    @app.post("/v3/refund/domestic/refunds")
+    async def create_refund(request: Request) -> Response:
+        return await sb.api(request, lambda b: refund(sb, b))
+
+    @app.get("/v3/refund/domestic/refunds/{rno}")
+    async def query_refund(rno: str, request: Request) -> Response:
+        def handle(_: dict[str, Any]) -> Answer:
+            r = sb.refunds.get(rno)
+            return (200, sb.refund_view(r)) if r else err(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
+        return await sb.api(request, handle)
+
+    @app.get("/v3/bill/tradebill")
+    async def trade_bill(request: Request) -> Response:
+        return await sb.api(request, lambda _: tradebill(sb, request))
+
+    @app.get("/v3/billdownload/file")
+    async def bill_file(request: Request) -> Response:
+        """The file itself: a signed request, an unsigned answer (check the hash instead)."""
+        refused = sb.check_request(request, await request.body())
+        if refused is not None:
+            return sb.answer(*refused)
+        data = sb.bills.get(request.query_params.get("token", ""))
+        if data is None:
+            return sb.answer(*err(404, "RESOURCE_NOT_EXISTS", "账单文件不存在或下载链接已失效"))
+        return Response(data, 200, media_type="application/octet-stream")
