@@ -17,7 +17,7 @@ import structlog
 from fastapi import FastAPI
 
 from fulema.channels.ops_api import router as channels_ops_router
-from fulema.channels.registry import build_channels, build_sandboxes
+from fulema.channels.registry import build_channels
 from fulema.core.config import Settings, get_settings
 from fulema.core.db import Database
 from fulema.core.events import Dispatcher
@@ -82,6 +82,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
         app.include_router(router)
 
     if settings.mount_sandbox:
-        for name, sandbox in build_sandboxes(settings, http).items():
-            app.mount(f"/sandbox/{name}", sandbox)
+        from fulema.sandboxes import mount_sandboxes
+
+        mount_sandboxes(app, settings, http)
     return app

@@ -18,7 +18,8 @@ ALL = ["wechat", "alipay", "unionpay", "ecny", "bankpay"]
 def enable(p: Platform, channel: str) -> None:
     """The platform fixture enables wechat and bankpay (RSA keys cost a second each); the
     other channels are built and mounted the same way the app does it."""
-    from fulema.channels.registry import build_channels, build_sandboxes
+    from fulema.channels.registry import build_channels
+    from fulema.sandboxes import build_sandboxes
 
     if channel in p.app.state.channels.channels:
         return

@@ -1,8 +1,8 @@
-"""Builds the enabled channel adapters and sandboxes from settings.
+"""Builds the enabled channel adapters from settings.
 
 Each channel package's `adapter` module exposes `build_endpoints(settings, http)` (primary and
-backup); each sandbox package's `server` module `build_sandbox(settings, http)`. Importing
-them by name keeps this the one place that knows which channels exist.
+backup). Importing them by name keeps this the one place that knows which channels exist; the
+sandboxes are composed apart from them, in `fulema.sandboxes`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 
 import httpx
-from fastapi import FastAPI
 
 from fulema.channels.base import Channel
 from fulema.channels.breaker import BreakerSettings
@@ -44,10 +43,6 @@ class ChannelRegistry:
         return up
 
 
-def _module_exists(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
-
-
 def build_channels(settings: Settings, http: httpx.AsyncClient,
                    breaker: BreakerSettings | None = None) -> ChannelRegistry:
     """Every channel is wrapped in a GuardedChannel: timeouts, a circuit breaker per endpoint,
@@ -60,11 +55,3 @@ def build_channels(settings: Settings, http: httpx.AsyncClient,
         channels[cname] = guard(cname, module.build_endpoints(settings, http), breaker)
     return ChannelRegistry(channels)
 
-
-def build_sandboxes(settings: Settings, http: httpx.AsyncClient) -> dict[str, FastAPI]:
-    apps: dict[str, FastAPI] = {}
-    for name in settings.enabled_channels:
-        modname = f"fulema.sandbox.{ChannelName(name).value}.server"
-        if _module_exists(modname):
-            apps[name] = importlib.import_module(modname).build_sandbox(settings, http)
-    return apps
