@@ -23,9 +23,15 @@ from starlette.routing import Mount
 from bench.scenarios import DEMO_APP_ID, DEMO_SECRET, PAYER, order_body
 from fulema.core.config import Settings
 from fulema.core.db import Database, StatementCounter
+from fulema.core.events import Consumer, Event, Poison
+from fulema.core.events.consumers import check_unique
 from fulema.gateway.signing import sign_request
 
 BASE = "http://bench"
+
+
+async def _noop(_db: Database, _event: Event) -> None:
+    return None
 
 
 async def statements_per_op(database_url: str, data_dir: Path, *, n: int = 10
@@ -99,8 +105,17 @@ async def statements_per_op(database_url: str, data_dir: Path, *, n: int = 10
     try:
         await onboard_demo_merchant(db, settings=settings)
         await creates("w")  # warm: first-use queries (merchant lookups, caches) do not count
-        return {"create": await measure(creates), "cycle": await measure(cycles),
-                "barcode": await measure(barcodes), "query": await measure(queries)}
+        counted = {"create": await measure(creates), "cycle": await measure(cycles),
+                   "barcode": await measure(barcodes), "query": await measure(queries)}
+        # The same cycle with two consumers of every event in place (a STOP one like the
+        # ledger, a DEAD_LETTER one like points), whose handlers write nothing: what the
+        # event design itself costs per payment (sequence numbers, positions).
+        app.state.dispatcher.consumers.update(check_unique([
+            Consumer("bench.ledger", _noop, on_poison=Poison.STOP),
+            Consumer("bench.points", _noop)]))
+        await app.state.dispatcher.drain()
+        counted["cycle_2_consumers"] = await measure(cycles)
+        return counted
     finally:
         # The in-process sandbox's callback tasks must not outlive the count: one left
         # mid-transaction holds SQLite's write lock while the harness waits for the server it

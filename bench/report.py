@@ -76,6 +76,11 @@ def table(results: dict[str, Any]) -> str:
                 _fmt(counted.get(ph.get("op", ""))) if ph.get("op") != "ping" else "0"]) + " |")
             if ph.get("concurrency") and ph.get("mode") == "closed":
                 rows[-1] = rows[-1].replace(f"| {label} |", f"| {label} (c{ph['concurrency']}) |", 1)
+    if "cycle_2_consumers" in counted:
+        rows.append("")
+        rows.append(f"Event consumers: a full payment cycle costs {counted['cycle']} SQL statements "
+                    f"with no consumer and {counted['cycle_2_consumers']} with two consumers of "
+                    "every event in place (handlers that write nothing), counted in process.")
     return "\n".join(rows)
 
 

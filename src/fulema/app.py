@@ -20,12 +20,15 @@ from fulema.channels.ops_api import router as channels_ops_router
 from fulema.channels.registry import build_channels
 from fulema.core.config import Settings, get_settings
 from fulema.core.db import Database
-from fulema.core.events import Dispatcher
+from fulema.core.events import Consumer, Dispatcher
 from fulema.core.web import RequestContextMiddleware, install_error_handlers
 from fulema.gateway import models as _gateway_models  # noqa: F401 - registers tables
 from fulema.merchants import models as _merchant_models  # noqa: F401 - registers tables
 from fulema.merchants.api import router as merchants_router
+from fulema.ops import bus
 from fulema.ops.api import router as ops_router
+from fulema.ops.bus import NatsPublisher
+from fulema.ops.events_api import router as events_router
 from fulema.payments.api import router as payments_router
 from fulema.payments.callbacks import router as callbacks_router
 from fulema.payments.service import Deps
@@ -35,13 +38,22 @@ from fulema.web.oauth import router as oauth_router
 log = structlog.get_logger(__name__)
 
 
+def declared_consumers(settings: Settings) -> tuple[list[Consumer], NatsPublisher | None]:
+    """Every event consumer of every context, so that each process running the dispatcher
+    serves all of them. A context declares its consumers in its own module (`jobs.py`) and is
+    listed here."""
+    bus_consumers, publisher = bus.consumers(settings)
+    return [*bus_consumers], publisher
+
+
 def create_app(settings: Settings | None = None, *, db: Database | None = None,
                http: httpx.AsyncClient | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.check_production()
     db = db or Database(settings.database_url)
     http = http or httpx.AsyncClient(timeout=settings.channel_timeout_seconds)
-    dispatcher = Dispatcher(db)
+    consumers, publisher = declared_consumers(settings)
+    dispatcher = Dispatcher(db, consumers, poll_seconds=settings.events_poll_seconds)
     channels = build_channels(settings, http)
 
     @asynccontextmanager
@@ -63,6 +75,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if publisher is not None:
+                await publisher.close()
             await http.aclose()
             await db.dispose()
 
@@ -77,8 +91,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
 
-    for router in (ops_router, channels_ops_router, merchants_router, payments_router, callbacks_router,
-                   cashier_router, oauth_router):
+    for router in (ops_router, events_router, channels_ops_router, merchants_router,
+                   payments_router, callbacks_router, cashier_router, oauth_router):
         app.include_router(router)
 
     if settings.mount_sandbox:

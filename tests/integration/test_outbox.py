@@ -1,16 +1,67 @@
-"""The transactional outbox: events commit with the change or not at all, and two dispatchers
-sharing one outbox never deliver an event twice at the same time."""
+"""The transactional outbox and its named consumers, on every database.
+
+What a bank's engineer checks: an event commits with its change or not at all; every consumer
+gets every event once per round and in order, even one that committed late or that was
+published before the consumer existed; a failing consumer holds back only itself and does
+what it declared with a poisoned event (dead letter and go on, or stop and alert)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
+from fulema.core.clock import clock
 from fulema.core.db import Database
-from fulema.core.events import Dispatcher, Event, OutboxEvent, publish
+from fulema.core.events import (
+    ArchivedEvent,
+    Consumer,
+    ConsumerState,
+    DeadLetter,
+    Dispatcher,
+    Event,
+    OutboxEvent,
+    Poison,
+    Start,
+    admin,
+    first_delivery,
+    publish,
+)
+from fulema.core.events import metrics as event_metrics
+
+
+class Recorder:
+    """A consumer's handler that remembers what it got and can be told to fail."""
+
+    def __init__(self, fail_on: set[int] | None = None) -> None:
+        self.got: list[int] = []
+        self.fail_on = fail_on or set()
+        self.calls: Counter[int] = Counter()
+
+    async def __call__(self, _db: Database, event: Event) -> None:
+        n = int(event.payload["n"])
+        self.calls[n] += 1
+        if n in self.fail_on:
+            raise ConnectionError(f"receiver refused event {n}")
+        self.got.append(n)
+        await asyncio.sleep(0)
+
+
+async def publish_many(db: Database, ns: range, topic: str = "test.topic") -> None:
+    """One transaction each, a millisecond apart (a frozen clock would make them simultaneous,
+    and simultaneous commits have no order to keep)."""
+    for n in ns:
+        async with db.transaction() as s:
+            publish(s, topic, {"n": n})
+        clock.advance(timedelta(milliseconds=1))
+
+
+async def count(db: Database, model: type) -> int:
+    async with db.transaction() as s:
+        return int(await s.scalar(select(func.count()).select_from(model)) or 0)
 
 
 async def test_event_is_not_published_when_the_transaction_rolls_back(db: Database) -> None:
@@ -21,56 +72,240 @@ async def test_event_is_not_published_when_the_transaction_rolls_back(db: Databa
 
     with pytest.raises(RuntimeError):
         await failing_use_case()
+    assert await count(db, OutboxEvent) == 0
+
+
+async def test_every_consumer_gets_every_event_once_in_order(db: Database) -> None:
+    await publish_many(db, range(30))
+    ledger, points = Recorder(), Recorder()
+    d = Dispatcher(db, [Consumer("ledger.postings", ledger, on_poison=Poison.STOP),
+                        Consumer("points.earn", points)])
+    await d.drain()
+    assert ledger.got == list(range(30))
+    assert points.got == list(range(30))
     async with db.transaction() as s:
-        assert await s.scalar(select(func.count()).select_from(OutboxEvent)) == 0
+        seqs = list(await s.scalars(select(OutboxEvent.seq).order_by(OutboxEvent.created_at,
+                                                                     OutboxEvent.id)))
+    assert seqs == list(range(1, 31))
 
 
-async def test_two_dispatchers_deliver_each_event_once(db: Database) -> None:
+async def test_two_processes_share_a_consumer_without_handing_an_event_out_twice(
+        db: Database) -> None:
+    await publish_many(db, range(40))
+    seen = Recorder()
+    consumer = Consumer("ledger.postings", seen, batch=7)
+    a, b = Dispatcher(db, [consumer]), Dispatcher(db, [consumer])
+    await asyncio.gather(a.drain(), b.drain(), a.drain())
+    assert sorted(seen.got) == list(range(40))
+    assert set(seen.calls.values()) == {1}
+    assert seen.got == sorted(seen.got)  # one process at a time serves a consumer: in order
+
+
+async def test_topics_filter_what_a_consumer_is_handed_but_its_position_covers_all(
+        db: Database) -> None:
+    await publish_many(db, range(3), topic="payment.succeeded")
+    await publish_many(db, range(3, 5), topic="merchant.approved")
+    payments = Recorder()
+    await Dispatcher(db, [Consumer("risk.monitor", payments, topics=("payment.*",))]).drain()
+    assert payments.got == [0, 1, 2]
     async with db.transaction() as s:
-        for i in range(30):
-            publish(s, "test.topic", {"n": i})
-    seen: Counter[int] = Counter()
-
-    async def handler(_db: Database, event: Event) -> None:
-        seen[event.payload["n"]] += 1
-        await asyncio.sleep(0)
-
-    a, b = Dispatcher(db), Dispatcher(db)
-    a.subscribe("test.topic", handler)
-    b.subscribe("test.topic", handler)
-    await asyncio.gather(a.drain(), b.drain())
-    assert sorted(seen) == list(range(30))
-    assert set(seen.values()) == {1}
-    async with db.transaction() as s:
-        pending = await s.scalar(select(func.count()).select_from(OutboxEvent).where(
-            OutboxEvent.delivered_at.is_(None)))
-    assert pending == 0
+        state = await s.get(ConsumerState, "risk.monitor")
+    assert state is not None
+    assert state.position == 5
 
 
-async def test_failing_handler_is_retried_later_not_lost(db: Database) -> None:
-    async with db.transaction() as s:
-        publish(s, "flaky", {"n": 1})
-    calls: list[int] = []
-
-    async def flaky(_db: Database, event: Event) -> None:
-        calls.append(event.payload["n"])
-        if len(calls) == 1:
-            raise ConnectionError("receiver down")
-
-    d = Dispatcher(db)
-    d.subscribe("flaky", flaky)
-    assert await d.run_once() == 0
-    async with db.transaction() as s:
-        row = (await s.scalars(select(OutboxEvent))).one()
-        assert row.delivered_at is None
-        assert row.attempts == 1
-        assert row.last_error is not None
-        assert "receiver down" in row.last_error
-    from datetime import timedelta
-
-    from fulema.core.clock import clock
-
+async def test_a_consumer_added_after_a_month_backfills_all_history_or_starts_now(
+        db: Database) -> None:
     clock.freeze()
-    clock.advance(timedelta(seconds=5))
-    assert await d.run_once() == 1
-    assert calls == [1, 1]
+    for day in range(30):
+        await publish_many(db, range(day * 2, day * 2 + 2))
+        clock.advance(timedelta(days=1))
+    old = Recorder()
+    await Dispatcher(db, [Consumer("notify.webhooks", old)]).drain()
+    # A month on, two new consumers register: one backfills, one starts from now.
+    ledger, speaker = Recorder(), Recorder()
+    d = Dispatcher(db, [Consumer("ledger.postings", ledger, start=Start.BEGINNING),
+                        Consumer("messaging.speakers", speaker, start=Start.NOW)])
+    await d.drain()
+    assert ledger.got == list(range(60))
+    assert speaker.got == []
+    await publish_many(db, range(60, 62))
+    await d.drain()
+    assert ledger.got == list(range(62))
+    assert speaker.got == [60, 61]
+
+
+async def test_backfill_reads_the_archive_for_events_past_retention(db: Database) -> None:
+    clock.freeze()
+    await publish_many(db, range(10))
+    await Dispatcher(db, [Consumer("notify.webhooks", Recorder())]).drain()
+    clock.advance(timedelta(days=100))
+    await publish_many(db, range(10, 12))
+    assert await admin.archive(db, retention=timedelta(days=90)) == 10
+    assert (await count(db, ArchivedEvent), await count(db, OutboxEvent)) == (10, 2)
+    late = Recorder()
+    await Dispatcher(db, [Consumer("ledger.postings", late, batch=4)]).drain()
+    assert late.got == list(range(12))
+
+
+async def test_archive_keeps_what_a_slow_consumer_has_not_had(db: Database) -> None:
+    clock.freeze()
+    await publish_many(db, range(6))
+    slow = Recorder(fail_on={2})
+    await Dispatcher(db, [Consumer("ledger.postings", slow, on_poison=Poison.STOP)]).drain()
+    clock.advance(timedelta(days=100))
+    await admin.archive(db, retention=timedelta(days=90))
+    assert await count(db, ArchivedEvent) == 2  # events 0 and 1: the consumer is stuck at 2
+
+
+async def test_dead_letter_consumer_sets_a_poisoned_event_aside_and_goes_on(
+        db: Database) -> None:
+    clock.freeze()
+    await publish_many(db, range(5))
+    points, ledger = Recorder(fail_on={2}), Recorder()
+    d = Dispatcher(db, [Consumer("points.earn", points, max_attempts=3),
+                        Consumer("ledger.postings", ledger, on_poison=Poison.STOP)])
+    await d.drain()
+    assert ledger.got == [0, 1, 2, 3, 4]  # the other consumer did not wait
+    assert points.got == [0, 1]
+    for _ in range(3):
+        clock.advance(timedelta(minutes=10))
+        await d.drain()
+    assert points.calls[2] == 3
+    assert points.got == [0, 1, 3, 4]
+    letters = await admin.dead_letters(db, "points.earn")
+    assert [(x["topic"], x["attempts"], x["reason"]) for x in letters] == [
+        ("test.topic", 3, "EXHAUSTED")]
+    assert "receiver refused event 2" in (letters[0]["last_error"] or "")
+
+
+async def test_stop_consumer_holds_at_the_poisoned_event_and_raises_the_alarm(
+        db: Database) -> None:
+    clock.freeze()
+    await publish_many(db, range(5))
+    ledger, points = Recorder(fail_on={2}), Recorder()
+    consumers = [Consumer("ledger.postings", ledger, on_poison=Poison.STOP, max_attempts=2),
+                 Consumer("points.earn", points)]
+    d = Dispatcher(db, consumers)
+    for _ in range(4):
+        await d.drain()
+        clock.advance(timedelta(minutes=10))
+    assert ledger.got == [0, 1]
+    assert points.got == [0, 1, 2, 3, 4]
+    status = {c["name"]: c for c in await admin.consumer_status(db, d.consumers)}
+    assert status["ledger.postings"]["blocked"] is True
+    assert status["ledger.postings"]["position"] == 2
+    assert status["ledger.postings"]["lag"] == 3
+    assert status["points.earn"]["lag"] == 0
+    assert event_metrics.BLOCKED.labels("ledger.postings")._value.get() == 1
+    assert await count(db, DeadLetter) == 0  # nothing is set aside without an operator
+    # The cause is repaired: the consumer resumes at the same event, in order.
+    ledger.fail_on.clear()
+    await d.drain()
+    assert ledger.got == [0, 1, 2, 3, 4]
+    assert event_metrics.BLOCKED.labels("ledger.postings")._value.get() == 0
+
+
+async def test_operator_skips_a_stuck_event_by_name_then_replays_it(db: Database) -> None:
+    clock.freeze()
+    await publish_many(db, range(4))
+    ledger = Recorder(fail_on={1})
+    d = Dispatcher(db, [Consumer("ledger.postings", ledger, on_poison=Poison.STOP)])
+    await d.drain()
+    skipped = await admin.skip_head(db, d.consumers, "ledger.postings", operator="ops.zhang")
+    assert skipped["seq"] == 2
+    assert skipped["by"] == "ops.zhang"
+    await d.drain()
+    assert ledger.got == [0, 2, 3]
+    ledger.fail_on.clear()
+    result = await admin.replay(db, d.consumers, "ledger.postings", operator="ops.li",
+                                event_id=skipped["skipped_event_id"])
+    assert result == {"consumer": "ledger.postings", "replayed": 1, "failed": []}
+    assert ledger.got == [0, 2, 3, 1]
+    letter = (await admin.dead_letters(db, "ledger.postings", include_resolved=True))[0]
+    assert (letter["reason"], letter["created_by"], letter["resolved_by"]) == (
+        "SKIPPED", "ops.zhang", "ops.li")
+
+
+async def test_receipts_make_a_redelivered_event_a_no_op(db: Database) -> None:
+    await publish_many(db, range(1))
+    applied: list[str] = []
+
+    async def once(database: Database, event: Event) -> None:
+        async with database.transaction() as s:
+            if await first_delivery(s, "ledger.postings", event.id):
+                applied.append(event.id)
+
+    d = Dispatcher(db, [Consumer("ledger.postings", once)])
+    await d.drain()
+    await admin.replay(db, d.consumers, "ledger.postings", operator="ops", from_seq=1, to_seq=1)
+    assert len(applied) == 1
+
+
+async def test_a_commit_wakes_the_dispatcher_without_waiting_for_a_poll(db: Database) -> None:
+    got = asyncio.Event()
+
+    async def speaker(_db: Database, _event: Event) -> None:
+        got.set()
+
+    d = Dispatcher(db, [Consumer("messaging.speakers", speaker, start=Start.NOW)],
+                   poll_seconds=3600)
+    await d.register()
+    task = asyncio.create_task(d.run_forever())
+    try:
+        await asyncio.sleep(0.05)  # let it settle into its wait
+        await publish_many(db, range(1))
+        await asyncio.wait_for(got.wait(), timeout=10)  # an hour-long poll never came into it
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mysql"])
+async def test_an_event_that_commits_late_is_not_skipped(backend: str, tmp_path: object) -> None:
+    """Ids and created_at are made before commit; a transaction that began first may commit
+    last. SQLite has one writer, so commits cannot interleave there: PostgreSQL and MariaDB."""
+    from tests.conftest import open_database
+
+    db = await open_database(backend, tmp_path)  # type: ignore[arg-type]
+    try:
+        got = Recorder()
+        d = Dispatcher(db, [Consumer("ledger.postings", got)])
+        async with db.transaction() as slow:
+            publish(slow, "test.topic", {"n": 0})  # made first ...
+            await slow.flush()
+            await publish_many(db, range(1, 3))  # ... but these commit first
+            await d.drain()
+            assert got.got == [1, 2]
+        await d.drain()  # ... and it commits last: still delivered
+        assert got.got == [1, 2, 0]
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_postgres_notify_wakes_another_process(backend: str, tmp_path: object) -> None:
+    from tests.conftest import open_database
+
+    publisher_db = await open_database(backend, tmp_path)  # type: ignore[arg-type]
+    worker_db = Database(publisher_db.url)
+    got = asyncio.Event()
+
+    async def speaker(_db: Database, _event: Event) -> None:
+        got.set()
+
+    d = Dispatcher(worker_db, [Consumer("messaging.speakers", speaker, start=Start.NOW)],
+                   poll_seconds=3600)
+    await d.register()
+    task = asyncio.create_task(d.run_forever())
+    try:
+        await asyncio.sleep(0.3)  # LISTEN is in place
+        await publish_many(publisher_db, range(1))
+        await asyncio.wait_for(got.wait(), timeout=10)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await worker_db.dispose()
+        await publisher_db.dispose()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -70,6 +71,17 @@ class Settings(BaseSettings):
     payer_code_rules: dict[str, dict[str, list[int] | list[str]]] = Field(
         default_factory=lambda: dict(DEFAULT_PAYER_CODE_RULES)
     )
+
+    # Domain events (core/events): how long the hot outbox keeps events that every consumer
+    # has passed before the archive takes them; how often a dispatcher looks for new events
+    # when no wake-up reached it (other processes on MySQL-protocol databases).
+    events_retention_days: int = Field(default=90, ge=1)
+    events_poll_seconds: float = Field(default=0.5, gt=0)
+    # Publish every event to NATS JetStream for the bank's other systems (off when empty).
+    events_nats_url: str = ""
+    events_nats_stream: str = "FULEMA_EVENTS"
+    events_nats_subject_prefix: str = "fulema.events"
+    events_nats_start: Literal["BEGINNING", "NOW"] = "NOW"
 
     notify_schedule_seconds: list[int] = Field(
         default_factory=lambda: [15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600,

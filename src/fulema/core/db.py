@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, DateTime, String, Table, event
+from sqlalchemy import BigInteger, DateTime, String, Table, event, text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
@@ -24,11 +24,12 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
 from fulema.core.money import Money
+from fulema.core.signal import Signal
 
 T = TypeVar("T")
 
@@ -125,7 +126,13 @@ class Database:
         if _is_sqlite(url):
             _sqlite_serialized_writes(self.engine)
         _count_statements(self.engine)
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        # `committed` wakes this process's event dispatcher (and the loops that act on rows
+        # the same transactions wrote) when a transaction that published an event commits;
+        # on PostgreSQL the transaction also NOTIFYs EVENTS_CHANNEL for other processes.
+        self.committed = Signal()
+        self.notify_other_processes = self.dialect == "postgresql"
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False,
+                                               info={DB_KEY: self})
         # Process-local memo of read-mostly rows (e.g. API credentials), owned by the
         # contexts that fill it; it belongs to this database so two databases never mix.
         self.memo: dict[str, Any] = {}
@@ -146,6 +153,38 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+DB_KEY = "fulema.db"
+PUBLISHED_KEY = "fulema.published"
+EVENTS_CHANNEL = "fulema_events"
+
+
+def mark_published(session: AsyncSession) -> None:
+    """Called by `events.publish`: this transaction's commit must wake the consumers."""
+    session.info[PUBLISHED_KEY] = True
+
+
+@event.listens_for(Session, "before_commit")
+def _notify_other_processes(session: Session) -> None:
+    db = session.info.get(DB_KEY)
+    if session.info.get(PUBLISHED_KEY) and db is not None and db.notify_other_processes:
+        # Delivered by PostgreSQL only if and when this transaction commits; one per
+        # transaction however many events it published (NOTIFY de-duplicates).
+        session.execute(text(f"NOTIFY {EVENTS_CHANNEL}"))
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_this_process(session: Session) -> None:
+    if session.info.pop(PUBLISHED_KEY, False):
+        db = session.info.get(DB_KEY)
+        if db is not None:
+            db.committed.notify()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back(session: Session) -> None:
+    session.info.pop(PUBLISHED_KEY, None)
 
 
 def _sqlite_serialized_writes(engine: AsyncEngine) -> None:

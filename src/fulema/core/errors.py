@@ -57,6 +57,11 @@ class ErrorCode(StrEnum):
     CHANNEL_UNAVAILABLE = "CHANNEL_UNAVAILABLE"
     CHANNEL_ERROR = "CHANNEL_ERROR"
     CALLBACK_INVALID = "CALLBACK_INVALID"
+    # events
+    EVENT_CONSUMER_NOT_FOUND = "EVENT_CONSUMER_NOT_FOUND"
+    EVENT_NOT_FOUND = "EVENT_NOT_FOUND"
+    EVENT_REPLAY_INVALID = "EVENT_REPLAY_INVALID"
+    EVENT_CONSUMER_NOT_FAILING = "EVENT_CONSUMER_NOT_FAILING"
     # risk
     RISK_REJECTED = "RISK_REJECTED"
 
@@ -114,6 +119,14 @@ _META: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.CHANNEL_UNAVAILABLE: (503, "The channel is down (circuit open); retry later."),
     ErrorCode.CHANNEL_ERROR: (502, "The channel refused or failed the request."),
     ErrorCode.CALLBACK_INVALID: (400, "A channel callback failed verification; ignored."),
+    ErrorCode.EVENT_CONSUMER_NOT_FOUND: (404, "No event consumer of this name is declared by "
+                                              "the platform."),
+    ErrorCode.EVENT_NOT_FOUND: (404, "No sequenced event with this id (it may not be numbered "
+                                     "yet: try again in a moment)."),
+    ErrorCode.EVENT_REPLAY_INVALID: (400, "Replay needs event_id, or from_seq <= to_seq (both > 0) "
+                                          "spanning at most 1000 events."),
+    ErrorCode.EVENT_CONSUMER_NOT_FAILING: (409, "The consumer is not stopped at a failing event, "
+                                                "so there is nothing to skip."),
     ErrorCode.RISK_REJECTED: (403, "The risk engine refused this transaction."),
 }
 

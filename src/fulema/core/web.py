@@ -4,6 +4,7 @@ dependencies that hand a request its database and settings."""
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
@@ -11,6 +12,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -40,6 +42,21 @@ def require_operator(request: Request) -> str:
     if not token or not hmac.compare_digest(token, settings.operator_token):
         raise FulemaError(ErrorCode.UNAUTHORIZED)
     return "operator"
+
+
+class OperatorRoute(APIRoute):
+    """Checks the operator's token before FastAPI reads the body, so a caller without it gets
+    UNAUTHORIZED and never learns how we validate bodies (FastAPI would otherwise answer
+    malformed JSON before running any dependency)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def checked(request: Request) -> Response:
+            require_operator(request)
+            return await handler(request)
+
+        return checked
 
 
 def request_id(request: Request) -> str:

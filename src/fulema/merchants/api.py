@@ -7,18 +7,16 @@ body, so a caller without the token gets UNAUTHORIZED and never learns how we va
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
-from fastapi.routing import APIRoute
 
 from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.core.vocab import ChannelName
-from fulema.core.web import get_db, get_settings, require_operator
+from fulema.core.web import OperatorRoute, get_db, get_settings, require_operator
 from fulema.merchants import plates, service
 from fulema.merchants.domain import MerchantStatus
 from fulema.merchants.schemas import (
@@ -42,18 +40,6 @@ from fulema.merchants.schemas import (
     TerminalBody,
     TerminalOut,
 )
-
-
-class OperatorRoute(APIRoute):
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def checked(request: Request) -> Response:
-            require_operator(request)
-            return await handler(request)
-
-        return checked
-
 
 router = APIRouter(prefix="/ops/v1", tags=["operations: merchants"], route_class=OperatorRoute)
 

@@ -6,12 +6,14 @@ processes at once: every job claims its row with a conditional update)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import structlog
 from fastapi import FastAPI
 
+from fulema.core.events import admin as events_admin
+from fulema.core.signal import Signal
 from fulema.gateway.service import purge_nonces
 from fulema.payments import jobs, notifications, refunds
 from fulema.payments import service as payments
@@ -21,15 +23,14 @@ BUSY_BATCH = 20
 
 
 async def _every(seconds: float, name: str, job: Callable[[], Awaitable[object]],
-                 wake: asyncio.Event | None = None) -> None:
+                 wake: Signal | None = None) -> None:
     """Run `job` every `seconds`, or as soon as `wake` is set; straight away again while it
     reports a full batch of work (a backlog drains at full speed instead of one batch per
     period). A failing round is logged and the loop goes on: a scheduler must outlive one
     bad round."""
     while True:
         busy = False
-        if wake is not None:
-            wake.clear()
+        seen = wake.generation if wake is not None else 0
         try:
             done = await job()
             busy = isinstance(done, int) and done >= BUSY_BATCH
@@ -40,8 +41,7 @@ async def _every(seconds: float, name: str, job: Callable[[], Awaitable[object]]
         elif wake is None:
             await asyncio.sleep(seconds)
         else:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=seconds)
+            await wake.wait(seen, seconds)
 
 
 def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
@@ -50,13 +50,15 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
     dispatcher = app.state.dispatcher
     return [
         asyncio.create_task(dispatcher.run_forever()),
-        # The notification loop wakes when the dispatcher has delivered events (a payment's
-        # notification is written by an outbox handler), so a merchant hears of a payment
-        # within milliseconds rather than at the next half-second poll.
+        # The notification loop wakes when a transaction that published an event commits (a
+        # payment's notification is written in that transaction), so a merchant hears of a
+        # payment within milliseconds rather than at the next half-second poll.
         asyncio.create_task(_every(0.5, "notify", lambda: notifications.deliver_due(
-            deps.db, deps.settings, http), wake=dispatcher.delivered)),
+            deps.db, deps.settings, http), wake=deps.db.committed)),
         asyncio.create_task(_every(1.0, "orders", lambda: jobs.run_order_jobs(deps))),
         asyncio.create_task(_every(5.0, "refunds", lambda: refunds.run_refund_jobs(deps))),
+        asyncio.create_task(_every(3600.0, "events.archive", lambda: events_admin.archive(
+            deps.db, retention=timedelta(days=deps.settings.events_retention_days)))),
         asyncio.create_task(_every(300.0, "nonces", lambda: purge_nonces(deps.db,
                                                                          deps.settings))),
     ]

@@ -145,7 +145,7 @@ async def resend_notifications(order_id: str, request: Request) -> Response:
     cred, _ = await _auth(request)
     deps = deps_of(request)
     views = await notifications.resend(deps.db, merchant_id=cred.merchant_id, order_id=order_id)
-    request.app.state.dispatcher.wakeup.set()
+    deps.db.committed.notify()  # the notification loop: no event was published
     return json_response({"notifications": views})
 
 

@@ -41,6 +41,5 @@ async def channel_callback(channel_name: str, request: Request) -> Response:
         ok = True
     except FulemaError as exc:
         log.warning("callback.rejected", channel=channel_name, code=exc.code, reason=exc.message)
-    request.app.state.dispatcher.wakeup.set()
     ack = channel.callback_ack(ok)
     return Response(content=ack.body, status_code=ack.status_code, media_type=ack.media_type)

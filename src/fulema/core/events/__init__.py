@@ -1,0 +1,31 @@
+"""Domain events: the transactional outbox, the sequencer and the named consumers.
+
+See `outbox` (what is written with each change), `consumers` (who reads, and what a poisoned
+event does to each), `dispatcher` (how they are served) and `admin` (what an operator does).
+"""
+
+from fulema.core.events.consumers import (
+    Consumer,
+    ConsumerState,
+    DeadLetter,
+    EventReceipt,
+    Handler,
+    Poison,
+    Start,
+    first_delivery,
+)
+from fulema.core.events.dispatcher import Dispatcher
+from fulema.core.events.outbox import (
+    ArchivedEvent,
+    Event,
+    EventStream,
+    OutboxEvent,
+    publish,
+    publish_now,
+)
+
+__all__ = [
+    "ArchivedEvent", "Consumer", "ConsumerState", "DeadLetter", "Dispatcher", "Event",
+    "EventReceipt", "EventStream", "Handler", "OutboxEvent", "Poison", "Start",
+    "first_delivery", "publish", "publish_now",
+]

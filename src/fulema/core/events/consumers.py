@@ -1,0 +1,146 @@
+"""Named event consumers: what each declares, and the rows that remember where it is.
+
+A consumer is a context and a purpose (`ledger.postings`, `points.earn`, `bus.nats`). Each has
+its own position in the event stream, so one that fails holds back only itself, and one added
+later starts from the beginning of history (backfill) or from now, as it declares.
+
+What a poisoned event (one that keeps failing) does is the consumer's choice:
+- DEAD_LETTER: after `max_attempts` it is set aside in `event_dead_letters` and the consumer
+  goes on (notifications, points: one customer's problem must not stop everyone's);
+- STOP: the consumer stays at it, retrying with back-off, and raises the alarm (metric and
+  error log) once it has failed `max_attempts` times (the ledger and settlement, where a gap
+  unbalances the books and order matters). An operator repairs the cause, or skips the event
+  into the dead letters by name.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Index, Integer, String, Text, insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from fulema.core.clock import clock
+from fulema.core.db import Base, Database, UTCDateTime
+from fulema.core.events.outbox import Event
+
+Handler = Callable[[Database, Event], Awaitable[None]]
+
+
+class Poison(enum.StrEnum):
+    DEAD_LETTER = "DEAD_LETTER"
+    STOP = "STOP"
+
+
+class Start(enum.StrEnum):
+    BEGINNING = "BEGINNING"  # backfill every event still kept (archive included)
+    NOW = "NOW"  # only events sequenced after the consumer first registers
+
+
+@dataclass(frozen=True)
+class Consumer:
+    name: str
+    handler: Handler
+    # Exact topics or prefixes ending in "*" ("payment.*"); empty means every topic.
+    topics: tuple[str, ...] = ()
+    on_poison: Poison = Poison.DEAD_LETTER
+    max_attempts: int = 8
+    start: Start = Start.BEGINNING
+    batch: int = 100
+    _exact: frozenset[str] = field(init=False, repr=False, compare=False)
+    _prefixes: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.name or len(self.name) > 64 or "." not in self.name:
+            raise ValueError(f"consumer name {self.name!r}: use <context>.<purpose>, at most 64")
+        if self.max_attempts < 1 or self.batch < 1:
+            raise ValueError("max_attempts and batch must be at least 1")
+        object.__setattr__(self, "_exact", frozenset(t for t in self.topics if not t.endswith("*")))
+        object.__setattr__(self, "_prefixes", tuple(t[:-1] for t in self.topics if t.endswith("*")))
+
+    def wants(self, topic: str) -> bool:
+        if not self.topics:
+            return True
+        return topic in self._exact or any(topic.startswith(p) for p in self._prefixes)
+
+
+def check_unique(consumers: Iterable[Consumer]) -> dict[str, Consumer]:
+    by_name: dict[str, Consumer] = {}
+    for c in consumers:
+        if c.name in by_name:
+            raise ValueError(f"two consumers are named {c.name}")
+        by_name[c.name] = c
+    return by_name
+
+
+class ConsumerState(Base):
+    __tablename__ = "event_consumers"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger, default=0)  # last seq handled
+    start: Mapped[str] = mapped_column(String(16))
+    # The event at position + 1 while it is failing:
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    blocked_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DeadLetter(Base):
+    __tablename__ = "event_dead_letters"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    consumer: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(40))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    topic: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reason: Mapped[str] = mapped_column(String(16))  # EXHAUSTED | SKIPPED
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    resolved_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    __table_args__ = (Index("ix_dead_letters_consumer", "consumer", "resolved_at", "seq"),)
+
+
+class EventReceipt(Base):
+    """What a consumer has handled, for handlers whose effect is not idempotent by itself."""
+
+    __tablename__ = "event_receipts"
+
+    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+async def first_delivery(session: AsyncSession, consumer: str, event_id: str) -> bool:
+    """True the first time `consumer` handles `event_id` in a committed transaction.
+
+    Call it in the handler's own transaction, before its writes: a redelivery (after a crash
+    between the handler's commit and the position update, or an operator's replay) then
+    finds the receipt and does nothing."""
+    try:
+        async with session.begin_nested():
+            await session.execute(insert(EventReceipt).values(
+                consumer=consumer, event_id=event_id, created_at=clock.now()))
+    except IntegrityError:
+        return False
+    return True
+
+
+def short_error(exc: BaseException) -> str:
+    """The exception's type and first line, cut short: enough for an operator to act on,
+    nothing like a traceback with local variables (which might carry secrets)."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {first}"[:500]

@@ -1,0 +1,290 @@
+"""The dispatcher: numbers committed events, then serves each named consumer from its position.
+
+Every process that runs it (`fulema serve` on the embedded default, `fulema worker`s in
+production) is built with the same consumers by the composition root, so no process can take
+an event away from a consumer it does not know: nothing is "delivered" globally, each consumer
+only moves its own position.
+
+Claims are conditional UPDATEs checked by row count, never SKIP LOCKED (TiDB; ARCHITECTURE.md):
+one process at a time serves a consumer, which keeps its events in order; the sequencer runs
+under its stream row's lock. Wake-ups: a commit that published wakes this process at once
+(`Database.committed`); on PostgreSQL a NOTIFY wakes the other processes; otherwise they find
+the events at their next poll.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from fulema.core.clock import clock
+from fulema.core.db import EVENTS_CHANNEL, Database, retry_on_conflict, table_of
+from fulema.core.events import metrics
+from fulema.core.events.consumers import (
+    Consumer,
+    ConsumerState,
+    DeadLetter,
+    Poison,
+    Start,
+    check_unique,
+    short_error,
+)
+from fulema.core.events.outbox import STREAM, ArchivedEvent, Event, EventStream, OutboxEvent
+from fulema.core.ids import new_id, new_token
+
+log = structlog.get_logger(__name__)
+
+_SET_SEQ = (update(table_of(OutboxEvent))
+            .where(table_of(OutboxEvent).c.id == bindparam("b_id"))
+            .values(seq=bindparam("b_seq")))
+
+
+def backoff_seconds(attempts: int) -> int:
+    """1, 2, 4, ... seconds, at most five minutes: a consumer that is stopped at an event keeps
+    trying (the cause is often a database or broker that comes back) without hammering."""
+    return int(min(300, 2 ** max(0, attempts - 1)))
+
+
+async def ensure_stream(db: Database) -> None:
+    async with db.transaction() as s:
+        if await s.get(EventStream, STREAM) is not None:
+            return
+    with contextlib.suppress(IntegrityError):
+        async with db.transaction() as s:
+            s.add(EventStream(name=STREAM, last_seq=0, archived_through=0))
+
+
+async def read_events(db: Database, *, after: int, through: int, limit: int,
+                      archived_through: int) -> list[Event]:
+    """Events after seq `after` up to `through`, in order, from the archive where they are."""
+    model: type[OutboxEvent] | type[ArchivedEvent] = (
+        ArchivedEvent if after < archived_through else OutboxEvent)
+    upper = min(through, archived_through) if model is ArchivedEvent else through
+    async with db.transaction() as s:
+        rows = (await s.execute(
+            select(model.id, model.topic, model.payload, model.seq, model.created_at)
+            .where(model.seq > after, model.seq <= upper).order_by(model.seq).limit(limit)
+        )).all()
+    return [Event(id=r.id, topic=r.topic, payload=dict(r.payload), seq=int(r.seq),
+                  created_at=r.created_at) for r in rows]
+
+
+class Dispatcher:
+    def __init__(self, db: Database, consumers: Sequence[Consumer] = (), *,
+                 claim_seconds: int = 60, sequence_batch: int = 1000,
+                 poll_seconds: float = 0.5) -> None:
+        self.db = db
+        self.consumers = check_unique(consumers)
+        self.worker_id = f"{socket.gethostname()}-{new_token(6)}"
+        self.claim_seconds = claim_seconds
+        self.sequence_batch = sequence_batch
+        self.poll_seconds = poll_seconds
+        self._registered = False
+
+    # -- registration -------------------------------------------------------------------
+    async def register(self) -> None:
+        """Create the stream row and a position for every consumer not seen before: 0 to
+        backfill, the current head to start from now."""
+        await ensure_stream(self.db)
+        async with self.db.transaction() as s:
+            known = set((await s.scalars(select(ConsumerState.name).where(
+                ConsumerState.name.in_(list(self.consumers))))).all())
+            head = (await s.get(EventStream, STREAM))
+        for c in self.consumers.values():
+            if c.name in known:
+                continue
+            now = clock.now()
+            position = 0 if c.start is Start.BEGINNING else (head.last_seq if head else 0)
+            with contextlib.suppress(IntegrityError):  # another process registered it first
+                async with self.db.transaction() as s:
+                    s.add(ConsumerState(name=c.name, position=position, start=c.start.value,
+                                        attempts=0, created_at=now, updated_at=now))
+            log.info("events.consumer_registered", consumer=c.name, start=c.start.value,
+                     position=position)
+        self._registered = True
+
+    # -- sequencing ---------------------------------------------------------------------
+    async def sequence(self) -> int:
+        """Number the committed events that have no number yet. Returns how many."""
+        async with self.db.transaction() as s:
+            waiting = await s.scalar(select(OutboxEvent.id).where(OutboxEvent.seq.is_(None))
+                                     .limit(1))
+        if waiting is None:
+            return 0
+        return await retry_on_conflict(self._sequence_locked)
+
+    async def _sequence_locked(self) -> int:
+        async with self.db.transaction() as s:
+            stream = (await s.execute(select(EventStream).where(EventStream.name == STREAM)
+                                      .with_for_update())).scalar_one()
+            ids = (await s.scalars(
+                select(OutboxEvent.id).where(OutboxEvent.seq.is_(None))
+                .order_by(OutboxEvent.created_at, OutboxEvent.id).limit(self.sequence_batch)
+            )).all()
+            if not ids:
+                return 0
+            first = stream.last_seq + 1
+            await s.execute(_SET_SEQ, [{"b_id": i, "b_seq": first + n} for n, i in enumerate(ids)])
+            stream.last_seq = first + len(ids) - 1
+        return len(ids)
+
+    # -- delivery -----------------------------------------------------------------------
+    async def run_once(self) -> int:
+        """Number what is new, then give each consumer what it has not had. Returns the
+        number of handler calls that succeeded."""
+        if not self._registered:
+            await self.register()
+        while await self.sequence() >= self.sequence_batch:
+            pass
+        if not self.consumers:
+            return 0
+        now = clock.now()
+        async with self.db.transaction() as s:
+            stream = await s.get(EventStream, STREAM)
+            states = (await s.scalars(select(ConsumerState).where(
+                ConsumerState.name.in_(list(self.consumers))))).all()
+        assert stream is not None
+        delivered = 0
+        for state in states:
+            metrics.LAG.labels(state.name).set(stream.last_seq - state.position)
+            due = state.retry_at is None or state.retry_at <= now
+            free = state.claimed_until is None or state.claimed_until < now
+            if state.position < stream.last_seq and due and free:
+                delivered += await self._serve(self.consumers[state.name], stream.last_seq,
+                                               stream.archived_through)
+        return delivered
+
+    async def _claim(self, name: str) -> ConsumerState | None:
+        now = clock.now()
+        async with self.db.transaction() as s:
+            claimed = await s.execute(
+                update(ConsumerState).where(
+                    ConsumerState.name == name,
+                    or_(ConsumerState.claimed_until.is_(None), ConsumerState.claimed_until < now),
+                    or_(ConsumerState.retry_at.is_(None), ConsumerState.retry_at <= now))
+                .values(claimed_by=self.worker_id,
+                        claimed_until=now + timedelta(seconds=self.claim_seconds))
+                .execution_options(synchronize_session=False))
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            return await s.get(ConsumerState, name)
+
+    async def _serve(self, consumer: Consumer, head: int, archived_through: int) -> int:
+        state = await self._claim(consumer.name)
+        if state is None:
+            return 0
+        position, attempts = state.position, state.attempts
+        error: str | None = state.last_error if attempts else None
+        retry_at, blocked_since = None, state.blocked_since
+        dead: list[dict[str, Any]] = []
+        delivered = 0
+        events = await read_events(self.db, after=position, through=head, limit=consumer.batch,
+                                   archived_through=archived_through)
+        for event in events:
+            if consumer.wants(event.topic):
+                try:
+                    await consumer.handler(self.db, event)
+                except Exception as exc:
+                    attempts += 1
+                    error = short_error(exc)
+                    log.warning("events.handler_failed", consumer=consumer.name,
+                                event_id=event.id, topic=event.topic, attempts=attempts,
+                                error=error)
+                    if attempts < consumer.max_attempts or consumer.on_poison is Poison.STOP:
+                        retry_at = clock.now() + timedelta(seconds=backoff_seconds(attempts))
+                        if attempts >= consumer.max_attempts and blocked_since is None:
+                            blocked_since = clock.now()
+                            log.error("events.consumer_stopped", consumer=consumer.name,
+                                      event_id=event.id, topic=event.topic, seq=event.seq,
+                                      attempts=attempts, error=error)
+                        break
+                    dead.append(dead_letter_row(consumer.name, event, attempts, error,
+                                                "EXHAUSTED", None))
+                    metrics.DEAD_LETTERS.labels(consumer.name).inc()
+                    log.error("events.dead_lettered", consumer=consumer.name, event_id=event.id,
+                              topic=event.topic, attempts=attempts, error=error)
+                else:
+                    delivered += 1
+            position, attempts, error, blocked_since = event.seq, 0, None, None
+        async with self.db.transaction() as s:
+            if dead:
+                await s.execute(insert(DeadLetter), dead)
+            await s.execute(update(ConsumerState).where(
+                ConsumerState.name == consumer.name, ConsumerState.claimed_by == self.worker_id
+            ).values(position=position, attempts=attempts, last_error=error, retry_at=retry_at,
+                     blocked_since=blocked_since, claimed_by=None, claimed_until=None,
+                     updated_at=clock.now()).execution_options(synchronize_session=False))
+        metrics.DELIVERED.labels(consumer.name).inc(delivered)
+        metrics.LAG.labels(consumer.name).set(head - position)
+        metrics.BLOCKED.labels(consumer.name).set(1 if blocked_since else 0)
+        return delivered
+
+    async def drain(self, max_rounds: int = 100) -> int:
+        """Deliver until nothing is left that can be delivered now (tests and the demo)."""
+        total = 0
+        for _ in range(max_rounds):
+            n = await self.run_once()
+            total += n
+            if n == 0 and not await self._behind_and_due():
+                break
+        return total
+
+    async def _behind_and_due(self) -> bool:
+        now = clock.now()
+        async with self.db.transaction() as s:
+            stream = await s.get(EventStream, STREAM)
+            waiting = await s.scalar(select(OutboxEvent.id).where(OutboxEvent.seq.is_(None))
+                                     .limit(1))
+            states = (await s.scalars(select(ConsumerState).where(
+                ConsumerState.name.in_(list(self.consumers))))).all()
+        head = stream.last_seq if stream else 0
+        return waiting is not None or any(
+            st.position < head and (st.retry_at is None or st.retry_at <= now) for st in states)
+
+    async def run_forever(self) -> None:
+        """Serve until cancelled, waking on commits in this process, NOTIFY from others
+        (PostgreSQL), or every `poll_seconds`."""
+        listener = await self._listen()
+        try:
+            while True:
+                seen = self.db.committed.generation
+                try:
+                    n = await self.run_once()
+                except Exception as exc:
+                    log.error("events.round_failed", error=short_error(exc))
+                    n = 0
+                if n == 0:
+                    await self.db.committed.wait(seen, self.poll_seconds)
+        finally:
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    await listener.close()
+
+    async def _listen(self) -> Any:
+        """On PostgreSQL, a connection that LISTENs for other processes' commits."""
+        if self.db.dialect != "postgresql":
+            return None
+        try:
+            import asyncpg  # type: ignore[import-untyped]
+
+            url = self.db.engine.url.set(drivername="postgresql")
+            conn = await asyncpg.connect(url.render_as_string(hide_password=False))
+            await conn.add_listener(EVENTS_CHANNEL, lambda *_: self.db.committed.notify())
+            return conn
+        except Exception as exc:  # polling still delivers; say why the wake-up is missing
+            log.warning("events.listen_failed", error=short_error(exc))
+            return None
+
+
+def dead_letter_row(consumer: str, event: Event, attempts: int, error: str | None,
+                    reason: str, by: str | None) -> dict[str, Any]:
+    return dict(id=new_id("dlq"), consumer=consumer, event_id=event.id, seq=event.seq,
+                topic=event.topic, attempts=attempts, last_error=error, reason=reason,
+                created_at=clock.now(), created_by=by, resolved_at=None, resolved_by=None)
