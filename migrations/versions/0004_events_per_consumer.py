@@ -7,7 +7,7 @@ keep their rows and are numbered by the first dispatcher that runs, so a consume
 from the beginning sees them too.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-25 22:45:55.908470
 """
 from collections.abc import Sequence
@@ -19,7 +19,7 @@ import fulema.core.db
 
 
 revision: str = '0004'
-down_revision: str | None = '0002'
+down_revision: str | None = '0003'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -25,6 +25,7 @@ from fulema.core.web import RequestContextMiddleware, install_error_handlers
 from fulema.gateway import models as _gateway_models  # noqa: F401 - registers tables
 from fulema.merchants import models as _merchant_models  # noqa: F401 - registers tables
 from fulema.merchants.api import router as merchants_router
+from fulema.merchants.demo_seed import DEMO_PLATE
 from fulema.ops import bus
 from fulema.ops.api import router as ops_router
 from fulema.ops.bus import NatsPublisher
@@ -33,6 +34,8 @@ from fulema.payments.api import router as payments_router
 from fulema.payments.callbacks import router as callbacks_router
 from fulema.payments.service import Deps
 from fulema.web.cashier import router as cashier_router
+from fulema.web.docs_assets import install_docs
+from fulema.web.home import home_router
 from fulema.web.oauth import router as oauth_router
 
 log = structlog.get_logger(__name__)
@@ -81,7 +84,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
             await db.dispose()
 
     app = FastAPI(title="Fulema 付了码", version="0.1.0", lifespan=lifespan,
-                  description="Aggregated payment platform: merchant API, cashier, operations.")
+                  description="Aggregated payment platform: merchant API, cashier, operations.",
+                  docs_url=None, redoc_url=None)  # install_docs serves them without a CDN
     app.state.settings = settings
     app.state.db = db
     app.state.http = http
@@ -94,6 +98,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
     for router in (ops_router, events_router, channels_ops_router, merchants_router,
                    payments_router, callbacks_router, cashier_router, oauth_router):
         app.include_router(router)
+    install_docs(app)
+    app.include_router(home_router(demo_plate=DEMO_PLATE if settings.seed_demo else None))
 
     if settings.mount_sandbox:
         from fulema.sandboxes import mount_sandboxes

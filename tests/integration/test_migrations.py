@@ -40,7 +40,7 @@ async def test_upgrade_head_then_check_on_a_clean_database(backend: str, tmp_pat
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_events_from_before_the_consumers_reach_a_consumer_that_backfills(
         backend: str, tmp_path: Path) -> None:
-    """A deployment upgraded from the one-global-delivery outbox (0002) keeps its events; the
+    """A deployment upgraded from the one-global-delivery outbox (0003) keeps its events; the
     first dispatcher numbers them and a consumer starting from the beginning gets them; and
     the migration goes down and up again."""
     from alembic import command
@@ -55,7 +55,7 @@ async def test_events_from_before_the_consumers_reach_a_consumer_that_backfills(
     async with db.engine.begin() as conn:
         await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
     await db.dispose()
-    await asyncio.to_thread(upgrade, url, "0002")
+    await asyncio.to_thread(upgrade, url, "0003")
     db = Database(url)
     async with db.engine.begin() as conn:
         for n, ts in enumerate([datetime(2026, 10, 1, 8), datetime(2026, 10, 2, 8)]):
