@@ -117,7 +117,8 @@ def order(env: Env, amount: int = 1234) -> CreatePaymentRequest:
 async def paid(env: Env, amount: int = 1234) -> CreatePaymentRequest:
     req = order(env, amount)
     created = await env.channel.create(req)
-    assert created.state == TradeState.PAYING and created.code_url
+    assert created.state == TradeState.PAYING
+    assert created.code_url
     scan = await env.wallet("/scan", {"code_url": created.code_url, "payer_id": PAYER[env.name]})
     assert scan.status_code == 200, scan.text
     return req
@@ -139,7 +140,8 @@ def statement_refs(env: Env, data: bytes) -> list[str]:
 async def test_create_pay_callback_query(env: Env) -> None:
     req = await paid(env, 1234)
     cb = await env.callback(CallbackKind.PAYMENT, req.order_id)
-    assert cb.trade is not None and cb.trade.state == TradeState.SUCCESS
+    assert cb.trade is not None
+    assert cb.trade.state == TradeState.SUCCESS
     assert cb.trade.amount == Money(1234)
     found = await env.channel.query(req.order_id)
     assert found.state == TradeState.SUCCESS
@@ -183,7 +185,8 @@ async def test_refund_then_statement_lists_the_day(env: Env) -> None:
     assert result.state == RefundState.SUCCESS
     cb = await env.callback(CallbackKind.REFUND, req.order_id)
     assert cb.refund_id == refund.refund_id
-    assert cb.refund is not None and cb.refund.state == RefundState.SUCCESS
+    assert cb.refund is not None
+    assert cb.refund.state == RefundState.SUCCESS
     again = await env.channel.refund(refund)  # the same refund again: the first one's answer
     assert again.state == RefundState.SUCCESS
 
