@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
 from fulema.core.config import Settings
-from fulema.sandbox.bankpay.server import build_sandbox
+from fulema.sandboxes import sandbox_app
 
 
 def create_app() -> FastAPI:
@@ -30,5 +30,5 @@ def create_app() -> FastAPI:
     async def ping() -> PlainTextResponse:
         return PlainTextResponse("pong")
 
-    app.mount("/sandbox/bankpay", build_sandbox(settings, http))
+    app.mount("/sandbox/bankpay", sandbox_app("bankpay", settings, http))
     return app

@@ -31,21 +31,56 @@ def _alipay(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
 
 
 def _unionpay(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
+    """UnionPay knows our merId, the public halves of our signing keys with their certIds,
+    and the secure key we share; the development UnionPay keys are its own."""
+    from fulema.channels.unionpay.config import (
+        UnionpaySettings,
+        merchant_keys,
+        platform_dev_keys,
+        secure_key,
+    )
+    from fulema.sandbox.unionpay.config import UnionpaySandboxConfig
     from fulema.sandbox.unionpay.server import build_sandbox
 
-    return build_sandbox(settings, http)
+    up = UnionpaySettings()
+    merchant, platform = merchant_keys(settings, up), platform_dev_keys(settings)
+    derived = {"01": merchant.rsa_cert_id, "02": merchant.sm2_cert_id}
+    cert_ids = {m: up.cert_id if up.cert_id and m == up.sign_method else derived[m]
+                for m in derived}
+    return build_sandbox(UnionpaySandboxConfig(
+        mer_id=up.mer_id, platform_rsa=platform.rsa, platform_sm2=platform.sm2,
+        merchant_rsa_public=merchant.rsa.public_key(), merchant_sm2_public=merchant.sm2[1],
+        merchant_cert_ids=cert_ids, secure_key=secure_key(settings, up)), http)
 
 
 def _ecny(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
+    """The institution knows our merchant id, receiving wallet and SM2 public key, and the SM4
+    data key it issued us; its own SM2 key is the development institution key."""
+    from fulema.channels.ecny.adapter import EcnySettings, institution_keys
+    from fulema.sandbox.ecny.config import EcnySandboxConfig
     from fulema.sandbox.ecny.server import build_sandbox
 
-    return build_sandbox(settings, http)
+    ecny = EcnySettings()
+    keys = institution_keys(settings, ecny)
+    assert keys.platform is not None  # the institution's side always holds its private key
+    return build_sandbox(EcnySandboxConfig(
+        merchant_id=ecny.merchant_id, merchant_wallet_id=ecny.merchant_wallet_id,
+        merchant_public_key=keys.merchant_public,
+        institution_private_key=keys.platform.private_key, data_key=keys.data_key,
+        data_key_id=ecny.data_key_id, field_cipher=ecny.field_cipher,
+        public_url=settings.sandbox_url("ecny")), http)
 
 
 def _bankpay(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
+    """The bank knows the merchant number it issued us and the secret we share."""
+    from fulema.channels.bankpay.adapter import BankpaySettings
+    from fulema.sandbox.bankpay.config import BankpaySandboxConfig
     from fulema.sandbox.bankpay.server import build_sandbox
 
-    return build_sandbox(settings, http)
+    bank = BankpaySettings()
+    return build_sandbox(BankpaySandboxConfig(
+        merchant_no=bank.merchant_no, secret=bank.secret,
+        public_url=settings.sandbox_url("bankpay")), http)
 
 
 BUILDERS: dict[str, Callable[[Settings, httpx.AsyncClient], FastAPI]] = {

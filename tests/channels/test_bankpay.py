@@ -46,7 +46,8 @@ from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.money import Money
 from fulema.core.vocab import WayCode
-from fulema.sandbox.bankpay.server import BankpaySandbox, build_sandbox
+from fulema.sandbox.bankpay.server import BankpaySandbox
+from fulema.sandboxes import sandbox_app as compose_sandbox
 
 SB = "http://testserver/sandbox/bankpay"
 
@@ -69,7 +70,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     settings = Settings(public_base_url="http://testserver", data_dir=tmp_path)
     app = FastAPI()
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
-    sandbox_app = build_sandbox(settings, http)
+    sandbox_app = compose_sandbox("bankpay", settings, http)
     app.mount("/sandbox/bankpay", sandbox_app)
     e = Env(build_channel(settings, http), http, sandbox_app.state.sandbox, settings)
 

@@ -40,6 +40,7 @@ from fulema.channels.ecny.adapter import (
     build_channel,
 )
 from fulema.channels.ecny.security import (
+    ReplayGuard,
     key_serial,
     request_string,
     seal,
@@ -52,8 +53,9 @@ from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.gm import sm2_public_key_from_private, sm2_verify
 from fulema.core.money import Money
 from fulema.core.vocab import WayCode
-from fulema.sandbox.ecny.server import EcnySandbox, build_sandbox
+from fulema.sandbox.ecny.server import EcnySandbox
 from fulema.sandbox.ecny.wallet import WALLET_LEVELS, Wallet
+from fulema.sandboxes import sandbox_app as compose_sandbox
 
 SB = "http://testserver/sandbox/ecny"
 NOTIFY = "http://testserver/callbacks/ecny"
@@ -82,7 +84,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     settings = Settings(public_base_url="http://testserver", data_dir=tmp_path)
     app = FastAPI()
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
-    sandbox_app = build_sandbox(settings, http)
+    sandbox_app = compose_sandbox("ecny", settings, http)
     app.mount("/sandbox/ecny", sandbox_app)
     e = Env(build_channel(settings, http), http, sandbox_app.state.sandbox, settings)
 
@@ -441,8 +443,8 @@ async def test_tampered_requests_are_refused_with_signed_errors(env: Env) -> Non
                                    headers=headers)
     assert tampered.status_code == 401
     assert tampered.json()["code"] == "SIGNATURE_INVALID"
-    assert env.sandbox.guard.check(env.channel.keys.platform_public, dict(tampered.headers),
-                                   tampered.content, remember=False) is None  # signed refusal
+    assert ReplayGuard().check(env.channel.keys.platform_public, dict(tampered.headers),
+                               tampered.content, remember=False) is None  # signed refusal
     other_path = await env.http.post(f"{SB}/v1/orders/micropay", content=body, headers=headers)
     assert other_path.json()["code"] == "SIGNATURE_INVALID"  # the path is signed too
     assert (await env.http.post(f"{SB}/v1/orders", content=body,

@@ -65,7 +65,8 @@ from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.ids import new_id
 from fulema.core.money import Money
 from fulema.core.vocab import ChannelName, WayCode
-from fulema.sandbox.unionpay.server import UnionpaySandbox, _self_signed, build_sandbox
+from fulema.sandbox.unionpay.server import UnionpaySandbox, _self_signed
+from fulema.sandboxes import sandbox_app as compose_sandbox
 
 SB = "/sandbox/unionpay"
 
@@ -98,7 +99,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def make_env(settings: Settings, up: UnionpaySettings | None = None) -> tuple[Env, FastAPI]:
     app = FastAPI()
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
-    sandbox_app = build_sandbox(settings, http)
+    sandbox_app = compose_sandbox("unionpay", settings, http)
     app.mount(SB, sandbox_app)
     channel = (build_channel(settings, http) if up is None
                else UnionpayChannel(settings, up, http, adapter_keys(settings, up)))

@@ -6,8 +6,10 @@ orders, refunds and payer accounts, and offers `/wallet/...` endpoints that play
 (scan a QR, present a payer code, confirm in the app) plus fault injection for tests.
 
 This module is the channel API (the merchant-facing, signed endpoints) and the app factory;
-the bank's state is in bankpay_state.py, its statement in bankpay_statement.py and the payer
-side in bankpay_wallet.py. The names other modules import from here are re-exported.
+the bank's state is in state.py, its statement in statement.py, the payer side in wallet.py,
+and the message security in protocol.py (written from the document, independent of the
+adapter's). Served under /sandbox/bankpay or at its own root (`fulema sandbox bankpay`); the
+signature covers no path, so both work alike. The names other modules import from here are re-exported.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from fulema.channels.bankpay.adapter import BANK_TZ, BankpaySettings
 from fulema.core.clock import clock
-from fulema.core.config import Settings
+from fulema.sandbox.bankpay.config import BankpaySandboxConfig
+from fulema.sandbox.bankpay.protocol import CST as BANK_TZ
 from fulema.sandbox.bankpay.state import CALLBACK_DELAYS as CALLBACK_DELAYS
 from fulema.sandbox.bankpay.state import CODE_TTL as CODE_TTL
 from fulema.sandbox.bankpay.state import CONFIRM_TIMEOUT as CONFIRM_TIMEOUT
@@ -155,9 +157,8 @@ def _refund(sb: BankpaySandbox, body: dict[str, Any]) -> tuple[int, dict[str, An
     return ok(view)
 
 
-def build_sandbox(settings: Settings, http: httpx.AsyncClient,
-                  bank: BankpaySettings | None = None) -> FastAPI:
-    sb = BankpaySandbox(settings, http, bank or BankpaySettings())
+def build_sandbox(config: BankpaySandboxConfig, http: httpx.AsyncClient) -> FastAPI:
+    sb = BankpaySandbox(config, http)
     app = FastAPI(title="bankpay sandbox", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.sandbox = sb
     _api_routes(app, sb)

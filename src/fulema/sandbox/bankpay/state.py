@@ -20,16 +20,10 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from fulema.channels.bankpay.adapter import (
-    BANK_TZ,
-    HEADER_MERCHANT,
-    BankpaySettings,
-    ReplayGuard,
-    iso,
-    signed_headers,
-)
 from fulema.core.clock import clock
-from fulema.core.config import Settings
+from fulema.sandbox.bankpay.config import BankpaySandboxConfig
+from fulema.sandbox.bankpay.protocol import CST as BANK_TZ
+from fulema.sandbox.bankpay.protocol import H_MERCHANT, RequestGuard, iso, sign_headers
 from fulema.sandbox.json_common import Faults, with_body
 from fulema.sandbox.payer_controls import PayerControls, Refused
 
@@ -106,16 +100,16 @@ def ok(data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 
 
 class BankpaySandbox:
-    def __init__(self, settings: Settings, http: httpx.AsyncClient, bank: BankpaySettings) -> None:
-        self.settings, self.http, self.bank = settings, http, bank
-        self.public = settings.sandbox_url("bankpay")
+    def __init__(self, config: BankpaySandboxConfig, http: httpx.AsyncClient) -> None:
+        self.config, self.bank, self.http = config, config, http
+        self.public = config.public_url
         self.payers: dict[str, Payer] = {}
         self.codes: dict[str, tuple[str, datetime]] = {}
         self.orders: dict[str, Order] = {}
         self.refunds: dict[str, Refund] = {}
         self.revoked: set[str] = set()  # cancelled before the order ever arrived
         self.faults = Faults()
-        self.guard = ReplayGuard()
+        self.guard = RequestGuard(config.secret)
         self.tasks: set[asyncio.Task[None]] = set()
         self.add_payer("payer_rich", 100_000_000, password_required=False)
         self.add_payer("payer_poor", 100, password_required=False)
@@ -218,7 +212,7 @@ class BankpaySandbox:
             try:
                 # signed afresh per attempt: a retry is a new message with a new nonce
                 resp = await self.http.post(url, content=body, timeout=5.0, headers={
-                    **signed_headers(self.bank.secret, body), "Content-Type": "application/json"})
+                    **sign_headers(self.bank.secret, body), "Content-Type": "application/json"})
                 if resp.status_code == 200 and orjson.loads(resp.content).get("code") == "SUCCESS":
                     return
             except (httpx.HTTPError, orjson.JSONDecodeError, AttributeError):
@@ -226,7 +220,7 @@ class BankpaySandbox:
 
     # HTTP answers ------------------------------------------------------------
     def signed(self, status: int, content: bytes, media_type: str) -> Response:
-        headers = signed_headers(self.bank.secret, content)
+        headers = sign_headers(self.bank.secret, content)
         if self.faults.mode == "garbled":
             content = content[: len(content) // 2] + b"\x00garbled"
         return Response(content=content, status_code=status, media_type=media_type,
@@ -241,11 +235,11 @@ class BankpaySandbox:
             return Response(b'{"code":"SYSTEM_ERROR","message":"try later"}', 503,
                             media_type="application/json")
         raw = await request.body()
-        problem = self.guard.check(dict(request.headers), raw, self.bank.secret)
+        problem = self.guard.check(request.headers, raw)
         status, doc = 200, dict[str, Any]()
         if problem is not None:
             status, doc = err(401, problem, f"request refused: {problem}")
-        elif request.headers.get(HEADER_MERCHANT) != self.bank.merchant_no:
+        elif request.headers.get(H_MERCHANT) != self.bank.merchant_no:
             status, doc = err(403, "MERCHANT_INVALID", "unknown merchant_no")
         else:
             status, doc = with_body(raw, "merchant_no", self.bank.merchant_no, handler)

@@ -12,8 +12,8 @@ import secrets
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from fulema.channels.bankpay.adapter import BANK_TZ
 from fulema.core.clock import clock
+from fulema.sandbox.bankpay.protocol import CST as BANK_TZ
 from fulema.sandbox.bankpay.state import BankpaySandbox, Order
 
 STATEMENT_COLUMNS = ["trade_date", "trade_time", "merchant_no", "record_type", "out_trade_no",

@@ -13,7 +13,7 @@ import secrets
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
-from fulema.channels.bankpay.adapter import iso
+from fulema.sandbox.bankpay.protocol import iso
 from fulema.sandbox.bankpay.state import REFUSALS, BankpaySandbox
 from fulema.sandbox.json_common import answer, new_payer, payer_code, read_json, refuse, set_faults
 from fulema.sandbox.payer_controls import parse_controls

@@ -12,9 +12,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
-from fulema.channels.ecny.adapter import ECNY_TZ
-from fulema.channels.ecny.security import mask_wallet
 from fulema.core.clock import clock
+from fulema.sandbox.ecny.security import CST as ECNY_TZ
+from fulema.sandbox.ecny.security import mask_wallet
 from fulema.sandbox.ecny.server import PAID, EcnySandbox, Order, Refund, err, iso, ok
 from fulema.sandbox.ecny.wallet import WALLET_LEVELS
 from fulema.sandbox.json_common import (

@@ -1,9 +1,12 @@
 """The operating institution's e-CNY merchant interface as a sandbox (docs/channels/ecny.md).
 
-A separate system in memory. It verifies SM2 request signatures (method, path, timestamp,
-nonce, body), the window and nonces, decrypts the merchant's SM4 payee envelope, applies wallet
-levels and limits (ecny_wallet.py), signs every answer and callback with the institution's SM2
-key and encrypts payer data. Wallet and fault endpoints live in ecny_routes.py.
+A separate system in memory, written from that document (its message security is
+`security.py`, independent of the adapter's). It verifies SM2 request signatures (method,
+path, timestamp, nonce, body), the window and nonces, decrypts the merchant's SM4 payee
+envelope, applies wallet levels and limits (wallet.py), signs every answer and callback with
+the institution's SM2 key and encrypts payer data. Wallet and fault endpoints live in
+routes.py. Served under /sandbox/ecny or at its own root (`fulema sandbox ecny`); under the
+mount a request signed over the path with or without the mount prefix is accepted.
 """
 
 from __future__ import annotations
@@ -21,10 +24,18 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from fulema.channels.ecny.adapter import ECNY_TZ, EcnySettings, aad_for, institution_keys
-from fulema.channels.ecny.security import HEADER_MERCHANT, ReplayGuard, Signer, seal, unseal
 from fulema.core.clock import clock
-from fulema.core.config import Settings
+from fulema.sandbox.ecny.config import EcnySandboxConfig
+from fulema.sandbox.ecny.security import CST as ECNY_TZ
+from fulema.sandbox.ecny.security import (
+    H_MERCHANT,
+    InstitutionSigner,
+    RequestGuard,
+    aad,
+    mask_wallet,
+    seal,
+    unseal,
+)
 from fulema.sandbox.ecny.wallet import Wallet, new_payer_code, new_wallet_id
 from fulema.sandbox.json_common import Faults, Result, with_body
 from fulema.sandbox.payer_controls import PayerControls
@@ -85,19 +96,17 @@ def iso(at: datetime) -> str:
 
 
 class EcnySandbox:
-    def __init__(self, settings: Settings, http: httpx.AsyncClient, ecny: EcnySettings) -> None:
-        self.settings, self.http, self.ecny = settings, http, ecny
-        self.keys = institution_keys(settings, ecny)
-        assert self.keys.platform is not None
-        self.signer: Signer = self.keys.platform
-        self.public = settings.sandbox_url("ecny")
+    def __init__(self, config: EcnySandboxConfig, http: httpx.AsyncClient) -> None:
+        self.config, self.ecny, self.http = config, config, http
+        self.signer = InstitutionSigner.from_private(config.institution_private_key)
+        self.public = config.public_url
         self.wallets: dict[str, Wallet] = {}
         self.codes: dict[str, tuple[str, datetime]] = {}
         self.orders: dict[str, Order] = {}
         self.refunds: dict[str, Refund] = {}
         self.revoked: set[str] = set()
         self.faults = Faults()
-        self.guard = ReplayGuard()
+        self.guard = RequestGuard(config.merchant_public_key)
         self.tasks: set[asyncio.Task[None]] = set()
         self.add_wallet("payer_rich", 100_000_000, level=1, name="王*明")
         self.add_wallet("payer_anon", 500_000, level=4, name=None)
@@ -153,13 +162,12 @@ class EcnySandbox:
         payer = None
         if o.wallet is not None and o.status not in ("WAIT_PAY", "USER_PAYING"):
             w = o.wallet
-            payer = {"wallet_id_masked": f"{w.wallet_id[:4]}********{w.wallet_id[-4:]}",
-                     "wallet_level": w.level,
-                     "encrypted": seal(self.keys.data_key, self.ecny.data_key_id,
-                                       self.ecny.field_cipher,
+            payer = {"wallet_id_masked": mask_wallet(w.wallet_id), "wallet_level": w.level,
+                     "encrypted": seal(self.config.data_key, self.config.data_key_id,
+                                       self.config.field_cipher,
                                        {"wallet_id": w.wallet_id, "payer_name": w.name,
                                         "wallet_level": w.level},
-                                       aad_for(self.ecny.merchant_id, o.out_trade_no))}
+                                       aad(self.config.merchant_id, o.out_trade_no))}
         return {
             "merchant_id": self.ecny.merchant_id, "out_trade_no": o.out_trade_no,
             "trade_no": o.trade_no, "trade_status": o.status, "way_code": o.way_code,
@@ -231,11 +239,10 @@ class EcnySandbox:
             return Response(b'{"code":"SYSTEM_BUSY","message":"try later"}', 503,
                             media_type="application/json")
         raw = await request.body()
-        problem = self.guard.check(self.keys.merchant_public, dict(request.headers), raw,
-                                   method=request.method, path=api_path(request))
+        problem = self.guard.check(request.headers, request.method, api_paths(request), raw)
         if problem is not None:
             status, doc = err(401, problem, f"request refused: {problem}")
-        elif request.headers.get(HEADER_MERCHANT) != self.ecny.merchant_id:
+        elif request.headers.get(H_MERCHANT) != self.ecny.merchant_id:
             status, doc = err(403, "MERCHANT_INVALID", "unknown merchant_id")
         else:
             status, doc = with_body(raw, "merchant_id", self.ecny.merchant_id, handler)
@@ -243,8 +250,8 @@ class EcnySandbox:
 
     def check_payee(self, body: dict[str, Any]) -> Result | None:
         try:
-            payee = unseal(self.keys.data_key, self.ecny.data_key_id, body.get("payee"),
-                           aad_for(self.ecny.merchant_id, str(body.get("out_trade_no"))))
+            payee = unseal(self.config.data_key, self.config.data_key_id, body.get("payee"),
+                           aad(self.config.merchant_id, str(body.get("out_trade_no"))))
         except ValueError as exc:
             return err(400, "DECRYPT_FAILED", f"payee envelope: {exc}")
         if payee.get("wallet_id") != self.ecny.merchant_wallet_id:
@@ -264,18 +271,20 @@ class EcnySandbox:
                      body.get("notify_url") or None, now, expire, body.get("auth_code"))
 
 
-def api_path(request: Request) -> str:
-    """The API path after the base URL (what the merchant signed), query included."""
+def api_paths(request: Request) -> list[str]:
+    """What the merchant may have signed as API-PATH, query included: the path after the
+    mount (the institution's own path, as at its own root) and the full path with the mount
+    prefix (a client whose base URL ends at the host)."""
     full, root = request.url.path, request.scope.get("root_path", "")
-    path = full[len(root):] if root and full.startswith(root) else full
-    return path + (f"?{request.url.query}" if request.url.query else "")
+    query = f"?{request.url.query}" if request.url.query else ""
+    inner = full[len(root):] if root and full.startswith(root) else full
+    return [inner + query, full + query]
 
 
-def build_sandbox(settings: Settings, http: httpx.AsyncClient,
-                  ecny: EcnySettings | None = None) -> FastAPI:
+def build_sandbox(config: EcnySandboxConfig, http: httpx.AsyncClient) -> FastAPI:
     from fulema.sandbox.ecny.routes import install_api, install_wallet
 
-    sb = EcnySandbox(settings, http, ecny or EcnySettings())
+    sb = EcnySandbox(config, http)
     app = FastAPI(title="e-CNY sandbox", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.sandbox = sb
     install_api(app, sb)

@@ -1,8 +1,10 @@
 """UnionPay 全渠道 sandbox: the acquirer-facing API plus the payers' UnionPay app (wallet).
 
-Mounted at /sandbox/unionpay. It checks certId and the signature exactly as the adapter makes
-them (signMethod 01 RSA, 02 SM2, 11/12 SHA-256/SM3 with the shared secure key) and answers a
-bad one with respCode 11 验证签名失败; it
+Mounted at /sandbox/unionpay, or served at its own root (`fulema sandbox unionpay`), where the
+paths are UnionPay's own (/gateway/api/backTransReq.do, ...). It checks certId and the
+signature as UnionPay's specification defines them (signMethod 01 RSA, 02 SM2, 11/12
+SHA-256/SM3 with the shared secure key; see `protocol.py`, an implementation independent of the
+adapter's) and answers a bad one with respCode 11 验证签名失败; it
 signs every answer and back notification with the development UnionPay keys; notifications
 are posted after the answer, from background tasks, retried until HTTP 200.
 """
@@ -26,32 +28,28 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
-from fulema.channels.unionpay.bill import zm_file_name
-from fulema.channels.unionpay.config import (
-    SideKeys,
-    UnionpaySettings,
-    merchant_keys,
-    platform_dev_keys,
-    secure_key,
-)
-from fulema.channels.unionpay.sign import (
+from fulema.core.clock import clock
+from fulema.sandbox.payer_controls import PayerControls
+from fulema.sandbox.unionpay import zm
+from fulema.sandbox.unionpay.config import UnionpaySandboxConfig
+from fulema.sandbox.unionpay.protocol import (
     BEIJING,
     CERT_METHODS,
+    FORM_TYPE,
+    MESSAGES,
     SIGN_METHODS,
     SIGN_RSA,
     VERSION,
-    decode_form,
-    encode_form,
-    encode_response,
-    parse_beijing,
-    sign_fields,
-    to_order_id,
-    verify_fields,
+    cert_serial,
+    order_id_candidates,
+    parse_txn_time,
+    read_form,
+    sign,
+    verify,
+    write_answer,
+    write_form,
 )
-from fulema.core.clock import clock
-from fulema.core.config import Settings
-from fulema.sandbox.payer_controls import PayerControls
-from fulema.sandbox.unionpay.state import MESSAGES, Books, Refusal, Txn
+from fulema.sandbox.unionpay.state import Books, Refusal, Txn
 
 NOTIFY_DELAYS = (0.0, 0.2, 0.5, 1.0, 2.0)  # seconds before each delivery attempt
 ECHOED = ("version", "encoding", "bizType", "txnType", "txnSubType", "accessType", "merId",
@@ -77,7 +75,7 @@ def _is_txn_time(value: str) -> bool:
     if len(value) != 14 or not (value.isascii() and value.isdigit()):
         return False
     try:
-        parse_beijing(value)
+        parse_txn_time(value)
     except ValueError:
         return False
     return True
@@ -136,17 +134,13 @@ def _self_signed(key: rsa.RSAPrivateKey, serial: int) -> str:
 
 
 class UnionpaySandbox:
-    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
-        up = UnionpaySettings()
+    def __init__(self, config: UnionpaySandboxConfig, http: httpx.AsyncClient) -> None:
+        self.config = config
         self.http = http
-        self.mer_id = up.mer_id
-        self.platform: SideKeys = platform_dev_keys(settings)
-        self.merchant: SideKeys = merchant_keys(settings, up)
-        self.secure_key = secure_key(settings, up)  # shared with the merchant (11/12)
-        derived = {"01": self.merchant.rsa_cert_id, "02": self.merchant.sm2_cert_id}
-        self.cert_ids = {m: (up.cert_id if up.cert_id and m == up.sign_method else derived[m])
-                         for m in CERT_METHODS}
-        self.cert_pem = _self_signed(self.platform.rsa, int(self.platform.rsa_cert_id))
+        self.mer_id = config.mer_id
+        self.secure_key = config.secure_key  # shared with the merchant (11/12)
+        self.cert_ids = dict(config.merchant_cert_ids)
+        self.cert_pem = _self_signed(config.platform_rsa, cert_serial(config.platform_rsa))
         self.books = Books()
         self.faults = Faults()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -158,9 +152,8 @@ class UnionpaySandbox:
         fields["signMethod"] = method
         if method == SIGN_RSA:
             fields["signPubKeyCert"] = self.cert_pem
-        fields["signature"] = sign_fields(fields, method=method, rsa_key=self.platform.rsa,
-                                          sm2_key=self.platform.sm2,
-                                          secure_key=self.secure_key)
+        fields["signature"] = sign(fields, rsa_key=self.config.platform_rsa,
+                                   sm2_key=self.config.platform_sm2, secure_key=self.secure_key)
         return fields
 
     def _answer(self, request: dict[str, str], out: dict[str, str]) -> Response:
@@ -169,7 +162,7 @@ class UnionpaySandbox:
         fields.setdefault("respMsg", MESSAGES.get(fields["respCode"], ""))
         method = request.get("signMethod", SIGN_RSA)
         signed = self._signed(fields, method if method in SIGN_METHODS else SIGN_RSA)
-        return Response(encode_response(signed), media_type="text/plain;charset=UTF-8")
+        return Response(write_answer(signed), media_type="text/plain;charset=UTF-8")
 
     def _refusal(self, fields: dict[str, str]) -> tuple[str, str] | None:
         """(respCode, respMsg) for a request refused before any business rule, else None.
@@ -198,8 +191,8 @@ class UnionpaySandbox:
             return "31", MESSAGES["31"]
         if method in CERT_METHODS and fields["certId"] != self.cert_ids[method]:
             return "11", MESSAGES["11"]
-        if not verify_fields(fields, rsa_public=self.merchant.rsa.public_key(),
-                             sm2_public=self.merchant.sm2[1], secure_key=self.secure_key):
+        if not verify(fields, rsa_public=self.config.merchant_rsa_public,
+                      sm2_public=self.config.merchant_sm2_public, secure_key=self.secure_key):
             return "11", MESSAGES["11"]
         return None
 
@@ -214,7 +207,7 @@ class UnionpaySandbox:
         if self.faults.mode == "garbled":
             return Response("<html><body>502 Bad Gateway</body></html>", media_type="text/html")
         try:
-            fields = decode_form(await request.body())
+            fields = read_form(await request.body())
         except ValueError:
             return self._answer({}, {"respCode": "10"})
         refusal = self._refusal(fields)
@@ -243,7 +236,7 @@ class UnionpaySandbox:
     def back(self, f: dict[str, str]) -> dict[str, str]:
         kind = (f["txnType"], f.get("txnSubType", ""))
         if kind == ("01", "07"):
-            pay_timeout = parse_beijing(f["payTimeout"]) if f.get("payTimeout") else None
+            pay_timeout = parse_txn_time(f["payTimeout"]) if f.get("payTimeout") else None
             txn = self.books.apply_qr(self._new_txn(f, "01", "07"), pay_timeout)
             return {"respCode": "00", "qrCode": txn.qr_code or ""}
         if kind == ("01", "06"):
@@ -284,7 +277,7 @@ class UnionpaySandbox:
             raise Refusal("10")
         content = self.books.statement(day, self.faults.statement_diff)
         buf = io.BytesIO()
-        zm_name = zm_file_name(_settle_day(day), self.mer_id)
+        zm_name = zm.file_name(_settle_day(day), self.mer_id)
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             zf.writestr(zm_name, content)
         name = f"{zm_name[:9]}_{self.mer_id}.zip"  # INN{yyMMdd}_{merId}.zip (a sandbox choice)
@@ -301,7 +294,7 @@ class UnionpaySandbox:
                   "respCode": txn.code, "respMsg": MESSAGES.get(txn.code, ""),
                   "origRespCode": txn.code, "origRespMsg": MESSAGES.get(txn.code, ""),
                   "reqReserved": txn.req_reserved, **self._result(txn)}
-        body = encode_form(self._signed(fields, txn.sign_method))
+        body = write_form(self._signed(fields, txn.sign_method))
         task = asyncio.create_task(self._deliver(txn.back_url, body))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -310,8 +303,8 @@ class UnionpaySandbox:
         for delay in NOTIFY_DELAYS:
             await asyncio.sleep(delay)
             try:
-                resp = await self.http.post(url, content=body, timeout=5.0, headers={
-                    "Content-Type": "application/x-www-form-urlencoded;charset=UTF-8"})
+                resp = await self.http.post(url, content=body, timeout=5.0,
+                                            headers={"Content-Type": FORM_TYPE})
             except httpx.HTTPError:
                 continue
             if resp.status_code == 200:
@@ -320,13 +313,8 @@ class UnionpaySandbox:
     # --- wallet ------------------------------------------------------------------------------
 
     def find_order(self, ref: str) -> Txn | None:
-        txn = self.books.txns.get(ref)
-        if txn is None and "_" in ref:
-            try:
-                txn = self.books.txns.get(to_order_id(ref))
-            except ValueError:
-                return None
-        return txn
+        return next((self.books.txns[r] for r in order_id_candidates(ref)
+                     if r in self.books.txns), None)
 
 
 def _settle_day(mmdd: str) -> date:
@@ -348,8 +336,8 @@ def _refused(exc: Refusal) -> JSONResponse:
                         status_code=status)
 
 
-def build_sandbox(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
-    sb = UnionpaySandbox(settings, http)
+def build_sandbox(config: UnionpaySandboxConfig, http: httpx.AsyncClient) -> FastAPI:
+    sb = UnionpaySandbox(config, http)
     app = FastAPI(title="UnionPay sandbox", docs_url=None, redoc_url=None)
     app.state.sandbox = sb
 

@@ -10,29 +10,19 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from fulema.channels.unionpay.bill import CONSUME, REFUND, VOID, render_zm, signed_amount
-from fulema.channels.unionpay.sign import BEIJING
 from fulema.core.clock import clock
 from fulema.sandbox.payer_controls import PayerControls, Refused
+from fulema.sandbox.unionpay.protocol import BEIJING, MESSAGES
+from fulema.sandbox.unionpay.zm import CONSUME, REFUND, TRADE_CODES, VOID, render, signed_fen
 
 PASSWORD_TIMEOUT = timedelta(seconds=60)  # a payer who must enter a password has this long
 QR_PREFIX = "https://qr.95516.com/00010000/"
 PAYER_USER_AGENT = "UnionPay/1.0 CloudPay"  # what the payer's UnionPay app sends to a cashier
 
-MESSAGES = {
-    "00": "成功", "05": "交易已受理，请稍后查询交易结果", "10": "报文格式错误",
-    "11": "验证签名失败", "12": "重复交易", "13": "报文交易要素缺失", "31": "商户状态不正确",
-    "33": "交易金额超限", "34": "查无此交易", "35": "原交易不存在或状态不正确",
-    "36": "与原交易信息不符", "38": "银联风险受限",
-    "39": "交易不在受理时间范围内", "45": "原交易已被成功退货或已被成功撤销",
-    "61": "输入的卡号无效，请确认后输入", "64": "卡上的余额不足", "69": "您的输入超时，交易失败",
-}
 # respCodes (ACP 5.1.0 appendix) for a payer UnionPay's risk control refuses or whose payment
 # is over its limit: 38 银联风险受限, 33 交易金额超限.
 REFUSALS = {Refused.RISK: "38", Refused.LIMIT: "33"}
-# The statement's 交易代码 per txnType (01 consume, 31 void, 04 refund), and the sandbox's
-# stand-ins for the institutions and merchant category UnionPay would report.
-TRADE_CODES = {"01": CONSUME, "31": VOID, "04": REFUND}
+# The sandbox's stand-ins for the institutions and merchant category UnionPay would report.
 ACQ_INS_CODE, SEND_INS_CODE, MER_CAT_CODE = "48020000", "00010000", "5999"
 
 
@@ -256,7 +246,7 @@ class Books:
     # --- statement ---------------------------------------------------------------------------
 
     def statement(self, settle_date: str, diff: dict[str, object]) -> bytes:
-        """The day's ZM 流水 file (see `channels.unionpay.bill`): one GBK fixed-width line per
+        """The day's ZM 流水 file (see `sandbox.unionpay.zm`): one GBK fixed-width line per
         consume (S22), void (S30) and refund (S31) settled on `settle_date` (MMDD, Beijing)."""
         rows: list[dict[str, str]] = []
         for txn in self.txns.values():
@@ -283,8 +273,8 @@ class Books:
 def _amounts(row: dict[str, str], fen: int) -> None:
     """txnAmt, and the signed settleAmt/settleNetAmt (no fee in the sandbox: merCharge 0)."""
     signed = -fen if row["tradeNo"] in (VOID, REFUND) else fen
-    row.update(txnAmt=str(fen), merCharge=signed_amount(0), settleAmt=signed_amount(signed),
-               settleNetAmt=signed_amount(signed))
+    row.update(txnAmt=str(fen), merCharge=signed_fen(0), settleAmt=signed_fen(signed),
+               settleNetAmt=signed_fen(signed))
 
 
 def _apply_diff_and_render(rows: list[dict[str, str]], diff: dict[str, object],
@@ -307,4 +297,4 @@ def _apply_diff_and_render(rows: list[dict[str, str]], diff: dict[str, object],
                    "txnSubType": "06", "bizType": "000000", "merId": ""}
         _amounts(phantom, 100)
         rows.append(phantom)
-    return render_zm(sorted(rows, key=lambda r: (r["txnTime"], r["orderId"])))
+    return render(sorted(rows, key=lambda r: (r["txnTime"], r["orderId"])))
