@@ -22,7 +22,7 @@ from fulema.sandbox.bankpay.server import build_sandbox
 
 
 def create_app() -> FastAPI:
-    settings = Settings()
+    settings = Settings()  # an entry point: this process's tree, built once
     http = httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_connections=200))
     app = FastAPI(title="bench bankpay sandbox", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -30,5 +30,5 @@ def create_app() -> FastAPI:
     async def ping() -> PlainTextResponse:
         return PlainTextResponse("pong")
 
-    app.mount("/sandbox/bankpay", build_sandbox(settings, http))
+    app.mount("/sandbox/bankpay", build_sandbox(settings, http, settings.bankpay))
     return app

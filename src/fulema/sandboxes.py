@@ -5,7 +5,8 @@ vendor's protocol, importing nothing from `fulema.channels`, `fulema.web` or
 `fulema.payments`). Only the composition root mounts them, explicitly and only when
 `FULEMA_MOUNT_SANDBOX` is on, and each builder below translates our settings into what that
 channel would know about us (our merchant id, the keys we registered with it), the way a bank
-fills in a channel's merchant platform.
+fills in a channel's merchant platform. The builders that take a channel section are handed
+the tree's, so the sandbox knows us as the adapter presents itself.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from fulema.core.config import Settings
 def _wechat(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
     from fulema.sandbox.wechat.server import build_sandbox
 
-    return build_sandbox(settings, http)
+    return build_sandbox(settings, http, settings.wechat)
 
 
 def _alipay(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
@@ -39,13 +40,13 @@ def _unionpay(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
 def _ecny(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
     from fulema.sandbox.ecny.server import build_sandbox
 
-    return build_sandbox(settings, http)
+    return build_sandbox(settings, http, settings.ecny)
 
 
 def _bankpay(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
     from fulema.sandbox.bankpay.server import build_sandbox
 
-    return build_sandbox(settings, http)
+    return build_sandbox(settings, http, settings.bankpay)
 
 
 BUILDERS: dict[str, Callable[[Settings, httpx.AsyncClient], FastAPI]] = {
