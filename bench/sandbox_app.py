@@ -22,7 +22,7 @@ from fulema.sandboxes import sandbox_app
 
 
 def create_app() -> FastAPI:
-    settings = Settings()
+    settings = Settings()  # an entry point: this process's tree, built once
     http = httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_connections=200))
     app = FastAPI(title="bench bankpay sandbox", docs_url=None, redoc_url=None, openapi_url=None)
 

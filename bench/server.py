@@ -151,9 +151,9 @@ def start_fulema(kind: str, workers: int, *, database_url: str, sandbox_url: str
     env = fulema_env(database_url=database_url, port=port, sandbox_url=sandbox_url,
                      data_dir=data_dir)
     if kind == "granian":
-        argv = granian_argv("fulema.app:create_app", port, workers)
+        argv = granian_argv("fulema.app:app_from_environment", port, workers)
     else:
-        argv = uvicorn_argv("fulema.app:create_app", port, workers, factory=True)
+        argv = uvicorn_argv("fulema.app:app_from_environment", port, workers, factory=True)
     return start(f"fulema[{kind} x{workers}]", argv, env, log, f"http://127.0.0.1:{port}")
 
 

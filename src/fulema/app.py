@@ -1,8 +1,10 @@
 """Composition root: builds the FastAPI app from each context's router.
 
 Everything that differs between the embedded default and production (database, channel
-endpoints, whether the scheduler runs in this process) comes from `Settings`, so tests build
-the same app the server runs.
+endpoints, whether the scheduler runs in this process) comes from the `Settings` tree it is
+handed, so tests build the same app the server runs from a tree of their own. The tree is read
+from the environment only at an entry point: `app_from_environment` (the ASGI factory that
+`fulema serve` and the benchmark name), the CLI, the benchmark.
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ from fulema.web.oauth import router as oauth_router
 log = structlog.get_logger(__name__)
 
 
+def app_from_environment() -> FastAPI:
+    """The ASGI factory a server process starts from (`uvicorn fulema.app:app_from_environment
+    --factory`): the one place a serving process builds the tree from FULEMA_* variables."""
+    return create_app(get_settings())
+
+
 def declared_consumers(settings: Settings) -> tuple[list[Consumer], NatsPublisher | None]:
     """Every event consumer of every context, so that each process running the dispatcher
     serves all of them. A context declares its consumers in its own module (`jobs.py`) and is
@@ -49,10 +57,9 @@ def declared_consumers(settings: Settings) -> tuple[list[Consumer], NatsPublishe
     return [*bus_consumers], publisher
 
 
-def create_app(settings: Settings | None = None, *, db: Database | None = None,
+def create_app(settings: Settings, *, db: Database | None = None,
                http: httpx.AsyncClient | None = None) -> FastAPI:
-    settings = settings or get_settings()
-    settings.check_production()
+    settings.check_production()  # outside development: refuses, naming every variable to fix
     db = db or Database(settings.database_url)
     http = http or httpx.AsyncClient(timeout=settings.channel_timeout_seconds)
     consumers, publisher = declared_consumers(settings)

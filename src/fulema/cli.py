@@ -1,4 +1,9 @@
-"""The `fulema` command: serve, worker, migrate, demo, docs."""
+"""The `fulema` command: serve, worker, migrate, demo, docs.
+
+An entry point: each command builds the settings tree from FULEMA_* once (`get_settings`) and
+hands it on; a tree that may not run here (`Settings.check_production`) stops the command with
+the variables to fix, before anything starts.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,20 @@ from pathlib import Path
 import typer
 import uvicorn
 
-from fulema.core.config import get_settings
+from fulema.core.channel_settings import ConfigurationError
+from fulema.core.config import Settings, get_settings
 
 app = typer.Typer(help="Fulema (付了码) aggregated payment platform", no_args_is_help=True)
+
+
+def _checked(settings: Settings) -> Settings:
+    """The tree, or exit 2 with the guard's message (one line naming every variable)."""
+    try:
+        settings.check_production()
+    except ConfigurationError as exc:
+        typer.echo(f"fulema: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    return settings
 
 
 @app.command()
@@ -28,7 +44,7 @@ def migrate() -> None:
 def serve(host: str | None = None, port: int | None = None, workers: int = 1,
           auto_migrate: bool = typer.Option(True, help="apply migrations before serving")) -> None:
     """Run the platform. Embedded default: SQLite, sandbox channels, in-process worker."""
-    settings = get_settings()
+    settings = _checked(get_settings())
     if auto_migrate:
         from fulema.migrate import upgrade
 
@@ -37,11 +53,11 @@ def serve(host: str | None = None, port: int | None = None, workers: int = 1,
     if "public_base_url" not in settings.model_fields_set:
         # Payers, channels and the sandboxes call us back at the public URL: unless it was
         # configured, it is where this server listens (`--port 8765` must not send payers
-        # to :8000). The app factory reads settings again in each worker, hence the variable.
+        # to :8000). Each worker process builds its tree at start-up (the factory below),
+        # hence the variable, written for them before they start.
         reachable = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host  # noqa: S104
         os.environ["FULEMA_PUBLIC_BASE_URL"] = f"http://{reachable}:{port}"
-        get_settings.cache_clear()
-    uvicorn.run("fulema.app:create_app", factory=True, host=host, port=port, workers=workers,
+    uvicorn.run("fulema.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
                 log_level="info")
 
 
@@ -51,8 +67,10 @@ def worker() -> None:
     from fulema.app import create_app
     from fulema.ops.worker import background_tasks
 
+    settings = _checked(get_settings().model_copy(update={"seed_demo": False}))
+
     async def run() -> None:
-        application = create_app(get_settings().model_copy(update={"seed_demo": False}))
+        application = create_app(settings)
         tasks = background_tasks(application)
         await asyncio.gather(*tasks)
 
@@ -65,7 +83,7 @@ def demo(url: str = typer.Option("", help="a running `fulema serve`; empty runs 
     """Tell the whole story: apply, approve, plate, scan, pay 12.50, notify, refund 2.50."""
     from fulema.demo import run_demo
 
-    asyncio.run(run_demo(url or None))
+    asyncio.run(run_demo(url or None, get_settings()))
 
 
 @app.command("bench", context_settings={"allow_extra_args": True,

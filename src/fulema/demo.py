@@ -26,7 +26,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from fulema.core.clock import clock
-from fulema.core.config import Settings, get_settings
+from fulema.core.config import Settings
 from fulema.gateway.signing import sign_request, verify_notification
 from fulema.merchants.domain import uscc_check_char
 
@@ -91,19 +91,22 @@ def show(data: dict[str, Any], keys: list[str]) -> None:
     console.print(table)
 
 
-async def run_demo(url: str | None) -> DemoOutcome:
+async def run_demo(url: str | None, settings: Settings) -> DemoOutcome:
+    """The story against `url`, or against a private in-process platform built from a copy of
+    `settings` (its own SQLite file, data dir and port)."""
     receiver = Receiver()
     notify_port = _free_port()
     async with _serve(receiver.app, notify_port):
         if url:
-            return await _story(url.rstrip("/"), get_settings().operator_token, receiver,
+            return await _story(url.rstrip("/"), settings.operator_token, receiver,
                                 notify_port)
         with tempfile.TemporaryDirectory(prefix="fulema-demo-") as tmp:
             port = _free_port()
             base = f"http://127.0.0.1:{port}"
-            settings = Settings(database_url=f"sqlite+aiosqlite:///{Path(tmp) / 'demo.db'}",
-                                data_dir=Path(tmp) / "data", public_base_url=base, port=port,
-                                operator_token="demo-operator-token")  # noqa: S106 - private demo server
+            settings = settings.model_copy(update={
+                "database_url": f"sqlite+aiosqlite:///{Path(tmp) / 'demo.db'}",
+                "data_dir": Path(tmp) / "data", "public_base_url": base, "port": port,
+                "operator_token": "demo-operator-token"})
             from fulema.app import create_app
             from fulema.migrate import upgrade
 

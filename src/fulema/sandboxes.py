@@ -5,7 +5,8 @@ vendor's protocol, importing nothing from `fulema.channels`, `fulema.web` or
 `fulema.payments`). Only the composition root mounts them, explicitly and only when
 `FULEMA_MOUNT_SANDBOX` is on, and each builder below translates our settings into what that
 channel would know about us (our merchant id, the keys we registered with it), the way a bank
-fills in a channel's merchant platform.
+fills in a channel's merchant platform. The builders that take a channel section are handed
+the tree's, so the sandbox knows us as the adapter presents itself.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from fulema.core.config import Settings
 def _wechat(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
     from fulema.sandbox.wechat.server import build_sandbox
 
-    return build_sandbox(settings, http)
+    return build_sandbox(settings, http, settings.wechat)
 
 
 def _alipay(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
@@ -33,16 +34,11 @@ def _alipay(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
 def _unionpay(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
     """UnionPay knows our merId, the public halves of our signing keys with their certIds,
     and the secure key we share; the development UnionPay keys are its own."""
-    from fulema.channels.unionpay.config import (
-        UnionpaySettings,
-        merchant_keys,
-        platform_dev_keys,
-        secure_key,
-    )
+    from fulema.channels.unionpay.config import merchant_keys, platform_dev_keys, secure_key
     from fulema.sandbox.unionpay.config import UnionpaySandboxConfig
     from fulema.sandbox.unionpay.server import build_sandbox
 
-    up = UnionpaySettings()
+    up = settings.unionpay
     merchant, platform = merchant_keys(settings, up), platform_dev_keys(settings)
     derived = {"01": merchant.rsa_cert_id, "02": merchant.sm2_cert_id}
     cert_ids = {m: up.cert_id if up.cert_id and m == up.sign_method else derived[m]
@@ -56,11 +52,11 @@ def _unionpay(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
 def _ecny(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
     """The institution knows our merchant id, receiving wallet and SM2 public key, and the SM4
     data key it issued us; its own SM2 key is the development institution key."""
-    from fulema.channels.ecny.adapter import EcnySettings, institution_keys
+    from fulema.channels.ecny.adapter import institution_keys
     from fulema.sandbox.ecny.config import EcnySandboxConfig
     from fulema.sandbox.ecny.server import build_sandbox
 
-    ecny = EcnySettings()
+    ecny = settings.ecny
     keys = institution_keys(settings, ecny)
     assert keys.platform is not None  # the institution's side always holds its private key
     return build_sandbox(EcnySandboxConfig(
@@ -73,11 +69,10 @@ def _ecny(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
 
 def _bankpay(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
     """The bank knows the merchant number it issued us and the secret we share."""
-    from fulema.channels.bankpay.adapter import BankpaySettings
     from fulema.sandbox.bankpay.config import BankpaySandboxConfig
     from fulema.sandbox.bankpay.server import build_sandbox
 
-    bank = BankpaySettings()
+    bank = settings.bankpay
     return build_sandbox(BankpaySandboxConfig(
         merchant_no=bank.merchant_no, secret=bank.secret,
         public_url=settings.sandbox_url("bankpay")), http)

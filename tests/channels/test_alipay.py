@@ -24,7 +24,6 @@ from fulema.channels.alipay.adapter import (
     REFUND_STATES,
     TRADE_STATES,
     AlipayChannel,
-    AlipaySettings,
     build_channel,
     parse_bill,
 )
@@ -56,6 +55,7 @@ from fulema.channels.base import (
 )
 from fulema.channels.detect import detect_payer_code
 from fulema.core import crypto
+from fulema.core.channel_settings import AlipaySection
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, FulemaError
@@ -97,7 +97,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("alipay")  # keys are made once for the whole module
 
 
-def make_env(settings: Settings, ali: AlipaySettings | None = None) -> Env:
+def make_env(settings: Settings, ali: AlipaySection | None = None) -> Env:
     app = FastAPI()
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
     sandbox_app = build_sandbox(settings, http)
@@ -247,11 +247,10 @@ def test_state_mappings_are_exhaustive() -> None:
     assert REFUND_STATES["REFUND_SUCCESS"] == RefundState.SUCCESS
 
 
-def test_settings_and_development_keys(data_dir: Path, tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = Settings(public_base_url="http://testserver", data_dir=tmp_path)
-    monkeypatch.setenv("FULEMA_ALIPAY_APP_ID", "2021000000000099")
-    monkeypatch.setenv("FULEMA_ALIPAY_BASE_URL", "https://openapi.alipay.com")
+def test_settings_and_development_keys(data_dir: Path, tmp_path: Path) -> None:
+    settings = Settings(public_base_url="http://testserver", data_dir=tmp_path,
+                        alipay=AlipaySection(app_id="2021000000000099",
+                                             base_url="https://openapi.alipay.com"))
     channel = build_channel(settings, httpx.AsyncClient())
     assert channel.ali.app_id == "2021000000000099"
     assert channel.gateway == "https://openapi.alipay.com/gateway.do"
@@ -263,7 +262,7 @@ def test_settings_and_development_keys(data_dir: Path, tmp_path: Path,
     (tmp_path / "alipay_pub.txt").write_text(bare_pub)
     bare_priv = "".join(crypto.private_key_pem(key).splitlines()[1:-1])
     (tmp_path / "app_priv.txt").write_text(bare_priv)
-    ali = AlipaySettings(alipay_public_key_path=tmp_path / "alipay_pub.txt",
+    ali = AlipaySection(alipay_public_key_path=tmp_path / "alipay_pub.txt",
                          private_key_path=tmp_path / "app_priv.txt")
     assert alipay_public_key(settings, ali).public_numbers() == key.public_key().public_numbers()
     assert app_private_key(settings, ali).private_numbers() == key.private_numbers()
@@ -605,7 +604,7 @@ async def test_tampered_request_is_refused_with_alipays_error(env: Env) -> None:
 async def test_requests_signed_with_another_key_are_refused(env: Env, tmp_path: Path) -> None:
     other = tmp_path / "other.pem"
     other.write_text(crypto.private_key_pem(crypto.generate_rsa_key(1024)))
-    ali = AlipaySettings(private_key_path=other)
+    ali = AlipaySection(private_key_path=other)
     wrong = AlipayChannel(env.settings, ali, env.http, app_private_key(env.settings, ali),
                           env.channel.alipay_key)
     with pytest.raises(ChannelError) as exc:
@@ -726,7 +725,7 @@ async def test_faults_are_unavailable_never_failed(env: Env, mode: str) -> None:
 
 async def test_slow_gateway_times_out_as_unavailable(data_dir: Path) -> None:
     settings = Settings(public_base_url="http://testserver", data_dir=data_dir)
-    env = make_env(settings, AlipaySettings(timeout_seconds=0.2))
+    env = make_env(settings, AlipaySection(timeout_seconds=0.2))
     try:
         await env.wallet("POST", "/faults", json={"mode": "slow", "delay_ms": 2000})
         with pytest.raises(ChannelUnavailable):

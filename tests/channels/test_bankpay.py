@@ -23,7 +23,6 @@ from fulema.channels.bankpay.adapter import (
     BANK_TZ,
     TRADE_STATES,
     BankpayChannel,
-    BankpaySettings,
     build_channel,
     sign,
     signed_headers,
@@ -41,6 +40,7 @@ from fulema.channels.base import (
     RefundState,
     TradeState,
 )
+from fulema.core.channel_settings import BankpaySection
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, FulemaError
@@ -364,7 +364,7 @@ async def test_new_payer_and_declined_confirmation(env: Env) -> None:
 async def test_tampered_replayed_and_stale_requests_are_refused(env: Env) -> None:
     body = orjson.dumps({"merchant_no": "888000000000001", "out_trade_no": "ORD-TAMPER",
                          "amount_fen": 100, "way_code": "QR_DYNAMIC"})
-    secret = BankpaySettings().secret
+    secret = env.settings.bankpay.secret
     headers = {**signed_headers(secret, body), "X-Bank-Merchant-No": "888000000000001"}
     tampered = body.replace(b"100", b"1")
     resp = await env.http.post(f"{SB}/api/orders", content=tampered, headers=headers)
@@ -387,7 +387,7 @@ async def test_tampered_replayed_and_stale_requests_are_refused(env: Env) -> Non
 
 
 async def test_answer_signed_with_another_key_is_unverifiable(env: Env) -> None:
-    wrong = BankpayChannel(env.settings, env.http, BankpaySettings(secret="not-the-bank-s"))
+    wrong = BankpayChannel(env.settings, env.http, BankpaySection(secret="not-the-bank-s"))
     with pytest.raises(ChannelUnavailable):  # the answer is signed with a key we do not hold
         await wrong.query("ORD-ANY")
 
@@ -396,24 +396,24 @@ async def test_tampered_or_replayed_callback_is_rejected(env: Env) -> None:
     data = {"merchant_no": "888000000000001", "out_trade_no": "ORD-CB", "trade_no": "BP1",
             "trade_state": "SUCCESS", "amount_fen": 100, "same_day_settlement": True}
     body = orjson.dumps({"event_id": "E1", "event_type": "TRADE.SUCCESS", "data": data})
-    headers = signed_headers(BankpaySettings().secret, body)
+    headers = signed_headers(env.settings.bankpay.secret, body)
     good = await env.channel.parse_callback(headers, body)
     assert good.trade is not None
     assert good.trade.amount == Money(100)
     with pytest.raises(FulemaError) as exc:
         await env.channel.parse_callback(headers, body)  # the same nonce again
     assert exc.value.code == ErrorCode.CALLBACK_INVALID
-    headers = signed_headers(BankpaySettings().secret, body)
+    headers = signed_headers(env.settings.bankpay.secret, body)
     with pytest.raises(FulemaError):
         await env.channel.parse_callback(headers, body.replace(b"100", b"999"))
     forged = orjson.dumps({"event_type": "TRADE.SUCCESS", "data": {**data, "merchant_no": "x"}})
     with pytest.raises(FulemaError):
-        await env.channel.parse_callback(signed_headers(BankpaySettings().secret, forged), forged)
+        await env.channel.parse_callback(signed_headers(env.settings.bankpay.secret, forged), forged)
     with pytest.raises(FulemaError):
         await env.channel.parse_callback({}, body)
     garbage = b"not json"
     with pytest.raises(FulemaError):
-        await env.channel.parse_callback(signed_headers(BankpaySettings().secret, garbage),
+        await env.channel.parse_callback(signed_headers(env.settings.bankpay.secret, garbage),
                                          garbage)
     assert env.channel.callback_ack(False).status_code == 400
     assert env.channel.callback_ack(True).body == b'{"code":"SUCCESS"}'
@@ -439,7 +439,7 @@ async def test_5xx_and_garbled_are_unknown_never_failed(env: Env) -> None:
 
 
 async def test_slow_channel_times_out_as_unavailable(env: Env) -> None:
-    quick = BankpayChannel(env.settings, env.http, BankpaySettings(timeout_seconds=0.1))
+    quick = BankpayChannel(env.settings, env.http, BankpaySection(timeout_seconds=0.1))
     await env.wallet("/faults", {"mode": "slow", "delay_ms": 400})
     with pytest.raises(ChannelUnavailable):
         await quick.query("ORD-SLOW")

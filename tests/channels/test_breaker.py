@@ -33,8 +33,10 @@ from fulema.channels.base import (
     TradeResult,
     TradeState,
 )
-from fulema.channels.breaker import BreakerSettings, BreakerState, CircuitBreaker, CircuitOpen
+from fulema.channels.breaker import BreakerState, CircuitBreaker, CircuitOpen
+from fulema.core.channel_settings import BreakerSection
 from fulema.core.clock import clock
+from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.vocab import ChannelName
 
@@ -108,20 +110,20 @@ class ScriptedChannel:
         return f"{self.label},{day.isoformat()}".encode()
 
 
-def small(**overrides: float) -> BreakerSettings:
+def small(**overrides: float) -> BreakerSection:
     """A 4-call window judged from 4 calls; slow means over 10 ms."""
     values: dict[str, float] = {"window_size": 4, "minimum_calls": 4, "failure_ratio": 0.5,
                                 "slow_call_seconds": 0.01, "slow_call_ratio": 0.5,
                                 "open_seconds": 30, "half_open_probes": 2,
                                 "call_timeout_seconds": 1.0}
     values.update(overrides)
-    return BreakerSettings(**values)  # type: ignore[arg-type]
+    return BreakerSection(**values)  # type: ignore[arg-type]
 
 
 _seq = iter(range(1_000_000))
 
 
-def breaker(cfg: BreakerSettings | None = None) -> CircuitBreaker:
+def breaker(cfg: BreakerSection | None = None) -> CircuitBreaker:
     # a fresh endpoint label per breaker keeps metric assertions independent between tests
     return CircuitBreaker("wechat", f"ep{next(_seq)}", cfg or small())
 
@@ -165,7 +167,7 @@ async def trip(b: CircuitBreaker, ch: ScriptedChannel) -> None:
 
 
 def test_settings_defaults_are_the_documented_ones() -> None:
-    s = BreakerSettings()
+    s = BreakerSection()
     assert (s.window_size, s.minimum_calls, s.failure_ratio, s.slow_call_seconds,
             s.slow_call_ratio, s.open_seconds, s.half_open_probes, s.call_timeout_seconds) == (
         20, 10, 0.5, 3.0, 0.8, 30, 2, 10.0)
@@ -174,7 +176,7 @@ def test_settings_defaults_are_the_documented_ones() -> None:
 def test_settings_come_from_fulema_breaker_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FULEMA_BREAKER_WINDOW_SIZE", "50")
     monkeypatch.setenv("FULEMA_BREAKER_OPEN_SECONDS", "5")
-    s = BreakerSettings()
+    s = Settings().breaker  # the tree, as an entry point builds it
     assert s.window_size == 50
     assert s.open_seconds == 5
 
@@ -187,7 +189,7 @@ def test_settings_come_from_fulema_breaker_variables(monkeypatch: pytest.MonkeyP
 ])
 def test_settings_refuse_nonsense(bad: dict[str, float]) -> None:
     with pytest.raises(ValidationError):
-        BreakerSettings(**bad)  # type: ignore[arg-type]
+        BreakerSection(**bad)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------ opening

@@ -15,15 +15,16 @@ from pathlib import Path
 import pytest
 
 from fulema.channels.base import BarcodePayRequest, Channel, ChannelUnavailable
-from fulema.channels.breaker import BreakerSettings, BreakerState, CircuitOpen
+from fulema.channels.breaker import BreakerState, CircuitOpen
 from fulema.channels.routing import GuardedChannel, guard
+from fulema.core.channel_settings import BreakerSection
 from fulema.core.config import Settings
 from fulema.core.ids import new_id
 from fulema.core.money import Money
 from fulema.core.vocab import ChannelName
 from tests.channels import test_alipay, test_unionpay
 
-WINDOW = BreakerSettings(window_size=4, minimum_calls=4, failure_ratio=0.5,
+WINDOW = BreakerSection(window_size=4, minimum_calls=4, failure_ratio=0.5,
                          slow_call_seconds=5, open_seconds=30, half_open_probes=1,
                          call_timeout_seconds=5)
 

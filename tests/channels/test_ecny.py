@@ -35,7 +35,6 @@ from fulema.channels.ecny.adapter import (
     ECNY_TZ,
     TRADE_STATES,
     EcnyChannel,
-    EcnySettings,
     aad_for,
     build_channel,
 )
@@ -47,6 +46,7 @@ from fulema.channels.ecny.security import (
     signer_from,
     unseal,
 )
+from fulema.core.channel_settings import EcnySection
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, FulemaError
@@ -461,16 +461,16 @@ async def test_tampered_requests_are_refused_with_signed_errors(env: Env) -> Non
 
 async def test_payee_envelope_is_checked(env: Env) -> None:
     wrong_key = EcnyChannel(env.settings, env.http,
-                            EcnySettings(data_key_hex="00" * 16))
+                            EcnySection(data_key_hex="00" * 16))
     with pytest.raises(ChannelError) as exc:
         await wrong_key.create(qr("ORD-WRONGKEY"))
     assert exc.value.code == "DECRYPT_FAILED"
     wrong_wallet = EcnyChannel(env.settings, env.http,
-                               EcnySettings(merchant_wallet_id="0099999999999999"))
+                               EcnySection(merchant_wallet_id="0099999999999999"))
     with pytest.raises(ChannelError) as exc:
         await wrong_wallet.create(qr("ORD-WRONGWALLET"))
     assert exc.value.code == "PAYEE_WALLET_INVALID"
-    cbc = EcnyChannel(env.settings, env.http, EcnySettings(field_cipher="SM4_CBC"))
+    cbc = EcnyChannel(env.settings, env.http, EcnySection(field_cipher="SM4_CBC"))
     assert (await cbc.create(qr("ORD-CBC"))).state == TradeState.PAYING
 
 
@@ -519,7 +519,7 @@ async def test_5xx_garbled_and_slow_are_unknown_never_failed(env: Env) -> None:
     found = await env.channel.query("ORD-GARBLED")  # the hidden payment is found by query
     assert found.state == TradeState.SUCCESS
     assert found.amount == Money(700)
-    quick = EcnyChannel(env.settings, env.http, EcnySettings(timeout_seconds=0.1))
+    quick = EcnyChannel(env.settings, env.http, EcnySection(timeout_seconds=0.1))
     await env.wallet("/faults", {"mode": "slow", "delay_ms": 400})
     with pytest.raises(ChannelUnavailable):
         await quick.query("ORD-SLOW")

@@ -42,13 +42,13 @@ class Env:
 
 
 @pytest.fixture(params=CHANNELS)
-async def env(request: pytest.FixtureRequest, tmp_path: Path,
-              monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
+async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
     name: str = request.param
-    monkeypatch.setenv(f"FULEMA_{name.upper()}_BACKUP_BASE_URL",
-                       f"http://testserver/sandbox/{name}-backup")
-    settings = Settings(public_base_url="http://testserver", data_dir=tmp_path,
-                        enabled_channels=[name])
+    tree = Settings(public_base_url="http://testserver", data_dir=tmp_path,
+                    enabled_channels=[name])
+    section = getattr(tree, name).model_copy(
+        update={"backup_base_url": f"http://testserver/sandbox/{name}-backup"})
+    settings = tree.model_copy(update={name: section})
     app = FastAPI()
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
     primary_app = sandbox_app(name, settings, http)
@@ -110,10 +110,7 @@ async def test_primary_5xx_fails_over_to_backup(env: Env) -> None:
     assert env.hits(primary) == []  # nothing sent to the open primary
 
 
-async def test_no_backup_setting_means_primary_only(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in CHANNELS:
-        monkeypatch.delenv(f"FULEMA_{name.upper()}_BACKUP_BASE_URL", raising=False)
+async def test_no_backup_setting_means_primary_only(tmp_path: Path) -> None:
     settings = Settings(public_base_url="http://testserver", data_dir=tmp_path,
                         enabled_channels=CHANNELS)
     async with httpx.AsyncClient() as http:

@@ -33,7 +33,6 @@ from fulema.channels.detect import detect_payer_code
 from fulema.channels.unionpay.adapter import (
     TRADE_STATES,
     UnionpayChannel,
-    UnionpaySettings,
     build_channel,
 )
 from fulema.channels.unionpay.bill import (
@@ -59,6 +58,7 @@ from fulema.channels.unionpay.sign import (
     verify_fields,
 )
 from fulema.core import crypto
+from fulema.core.channel_settings import UnionpaySection
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, FulemaError
@@ -96,7 +96,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("unionpay")  # keys are made once for the whole module
 
 
-def make_env(settings: Settings, up: UnionpaySettings | None = None) -> tuple[Env, FastAPI]:
+def make_env(settings: Settings, up: UnionpaySection | None = None) -> tuple[Env, FastAPI]:
     app = FastAPI()
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
     sandbox_app = compose_sandbox("unionpay", settings, http)
@@ -268,7 +268,7 @@ async def test_order_qr_end_to_end(env: Env, way: WayCode) -> None:
 
 async def test_order_qr_with_sm2_signatures(data_dir: Path) -> None:
     settings = Settings(public_base_url="http://testserver", data_dir=data_dir)
-    e, _ = make_env(settings, UnionpaySettings(sign_method="02"))
+    e, _ = make_env(settings, UnionpaySection(sign_method="02"))
     try:
         req = create_req(settings, 888)
         created = await e.channel.create(req)
@@ -565,7 +565,7 @@ async def test_valid_forms_are_accepted(env: Env) -> None:
 
 
 async def test_adapter_with_wrong_key_gets_channel_error(env: Env, tmp_path: Path) -> None:
-    up = UnionpaySettings(merchant_key_path=tmp_path / "other.pem",
+    up = UnionpaySection(merchant_key_path=tmp_path / "other.pem",
                           cert_id=env.channel.cert_id)
     stranger = UnionpayChannel(env.settings, up, env.http, adapter_keys(env.settings, up))
     with pytest.raises(ChannelError) as err:

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from fulema.channels.base import RefundRequest, RefundState, TradeState
-from fulema.channels.unionpay.adapter import UnionpaySettings
 from fulema.channels.unionpay.config import merchant_keys, platform_dev_keys
 from fulema.channels.unionpay.sign import (
     decode_response,
@@ -26,6 +25,7 @@ from fulema.channels.unionpay.sign import (
     verify_fields,
 )
 from fulema.core import crypto, gm
+from fulema.core.channel_settings import UnionpaySection
 from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.ids import new_id
@@ -86,7 +86,8 @@ def test_secure_key_signature_refuses_tamper_and_wrong_key(method: str) -> None:
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
 def test_sign_method_01_agrees_with_openssl(tmp_path: Path) -> None:
     """RSA PKCS#1 v1.5 is deterministic: openssl signs hex(SHA-256(string)) independently."""
-    keys = merchant_keys(Settings(data_dir=tmp_path), UnionpaySettings())
+    settings = Settings(data_dir=tmp_path)
+    keys = merchant_keys(settings, settings.unionpay)
     pem = tmp_path / "key.pem"
     pem.write_text(crypto.private_key_pem(keys.rsa))
     fields = {**FIELDS, "signMethod": "01", "certId": keys.rsa_cert_id}
@@ -106,7 +107,7 @@ def test_sign_method_01_agrees_with_openssl(tmp_path: Path) -> None:
 @pytest.mark.parametrize("method", ["11", "12"])
 async def test_secure_key_round_trip_end_to_end(tmp_path: Path, method: str) -> None:
     settings = Settings(public_base_url="http://testserver", data_dir=tmp_path)
-    e, _ = make_env(settings, UnionpaySettings(sign_method=method))  # type: ignore[arg-type]
+    e, _ = make_env(settings, UnionpaySection(sign_method=method))  # type: ignore[arg-type]
     try:
         assert e.channel.cert_id == ""
         req = create_req(settings, 777)
@@ -136,7 +137,7 @@ async def test_secure_key_round_trip_end_to_end(tmp_path: Path, method: str) -> 
 async def test_sandbox_refuses_tampered_secure_key_request_with_11(tmp_path: Path,
                                                                     method: str) -> None:
     settings = Settings(public_base_url="http://testserver", data_dir=tmp_path)
-    e, _ = make_env(settings, UnionpaySettings(sign_method=method))  # type: ignore[arg-type]
+    e, _ = make_env(settings, UnionpaySection(sign_method=method))  # type: ignore[arg-type]
     try:
         req = create_req(settings)
         form = e.channel._signed({
@@ -162,7 +163,7 @@ async def test_sandbox_refuses_tampered_secure_key_request_with_11(tmp_path: Pat
 async def test_adapter_refuses_callback_signed_with_another_secure_key(tmp_path: Path,
                                                                        method: str) -> None:
     settings = Settings(public_base_url="http://testserver", data_dir=tmp_path)
-    e, _ = make_env(settings, UnionpaySettings(sign_method=method))  # type: ignore[arg-type]
+    e, _ = make_env(settings, UnionpaySection(sign_method=method))  # type: ignore[arg-type]
     try:
         oid = new_id("ord")
         fields = {"version": "5.1.0", "signMethod": method, "txnType": "01",

@@ -37,7 +37,6 @@ from fulema.channels.wechat.adapter import (
     REFUND_STATES,
     TRADE_STATES,
     WechatChannel,
-    WechatSettings,
     build_channel,
     parse_tradebill,
     parse_tradebill_summary,
@@ -51,6 +50,7 @@ from fulema.channels.wechat.sign import (
     signed_headers,
 )
 from fulema.core import crypto
+from fulema.core.channel_settings import WechatSection
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.errors import FulemaError
@@ -88,7 +88,7 @@ class Env:
             "platform_public_key": load_private_key(
                 (keys / "wechat_platform.pem").read_bytes()).public_key(),
             "platform_key_id": "PUB_KEY_ID_0119000000012025010100000000000001",
-            "apiv3_key": WechatSettings().apiv3_key.encode()}
+            "apiv3_key": self.settings.wechat.apiv3_key.encode()}
         args.update(overrides)
         return DocClient(**args)
 
@@ -558,20 +558,20 @@ async def test_5xx_garbled_slow_and_forged_answers_are_unavailable(env: Env, tmp
     with pytest.raises(ChannelUnavailable):
         await env.channel.create(order("ORDFAULT03", 100))
     await env.wallet("/faults", {"mode": "slow", "delay_ms": 500})
-    hasty = WechatChannel(env.settings, env.http, WechatSettings(timeout_seconds=0.05))
+    hasty = WechatChannel(env.settings, env.http, WechatSection(timeout_seconds=0.05))
     with pytest.raises(ChannelUnavailable):
         await hasty.query("ORDFAULT01")
     await env.wallet("/faults", {"mode": "none"})
     assert (await env.channel.query("ORDFAULT01")).state == TradeState.SUCCESS
     # answers signed by a key we do not trust are not acted on
     distrust = WechatChannel(env.settings, env.http,
-                             WechatSettings(platform_public_key_id="PUB_KEY_ID_SOMEONE_ELSE"))
+                             WechatSection(platform_public_key_id="PUB_KEY_ID_SOMEONE_ELSE"))
     with pytest.raises(ChannelUnavailable, match="unverifiable"):
         await distrust.query("ORDFAULT01")
     other = tmp_path / "other.pem"
     other.write_text(crypto.public_key_pem(crypto.generate_rsa_key(1024)))
     wrong_key = WechatChannel(env.settings, env.http,
-                              WechatSettings(platform_public_key_path=other))
+                              WechatSection(platform_public_key_path=other))
     with pytest.raises(ChannelUnavailable, match="unverifiable"):
         await wrong_key.query("ORDFAULT01")
 
@@ -581,7 +581,7 @@ def test_production_refuses_development_keys(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="FULEMA_WECHAT_APIV3_KEY"):
         WechatChannel(prod, httpx.AsyncClient())
     with pytest.raises(RuntimeError, match="32 bytes"):
-        WechatSettings(apiv3_key="short").check(prod)
+        WechatSection(apiv3_key="short").check(prod)
 
 
 # ------------------------------------------------------------------ trade bill

@@ -22,17 +22,16 @@ from fulema.channels.base import (
     TradeState,
 )
 from fulema.channels.wechat.adapter import build_channel
-from fulema.channels.wechat.config import WechatSettings
 from fulema.channels.wechat.v2 import (
     HMAC_SHA256,
     MD5,
     WechatV2Codepay,
-    WechatV2Settings,
     from_xml,
     sign,
     sign_source,
     to_xml,
 )
+from fulema.core.channel_settings import WechatSection, WechatV2Section
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.ids import new_id
@@ -74,7 +73,7 @@ class Env:
 
     def v2(self, **kw: object) -> WechatV2Codepay:
         return WechatV2Codepay(self.settings, self.http,
-                               v2=WechatV2Settings(reverse_retry_seconds=0, **kw))  # type: ignore[arg-type]
+                               v2=WechatV2Section(reverse_retry_seconds=0, **kw))  # type: ignore[arg-type]
 
     async def code(self, payer: str) -> str:
         resp = await self.http.post(f"{SB}/wallet/payers/{payer}/code")
@@ -104,10 +103,10 @@ async def env(data_dir: Path) -> AsyncIterator[Env]:
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
     sandbox = build_sandbox(settings, http)
     sb: WechatSandbox = sandbox.state.sandbox
-    add_v2_routes(sandbox, sb, WechatV2Settings())
+    add_v2_routes(sandbox, sb, settings.wechat_v2)
     app.mount(SB, sandbox)
     yield Env(app, http, settings, sb, WechatV2Codepay(
-        settings, http, v2=WechatV2Settings(reverse_retry_seconds=0)))
+        settings, http, v2=WechatV2Section(reverse_retry_seconds=0)))
     for task in list(sb.tasks):
         task.cancel()
     await http.aclose()
@@ -255,7 +254,7 @@ async def test_an_order_wechat_never_saw_is_not_found(env: Env) -> None:
 
 # --- the sandbox checks requests as WeChat does -----------------------------------------------
 
-def _signed(wx: WechatSettings, key: str, **fields: str) -> dict[str, str]:
+def _signed(wx: WechatSection, key: str, **fields: str) -> dict[str, str]:
     params = {"appid": wx.appid, "mch_id": wx.mchid, "nonce_str": "5K8264ILTKCH16CQ2502SI8ZNMTM67VS",
               **fields}
     params["sign"] = sign(params, key, params.get("sign_type", MD5))
@@ -263,7 +262,7 @@ def _signed(wx: WechatSettings, key: str, **fields: str) -> dict[str, str]:
 
 
 async def test_sandbox_rejects_a_bad_sign(env: Env) -> None:
-    wx, key = WechatSettings(), WechatV2Settings().api_key
+    wx, key = env.settings.wechat, env.settings.wechat_v2.api_key
     code = await env.code(RICH_OPENID)
     order = {"body": "x", "out_trade_no": "T" + new_id("o")[-20:], "total_fee": "100",
              "spbill_create_ip": "10.0.0.1", "auth_code": code}
@@ -287,7 +286,7 @@ async def test_sandbox_rejects_a_bad_sign(env: Env) -> None:
     garbage = await env.http.post(f"{SB}/pay/micropay", content=b"<xml><a>")
     assert from_xml(garbage.content) == {"return_code": "FAIL", "return_msg": "XML格式错误"}
     other_mch = await env.post_xml("/pay/orderquery", {
-        **_signed(WechatSettings(mchid="1900000002"), key, out_trade_no=order["out_trade_no"])})
+        **_signed(WechatSection(mchid="1900000002"), key, out_trade_no=order["out_trade_no"])})
     assert (other_mch["result_code"], other_mch["err_code"]) == ("FAIL", "MCHID_NOT_EXIST")
 
 
@@ -305,7 +304,7 @@ async def test_adapter_rejects_a_tampered_answer(env: Env) -> None:
     mitm = httpx.AsyncClient(transport=Tamper(inner, "/pay/micropay", lower_amount),
                              base_url="http://testserver")
     try:
-        client = WechatV2Codepay(env.settings, mitm, v2=WechatV2Settings())
+        client = WechatV2Codepay(env.settings, mitm)
         req = pay(4321, await env.code(RICH_OPENID))
         with pytest.raises(ChannelUnavailable, match="sign does not verify"):
             await client.barcode_pay(req)
@@ -325,7 +324,7 @@ async def test_5xx_garbled_and_slow_answers_are_unavailable(env: Env) -> None:
     with pytest.raises(ChannelUnavailable):  # garbled: it paid, the answer is unreadable
         await env.client.barcode_pay(req)
     await env.http.post(f"{SB}/wallet/faults", json={"mode": "slow", "delay_ms": 1000})
-    fast = WechatV2Codepay(env.settings, env.http, wx=WechatSettings(timeout_seconds=0.2))
+    fast = WechatV2Codepay(env.settings, env.http, wx=WechatSection(timeout_seconds=0.2))
     with pytest.raises(ChannelUnavailable, match="Timeout"):
         await fast.query(req.order_id)
     await env.http.post(f"{SB}/wallet/faults", json={"mode": "none"})

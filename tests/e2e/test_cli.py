@@ -4,7 +4,6 @@ reference."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,21 +18,13 @@ from fulema.core.errors import errors_markdown
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def fresh_settings() -> Iterator[None]:
-    """`fulema` reads FULEMA_* once per process (get_settings is cached): start clean, end clean."""
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-
-
 def tables(path: Path) -> set[str]:
     with sqlite3.connect(path) as conn:
         return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
 
 def test_migrate_builds_every_table_on_a_new_sqlite_file_and_is_repeatable(
-        tmp_path: Path, fresh_settings: None) -> None:
+        tmp_path: Path) -> None:
     db = tmp_path / "fresh.db"
     env = {"FULEMA_DATABASE_URL": f"sqlite+aiosqlite:///{db}"}
     runner = CliRunner()
@@ -46,7 +37,6 @@ def test_migrate_builds_every_table_on_a_new_sqlite_file_and_is_repeatable(
     with sqlite3.connect(db) as conn:
         [(head,)] = conn.execute("SELECT version_num FROM alembic_version").fetchall()
 
-    get_settings.cache_clear()
     again = runner.invoke(app, ["migrate"], env=env)
     assert again.exit_code == 0, again.output
     assert tables(db) == made
@@ -72,7 +62,7 @@ def test_docs_errors_writes_the_reference_that_is_checked_in(tmp_path: Path) -> 
      "https://pay.bank.example"),
 ])
 def test_serve_tells_payers_and_channels_the_port_it_listens_on(
-        tmp_path: Path, fresh_settings: None, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         args: list[str], env: dict[str, str], expected: str) -> None:
     """`fulema serve --port 8765` must not send a payer's OAuth redirect or a sandbox callback
     to :8000; a configured public URL (behind a load balancer) always wins."""
@@ -81,7 +71,6 @@ def test_serve_tells_payers_and_channels_the_port_it_listens_on(
     seen: dict[str, object] = {}
 
     def run_instead(*_args: object, **kwargs: object) -> None:  # the server itself is not the subject
-        get_settings.cache_clear()
         seen.update(kwargs, public_base_url=get_settings().public_base_url)
 
     monkeypatch.setattr(uvicorn, "run", run_instead)

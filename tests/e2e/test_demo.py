@@ -3,11 +3,12 @@ and the whole story told over HTTP (apply, approve, plate, WeChat scan, pay, not
 
 from __future__ import annotations
 
+from fulema.core.config import Settings
 from fulema.demo import run_demo
 
 
 async def test_the_demo_story_pays_1250_refunds_250_and_tells_the_merchant_twice() -> None:
-    outcome = await run_demo(None)
+    outcome = await run_demo(None, Settings(environment="test"))
 
     assert outcome.paid["status"] == "SUCCESS"
     assert outcome.paid["amount"] == 1250

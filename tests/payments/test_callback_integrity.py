@@ -10,15 +10,15 @@ from typing import Any
 import orjson
 from sqlalchemy import func, select
 
-from fulema.channels.bankpay.adapter import BankpaySettings, signed_headers
+from fulema.channels.bankpay.adapter import signed_headers
 from fulema.core.events import OutboxEvent
 from fulema.payments.models import Order, OrderEvent
 from tests.payments.conftest import Platform
 
 
-def _success(order_id: str, amount_fen: int) -> bytes:
+def _success(platform: Platform, order_id: str, amount_fen: int) -> bytes:
     data: dict[str, Any] = {
-        "merchant_no": BankpaySettings().merchant_no, "out_trade_no": order_id,
+        "merchant_no": platform.settings.bankpay.merchant_no, "out_trade_no": order_id,
         "trade_no": "BP-FORGED-1", "trade_state": "SUCCESS", "amount_fen": amount_fen,
         "success_time": "2026-11-25T10:00:00+08:00"}
     return orjson.dumps({"event_id": "EVT1", "event_type": "TRADE.SUCCESS",
@@ -27,7 +27,7 @@ def _success(order_id: str, amount_fen: int) -> bytes:
 
 async def _post(platform: Platform, body: bytes, headers: dict[str, str] | None = None
                 ) -> tuple[int, dict[str, Any]]:
-    headers = headers or signed_headers(BankpaySettings().secret, body)
+    headers = headers or signed_headers(platform.settings.bankpay.secret, body)
     resp = await platform.http.post("/callbacks/bankpay", content=body,
                                     headers={**headers, "Content-Type": "application/json"})
     return resp.status_code, resp.json()
@@ -44,7 +44,7 @@ async def test_success_for_another_amount_is_refused_and_the_order_stays_unpaid(
     order = (await platform.order(amount=1250)).json()
     before = await _events(platform, order["order_id"])
 
-    status, ack = await _post(platform, _success(order["order_id"], 1))
+    status, ack = await _post(platform, _success(platform, order["order_id"], 1))
 
     assert (status, ack["code"]) == (400, "FAIL")  # the bank will retry, and we will query
     view = (await platform.call("GET", f"/api/v1/orders/{order['order_id']}")).json()
@@ -55,9 +55,10 @@ async def test_success_for_another_amount_is_refused_and_the_order_stays_unpaid(
 
 async def test_wrong_amount_after_payment_is_refused_not_acknowledged(platform: Platform) -> None:
     order = (await platform.order(amount=1250)).json()
-    assert (await _post(platform, _success(order["order_id"], 1250)))[1]["code"] == "SUCCESS"
+    again = await _post(platform, _success(platform, order["order_id"], 1250))
+    assert again[1]["code"] == "SUCCESS"
 
-    status, ack = await _post(platform, _success(order["order_id"], 99_999))
+    status, ack = await _post(platform, _success(platform, order["order_id"], 99_999))
 
     assert (status, ack["code"]) == (400, "FAIL")
     view = (await platform.call("GET", f"/api/v1/orders/{order['order_id']}")).json()
@@ -65,7 +66,7 @@ async def test_wrong_amount_after_payment_is_refused_not_acknowledged(platform: 
 
 
 async def test_callback_for_an_unknown_order_writes_nothing(platform: Platform) -> None:
-    status, ack = await _post(platform, _success("ord_does_not_exist", 1250))
+    status, ack = await _post(platform, _success(platform, "ord_does_not_exist", 1250))
 
     assert (status, ack["code"]) == (400, "FAIL")
     async with platform.db.transaction() as s:
@@ -75,8 +76,8 @@ async def test_callback_for_an_unknown_order_writes_nothing(platform: Platform) 
 async def test_replayed_callback_is_refused_and_a_fresh_duplicate_changes_nothing(
         platform: Platform) -> None:
     order = (await platform.order(amount=1250)).json()
-    body = _success(order["order_id"], 1250)
-    headers = signed_headers(BankpaySettings().secret, body)
+    body = _success(platform, order["order_id"], 1250)
+    headers = signed_headers(platform.settings.bankpay.secret, body)
     assert (await _post(platform, body, headers))[1]["code"] == "SUCCESS"
     after_first = await _events(platform, order["order_id"])
     await platform.settle_background()
@@ -97,7 +98,7 @@ async def test_twenty_concurrent_duplicate_callbacks_pay_once_and_notify_once(
     """A channel that retries while we are still answering sends the same success many times
     at once; the order row lock makes exactly one of them the payment."""
     order = (await platform.order(amount=1250)).json()
-    body = _success(order["order_id"], 1250)
+    body = _success(platform, order["order_id"], 1250)
 
     answers = await asyncio.gather(*(_post(platform, body) for _ in range(20)))
     await platform.settle_background()

@@ -106,15 +106,16 @@ async def test_outage_opens_the_breaker_and_recovery_closes_it(
     assert order["channel"] == channel
 
 
-async def test_wechat_fails_over_to_its_backup_domain(platform: Platform,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_wechat_fails_over_to_its_backup_domain(platform: Platform) -> None:
     """Primary pointed at a dead port, backup at the sandbox: queries fail over, and once the
     primary's breaker opens new orders go straight to the backup."""
     from fulema.channels.registry import build_channels
 
-    monkeypatch.setenv("FULEMA_WECHAT_BASE_URL", "http://127.0.0.1:9/down")
-    monkeypatch.setenv("FULEMA_WECHAT_BACKUP_BASE_URL", "http://testserver/sandbox/wechat")
-    settings = platform.settings.model_copy(update={"enabled_channels": ["wechat"]})
+    wechat = platform.settings.wechat.model_copy(update={
+        "base_url": "http://127.0.0.1:9/down",
+        "backup_base_url": "http://testserver/sandbox/wechat"})
+    settings = platform.settings.model_copy(update={"enabled_channels": ["wechat"],
+                                                    "wechat": wechat})
     platform.app.state.channels.channels.update(build_channels(settings, platform.http).channels)
     codes = []
     for i in range(12):

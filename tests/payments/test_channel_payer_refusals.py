@@ -34,15 +34,16 @@ CASES = [
 ]
 
 
-def use_channel(p: Platform, name: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def use_channel(p: Platform, name: str) -> str:
     """Enable the channel; `wechat_v2` is WeChat with payer codes over the v2 XML API."""
     if name != "wechat_v2":
         enable(p, name)
         return name
     from fulema.channels.registry import build_channels
 
-    monkeypatch.setenv("FULEMA_WECHAT_V2_ENABLED", "true")
-    settings = p.settings.model_copy(update={"enabled_channels": ["wechat"]})
+    settings = p.settings.model_copy(update={
+        "enabled_channels": ["wechat"],
+        "wechat_v2": p.settings.wechat_v2.model_copy(update={"enabled": True})})
     p.app.state.channels.channels.update(build_channels(settings, p.http).channels)
     return "wechat"
 
@@ -72,10 +73,10 @@ async def balance(p: Platform, channel: str, payer: str) -> int:
 
 @pytest.mark.parametrize(("name", "reason", "code"), CASES)
 async def test_payer_refused_by_the_channel_fails_with_its_code(
-        platform: Platform, monkeypatch: pytest.MonkeyPatch, name: str, reason: str,
+        platform: Platform, name: str, reason: str,
         code: str) -> None:
     p = platform
-    channel = use_channel(p, name, monkeypatch)
+    channel = use_channel(p, name)
     controls = {"risk_refused": True} if reason == "risk" else {"limit_fen": LIMIT}
     payer = await new_payer(p, channel, controls)
 

@@ -52,15 +52,14 @@ def data(resp: Any) -> dict[str, Any]:
     return inner if isinstance(inner, dict) else body
 
 
-def setup(p: Platform, case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+def setup(p: Platform, case: Case) -> None:
     enable(p, case.channel)
     if case.name != "wechat_v2_micropay":
         return
     # The wechat channel again, built as FULEMA_WECHAT_V2_ENABLED=true builds it: payer codes
     # go through v2 micropay / orderquery / reverse on the same sandbox host.
-    monkeypatch.setenv("FULEMA_WECHAT_V2_ENABLED", "true")
-    monkeypatch.setenv("FULEMA_WECHAT_V2_REVERSE_RETRY_SECONDS", "0")
-    settings = p.settings.model_copy(update={"enabled_channels": ["wechat"]})
+    v2 = p.settings.wechat_v2.model_copy(update={"enabled": True, "reverse_retry_seconds": 0})
+    settings = p.settings.model_copy(update={"enabled_channels": ["wechat"], "wechat_v2": v2})
     p.app.state.channels.channels.update(build_channels(settings, p.http).channels)
     guarded = p.app.state.channels.get("wechat")
     assert isinstance(guarded, GuardedChannel)
@@ -96,9 +95,9 @@ async def status(p: Platform, order_id: str) -> str:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 async def test_password_payer_is_polled_until_confirmed(
-        platform: Platform, case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+        platform: Platform, case: Case) -> None:
     p = platform
-    setup(p, case, monkeypatch)
+    setup(p, case)
     before = await balance(p, case)
     order = await pay_with_code(p, case, f"PIN{case.name.upper()[:8]}1")
     clock.freeze()
@@ -125,9 +124,9 @@ async def test_password_payer_is_polled_until_confirmed(
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 async def test_password_never_entered_is_reversed_at_the_channel(
-        platform: Platform, case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+        platform: Platform, case: Case) -> None:
     p = platform
-    setup(p, case, monkeypatch)
+    setup(p, case)
     before = await balance(p, case)
     order = await pay_with_code(p, case, f"PIN{case.name.upper()[:8]}2")
     clock.freeze()

@@ -73,7 +73,7 @@ async def test_fifty_concurrent_creates_with_one_out_trade_no_make_one_order(
 
 
 async def test_duplicate_channel_callbacks_are_harmless(platform: Platform) -> None:
-    from fulema.channels.bankpay.adapter import BankpaySettings, signed_headers
+    from fulema.channels.bankpay.adapter import signed_headers
 
     order = (await platform.order(out_trade_no="DUPCB00001", amount=300)).json()
     await platform.wallet("bankpay", "/scan", {"code_url": order["code_url"],
@@ -82,7 +82,7 @@ async def test_duplicate_channel_callbacks_are_harmless(platform: Platform) -> N
     sandbox_view = (await platform.http.get(
         f"/sandbox/bankpay/wallet/orders/{order['order_id']}")).json()
     data = sandbox_view.get("data", sandbox_view)
-    bank = BankpaySettings()
+    bank = platform.settings.bankpay
     doc = {"event_id": "EVTdup", "event_type": "TRADE.SUCCESS", "create_time": "x",
            "data": {k: v for k, v in data.items() if k != "refunds"}}
     for _ in range(3):

@@ -10,6 +10,7 @@ import httpx
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 
+from fulema.core.channel_settings import Section
 from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, errors_markdown
 from fulema.core.web import install_error_handlers
@@ -21,8 +22,13 @@ DOCS = ROOT / "docs" / "errors.md"
 def test_the_readme_configuration_table_names_every_setting() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     table = readme[readme.index("## Configuration"):readme.index("## Benchmarks")]
-    missing = [name for name in Settings.model_fields if f"`FULEMA_{name.upper()}`" not in table]
+    sections = {name for name, info in Settings.model_fields.items()
+                if isinstance(info.annotation, type) and issubclass(info.annotation, Section)}
+    missing = [name for name in Settings.model_fields
+               if (f"`FULEMA_{name.upper()}_*`" if name in sections
+                   else f"`FULEMA_{name.upper()}`") not in table]
     assert missing == []
+    assert sections >= {"wechat", "alipay", "unionpay", "ecny", "bankpay"}
 
 
 def test_docs_errors_md_is_exactly_what_the_code_generates() -> None:

@@ -14,10 +14,8 @@ import pytest
 from fastapi import FastAPI
 
 from fulema.channels.alipay import adapter as alipay_channel
-from fulema.channels.alipay.protocol import AlipaySettings
 from fulema.channels.base import CreatePaymentRequest, TradeState
 from fulema.channels.wechat import adapter as wechat_channel
-from fulema.channels.wechat.config import WechatSettings
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.errors import FulemaError
@@ -114,7 +112,7 @@ async def test_authorize_urls_are_the_apps_real_ones(env: Env) -> None:
     assert parts.fragment == "wechat_redirect"
     q = parse_qs(parts.query)
     assert list(q) == ["appid", "redirect_uri", "response_type", "scope", "state"]
-    assert q["appid"] == [WechatSettings().appid]
+    assert q["appid"] == [env.settings.wechat.appid]
     assert q["redirect_uri"] == ["http://testserver/pay/oauth/wechat/callback"]
     assert (q["response_type"], q["scope"]) == (["code"], ["snsapi_base"])
     assert q["state"][0].isalnum()  # WeChat allows a-zA-Z0-9 only, up to 128 bytes
@@ -126,7 +124,7 @@ async def test_authorize_urls_are_the_apps_real_ones(env: Env) -> None:
     parts = urlsplit(ali)
     assert parts.path == "/sandbox/alipay/oauth2/publicAppAuthorize.htm"
     q = parse_qs(parts.query)
-    assert (q["app_id"], q["scope"]) == ([AlipaySettings().app_id], ["auth_base"])
+    assert (q["app_id"], q["scope"]) == ([env.settings.alipay.app_id], ["auth_base"])
     assert q["redirect_uri"] == ["http://testserver/pay/oauth/alipay/callback"]
 
     assert await authorize_url("unionpay", env.settings, PLATE) is None

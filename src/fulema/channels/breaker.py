@@ -35,40 +35,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from time import perf_counter
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fulema.channels.base import ChannelError, ChannelUnavailable
+from fulema.core.channel_settings import BreakerSection
 from fulema.core.clock import clock
 from fulema.core.errors import FulemaError
 
 T = TypeVar("T")
 
 
-class BreakerSettings(BaseSettings):
-    """FULEMA_BREAKER_*: one set of thresholds for every channel endpoint."""
-
-    model_config = SettingsConfigDict(env_prefix="FULEMA_BREAKER_", env_file=".env",
-                                      extra="ignore")
-
-    window_size: int = Field(20, ge=1, description="calls remembered (count-based window)")
-    minimum_calls: int = Field(10, ge=1, description="calls needed before ratios are judged")
-    failure_ratio: float = Field(0.5, gt=0, le=1)
-    slow_call_seconds: float = Field(3.0, gt=0, description="a call slower than this is slow")
-    slow_call_ratio: float = Field(0.8, gt=0, le=1)
-    open_seconds: float = Field(30, gt=0, description="how long OPEN fails fast")
-    half_open_probes: int = Field(2, ge=1, description="probe calls that must all succeed")
-    call_timeout_seconds: float = Field(10.0, gt=0, description="each call's total time limit")
-
-    @model_validator(mode="after")
-    def _minimum_fits_window(self) -> Self:
-        # A minimum above the window could never be reached: the breaker would never open.
-        if self.minimum_calls > self.window_size:
-            raise ValueError("minimum_calls must not exceed window_size")
-        return self
+# The thresholds are the settings tree's `breaker` section (FULEMA_BREAKER_*).
+BreakerSettings = BreakerSection
 
 
 class BreakerState(StrEnum):

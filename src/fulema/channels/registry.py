@@ -1,8 +1,9 @@
 """Builds the enabled channel adapters from settings.
 
 Each channel package's `adapter` module exposes `build_endpoints(settings, http)` (primary and
-backup). Importing them by name keeps this the one place that knows which channels exist; the
-sandboxes are composed apart from them, in `fulema.sandboxes`.
+backup), which reads its own section of the tree (`settings.wechat`, ...). Importing them by
+name keeps this the one place that knows which channels exist; the sandboxes are composed apart
+from them, in `fulema.sandboxes`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import importlib
 import httpx
 
 from fulema.channels.base import Channel
-from fulema.channels.breaker import BreakerSettings
 from fulema.channels.routing import GuardedChannel, guard
+from fulema.core.channel_settings import BreakerSection
 from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.vocab import ChannelName
@@ -44,10 +45,10 @@ class ChannelRegistry:
 
 
 def build_channels(settings: Settings, http: httpx.AsyncClient,
-                   breaker: BreakerSettings | None = None) -> ChannelRegistry:
+                   breaker: BreakerSection | None = None) -> ChannelRegistry:
     """Every channel is wrapped in a GuardedChannel: timeouts, a circuit breaker per endpoint,
     and failover to the backup endpoint each module's `build_endpoints` offers when configured."""
-    breaker = breaker or BreakerSettings()
+    breaker = breaker or settings.breaker
     channels: dict[ChannelName, Channel] = {}
     for name in settings.enabled_channels:
         cname = ChannelName(name)

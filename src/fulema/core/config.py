@@ -1,17 +1,39 @@
-"""One typed settings class; every knob is a FULEMA_* environment variable.
+"""One settings tree, built once at start-up and passed in; every knob is a FULEMA_* variable.
 
-Secrets have no usable default outside development: `check_production()` refuses to start a
-non-development environment that still carries a placeholder.
+The root `Settings` holds the platform's own knobs and one section per channel (`wechat`,
+`wechat_v2`, `alipay`, `unionpay`, `ecny`, `bankpay`), the cashier's OAuth (`oauth`) and the
+circuit breaker (`breaker`), each read from its own FULEMA_<SECTION>_* variables
+(`core/channel_settings.py`). Only the entry points build it (`fulema.app.app_from_environment`,
+the CLI, the benchmark); everything else is handed the tree, so nothing reads the environment
+at call time and a test builds the tree it needs instead of patching the environment.
+
+Outside development `check_production()` sees the whole tree and refuses to start with a
+published development secret, a mounted sandbox, the demo seed, or a channel key the server
+would have to generate for itself; the message names every variable to set.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fulema.core.channel_settings import (
+    PUBLISHED,
+    AlipaySection,
+    BankpaySection,
+    BreakerSection,
+    ConfigurationError,
+    EcnySection,
+    OAuthSection,
+    Section,
+    UnionpaySection,
+    WechatSection,
+    WechatV2Section,
+    published_values,
+)
 
 DEV_PLACEHOLDER = "dev-only-change-me"
 
@@ -63,7 +85,6 @@ class Settings(BaseSettings):
     seed_demo: bool = True
     mount_sandbox: bool = True
 
-    # Each channel adapter owns its settings class (FULEMA_<CHANNEL>_*), next to its code.
     enabled_channels: list[str] = Field(
         default_factory=lambda: ["wechat", "alipay", "unionpay", "ecny", "bankpay"])
 
@@ -79,7 +100,7 @@ class Settings(BaseSettings):
     events_poll_seconds: float = Field(default=0.5, gt=0)
     # Publish every event to NATS JetStream for the bank's other systems (off when empty).
     events_nats_url: str = ""
-    events_nats_stream: str = "FULEMA_EVENTS"
+    events_nats_stream: str = "FULEMA-EVENTS"
     events_nats_subject_prefix: str = "fulema.events"
     events_nats_start: Literal["BEGINNING", "NOW"] = "NOW"
 
@@ -87,6 +108,16 @@ class Settings(BaseSettings):
         default_factory=lambda: [15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600,
                                  10800, 10800, 10800, 21600, 21600]
     )
+
+    # The sections, each read from its own FULEMA_<SECTION>_* variables when the tree is built.
+    wechat: WechatSection = Field(default_factory=WechatSection)
+    wechat_v2: WechatV2Section = Field(default_factory=WechatV2Section)
+    alipay: AlipaySection = Field(default_factory=AlipaySection)
+    unionpay: UnionpaySection = Field(default_factory=UnionpaySection)
+    ecny: EcnySection = Field(default_factory=EcnySection)
+    bankpay: BankpaySection = Field(default_factory=BankpaySection)
+    oauth: OAuthSection = Field(default_factory=OAuthSection)
+    breaker: BreakerSection = Field(default_factory=BreakerSection)
 
     @property
     def is_development(self) -> bool:
@@ -100,14 +131,47 @@ class Settings(BaseSettings):
         """Where channels send their notifications to us."""
         return f"{self.public_base_url}/callbacks/{channel}"
 
-    def check_production(self) -> None:
+    def sections_in_use(self) -> list[Section]:
+        """The sections a running server reads: the enabled channels', WeChat's v2 API when it
+        is switched on, and the OAuth apps' when WeChat is enabled (its app secret)."""
+        used: list[Section] = []
+        for name in self.enabled_channels:
+            section = getattr(self, name, None)
+            if isinstance(section, Section):
+                used.append(section)
+        if "wechat" in self.enabled_channels:
+            used.append(self.oauth)
+            if self.wechat_v2.enabled:
+                used.append(self.wechat_v2)
+        return used
+
+    def production_problems(self) -> list[str]:
+        """Everything that stops this tree from running outside development, by variable."""
         if self.is_development:
-            return
-        for name in ("operator_token", "platform_secret"):
-            if getattr(self, name) == DEV_PLACEHOLDER:
-                raise RuntimeError(f"FULEMA_{name.upper()} must be set outside development")
+            return []
+        problems = published_values(self, PUBLISHED)
+        if self.mount_sandbox:
+            problems.append("FULEMA_MOUNT_SANDBOX must be false (a sandbox signs as its channel "
+                            "does, with keys this server holds)")
+        if self.seed_demo:
+            problems.append("FULEMA_SEED_DEMO must be false (the demo merchant's secret is "
+                            "published)")
+        for section in self.sections_in_use():
+            problems += published_values(section, PUBLISHED)
+            problems += section.problems()
+        return problems
+
+    def check_production(self) -> None:
+        """Refuse to start outside development while anything in the tree is not the bank's own:
+        one message naming every variable to set, so one restart fixes them all."""
+        problems = self.production_problems()
+        if problems:
+            raise ConfigurationError(
+                f"refusing to start with FULEMA_ENVIRONMENT={self.environment}: "
+                + "; ".join(problems))
 
 
-@lru_cache
 def get_settings() -> Settings:
+    """The tree from the environment. Entry points only (the app factory, the CLI, the
+    benchmark): everything else is handed the tree they built."""
     return Settings()

@@ -30,7 +30,6 @@ import httpx
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fulema.channels.alipay.client import AlipayGateway
 from fulema.channels.alipay.protocol import (
@@ -38,42 +37,26 @@ from fulema.channels.alipay.protocol import (
     FORMAT,
     SIGN_TYPE,
     VERSION,
-    AlipaySettings,
     alipay_public_key,
     app_private_key,
     beijing_time,
     sign_params,
 )
 from fulema.channels.base import ChannelError, ChannelUnavailable
-from fulema.channels.wechat.config import WechatSettings
+from fulema.core.channel_settings import OAuthSection
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.vocab import ChannelName
 from fulema.web import pages
 
-DEV_WECHAT_APP_SECRET = "dev0only0wechat0mp0secret0change"  # noqa: S105 - refused outside dev
 OAUTH_TOKEN_METHOD = "alipay.system.oauth.token"  # noqa: S105 - a method name, not a secret
 CHANNELS = (ChannelName.WECHAT, ChannelName.ALIPAY)
 
 
-class OAuthSettings(BaseSettings):
-    """FULEMA_OAUTH_*: where the apps' authorize pages and token endpoints are. Empty means the
-    channel's sandbox in this server; the app ids are the payment channels' own (a JSAPI
-    openid is only valid under the appid that pays with it)."""
-
-    model_config = SettingsConfigDict(env_prefix="FULEMA_OAUTH_", env_file=".env", extra="ignore")
-
-    wechat_authorize_base: str = ""  # real: https://open.weixin.qq.com
-    wechat_api_base: str = ""  # real: https://api.weixin.qq.com
-    wechat_app_secret: str = DEV_WECHAT_APP_SECRET  # the 公众号's AppSecret
-    alipay_authorize_base: str = ""  # real: https://openauth.alipay.com
-    state_ttl_seconds: int = 600
-    payer_token_ttl_seconds: int = 1800
-
-    def check(self, settings: Settings) -> None:
-        if not settings.is_development and self.wechat_app_secret == DEV_WECHAT_APP_SECRET:
-            raise RuntimeError("FULEMA_OAUTH_WECHAT_APP_SECRET must be set outside development")
+# The section lives in the core settings tree (`Settings.oauth`); this name stays for the
+# WeChat sandbox, which builds one from the environment until it has its own configuration.
+OAuthSettings = OAuthSection
 
 
 # --- signed values ---------------------------------------------------------------------------
@@ -149,7 +132,7 @@ async def authorize_url(channel: ChannelName | str, settings: Settings, return_t
                         oauth: OAuthSettings | None = None) -> str | None:
     """Where to send the browser for a silent authorisation; None for a channel without one.
     `return_to` is the plate code (or its /pay/q/{plate} path)."""
-    oauth = oauth or OAuthSettings()
+    oauth = oauth or settings.oauth
     chan = str(channel)
     if chan not in CHANNELS:
         return None
@@ -157,12 +140,12 @@ async def authorize_url(channel: ChannelName | str, settings: Settings, return_t
     if chan == ChannelName.WECHAT:
         base = (oauth.wechat_authorize_base or settings.sandbox_url("wechat")).rstrip("/")
         # WeChat matches the link strictly: parameters in this order, then #wechat_redirect
-        query = urlencode({"appid": WechatSettings().appid,
+        query = urlencode({"appid": settings.wechat.appid,
                            "redirect_uri": callback_url(settings, chan),
                            "response_type": "code", "scope": "snsapi_base", "state": state})
         return f"{base}/connect/oauth2/authorize?{query}#wechat_redirect"
     base = (oauth.alipay_authorize_base or settings.sandbox_url("alipay")).rstrip("/")
-    query = urlencode({"app_id": AlipaySettings().app_id, "scope": "auth_base",
+    query = urlencode({"app_id": settings.alipay.app_id, "scope": "auth_base",
                        "redirect_uri": callback_url(settings, chan), "state": state})
     return f"{base}/oauth2/publicAppAuthorize.htm?{query}"
 
@@ -171,7 +154,7 @@ async def _wechat_openid(settings: Settings, http: httpx.AsyncClient, oauth: OAu
                          code: str) -> str:
     oauth.check(settings)
     base = (oauth.wechat_api_base or settings.sandbox_url("wechat")).rstrip("/")
-    query = urlencode({"appid": WechatSettings().appid, "secret": oauth.wechat_app_secret,
+    query = urlencode({"appid": settings.wechat.appid, "secret": oauth.wechat_app_secret,
                        "code": code, "grant_type": "authorization_code"})
     timeout = settings.channel_timeout_seconds
     try:
@@ -228,7 +211,7 @@ async def payer_id_from_callback(channel: ChannelName | str, settings: Settings,
     """Exchange the callback's code for the payer's id. The state must be genuine too: a caller
     cannot forget to check it. FulemaError for a bad callback, ChannelError when the app
     refuses the code, ChannelUnavailable when it cannot be asked."""
-    oauth = oauth or OAuthSettings()
+    oauth = oauth or settings.oauth
     chan = str(channel)
     if chan not in CHANNELS:
         raise FulemaError(ErrorCode.NOT_FOUND, f"no payer authorisation for {chan}")
@@ -239,7 +222,7 @@ async def payer_id_from_callback(channel: ChannelName | str, settings: Settings,
         if not code:
             raise FulemaError(ErrorCode.VALIDATION_ERROR, "the callback carries no code")
         return await _wechat_openid(settings, http, oauth, code)
-    ali = AlipaySettings()
+    ali = settings.alipay
     code = params.get("auth_code", "")
     if not code:
         raise FulemaError(ErrorCode.VALIDATION_ERROR, "the callback carries no auth_code")
@@ -272,7 +255,7 @@ async def oauth_callback(channel: str, request: Request) -> Response:
     plate = verify_state(settings, channel, params.get("state", ""))
     if plate is None:
         return _problem(400, "the link is forged or has expired")
-    oauth = OAuthSettings()
+    oauth = settings.oauth
     try:
         payer_id = await payer_id_from_callback(channel, settings, http, params, oauth)
     except FulemaError as exc:

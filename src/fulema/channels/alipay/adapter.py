@@ -287,14 +287,14 @@ class AlipayChannel(AlipayGateway):
 
 
 def build_channel(settings: Settings, http: httpx.AsyncClient) -> AlipayChannel:
-    ali = AlipaySettings()
+    ali = settings.alipay
     return AlipayChannel(settings, ali, http, app_private_key(settings, ali),
                          alipay_public_key(settings, ali))
 
 
 def build_endpoints(settings: Settings, http: httpx.AsyncClient) -> list[tuple[str, Channel]]:
     """Primary and, when FULEMA_ALIPAY_BACKUP_BASE_URL is set, the backup; same keys on both."""
-    ali = AlipaySettings()
+    ali = settings.alipay
     private_key, alipay_key = app_private_key(settings, ali), alipay_public_key(settings, ali)
     return with_backup(ali, lambda cfg: AlipayChannel(settings, cfg, http, private_key,
                                                       alipay_key))

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fulema.core import crypto
+from fulema.core.channel_settings import AlipaySection, refuse_outside_development
 from fulema.core.config import Settings
 
 BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
@@ -52,27 +52,9 @@ MESSAGES = {
 }
 
 
-class AlipaySettings(BaseSettings):
-    """FULEMA_ALIPAY_*: where the gateway is and which keys sign for whom.
-
-    Empty `base_url` means the sandbox mounted in this server. Key paths left empty mean
-    development keys under `<data_dir>/keys/alipay_app.pem` (the app's private key) and
-    `alipay_platform.pem` (the sandbox's key, whose public half plays "Alipay's public key").
-    Files may hold PEM or the bare base64 that Alipay's key tool prints.
-    """
-
-    model_config = SettingsConfigDict(env_prefix="FULEMA_ALIPAY_", env_file=".env",
-                                      extra="ignore")
-
-    base_url: str = ""  # e.g. https://openapi.alipay.com (the adapter appends /gateway.do)
-    # A second entry point (e.g. a second gateway domain or egress proxy); the router fails over to it when
-    # the primary's breaker is open. Empty: no backup.
-    backup_base_url: str = ""
-    app_id: str = "2021000000000001"
-    seller_id: str = "2088101122136241"  # the merchant's PID (2088...), seller_id in answers
-    private_key_path: Path | None = None  # the app's RSA private key (应用私钥)
-    alipay_public_key_path: Path | None = None  # Alipay's public key (支付宝公钥)
-    timeout_seconds: float | None = None  # per call; default settings.channel_timeout_seconds
+# The section lives in the core settings tree (`Settings.alipay`); this name stays for the
+# sandbox, which builds one from the environment until it has its own configuration.
+AlipaySettings = AlipaySection
 
 
 def _pem(text: str, kind: str) -> str:
@@ -91,6 +73,7 @@ def _keys_dir(settings: Settings) -> Path:
 def app_private_key(settings: Settings, ali: AlipaySettings) -> rsa.RSAPrivateKey:
     if ali.private_key_path is not None:
         return crypto.load_private_key(_pem(ali.private_key_path.read_text(), "PRIVATE KEY"))
+    refuse_outside_development(settings, ["FULEMA_ALIPAY_PRIVATE_KEY_PATH is not set"])
     return crypto.load_or_create_rsa_key(_keys_dir(settings) / "alipay_app.pem")
 
 
@@ -100,7 +83,8 @@ def platform_dev_key(settings: Settings) -> rsa.RSAPrivateKey:
 
 
 def alipay_public_key(settings: Settings, ali: AlipaySettings) -> rsa.RSAPublicKey:
-    if ali.alipay_public_key_path is None:
+    if ali.alipay_public_key_path is None:  # the sandbox's key: development only
+        refuse_outside_development(settings, ["FULEMA_ALIPAY_ALIPAY_PUBLIC_KEY_PATH is not set"])
         return platform_dev_key(settings).public_key()
     text = ali.alipay_public_key_path.read_text()
     if "PRIVATE KEY" in text:  # a development install pointing at the sandbox's own key file

@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import orjson
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fulema.channels.base import (
     BarcodePayRequest,
@@ -37,6 +36,12 @@ from fulema.channels.base import (
     with_backup,
 )
 from fulema.channels.transport import answer_data, raise_download_error, send
+from fulema.core.channel_settings import (
+    PUBLISHED,
+    BankpaySection,
+    published_values,
+    refuse_outside_development,
+)
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.crypto import hmac_sha256_hex, hmac_sha256_verify
@@ -44,7 +49,6 @@ from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.money import Money
 from fulema.core.vocab import ChannelName, WayCode
 
-BANKPAY_DEV_SECRET = "dev-bankpay-secret-change-me"  # noqa: S105 - refused outside development
 HEADER_TIMESTAMP = "X-Bank-Timestamp"
 HEADER_NONCE = "X-Bank-Nonce"
 HEADER_SIGNATURE = "X-Bank-Signature"
@@ -70,20 +74,9 @@ REFUND_STATES: dict[str, RefundState] = {
 SUPPORTED_WAYS = {WayCode.QR_DYNAMIC, WayCode.QR_STATIC, WayCode.H5}
 
 
-class BankpaySettings(BaseSettings):
-    """FULEMA_BANKPAY_*: where the bank's interface is and who we are to it."""
-
-    model_config = SettingsConfigDict(env_prefix="FULEMA_BANKPAY_", env_file=".env",
-                                      extra="ignore")
-
-    base_url: str = ""  # empty -> the sandbox mounted in this server
-    # A second entry point (the bank's other data centre); the router fails over to it when
-    # the primary's breaker is open. Empty: no backup.
-    backup_base_url: str = ""
-    merchant_no: str = "888000000000001"  # the acquiring merchant number the bank issued
-    institution_id: str = "FULEMA"  # the platform's id in the bank's channel registry
-    secret: str = BANKPAY_DEV_SECRET
-    timeout_seconds: float | None = None  # None -> FULEMA_CHANNEL_TIMEOUT_SECONDS
+# The section lives in the core settings tree (`Settings.bankpay`); this name stays for the
+# sandbox, which builds one from the environment until it has its own configuration.
+BankpaySettings = BankpaySection
 
 
 # ------------------------------------------------------------------ signing (shared with sandbox)
@@ -177,9 +170,8 @@ class BankpayChannel:
     def __init__(self, settings: Settings, http: httpx.AsyncClient,
                  bank: BankpaySettings | None = None) -> None:
         self.settings = settings
-        self.bank = bank or BankpaySettings()
-        if not settings.is_development and self.bank.secret == BANKPAY_DEV_SECRET:
-            raise RuntimeError("FULEMA_BANKPAY_SECRET must be set outside development")
+        self.bank = bank or settings.bankpay
+        refuse_outside_development(settings, published_values(self.bank, PUBLISHED))
         self.http = http
         self.base_url = (self.bank.base_url or settings.sandbox_url("bankpay")).rstrip("/")
         self.timeout = self.bank.timeout_seconds or settings.channel_timeout_seconds
@@ -293,4 +285,4 @@ def build_channel(settings: Settings, http: httpx.AsyncClient) -> BankpayChannel
 
 def build_endpoints(settings: Settings, http: httpx.AsyncClient) -> list[tuple[str, Channel]]:
     """Primary and, when FULEMA_BANKPAY_BACKUP_BASE_URL is set, the backup."""
-    return with_backup(BankpaySettings(), lambda bank: BankpayChannel(settings, http, bank))
+    return with_backup(settings.bankpay, lambda bank: BankpayChannel(settings, http, bank))

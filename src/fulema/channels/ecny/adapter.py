@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import orjson
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fulema.channels.base import (
     BarcodePayRequest,
@@ -48,6 +47,7 @@ from fulema.channels.ecny.security import (
     unseal,
 )
 from fulema.channels.transport import answer_data, raise_download_error, send
+from fulema.core.channel_settings import EcnySection, refuse_outside_development
 from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.money import Money
@@ -74,27 +74,9 @@ REFUND_STATES: dict[str, RefundState] = {
 SUPPORTED_WAYS = {WayCode.QR_DYNAMIC, WayCode.QR_STATIC}
 
 
-class EcnySettings(BaseSettings):
-    """FULEMA_ECNY_*. Empty keys mean development keys under `{data_dir}/keys/`."""
-
-    model_config = SettingsConfigDict(env_prefix="FULEMA_ECNY_", env_file=".env", extra="ignore")
-
-    base_url: str = ""  # empty -> the sandbox mounted in this server
-    # A second entry point (the institution's other data centre); the router fails over to it when
-    # the primary's breaker is open. Empty: no backup.
-    backup_base_url: str = ""
-    merchant_id: str = "EC320500000001"  # merchant number issued by the institution
-    merchant_name: str = "Fulema demo store"
-    merchant_wallet_id: str = "0099100000000001"  # the merchant's receiving (对公) wallet
-    merchant_key_file: Path | None = None  # SM2 private key hex; None -> keys/ecny_merchant.key
-    platform_public_key: str = ""  # institution's SM2 public key (128 hex); "" -> dev key
-    data_key_hex: str = ""  # SM4 data key issued per merchant (32 hex); "" -> keys/ecny_sm4.key
-    data_key_id: str = "K1"  # which data key; envelopes carry it so keys can rotate
-    field_cipher: str = "SM4_GCM"  # or SM4_CBC, as the institution specifies
-    # the institution's side (sandbox only): its private key and our registered public key
-    platform_key_file: Path | None = None  # None -> keys/ecny_platform.key
-    merchant_public_key: str = ""  # "" -> derived from the merchant key file
-    timeout_seconds: float | None = None  # None -> FULEMA_CHANNEL_TIMEOUT_SECONDS
+# The section lives in the core settings tree (`Settings.ecny`); this name stays for the
+# sandbox, which builds one from the environment until it has its own configuration.
+EcnySettings = EcnySection
 
 
 def _keys_dir(settings: Settings) -> Path:
@@ -109,10 +91,7 @@ def _data_key(settings: Settings, ecny: EcnySettings) -> bytes:
 
 def adapter_keys(settings: Settings, ecny: EcnySettings) -> EcnyKeys:
     """Our private key, the institution's public key, the data key."""
-    if not settings.is_development and not (ecny.platform_public_key and ecny.data_key_hex
-                                            and ecny.merchant_key_file):
-        raise RuntimeError("FULEMA_ECNY_MERCHANT_KEY_FILE, FULEMA_ECNY_PLATFORM_PUBLIC_KEY and "
-                           "FULEMA_ECNY_DATA_KEY_HEX must be set outside development")
+    refuse_outside_development(settings, ecny.problems())
     merchant = (signer_from(ecny.merchant_key_file.read_text().strip()) if ecny.merchant_key_file
                 else dev_key_pair(_keys_dir(settings) / "ecny_merchant.key"))
     platform_public = (ecny.platform_public_key or
@@ -160,7 +139,7 @@ class EcnyChannel:
     def __init__(self, settings: Settings, http: httpx.AsyncClient,
                  ecny: EcnySettings | None = None) -> None:
         self.settings = settings
-        self.ecny = ecny or EcnySettings()
+        self.ecny = ecny or settings.ecny
         if self.ecny.field_cipher not in CIPHERS:
             raise ValueError(f"FULEMA_ECNY_FIELD_CIPHER must be one of {CIPHERS}")
         self.keys = adapter_keys(settings, self.ecny)
@@ -308,4 +287,4 @@ def build_channel(settings: Settings, http: httpx.AsyncClient) -> EcnyChannel:
 
 def build_endpoints(settings: Settings, http: httpx.AsyncClient) -> list[tuple[str, Channel]]:
     """Primary and, when FULEMA_ECNY_BACKUP_BASE_URL is set, the backup."""
-    return with_backup(EcnySettings(), lambda ecny: EcnyChannel(settings, http, ecny))
+    return with_backup(settings.ecny, lambda ecny: EcnyChannel(settings, http, ecny))

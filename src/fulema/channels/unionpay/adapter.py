@@ -402,13 +402,13 @@ def _txn_time(fulema_id: str) -> str:
 
 
 def build_channel(settings: Settings, http: httpx.AsyncClient) -> UnionpayChannel:
-    up = UnionpaySettings()
+    up = settings.unionpay
     return UnionpayChannel(settings, up, http, adapter_keys(settings, up))
 
 
 def build_endpoints(settings: Settings, http: httpx.AsyncClient) -> list[tuple[str, Channel]]:
     """Primary and, when FULEMA_UNIONPAY_BACKUP_BASE_URL is set, the backup. The backup keeps a
     configured FILE_URL; an empty one is derived from the backup's base URL."""
-    up = UnionpaySettings()
+    up = settings.unionpay
     keys = adapter_keys(settings, up)
     return with_backup(up, lambda cfg: UnionpayChannel(settings, cfg, http, keys))

@@ -42,7 +42,7 @@ from fulema.channels.wechat.config import (
 )
 from fulema.channels.wechat.sign import check_signed, decrypt_resource
 from fulema.channels.wechat.transport import WechatApi, pay_params
-from fulema.channels.wechat.v2 import WechatV2Codepay, WechatV2Settings
+from fulema.channels.wechat.v2 import WechatV2Codepay
 from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.money import Money
@@ -123,7 +123,7 @@ class WechatChannel:
     def __init__(self, settings: Settings, http: httpx.AsyncClient,
                  wx: WechatSettings | None = None) -> None:
         self.settings = settings
-        self.wx = wx or WechatSettings()
+        self.wx = wx or settings.wechat
         self.wx.check(settings)
         self.apiv3_key = self.wx.apiv3_key.encode()
         self.key = merchant_private_key(settings, self.wx)
@@ -134,7 +134,7 @@ class WechatChannel:
             serial_no=merchant_serial_no(settings, self.wx, self.key.public_key()),
             platform_key=self.platform_key, platform_key_id=self.wx.platform_public_key_id,
             timeout=self.wx.timeout_seconds or settings.channel_timeout_seconds)
-        v2 = WechatV2Settings()  # the older XML API for payer codes, where a bank needs it
+        v2 = settings.wechat_v2  # the older XML API for payer codes, where a bank needs it
         self.v2 = WechatV2Codepay(settings, http, self.wx, v2) if v2.enabled else None
 
     def _order(self, req: CreatePaymentRequest) -> dict[str, Any]:
@@ -278,5 +278,5 @@ def build_channel(settings: Settings, http: httpx.AsyncClient) -> WechatChannel:
 
 def build_endpoints(settings: Settings, http: httpx.AsyncClient) -> list[tuple[str, Channel]]:
     """Primary and, when configured, the backup domain."""
-    return with_backup(WechatSettings(), lambda wx: WechatChannel(settings, http, wx))
+    return with_backup(settings.wechat, lambda wx: WechatChannel(settings, http, wx))
 

@@ -1,4 +1,5 @@
-"""WeChat Pay settings and keys (re-exported by `fulema.channels.wechat.adapter`).
+"""WeChat Pay keys (re-exported by `fulema.channels.wechat.adapter`); the settings are the
+tree's `wechat` section (`fulema.core.channel_settings.WechatSection`).
 
 Two RSA key pairs are involved. The merchant's (商户API私钥) signs our requests; WeChat holds
 its public half, registered under `merchant_serial_no`. The platform's (微信支付公钥) signs
@@ -6,7 +7,8 @@ WeChat's answers and callbacks; we hold its public key, known by `platform_publi
 In development both private keys live under ``settings.data_dir / "keys"`` (wechat_merchant.pem,
 wechat_platform.pem), made on first use, so the adapter and the sandbox of one install agree:
 the adapter signs with the merchant key and verifies with the platform's public half; the
-sandbox does the opposite. In production the bank sets the paths, the serial and the key id.
+sandbox does the opposite. Outside development the bank sets the paths, the serial and the
+key id, or the server does not start (`Settings.check_production`).
 """
 
 from __future__ import annotations
@@ -14,50 +16,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fulema.channels.wechat.sign import key_serial
 from fulema.core import crypto
+from fulema.core.channel_settings import DEV_APIV3_KEY, WechatSection
 from fulema.core.config import Settings
 
-# 32 bytes, as the AES-256 APIv3 key must be; refused outside development.
-DEV_APIV3_KEY = "dev-only-apiv3-key-change-me-32b"
-
-
-class WechatSettings(BaseSettings):
-    """FULEMA_WECHAT_*: where WeChat Pay is and who we are to it (direct-merchant mode)."""
-
-    model_config = SettingsConfigDict(env_prefix="FULEMA_WECHAT_", env_file=".env",
-                                      extra="ignore")
-
-    base_url: str = ""  # empty -> settings.sandbox_url("wechat"); real: https://api.mch.weixin.qq.com
-    # WeChat Pay's documented backup domain (https://api2.mch.weixin.qq.com); the router fails
-    # over to it when the primary's breaker is open. Empty: no backup.
-    backup_base_url: str = ""
-    mchid: str = "1900000001"
-    appid: str = "wxd678efh567hg6787"
-    apiv3_key: str = DEV_APIV3_KEY
-    merchant_serial_no: str = ""  # empty -> derived from the development merchant key
-    merchant_key_path: Path | None = None  # apiclient_key.pem (PKCS#8 RSA private key)
-    platform_public_key_path: Path | None = None  # pub_key.pem from the merchant platform
-    platform_public_key_id: str = "PUB_KEY_ID_0119000000012025010100000000000001"
-    store_out_id: str = "FULEMA"  # scene_info.store_info.out_id sent with payer-code payments
-    timeout_seconds: float | None = None  # per call; None -> settings.channel_timeout_seconds
-
-    def check(self, settings: Settings) -> None:
-        """Refuse development placeholders outside development; check the APIv3 key length."""
-        if len(self.apiv3_key.encode()) != 32:
-            raise RuntimeError("FULEMA_WECHAT_APIV3_KEY must be exactly 32 bytes")
-        if settings.is_development:
-            return
-        missing = [name for name, bad in (
-            ("FULEMA_WECHAT_APIV3_KEY", self.apiv3_key == DEV_APIV3_KEY),
-            ("FULEMA_WECHAT_MERCHANT_KEY_PATH", self.merchant_key_path is None),
-            ("FULEMA_WECHAT_MERCHANT_SERIAL_NO", not self.merchant_serial_no),
-            ("FULEMA_WECHAT_PLATFORM_PUBLIC_KEY_PATH", self.platform_public_key_path is None),
-        ) if bad]
-        if missing:
-            raise RuntimeError(f"{', '.join(missing)} must be set outside development")
+# The section lives in the core settings tree (`Settings.wechat`); this name stays for the
+# sandbox, which builds one from the environment until it has its own configuration.
+WechatSettings = WechatSection
+__all__ = ["DEV_APIV3_KEY", "WechatSettings", "dev_platform_private_key", "merchant_private_key",
+           "merchant_serial_no", "platform_public_key"]
 
 
 def _key_dir(settings: Settings) -> Path:

@@ -28,13 +28,10 @@ import secrets
 import xml.etree.ElementTree as ET  # only to build XML (and ParseError); parsing is defusedxml
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
-from typing import Literal
 
 import httpx
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as parse_xml
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fulema.channels.base import (
     BarcodePayRequest,
@@ -46,12 +43,13 @@ from fulema.channels.base import (
     TradeState,
 )
 from fulema.channels.wechat.config import WechatSettings
+from fulema.core.channel_settings import DEV_V2_API_KEY, WechatV2Section
 from fulema.core.config import Settings
 from fulema.core.money import Money
 
 CST = timezone(timedelta(hours=8), "CST")  # time_end is yyyyMMddHHmmss in Beijing time
 MD5, HMAC_SHA256 = "MD5", "HMAC-SHA256"
-DEV_API_KEY = "dev0nly0wechat0v2apikey0changeme"  # 32 characters, refused outside development
+DEV_API_KEY = DEV_V2_API_KEY  # 32 characters, refused outside development
 
 # orderquery trade_state -> ours. ONE exhaustive table; anything else is UNKNOWN (query again).
 TRADE_STATES: dict[str, TradeState] = {
@@ -93,31 +91,9 @@ REFUND_STATES: dict[str, RefundState] = {
 }
 
 
-class WechatV2Settings(BaseSettings):
-    """FULEMA_WECHAT_V2_*: the v2 API key and how to sign. appid, mch_id, base_url and the
-    timeout are the v3 channel's (FULEMA_WECHAT_*): the same merchant on the same host."""
-
-    model_config = SettingsConfigDict(env_prefix="FULEMA_WECHAT_V2_", env_file=".env",
-                                      extra="ignore")
-
-    enabled: bool = False  # WechatChannel sends barcode_pay/query/cancel through v2 when set
-    api_key: str = DEV_API_KEY  # 商户平台 -> API安全 -> API密钥 (32 characters)
-    sign_type: Literal["MD5", "HMAC-SHA256"] = "MD5"
-    cert_path: Path | None = None  # apiclient_cert.pem: /secapi/ (reverse) needs mutual TLS
-    cert_key_path: Path | None = None  # apiclient_key.pem
-    reverse_attempts: int = 3  # WeChat: call reverse again while it answers recall=Y
-    reverse_retry_seconds: float = 1.0
-
-    def check(self, settings: Settings) -> None:
-        if len(self.api_key) != 32:
-            raise RuntimeError("FULEMA_WECHAT_V2_API_KEY must be 32 characters")
-        if settings.is_development:
-            return
-        if self.api_key == DEV_API_KEY:
-            raise RuntimeError("FULEMA_WECHAT_V2_API_KEY must be set outside development")
-        if self.cert_path is None or self.cert_key_path is None:
-            raise RuntimeError("FULEMA_WECHAT_V2_CERT_PATH and _CERT_KEY_PATH must be set "
-                               "outside development (reverse needs the merchant certificate)")
+# The section lives in the core settings tree (`Settings.wechat_v2`); this name stays for the
+# sandbox, which builds one from the environment until it has its own configuration.
+WechatV2Settings = WechatV2Section
 
 
 # --- signing and XML (shared with the sandbox) -----------------------------------------------
@@ -208,8 +184,8 @@ class WechatV2Codepay:
 
     def __init__(self, settings: Settings, http: httpx.AsyncClient,
                  wx: WechatSettings | None = None, v2: WechatV2Settings | None = None) -> None:
-        self.wx = wx or WechatSettings()
-        self.v2 = v2 or WechatV2Settings()
+        self.wx = wx or settings.wechat
+        self.v2 = v2 or settings.wechat_v2
         self.v2.check(settings)
         self.http = http
         self.base_url = (self.wx.base_url or settings.sandbox_url("wechat")).rstrip("/")
