@@ -19,9 +19,21 @@ from fulema.core.config import Settings
 
 
 def _wechat(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
-    from fulema.sandbox.wechat.server import build_sandbox
+    from fulema.channels.wechat import config as wx_keys
+    from fulema.channels.wechat.v2 import WechatV2Settings
+    from fulema.sandbox.wechat.server import WechatSandboxConfig, build_sandbox
+    from fulema.web.oauth import OAuthSettings
 
-    return build_sandbox(settings, http)
+    wx = wx_keys.WechatSettings()
+    merchant = wx_keys.merchant_private_key(settings, wx).public_key()
+    return build_sandbox(WechatSandboxConfig(
+        public_url=settings.sandbox_url("wechat"), mchid=wx.mchid, appid=wx.appid,
+        apiv3_key=wx.apiv3_key.encode(), merchant_public_key=merchant,
+        merchant_serial_no=wx_keys.merchant_serial_no(settings, wx, merchant),
+        platform_key=wx_keys.dev_platform_private_key(settings),
+        platform_public_key_id=wx.platform_public_key_id,
+        v2_api_key=WechatV2Settings().api_key,
+        oauth_app_secret=OAuthSettings().wechat_app_secret), http)
 
 
 def _alipay(settings: Settings, http: httpx.AsyncClient) -> FastAPI:

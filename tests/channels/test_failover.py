@@ -3,7 +3,6 @@ HTTP, the primary answering 5xx, the registry's router sending calls to the back
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -24,6 +23,7 @@ from fulema.core.config import Settings
 from fulema.core.ids import new_id
 from fulema.core.money import Money
 from fulema.core.vocab import WayCode
+from fulema.sandboxes import sandbox_app
 from tests.channels.test_breaker import small
 
 CHANNELS = ["bankpay", "alipay", "unionpay", "ecny"]
@@ -51,9 +51,8 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path,
                         enabled_channels=[name])
     app = FastAPI()
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
-    sandbox_module = importlib.import_module(f"fulema.sandbox.{name}.server")
-    primary_app = sandbox_module.build_sandbox(settings, http)
-    backup_app = sandbox_module.build_sandbox(settings, http)
+    primary_app = sandbox_app(name, settings, http)
+    backup_app = sandbox_app(name, settings, http)
     app.mount(f"/sandbox/{name}-backup", backup_app)
     app.mount(f"/sandbox/{name}", primary_app)
     registry = build_channels(settings, http, small(slow_call_seconds=5.0, slow_call_ratio=1.0))

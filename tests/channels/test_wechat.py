@@ -56,7 +56,8 @@ from fulema.core.config import Settings
 from fulema.core.errors import FulemaError
 from fulema.core.money import Money
 from fulema.core.vocab import WayCode
-from fulema.sandbox.wechat.server import WechatSandbox, build_sandbox
+from fulema.sandboxes import sandbox_app
+from fulema.sandbox.wechat.server import WechatSandbox
 from fulema.sandbox.wechat.state import PIN_OPENID, POOR_OPENID, RICH_OPENID
 from tests.channels.wechat_doc_client import DocClient, SignatureError, load_private_key
 
@@ -108,9 +109,9 @@ async def env(tmp_path: Path, key_dir: Path) -> AsyncIterator[Env]:
     settings = Settings(public_base_url="http://testserver", data_dir=tmp_path)
     app = FastAPI()
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
-    sandbox_app = build_sandbox(settings, http)
-    app.mount("/sandbox/wechat", sandbox_app)
-    e = Env(build_channel(settings, http), http, sandbox_app.state.sandbox, settings)
+    sandbox = sandbox_app("wechat", settings, http)
+    app.mount("/sandbox/wechat", sandbox)
+    e = Env(build_channel(settings, http), http, sandbox.state.sandbox, settings)
 
     @app.post("/callbacks/wechat")
     async def callback(request: Request) -> Response:
@@ -524,7 +525,7 @@ async def test_tampered_stale_or_foreign_callbacks_are_rejected(env: Env) -> Non
     forged = orjson.dumps(doc)
     with pytest.raises(FulemaError, match="decryption"):
         await env.channel.parse_callback(signed_headers(env.sandbox.platform_key,
-                                                        env.sandbox.wx.platform_public_key_id,
+                                                        env.sandbox.config.platform_public_key_id,
                                                         forged), forged)
     clock.advance(timedelta(minutes=6))
     with pytest.raises(FulemaError, match="5 minutes"):
