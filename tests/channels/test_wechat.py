@@ -56,9 +56,9 @@ from fulema.core.config import Settings
 from fulema.core.errors import FulemaError
 from fulema.core.money import Money
 from fulema.core.vocab import WayCode
-from fulema.sandboxes import sandbox_app
 from fulema.sandbox.wechat.server import WechatSandbox
 from fulema.sandbox.wechat.state import PIN_OPENID, POOR_OPENID, RICH_OPENID
+from fulema.sandboxes import sandbox_app
 from tests.channels.wechat_doc_client import DocClient, SignatureError, load_private_key
 
 SB = "http://testserver/sandbox/wechat"

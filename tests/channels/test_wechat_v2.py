@@ -37,9 +37,9 @@ from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.ids import new_id
 from fulema.core.money import Money
-from fulema.sandboxes import sandbox_app
 from fulema.sandbox.wechat.state import PIN_OPENID, RICH_OPENID, WechatSandbox
 from fulema.sandbox.wechat.v2 import add_v2_routes
+from fulema.sandboxes import sandbox_app
 
 SB = "/sandbox/wechat"
 # WeChat's documented example (安全规范 / 签名算法)

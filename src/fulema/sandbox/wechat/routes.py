@@ -20,8 +20,7 @@ from fastapi.responses import Response
 from fulema.core.clock import clock
 from fulema.sandbox.wechat import statement as wechat_statement
 from fulema.sandbox.wechat.config import certificate_serial
-from fulema.sandbox.wechat.protocol import AEAD, rfc3339, seal
-from fulema.sandbox.wechat.protocol import CST
+from fulema.sandbox.wechat.protocol import AEAD, CST, rfc3339, seal
 from fulema.sandbox.wechat.state import V3_REFUSALS, Answer, Order, Refund, WechatSandbox, err
 
 OUT_NO = re.compile(r"^[0-9A-Za-z_\-|*]{6,32}$")
