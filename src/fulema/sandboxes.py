@@ -37,9 +37,15 @@ def _wechat(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
 
 
 def _alipay(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
+    from fulema.channels.alipay import protocol as ali_keys
+    from fulema.sandbox.alipay.config import AlipaySandboxConfig
     from fulema.sandbox.alipay.server import build_sandbox
 
-    return build_sandbox(settings, http)
+    ali = ali_keys.AlipaySettings()
+    return build_sandbox(AlipaySandboxConfig(
+        public_url=settings.sandbox_url("alipay"), app_id=ali.app_id, seller_id=ali.seller_id,
+        app_public_key=ali_keys.app_private_key(settings, ali).public_key(),
+        platform_key=ali_keys.platform_dev_key(settings)), http)
 
 
 def _unionpay(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
