@@ -10,10 +10,13 @@ fills in a channel's merchant platform.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from fulema.core.config import Settings
 
@@ -86,3 +89,26 @@ def build_sandboxes(settings: Settings, http: httpx.AsyncClient) -> dict[str, Fa
 def mount_sandboxes(app: FastAPI, settings: Settings, http: httpx.AsyncClient) -> None:
     for name, sandbox in build_sandboxes(settings, http).items():
         app.mount(f"/sandbox/{name}", sandbox)
+
+
+def standalone_app(name: str, settings: Settings) -> Starlette:
+    """One sandbox as its own server (`fulema sandbox <name>`): at the root, where every path
+    is exactly the channel's (a client pointed at http://host:port signs /v3/... as WeChat
+    sees it), and also under /sandbox/<name>, where the links it hands out (H5 pages, bill
+    downloads: `settings.sandbox_url`) lead. It owns the HTTP client its callbacks use."""
+    if name not in BUILDERS:
+        raise ValueError(f"no sandbox for {name!r}; known: {', '.join(BUILDERS)}")
+    http = httpx.AsyncClient()
+    sandbox = sandbox_app(name, settings, http)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            for task in list(getattr(sandbox.state.sandbox, "tasks", ())):
+                task.cancel()
+            await http.aclose()
+
+    return Starlette(routes=[Mount(f"/sandbox/{name}", sandbox), Mount("/", sandbox)],
+                     lifespan=lifespan)
