@@ -62,6 +62,20 @@ def serve(host: str | None = None, port: int | None = None, workers: int = 1,
 
 
 @app.command()
+def sandbox(name: str = typer.Argument(help="wechat, alipay, unionpay, ecny or bankpay"),
+            host: str = "127.0.0.1", port: int = 8100) -> None:
+    """Serve one channel's sandbox on its own port: the channel's real paths at the root
+    (point a published client library's base URL here), and /sandbox/<name> as mounted."""
+    from fulema.sandboxes import BUILDERS, standalone_app
+
+    if name not in BUILDERS:
+        raise typer.BadParameter(f"choose one of {', '.join(BUILDERS)}", param_hint="NAME")
+    reachable = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host  # noqa: S104
+    settings = get_settings().model_copy(update={"public_base_url": f"http://{reachable}:{port}"})
+    uvicorn.run(standalone_app(name, settings), host=host, port=port, log_level="info")
+
+
+@app.command()
 def worker() -> None:
     """Run the scheduler and outbox dispatcher without serving HTTP (production)."""
     from fulema.app import create_app

@@ -11,24 +11,43 @@ the tree's, so the sandbox knows us as the adapter presents itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from fulema.core.config import Settings
 
 
 def _wechat(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
-    from fulema.sandbox.wechat.server import build_sandbox
+    from fulema.channels.wechat import config as wx_keys
+    from fulema.sandbox.wechat.server import WechatSandboxConfig, build_sandbox
 
-    return build_sandbox(settings, http, settings.wechat)
+    wx = settings.wechat
+    merchant = wx_keys.merchant_private_key(settings, wx).public_key()
+    return build_sandbox(WechatSandboxConfig(
+        public_url=settings.sandbox_url("wechat"), mchid=wx.mchid, appid=wx.appid,
+        apiv3_key=wx.apiv3_key.encode(), merchant_public_key=merchant,
+        merchant_serial_no=wx_keys.merchant_serial_no(settings, wx, merchant),
+        platform_key=wx_keys.dev_platform_private_key(settings),
+        platform_public_key_id=wx.platform_public_key_id,
+        v2_api_key=settings.wechat_v2.api_key,
+        oauth_app_secret=settings.oauth.wechat_app_secret), http)
 
 
 def _alipay(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
+    from fulema.channels.alipay import protocol as ali_keys
+    from fulema.sandbox.alipay.config import AlipaySandboxConfig
     from fulema.sandbox.alipay.server import build_sandbox
 
-    return build_sandbox(settings, http)
+    ali = settings.alipay
+    return build_sandbox(AlipaySandboxConfig(
+        public_url=settings.sandbox_url("alipay"), app_id=ali.app_id, seller_id=ali.seller_id,
+        app_public_key=ali_keys.app_private_key(settings, ali).public_key(),
+        platform_key=ali_keys.platform_dev_key(settings)), http)
 
 
 def _unionpay(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
@@ -98,3 +117,26 @@ def build_sandboxes(settings: Settings, http: httpx.AsyncClient) -> dict[str, Fa
 def mount_sandboxes(app: FastAPI, settings: Settings, http: httpx.AsyncClient) -> None:
     for name, sandbox in build_sandboxes(settings, http).items():
         app.mount(f"/sandbox/{name}", sandbox)
+
+
+def standalone_app(name: str, settings: Settings) -> Starlette:
+    """One sandbox as its own server (`fulema sandbox <name>`): at the root, where every path
+    is exactly the channel's (a client pointed at http://host:port signs /v3/... as WeChat
+    sees it), and also under /sandbox/<name>, where the links it hands out (H5 pages, bill
+    downloads: `settings.sandbox_url`) lead. It owns the HTTP client its callbacks use."""
+    if name not in BUILDERS:
+        raise ValueError(f"no sandbox for {name!r}; known: {', '.join(BUILDERS)}")
+    http = httpx.AsyncClient()
+    sandbox = sandbox_app(name, settings, http)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            for task in list(getattr(sandbox.state.sandbox, "tasks", ())):
+                task.cancel()
+            await http.aclose()
+
+    return Starlette(routes=[Mount(f"/sandbox/{name}", sandbox), Mount("/", sandbox)],
+                     lifespan=lifespan)

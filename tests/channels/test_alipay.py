@@ -62,7 +62,8 @@ from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.ids import new_id
 from fulema.core.money import Money
 from fulema.core.vocab import ChannelName, WayCode
-from fulema.sandbox.alipay.server import AlipaySandbox, build_sandbox
+from fulema.sandbox.alipay.server import AlipaySandbox
+from fulema.sandboxes import sandbox_app
 
 SB = "/sandbox/alipay"
 RICH, POOR, PIN = "2088102146225135", "2088102146225136", "2088102146225137"
@@ -100,11 +101,11 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def make_env(settings: Settings, ali: AlipaySection | None = None) -> Env:
     app = FastAPI()
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
-    sandbox_app = build_sandbox(settings, http)
-    app.mount(SB, sandbox_app)
+    sandbox = sandbox_app("alipay", settings, http)
+    app.mount(SB, sandbox)
     channel = build_channel(settings, http) if ali is None else AlipayChannel(
         settings, ali, http, app_private_key(settings, ali), alipay_public_key(settings, ali))
-    env = Env(settings, http, channel, sandbox_app.state.sandbox)
+    env = Env(settings, http, channel, sandbox.state.sandbox)
 
     @app.post("/callbacks/alipay")
     async def callback(request: Request) -> Response:
@@ -631,6 +632,26 @@ async def test_gateway_checks_common_parameters(env: Env, change: dict[str, str]
     node = top_level(resp.text)["alipay_trade_query_response"][0]
     assert node["sub_code"] == sub_code
     assert node["code"] in ("40001", "40002")
+
+
+@pytest.mark.parametrize(("change", "sub_code", "signed"), [
+    ({"app_id": "2021000000000002"}, "isv.invalid-app-id", False),  # no app: no key to sign
+    ({"app_id": ""}, "isv.missing-app-id", False),
+    ({"timestamp": "2014-07-24 03:07:50"}, "isv.invalid-timestamp", True),
+    ({"biz_content": '{"out_trade_no":"q"}'}, "isv.invalid-signature", True),
+])
+async def test_only_refusals_for_a_known_app_are_signed(env: Env, change: dict[str, str],
+                                                        sub_code: str, signed: bool) -> None:
+    params = {**env.channel.signed_params("alipay.trade.query", {"out_trade_no": "p"}),
+              **change}
+    resp = await env.http.post(f"{SB}/gateway.do", data=params)
+    members = top_level(resp.text)
+    node, text = members["alipay_trade_query_response"]
+    assert node["sub_code"] == sub_code
+    assert ("sign" in members) is signed
+    if signed:
+        assert signed_node_verifies(text, members["sign"][0], env.channel.alipay_key)
+    assert env.channel._verified_node("alipay.trade.query", resp.text)["sub_code"] == sub_code
 
 
 async def test_unknown_method_gets_an_unsigned_error_response(env: Env) -> None:

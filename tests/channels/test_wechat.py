@@ -56,8 +56,9 @@ from fulema.core.config import Settings
 from fulema.core.errors import FulemaError
 from fulema.core.money import Money
 from fulema.core.vocab import WayCode
-from fulema.sandbox.wechat.server import WechatSandbox, build_sandbox
+from fulema.sandbox.wechat.server import WechatSandbox
 from fulema.sandbox.wechat.state import PIN_OPENID, POOR_OPENID, RICH_OPENID
+from fulema.sandboxes import sandbox_app
 from tests.channels.wechat_doc_client import DocClient, SignatureError, load_private_key
 
 SB = "http://testserver/sandbox/wechat"
@@ -108,9 +109,9 @@ async def env(tmp_path: Path, key_dir: Path) -> AsyncIterator[Env]:
     settings = Settings(public_base_url="http://testserver", data_dir=tmp_path)
     app = FastAPI()
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
-    sandbox_app = build_sandbox(settings, http)
-    app.mount("/sandbox/wechat", sandbox_app)
-    e = Env(build_channel(settings, http), http, sandbox_app.state.sandbox, settings)
+    sandbox = sandbox_app("wechat", settings, http)
+    app.mount("/sandbox/wechat", sandbox)
+    e = Env(build_channel(settings, http), http, sandbox.state.sandbox, settings)
 
     @app.post("/callbacks/wechat")
     async def callback(request: Request) -> Response:
@@ -524,7 +525,7 @@ async def test_tampered_stale_or_foreign_callbacks_are_rejected(env: Env) -> Non
     forged = orjson.dumps(doc)
     with pytest.raises(FulemaError, match="decryption"):
         await env.channel.parse_callback(signed_headers(env.sandbox.platform_key,
-                                                        env.sandbox.wx.platform_public_key_id,
+                                                        env.sandbox.config.platform_public_key_id,
                                                         forged), forged)
     clock.advance(timedelta(minutes=6))
     with pytest.raises(FulemaError, match="5 minutes"):
@@ -706,3 +707,98 @@ async def test_past_time_expire_refuses_payment_but_the_order_stays_notpay(env: 
     assert late.status_code == 400
     assert late.json()["code"] == "ORDER_CLOSED"
     assert (await env.channel.query("ORDEXPIRE1")).raw["trade_state"] == "NOTPAY"
+
+
+# --- the sandbox as WeChat: paths, headers and fields clients rely on -------------------------
+
+async def _signed_get(env: Env, signed_path: str, sent_to: str,
+                      http: httpx.AsyncClient | None = None) -> httpx.Response:
+    client = env.doc_client()
+    return await (http or env.http).get(sent_to, headers={
+        "Authorization": client.authorization("GET", "http://api.mch.weixin.qq.com" + signed_path,
+                                              ""), "Accept": "application/json"})
+
+
+@pytest.mark.parametrize("signed", ["/v3/pay/transactions/out-trade-no/NOSUCH01?mchid=1900000001",
+                                    "/sandbox/wechat/v3/pay/transactions/out-trade-no/NOSUCH01"
+                                    "?mchid=1900000001"])
+async def test_under_the_mount_either_signed_path_verifies(env: Env, signed: str) -> None:
+    """A client pointed at .../sandbox/wechat that signs the path WeChat's server sees
+    (/v3/...) is as right as one signing the path it sent."""
+    resp = await _signed_get(env, signed,
+                             f"{SB}/v3/pay/transactions/out-trade-no/NOSUCH01?mchid=1900000001")
+    assert resp.status_code == 404, resp.text
+    assert resp.json()["code"] == "ORDER_NOT_EXIST"
+
+
+async def test_a_signature_over_another_path_is_refused(env: Env) -> None:
+    for signed in ("/v3/pay/transactions/out-trade-no/OTHER001?mchid=1900000001",
+                   "/sandbox/v3/pay/transactions/out-trade-no/NOSUCH01?mchid=1900000001",
+                   "/v3/pay/transactions/out-trade-no/NOSUCH01"):  # the query is signed too
+        resp = await _signed_get(env, signed, f"{SB}/v3/pay/transactions/out-trade-no/NOSUCH01"
+                                              "?mchid=1900000001")
+        assert resp.status_code == 401, signed
+        assert resp.json()["code"] == "SIGN_ERROR"
+
+
+async def test_at_its_own_root_the_path_is_exactly_wechats(env: Env) -> None:
+    from fulema.sandboxes import standalone_app
+
+    root = standalone_app("wechat", env.settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=root),
+                                 base_url="http://sandbox") as http:
+        path = "/v3/pay/transactions/out-trade-no/NOSUCH01?mchid=1900000001"
+        ok = await _signed_get(env, path, path, http)
+        assert ok.status_code == 404, ok.text
+        assert ok.json()["code"] == "ORDER_NOT_EXIST"
+        prefixed = await _signed_get(env, "/sandbox/wechat" + path, path, http)
+        assert prefixed.status_code == 401
+        # the same sandbox also answers under /sandbox/wechat, where its links lead
+        mounted = await _signed_get(env, path, "/sandbox/wechat" + path, http)
+        assert mounted.status_code == 404
+
+
+async def test_every_signed_answer_and_callback_names_the_signature_type(env: Env) -> None:
+    client = env.doc_client()
+    created = await client.native("SIGTYPE001", 300, NOTIFY)
+    refused = await client.query("NOSUCHORDER")
+    closed = await client.close("SIGTYPE001")
+    for answer in (created, refused, closed):
+        assert answer.headers["Wechatpay-Signature-Type"] == "WECHATPAY2-SHA256-RSA2048"
+    await client.native("SIGTYPE002", 300, NOTIFY)
+    await env.wallet("/scan", {"out_trade_no": "SIGTYPE002", "payer_id": RICH_OPENID})
+    await until(lambda: len(env.raw) >= 1)
+    headers = {k.lower(): v for k, v in env.raw[0][0].items()}
+    assert headers["wechatpay-signature-type"] == "WECHATPAY2-SHA256-RSA2048"
+
+
+async def test_a_processing_refund_has_no_success_time(env: Env) -> None:
+    client = env.doc_client()
+    await paid_order(env, "NOSUCCESS1", 500)
+    accepted = await client.refund("NOSUCCESS1", "NOSUCCESSR1", 100, 500)
+    assert accepted.json()["status"] == "PROCESSING"
+    assert "success_time" not in accepted.json()  # omitted, not null
+    await until(lambda: env.sandbox.refunds["NOSUCCESSR1"].status == "SUCCESS")
+    done = (await client.refund_query("NOSUCCESSR1")).json()
+    assert done["status"] == "SUCCESS"
+    assert done["success_time"].endswith("+08:00")
+
+
+async def test_platform_certificate_download(env: Env) -> None:
+    """下载平台证书: sealed with the APIv3 key; its public key is the one answers verify with."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    client = env.doc_client()
+    resp = await client.request("GET", "/v3/certificates")
+    assert resp.status == 200
+    client.verify(resp.headers, resp.body)
+    (entry,) = resp.json()["data"]
+    sealed = entry["encrypt_certificate"]
+    assert sealed["algorithm"] == "AEAD_AES_256_GCM"
+    assert sealed["associated_data"] == "certificate"
+    pem = AESGCM(client.apiv3_key).decrypt(sealed["nonce"].encode(),
+                                           base64.b64decode(sealed["ciphertext"]), b"certificate")
+    cert = x509.load_pem_x509_certificate(pem)
+    assert f"{cert.serial_number:X}" == entry["serial_no"]
+    assert cert.public_key().public_numbers() == client.platform_public_key.public_numbers()

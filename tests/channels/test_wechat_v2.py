@@ -36,9 +36,9 @@ from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.ids import new_id
 from fulema.core.money import Money
-from fulema.sandbox.wechat.server import build_sandbox
 from fulema.sandbox.wechat.state import PIN_OPENID, RICH_OPENID, WechatSandbox
 from fulema.sandbox.wechat.v2 import add_v2_routes
+from fulema.sandboxes import sandbox_app
 
 SB = "/sandbox/wechat"
 # WeChat's documented example (安全规范 / 签名算法)
@@ -101,9 +101,9 @@ async def env(data_dir: Path) -> AsyncIterator[Env]:
     settings = Settings(public_base_url="http://testserver", data_dir=data_dir)
     app = FastAPI()
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
-    sandbox = build_sandbox(settings, http)
+    sandbox = sandbox_app("wechat", settings, http)
     sb: WechatSandbox = sandbox.state.sandbox
-    add_v2_routes(sandbox, sb, settings.wechat_v2)
+    add_v2_routes(sandbox, sb)
     app.mount(SB, sandbox)
     yield Env(app, http, settings, sb, WechatV2Codepay(
         settings, http, v2=WechatV2Section(reverse_retry_seconds=0)))

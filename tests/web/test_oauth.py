@@ -22,11 +22,10 @@ from fulema.core.errors import FulemaError
 from fulema.core.ids import new_id
 from fulema.core.money import Money
 from fulema.core.vocab import WayCode
-from fulema.sandbox.alipay import server as alipay_sandbox
 from fulema.sandbox.alipay.oauth import add_oauth_routes as add_alipay_oauth
-from fulema.sandbox.wechat import server as wechat_sandbox
 from fulema.sandbox.wechat.oauth import add_oauth_routes as add_wechat_oauth
 from fulema.sandbox.wechat.state import PIN_OPENID, RICH_OPENID
+from fulema.sandboxes import sandbox_app
 from fulema.web.oauth import (
     authorize_url,
     make_state,
@@ -86,9 +85,9 @@ async def env(data_dir: Path) -> AsyncIterator[Env]:
     async def plate_page(plate: str, pid: str = "") -> dict[str, str | None]:
         return {"plate": plate, "payer_id": verify_payer_token(settings, pid)}
 
-    wx = wechat_sandbox.build_sandbox(settings, http)
+    wx = sandbox_app("wechat", settings, http)
     add_wechat_oauth(wx, wx.state.sandbox)
-    ali = alipay_sandbox.build_sandbox(settings, http)
+    ali = sandbox_app("alipay", settings, http)
     add_alipay_oauth(ali, ali.state.sandbox)
     app.mount("/sandbox/wechat", wx)
     app.mount("/sandbox/alipay", ali)

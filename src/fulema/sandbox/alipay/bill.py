@@ -14,11 +14,26 @@ import zipfile
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 
-from fulema.channels.alipay.bill import COLUMNS, DETAIL_SUFFIX, REFUND, SUMMARY_COLUMNS
-from fulema.channels.alipay.protocol import BEIJING, beijing_time
 from fulema.core.clock import clock
 from fulema.core.money import Money
 from fulema.sandbox.alipay.books import Payer, Trade
+from fulema.sandbox.alipay.protocol import (
+    BEIJING,
+    BILL_SUMMARY_SUFFIX,
+    beijing_time,
+)
+from fulema.sandbox.alipay.protocol import (
+    BILL_COLUMNS as COLUMNS,
+)
+from fulema.sandbox.alipay.protocol import (
+    BILL_DETAIL_SUFFIX as DETAIL_SUFFIX,
+)
+from fulema.sandbox.alipay.protocol import (
+    BILL_REFUND as REFUND,
+)
+from fulema.sandbox.alipay.protocol import (
+    BILL_SUMMARY_COLUMNS as SUMMARY_COLUMNS,
+)
 
 FEE_BPS = 60
 RULE = "#-----------------------------------------"
@@ -129,5 +144,5 @@ def render_bill_zip(trades: Iterable[Trade], payers: dict[str, Payer], *, day: d
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(stem + DETAIL_SUFFIX, detail)
-        zf.writestr(stem + "_业务明细(汇总).csv", summary)
+        zf.writestr(stem + BILL_SUMMARY_SUFFIX, summary)
     return f"{stem}.csv.zip", buf.getvalue()

@@ -14,8 +14,8 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from fulema.channels.alipay.protocol import BEIJING
 from fulema.core.clock import clock
+from fulema.sandbox.alipay.protocol import BEIJING
 from fulema.sandbox.payer_controls import PayerControls, Refused
 
 PASSWORD_TIMEOUT = timedelta(minutes=2)  # a 10003 payment closes if not confirmed by then
@@ -58,8 +58,12 @@ class Refusal(Exception):
 class GatewayError(Exception):
     """A protocol-level refusal (40001/40002) answered before any business handler runs."""
 
-    def __init__(self, code: str, sub_code: str, sub_msg: str, node: str | None = None) -> None:
+    def __init__(self, code: str, sub_code: str, sub_msg: str, node: str | None = None,
+                 *, signed: bool = True) -> None:
+        # signed=False: Alipay cannot sign for an app it does not know (missing or unknown
+        # app_id), so that answer carries no sign.
         self.code, self.sub_code, self.sub_msg, self.node = code, sub_code, sub_msg, node
+        self.signed = signed
         super().__init__(sub_code)
 
 

@@ -16,11 +16,10 @@ from urllib.parse import urlencode
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from fulema.channels.alipay.protocol import SIGN_TYPE, VERSION, beijing_time, notify_content
-from fulema.core import crypto
 from fulema.core.clock import clock
 from fulema.core.money import Money
 from fulema.sandbox.alipay.books import Books, Trade
+from fulema.sandbox.alipay.protocol import SIGN_TYPE, VERSION, beijing_time, notify_sign
 
 NOTIFY_DELAYS = (0.0, 0.2, 0.5, 1.0, 2.0)  # seconds before each delivery attempt
 
@@ -57,7 +56,7 @@ class Notifier:
             fields.update(out_biz_no=refund_no,
                           refund_fee=Money(trade.refunded_fen).to_yuan(),
                           gmt_refund=beijing_time(refund.at) + ".000")
-        fields["sign"] = crypto.rsa_sha256_sign(self.key, notify_content(fields))
+        fields["sign"] = notify_sign(fields, self.key)
         return fields
 
     def notify(self, trade: Trade, refund_no: str | None = None) -> None:

@@ -24,8 +24,8 @@ from urllib.parse import urlencode
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from fulema.channels.alipay.protocol import INVALID_ARGUMENTS, beijing_time
 from fulema.core.clock import clock
+from fulema.sandbox.alipay.protocol import INVALID_ARGUMENTS, beijing_time
 
 if TYPE_CHECKING:
     from fulema.sandbox.alipay.server import AlipaySandbox

@@ -26,8 +26,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
-from fulema.channels.alipay.protocol import BUSINESS_FAILED, MESSAGES, SUCCESS
 from fulema.sandbox.alipay.books import GatewayError, Refusal
+from fulema.sandbox.alipay.protocol import BUSINESS_FAILED, MESSAGES, SUCCESS
 from fulema.sandbox.payer_controls import PayerControls
 
 if TYPE_CHECKING:

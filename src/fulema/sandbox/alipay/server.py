@@ -1,12 +1,15 @@
 """Alipay OpenAPI sandbox: the gateway (/gateway.do), bill downloads and the payers' wallet.
 
-Mounted at /sandbox/alipay. It checks requests as Alipay's gateway does (app_id, sign_type,
-timestamp, then the RSA2 signature over the sorted parameters) and answers a bad signature with
-40002 isv.invalid-signature, quoting the string it verified, as Alipay does; it signs every
-answer over the node's exact text; it posts signed trade_status_sync notifications after the
-answer, from background tasks, retried until the receiver answers `success`. State lives in
-`alipay_books`, the bill file in `alipay_bill`, notifications in `alipay_notify`, the HTTP
-routes (and the wallet) in `alipay_routes`.
+A second, independent implementation of Alipay's protocol (`protocol.py`, written from the
+vendor's documentation; nothing is imported from our adapter). Mounted at /sandbox/alipay, or
+served at its own root by `fulema sandbox alipay`. It checks requests as Alipay's gateway
+does (app_id, sign_type, timestamp, then the RSA2 signature over the sorted parameters) and
+answers a bad signature with 40002 isv.invalid-signature, quoting the string it verified, as
+Alipay does; it signs every answer for the app it knows over the node's exact text (an
+unknown or missing app_id is answered unsigned); it posts signed trade_status_sync
+notifications after the answer, from background tasks, retried until the receiver answers
+`success`. State lives in `books.py`, the bill file in `bill.py`, notifications in
+`notify.py`, the HTTP routes (and the wallet) in `routes.py`, its configuration in `config.py`.
 """
 
 from __future__ import annotations
@@ -23,28 +26,7 @@ from urllib.parse import urlencode
 import httpx
 from fastapi import FastAPI
 
-from fulema.channels.alipay.protocol import (
-    BEIJING,
-    BUSINESS_FAILED,
-    ERROR_NODE,
-    INVALID_ARGUMENTS,
-    MESSAGES,
-    MISSING_ARGUMENTS,
-    PAYING,
-    SIGN_TYPE,
-    SUCCESS,
-    VERSION,
-    AlipaySettings,
-    app_private_key,
-    beijing_time,
-    encode_response,
-    parse_beijing,
-    platform_dev_key,
-    sign_content,
-    verify_params,
-)
 from fulema.core.clock import clock
-from fulema.core.config import Settings
 from fulema.core.errors import FulemaError
 from fulema.core.money import Money
 from fulema.sandbox.alipay.bill import render_bill_zip
@@ -56,8 +38,26 @@ from fulema.sandbox.alipay.books import (
     Refusal,
     Trade,
 )
+from fulema.sandbox.alipay.config import AlipaySandboxConfig
 from fulema.sandbox.alipay.notify import Notifier
 from fulema.sandbox.alipay.oauth import add_oauth_routes
+from fulema.sandbox.alipay.protocol import (
+    BEIJING,
+    BUSINESS_FAILED,
+    ERROR_NODE,
+    INVALID_ARGUMENTS,
+    MESSAGES,
+    MISSING_ARGUMENTS,
+    PAYING,
+    SIGN_TYPE,
+    SUCCESS,
+    VERSION,
+    beijing_time,
+    encode_answer,
+    parse_beijing,
+    request_verifies,
+    sign_content,
+)
 from fulema.sandbox.alipay.routes import Faults, install_routes
 
 TIMESTAMP_WINDOW = timedelta(minutes=30)
@@ -82,14 +82,13 @@ def _text(biz: dict[str, Any], key: str, max_len: int = 64) -> str:
 
 
 class AlipaySandbox:
-    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
-        self.settings = settings
+    def __init__(self, config: AlipaySandboxConfig, http: httpx.AsyncClient) -> None:
+        self.config = config
         self.http = http
-        ali = AlipaySettings()
-        self.app_id = ali.app_id
-        self.seller_id = ali.seller_id
-        self.app_public = app_private_key(settings, ali).public_key()
-        self.key = platform_dev_key(settings)
+        self.app_id = config.app_id
+        self.seller_id = config.seller_id
+        self.app_public = config.app_public_key
+        self.key = config.platform_key
         self.books = Books()
         self.faults = Faults()
         self.notifier = Notifier(http, self.key, self.app_id, self.seller_id, self.books)
@@ -119,9 +118,11 @@ class AlipaySandbox:
                     ("version", "isv.missing-version", "缺少版本参数"))
         for name, sub_code, sub_msg in required:
             if not params.get(name):
-                raise GatewayError(MISSING_ARGUMENTS, sub_code, sub_msg)
-        if params["app_id"] != self.app_id:
-            raise GatewayError(INVALID_ARGUMENTS, "isv.invalid-app-id", "无效的AppID参数")
+                raise GatewayError(MISSING_ARGUMENTS, sub_code, sub_msg,
+                                   signed=name != "app_id")
+        if params["app_id"] != self.app_id:  # no app, no key to sign the answer with
+            raise GatewayError(INVALID_ARGUMENTS, "isv.invalid-app-id", "无效的AppID参数",
+                               signed=False)
         if params["sign_type"] != SIGN_TYPE:
             raise GatewayError(INVALID_ARGUMENTS, "isv.invalid-signature-type", "无效的签名类型")
         if params["version"] != VERSION:
@@ -134,7 +135,7 @@ class AlipaySandbox:
             sent = None
         if sent is None or abs(clock.now() - sent) > TIMESTAMP_WINDOW:
             raise GatewayError(INVALID_ARGUMENTS, "isv.invalid-timestamp", "非法的时间戳参数")
-        if not verify_params(params, self.app_public):
+        if not request_verifies(params, self.app_public):
             text = sign_content(params).replace("&", "&amp;")
             raise GatewayError(INVALID_ARGUMENTS, "isv.invalid-signature",
                                "验签出错，建议检查签名字符串或签名私钥与应用公钥是否匹配，"
@@ -156,8 +157,8 @@ class AlipaySandbox:
             node = {"code": exc.code, "msg": MESSAGES[exc.code], "sub_code": exc.sub_code,
                     "sub_msg": exc.sub_msg}
             if exc.node == ERROR_NODE:  # no method to answer for: unsigned, as Alipay does
-                return encode_response(ERROR_NODE, node, None)
-            return encode_response(method, node, self.key)
+                return encode_answer(ERROR_NODE, node, None)
+            return encode_answer(method, node, self.key if exc.signed else None)
         try:
             out = self.handlers[method](params, biz)
             code = out.pop("code", SUCCESS)
@@ -165,7 +166,7 @@ class AlipaySandbox:
         except Refusal as exc:
             node = {"code": BUSINESS_FAILED, "msg": MESSAGES[BUSINESS_FAILED],
                     "sub_code": exc.sub_code, "sub_msg": exc.sub_msg}
-        return encode_response(method, node, self.key)
+        return encode_answer(method, node, self.key)
 
     # --- business handlers -------------------------------------------------------------------
 
@@ -296,7 +297,7 @@ class AlipaySandbox:
                  "bizDates": f"{day:%Y%m%d}", "downloadFileName": f"{self.account}_{day:%Y%m%d}"
                  ".csv.zip", "fileId": f"/trade/{self.seller_id}/{day:%Y%m%d}",
                  "timestamp": stamp, "token": self.bill_token(f"{day:%Y%m%d}", stamp)}
-        url = f"{self.settings.sandbox_url('alipay')}/downloadBillFile.resource?{urlencode(query)}"
+        url = f"{self.config.public_url.rstrip('/')}/downloadBillFile.resource?{urlencode(query)}"
         return {"bill_download_url": url}
 
     # --- bills -------------------------------------------------------------------------------
@@ -323,8 +324,10 @@ class AlipaySandbox:
         return render_bill_zip(self.books.trades.values(), self.books.payers, day=day,
                                account=self.account, diff=self.faults.statement_diff)
 
-def build_sandbox(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
-    sb = AlipaySandbox(settings, http)
+def build_sandbox(config: AlipaySandboxConfig, http: httpx.AsyncClient) -> FastAPI:
+    """The sandbox app; its gateway is /gateway.do whether served at its own root
+    (`fulema sandbox alipay`) or mounted under /sandbox/alipay (Alipay signs no path)."""
+    sb = AlipaySandbox(config, http)
     app = FastAPI(title="Alipay sandbox", docs_url=None, redoc_url=None)
     app.state.sandbox = sb
     install_routes(app, sb)

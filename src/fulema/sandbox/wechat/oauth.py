@@ -25,7 +25,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from fulema.core.clock import clock
 from fulema.sandbox.wechat.state import RICH_OPENID, WechatSandbox
-from fulema.web.oauth import OAuthSettings
 
 CODE_TTL = timedelta(minutes=5)
 SCOPES = ("snsapi_base", "snsapi_userinfo")
@@ -53,18 +52,18 @@ def _error(errcode: int, errmsg: str) -> JSONResponse:
     return JSONResponse({"errcode": errcode, "errmsg": f"{errmsg}, rid: {rid}"})
 
 
-def add_oauth_routes(app: FastAPI, sb: WechatSandbox, oauth: OAuthSettings | None = None) -> None:
-    """Idempotent: a second call on the same app changes nothing."""
+def add_oauth_routes(app: FastAPI, sb: WechatSandbox) -> None:
+    """Idempotent: a second call on the same app changes nothing. The AppSecret it checks is
+    the sandbox's own (`WechatSandboxConfig.oauth_app_secret`)."""
     if getattr(app.state, "wechat_oauth", False):
         return
     app.state.wechat_oauth = True
-    settings = oauth or OAuthSettings()
     grants: dict[str, Grant] = {}
 
     @app.get("/connect/oauth2/authorize", include_in_schema=False, response_model=None)
     async def authorize(request: Request) -> Response:
         q = request.query_params
-        if q.get("appid") != sb.wx.appid:
+        if q.get("appid") != sb.config.appid:
             return _page(400, "appid参数错误")
         if q.get("response_type") != "code" or q.get("scope") not in SCOPES:
             return _page(400, "scope参数错误或没有scope权限")
@@ -91,9 +90,9 @@ def add_oauth_routes(app: FastAPI, sb: WechatSandbox, oauth: OAuthSettings | Non
         q = request.query_params
         if q.get("grant_type") != "authorization_code":
             return _error(40002, "invalid grant_type")
-        if q.get("appid") != sb.wx.appid:
+        if q.get("appid") != sb.config.appid:
             return _error(40013, "invalid appid")
-        if q.get("secret") != settings.wechat_app_secret:
+        if q.get("secret") != sb.config.oauth_app_secret:
             return _error(40125, "invalid appsecret")
         grant = grants.get(q.get("code", ""))
         if grant is None or grant.expires_at < clock.now():

@@ -13,12 +13,14 @@ import string
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from fulema.channels.wechat.adapter import CST
 from fulema.core.clock import clock
 from fulema.sandbox.wechat import statement as wechat_statement
+from fulema.sandbox.wechat.config import certificate_serial
+from fulema.sandbox.wechat.protocol import AEAD, CST, rfc3339, seal
 from fulema.sandbox.wechat.state import V3_REFUSALS, Answer, Order, Refund, WechatSandbox, err
 
 OUT_NO = re.compile(r"^[0-9A-Za-z_\-|*]{6,32}$")
@@ -90,7 +92,7 @@ def prepay(sb: WechatSandbox, body: dict[str, Any], kind: str) -> Answer:
         expire = datetime.fromisoformat(str(body["time_expire"]))
     suffix = secrets.token_hex(11)
     o = Order(body["out_trade_no"], trade_type, total, body["description"], body["notify_url"],
-              now, expire, body.get("appid", sb.wx.appid), openid=openid,
+              now, expire, body.get("appid", sb.config.appid), openid=openid,
               prepay_id=f"wx{now.astimezone(CST):%d%H%M%S}{suffix}")
     o.code_url = "weixin://wxpay/bizpayurl?pr=" + "".join(
         secrets.choice(string.ascii_letters + string.digits) for _ in range(7))
@@ -116,7 +118,7 @@ def codepay(sb: WechatSandbox, body: dict[str, Any]) -> Answer:
         return 200, sb.order_view(found)
     now = clock.now()
     o = Order(body["out_trade_no"], "MICROPAY", body["amount"]["total"], body["description"],
-              None, now, now + timedelta(minutes=5), body.get("appid", sb.wx.appid),
+              None, now, now + timedelta(minutes=5), body.get("appid", sb.config.appid),
               auth_code=code, transaction_id=sb.new_transaction_id(), state="USERPAYING")
     sb.orders[o.out_trade_no] = o
     entry = sb.codes.pop(code, None)
@@ -134,7 +136,7 @@ def codepay(sb: WechatSandbox, body: dict[str, Any]) -> Answer:
         o.state, o.state_desc = "PAYERROR", message
         return err(403, code, message)
     if payer_obj.password_required:  # USERPAYING until the payer enters the password
-        return 200, {"appid": o.appid, "mchid": sb.wx.mchid, "out_trade_no": o.out_trade_no,
+        return 200, {"appid": o.appid, "mchid": sb.config.mchid, "out_trade_no": o.out_trade_no,
                      "trade_type": "MICROPAY", "trade_state": "USERPAYING"}
     if not sb.settle(o, payer_obj):
         o.state, o.state_desc = "PAYERROR", "用户余额不足"
@@ -222,7 +224,25 @@ def tradebill(sb: WechatSandbox, request: Request) -> Answer:
                  "download_url": f"{sb.public}/v3/billdownload/file?token={token}"}
 
 
+def certificates(sb: WechatSandbox) -> Answer:
+    """下载平台证书: the platform certificate, sealed with the APIv3 key (associated data
+    "certificate"), as clients in certificate mode fetch it before verifying anything."""
+    cert = sb.certificate
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    nonce, ct = seal(sb.apiv3_key, pem, "certificate")
+    return 200, {"data": [{
+        "serial_no": certificate_serial(cert),
+        "effective_time": rfc3339(cert.not_valid_before_utc),
+        "expire_time": rfc3339(cert.not_valid_after_utc),
+        "encrypt_certificate": {"algorithm": AEAD, "nonce": nonce,
+                                "associated_data": "certificate", "ciphertext": ct}}]}
+
+
 def api_routes(app: FastAPI, sb: WechatSandbox) -> None:
+    @app.get("/v3/certificates")
+    async def platform_certificates(request: Request) -> Response:
+        return await sb.api(request, lambda _: certificates(sb))
+
     for kind in PREPAY_TYPES:
         def bind(k: str) -> None:
             @app.post(f"/v3/pay/transactions/{k}", name=f"prepay_{k}")
@@ -237,7 +257,7 @@ def api_routes(app: FastAPI, sb: WechatSandbox) -> None:
     @app.get("/v3/pay/transactions/out-trade-no/{no}")
     async def query(no: str, request: Request) -> Response:
         def handle(_: dict[str, Any]) -> Answer:
-            if request.query_params.get("mchid") != sb.wx.mchid:
+            if request.query_params.get("mchid") != sb.config.mchid:
                 return err(400, "PARAM_ERROR", "查询参数mchid必填且须与请求头一致")
             o = sb.orders.get(no)
             return (200, sb.order_view(o)) if o else err(404, "ORDER_NOT_EXIST", "订单不存在")

@@ -1,6 +1,8 @@
 """WeChat Pay API v3 (direct-merchant mode) as a sandbox, plus the payers' side (`/wallet/...`).
 
-The channel API (fulema.sandbox.wechat.routes) checks request signatures exactly as WeChat
+A second, independent implementation of WeChat's protocol (`protocol.py`, written from the
+vendor's documentation; nothing is imported from our adapter). The channel API
+(fulema.sandbox.wechat.routes) checks request signatures exactly as WeChat
 does and answers with WeChat's error shape {code, message}; it signs every answer with the
 platform key and sends encrypted, signed callbacks after it has answered. The wallet endpoints
 play the payer: scan a QR code, confirm a JSAPI/APP/H5 payment, present a payer code, enter
@@ -16,10 +18,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
-from fulema.channels.wechat.adapter import rfc3339
-from fulema.channels.wechat.config import WechatSettings
 from fulema.core.clock import clock
-from fulema.core.config import Settings
 from fulema.sandbox.json_common import (
     answer,
     new_payer,
@@ -29,17 +28,20 @@ from fulema.sandbox.json_common import (
     set_faults,
 )
 from fulema.sandbox.payer_controls import parse_controls
+from fulema.sandbox.wechat.config import WechatSandboxConfig
 from fulema.sandbox.wechat.oauth import add_oauth_routes
+from fulema.sandbox.wechat.protocol import rfc3339
 from fulema.sandbox.wechat.routes import api_routes
 from fulema.sandbox.wechat.state import V3_REFUSALS, Order, Payer, WechatSandbox, new_openid
 from fulema.sandbox.wechat.v2 import add_v2_routes
 
-__all__ = ["WechatSandbox", "build_sandbox"]
+__all__ = ["WechatSandbox", "WechatSandboxConfig", "build_sandbox"]
 
 
-def build_sandbox(settings: Settings, http: httpx.AsyncClient,
-                  wx: WechatSettings | None = None) -> FastAPI:
-    sb = WechatSandbox(settings, http, wx or WechatSettings())
+def build_sandbox(config: WechatSandboxConfig, http: httpx.AsyncClient) -> FastAPI:
+    """The sandbox app. Served at its own root (`fulema sandbox wechat`) its paths are
+    WeChat's own; mounted under /sandbox/wechat it accepts signatures over either form."""
+    sb = WechatSandbox(config, http)
     app = FastAPI(title="WeChat Pay v3 sandbox", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.sandbox = sb
     api_routes(app, sb)

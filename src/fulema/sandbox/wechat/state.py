@@ -20,25 +20,24 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from fulema.channels.wechat.adapter import CST, rfc3339
-from fulema.channels.wechat.config import (
-    WechatSettings,
-    dev_platform_private_key,
-    merchant_private_key,
-    merchant_serial_no,
-)
-from fulema.channels.wechat.sign import (
-    TOLERANCE_SECONDS,
-    encrypt_resource,
-    parse_authorization,
-    request_message,
-    signed_headers,
-)
 from fulema.core.clock import clock
-from fulema.core.config import Settings
 from fulema.core.crypto import rsa_sha256_verify
 from fulema.sandbox.json_common import Faults, json_object
 from fulema.sandbox.payer_controls import PayerControls, Refused
+from fulema.sandbox.wechat.config import (
+    WechatSandboxConfig,
+    certificate_serial,
+    platform_certificate,
+)
+from fulema.sandbox.wechat.protocol import (
+    CST,
+    TOLERANCE_SECONDS,
+    callback_resource,
+    parse_authorization,
+    platform_headers,
+    request_message,
+    rfc3339,
+)
 
 CODE_TTL = timedelta(seconds=60)  # a payer code refreshes every minute in the app; single use
 PASSWORD_TIMEOUT = timedelta(seconds=60)  # USERPAYING that long without a password: PAYERROR
@@ -120,13 +119,17 @@ class Refund:
 
 
 class WechatSandbox:
-    def __init__(self, settings: Settings, http: httpx.AsyncClient, wx: WechatSettings) -> None:
-        self.settings, self.http, self.wx = settings, http, wx
-        self.public = settings.sandbox_url("wechat")
-        self.apiv3_key = wx.apiv3_key.encode()
-        self.platform_key = dev_platform_private_key(settings)
-        self.merchant_key = merchant_private_key(settings, wx).public_key()
-        self.merchant_serial = merchant_serial_no(settings, wx, self.merchant_key)
+    def __init__(self, config: WechatSandboxConfig, http: httpx.AsyncClient) -> None:
+        self.config, self.http = config, http
+        self.public = config.public_url.rstrip("/")
+        self.apiv3_key = config.apiv3_key
+        self.platform_key = config.platform_key
+        self.merchant_key = config.merchant_public_key
+        self.merchant_serial = config.merchant_serial_no
+        self.certificate = platform_certificate(config.platform_key, clock.now(),
+                                                config.certificate_valid)
+        self.serial = (certificate_serial(self.certificate) if config.identity == "certificate"
+                       else config.platform_public_key_id)
         self.payers: dict[str, Payer] = {}
         self.codes: dict[str, tuple[str, datetime]] = {}
         self.orders: dict[str, Order] = {}
@@ -159,7 +162,7 @@ class WechatSandbox:
         """The transaction object of 查询订单 / callbacks: payment facts only once paid."""
         self.refresh(o)
         doc: dict[str, Any] = {
-            "appid": o.appid, "mchid": self.wx.mchid, "out_trade_no": o.out_trade_no,
+            "appid": o.appid, "mchid": self.config.mchid, "out_trade_no": o.out_trade_no,
             "trade_type": o.trade_type, "trade_state": o.state,
             "trade_state_desc": o.state_desc or _DESC.get(o.state, ""),
             "amount": {"total": o.total, "currency": "CNY"}}
@@ -172,16 +175,21 @@ class WechatSandbox:
         return doc
 
     def refund_view(self, r: Refund) -> dict[str, Any]:
-        return {"refund_id": r.refund_id, "out_refund_no": r.out_refund_no,
+        """退款 object: success_time appears only once the refund has succeeded (WeChat omits
+        the field while it is PROCESSING rather than sending null)."""
+        doc: dict[str, Any] = {
+                "refund_id": r.refund_id, "out_refund_no": r.out_refund_no,
                 "transaction_id": r.order.transaction_id, "out_trade_no": r.order.out_trade_no,
                 "channel": "ORIGINAL", "user_received_account": "支付用户零钱",
-                "success_time": rfc3339(r.success_at) if r.success_at else None,
                 "create_time": rfc3339(r.created_at), "status": r.status,
                 "funds_account": "AVAILABLE",
                 "amount": {"total": r.order.total, "refund": r.amount, "payer_total": r.order.total,
                            "payer_refund": r.amount, "settlement_refund": r.amount,
                            "settlement_total": r.order.total, "discount_refund": 0,
                            "currency": "CNY", "refund_fee": 0}}
+        if r.status == "SUCCESS" and r.success_at is not None:
+            doc["success_time"] = rfc3339(r.success_at)
+        return doc
 
     def settle(self, o: Order, payer: Payer) -> bool:
         """Debit the payer and notify; False (order untouched) when the balance is short."""
@@ -198,7 +206,7 @@ class WechatSandbox:
     def complete_refund(self, r: Refund) -> None:
         r.status, r.success_at = "SUCCESS", clock.now()
         view = self.refund_view(r)
-        view["mchid"] = self.wx.mchid
+        view["mchid"] = self.config.mchid
         view["refund_status"] = view.pop("status")
         self.notify(r.notify_url, "REFUND.SUCCESS", "退款成功", "refund", view)
 
@@ -210,7 +218,7 @@ class WechatSandbox:
         now = clock.now()
         doc = {"id": f"{secrets.token_hex(18)}", "create_time": rfc3339(now),
                "resource_type": "encrypt-resource", "event_type": event, "summary": summary,
-               "resource": encrypt_resource(self.apiv3_key, resource, kind, kind)}
+               "resource": callback_resource(self.apiv3_key, resource, kind)}
         task = asyncio.get_running_loop().create_task(self._deliver(url, orjson.dumps(doc)))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -228,7 +236,7 @@ class WechatSandbox:
 
     # HTTP ---------------------------------------------------------------------
     def sign(self, body: bytes) -> dict[str, str]:
-        return signed_headers(self.platform_key, self.wx.platform_public_key_id, body)
+        return platform_headers(self.platform_key, self.serial, body)
 
     def answer(self, status: int, doc: dict[str, Any] | None) -> Response:
         content = orjson.dumps(doc) if doc is not None else b""
@@ -245,19 +253,16 @@ class WechatSandbox:
                                    ("mchid", "nonce_str", "signature", "timestamp", "serial_no")):
             return err(401, "SIGN_ERROR",
                        "Http头Authorization值格式错误，请参考《微信支付商户REST API签名规则》")
-        if auth["mchid"] != self.wx.mchid:
+        if auth["mchid"] != self.config.mchid:
             return err(400, "MCH_NOT_EXISTS", "商户号不存在")
         if auth["serial_no"] != self.merchant_serial:
             return err(401, "SIGN_ERROR", "商户证书序列号有误。请使用签名私钥匹配的证书序列号")
         ts = auth["timestamp"]
         if not ts.isdigit() or abs(clock.timestamp() - int(ts)) > TOLERANCE_SECONDS:
             return err(401, "SIGN_ERROR", "请求的时间戳与当前时间相差超过5分钟")
-        scope = request.scope
-        path = scope.get("raw_path") or scope["path"].encode()
-        query = scope.get("query_string", b"")
-        url_path = path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-        message = request_message(request.method, url_path, ts, auth["nonce_str"], raw)
-        if not rsa_sha256_verify(self.merchant_key, message, auth["signature"]):
+        if not any(rsa_sha256_verify(self.merchant_key,
+                                     request_message(request.method, url, ts, auth["nonce_str"], raw),
+                                     auth["signature"]) for url in signed_urls(request)):
             return err(401, "SIGN_ERROR", "签名错误，请检查后再试")
         now = clock.timestamp()
         if self.nonces.get(auth["nonce_str"], 0) >= now:
@@ -281,11 +286,28 @@ class WechatSandbox:
         body = json_object(raw)
         if body is None:
             return self.answer(*err(400, "PARAM_ERROR", "请求体不是合法的JSON对象"))
-        if "mchid" in body and body["mchid"] != self.wx.mchid:
+        if "mchid" in body and body["mchid"] != self.config.mchid:
             return self.answer(*err(400, "PARAM_ERROR", "mchid与请求头中的商户号不一致"))
-        if "appid" in body and body["appid"] != self.wx.appid:
+        if "appid" in body and body["appid"] != self.config.appid:
             return self.answer(*err(400, "APPID_MCHID_NOT_MATCH", "appid和mch_id不匹配"))
         return self.answer(*handler(body))
+
+
+def signed_urls(request: Request) -> list[str]:
+    """The URL paths (with query) a merchant may have signed for this request.
+
+    At the sandbox's own root that is the request path, exactly as WeChat sees it. Mounted
+    under a prefix (/sandbox/wechat), a client that signs what WeChat's server would see
+    (/v3/...) is as right as one that signs the path it sent, so both forms verify.
+    """
+    scope = request.scope
+    raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+    query = scope.get("query_string", b"").decode("latin-1")
+    forms = [raw]
+    root = str(scope.get("root_path", "")).rstrip("/")
+    if root and raw.startswith(root + "/"):
+        forms.append(raw[len(root):])
+    return [f + ("?" + query if query else "") for f in forms]
 
 
 _DESC = {"NOTPAY": "未支付", "USERPAYING": "用户支付中，需要输入密码", "SUCCESS": "支付成功",

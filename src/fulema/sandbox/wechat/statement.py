@@ -13,9 +13,8 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from fulema.channels.wechat.adapter import CST
-from fulema.channels.wechat.bill import render_tradebill
 from fulema.core.money import Money
+from fulema.sandbox.wechat.protocol import CST, render_bill
 from fulema.sandbox.wechat.state import Order, WechatSandbox
 
 FEE_BPS = 60
@@ -30,7 +29,7 @@ def _row(sb: WechatSandbox, o: Order, at: datetime, *, refund: dict[str, Any] | 
          amount: int) -> dict[str, str]:
     fee = Money(amount).times_bps(FEE_BPS).fen
     row = {"交易时间": at.astimezone(CST).strftime("%Y-%m-%d %H:%M:%S"), "公众账号ID": o.appid,
-           "商户号": sb.wx.mchid, "特约商户号": "0", "设备号": "", "微信订单号": o.transaction_id,
+           "商户号": sb.config.mchid, "特约商户号": "0", "设备号": "", "微信订单号": o.transaction_id,
            "商户订单号": o.out_trade_no, "用户标识": o.openid, "交易类型": o.trade_type,
            "付款银行": "OTHERS", "货币种类": "CNY", "代金券金额": "0.00",
            "充值券退款金额": "0.00", "商品名称": o.description, "商户数据包": "",
@@ -82,7 +81,7 @@ def _apply_diff(sb: WechatSandbox, day: date,
     noon = datetime.combine(day, time(12, 0), CST)
     for extra in diff.get("extra", []):
         fake = Order(str(extra["out_trade_no"]), "NATIVE", int(extra["amount_fen"]), "extra",
-                     None, noon, noon + timedelta(minutes=5), sb.wx.appid,
+                     None, noon, noon + timedelta(minutes=5), sb.config.appid,
                      transaction_id=sb.new_transaction_id(), openid="oUpF8uExtraRow00000000000000")
         kept.append(_row(sb, fake, noon, refund=None, amount=fake.total))
     kept.sort(key=lambda r: (r["交易时间"], r["商户订单号"]))
@@ -102,4 +101,4 @@ def render(rows: list[dict[str, str]]) -> bytes:
         "订单总金额": _yuan(sum(fen(r["订单金额"]) for r in rows)),
         "申请退款总金额": _yuan(sum(fen(r["申请退款金额"]) for r in rows)),
     }
-    return render_tradebill(rows, summary)
+    return render_bill(rows, summary)

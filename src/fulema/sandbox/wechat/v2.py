@@ -25,17 +25,16 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from fulema.channels.wechat.v2 import (
+from fulema.core.clock import clock
+from fulema.sandbox.wechat.protocol import (
     CST,
     HMAC_SHA256,
     MD5,
-    WechatV2Settings,
     from_xml,
-    sign,
     to_xml,
-    verify,
+    v2_sign,
+    v2_verify,
 )
-from fulema.core.clock import clock
 from fulema.sandbox.wechat.routes import AUTH_CODE, OUT_NO, close
 from fulema.sandbox.wechat.state import V2_REFUSALS, Order, WechatSandbox
 
@@ -57,7 +56,6 @@ def _time_end(at: datetime | None) -> str:
 @dataclass
 class V2Api:
     sb: WechatSandbox
-    v2: WechatV2Settings
     recall_left: int = 0  # fault: reverses still to answer recall=Y
 
     # --- protocol --------------------------------------------------------------------------
@@ -76,7 +74,7 @@ class V2Api:
             return "nonce_str参数长度有误"
         if params.get("sign_type", "") not in ("", MD5, HMAC_SHA256):
             return "sign_type参数错误"
-        if not verify(params, self.v2.api_key, params.get("sign_type") or MD5):
+        if not v2_verify(params, self.sb.config.v2_api_key, params.get("sign_type") or MD5):
             return "签名错误"
         return None
 
@@ -94,15 +92,15 @@ class V2Api:
         problem = self.check(params)
         if problem is not None:
             return self.communication_fail(problem)
-        if params["mch_id"] != self.sb.wx.mchid:
+        if params["mch_id"] != self.sb.config.mchid:
             fields = fail("MCHID_NOT_EXIST", "商户号不存在")
-        elif params["appid"] != self.sb.wx.appid:
+        elif params["appid"] != self.sb.config.appid:
             fields = fail("APPID_MCHID_NOT_MATCH", "appid和mch_id不匹配")
         else:
             fields = handler(params)
         doc = {"return_code": "SUCCESS", "return_msg": "OK", "appid": params["appid"],
                "mch_id": params["mch_id"], "nonce_str": secrets.token_hex(8), **fields}
-        doc["sign"] = sign(doc, self.v2.api_key, params.get("sign_type") or MD5)
+        doc["sign"] = v2_sign(doc, self.sb.config.v2_api_key, params.get("sign_type") or MD5)
         body = to_xml(doc)
         if faults.mode == "garbled":
             body = body[: len(body) // 2] + b"\x00garbled"
@@ -234,12 +232,12 @@ class V2Api:
         return out
 
 
-def add_v2_routes(app: FastAPI, sb: WechatSandbox, v2: WechatV2Settings | None = None) -> None:
+def add_v2_routes(app: FastAPI, sb: WechatSandbox) -> None:
     """Serve the v2 endpoints from the v3 sandbox app, on its state. Idempotent: a second
     call (build_sandbox wired it, a test adds it again) changes nothing."""
     if isinstance(getattr(app.state, "wechat_v2", None), V2Api):
         return
-    api = V2Api(sb, v2 or WechatV2Settings())
+    api = V2Api(sb)
     app.state.wechat_v2 = api
     routes: dict[str, Callable[[Fields], Fields]] = {
         "/pay/micropay": api.micropay, "/pay/orderquery": api.orderquery,
