@@ -74,14 +74,6 @@ def transition(current: S, target: S) -> S:
     return target
 
 
-def check_order_transition(current: OrderStatus, target: OrderStatus) -> None:
-    transition(current, target)
-
-
-def check_refund_transition(current: RefundStatus, target: RefundStatus) -> None:
-    transition(current, target)
-
-
 def check_amount(amount: Money, *, max_fen: int) -> None:
     if amount.fen <= 0:
         raise FulemaError(ErrorCode.INVALID_AMOUNT, "amount must be at least 1 fen")

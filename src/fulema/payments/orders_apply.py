@@ -76,8 +76,9 @@ async def _apply_trade_result(deps: Deps, order_id: str, result: TradeResult,
                 # Paid at the channel after we closed or failed it: money moved, so it must
                 # not be dropped. Operations get an event to refund or reopen by hand.
                 record(s, order, "PAID_AFTER_CLOSE", detail=detail)
-                publish(s, "payment.paid_after_close", order_payload(order))
-                return order_view(order)
+                view = order_view(order)
+                publish(s, "payment.paid_after_close", order_payload(order, view))
+                return view
             order.paid_at = result.paid_at or clock.now()
             order.channel_trade_no = result.channel_trade_no or order.channel_trade_no
             order.payer_id = result.payer_id or order.payer_id
@@ -90,14 +91,15 @@ async def _apply_trade_result(deps: Deps, order_id: str, result: TradeResult,
         poll = timedelta(seconds=deps.settings.userpaying_poll_seconds)
         order.next_query_at = clock.now() + poll if target == OrderStatus.PAYING else None
         record(s, order, f"CHANNEL_{result.state.value}", to=target, detail=detail)
-        payload = order_payload(order)
+        view = order_view(order)
+        payload = order_payload(order, view)
         if target == OrderStatus.SUCCESS:
             event_id = publish(s, "payment.succeeded", payload)
             notifications.stage(s, event_id=event_id, topic="payment.succeeded",
                                 payload=payload)
         else:
             publish(s, _TOPIC[target], payload)
-        return order_view(order)
+        return view
 
 
 async def ask_channel(deps: Deps, channel_name: str, order_id: str) -> TradeResult:

@@ -72,8 +72,9 @@ async def channel_create(deps: Deps, order: Order) -> OrderOut:
                     OrderStatus.PAYING.value, result.code_url, result.h5_url)
                 order.pay_params, order.channel_trade_no = result.pay_params, trade_no
                 order.next_query_at, order.updated_at = None, now
-                await publish_now(s, "payment.paying", order_payload(order))
-                return order_view(order)
+                view = order_view(order)
+                await publish_now(s, "payment.paying", order_payload(order, view))
+                return view
             row = await s.get(Order, order.id)
             assert row is not None
             return order_view(row)

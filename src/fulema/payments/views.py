@@ -8,9 +8,9 @@ only consumers need.
 
 from __future__ import annotations
 
+from datetime import datetime
+from enum import Enum
 from typing import Any
-
-import orjson
 
 from fulema.payments.models import Notification, NotificationAttempt, Order, Refund
 from fulema.payments.schemas import NotificationAttemptOut, NotificationOut, OrderOut, RefundOut
@@ -27,10 +27,11 @@ def order_view(order: Order) -> OrderOut:
         expire_at=order.expire_at, paid_at=order.paid_at, created_at=order.created_at)
 
 
-def order_payload(order: Order) -> dict[str, Any]:
-    """A `payment.*` event's payload: the order's view plus where to notify and for whom."""
-    return {**_as_json(order_view(order)), "app_id": order.app_id,
-            "notify_url": order.notify_url, "store_id": order.store_id}
+def order_payload(order: Order, view: OrderOut) -> dict[str, Any]:
+    """A `payment.*` event's payload: the order's view (the one the caller answers with, so it
+    is built once) plus where to notify and for whom."""
+    return {**_as_json(view), "app_id": order.app_id, "notify_url": order.notify_url,
+            "store_id": order.store_id}
 
 
 def refund_view(refund: Refund, out_trade_no: str) -> RefundOut:
@@ -63,6 +64,12 @@ def notification_view(n: Notification, history: list[NotificationAttemptOut]) ->
 
 
 def _as_json(view: OrderOut | RefundOut) -> dict[str, Any]:
-    """The view exactly as the API puts it on the wire (orjson: ISO datetimes, enum values)."""
-    data: dict[str, Any] = orjson.loads(orjson.dumps(view.model_dump()))
+    """The view as JSON values, as the API puts it on the wire: ISO 8601 datetimes, enums as
+    their values (a flat view: its nested values are JSON already)."""
+    data = view.model_dump()
+    for key, value in data.items():
+        if isinstance(value, datetime):
+            data[key] = value.isoformat()
+        elif isinstance(value, Enum):
+            data[key] = value.value
     return data
