@@ -10,11 +10,11 @@ from fulema.payments.domain import (
     ORDER_TRANSITIONS,
     OrderStatus,
     RefundStatus,
-    check_order_transition,
     check_refund,
-    check_refund_transition,
     status_after_refund,
+    transition,
 )
+from fulema.payments.orders_state import move_params
 
 LEGAL = [
     (OrderStatus.CREATED, OrderStatus.PAYING),
@@ -38,13 +38,13 @@ ILLEGAL = [
 
 @pytest.mark.parametrize(("a", "b"), LEGAL)
 def test_legal_transitions_pass(a: OrderStatus, b: OrderStatus) -> None:
-    check_order_transition(a, b)
+    transition(a, b)
 
 
 @pytest.mark.parametrize(("a", "b"), ILLEGAL)
 def test_illegal_transitions_are_refused(a: OrderStatus, b: OrderStatus) -> None:
     with pytest.raises(FulemaError) as err:
-        check_order_transition(a, b)
+        transition(a, b)
     assert err.value.code == ErrorCode.ILLEGAL_STATE_TRANSITION
 
 
@@ -57,7 +57,7 @@ def test_no_sequence_of_events_escapes_the_table(targets: list[OrderStatus]) -> 
     for target in targets:
         before = state
         try:
-            check_order_transition(state, target)
+            transition(state, target)
             state = target
         except FulemaError:
             assert target not in ORDER_TRANSITIONS[before]
@@ -71,12 +71,12 @@ def test_no_sequence_of_events_escapes_the_table(targets: list[OrderStatus]) -> 
 
 
 def test_refund_states() -> None:
-    check_refund_transition(RefundStatus.PROCESSING, RefundStatus.SUCCESS)
-    check_refund_transition(RefundStatus.PROCESSING, RefundStatus.FAILED)
+    transition(RefundStatus.PROCESSING, RefundStatus.SUCCESS)
+    transition(RefundStatus.PROCESSING, RefundStatus.FAILED)
     with pytest.raises(FulemaError):
-        check_refund_transition(RefundStatus.SUCCESS, RefundStatus.FAILED)
+        transition(RefundStatus.SUCCESS, RefundStatus.FAILED)
     with pytest.raises(FulemaError):
-        check_refund_transition(RefundStatus.FAILED, RefundStatus.SUCCESS)
+        transition(RefundStatus.FAILED, RefundStatus.SUCCESS)
 
 
 def test_refund_of_unpaid_order_is_refused() -> None:
@@ -110,3 +110,26 @@ def test_accepted_refunds_never_sum_above_the_payment(paid: int, asks: list[int]
         status = status_after_refund(paid=Money(paid), refunded=refunded)
     assert refunded <= Money(paid)
     assert (status == OrderStatus.REFUNDED) == (refunded == Money(paid))
+
+
+def test_the_core_path_refuses_an_illegal_transition() -> None:
+    """The hot path's Core UPDATE gets its parameters only from `move_params`, which asks the
+    same table as the ORM path: a paid order cannot be moved back to PAYING by it."""
+    with pytest.raises(FulemaError) as err:
+        move_params(order_id="ord_1", current=OrderStatus.SUCCESS, target=OrderStatus.PAYING,
+                    code_url=None)
+    assert err.value.code == ErrorCode.ILLEGAL_STATE_TRANSITION
+
+
+@pytest.mark.parametrize("current", list(OrderStatus))
+@pytest.mark.parametrize("target", list(OrderStatus))
+def test_the_core_path_allows_exactly_the_table(current: OrderStatus,
+                                                target: OrderStatus) -> None:
+    legal = target in ORDER_TRANSITIONS[current]
+    try:
+        params = move_params(order_id="ord_1", current=current, target=target, now=None)
+    except FulemaError:
+        assert not legal
+    else:
+        assert legal
+        assert (params["b_from"], params["b_to"]) == (current.value, target.value)

@@ -1,18 +1,22 @@
-"""HTTP plumbing shared by every router: the error shape, request ids, body limits and the
-dependencies that hand a request its database and settings."""
+"""HTTP plumbing shared by every router: the error shape, request ids, body limits, the
+dependencies that hand a request its database and settings, and the OpenAPI document of the
+errors (so the document and the handlers that answer them cannot disagree)."""
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field
+from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -75,6 +79,9 @@ def error_response(request: Request, code: ErrorCode, message: str,
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """The handlers that turn every failure into `ErrorOut`, and the OpenAPI document of it."""
+    document_errors(app)
+
     @app.exception_handler(FulemaError)
     async def _fulema(request: Request, exc: FulemaError) -> JSONResponse:
         return error_response(request, exc.code, exc.message, exc.details or None)
@@ -152,4 +159,119 @@ async def _too_large(rid: str, send: Send) -> None:
 
 
 def json_response(data: Any, status_code: int = 200) -> Response:
+    """JSON by orjson: the wire format of every answer (a view is dumped field by field, so
+    datetimes keep orjson's `+00:00` form rather than pydantic's `Z`)."""
+    if isinstance(data, BaseModel):
+        data = data.model_dump()
     return Response(orjson.dumps(data), status_code=status_code, media_type="application/json")
+
+
+# ---------------------------------------------------------------------------- OpenAPI
+
+REF = "#/components/schemas/{model}"
+_ERROR_REF = {"$ref": REF.format(model="ErrorOut")}
+# Bodies that routes read themselves (the merchant API checks the signature over the raw
+# bytes before it parses them), registered by `json_body` so the document can describe them.
+_BODY_MODELS: dict[str, type[BaseModel]] = {}
+
+
+class ErrorOut(BaseModel):
+    """Every error answer, whatever the route: branch on `code`, show `message`, quote
+    `request_id` to the bank's support."""
+
+    code: ErrorCode = Field(description="Stable code from the error table (docs/errors.md)")
+    message: str = Field(description="What went wrong, for a person")
+    request_id: str = Field(description="Also in the X-Request-Id header")
+    details: dict[str, Any] | None = Field(default=None, description="Present on some codes")
+
+
+def error_responses(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: one `ErrorOut` answer per HTTP status, listing the codes the
+    route can answer with (`x-error-codes`). Codes every route shares (signature, operator
+    token, body shape, internal error) are added by `document_errors`; list the rest here."""
+    return {status: {"model": ErrorOut, "description": _describe(group),
+                     "x-error-codes": [c.value for c in group]}
+            for status, group in _by_status(codes).items()}
+
+
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` for a route that reads and checks its JSON body itself: documents the
+    request body as `model` (FastAPI cannot see a body the route parses by hand)."""
+    _BODY_MODELS[model.__name__] = model
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}}}}
+
+
+def document_errors(app: FastAPI) -> None:
+    """Make `/openapi.json` tell the truth about errors, in one place for every router.
+
+    FastAPI documents a 422 `HTTPValidationError` that this API never sends (the handlers
+    above answer 400 `ErrorOut`). Each operation instead lists the codes its route declared
+    (`error_responses`) plus those that follow from its shape: a JSON body can be malformed,
+    invalid or too large; a parameter that can fail validation gives VALIDATION_ERROR;
+    `/ops/v1` needs the operator token; anything can fail with INTERNAL_ERROR."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version,
+                                 openapi_version=app.openapi_version,
+                                 description=app.description, routes=app.routes)
+            _rewrite_errors(schema)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _rewrite_errors(schema: dict[str, Any]) -> None:
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    models: list[type[BaseModel]] = [ErrorOut, *_BODY_MODELS.values()]
+    _, defs = models_json_schema([(m, "validation") for m in models], ref_template=REF)
+    for name, definition in defs.get("$defs", {}).items():
+        components.setdefault(name, definition)
+    for path, item in schema.get("paths", {}).items():
+        for operation in item.values():
+            responses: dict[str, Any] = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            codes = [ErrorCode(c) for r in responses.values() for c in r.get("x-error-codes", ())]
+            codes += _implied_codes(path, operation)
+            for key in [k for k, r in responses.items() if "x-error-codes" in r]:
+                del responses[key]
+            for status, group in _by_status(codes).items():
+                responses[str(status)] = {
+                    "description": _describe(group), "x-error-codes": [c.value for c in group],
+                    "content": {"application/json": {"schema": dict(_ERROR_REF)}}}
+            operation["responses"] = dict(sorted(responses.items()))
+
+
+def _implied_codes(path: str, operation: dict[str, Any]) -> list[ErrorCode]:
+    codes = [ErrorCode.INTERNAL_ERROR]
+    if path.startswith("/ops/v1/"):
+        codes.append(ErrorCode.UNAUTHORIZED)
+    if "requestBody" in operation:
+        codes += [ErrorCode.MALFORMED_JSON, ErrorCode.VALIDATION_ERROR, ErrorCode.BODY_TOO_LARGE]
+    if any(_can_fail(p) for p in operation.get("parameters", ())):
+        codes.append(ErrorCode.VALIDATION_ERROR)
+    return codes
+
+
+def _can_fail(parameter: dict[str, Any]) -> bool:
+    """Whether FastAPI can refuse this parameter: a path segment that is any string cannot."""
+    plain = parameter.get("schema", {}).keys() <= {"type", "title"}
+    is_str = parameter.get("schema", {}).get("type") == "string"
+    return not (parameter.get("in") == "path" and is_str and plain)
+
+
+def _by_status(codes: Iterable[ErrorCode]) -> dict[int, list[ErrorCode]]:
+    wanted = set(codes)
+    groups: dict[int, list[ErrorCode]] = {}
+    for code in ErrorCode:  # the table's order, so the document reads like docs/errors.md
+        if code in wanted:
+            groups.setdefault(code.http_status, []).append(code)
+    return dict(sorted(groups.items()))
+
+
+def _describe(codes: list[ErrorCode]) -> str:
+    return "\n".join(f"- `{c.value}`: {c.description}" for c in codes)

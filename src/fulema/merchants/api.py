@@ -15,8 +15,9 @@ from fastapi.responses import Response
 
 from fulema.core.config import Settings
 from fulema.core.db import Database
+from fulema.core.errors import ErrorCode as E
 from fulema.core.vocab import ChannelName
-from fulema.core.web import OperatorRoute, get_db, get_settings, require_operator
+from fulema.core.web import OperatorRoute, error_responses, get_db, get_settings, require_operator
 from fulema.merchants import plates, service
 from fulema.merchants.domain import MerchantStatus
 from fulema.merchants.schemas import (
@@ -47,6 +48,12 @@ Operator = Annotated[str, Depends(require_operator)]
 Db = Annotated[Database, Depends(get_db)]
 Conf = Annotated[Settings, Depends(get_settings)]
 
+# What each kind of operation can refuse, for the OpenAPI document (the operator token, the
+# body's shape and validated parameters are added to every operation that has them).
+_FOUND = (E.MERCHANT_NOT_FOUND,)
+_CHANGE = (*_FOUND, E.ILLEGAL_STATE_TRANSITION, E.VALIDATION_ERROR)  # the table, reason rules
+_OPEN = (*_FOUND, E.MERCHANT_CLOSED)  # changes a closed merchant cannot take
+
 
 def _plate_out(settings: Settings, plate: service.PlateView) -> PlateOut:
     url = plates.plate_url(settings, plate.code)
@@ -65,7 +72,8 @@ def _reason(body: NoteBody | None) -> str | None:
 # --- lifecycle -------------------------------------------------------------------------------
 
 
-@router.post("/merchants", status_code=201, summary="Apply (商户进件)")
+@router.post("/merchants", status_code=201, summary="Apply (商户进件)",
+             responses=error_responses(E.VALIDATION_ERROR, E.DUPLICATE_LICENCE))
 async def apply_merchant(body: ApplyBody, db: Db, operator: Operator) -> MerchantOut:
     view = await service.apply_merchant(db, operator=operator, **body.model_dump())
     return MerchantOut.model_validate(view)
@@ -82,7 +90,8 @@ async def list_merchants(db: Db, _: Operator,
 
 
 @router.get("/merchants/{merchant_id}", summary="A merchant with its stores, terminals, apps, "
-            "fee rates and plates")
+            "fee rates and plates",
+            responses=error_responses(*_FOUND))
 async def get_merchant(merchant_id: str, db: Db, settings: Conf, _: Operator) -> MerchantDetailOut:
     d = await service.get_merchant(db, merchant_id=merchant_id)
     return MerchantDetailOut(
@@ -93,51 +102,59 @@ async def get_merchant(merchant_id: str, db: Db, settings: Conf, _: Operator) ->
         plates=[_plate_out(settings, p) for p in d.plates])
 
 
-@router.get("/merchants/{merchant_id}/events", summary="The merchant's audit trail")
+@router.get("/merchants/{merchant_id}/events", summary="The merchant's audit trail",
+            responses=error_responses(*_FOUND))
 async def list_events(merchant_id: str, db: Db, _: Operator) -> EventListOut:
     return EventListOut.model_validate({"data": await service.list_events(db, merchant_id=merchant_id)})
 
 
-@router.post("/merchants/{merchant_id}/approve", summary="Approve (审核通过)")
+@router.post("/merchants/{merchant_id}/approve", summary="Approve (审核通过)",
+             responses=error_responses(*_CHANGE))
 async def approve(merchant_id: str, db: Db, operator: Operator,
                   body: NoteBody | None = None) -> MerchantOut:
     return MerchantOut.model_validate(await service.approve(
         db, merchant_id=merchant_id, reason=_reason(body), operator=operator))
 
 
-@router.post("/merchants/{merchant_id}/reject", summary="Reject with a reason (审核驳回)")
+@router.post("/merchants/{merchant_id}/reject", summary="Reject with a reason (审核驳回)",
+             responses=error_responses(*_CHANGE))
 async def reject(merchant_id: str, body: ReasonBody, db: Db, operator: Operator) -> MerchantOut:
     return MerchantOut.model_validate(await service.reject(
         db, merchant_id=merchant_id, reason=body.reason, operator=operator))
 
 
-@router.post("/merchants/{merchant_id}/resubmit", summary="Resubmit a rejected application")
+@router.post("/merchants/{merchant_id}/resubmit", summary="Resubmit a rejected application",
+             responses=error_responses(*_CHANGE, E.DUPLICATE_LICENCE))
 async def resubmit(merchant_id: str, body: ResubmitBody, db: Db, operator: Operator) -> MerchantOut:
     return MerchantOut.model_validate(await service.resubmit(
         db, merchant_id=merchant_id, operator=operator, **body.model_dump(exclude_none=True)))
 
 
-@router.post("/merchants/{merchant_id}/activate", summary="Activate (激活)")
+@router.post("/merchants/{merchant_id}/activate", summary="Activate (激活)",
+             responses=error_responses(*_CHANGE))
 async def activate(merchant_id: str, db: Db, operator: Operator,
                    body: NoteBody | None = None) -> MerchantOut:
     return MerchantOut.model_validate(await service.activate(
         db, merchant_id=merchant_id, reason=_reason(body), operator=operator))
 
 
-@router.post("/merchants/{merchant_id}/freeze", summary="Freeze with a reason (冻结)")
+@router.post("/merchants/{merchant_id}/freeze", summary="Freeze with a reason (冻结)",
+             responses=error_responses(*_CHANGE))
 async def freeze(merchant_id: str, body: ReasonBody, db: Db, operator: Operator) -> MerchantOut:
     return MerchantOut.model_validate(await service.freeze(
         db, merchant_id=merchant_id, reason=body.reason, operator=operator))
 
 
-@router.post("/merchants/{merchant_id}/unfreeze", summary="Unfreeze (解冻)")
+@router.post("/merchants/{merchant_id}/unfreeze", summary="Unfreeze (解冻)",
+             responses=error_responses(*_CHANGE))
 async def unfreeze(merchant_id: str, db: Db, operator: Operator,
                    body: NoteBody | None = None) -> MerchantOut:
     return MerchantOut.model_validate(await service.unfreeze(
         db, merchant_id=merchant_id, reason=_reason(body), operator=operator))
 
 
-@router.post("/merchants/{merchant_id}/close", summary="Close (注销); final")
+@router.post("/merchants/{merchant_id}/close", summary="Close (注销); final",
+             responses=error_responses(*_CHANGE))
 async def close(merchant_id: str, db: Db, operator: Operator,
                 body: NoteBody | None = None) -> MerchantOut:
     return MerchantOut.model_validate(await service.close(
@@ -147,21 +164,25 @@ async def close(merchant_id: str, db: Db, operator: Operator,
 # --- stores and terminals --------------------------------------------------------------------
 
 
-@router.post("/merchants/{merchant_id}/stores", status_code=201, summary="Add a store (门店)")
+@router.post("/merchants/{merchant_id}/stores", status_code=201, summary="Add a store (门店)",
+             responses=error_responses(*_OPEN))
 async def add_store(merchant_id: str, body: StoreBody, db: Db, operator: Operator) -> StoreOut:
     return StoreOut.model_validate(await service.add_store(
         db, merchant_id=merchant_id, name=body.name, address=body.address, operator=operator))
 
 
 @router.post("/merchants/{merchant_id}/stores/{store_id}/disable",
-             summary="Disable a store, its terminals and its plates")
+             summary="Disable a store, its terminals and its plates",
+             responses=error_responses(*_FOUND, E.STORE_NOT_FOUND))
 async def disable_store(merchant_id: str, store_id: str, db: Db, operator: Operator) -> StoreOut:
     return StoreOut.model_validate(await service.disable_store(
         db, merchant_id=merchant_id, store_id=store_id, operator=operator))
 
 
 @router.post("/merchants/{merchant_id}/stores/{store_id}/terminals", status_code=201,
-             summary="Bind a terminal (终端): CASHIER, SPEAKER or POS")
+             summary="Bind a terminal (终端): CASHIER, SPEAKER or POS",
+             responses=error_responses(
+                 *_OPEN, E.VALIDATION_ERROR, E.STORE_NOT_FOUND, E.DUPLICATE_TERMINAL))
 async def add_terminal(merchant_id: str, store_id: str, body: TerminalBody, db: Db,
                        operator: Operator) -> TerminalOut:
     return TerminalOut.model_validate(await service.add_terminal(
@@ -170,7 +191,9 @@ async def add_terminal(merchant_id: str, store_id: str, body: TerminalBody, db: 
 
 
 @router.post("/merchants/{merchant_id}/stores/{store_id}/terminals/{terminal_id}/disable",
-             summary="Disable a terminal (its device can then be bound elsewhere)")
+             summary="Disable a terminal (its device can then be bound elsewhere)",
+             responses=error_responses(
+                 *_FOUND, E.STORE_NOT_FOUND, E.TERMINAL_NOT_FOUND))
 async def disable_terminal(merchant_id: str, store_id: str, terminal_id: str, db: Db,
                            operator: Operator) -> TerminalOut:
     return TerminalOut.model_validate(await service.disable_terminal(
@@ -182,7 +205,8 @@ async def disable_terminal(merchant_id: str, store_id: str, terminal_id: str, db
 
 
 @router.post("/merchants/{merchant_id}/apps", status_code=201,
-             summary="Create an API credential; the secret is in this answer only")
+             summary="Create an API credential; the secret is in this answer only",
+             responses=error_responses(*_OPEN, E.VALIDATION_ERROR))
 async def create_app(merchant_id: str, body: AppBody, db: Db, operator: Operator) -> AppSecretOut:
     return _secret_out(await service.create_app_credential(
         db, merchant_id=merchant_id, operator=operator, name=body.name,
@@ -190,19 +214,23 @@ async def create_app(merchant_id: str, body: AppBody, db: Db, operator: Operator
 
 
 @router.post("/merchants/{merchant_id}/apps/{app_id}/rotate",
-             summary="Replace the app's secret; the new one is in this answer only")
+             summary="Replace the app's secret; the new one is in this answer only",
+             responses=error_responses(
+                 *_OPEN, E.NOT_FOUND, E.ILLEGAL_STATE_TRANSITION))
 async def rotate_secret(merchant_id: str, app_id: str, db: Db, operator: Operator) -> AppSecretOut:
     return _secret_out(await service.rotate_secret(
         db, merchant_id=merchant_id, app_id=app_id, operator=operator))
 
 
-@router.post("/merchants/{merchant_id}/apps/{app_id}/disable", summary="Disable an app")
+@router.post("/merchants/{merchant_id}/apps/{app_id}/disable", summary="Disable an app",
+             responses=error_responses(*_FOUND, E.NOT_FOUND))
 async def disable_app(merchant_id: str, app_id: str, db: Db, operator: Operator) -> AppOut:
     return AppOut.model_validate(await service.disable_app(
         db, merchant_id=merchant_id, app_id=app_id, operator=operator))
 
 
-@router.put("/merchants/{merchant_id}/fee-rates/{channel}", summary="Set a channel's fee rate (bps)")
+@router.put("/merchants/{merchant_id}/fee-rates/{channel}", summary="Set a channel's fee rate (bps)",
+            responses=error_responses(*_OPEN, E.VALIDATION_ERROR))
 async def set_fee_rate(merchant_id: str, channel: ChannelName, body: FeeRateBody, db: Db,
                        operator: Operator) -> FeeRateOut:
     return FeeRateOut.model_validate(await service.set_fee_rate(
@@ -210,7 +238,8 @@ async def set_fee_rate(merchant_id: str, channel: ChannelName, body: FeeRateBody
 
 
 @router.post("/merchants/{merchant_id}/plates", status_code=201,
-             summary="Create a QR plate (收款码牌) for a store")
+             summary="Create a QR plate (收款码牌) for a store",
+             responses=error_responses(*_OPEN, E.STORE_NOT_FOUND))
 async def create_plate(merchant_id: str, body: PlateBody, db: Db, settings: Conf,
                        operator: Operator) -> PlateOut:
     plate = await service.create_plate(db, merchant_id=merchant_id, store_id=body.store_id,
@@ -218,13 +247,14 @@ async def create_plate(merchant_id: str, body: PlateBody, db: Db, settings: Conf
     return _plate_out(settings, plate)
 
 
-@router.post("/plates/{code}/disable", summary="Disable a QR plate")
+@router.post("/plates/{code}/disable", summary="Disable a QR plate",
+             responses=error_responses(*_FOUND, E.PLATE_NOT_FOUND))
 async def disable_plate(code: str, db: Db, settings: Conf, operator: Operator) -> PlateOut:
     return _plate_out(settings, await service.disable_plate(db, code=code, operator=operator))
 
 
 @router.get("/plates/{code}.png", response_class=Response, summary="The plate's QR code as PNG",
-            responses={200: {"content": {"image/png": {}}}})
+            responses={**error_responses(E.PLATE_NOT_FOUND), 200: {"content": {"image/png": {}}}})
 async def plate_png(code: str, db: Db, settings: Conf, _: Operator) -> Response:
     plate = await service.get_plate(db, code=code)
     return Response(plates.plate_png(plates.plate_url(settings, plate.code)),

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from fulema.core.db import Database
+from fulema.core.errors import ErrorCode as E
 from fulema.core.events import Consumer, admin
-from fulema.core.web import OperatorRoute, get_db, require_operator
+from fulema.core.web import OperatorRoute, error_responses, get_db, require_operator
 
 router = APIRouter(prefix="/ops/v1/events", tags=["operations: events"], route_class=OperatorRoute)
 
@@ -112,7 +113,9 @@ async def list_dead_letters(name: str, db: Db, _: Operator,
 
 
 @router.post("/consumers/{name}/replay",
-             summary="Hand one event, or a range of sequence numbers, to the consumer again")
+             summary="Hand one event, or a range of sequence numbers, to the consumer again",
+             responses=error_responses(E.EVENT_REPLAY_INVALID, E.EVENT_CONSUMER_NOT_FOUND,
+                                       E.EVENT_NOT_FOUND))
 async def replay(name: str, body: ReplayBody, db: Db, declared: Declared,
                  operator: Operator) -> ReplayOut:
     result = await admin.replay(db, declared, name, operator=operator, event_id=body.event_id,
@@ -121,6 +124,7 @@ async def replay(name: str, body: ReplayBody, db: Db, declared: Declared,
 
 
 @router.post("/consumers/{name}/skip",
-             summary="Set aside the event a consumer is stuck at (dead letter) and go on")
+             summary="Set aside the event a consumer is stuck at (dead letter) and go on",
+             responses=error_responses(E.EVENT_CONSUMER_NOT_FOUND, E.EVENT_CONSUMER_NOT_FAILING))
 async def skip(name: str, db: Db, declared: Declared, operator: Operator) -> SkipOut:
     return SkipOut.model_validate(await admin.skip_head(db, declared, name, operator=operator))

@@ -1,9 +1,14 @@
 """Merchant API: signed JSON over HTTPS. Every route authenticates the signature first, then
-validates the body, so an unsigned caller learns nothing about our validation rules."""
+validates the body, so an unsigned caller learns nothing about our validation rules.
+
+Because the body is parsed by hand (after the signature over its raw bytes), each route names
+its body (`json_body`), its answer (`response_model`) and its error codes (`error_responses`)
+for the OpenAPI document; the services return those typed views and `json_response` puts them
+on the wire."""
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import orjson
 from fastapi import APIRouter, Request
@@ -13,19 +18,31 @@ from pydantic import BaseModel, ValidationError
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.money import Money
 from fulema.core.vocab import WayCode
-from fulema.core.web import json_response
+from fulema.core.web import error_responses, json_body, json_response
 from fulema.gateway.service import authenticate
 from fulema.gateway.signing import H_NONCE
 from fulema.merchants.service import AppCredential
 from fulema.payments import notifications, refunds
 from fulema.payments import service as payments
-from fulema.payments.schemas import CreateOrderBody, RefundBody
+from fulema.payments.schemas import (
+    CreateOrderBody,
+    NotificationListOut,
+    OrderOut,
+    RefundBody,
+    RefundOut,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["merchant API"])
 M = TypeVar("M", bound=BaseModel)
 
 # What a merchant may ask for. QR_STATIC orders are made only by a plate's cashier page.
 MERCHANT_WAY_CODES = tuple(w for w in WayCode if w is not WayCode.QR_STATIC)
+
+E = ErrorCode
+# What `_auth` can refuse, on every route.
+SIGNED = (E.SIGNATURE_MISSING, E.SIGNATURE_INVALID, E.TIMESTAMP_EXPIRED, E.NONCE_REPLAYED,
+          E.APP_NOT_FOUND)
+CHANNEL = (E.CHANNEL_NOT_ENABLED, E.CHANNEL_ERROR, E.CHANNEL_UNAVAILABLE)
 
 
 def deps_of(request: Request) -> payments.Deps:
@@ -74,7 +91,12 @@ def merchant_way_code(value: str) -> WayCode:
     return WayCode(value)
 
 
-@router.post("/orders", summary="Unified order (统一下单)")
+@router.post("/orders", summary="Unified order (统一下单)", response_model=OrderOut,
+             openapi_extra=json_body(CreateOrderBody), responses=error_responses(
+                 *SIGNED, *CHANNEL, E.INVALID_AMOUNT, E.AMOUNT_OUT_OF_RANGE, E.UNKNOWN_WAY_CODE,
+                 E.UNRECOGNISED_PAYER_CODE, E.PAYER_ID_REQUIRED, E.MERCHANT_NOT_FOUND,
+                 E.MERCHANT_NOT_ACTIVE, E.MERCHANT_FROZEN, E.MERCHANT_CLOSED, E.RISK_REJECTED,
+                 E.STORE_NOT_FOUND, E.DUPLICATE_OUT_TRADE_NO))
 async def create_order(request: Request) -> Response:
     cred, raw = await _auth(request, defer_nonce=True)  # recorded with the order
     body = parse_body(CreateOrderBody, raw)
@@ -91,7 +113,8 @@ async def create_order(request: Request) -> Response:
     return json_response(view)
 
 
-@router.get("/orders/by-out-trade-no/{out_trade_no}", summary="Query by merchant order number")
+@router.get("/orders/by-out-trade-no/{out_trade_no}", summary="Query by merchant order number",
+            response_model=OrderOut, responses=error_responses(*SIGNED, E.ORDER_NOT_FOUND))
 async def query_by_out_trade_no(out_trade_no: str, request: Request) -> Response:
     cred, _ = await _auth(request)
     view = await payments.query_order(deps_of(request), merchant_id=cred.merchant_id,
@@ -99,7 +122,8 @@ async def query_by_out_trade_no(out_trade_no: str, request: Request) -> Response
     return json_response(view)
 
 
-@router.get("/orders/{order_id}", summary="Query an order")
+@router.get("/orders/{order_id}", summary="Query an order", response_model=OrderOut,
+            responses=error_responses(*SIGNED, E.ORDER_NOT_FOUND))
 async def query_order(order_id: str, request: Request) -> Response:
     cred, _ = await _auth(request)
     view = await payments.query_order(deps_of(request), merchant_id=cred.merchant_id,
@@ -107,7 +131,9 @@ async def query_order(order_id: str, request: Request) -> Response:
     return json_response(view)
 
 
-@router.post("/orders/{order_id}/close", summary="Close an unpaid order")
+@router.post("/orders/{order_id}/close", summary="Close an unpaid order", response_model=OrderOut,
+             responses=error_responses(*SIGNED, *CHANNEL, E.ORDER_NOT_FOUND,
+                                       E.ORDER_ALREADY_FINAL))
 async def close_order(order_id: str, request: Request) -> Response:
     cred, _ = await _auth(request)
     view = await payments.close_order(deps_of(request), merchant_id=cred.merchant_id,
@@ -115,7 +141,11 @@ async def close_order(order_id: str, request: Request) -> Response:
     return json_response(view)
 
 
-@router.post("/orders/{order_id}/refunds", summary="Refund (partial, repeated)")
+@router.post("/orders/{order_id}/refunds", summary="Refund (partial, repeated)",
+             response_model=RefundOut, openapi_extra=json_body(RefundBody),
+             responses=error_responses(
+                 *SIGNED, E.INVALID_AMOUNT, E.CHANNEL_NOT_ENABLED, E.ORDER_NOT_FOUND,
+                 E.DUPLICATE_OUT_REFUND_NO, E.ORDER_NOT_PAID, E.REFUND_EXCEEDS_REFUNDABLE))
 async def create_refund(order_id: str, request: Request) -> Response:
     cred, raw = await _auth(request)
     body = parse_body(RefundBody, raw)
@@ -126,34 +156,38 @@ async def create_refund(order_id: str, request: Request) -> Response:
     return json_response(view)
 
 
-@router.get("/refunds/by-out-refund-no/{out_refund_no}", summary="Query a refund by number")
+@router.get("/refunds/by-out-refund-no/{out_refund_no}", summary="Query a refund by number",
+            response_model=RefundOut, responses=error_responses(*SIGNED, E.REFUND_NOT_FOUND))
 async def query_refund_by_no(out_refund_no: str, request: Request) -> Response:
     cred, _ = await _auth(request)
     return json_response(await refunds.get_refund(deps_of(request).db, merchant_id=cred.merchant_id,
                                                   out_refund_no=out_refund_no))
 
 
-@router.get("/refunds/{refund_id}", summary="Query a refund")
+@router.get("/refunds/{refund_id}", summary="Query a refund", response_model=RefundOut,
+            responses=error_responses(*SIGNED, E.REFUND_NOT_FOUND))
 async def query_refund(refund_id: str, request: Request) -> Response:
     cred, _ = await _auth(request)
     return json_response(await refunds.get_refund(deps_of(request).db, merchant_id=cred.merchant_id,
                                                   refund_id=refund_id))
 
 
-@router.post("/orders/{order_id}/notify", summary="Send the order's notifications again")
+@router.post("/orders/{order_id}/notify", summary="Send the order's notifications again",
+             response_model=NotificationListOut,
+             responses=error_responses(*SIGNED, E.ORDER_NOT_FOUND))
 async def resend_notifications(order_id: str, request: Request) -> Response:
     cred, _ = await _auth(request)
     deps = deps_of(request)
     views = await notifications.resend(deps.db, merchant_id=cred.merchant_id, order_id=order_id)
     deps.db.committed.notify()  # the notification loop: no event was published
-    return json_response({"notifications": views})
+    return json_response(NotificationListOut(notifications=views))
 
 
-@router.get("/orders/{order_id}/notifications", summary="Notification attempts for an order")
+@router.get("/orders/{order_id}/notifications", summary="Notification attempts for an order",
+            response_model=NotificationListOut,
+            responses=error_responses(*SIGNED, E.ORDER_NOT_FOUND))
 async def list_notifications(order_id: str, request: Request) -> Response:
     cred, _ = await _auth(request)
-    deps = deps_of(request)
-    await payments.get_order(deps.db, merchant_id=cred.merchant_id, order_id=order_id)
-    data: list[dict[str, Any]] = await notifications.list_for_order(
-        deps.db, merchant_id=cred.merchant_id, order_id=order_id)
-    return json_response({"notifications": data})
+    views = await notifications.list_for_order(deps_of(request).db, merchant_id=cred.merchant_id,
+                                               order_id=order_id)
+    return json_response(NotificationListOut(notifications=views))

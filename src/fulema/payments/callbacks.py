@@ -13,6 +13,7 @@ from fastapi.responses import Response
 
 from fulema.channels.base import CallbackKind
 from fulema.core.errors import ErrorCode, FulemaError
+from fulema.core.web import error_responses
 from fulema.payments import refunds
 from fulema.payments import service as payments
 from fulema.payments.api import deps_of
@@ -21,7 +22,12 @@ log = structlog.get_logger(__name__)
 router = APIRouter(tags=["channel callbacks"])
 
 
-@router.post("/callbacks/{channel_name}")
+@router.post("/callbacks/{channel_name}", response_class=Response,
+             summary="A channel's asynchronous notification (callback) of a payment or refund",
+             responses={**error_responses(ErrorCode.CHANNEL_NOT_ENABLED),
+                        200: {"description": "The channel's own acknowledgement, in its format "
+                                             "(success or failure ack: a refused callback is "
+                                             "answered here, never with an error body)"}})
 async def channel_callback(channel_name: str, request: Request) -> Response:
     deps = deps_of(request)
     channel = deps.channels.get(channel_name)

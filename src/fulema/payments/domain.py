@@ -8,6 +8,7 @@ over later.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TypeVar
 
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.money import Money
@@ -47,21 +48,30 @@ REFUND_TRANSITIONS: dict[RefundStatus, frozenset[RefundStatus]] = {
     RefundStatus.FAILED: frozenset(),
 }
 
+S = TypeVar("S", OrderStatus, RefundStatus)
+
 PAID_STATUSES = frozenset({OrderStatus.SUCCESS, OrderStatus.PARTIALLY_REFUNDED,
                            OrderStatus.REFUNDED})
 OPEN_STATUSES = frozenset({OrderStatus.CREATED, OrderStatus.PAYING})
 
 
-def check_order_transition(current: OrderStatus, target: OrderStatus) -> None:
-    if target not in ORDER_TRANSITIONS[current]:
-        raise FulemaError(ErrorCode.ILLEGAL_STATE_TRANSITION,
-                          f"order cannot go from {current} to {target}")
+def allowed(current: S, target: S) -> bool:
+    """Whether the table (ORDER_TRANSITIONS or REFUND_TRANSITIONS, by the states' type) lets
+    `current` move to `target`; for callers that record a refused result instead of failing."""
+    if isinstance(current, OrderStatus):
+        return target in ORDER_TRANSITIONS[current]
+    return target in REFUND_TRANSITIONS[current]
 
 
-def check_refund_transition(current: RefundStatus, target: RefundStatus) -> None:
-    if target not in REFUND_TRANSITIONS[current]:
+def transition(current: S, target: S) -> S:
+    """The one legality check for every state change, ORM or Core: `target` if the table
+    allows the move, else ILLEGAL_STATE_TRANSITION. Both write paths ask this before they
+    touch a row, so no statement can move a state the table forbids."""
+    if not allowed(current, target):
+        what = "order" if isinstance(current, OrderStatus) else "refund"
         raise FulemaError(ErrorCode.ILLEGAL_STATE_TRANSITION,
-                          f"refund cannot go from {current} to {target}")
+                          f"{what} cannot go from {current} to {target}")
+    return target
 
 
 def check_amount(amount: Money, *, max_fen: int) -> None:

@@ -14,9 +14,11 @@ from fulema.core.clock import as_utc, clock
 from fulema.core.db import Database
 from fulema.core.errors import FulemaError
 from fulema.core.vocab import WayCode
+from fulema.payments.deps import Deps
 from fulema.payments.domain import OPEN_STATUSES, OrderStatus
 from fulema.payments.models import Order
-from fulema.payments.service import Deps, close_order, sync_with_channel
+from fulema.payments.orders_apply import sync_with_channel
+from fulema.payments.orders_close import close_order
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +62,7 @@ async def run_order_jobs(deps: Deps) -> int:
         now = clock.now()
         try:
             view = await sync_with_channel(deps, order_id=order_id)
-            if view["status"] not in {s.value for s in OPEN_STATUSES}:
+            if view.status not in OPEN_STATUSES:
                 done += 1
                 continue
             barcode_timed_out = (order.way_code == WayCode.BARCODE.value and now >= _aware(

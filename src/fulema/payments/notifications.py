@@ -35,6 +35,8 @@ from fulema.core.ids import new_id
 from fulema.gateway.signing import notification_signature
 from fulema.merchants import service as merchants
 from fulema.payments.models import Notification, NotificationAttempt, Order
+from fulema.payments.schemas import NotificationAttemptOut, NotificationOut
+from fulema.payments.views import attempt_view, notification_view
 
 log = structlog.get_logger(__name__)
 
@@ -155,12 +157,10 @@ async def _deliver_one(db: Database, settings: Settings, http: httpx.AsyncClient
     return int(ok)
 
 
-async def resend(db: Database, *, merchant_id: str, order_id: str) -> list[dict[str, Any]]:
+async def resend(db: Database, *, merchant_id: str, order_id: str) -> list[NotificationOut]:
     """Merchant asked for the notifications again: deliver them now, whatever their state."""
     async with db.transaction() as s:
-        order = await s.get(Order, order_id)
-        if order is None or order.merchant_id != merchant_id:
-            raise FulemaError(ErrorCode.ORDER_NOT_FOUND)
+        await _check_order(s, merchant_id=merchant_id, order_id=order_id)
         rows = list((await s.scalars(select(Notification).where(
             Notification.order_id == order_id))).all())
         for n in rows:
@@ -170,8 +170,10 @@ async def resend(db: Database, *, merchant_id: str, order_id: str) -> list[dict[
 
 
 async def list_for_order(db: Database, *, merchant_id: str, order_id: str
-                         ) -> list[dict[str, Any]]:
+                         ) -> list[NotificationOut]:
+    """The order's notifications with every attempt; ORDER_NOT_FOUND for another merchant's."""
     async with db.transaction() as s:
+        await _check_order(s, merchant_id=merchant_id, order_id=order_id)
         rows = (await s.scalars(select(Notification).where(
             Notification.order_id == order_id, Notification.merchant_id == merchant_id)
             .order_by(Notification.created_at, Notification.id))).all()
@@ -180,23 +182,21 @@ async def list_for_order(db: Database, *, merchant_id: str, order_id: str
 
 
 async def _attempts_of(s: AsyncSession, notification_ids: list[str]
-                       ) -> dict[str, list[dict[str, Any]]]:
+                       ) -> dict[str, list[NotificationAttemptOut]]:
     """Every delivery attempt of these notifications, oldest first, in one query."""
     if not notification_ids:
         return {}
     rows = (await s.scalars(select(NotificationAttempt)
                             .where(NotificationAttempt.notification_id.in_(notification_ids))
                             .order_by(NotificationAttempt.at, NotificationAttempt.id))).all()
-    history: dict[str, list[dict[str, Any]]] = {}
+    history: dict[str, list[NotificationAttemptOut]] = {}
     for a in rows:
-        history.setdefault(a.notification_id, []).append(
-            {"at": a.at, "http_status": a.http_status, "error": a.error,
-             "response_excerpt": a.response_excerpt, "duration_ms": a.duration_ms})
+        history.setdefault(a.notification_id, []).append(attempt_view(a))
     return history
 
 
-def notification_view(n: Notification, history: list[dict[str, Any]]) -> dict[str, Any]:
-    """`attempts` is the count (kept for clients that read it); `delivery_attempts` the log."""
-    return {"notification_id": n.id, "kind": n.kind, "url": n.url, "status": n.status,
-            "attempts": n.attempts, "next_attempt_at": n.next_attempt_at,
-            "delivered_at": n.delivered_at, "delivery_attempts": history}
+async def _check_order(s: AsyncSession, *, merchant_id: str, order_id: str) -> None:
+    """ORDER_NOT_FOUND unless the order is this merchant's (another's reads as absent)."""
+    order = await s.get(Order, order_id)
+    if order is None or order.merchant_id != merchant_id:
+        raise FulemaError(ErrorCode.ORDER_NOT_FOUND)

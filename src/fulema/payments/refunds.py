@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from datetime import timedelta
-from typing import Any
 
 import structlog
 from sqlalchemy import and_, select, update
@@ -29,30 +28,22 @@ from fulema.core.events import publish
 from fulema.core.ids import new_id
 from fulema.core.money import Money
 from fulema.payments import notifications
+from fulema.payments.deps import Deps
 from fulema.payments.domain import (
     OrderStatus,
     RefundStatus,
     check_refund,
-    check_refund_transition,
     status_after_refund,
+    transition,
 )
 from fulema.payments.models import Order, Refund
-from fulema.payments.service import Deps, record
+from fulema.payments.orders_state import record
+from fulema.payments.schemas import RefundOut
+from fulema.payments.views import refund_payload, refund_view
 
 log = structlog.get_logger(__name__)
 
 REFUND_POLL_SECONDS = 10
-
-
-def refund_view(refund: Refund, out_trade_no: str) -> dict[str, Any]:
-    return {
-        "refund_id": refund.id, "out_refund_no": refund.out_refund_no,
-        "order_id": refund.order_id, "out_trade_no": out_trade_no, "status": refund.status,
-        "amount": refund.amount.fen, "reason": refund.reason,
-        "channel_refund_no": refund.channel_refund_no, "failure_code": refund.failure_code,
-        "failure_message": refund.failure_message, "succeeded_at": refund.succeeded_at,
-        "created_at": refund.created_at,
-    }
 
 
 def _hash(order_id: str, amount: Money, reason: str) -> str:
@@ -61,7 +52,7 @@ def _hash(order_id: str, amount: Money, reason: str) -> str:
 
 async def create_refund(deps: Deps, *, merchant_id: str, order_id: str, out_refund_no: str,
                         amount: Money, reason: str, notify_url: str | None = None
-                        ) -> dict[str, Any]:
+                        ) -> RefundOut:
     digest = _hash(order_id, amount, reason)
     async def reserve() -> tuple[Refund, str, bool]:
         return await _reserve(deps.db, merchant_id=merchant_id, order_id=order_id,
@@ -108,11 +99,11 @@ async def _reserve(db: Database, *, merchant_id: str, order_id: str, out_refund_
         record(s, order, "REFUND_REQUESTED", detail={"refund_id": refund.id,
                                                      "amount": amount.fen})
         await s.flush()
-        publish(s, "refund.requested", refund_view_payload(refund, order))
+        publish(s, "refund.requested", refund_payload(refund, order))
         return refund, order.out_trade_no, True
 
 
-async def _submit(deps: Deps, refund_id: str) -> dict[str, Any]:
+async def _submit(deps: Deps, refund_id: str) -> RefundOut:
     async with deps.db.transaction() as s:
         refund = await s.get(Refund, refund_id)
         assert refund is not None
@@ -134,13 +125,13 @@ async def _submit(deps: Deps, refund_id: str) -> dict[str, Any]:
 
 
 async def apply_refund_result(deps: Deps, *, refund_id: str, result: RefundResult,
-                              source: str) -> dict[str, Any]:
+                              source: str) -> RefundOut:
     """Idempotent: a second SUCCESS for one refund changes nothing."""
     return await retry_on_conflict(lambda: _apply_refund_result(deps, refund_id, result, source))
 
 
 async def _apply_refund_result(deps: Deps, refund_id: str, result: RefundResult,
-                               source: str) -> dict[str, Any]:
+                               source: str) -> RefundOut:
     async with deps.db.transaction() as s:
         refund = await s.get(Refund, refund_id)
         if refund is None:
@@ -155,9 +146,8 @@ async def _apply_refund_result(deps: Deps, refund_id: str, result: RefundResult,
             if refund.status == RefundStatus.PROCESSING:
                 refund.next_query_at = clock.now() + timedelta(seconds=REFUND_POLL_SECONDS)
             return refund_view(refund, order.out_trade_no)
-        check_refund_transition(RefundStatus(refund.status), target)
         now = clock.now()
-        refund.status = target.value
+        refund.status = transition(RefundStatus(refund.status), target).value
         refund.updated_at = now
         refund.next_query_at = None
         refund.channel_refund_no = result.channel_refund_no or refund.channel_refund_no
@@ -168,7 +158,7 @@ async def _apply_refund_result(deps: Deps, refund_id: str, result: RefundResult,
             after = status_after_refund(paid=order.amount, refunded=order.refunded_amount)
             record(s, order, "REFUND_SUCCEEDED", to=after,
                    detail={"refund_id": refund.id, "amount": refund.amount.fen, "source": source})
-            payload = {**refund_view_payload(refund, order), "order_status": order.status}
+            payload = {**refund_payload(refund, order), "order_status": order.status}
             event_id = publish(s, "refund.succeeded", payload)
             notifications.stage(s, event_id=event_id, topic="refund.succeeded", payload=payload)
         else:
@@ -176,22 +166,12 @@ async def _apply_refund_result(deps: Deps, refund_id: str, result: RefundResult,
             refund.failure_message = (result.error_message or "")[:256] or None
             record(s, order, "REFUND_FAILED", detail={"refund_id": refund.id,
                                                       "code": result.error_code})
-            publish(s, "refund.failed", refund_view_payload(refund, order))
+            publish(s, "refund.failed", refund_payload(refund, order))
         return refund_view(refund, order.out_trade_no)
 
 
-def refund_view_payload(refund: Refund, order: Order) -> dict[str, Any]:
-    view = refund_view(refund, order.out_trade_no)
-    for key in ("succeeded_at", "created_at"):
-        if view[key] is not None:
-            view[key] = view[key].isoformat()
-    view.update(app_id=order.app_id, merchant_id=order.merchant_id, notify_url=refund.notify_url,
-                order_amount=order.amount.fen, refunded_amount=order.refunded_amount.fen)
-    return view
-
-
 async def get_refund(db: Database, *, merchant_id: str, refund_id: str | None = None,
-                     out_refund_no: str | None = None) -> dict[str, Any]:
+                     out_refund_no: str | None = None) -> RefundOut:
     async with db.transaction() as s:
         stmt = select(Refund).where(Refund.merchant_id == merchant_id)
         stmt = stmt.where(Refund.id == refund_id) if refund_id else stmt.where(
@@ -231,5 +211,5 @@ async def run_refund_jobs(deps: Deps, *, limit: int = 100) -> int:
         else:
             view = await apply_refund_result(deps, refund_id=refund_id, result=result,
                                              source="query")
-        done += view["status"] != RefundStatus.PROCESSING
+        done += view.status != RefundStatus.PROCESSING
     return done

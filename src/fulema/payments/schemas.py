@@ -1,4 +1,8 @@
-"""Merchant API shapes for orders and refunds. Amounts are integer fen on the wire."""
+"""Merchant API shapes for orders, refunds and notifications. Amounts are integer fen on the wire.
+
+The `...Out` models are what the services return (typed views), so `/openapi.json` describes
+every answer; the routes dump them with orjson, which keeps the wire format they always had.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from fulema.core.vocab import ChannelName
+from fulema.core.vocab import ChannelName, WayCode
+from fulema.payments.domain import OrderStatus, RefundStatus
 
 _NO = r"^[A-Za-z0-9_\-|*@.]{6,64}$"
 
@@ -39,14 +44,16 @@ class RefundBody(BaseModel):
 
 
 class OrderOut(BaseModel):
+    """An order as the merchant sees it; the body of every order answer."""
+
     order_id: str
     out_trade_no: str
     merchant_id: str
-    status: str
-    amount: int
-    refunded_amount: int
-    channel: str
-    way_code: str
+    status: OrderStatus
+    amount: int = Field(description="Integer fen")
+    refunded_amount: int = Field(description="Integer fen refunded so far")
+    channel: ChannelName
+    way_code: WayCode
     subject: str
     code_url: str | None = None
     h5_url: str | None = None
@@ -62,12 +69,14 @@ class OrderOut(BaseModel):
 
 
 class RefundOut(BaseModel):
+    """A refund as the merchant sees it; the body of every refund answer."""
+
     refund_id: str
     out_refund_no: str
     order_id: str
     out_trade_no: str
-    status: str
-    amount: int
+    status: RefundStatus
+    amount: int = Field(description="Integer fen")
     reason: str
     channel_refund_no: str | None = None
     failure_code: str | None = None
@@ -95,3 +104,9 @@ class NotificationOut(BaseModel):
     next_attempt_at: datetime | None
     delivered_at: datetime | None
     delivery_attempts: list[NotificationAttemptOut] = Field(description="oldest first")
+
+
+class NotificationListOut(BaseModel):
+    """An order's notifications, oldest first."""
+
+    notifications: list[NotificationOut]

@@ -80,15 +80,15 @@ async def pay_plate(plate_code: str, request: Request, amount: str = Form(""),
     except FulemaError as exc:
         return again(exc.message)
     return HTMLResponse(pages.hand_over(
-        merchant=plate.merchant_name, amount=money.to_yuan(), order_id=view["order_id"],
-        channel=channel.value, pay_params=view["pay_params"], code_url=view["code_url"],
-        h5_url=view["h5_url"]))
+        merchant=plate.merchant_name, amount=money.to_yuan(), order_id=view.order_id,
+        channel=channel.value, pay_params=view.pay_params, code_url=view.code_url,
+        h5_url=view.h5_url))
 
 
 @router.get("/pay/result/{order_id}", response_class=HTMLResponse)
 async def show_result(order_id: str, request: Request) -> HTMLResponse:
     deps = deps_of(request)
     view = await payments.order_by_id(deps, order_id=order_id)
-    snapshot = await merchants.check_merchant(deps.db, merchant_id=view["merchant_id"])
-    return HTMLResponse(pages.result(merchant=snapshot.name, amount=Money(view["amount"]).to_yuan(),
-                                     status=view["status"], order_id=order_id))
+    snapshot = await merchants.check_merchant(deps.db, merchant_id=view.merchant_id)
+    return HTMLResponse(pages.result(merchant=snapshot.name, amount=Money(view.amount).to_yuan(),
+                                     status=view.status, order_id=order_id))

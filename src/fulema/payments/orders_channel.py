@@ -1,0 +1,107 @@
+"""Handing a recorded order to its channel: a payment the payer completes in their app
+(`channel_create`) or a payer code the merchant scanned (`barcode_pay`).
+
+Runs after the order's INSERT has committed and outside any transaction (a channel call may
+take seconds). What the channel answers is applied through the one state path: the Core
+`ACCEPT` for the hot CREATED -> PAYING step, `apply_trade_result` for anything else.
+"""
+
+from __future__ import annotations
+
+from fulema.channels.base import (
+    BarcodePayRequest,
+    ChannelError,
+    ChannelUnavailable,
+    CreatePaymentRequest,
+    TradeResult,
+    TradeState,
+)
+from fulema.channels.breaker import CircuitOpen
+from fulema.core.clock import clock
+from fulema.core.db import retry_on_conflict
+from fulema.core.errors import ErrorCode, FulemaError
+from fulema.core.events import publish_now
+from fulema.core.vocab import ChannelName, WayCode
+from fulema.payments.deps import Deps
+from fulema.payments.domain import OrderStatus
+from fulema.payments.models import Order
+from fulema.payments.orders_apply import apply_trade_result
+from fulema.payments.orders_state import core_move
+from fulema.payments.schemas import OrderOut
+from fulema.payments.views import order_payload, order_view
+
+IN_APP_CHANNELS = frozenset({ChannelName.WECHAT.value, ChannelName.ALIPAY.value})
+
+
+async def channel_create(deps: Deps, order: Order) -> OrderOut:
+    channel = deps.channels.get(order.channel)
+    way = WayCode(order.way_code)
+    if way == WayCode.QR_STATIC and order.channel in IN_APP_CHANNELS:
+        # The plate's cashier runs inside the payer's app: with the payer's id (from the app's
+        # silent authorisation) it is an in-app (JSAPI) payment, without it the app's QR link.
+        # The other channels take QR_STATIC as it is (their app confirms the payment itself).
+        way = WayCode.JSAPI if order.payer_id else WayCode.QR_DYNAMIC
+    req = CreatePaymentRequest(
+        order_id=order.id, amount=order.amount, subject=order.subject, way_code=way,
+        notify_url=deps.settings.callback_url(order.channel),
+        expire_at=order.expire_at, payer_id=order.payer_id, client_ip=order.client_ip,
+        return_url=f"{deps.settings.public_base_url}/pay/result/{order.id}")
+    try:
+        result = await channel.create(req)
+    except ChannelError as exc:
+        failed = TradeResult(state=TradeState.FAILED, error_code=exc.code,
+                             error_message=exc.message)
+        await apply_trade_result(deps, order_id=order.id, result=failed, source="create")
+        raise FulemaError(ErrorCode.CHANNEL_ERROR, f"{exc.code}: {exc.message}") from exc
+    except ChannelUnavailable as exc:
+        # The channel may or may not have the order; it stays CREATED and a retry of the same
+        # request (or the expiry job) sorts it out. Nothing is lost, nothing is charged.
+        raise FulemaError(ErrorCode.CHANNEL_UNAVAILABLE, str(exc) or None) from exc
+    trade_no = result.channel_trade_no or order.channel_trade_no
+
+    async def accept() -> OrderOut:
+        # One conditional UPDATE instead of SELECT ... FOR UPDATE + UPDATE: it only moves an
+        # order that is still CREATED, so a callback that already paid it is never undone.
+        now = clock.now()
+        async with deps.db.transaction() as s:
+            if await core_move(s, order_id=order.id, current=OrderStatus.CREATED,
+                               target=OrderStatus.PAYING, kind="CHANNEL_ACCEPTED", at=now,
+                               code_url=result.code_url, h5_url=result.h5_url,
+                               pay_params=result.pay_params, trade_no=trade_no):
+                order.status, order.code_url, order.h5_url = (
+                    OrderStatus.PAYING.value, result.code_url, result.h5_url)
+                order.pay_params, order.channel_trade_no = result.pay_params, trade_no
+                order.next_query_at, order.updated_at = None, now
+                view = order_view(order)
+                await publish_now(s, "payment.paying", order_payload(order, view))
+                return view
+            row = await s.get(Order, order.id)
+            assert row is not None
+            return order_view(row)
+
+    return await retry_on_conflict(accept)
+
+
+async def barcode_pay(deps: Deps, order: Order, auth_code: str) -> OrderOut:
+    channel = deps.channels.get(order.channel)
+    req = BarcodePayRequest(order_id=order.id, amount=order.amount, subject=order.subject,
+                            auth_code=auth_code, client_ip=order.client_ip)
+    try:
+        result = await channel.barcode_pay(req)
+    except ChannelError as exc:
+        result = TradeResult(state=TradeState.FAILED, error_code=exc.code,
+                             error_message=exc.message)
+    except CircuitOpen as exc:
+        # Nothing was sent (the breaker refused before the call): the payer was not charged,
+        # so the cashier is told at once instead of after a timeout.
+        failed = TradeResult(state=TradeState.FAILED, error_code=ErrorCode.CHANNEL_UNAVAILABLE,
+                             error_message=f"{order.channel} is unavailable")
+        await apply_trade_result(deps, order_id=order.id, result=failed, source="breaker")
+        raise FulemaError(ErrorCode.CHANNEL_UNAVAILABLE,
+                          f"{order.channel} is unavailable; use another payment app") from exc
+    except ChannelUnavailable:
+        result = TradeResult(state=TradeState.UNKNOWN)
+    if result.state in (TradeState.UNKNOWN, TradeState.NOT_FOUND):
+        # The payer may have been charged: never call it failed; poll, then cancel.
+        result = TradeResult(state=TradeState.PAYING, raw=result.raw)
+    return await apply_trade_result(deps, order_id=order.id, result=result, source="barcode_pay")

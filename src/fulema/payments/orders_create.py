@@ -1,0 +1,189 @@
+"""Creating an order: check the request, record it (idempotent per merchant's out_trade_no),
+then hand it to the channel (`orders_channel`).
+
+Recording is one short transaction of Core INSERTs (the merchant's status, the request's
+nonce, the order and its first event); the channel is called after it commits, never inside a
+transaction: a transaction holds row locks for milliseconds, a channel call may take seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from fulema.channels.detect import detect_payer_code
+from fulema.core.clock import clock
+from fulema.core.config import Settings
+from fulema.core.db import Database, is_retryable
+from fulema.core.errors import ErrorCode, FulemaError
+from fulema.core.ids import new_id
+from fulema.core.money import Money
+from fulema.core.vocab import ChannelName, WayCode
+from fulema.gateway import service as gateway
+from fulema.merchants import service as merchants
+from fulema.payments.deps import Deps
+from fulema.payments.domain import OrderStatus, check_amount
+from fulema.payments.models import Order
+from fulema.payments.orders_channel import barcode_pay, channel_create
+from fulema.payments.orders_state import INSERT_EVENT, INSERT_ORDER, event_row
+from fulema.payments.schemas import OrderOut
+from fulema.payments.views import order_view
+from fulema.risk import service as risk
+
+# How long one process holds the right to call the channel for a new order.
+CHANNEL_CLAIM_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    out_trade_no: str
+    amount: Money
+    subject: str
+    way_code: WayCode
+    channel: ChannelName | None = None
+    auth_code: str | None = None
+    payer_id: str | None = None
+    store_id: str | None = None
+    notify_url: str | None = None
+    attach: str | None = None
+    expire_seconds: int | None = None
+    client_ip: str = "127.0.0.1"
+
+    def request_hash(self) -> str:
+        """What makes two requests with one out_trade_no 'the same request'."""
+        fields = {k: v for k, v in self.__dict__.items() if k != "client_ip"}
+        fields["amount"] = self.amount.fen
+        return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def mask_code(code: str) -> str:
+    return code[:4] + "*" * max(0, len(code) - 8) + code[-4:]
+
+
+async def create_order(deps: Deps, *, merchant_id: str, app_id: str, new: NewOrder,
+                       default_notify_url: str | None = None,
+                       nonce: str | None = None) -> OrderOut:
+    """Record the order and hand it to the channel.
+
+    The hot path is two short transactions around the channel call: (1) the merchant's status,
+    the request's nonce, the order and its first event; (2) the channel's answer. `nonce`, when
+    given, is the signed request's nonce: recording it here saves a transaction per order.
+    """
+    settings = deps.settings
+    check_amount(new.amount, max_fen=settings.max_order_fen)
+    channel = _resolve_channel(new, settings)
+    deps.channels.get(channel)  # refuses a channel that is not enabled
+    if new.store_id:
+        await merchants.get_store(deps.db, merchant_id=merchant_id, store_id=new.store_id)
+    decision = await risk.decide(deps.db, merchant_id=merchant_id, amount=new.amount,
+                                 channel=channel.value, way_code=new.way_code.value,
+                                 payer_id=new.payer_id)
+    if not decision.allow:
+        raise FulemaError(ErrorCode.RISK_REJECTED, decision.reason or None)
+
+    order, mine = await _insert_or_get(deps, merchant_id=merchant_id, app_id=app_id, new=new,
+                                       channel=channel, nonce=nonce,
+                                       notify_url=new.notify_url or default_notify_url)
+    if mine or (order.status == OrderStatus.CREATED
+                and await _claim_channel_step(deps.db, order.id)):
+        if new.way_code == WayCode.BARCODE:
+            assert new.auth_code is not None
+            return await barcode_pay(deps, order, new.auth_code)
+        return await channel_create(deps, order)
+    return order_view(order)
+
+
+def _resolve_channel(new: NewOrder, settings: Settings) -> ChannelName:
+    if new.way_code == WayCode.BARCODE:
+        if not new.auth_code:
+            raise FulemaError(ErrorCode.VALIDATION_ERROR, "auth_code is required for BARCODE")
+        detected = detect_payer_code(new.auth_code, settings)
+        if new.channel is not None and new.channel != detected:
+            raise FulemaError(ErrorCode.UNRECOGNISED_PAYER_CODE,
+                              f"the payer code belongs to {detected}, not {new.channel}")
+        return detected
+    if new.channel is None:
+        raise FulemaError(ErrorCode.VALIDATION_ERROR, f"channel is required for {new.way_code}")
+    if new.way_code == WayCode.JSAPI and not new.payer_id:
+        raise FulemaError(ErrorCode.PAYER_ID_REQUIRED)
+    return new.channel
+
+
+async def _insert_or_get(deps: Deps, *, merchant_id: str, app_id: str, new: NewOrder,
+                         channel: ChannelName, notify_url: str | None, nonce: str | None
+                         ) -> tuple[Order, bool]:
+    """The order for this request and whether this request created it (and so holds the
+    right to call the channel). Optimistic: insert first, read only on a conflict."""
+    db = deps.db
+    digest = new.request_hash()
+    now = clock.now()
+    expire = new.expire_seconds or deps.settings.order_expire_seconds
+    values: dict[str, Any] = dict(
+        id=new_id("ord"), merchant_id=merchant_id, app_id=app_id, store_id=new.store_id,
+        out_trade_no=new.out_trade_no, request_hash=digest, amount=new.amount,
+        subject=new.subject, way_code=new.way_code.value, channel=channel.value,
+        status=OrderStatus.CREATED.value, payer_id=new.payer_id,
+        payer_code_masked=mask_code(new.auth_code) if new.auth_code else None,
+        notify_url=notify_url, attach=new.attach, client_ip=new.client_ip,
+        channel_trade_no=None, code_url=None, h5_url=None, pay_params=None,
+        failure_code=None, failure_message=None, paid_at=None,
+        refunded_amount=Money.zero(), refund_pending_amount=Money.zero(),
+        expire_at=now + timedelta(seconds=expire),
+        next_query_at=now + timedelta(seconds=CHANNEL_CLAIM_SECONDS),  # the inserter's claim
+        created_at=now, updated_at=now)
+    try:
+        async with db.transaction() as s:
+            await merchants.check_can_pay_in(s, merchant_id=merchant_id)
+            if nonce is not None:
+                await gateway.insert_nonce(s, app_id=app_id, nonce=nonce)
+            # Core INSERTs, not the ORM unit of work (see orders_state). The Order built below
+            # is a plain carrier for the channel step and the answer; it never joins the session.
+            await s.execute(INSERT_ORDER, values)
+            await s.execute(INSERT_EVENT, event_row(
+                order_id=values["id"], kind="CREATED", before=None, after=OrderStatus.CREATED,
+                detail={"amount": new.amount.fen, "channel": channel.value}, at=now))
+        order = Order(**values)
+        return order, True
+    except (IntegrityError, DBAPIError) as exc:
+        # A concurrent request with the same out_trade_no won the insert (InnoDB may report
+        # that as a deadlock), or the nonce was replayed: tell the two apart.
+        if not isinstance(exc, IntegrityError) and not is_retryable(exc):
+            raise
+    if nonce is not None:
+        await gateway.remember_nonce(db, app_id=app_id, nonce=nonce)  # NONCE_REPLAYED
+    existing = await _find_by_out_trade_no(db, merchant_id, new.out_trade_no)
+    if existing is None:
+        raise FulemaError(ErrorCode.INTERNAL_ERROR, "the order could not be recorded; retry")
+    if existing.request_hash != digest:
+        raise FulemaError(ErrorCode.DUPLICATE_OUT_TRADE_NO,
+                          f"out_trade_no {new.out_trade_no} was used with other parameters")
+    return existing, False
+
+
+async def _find_by_out_trade_no(db: Database, merchant_id: str, out_trade_no: str) -> Order | None:
+    async with db.transaction() as s:
+        return (await s.scalars(select(Order).where(
+            Order.merchant_id == merchant_id, Order.out_trade_no == out_trade_no))).first()
+
+
+async def _claim_channel_step(db: Database, order_id: str) -> bool:
+    """Only one request calls the channel for a new order, however many arrive at once."""
+    now = clock.now()
+    try:
+        async with db.transaction() as s:
+            result = await s.execute(
+                update(Order)
+                .where(Order.id == order_id, Order.status == OrderStatus.CREATED.value,
+                       or_(Order.next_query_at.is_(None), Order.next_query_at < now))
+                .values(next_query_at=now + timedelta(seconds=CHANNEL_CLAIM_SECONDS)))
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    except DBAPIError as exc:
+        if is_retryable(exc):
+            return False  # another request holds the row: it makes the channel call
+        raise

@@ -1,0 +1,51 @@
+"""Reading an order: the merchant's query (by our id or their out_trade_no) and the payer's
+result page. An order still PAYING is first refreshed from the channel, so a merchant who
+queries after a lost callback sees the truth rather than our last guess."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from fulema.core.db import Database
+from fulema.core.errors import ErrorCode, FulemaError
+from fulema.payments.deps import Deps
+from fulema.payments.domain import OrderStatus
+from fulema.payments.models import Order
+from fulema.payments.orders_apply import sync_with_channel
+from fulema.payments.schemas import OrderOut
+from fulema.payments.views import order_view
+
+
+async def get_order(db: Database, *, merchant_id: str, order_id: str | None = None,
+                    out_trade_no: str | None = None) -> Order:
+    """The merchant's order row (ORDER_NOT_FOUND for another merchant's), for use cases that
+    go on to change it."""
+    async with db.transaction() as s:
+        stmt = select(Order).where(Order.merchant_id == merchant_id)
+        stmt = stmt.where(Order.id == order_id) if order_id else stmt.where(
+            Order.out_trade_no == out_trade_no)
+        order = (await s.scalars(stmt)).first()
+    if order is None:
+        raise FulemaError(ErrorCode.ORDER_NOT_FOUND)
+    return order
+
+
+async def query_order(deps: Deps, *, merchant_id: str, order_id: str | None = None,
+                      out_trade_no: str | None = None, refresh: bool = True) -> OrderOut:
+    """The order as we know it; an open order is first refreshed from the channel."""
+    order = await get_order(deps.db, merchant_id=merchant_id, order_id=order_id,
+                            out_trade_no=out_trade_no)
+    if refresh and order.status == OrderStatus.PAYING:
+        return await sync_with_channel(deps, order_id=order.id)
+    return order_view(order)
+
+
+async def order_by_id(deps: Deps, *, order_id: str) -> OrderOut:
+    """For the payer's result page (no merchant scope: the order id is unguessable)."""
+    async with deps.db.transaction() as s:
+        order = await s.get(Order, order_id)
+    if order is None:
+        raise FulemaError(ErrorCode.ORDER_NOT_FOUND)
+    if order.status == OrderStatus.PAYING:
+        return await sync_with_channel(deps, order_id=order_id)
+    return order_view(order)
