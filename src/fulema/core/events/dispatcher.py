@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from fulema.core.clock import clock
 from fulema.core.db import EVENTS_CHANNEL, Database, retry_on_conflict, table_of
@@ -61,17 +62,16 @@ async def ensure_stream(db: Database) -> None:
             s.add(EventStream(name=STREAM, last_seq=0, archived_through=0))
 
 
-async def read_events(db: Database, *, after: int, through: int, limit: int,
+async def read_events(s: AsyncSession, *, after: int, through: int, limit: int,
                       archived_through: int) -> list[Event]:
     """Events after seq `after` up to `through`, in order, from the archive where they are."""
     model: type[OutboxEvent] | type[ArchivedEvent] = (
         ArchivedEvent if after < archived_through else OutboxEvent)
     upper = min(through, archived_through) if model is ArchivedEvent else through
-    async with db.transaction() as s:
-        rows = (await s.execute(
-            select(model.id, model.topic, model.payload, model.seq, model.created_at)
-            .where(model.seq > after, model.seq <= upper).order_by(model.seq).limit(limit)
-        )).all()
+    rows = (await s.execute(
+        select(model.id, model.topic, model.payload, model.seq, model.created_at)
+        .where(model.seq > after, model.seq <= upper).order_by(model.seq).limit(limit)
+    )).all()
     return [Event(id=r.id, topic=r.topic, payload=dict(r.payload), seq=int(r.seq),
                   created_at=r.created_at) for r in rows]
 
@@ -161,8 +161,12 @@ class Dispatcher:
                                                stream.archived_through)
         return delivered
 
-    async def _claim(self, name: str) -> ConsumerState | None:
+    async def _claim(self, consumer: Consumer, head: int, archived_through: int
+                     ) -> tuple[ConsumerState, list[Event]] | None:
+        """The consumer's state and its next batch, if this process won the consumer (one
+        transaction: the claim and the read)."""
         now = clock.now()
+        name = consumer.name
         async with self.db.transaction() as s:
             claimed = await s.execute(
                 update(ConsumerState).where(
@@ -174,19 +178,22 @@ class Dispatcher:
                 .execution_options(synchronize_session=False))
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 return None
-            return await s.get(ConsumerState, name)
+            state = await s.get(ConsumerState, name)
+            assert state is not None
+            events = await read_events(s, after=state.position, through=head,
+                                       limit=consumer.batch, archived_through=archived_through)
+            return state, events
 
     async def _serve(self, consumer: Consumer, head: int, archived_through: int) -> int:
-        state = await self._claim(consumer.name)
-        if state is None:
+        claimed = await self._claim(consumer, head, archived_through)
+        if claimed is None:
             return 0
+        state, events = claimed
         position, attempts = state.position, state.attempts
         error: str | None = state.last_error if attempts else None
         retry_at, blocked_since = None, state.blocked_since
         dead: list[dict[str, Any]] = []
         delivered = 0
-        events = await read_events(self.db, after=position, through=head, limit=consumer.batch,
-                                   archived_through=archived_through)
         for event in events:
             if consumer.wants(event.topic):
                 try:
