@@ -34,6 +34,21 @@ TABLES = (
     'notification_attempts', 'order_events', 'refunds', 'merchant_terminals', 'qr_plates',
 )
 
+# The foreign keys as of this revision (0001): (table, column, referred table, referred column).
+FOREIGN_KEYS = (
+    ('merchant_apps', 'merchant_id', 'merchants', 'id'),
+    ('merchant_events', 'merchant_id', 'merchants', 'id'),
+    ('merchant_fee_rates', 'merchant_id', 'merchants', 'id'),
+    ('merchant_stores', 'merchant_id', 'merchants', 'id'),
+    ('notification_attempts', 'notification_id', 'notifications', 'id'),
+    ('order_events', 'order_id', 'orders', 'id'),
+    ('refunds', 'order_id', 'orders', 'id'),
+    ('merchant_terminals', 'merchant_id', 'merchants', 'id'),
+    ('merchant_terminals', 'store_id', 'merchant_stores', 'id'),
+    ('qr_plates', 'merchant_id', 'merchants', 'id'),
+    ('qr_plates', 'store_id', 'merchant_stores', 'id'),
+)
+
 
 def _tables_to_convert(bind: sa.engine.Connection) -> list[str]:
     """Our tables whose own collation, or any column's, is not utf8mb4_bin."""
@@ -72,26 +87,29 @@ def upgrade() -> None:
                            '(fulema migrate), not with --sql')
     bind = op.get_bind()
     tables = _tables_to_convert(bind)
-    if not tables:
-        return
     # MariaDB refuses to change the character set of a column in a foreign key, even with
     # foreign_key_checks off (error 1832), so the keys touching a converted table are dropped
-    # and made again, under their own names, once both sides are utf8mb4. Checks are off only so
-    # re-adding a key does not re-read rows that did not change.
-    inspector = sa.inspect(bind)
-    keys = [(table, fk) for table in TABLES if table in inspector.get_table_names()
-            for fk in inspector.get_foreign_keys(table)
-            if table in tables or fk['referred_table'] in tables]
+    # and made again, under their own names, once both sides are utf8mb4. MySQL DDL does not
+    # roll back: a run cut short is finished by running it again, which also makes any of the
+    # revision's keys found missing. Checks are off only so re-adding a key does not re-read
+    # rows that did not change.
+    names: dict[tuple[str, str], str] = {}
     op.execute('SET FOREIGN_KEY_CHECKS = 0')
     try:
-        for table, fk in keys:
-            op.drop_constraint(fk['name'], table, type_='foreignkey')
+        for table, column, referred, _ in FOREIGN_KEYS:
+            if table in tables or referred in tables:
+                for fk in sa.inspect(bind).get_foreign_keys(table):
+                    if fk['constrained_columns'] == [column]:
+                        names[(table, column)] = fk['name']
+                        op.drop_constraint(fk['name'], table, type_='foreignkey')
         for name in tables:
             op.execute(f'ALTER TABLE `{name}` CONVERT TO CHARACTER SET {CHARSET} COLLATE {COLLATION}'
                        + ''.join(f', {keep}' for keep in _keep_text_types(bind, name)))
-        for table, fk in keys:
-            op.create_foreign_key(fk['name'], table, fk['referred_table'], fk['constrained_columns'],
-                                  fk['referred_columns'], **fk.get('options', {}))
+        for table, column, referred, referred_column in FOREIGN_KEYS:
+            present = [fk['constrained_columns'] for fk in sa.inspect(bind).get_foreign_keys(table)]
+            if [column] not in present:
+                op.create_foreign_key(names.get((table, column)), table, referred, [column],
+                                      [referred_column])
     finally:
         op.execute('SET FOREIGN_KEY_CHECKS = 1')
 

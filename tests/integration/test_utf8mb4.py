@@ -161,15 +161,19 @@ async def test_alembic_upgrade_on_a_latin1_database_makes_utf8mb4_tables(latin1_
     await _round_trip_chinese(latin1_url, tmp_path)
 
 
-async def test_upgrade_converts_an_existing_latin1_deployment(latin1_url: str,
-                                                              tmp_path: Path) -> None:
-    # A deployment made before 0003: CREATE TABLE named no charset, so its tables took the
-    # database's latin1 default. Upgrade to 0002 the way that code did.
+async def _deployment_before_0003(url: str) -> None:
+    """A deployment made before 0003: CREATE TABLE named no charset, so its tables took the
+    database's latin1 default. Upgrade to 0002 the way that code did."""
     event.remove(Table, "before_create", _utf8mb4_on_mysql)
     try:
-        await asyncio.to_thread(upgrade, latin1_url, "0002")
+        await asyncio.to_thread(upgrade, url, "0002")
     finally:
         event.listen(Table, "before_create", _utf8mb4_on_mysql)
+
+
+async def test_upgrade_converts_an_existing_latin1_deployment(latin1_url: str,
+                                                              tmp_path: Path) -> None:
+    await _deployment_before_0003(latin1_url)
     db = Database(latin1_url + "#nullpool")
     async with db.engine.begin() as conn:
         await conn.execute(text("INSERT INTO api_nonces (app_id, nonce, seen_at) "
@@ -189,4 +193,28 @@ async def test_upgrade_converts_an_existing_latin1_deployment(latin1_url: str,
                 ).scalar_one()
     await db.dispose()
     assert kept == "Nonce-Before-0003"
+    await _round_trip_chinese(latin1_url, tmp_path)
+
+
+async def test_an_upgrade_cut_short_is_finished_by_running_it_again(latin1_url: str,
+                                                                    tmp_path: Path) -> None:
+    # MySQL DDL does not roll back: leave 0003 as if stopped after its first table, with the
+    # foreign keys to `merchants` dropped and `merchants` converted, the rest still latin1.
+    await _deployment_before_0003(latin1_url)
+    db = Database(latin1_url + "#nullpool")
+    async with db.engine.begin() as conn:
+        keys = (await conn.execute(text(
+            "SELECT table_name, constraint_name FROM information_schema.referential_constraints "
+            "WHERE constraint_schema = DATABASE() AND referenced_table_name = 'merchants'"))).all()
+        assert len(keys) == 6
+        for table, name in keys:
+            await conn.execute(text(f"ALTER TABLE `{table}` DROP FOREIGN KEY `{name}`"))
+        await conn.execute(text(
+            "ALTER TABLE merchants CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
+    await db.dispose()
+
+    await asyncio.to_thread(upgrade, latin1_url)
+    await asyncio.to_thread(check, latin1_url)  # would name every foreign key still missing
+
+    await _assert_every_table_utf8mb4(latin1_url, with_alembic=True)
     await _round_trip_chinese(latin1_url, tmp_path)
