@@ -140,6 +140,16 @@ class Payer:
 
 
 P = TypeVar("P", bound=Payer)
+C = TypeVar("C")
+
+
+def three_codes(*, risk: C, limit: C, balance: C) -> dict[Refusal, C]:
+    """The refusal table of a channel with one code for a refused account, one for any limit
+    and one for the balance. Such a sandbox has no route that freezes a payer or gives it
+    account-class limits, so FROZEN and the class limits only complete the table."""
+    return {Refusal.FROZEN: risk, Refusal.RISK: risk, Refusal.PAYER_LIMIT: limit,
+            Refusal.PER_PAYMENT_LIMIT: limit, Refusal.DAILY_LIMIT: limit,
+            Refusal.BALANCE: balance}
 
 
 @dataclass(frozen=True)

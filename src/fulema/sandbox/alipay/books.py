@@ -16,8 +16,7 @@ from datetime import datetime, timedelta
 
 from fulema.core.clock import clock
 from fulema.sandbox.alipay.protocol import BEIJING
-from fulema.sandbox.wallet import CodeRefusal, Payer, PayerBook, digits
-from fulema.sandbox.wallet import Refusal as Refused
+from fulema.sandbox.wallet import CodeRefusal, Payer, PayerBook, digits, three_codes
 
 PASSWORD_TIMEOUT = timedelta(minutes=2)  # a 10003 payment closes if not confirmed by then
 DEFAULT_EXPIRY = timedelta(minutes=90)  # Alipay's default timeout_express is 90m (当面付: 2h)
@@ -43,14 +42,10 @@ SUB_MESSAGES = {
 }
 # alipay.trade.pay sub_codes for a payer Alipay's risk control refuses, over the payer's
 # (daily) payment limit (the sandbox compares the one payment with `limit_fen`), or short of
-# balance. No route freezes an Alipay payer or gives it class limits: those are mapped to the
-# nearest code for completeness only.
-REFUSALS = {Refused.FROZEN: "ACQ.PAYMENT_REQUEST_HAS_RISK",
-            Refused.RISK: "ACQ.PAYMENT_REQUEST_HAS_RISK",
-            Refused.PAYER_LIMIT: "ACQ.BUYER_PAYMENT_AMOUNT_DAY_LIMIT_ERROR",
-            Refused.PER_PAYMENT_LIMIT: "ACQ.BUYER_PAYMENT_AMOUNT_DAY_LIMIT_ERROR",
-            Refused.DAILY_LIMIT: "ACQ.BUYER_PAYMENT_AMOUNT_DAY_LIMIT_ERROR",
-            Refused.BALANCE: "ACQ.BUYER_BALANCE_NOT_ENOUGH"}
+# balance.
+REFUSALS = three_codes(risk="ACQ.PAYMENT_REQUEST_HAS_RISK",
+                       limit="ACQ.BUYER_PAYMENT_AMOUNT_DAY_LIMIT_ERROR",
+                       balance="ACQ.BUYER_BALANCE_NOT_ENOUGH")
 CODE_PREFIX, CODE_LENGTH = "28", 18  # 付款码: Alipay uses 25-30, 16-24 digits; single use
 
 

@@ -25,7 +25,7 @@ from fulema.sandbox.bankpay.config import BankpaySandboxConfig
 from fulema.sandbox.bankpay.protocol import CST as BANK_TZ
 from fulema.sandbox.bankpay.protocol import H_MERCHANT, RequestGuard, iso, sign_headers
 from fulema.sandbox.json_common import Faults, with_body
-from fulema.sandbox.wallet import Payer, PayerBook, Refusal, digits
+from fulema.sandbox.wallet import Payer, PayerBook, Refusal, digits, three_codes
 
 CODE_TTL = timedelta(seconds=60)  # a payer code is valid for one minute, once
 CODE_PREFIX, CODE_LENGTH = "88", 18
@@ -33,15 +33,11 @@ CONFIRM_TIMEOUT = timedelta(seconds=60)  # a payer who never confirms: the payme
 CALLBACK_DELAYS = (0.0, 0.2, 1.0, 3.0, 5.0)
 
 # The bank's own codes for a payer its risk engine refuses, whose limit the payment exceeds,
-# or whose account is short. No route freezes a bank payer or gives it class limits: those
-# are mapped to the nearest code for completeness only.
-_RISK = ("PAYER_RISK_REJECTED", "the bank's risk control refused this payment")
-_LIMIT = ("PAYER_LIMIT_EXCEEDED", "the amount is above the payer's payment limit")
-REFUSALS: dict[Refusal, tuple[str, str]] = {
-    Refusal.FROZEN: _RISK, Refusal.RISK: _RISK, Refusal.PAYER_LIMIT: _LIMIT,
-    Refusal.PER_PAYMENT_LIMIT: _LIMIT, Refusal.DAILY_LIMIT: _LIMIT,
-    Refusal.BALANCE: ("BALANCE_NOT_ENOUGH", "the payer's account balance is not enough"),
-}
+# or whose account is short.
+REFUSALS: dict[Refusal, tuple[str, str]] = three_codes(
+    risk=("PAYER_RISK_REJECTED", "the bank's risk control refused this payment"),
+    limit=("PAYER_LIMIT_EXCEEDED", "the amount is above the payer's payment limit"),
+    balance=("BALANCE_NOT_ENOUGH", "the payer's account balance is not enough"))
 
 
 @dataclass

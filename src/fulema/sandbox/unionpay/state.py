@@ -13,8 +13,7 @@ from datetime import datetime, timedelta
 from fulema.core.clock import clock
 from fulema.sandbox.unionpay.protocol import BEIJING, MESSAGES
 from fulema.sandbox.unionpay.zm import CONSUME, REFUND, TRADE_CODES, VOID, render, signed_fen
-from fulema.sandbox.wallet import CodeRefusal, IssuedCode, Payer, PayerBook, digits
-from fulema.sandbox.wallet import Refusal as Refused
+from fulema.sandbox.wallet import CodeRefusal, IssuedCode, Payer, PayerBook, digits, three_codes
 
 PASSWORD_TIMEOUT = timedelta(seconds=60)  # a payer who must enter a password has this long
 QR_PREFIX = "https://qr.95516.com/00010000/"
@@ -22,10 +21,7 @@ PAYER_USER_AGENT = "UnionPay/1.0 CloudPay"  # what the payer's UnionPay app send
 
 # respCodes (ACP 5.1.0 appendix) for a payer UnionPay's risk control refuses, whose payment
 # is over its limit, or whose card is short: 38 银联风险受限, 33 交易金额超限, 64 卡上的余额不足.
-# No route freezes a UnionPay payer or gives it class limits: those are mapped to the nearest
-# code for completeness only.
-REFUSALS = {Refused.FROZEN: "38", Refused.RISK: "38", Refused.PAYER_LIMIT: "33",
-            Refused.PER_PAYMENT_LIMIT: "33", Refused.DAILY_LIMIT: "33", Refused.BALANCE: "64"}
+REFUSALS = three_codes(risk="38", limit="33", balance="64")
 CODE_PREFIX, CODE_LENGTH = "62", 19  # C2B码 (付款码): 19 digits starting 62, single use
 # The sandbox's stand-ins for the institutions and merchant category UnionPay would report.
 ACQ_INS_CODE, SEND_INS_CODE, MER_CAT_CODE = "48020000", "00010000", "5999"

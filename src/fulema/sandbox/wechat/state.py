@@ -23,7 +23,7 @@ from fastapi.responses import Response
 from fulema.core.clock import clock
 from fulema.core.crypto import rsa_sha256_verify
 from fulema.sandbox.json_common import Faults, json_object
-from fulema.sandbox.wallet import Payer, PayerBook, Refusal
+from fulema.sandbox.wallet import Payer, PayerBook, Refusal, three_codes
 from fulema.sandbox.wechat.config import (
     WechatSandboxConfig,
     certificate_serial,
@@ -72,22 +72,14 @@ class WechatPayer(Payer):
 # A payer WeChat's risk control or rules refuse: API v3's codes (403, from the basic-payment
 # error table: ACCOUNT_ERROR 账号异常 "用户账号异常", RULE_LIMIT 业务规则限制, NOTENOUGH) and
 # API v2 micropay's, which has one code for account, risk and rules (TRADE_ERROR 交易错误).
-# WeChat payers have no account class limits and no route freezes one: FROZEN and the class
-# limits are mapped to the nearest code for completeness only.
-_V3_RISK = ("ACCOUNT_ERROR", "用户账号异常，请提示用户更换付款方式")
-_V3_LIMIT = ("RULE_LIMIT", "交易金额超出用户支付限额，请提示用户更换付款方式")
-V3_REFUSALS: dict[Refusal, tuple[str, str]] = {
-    Refusal.FROZEN: _V3_RISK, Refusal.RISK: _V3_RISK, Refusal.PAYER_LIMIT: _V3_LIMIT,
-    Refusal.PER_PAYMENT_LIMIT: _V3_LIMIT, Refusal.DAILY_LIMIT: _V3_LIMIT,
-    Refusal.BALANCE: ("NOTENOUGH", "用户余额不足，请提示用户更换付款方式"),
-}
-_V2_RISK = ("TRADE_ERROR", "用户账号异常，交易失败")
-_V2_LIMIT = ("TRADE_ERROR", "交易金额超出用户支付限额")
-V2_REFUSALS: dict[Refusal, tuple[str, str]] = {
-    Refusal.FROZEN: _V2_RISK, Refusal.RISK: _V2_RISK, Refusal.PAYER_LIMIT: _V2_LIMIT,
-    Refusal.PER_PAYMENT_LIMIT: _V2_LIMIT, Refusal.DAILY_LIMIT: _V2_LIMIT,
-    Refusal.BALANCE: ("NOTENOUGH", "余额不足"),
-}
+V3_REFUSALS: dict[Refusal, tuple[str, str]] = three_codes(
+    risk=("ACCOUNT_ERROR", "用户账号异常，请提示用户更换付款方式"),
+    limit=("RULE_LIMIT", "交易金额超出用户支付限额，请提示用户更换付款方式"),
+    balance=("NOTENOUGH", "用户余额不足，请提示用户更换付款方式"))
+V2_REFUSALS: dict[Refusal, tuple[str, str]] = three_codes(
+    risk=("TRADE_ERROR", "用户账号异常，交易失败"),
+    limit=("TRADE_ERROR", "交易金额超出用户支付限额"),
+    balance=("NOTENOUGH", "余额不足"))
 CODE_PREFIX, CODE_LENGTH = "13", 18  # what the sandbox issues; AUTH_CODE is what WeChat takes
 
 
