@@ -111,13 +111,14 @@ def new_payer(body: dict[str, Any], taken: Container[str], make_id: Callable[[],
     return pid, balance
 
 
-def payer_code(pid: str, payer: P | None, issue: Callable[[P], tuple[str, datetime]],
+def payer_code(pid: str, payer: P | None, issue: Callable[[P], tuple[str, datetime | None]],
                stamp: Callable[[datetime], str]) -> Response:
     """POST /wallet/payers/{pid}/code: a fresh payer code, or 404 PAYER_NOT_FOUND."""
     if payer is None:
         return refuse(404, "PAYER_NOT_FOUND", pid)
     auth_code, expires = issue(payer)
-    return answer({"auth_code": auth_code, "payer_id": pid, "expires_at": stamp(expires)})
+    return answer({"auth_code": auth_code, "payer_id": pid,
+                   "expires_at": stamp(expires) if expires is not None else None})
 
 
 def set_faults(faults: Faults, body: dict[str, Any], param_code: str) -> Response:

@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 
 from fulema.core.clock import clock
 from fulema.core.money import Money
-from fulema.sandbox.alipay.books import Payer, Trade
+from fulema.sandbox.alipay.books import AlipayPayer, Trade
 from fulema.sandbox.alipay.protocol import (
     BEIJING,
     BILL_SUMMARY_SUFFIX,
@@ -47,7 +47,7 @@ def _on_day(when: datetime | None, day: date) -> bool:
     return when is not None and when.astimezone(BEIJING).date() == day
 
 
-def _row(trade: Trade, payer: Payer | None, *, kind: str, amount: Money, done: datetime,
+def _row(trade: Trade, payer: AlipayPayer | None, *, kind: str, amount: Money, done: datetime,
          request_no: str = "") -> dict[str, str]:
     fee = amount.times_bps(FEE_BPS)
     row = dict.fromkeys(COLUMNS, "0.00")
@@ -61,7 +61,7 @@ def _row(trade: Trade, payer: Payer | None, *, kind: str, amount: Money, done: d
     return row
 
 
-def day_rows(trades: Iterable[Trade], payers: dict[str, Payer], day: date) -> list[dict[str, str]]:
+def day_rows(trades: Iterable[Trade], payers: dict[str, AlipayPayer], day: date) -> list[dict[str, str]]:
     rows: list[dict[str, str]] = []
     for trade in trades:
         payer = payers.get(trade.buyer_id)
@@ -111,7 +111,7 @@ def _csv(header: list[str], table: list[list[str]], footer: list[str]) -> bytes:
     return out.getvalue().encode("gbk", errors="replace")
 
 
-def render_bill_zip(trades: Iterable[Trade], payers: dict[str, Payer], *, day: date,
+def render_bill_zip(trades: Iterable[Trade], payers: dict[str, AlipayPayer], *, day: date,
                     account: str, diff: dict[str, object]) -> tuple[str, bytes]:
     """(zip file name, zip bytes) for the day's trade bill of `account` (PID + 0156)."""
     rows = _apply_diff(day_rows(trades, payers, day), diff, day)

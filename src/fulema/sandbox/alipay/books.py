@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from fulema.core.clock import clock
 from fulema.sandbox.alipay.protocol import BEIJING
-from fulema.sandbox.payer_controls import PayerControls, Refused
+from fulema.sandbox.wallet import CodeRefusal, Payer, PayerBook, digits, three_codes
 
 PASSWORD_TIMEOUT = timedelta(minutes=2)  # a 10003 payment closes if not confirmed by then
 DEFAULT_EXPIRY = timedelta(minutes=90)  # Alipay's default timeout_express is 90m (当面付: 2h)
@@ -40,10 +40,13 @@ SUB_MESSAGES = {
     "ACQ.PAYMENT_REQUEST_HAS_RISK": "支付有风险",
     "ACQ.BUYER_PAYMENT_AMOUNT_DAY_LIMIT_ERROR": "买家付款日限额超限",
 }
-# alipay.trade.pay sub_codes for a payer Alipay's risk control refuses, or over the payer's
-# (daily) payment limit; the sandbox compares the one payment with the limit.
-REFUSALS = {Refused.RISK: "ACQ.PAYMENT_REQUEST_HAS_RISK",
-            Refused.LIMIT: "ACQ.BUYER_PAYMENT_AMOUNT_DAY_LIMIT_ERROR"}
+# alipay.trade.pay sub_codes for a payer Alipay's risk control refuses, over the payer's
+# (daily) payment limit (the sandbox compares the one payment with `limit_fen`), or short of
+# balance.
+REFUSALS = three_codes(risk="ACQ.PAYMENT_REQUEST_HAS_RISK",
+                       limit="ACQ.BUYER_PAYMENT_AMOUNT_DAY_LIMIT_ERROR",
+                       balance="ACQ.BUYER_BALANCE_NOT_ENOUGH")
+CODE_PREFIX, CODE_LENGTH = "28", 18  # 付款码: Alipay uses 25-30, 16-24 digits; single use
 
 
 class Refusal(Exception):
@@ -67,31 +70,21 @@ class GatewayError(Exception):
         super().__init__(sub_code)
 
 
-def _digits(n: int) -> str:
-    return "".join(secrets.choice("0123456789") for _ in range(n))
-
-
 @dataclass
-class Payer:
-    user_id: str  # 2088 + 12 digits, what Alipay calls buyer_id / buyer_user_id
-    balance_fen: int
-    password_required: bool = False
-    controls: PayerControls = field(default_factory=PayerControls)
+class AlipayPayer(Payer):
+    """An Alipay user: the payer id is the user_id (2088 + 12 digits), what Alipay calls
+    buyer_id / buyer_user_id."""
+
+    @property
+    def user_id(self) -> str:
+        return self.payer_id
 
     @property
     def logon_id(self) -> str:
         return f"{self.user_id[4:7]}******{self.user_id[-2:]}"
 
-    def check(self, amount_fen: int) -> None:
-        """Refusal before any debit: risk, then the payer's limit."""
-        refused = self.controls.refusal(amount_fen)
-        if refused is not None:
-            raise Refusal(REFUSALS[refused])
-
     def as_json(self) -> dict[str, object]:
-        return {"payer_id": self.user_id, "buyer_logon_id": self.logon_id,
-                "balance_fen": self.balance_fen, "password_required": self.password_required,
-                **self.controls.view()}
+        return {**self.view(), "buyer_logon_id": self.logon_id}
 
 
 @dataclass
@@ -138,35 +131,29 @@ class Trade:
 
 class Books:
     def __init__(self) -> None:
-        self.payers: dict[str, Payer] = {}
-        self.codes: dict[str, str] = {}  # payment code -> user_id (single use)
+        self.wallet = PayerBook[AlipayPayer](
+            AlipayPayer("2088102146225135", 100_000_000),  # 1,000,000.00 yuan
+            AlipayPayer("2088102146225136", 100),  # 1.00 yuan
+            AlipayPayer("2088102146225137", 10_000_000, password_required=True))
         self.trades: dict[str, Trade] = {}  # by out_trade_no
         self.by_trade_no: dict[str, Trade] = {}
         self.by_qr: dict[str, Trade] = {}
-        for payer in (Payer("2088102146225135", 100_000_000),  # 1,000,000.00 yuan
-                      Payer("2088102146225136", 100),  # 1.00 yuan
-                      Payer("2088102146225137", 10_000_000, password_required=True)):
-            self.payers[payer.user_id] = payer
 
     # --- payers ------------------------------------------------------------------------------
 
     def add_payer(self, user_id: str | None, balance_fen: int, password_required: bool,
-                  controls: PayerControls | None = None) -> Payer:
-        payer = Payer(user_id or "2088" + _digits(12), balance_fen, password_required,
-                      controls or PayerControls())
-        self.payers[payer.user_id] = payer
-        return payer
+                  risk_refused: bool = False, limit_fen: int | None = None) -> AlipayPayer:
+        return self.wallet.add(AlipayPayer(
+            user_id or "2088" + digits(12), balance_fen, password_required=password_required,
+            risk_refused=risk_refused, limit_fen=limit_fen))
 
-    def issue_code(self, user_id: str) -> str:
-        """A 付款码: 18 digits starting 28 (Alipay uses 25-30, 16-24 digits), single use."""
-        code = "28" + _digits(16)
-        self.codes[code] = user_id
-        return code
+    def issue_code(self, payer: AlipayPayer) -> str:
+        return self.wallet.issue_code(payer, CODE_PREFIX, CODE_LENGTH, None)[0]
 
     # --- creating trades ---------------------------------------------------------------------
 
     def _new_trade_no(self) -> str:
-        return clock.now().astimezone(BEIJING).strftime("%Y%m%d") + "22" + _digits(18)
+        return clock.now().astimezone(BEIJING).strftime("%Y%m%d") + "22" + digits(18)
 
     def _existing(self, out_trade_no: str, total_fen: int) -> Trade | None:
         trade = self.trades.get(out_trade_no)
@@ -198,7 +185,7 @@ class Books:
         return trade
 
     def create(self, trade: Trade) -> Trade:
-        if trade.buyer_id not in self.payers:
+        if trade.buyer_id not in self.wallet.payers:
             raise Refusal("ACQ.BUYER_NOT_EXIST")
         found = self._existing(trade.out_trade_no, trade.total_fen)
         return found if found is not None else self._add(trade)
@@ -212,12 +199,13 @@ class Books:
         """alipay.trade.pay: charged now, or WAIT_BUYER_PAY (10003) for a password payer.
         A refused payment leaves no trade (the cashier may retry the same out_trade_no)."""
         self._existing(trade.out_trade_no, trade.total_fen)
-        payer = self.payers.get(self.codes.pop(auth_code, ""))
-        if payer is None:
+        payer = self.wallet.redeem(auth_code)
+        if isinstance(payer, CodeRefusal):
             raise Refusal("ACQ.PAYMENT_AUTH_CODE_INVALID")
-        payer.check(trade.total_fen)
-        if not payer.password_required and payer.balance_fen < trade.total_fen:
-            raise Refusal("ACQ.BUYER_BALANCE_NOT_ENOUGH")
+        # Refused before the password is asked for; the balance only once it is entered.
+        refused = payer.refusal(trade.total_fen, balance=not payer.password_required)
+        if refused is not None:
+            raise Refusal(REFUSALS[refused])
         trade.buyer_id = payer.user_id
         trade.expire_at = min(trade.expire_at, clock.now() + PASSWORD_TIMEOUT)
         self._add(trade)
@@ -227,11 +215,10 @@ class Books:
 
     # --- paying ------------------------------------------------------------------------------
 
-    def _charge(self, trade: Trade, payer: Payer) -> None:
-        payer.check(trade.total_fen)
-        if payer.balance_fen < trade.total_fen:
-            raise Refusal("ACQ.BUYER_BALANCE_NOT_ENOUGH")
-        payer.balance_fen -= trade.total_fen
+    def _charge(self, trade: Trade, payer: AlipayPayer) -> None:
+        refused = payer.pay(trade.total_fen)
+        if refused is not None:
+            raise Refusal(REFUSALS[refused])
         trade.buyer_id, trade.status, trade.paid_at, trade.exists = (
             payer.user_id, SUCCESS, clock.now(), True)
 
@@ -240,7 +227,7 @@ class Books:
 
     def scan(self, trade: Trade, user_id: str) -> Trade:
         """The payer scanned the QR / confirmed my.tradePay / paid on the wap page."""
-        payer = self.payers.get(user_id)
+        payer = self.wallet.get(user_id)
         if payer is None:
             raise Refusal("ACQ.BUYER_NOT_EXIST")
         self.expire(trade)
@@ -266,7 +253,7 @@ class Books:
             if trade.status != WAIT:
                 continue
             try:
-                self._charge(trade, self.payers[user_id])
+                self._charge(trade, self.wallet.payers[user_id])
             except Refusal:
                 trade.status, trade.closed_at = CLOSED, clock.now()
             done.append(trade)
@@ -307,7 +294,8 @@ class Books:
             return trade, ""
         action = "close"
         if trade.status == SUCCESS:
-            self.payers[trade.buyer_id].balance_fen += trade.total_fen
+            self.wallet.payers[trade.buyer_id].reverse(trade.total_fen,
+                                trade.paid_at or clock.now())
             trade.paid_at, action = None, "refund"  # reversed: as if never paid
         trade.status, trade.closed_at, trade.cancelled = CLOSED, clock.now(), True
         trade.exists = True
@@ -334,7 +322,7 @@ class Books:
             raise Refusal("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL")
         refund = Refund(out_request_no, fen, reason, clock.now())
         trade.refunds[out_request_no] = refund
-        self.payers[trade.buyer_id].balance_fen += fen
+        self.wallet.payers[trade.buyer_id].credit(fen)
         if trade.refunded_fen == trade.total_fen:
             trade.status, trade.closed_at = CLOSED, clock.now()
         return trade, refund, True

@@ -33,7 +33,7 @@ class Notifier:
 
     def notify_fields(self, trade: Trade, refund_no: str | None = None) -> dict[str, str]:
         yuan = Money(trade.total_fen).to_yuan()
-        payer = self.books.payers.get(trade.buyer_id)
+        payer = self.books.wallet.get(trade.buyer_id)
         fields = {"notify_time": beijing_time(clock.now()), "notify_type": "trade_status_sync",
                   "notify_id": secrets.token_hex(16), "charset": "utf-8", "version": VERSION,
                   "sign_type": SIGN_TYPE, "app_id": self.app_id, "auth_app_id": self.app_id,

@@ -70,7 +70,7 @@ def add_oauth_routes(app: FastAPI, sb: AlipaySandbox) -> None:
         if not redirect_uri.startswith(("https://", "http://")):
             return _page(400, "redirect_uri 参数错误")
         user_id = q.get("payer_id") or DEFAULT_PAYER
-        if user_id not in sb.books.payers:
+        if user_id not in sb.books.wallet.payers:
             return _page(404, "sandbox: no such payer")
         now = clock.now()
         for stale in [c for c, g in grants.items() if g.expires_at < now]:

@@ -2,7 +2,7 @@
 
 Wallet endpoints (JSON, for tests and the demo; not part of Alipay's API):
   POST /wallet/payers                     {payer_id?, balance_fen, password_required?,
-                                           risk_refused?, limit_fen?} (payer_controls.py)
+                                           risk_refused?, limit_fen?} (sandbox/wallet.py)
   GET  /wallet/payers/{payer_id}
   POST /wallet/payers/{payer_id}/code     -> {"auth_code": 18 digits starting 28, "payer_id"}
   POST /wallet/payers/{payer_id}/confirm  the password payer confirms waiting payments
@@ -28,7 +28,6 @@ from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from fulema.sandbox.alipay.books import GatewayError, Refusal
 from fulema.sandbox.alipay.protocol import BUSINESS_FAILED, MESSAGES, SUCCESS
-from fulema.sandbox.payer_controls import PayerControls
 
 if TYPE_CHECKING:
     from fulema.sandbox.alipay.server import AlipaySandbox
@@ -133,26 +132,27 @@ def install_routes(app: FastAPI, sb: AlipaySandbox) -> None:
 
     @app.post("/wallet/payers")
     async def new_payer(body: NewPayer) -> dict[str, object]:
-        if body.payer_id in sb.books.payers:
-            return sb.books.payers[body.payer_id].as_json()
-        controls = PayerControls(risk_refused=body.risk_refused, limit_fen=body.limit_fen)
+        known = sb.books.wallet.get(body.payer_id or "")
+        if known is not None:
+            return known.as_json()
         return sb.books.add_payer(body.payer_id, body.balance_fen, body.password_required,
-                                  controls).as_json()
+                                  body.risk_refused, body.limit_fen).as_json()
 
     @app.get("/wallet/payers/{payer_id}", response_model=None)
     async def get_payer(payer_id: str) -> dict[str, object] | JSONResponse:
-        payer = sb.books.payers.get(payer_id)
+        payer = sb.books.wallet.get(payer_id)
         return payer.as_json() if payer else refused(Refusal("ACQ.BUYER_NOT_EXIST"))
 
     @app.post("/wallet/payers/{payer_id}/code", response_model=None)
     async def payer_code(payer_id: str) -> dict[str, object] | JSONResponse:
-        if payer_id not in sb.books.payers:
+        payer = sb.books.wallet.get(payer_id)
+        if payer is None:
             return refused(Refusal("ACQ.BUYER_NOT_EXIST"))
-        return {"auth_code": sb.books.issue_code(payer_id), "payer_id": payer_id}
+        return {"auth_code": sb.books.issue_code(payer), "payer_id": payer_id}
 
     @app.post("/wallet/payers/{payer_id}/confirm", response_model=None)
     async def confirm(payer_id: str) -> dict[str, object] | JSONResponse:
-        if payer_id not in sb.books.payers:
+        if payer_id not in sb.books.wallet.payers:
             return refused(Refusal("ACQ.BUYER_NOT_EXIST"))
         done = sb.books.confirm(payer_id)
         if not done:

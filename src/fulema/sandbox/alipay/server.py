@@ -182,7 +182,7 @@ class AlipaySandbox:
                      notify_url=params.get("notify_url", ""), expire_at=expire)
 
     def _paid_fields(self, trade: Trade) -> dict[str, Any]:
-        payer = self.books.payers.get(trade.buyer_id)
+        payer = self.books.wallet.get(trade.buyer_id)
         yuan = Money(trade.total_fen).to_yuan()
         out: dict[str, Any] = {"trade_no": trade.trade_no, "out_trade_no": trade.out_trade_no,
                                "buyer_logon_id": payer.logon_id if payer else "",
@@ -321,7 +321,7 @@ class AlipaySandbox:
             return None
         if clock.now() - issued > BILL_LINK_TTL:
             return None
-        return render_bill_zip(self.books.trades.values(), self.books.payers, day=day,
+        return render_bill_zip(self.books.trades.values(), self.books.wallet.payers, day=day,
                                account=self.account, diff=self.faults.statement_diff)
 
 def build_sandbox(config: AlipaySandboxConfig, http: httpx.AsyncClient) -> FastAPI:

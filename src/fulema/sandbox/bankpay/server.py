@@ -30,9 +30,9 @@ from fulema.sandbox.bankpay.state import CALLBACK_DELAYS as CALLBACK_DELAYS
 from fulema.sandbox.bankpay.state import CODE_TTL as CODE_TTL
 from fulema.sandbox.bankpay.state import CONFIRM_TIMEOUT as CONFIRM_TIMEOUT
 from fulema.sandbox.bankpay.state import REFUSALS as REFUSALS
+from fulema.sandbox.bankpay.state import BankPayer as BankPayer
 from fulema.sandbox.bankpay.state import BankpaySandbox as BankpaySandbox
 from fulema.sandbox.bankpay.state import Order as Order
-from fulema.sandbox.bankpay.state import Payer as Payer
 from fulema.sandbox.bankpay.state import Refund as Refund
 from fulema.sandbox.bankpay.state import err, ok
 from fulema.sandbox.bankpay.statement import STATEMENT_COLUMNS as STATEMENT_COLUMNS
@@ -40,6 +40,7 @@ from fulema.sandbox.bankpay.statement import statement_csv as statement_csv
 from fulema.sandbox.bankpay.statement import statement_rows as statement_rows
 from fulema.sandbox.bankpay.wallet import install_wallet
 from fulema.sandbox.json_common import order_fields, positive_int
+from fulema.sandbox.wallet import CodeRefusal
 
 
 def _create(sb: BankpaySandbox, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -80,21 +81,20 @@ def _barcode(sb: BankpaySandbox, body: dict[str, Any]) -> tuple[int, dict[str, A
         return ok(sb.order_view(found))
     o = sb.new_order(body, "BARCODE")
     sb.orders[o.out_trade_no] = o
-    entry = sb.codes.pop(code, None)
-    if len(code) != 18 or not code.startswith("88") or not code.isdigit() or entry is None:
+    payer = sb.wallet.redeem(code)
+    if len(code) != 18 or not code.startswith("88") or not code.isdigit() \
+            or payer is CodeRefusal.UNKNOWN:
         sb.fail(o, "AUTH_CODE_INVALID", "unknown or already used payer code")
-    elif entry[1] < clock.now():
+    elif isinstance(payer, CodeRefusal):
         sb.fail(o, "AUTH_CODE_EXPIRED", "the payer code has expired; refresh it in the app")
     else:
-        payer = sb.payers[entry[0]]
         o.payer = payer
-        refused = payer.controls.refusal(o.amount_fen)
-        if refused is not None:
-            sb.fail(o, *REFUSALS[refused])
-        elif payer.password_required:
+        # Refused before the payer is asked to confirm; the balance only once confirmed.
+        refused = payer.refusal(o.amount_fen, balance=not payer.password_required)
+        if refused is None and payer.password_required:
             o.awaiting_confirm = True  # PAYING until the payer confirms in the app
-        elif not sb.settle(o, payer):
-            sb.fail(o, "BALANCE_NOT_ENOUGH", "the payer's account balance is not enough")
+        elif (refused := refused or sb.settle(o, payer)) is not None:
+            sb.fail(o, *REFUSALS[refused])
     return ok(sb.order_view(o))
 
 
@@ -113,7 +113,8 @@ def _close(sb: BankpaySandbox, no: str, *, cancel: bool) -> tuple[int, dict[str,
         if not cancel:
             return err(409, "ORDER_PAID", "the order is paid; refund it instead")
         assert o.payer is not None
-        o.payer.balance_fen += o.amount_fen  # reversal: the whole amount goes back at once
+        # reversal: the whole amount goes back at once
+        o.payer.reverse(o.amount_fen, o.success_at or clock.now())
         r = Refund(f"REVOKE-{o.out_trade_no}", f"BR{secrets.token_hex(8).upper()}", o,
                    o.amount_fen, "cancel", "REVOKE", clock.now())
         sb.refunds[r.out_refund_no] = r
@@ -149,7 +150,7 @@ def _refund(sb: BankpaySandbox, body: dict[str, Any]) -> tuple[int, dict[str, An
     r = Refund(rno, f"BR{secrets.token_hex(8).upper()}", o, amount,
                str(body.get("reason", ""))[:80], "REFUND", clock.now())
     sb.refunds[rno] = r
-    o.payer.balance_fen += amount
+    o.payer.credit(amount)
     o.refunded_fen += amount
     o.state = "REFUND"
     view = sb.refund_view(r)

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,36 +25,34 @@ from fulema.sandbox.bankpay.config import BankpaySandboxConfig
 from fulema.sandbox.bankpay.protocol import CST as BANK_TZ
 from fulema.sandbox.bankpay.protocol import H_MERCHANT, RequestGuard, iso, sign_headers
 from fulema.sandbox.json_common import Faults, with_body
-from fulema.sandbox.payer_controls import PayerControls, Refused
+from fulema.sandbox.wallet import Payer, PayerBook, Refusal, digits, three_codes
 
 CODE_TTL = timedelta(seconds=60)  # a payer code is valid for one minute, once
+CODE_PREFIX, CODE_LENGTH = "88", 18
 CONFIRM_TIMEOUT = timedelta(seconds=60)  # a payer who never confirms: the payment fails
 CALLBACK_DELAYS = (0.0, 0.2, 1.0, 3.0, 5.0)
 
-# The bank's own codes for a payer its risk engine refuses or whose limit the payment exceeds.
-REFUSALS: dict[Refused, tuple[str, str]] = {
-    Refused.RISK: ("PAYER_RISK_REJECTED", "the bank's risk control refused this payment"),
-    Refused.LIMIT: ("PAYER_LIMIT_EXCEEDED", "the amount is above the payer's payment limit"),
-}
+# The bank's own codes for a payer its risk engine refuses, whose limit the payment exceeds,
+# or whose account is short.
+REFUSALS: dict[Refusal, tuple[str, str]] = three_codes(
+    risk=("PAYER_RISK_REJECTED", "the bank's risk control refused this payment"),
+    limit=("PAYER_LIMIT_EXCEEDED", "the amount is above the payer's payment limit"),
+    balance=("BALANCE_NOT_ENOUGH", "the payer's account balance is not enough"))
 
 
 @dataclass
-class Payer:
-    payer_id: str
-    balance_fen: int
-    password_required: bool
-    account_no: str
-    customer_id: str
-    controls: PayerControls = field(default_factory=PayerControls)
+class BankPayer(Payer):
+    """The bank's own customer, paying from one account."""
+
+    account_no: str = ""
+    customer_id: str = ""
 
     def masked(self) -> dict[str, str]:
         return {"account_masked": f"{self.account_no[:6]}******{self.account_no[-4:]}",
                 "customer_id_masked": f"{self.customer_id[:2]}****{self.customer_id[-4:]}"}
 
     def view(self) -> dict[str, Any]:
-        return {"payer_id": self.payer_id, "balance_fen": self.balance_fen,
-                "password_required": self.password_required, **self.masked(),
-                **self.controls.view()}
+        return {**super().view(), **self.masked()}
 
 
 @dataclass
@@ -69,7 +67,7 @@ class Order:
     expire_at: datetime
     auth_code: str | None = None
     state: str = "PAYING"
-    payer: Payer | None = None
+    payer: BankPayer | None = None
     awaiting_confirm: bool = False
     success_at: datetime | None = None
     refunded_fen: int = 0
@@ -103,8 +101,7 @@ class BankpaySandbox:
     def __init__(self, config: BankpaySandboxConfig, http: httpx.AsyncClient) -> None:
         self.config, self.bank, self.http = config, config, http
         self.public = config.public_url
-        self.payers: dict[str, Payer] = {}
-        self.codes: dict[str, tuple[str, datetime]] = {}
+        self.wallet = PayerBook[BankPayer]()
         self.orders: dict[str, Order] = {}
         self.refunds: dict[str, Refund] = {}
         self.revoked: set[str] = set()  # cancelled before the order ever arrived
@@ -117,20 +114,15 @@ class BankpaySandbox:
 
     # payers ------------------------------------------------------------------
     def add_payer(self, payer_id: str, balance_fen: int, *, password_required: bool,
-                  controls: PayerControls | None = None) -> Payer:
-        n = len(self.payers) + 1
-        payer = Payer(payer_id, balance_fen, password_required,
-                      account_no=f"62305800{n:07d}{secrets.randbelow(10_000):04d}",
-                      customer_id=f"C{secrets.randbelow(10**6):06d}{n:04d}",
-                      controls=controls or PayerControls())
-        self.payers[payer_id] = payer
-        return payer
+                  risk_refused: bool = False, limit_fen: int | None = None) -> BankPayer:
+        n = len(self.wallet.payers) + 1
+        return self.wallet.add(BankPayer(
+            payer_id, balance_fen, password_required=password_required,
+            risk_refused=risk_refused, limit_fen=limit_fen,
+            account_no=f"62305800{n:07d}{digits(4)}", customer_id=f"C{digits(6)}{n:04d}"))
 
-    def issue_code(self, payer: Payer) -> tuple[str, datetime]:
-        code = "88" + "".join(secrets.choice("0123456789") for _ in range(16))
-        expires = clock.now() + CODE_TTL
-        self.codes[code] = (payer.payer_id, expires)
-        return code, expires
+    def issue_code(self, payer: BankPayer) -> tuple[str, datetime | None]:
+        return self.wallet.issue_code(payer, CODE_PREFIX, CODE_LENGTH, CODE_TTL)
 
     # orders ------------------------------------------------------------------
     def order_view(self, o: Order) -> dict[str, Any]:
@@ -173,15 +165,15 @@ class BankpaySandbox:
         o.state, o.error_code, o.error_message, o.awaiting_confirm = "FAILED", code, message, False
         self.notify(o.notify_url, "TRADE.FAILED", self.order_view(o))
 
-    def settle(self, o: Order, payer: Payer) -> bool:
-        """Debit the payer; False (order untouched) when the balance is short."""
-        if payer.balance_fen < o.amount_fen:
-            return False
-        payer.balance_fen -= o.amount_fen
+    def settle(self, o: Order, payer: BankPayer) -> Refusal | None:
+        """Debit the payer; the refusal (order untouched) when the wallet refuses."""
+        refused = payer.pay(o.amount_fen)
+        if refused is not None:
+            return refused
         o.state, o.payer, o.success_at, o.awaiting_confirm = "SUCCESS", payer, clock.now(), False
         o.error_code = o.error_message = None
         self.notify(o.notify_url, "TRADE.SUCCESS", self.order_view(o))
-        return True
+        return None
 
     def new_order(self, body: dict[str, Any], way_code: str) -> Order:
         now = clock.now()

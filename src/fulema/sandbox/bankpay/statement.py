@@ -47,7 +47,7 @@ def statement_rows(sb: BankpaySandbox, day: date) -> list[dict[str, Any]]:
     for extra in diff.get("extra", []):
         fake = Order(str(extra["out_trade_no"]), f"BP{secrets.token_hex(6)}",
                      int(extra["amount_fen"]), "", "QR_DYNAMIC", None, clock.now(), clock.now())
-        payer = next(iter(sb.payers.values()))
+        payer = next(iter(sb.wallet.payers.values()))
         fake.payer = payer
         at = datetime.combine(day, datetime.min.time(), BANK_TZ) + timedelta(hours=12)
         kept.append(_row(sb, fake, at, "PAY", "", "", fake.amount_fen))

@@ -16,32 +16,32 @@ from fastapi.responses import HTMLResponse, Response
 from fulema.sandbox.bankpay.protocol import iso
 from fulema.sandbox.bankpay.state import REFUSALS, BankpaySandbox
 from fulema.sandbox.json_common import answer, new_payer, payer_code, read_json, refuse, set_faults
-from fulema.sandbox.payer_controls import parse_controls
+from fulema.sandbox.wallet import parse_rules
 
 
 def install_wallet(app: FastAPI, sb: BankpaySandbox) -> None:
     @app.post("/wallet/payers")
     async def add_payer(request: Request) -> Response:
         body = await read_json(request)
-        fields = new_payer(body, sb.payers, lambda: f"payer_{secrets.token_hex(4)}")
+        fields = new_payer(body, sb.wallet.payers, lambda: f"payer_{secrets.token_hex(4)}")
         if isinstance(fields, Response):
             return fields
         pid, balance = fields
-        controls = parse_controls(body)
-        if isinstance(controls, str):
-            return refuse(400, "PARAM_INVALID", controls)
+        rules = parse_rules(body)
+        if isinstance(rules, str):
+            return refuse(400, "PARAM_INVALID", rules)
         payer = sb.add_payer(pid, balance, password_required=bool(body.get("password_required")),
-                             controls=controls)
+                             risk_refused=rules[0], limit_fen=rules[1])
         return answer(payer.view())
 
     @app.get("/wallet/payers/{pid}")
     async def get_payer(pid: str) -> Response:
-        payer = sb.payers.get(pid)
+        payer = sb.wallet.get(pid)
         return answer(payer.view()) if payer else refuse(404, "PAYER_NOT_FOUND", pid)
 
     @app.post("/wallet/payers/{pid}/code")
     async def code(pid: str) -> Response:
-        return payer_code(pid, sb.payers.get(pid), sb.issue_code, iso)
+        return payer_code(pid, sb.wallet.get(pid), sb.issue_code, iso)
 
     @app.post("/wallet/payers/{pid}/confirm")
     async def confirm(pid: str, request: Request) -> Response:
@@ -55,11 +55,11 @@ def install_wallet(app: FastAPI, sb: BankpaySandbox) -> None:
         if not waiting:
             return refuse(404, "NOTHING_TO_CONFIRM", "no payment awaits this payer")
         o = waiting[-1]
-        payer = sb.payers[pid]
+        payer = sb.wallet.payers[pid]
         if body.get("approve", True) is False:
             sb.fail(o, "PAYER_DECLINED", "the payer declined in the app")
-        elif not sb.settle(o, payer):
-            sb.fail(o, "BALANCE_NOT_ENOUGH", "the payer's account balance is not enough")
+        elif (refused := sb.settle(o, payer)) is not None:
+            sb.fail(o, *REFUSALS[refused])
         return answer(sb.order_view(o))
 
     @app.post("/wallet/scan")
@@ -69,7 +69,7 @@ def install_wallet(app: FastAPI, sb: BankpaySandbox) -> None:
         trade_no = ref[-1] if ref[-1] else None
         o = next((x for x in sb.orders.values() if x.trade_no == trade_no
                   or x.out_trade_no == body.get("out_trade_no")), None)
-        payer = sb.payers.get(str(body.get("payer_id", "payer_rich")))
+        payer = sb.wallet.get(str(body.get("payer_id", "payer_rich")))
         if o is None or o.way_code == "BARCODE":
             return refuse(404, "ORDER_NOT_FOUND", "no such QR / H5 order")
         if payer is None:
@@ -78,12 +78,9 @@ def install_wallet(app: FastAPI, sb: BankpaySandbox) -> None:
         if o.state != "PAYING":
             return refuse(409, f"ORDER_{o.state}", f"the order is {o.state}")
         # A refusal fails this attempt only: the order stays PAYING, as in the app
-        refused = payer.controls.refusal(o.amount_fen)
+        refused = sb.settle(o, payer)
         if refused is not None:
             return refuse(409, *REFUSALS[refused])
-        if not sb.settle(o, payer):
-            return refuse(409, "BALANCE_NOT_ENOUGH",
-                           "the payer's account balance is not enough")
         return answer({"code": "SUCCESS", **sb.order_view(o)})
 
     @app.post("/wallet/faults")

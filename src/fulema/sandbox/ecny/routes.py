@@ -28,7 +28,7 @@ from fulema.sandbox.json_common import (
     refuse,
     set_faults,
 )
-from fulema.sandbox.payer_controls import parse_controls
+from fulema.sandbox.wallet import CodeRefusal, parse_rules
 
 BILL_COLUMNS = ["bill_date", "trade_time", "merchant_id", "record_type", "out_trade_no",
                 "trade_no", "out_refund_no", "refund_no", "way_code", "amount_fen", "fee_fen",
@@ -69,13 +69,13 @@ def micropay(sb: EcnySandbox, body: dict[str, Any]) -> Result:
         return ok(sb.order_view(found))
     o = sb.new_order(body, "BARCODE")
     sb.orders[o.out_trade_no] = o
-    entry = sb.codes.pop(code, None)
-    if len(code) != 19 or not code.startswith("01") or not code.isdigit() or entry is None:
+    wallet = sb.wallet.redeem(code)
+    if len(code) != 19 or not code.startswith("01") or not code.isdigit() \
+            or wallet is CodeRefusal.UNKNOWN:
         sb.fail(o, "PAYER_CODE_INVALID", "unknown or already used payer code")
-    elif entry[1] < clock.now():
+    elif isinstance(wallet, CodeRefusal):
         sb.fail(o, "PAYER_CODE_EXPIRED", "the payer code has expired; refresh it in the wallet")
     else:
-        wallet = sb.wallets[entry[0]]
         o.wallet = wallet
         if wallet.password_required:
             o.status = "USER_PAYING"
@@ -101,7 +101,7 @@ def close(sb: EcnySandbox, no: str, *, reverse: bool) -> Result:
         if not reverse:
             return err(409, "ORDER_PAID", "the order is paid; refund it instead")
         assert o.wallet is not None
-        o.wallet.credit(o.amount_fen)
+        o.wallet.reverse(o.amount_fen, o.success_at or clock.now())
         now = clock.now()
         r = Refund(f"REVERSE-{no}", f"ER{secrets.token_hex(8).upper()}", o, o.amount_fen,
                    "reverse", "REVERSE", now, None, status="SUCCESS", success_at=now)
@@ -262,7 +262,7 @@ def install_wallet(app: FastAPI, sb: EcnySandbox) -> None:
     async def add_payer(request: Request) -> Response:
         body = await read_json(request)
         level = body.get("wallet_level", 2)
-        fields = new_payer(body, sb.wallets, lambda: f"payer_{secrets.token_hex(4)}",
+        fields = new_payer(body, sb.wallet.payers, lambda: f"payer_{secrets.token_hex(4)}",
                            check=lambda: None if level in WALLET_LEVELS else
                            _no("PARAM_INVALID", "wallet_level is 1, 2, 3 or 4", 400))
         if isinstance(fields, Response):
@@ -272,33 +272,33 @@ def install_wallet(app: FastAPI, sb: EcnySandbox) -> None:
         if cap is not None and balance > cap:
             return _no("WALLET_BALANCE_LIMIT", f"a level-{level} wallet holds at most {cap} fen",
                        400)
-        controls = parse_controls(body)
-        if isinstance(controls, str):
-            return _no("PARAM_INVALID", controls, 400)
+        rules = parse_rules(body)
+        if isinstance(rules, str):
+            return _no("PARAM_INVALID", rules, 400)
         name = body.get("payer_name", None if level == 4 else "测*")
         w = sb.add_wallet(pid, balance, level=level, name=name,
                           password_required=bool(body.get("password_required")),
-                          controls=controls)
+                          risk_refused=rules[0], limit_fen=rules[1])
         return answer(w.view())
 
     @app.get("/wallet/payers/{pid}")
     async def get_payer(pid: str) -> Response:
-        w = sb.wallets.get(pid)
+        w = sb.wallet.get(pid)
         if w is None:
             return _no("PAYER_NOT_FOUND", pid, 404)
-        return answer({**w.view(), "paid_today_fen": sb.paid_today(w)})
+        return answer({**w.view(), "paid_today_fen": w.paid_today()})
 
     @app.post("/wallet/payers/{pid}/close")
     async def close_wallet(pid: str) -> Response:
-        w = sb.wallets.get(pid)
+        w = sb.wallet.get(pid)
         if w is None:
             return _no("PAYER_NOT_FOUND", pid, 404)
-        w.closed = True
+        w.frozen = True
         return answer(w.view())
 
     @app.post("/wallet/payers/{pid}/code")
     async def code(pid: str) -> Response:
-        return payer_code(pid, sb.wallets.get(pid), sb.issue_code, iso)
+        return payer_code(pid, sb.wallet.get(pid), sb.issue_code, iso)
 
     @app.post("/wallet/payers/{pid}/confirm")
     async def confirm(pid: str, request: Request) -> Response:
@@ -314,7 +314,7 @@ def install_wallet(app: FastAPI, sb: EcnySandbox) -> None:
         if body.get("approve", True) is False:
             sb.fail(o, "PAYER_DECLINED", "the payer declined in the wallet")
         else:
-            refusal = sb.try_pay(o, sb.wallets[pid])
+            refusal = sb.try_pay(o, sb.wallet.payers[pid])
             if refusal is not None:
                 sb.fail(o, *refusal)
         return answer(sb.order_view(o))
@@ -325,7 +325,7 @@ def install_wallet(app: FastAPI, sb: EcnySandbox) -> None:
         ref = str(body.get("code_url") or "").split("?")[0].rsplit("/", 1)[-1]
         o = next((x for x in sb.orders.values() if (ref and x.trade_no == ref)
                   or x.out_trade_no == body.get("out_trade_no")), None)
-        w = sb.wallets.get(str(body.get("payer_id", "payer_rich")))
+        w = sb.wallet.get(str(body.get("payer_id", "payer_rich")))
         if o is None or o.way_code == "BARCODE":
             return _no("ORDER_NOT_FOUND", "no such QR order", 404)
         if w is None:

@@ -36,9 +36,15 @@ from fulema.sandbox.ecny.security import (
     seal,
     unseal,
 )
-from fulema.sandbox.ecny.wallet import Wallet, new_payer_code, new_wallet_id
+from fulema.sandbox.ecny.wallet import (
+    CODE_LENGTH,
+    CODE_PREFIX,
+    Wallet,
+    new_wallet_id,
+    refusal_answer,
+)
 from fulema.sandbox.json_common import Faults, Result, with_body
-from fulema.sandbox.payer_controls import PayerControls
+from fulema.sandbox.wallet import PayerBook
 
 CODE_TTL = timedelta(seconds=60)
 CONFIRM_TIMEOUT = timedelta(seconds=60)
@@ -100,8 +106,7 @@ class EcnySandbox:
         self.config, self.ecny, self.http = config, config, http
         self.signer = InstitutionSigner.from_private(config.institution_private_key)
         self.public = config.public_url
-        self.wallets: dict[str, Wallet] = {}
-        self.codes: dict[str, tuple[str, datetime]] = {}
+        self.wallet = PayerBook[Wallet]()
         self.orders: dict[str, Order] = {}
         self.refunds: dict[str, Refund] = {}
         self.revoked: set[str] = set()
@@ -115,31 +120,21 @@ class EcnySandbox:
 
     # wallets -----------------------------------------------------------------
     def add_wallet(self, payer_id: str, balance_fen: int, *, level: int, name: str | None,
-                   password_required: bool = False,
-                   controls: PayerControls | None = None) -> Wallet:
-        w = Wallet(payer_id, new_wallet_id(), level, balance_fen, password_required, name,
-                   controls=controls or PayerControls())
-        self.wallets[payer_id] = w
-        return w
+                   password_required: bool = False, risk_refused: bool = False,
+                   limit_fen: int | None = None) -> Wallet:
+        return self.wallet.add(Wallet(payer_id, new_wallet_id(), level, balance_fen,
+                                      password_required, name, risk_refused=risk_refused,
+                                      limit_fen=limit_fen))
 
-    def issue_code(self, w: Wallet) -> tuple[str, datetime]:
-        code, expires = new_payer_code(), clock.now() + CODE_TTL
-        self.codes[code] = (w.payer_id, expires)
-        return code, expires
-
-    def paid_today(self, w: Wallet) -> int:
-        """Today's (CST) payments still standing: a reversal voids its payment and so gives
-        the headroom back; a refund does not (the payment happened)."""
-        today = clock.now().astimezone(ECNY_TZ).date()
-        return sum(o.amount_fen for o in self.orders.values()
-                   if o.wallet is w and o.status in PAID and o.success_at is not None
-                   and o.success_at.astimezone(ECNY_TZ).date() == today)
+    def issue_code(self, w: Wallet) -> tuple[str, datetime | None]:
+        return self.wallet.issue_code(w, CODE_PREFIX, CODE_LENGTH, CODE_TTL)
 
     def try_pay(self, o: Order, w: Wallet) -> tuple[str, str] | None:
-        refusal = w.refusal(o.amount_fen, self.paid_today(w))
-        if refusal is not None:
-            return refusal
-        w.balance_fen -= o.amount_fen
+        """Pay the order from the wallet, or the operator's (code, message) refusal. The daily
+        limit counts today's standing payments: a reversal gives the headroom back."""
+        refused = w.pay(o.amount_fen)
+        if refused is not None:
+            return refusal_answer(w, refused)
         o.status, o.wallet, o.success_at = "SUCCESS", w, clock.now()
         o.error_code = o.error_message = None
         self.notify(o.notify_url, "TRADE.SUCCESS", self.order_view(o))
@@ -213,7 +208,7 @@ class EcnySandbox:
         await asyncio.sleep(REFUND_DELAY_SECONDS)
         o, w = r.order, r.order.wallet
         assert w is not None
-        if w.closed:
+        if w.frozen:
             r.status, r.error_code = "FAILED", "WALLET_CLOSED"
             r.error_message = "the payer's wallet is closed; settle with the payer offline"
             o.refunded_fen -= r.refund_fen

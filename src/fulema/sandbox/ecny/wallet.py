@@ -1,4 +1,6 @@
-"""e-CNY payer wallets in the sandbox: wallet levels and their limits, pure rules.
+"""What is e-CNY's own about a sandbox payer: wallet levels and their limits, the wallet id,
+the payer-code format and the refusal codes. The money and the refusal rules are the shared
+sandbox wallet's (`fulema.sandbox.wallet`).
 
 The levels (钱包等级) follow what the PBOC's Digital Currency Institute has said in public;
 docs/channels/ecny.md cites each figure and marks the ones that are assumptions. The sandbox
@@ -8,20 +10,7 @@ balance shortfall, so Fulema's handling of those refusals can be tested.
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import dataclass, field
-
-from fulema.sandbox.payer_controls import PayerControls, Refused
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Fen; None means no limit at this level."""
-
-    balance: int | None
-    per_payment: int | None
-    daily: int | None
-
+from fulema.sandbox.wallet import Limits, Payer, Refusal, digits
 
 YUAN = 100
 WALLET_LEVELS: dict[int, Limits] = {
@@ -40,66 +29,42 @@ DAILY_LIMIT = "WALLET_DAILY_LIMIT_EXCEEDED"
 BALANCE_SHORT = "WALLET_BALANCE_NOT_ENOUGH"
 WALLET_CLOSED = "WALLET_CLOSED"
 RISK_REJECTED = "WALLET_RISK_REJECTED"  # the operator's risk control refused (our design)
+CODE_PREFIX, CODE_LENGTH = "01", 19  # 付款码 (see docs/channels/ecny.md for the source)
 
 
-@dataclass
-class Wallet:
-    payer_id: str
-    wallet_id: str  # 16 digits; the first 4 name the operating institution (assumption)
-    level: int
-    balance_fen: int
-    password_required: bool
-    name: str | None  # the holder's (masked) name; None for an anonymous level-4 wallet
-    closed: bool = False
-    swept_fen: int = 0  # credits above the balance limit, swept to the linked bank account
-    # A test's risk refusal, or a per-payment limit the holder set below the level's own.
-    controls: PayerControls = field(default_factory=PayerControls)
+class Wallet(Payer):
+    """An e-CNY wallet: a payer whose level sets its limits. A closed wallet is a frozen payer;
+    credits above the level's balance limit are swept to the linked bank account."""
 
-    @property
-    def limits(self) -> Limits:
-        return WALLET_LEVELS[self.level]
-
-    def refusal(self, amount_fen: int, paid_today_fen: int) -> tuple[str, str] | None:
-        """Why this wallet cannot pay `amount_fen` now, or None. Checked in this order."""
-        lim = self.limits
-        if self.closed:
-            return WALLET_CLOSED, "the wallet is closed"
-        refused = self.controls.refusal(amount_fen)
-        if refused == Refused.RISK:
-            return RISK_REJECTED, "the wallet operator's risk control refused this payment"
-        if refused == Refused.LIMIT:
-            return SINGLE_LIMIT, "over the per-payment limit the holder set"
-        if lim.per_payment is not None and amount_fen > lim.per_payment:
-            return SINGLE_LIMIT, f"over the level-{self.level} wallet's per-payment limit"
-        if lim.daily is not None and paid_today_fen + amount_fen > lim.daily:
-            return DAILY_LIMIT, f"over the level-{self.level} wallet's daily payment limit"
-        if self.balance_fen < amount_fen:
-            return BALANCE_SHORT, "the wallet balance is not enough"
-        return None
-
-    def credit(self, amount_fen: int) -> None:
-        """A refund or reversal. Above the balance limit the excess is swept to the linked
-        bank account rather than refused: money owed to the payer is never turned away."""
-        self.balance_fen += amount_fen
-        cap = self.limits.balance
-        if cap is not None and self.balance_fen > cap:
-            self.swept_fen += self.balance_fen - cap
-            self.balance_fen = cap
+    def __init__(self, payer_id: str, wallet_id: str, level: int, balance_fen: int,
+                 password_required: bool = False, name: str | None = None, *,
+                 risk_refused: bool = False, limit_fen: int | None = None) -> None:
+        super().__init__(payer_id, balance_fen, password_required=password_required, name=name,
+                         risk_refused=risk_refused, limit_fen=limit_fen,
+                         limits=WALLET_LEVELS[level])
+        self.wallet_id = wallet_id  # 16 digits; the first 4 name the operator (assumption)
+        self.level = level
 
     def view(self) -> dict[str, object]:
         lim = self.limits
-        return {"payer_id": self.payer_id, "wallet_id": self.wallet_id,
-                "wallet_level": self.level, "balance_fen": self.balance_fen,
-                "password_required": self.password_required, "payer_name": self.name,
-                "closed": self.closed, "swept_fen": self.swept_fen, **self.controls.view(),
+        return {**super().view(), "wallet_id": self.wallet_id, "wallet_level": self.level,
+                "payer_name": self.name, "closed": self.frozen, "swept_fen": self.swept_fen,
                 "limits": {"balance_fen": lim.balance, "per_payment_fen": lim.per_payment,
                            "daily_fen": lim.daily}}
 
 
+def refusal_answer(w: Wallet, reason: Refusal) -> tuple[str, str]:
+    """The operator's (code, message) for a refused payment; checked in `Refusal` order."""
+    return {
+        Refusal.FROZEN: (WALLET_CLOSED, "the wallet is closed"),
+        Refusal.RISK: (RISK_REJECTED, "the wallet operator's risk control refused this payment"),
+        Refusal.PAYER_LIMIT: (SINGLE_LIMIT, "over the per-payment limit the holder set"),
+        Refusal.PER_PAYMENT_LIMIT:
+            (SINGLE_LIMIT, f"over the level-{w.level} wallet's per-payment limit"),
+        Refusal.DAILY_LIMIT: (DAILY_LIMIT, f"over the level-{w.level} wallet's daily payment limit"),
+        Refusal.BALANCE: (BALANCE_SHORT, "the wallet balance is not enough"),
+    }[reason]
+
+
 def new_wallet_id(operator: str = "0099") -> str:
-    return operator + "".join(secrets.choice("0123456789") for _ in range(12))
-
-
-def new_payer_code() -> str:
-    """付款码: 19 digits starting 01 (see docs/channels/ecny.md for the source)."""
-    return "01" + "".join(secrets.choice("0123456789") for _ in range(17))
+    return operator + digits(12)

@@ -29,7 +29,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from fulema.core.clock import clock
-from fulema.sandbox.payer_controls import PayerControls
 from fulema.sandbox.unionpay import zm
 from fulema.sandbox.unionpay.config import UnionpaySandboxConfig
 from fulema.sandbox.unionpay.protocol import (
@@ -355,11 +354,11 @@ def build_sandbox(config: UnionpaySandboxConfig, http: httpx.AsyncClient) -> Fas
 
     @app.post("/wallet/payers")
     async def new_payer(body: NewPayer) -> dict[str, object]:
-        if body.payer_id in sb.books.payers:
-            return sb.books.payers[body.payer_id].as_json()
-        controls = PayerControls(risk_refused=body.risk_refused, limit_fen=body.limit_fen)
+        known = sb.books.payers.get(body.payer_id or "")
+        if known is not None:
+            return known.as_json()
         return sb.books.add_payer(body.payer_id, body.balance_fen, body.password_required,
-                                  controls).as_json()
+                                  body.risk_refused, body.limit_fen).as_json()
 
     @app.get("/wallet/payers/{payer_id}", response_model=None)
     async def get_payer(payer_id: str) -> dict[str, object] | JSONResponse:
@@ -368,9 +367,10 @@ def build_sandbox(config: UnionpaySandboxConfig, http: httpx.AsyncClient) -> Fas
 
     @app.post("/wallet/payers/{payer_id}/code", response_model=None)
     async def payer_code(payer_id: str) -> dict[str, object] | JSONResponse:
-        if payer_id not in sb.books.payers:
+        payer = sb.books.payers.get(payer_id)
+        if payer is None:
             return _refused(Refusal("34"))
-        return {"auth_code": sb.books.issue_code(payer_id), "payer_id": payer_id}
+        return {"auth_code": sb.books.issue_code(payer), "payer_id": payer_id}
 
     @app.post("/wallet/payers/{payer_id}/confirm", response_model=None)
     async def confirm(payer_id: str) -> dict[str, object] | JSONResponse:

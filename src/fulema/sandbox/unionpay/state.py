@@ -11,17 +11,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from fulema.core.clock import clock
-from fulema.sandbox.payer_controls import PayerControls, Refused
 from fulema.sandbox.unionpay.protocol import BEIJING, MESSAGES
 from fulema.sandbox.unionpay.zm import CONSUME, REFUND, TRADE_CODES, VOID, render, signed_fen
+from fulema.sandbox.wallet import CodeRefusal, IssuedCode, Payer, PayerBook, digits, three_codes
 
 PASSWORD_TIMEOUT = timedelta(seconds=60)  # a payer who must enter a password has this long
 QR_PREFIX = "https://qr.95516.com/00010000/"
 PAYER_USER_AGENT = "UnionPay/1.0 CloudPay"  # what the payer's UnionPay app sends to a cashier
 
-# respCodes (ACP 5.1.0 appendix) for a payer UnionPay's risk control refuses or whose payment
-# is over its limit: 38 银联风险受限, 33 交易金额超限.
-REFUSALS = {Refused.RISK: "38", Refused.LIMIT: "33"}
+# respCodes (ACP 5.1.0 appendix) for a payer UnionPay's risk control refuses, whose payment
+# is over its limit, or whose card is short: 38 银联风险受限, 33 交易金额超限, 64 卡上的余额不足.
+REFUSALS = three_codes(risk="38", limit="33", balance="64")
+CODE_PREFIX, CODE_LENGTH = "62", 19  # C2B码 (付款码): 19 digits starting 62, single use
 # The sandbox's stand-ins for the institutions and merchant category UnionPay would report.
 ACQ_INS_CODE, SEND_INS_CODE, MER_CAT_CODE = "48020000", "00010000", "5999"
 
@@ -35,28 +36,17 @@ class Refusal(Exception):
 
 
 @dataclass
-class Payer:
-    payer_id: str
-    balance_fen: int
-    password_required: bool = False
-    card_no: str = field(default_factory=lambda: "6216" + "".join(
-        secrets.choice("0123456789") for _ in range(15)))
-    controls: PayerControls = field(default_factory=PayerControls)
+class UnionpayPayer(Payer):
+    """A UnionPay app user paying from one card."""
 
-    def check(self, amount_fen: int) -> None:
-        """Refusal before any debit: risk, then the payer's limit."""
-        refused = self.controls.refusal(amount_fen)
-        if refused is not None:
-            raise Refusal(REFUSALS[refused])
+    card_no: str = field(default_factory=lambda: "6216" + digits(15))
 
     @property
     def acc_no(self) -> str:  # UnionPay shows a masked account number
         return f"{self.card_no[:6]}*********{self.card_no[-4:]}"
 
     def as_json(self) -> dict[str, object]:
-        return {"payer_id": self.payer_id, "balance_fen": self.balance_fen,
-                "password_required": self.password_required, "acc_no": self.acc_no,
-                **self.controls.view()}
+        return {**self.view(), "acc_no": self.acc_no}
 
 
 @dataclass
@@ -103,30 +93,31 @@ class Txn:
 
 class Books:
     def __init__(self) -> None:
-        self.payers: dict[str, Payer] = {}
-        self.codes: dict[str, str] = {}  # payer code -> payer_id (single use)
+        self.wallet = PayerBook[UnionpayPayer](
+            UnionpayPayer("up_rich", 100_000_000), UnionpayPayer("up_poor", 100),
+            UnionpayPayer("up_pin", 10_000_000, password_required=True))
         self.txns: dict[str, Txn] = {}  # by UnionPay orderId
         self.by_query_id: dict[str, Txn] = {}
         self.by_qr: dict[str, Txn] = {}
-        for payer in (Payer("up_rich", 100_000_000), Payer("up_poor", 100),
-                      Payer("up_pin", 10_000_000, password_required=True)):
-            self.payers[payer.payer_id] = payer
 
-    # --- payers ------------------------------------------------------------------------------
+    # --- payers (the shared sandbox wallet) --------------------------------------------------
+
+    @property
+    def payers(self) -> dict[str, UnionpayPayer]:
+        return self.wallet.payers
+
+    @property
+    def codes(self) -> dict[str, IssuedCode]:
+        return self.wallet.codes
 
     def add_payer(self, payer_id: str | None, balance_fen: int, password_required: bool,
-                  controls: PayerControls | None = None) -> Payer:
-        payer = Payer(payer_id or f"up_{secrets.token_hex(6)}", balance_fen, password_required,
-                      controls=controls or PayerControls())
-        self.payers[payer.payer_id] = payer
-        return payer
+                  risk_refused: bool = False, limit_fen: int | None = None) -> UnionpayPayer:
+        return self.wallet.add(UnionpayPayer(
+            payer_id or f"up_{secrets.token_hex(6)}", balance_fen,
+            password_required=password_required, risk_refused=risk_refused, limit_fen=limit_fen))
 
-    def issue_code(self, payer_id: str) -> str:
-        """A C2B码 (付款码, the payer-presented code): 19 digits starting 62, bound to the payer,
-        single use."""
-        code = "62" + "".join(secrets.choice("0123456789") for _ in range(17))
-        self.codes[code] = payer_id
-        return code
+    def issue_code(self, payer: UnionpayPayer) -> str:
+        return self.wallet.issue_code(payer, CODE_PREFIX, CODE_LENGTH, None)[0]
 
     # --- transactions ------------------------------------------------------------------------
 
@@ -144,11 +135,10 @@ class Books:
         self.by_qr[txn.qr_code] = self._add(txn)
         return txn
 
-    def _charge(self, txn: Txn, payer: Payer) -> None:
-        payer.check(txn.amount)
-        if payer.balance_fen < txn.amount:
-            raise Refusal("64")
-        payer.balance_fen -= txn.amount
+    def _charge(self, txn: Txn, payer: UnionpayPayer) -> None:
+        refused = payer.pay(txn.amount)
+        if refused is not None:
+            raise Refusal(REFUSALS[refused])
         txn.payer_id, txn.code, txn.done_at, txn.applied_only = (
             payer.payer_id, "00", clock.now(), False)
 
@@ -160,7 +150,7 @@ class Books:
             raise Refusal("12")
         if txn.pay_timeout is not None and clock.now() > txn.pay_timeout:
             raise Refusal("39")
-        payer = self.payers.get(payer_id)
+        payer = self.wallet.get(payer_id)
         if payer is None:
             raise Refusal("61")
         self._charge(txn, payer)
@@ -169,14 +159,13 @@ class Books:
     def consume_code(self, txn: Txn, code: str) -> Txn:
         if txn.order_id in self.txns:
             raise Refusal("12")
-        payer = self.payers.get(self.codes.pop(code, ""))
-        if payer is None:
+        payer = self.wallet.redeem(code)
+        if isinstance(payer, CodeRefusal):
             raise Refusal("61")
         self._add(txn)
-        try:
-            payer.check(txn.amount)  # refused before the password is even asked for
-        except Refusal as refusal:
-            txn.code, txn.done_at = refusal.code, clock.now()
+        refused = payer.refusal(txn.amount, balance=False)  # before the password is asked for
+        if refused is not None:
+            txn.code, txn.done_at = REFUSALS[refused], clock.now()
             return txn
         if payer.password_required:
             txn.payer_id = payer.payer_id
@@ -199,7 +188,7 @@ class Books:
             self.expire(txn)
             if txn.code == "05":
                 try:
-                    self._charge(txn, self.payers[payer_id])
+                    self._charge(txn, self.wallet.payers[payer_id])
                 except Refusal as refusal:
                     txn.code, txn.done_at = refusal.code, clock.now()
                 done.append(txn)
@@ -216,7 +205,8 @@ class Books:
             raise Refusal("36")
         self._add(txn)
         if original.code == "00" and original.payer_id:
-            self.payers[original.payer_id].balance_fen += original.amount
+            self.wallet.payers[original.payer_id].reverse(original.amount,
+                                original.done_at or clock.now())
         original.code = "45"
         txn.code, txn.done_at, txn.req_reserved = "00", clock.now(), original.order_id
         return txn
@@ -232,7 +222,7 @@ class Books:
         self._add(txn)
         original.refunded += txn.amount
         if original.payer_id:
-            self.payers[original.payer_id].balance_fen += txn.amount
+            self.wallet.payers[original.payer_id].credit(txn.amount)
         txn.code, txn.done_at = "00", clock.now()
         return txn
 
@@ -259,7 +249,7 @@ class Books:
                 "tradeNo": TRADE_CODES[txn.txn_type], "acqInsCode": ACQ_INS_CODE,
                 "sendInsCode": SEND_INS_CODE, "traceNo": txn.trace_no,
                 "txnTime": txn.trace_time,
-                "payCardNo": self.payers[txn.payer_id].acc_no if txn.payer_id else "",
+                "payCardNo": self.wallet.payers[txn.payer_id].acc_no if txn.payer_id else "",
                 "txnAmt": str(txn.amount), "merCatCode": MER_CAT_CODE,
                 "queryId": txn.query_id, "orderId": txn.order_id,
                 "payCardType": "01" if txn.payer_id else "",

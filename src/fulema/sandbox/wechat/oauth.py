@@ -70,7 +70,7 @@ def add_oauth_routes(app: FastAPI, sb: WechatSandbox) -> None:
         redirect_uri = q.get("redirect_uri", "")
         if not redirect_uri.startswith(("https://", "http://")):
             return _page(400, "redirect_uri参数错误")
-        payer = sb.payers.get(q.get("payer_id") or RICH_OPENID)
+        payer = sb.wallet.get(q.get("payer_id") or RICH_OPENID)
         if payer is None:
             return _page(404, "sandbox: no such payer")
         now = clock.now()

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from fulema.core.clock import clock
+from fulema.sandbox.wallet import CodeRefusal, Refusal
 from fulema.sandbox.wechat import statement as wechat_statement
 from fulema.sandbox.wechat.config import certificate_serial
 from fulema.sandbox.wechat.protocol import AEAD, CST, rfc3339, seal
@@ -25,6 +26,7 @@ from fulema.sandbox.wechat.state import V3_REFUSALS, Answer, Order, Refund, Wech
 
 OUT_NO = re.compile(r"^[0-9A-Za-z_\-|*]{6,32}$")
 AUTH_CODE = re.compile(r"^1[0-5]\d{16}$")
+_BALANCE_DESC = "用户余额不足"  # trade_state_desc of an order the balance could not pay
 PREPAY_TYPES = {"native": "NATIVE", "jsapi": "JSAPI", "h5": "MWEB", "app": "APP"}
 
 
@@ -121,26 +123,24 @@ def codepay(sb: WechatSandbox, body: dict[str, Any]) -> Answer:
               None, now, now + timedelta(minutes=5), body.get("appid", sb.config.appid),
               auth_code=code, transaction_id=sb.new_transaction_id(), state="USERPAYING")
     sb.orders[o.out_trade_no] = o
-    entry = sb.codes.pop(code, None)
-    if not AUTH_CODE.match(code) or entry is None:
+    payer_obj = sb.wallet.redeem(code)
+    if not AUTH_CODE.match(code) or payer_obj is CodeRefusal.UNKNOWN:
         o.state, o.state_desc = "PAYERROR", "付款码无效"
         return err(403, "AUTH_CODE_INVALID", "付款码无效，请用户刷新付款码后重新支付")
-    if entry[1] < now:
+    if isinstance(payer_obj, CodeRefusal):
         o.state, o.state_desc = "PAYERROR", "付款码已过期"
         return err(403, "AUTHCODEEXPIRE", "付款码已过期，请用户刷新付款码后重新支付")
-    payer_obj = sb.payers[entry[0]]
     o.openid = payer_obj.openid
-    refused = payer_obj.controls.refusal(o.total)
-    if refused is not None:
-        code, message = V3_REFUSALS[refused]
-        o.state, o.state_desc = "PAYERROR", message
-        return err(403, code, message)
-    if payer_obj.password_required:  # USERPAYING until the payer enters the password
+    # Refused before the password is asked for; the balance only once it is entered.
+    refused = payer_obj.refusal(o.total, balance=not payer_obj.password_required)
+    if refused is None and payer_obj.password_required:  # USERPAYING until the password
         return 200, {"appid": o.appid, "mchid": sb.config.mchid, "out_trade_no": o.out_trade_no,
                      "trade_type": "MICROPAY", "trade_state": "USERPAYING"}
-    if not sb.settle(o, payer_obj):
-        o.state, o.state_desc = "PAYERROR", "用户余额不足"
-        return err(403, "NOTENOUGH", "用户余额不足，请提示用户更换付款方式")
+    refused = refused or sb.settle(o, payer_obj)
+    if refused is not None:
+        code, message = V3_REFUSALS[refused]
+        o.state, o.state_desc = "PAYERROR", _BALANCE_DESC if refused is Refusal.BALANCE else message
+        return err(403, code, message)
     return 200, sb.order_view(o)
 
 
@@ -154,7 +154,7 @@ def close(sb: WechatSandbox, no: str, *, reverse: bool) -> Answer:
     if o.state == "SUCCESS" and not reverse:
         return err(400, "ORDERPAID", "订单已支付，不能关闭")
     if o.state == "SUCCESS":  # reversal of a paid payment: the whole amount goes back at once
-        sb.payers[o.openid].balance_fen += o.total
+        sb.wallet.payers[o.openid].reverse(o.total, o.success_at or clock.now())
         r = Refund(f"REVOKE{o.out_trade_no}"[:64], f"5030{secrets.randbelow(10**24):024d}", o,
                    o.total, "撤销", None, clock.now(), status="SUCCESS", success_at=clock.now(),
                    kind="REVOKED")
@@ -196,7 +196,7 @@ def refund(sb: WechatSandbox, body: dict[str, Any]) -> Answer:
 
     async def later() -> None:
         await asyncio.sleep(0.05)
-        sb.payers[o.openid].balance_fen += r.amount
+        sb.wallet.payers[o.openid].credit(r.amount)
         sb.complete_refund(r)
 
     task = asyncio.get_running_loop().create_task(later())

@@ -27,12 +27,18 @@ from fulema.sandbox.json_common import (
     refuse,
     set_faults,
 )
-from fulema.sandbox.payer_controls import parse_controls
+from fulema.sandbox.wallet import Refusal, parse_rules
 from fulema.sandbox.wechat.config import WechatSandboxConfig
 from fulema.sandbox.wechat.oauth import add_oauth_routes
 from fulema.sandbox.wechat.protocol import rfc3339
 from fulema.sandbox.wechat.routes import api_routes
-from fulema.sandbox.wechat.state import V3_REFUSALS, Order, Payer, WechatSandbox, new_openid
+from fulema.sandbox.wechat.state import (
+    V3_REFUSALS,
+    Order,
+    WechatPayer,
+    WechatSandbox,
+    new_openid,
+)
 from fulema.sandbox.wechat.v2 import add_v2_routes
 
 __all__ = ["WechatSandbox", "WechatSandboxConfig", "build_sandbox"]
@@ -64,7 +70,7 @@ def _find(sb: WechatSandbox, body: dict[str, Any]) -> Order | None:
     return None
 
 
-def _pay(sb: WechatSandbox, o: Order, payer: Payer) -> Response:
+def _pay(sb: WechatSandbox, o: Order, payer: WechatPayer) -> Response:
     sb.refresh(o)
     if o.state != "NOTPAY":
         return refuse(400, "ORDERPAID" if o.state in ("SUCCESS", "REFUND") else "ORDER_CLOSED",
@@ -73,11 +79,11 @@ def _pay(sb: WechatSandbox, o: Order, payer: Payer) -> Response:
         return refuse(400, "ORDER_CLOSED", "订单已过支付结束时间")
     if o.trade_type == "JSAPI" and o.openid and o.openid != payer.openid:
         return refuse(403, "BUYER_MISMATCH", "支付者与下单时的openid不一致")
-    refused = payer.controls.refusal(o.total)  # this attempt fails; the order stays NOTPAY
+    refused = sb.settle(o, payer)  # a refusal fails this attempt; the order stays NOTPAY
+    if refused is Refusal.BALANCE:
+        return refuse(403, "NOTENOUGH", "用户余额不足")
     if refused is not None:
         return refuse(403, *V3_REFUSALS[refused])
-    if not sb.settle(o, payer):  # this attempt fails; the order stays NOTPAY, as in the app
-        return refuse(403, "NOTENOUGH", "用户余额不足")
     return answer(sb.order_view(o))
 
 
@@ -85,25 +91,26 @@ def _wallet_routes(app: FastAPI, sb: WechatSandbox) -> None:
     @app.post("/wallet/payers")
     async def add_payer(request: Request) -> Response:
         body = await read_json(request)
-        fields = new_payer(body, sb.payers, new_openid, param_code="PARAM_ERROR")
+        fields = new_payer(body, sb.wallet.payers, new_openid, param_code="PARAM_ERROR")
         if isinstance(fields, Response):
             return fields
         pid, balance = fields
-        controls = parse_controls(body)
-        if isinstance(controls, str):
-            return refuse(400, "PARAM_ERROR", controls)
-        payer = Payer(pid, balance, bool(body.get("password_required")), controls)
-        sb.payers[pid] = payer
+        rules = parse_rules(body)
+        if isinstance(rules, str):
+            return refuse(400, "PARAM_ERROR", rules)
+        payer = sb.wallet.add(WechatPayer(
+            pid, balance, password_required=bool(body.get("password_required")),
+            risk_refused=rules[0], limit_fen=rules[1]))
         return answer(payer.view())
 
     @app.get("/wallet/payers/{pid}")
     async def get_payer(pid: str) -> Response:
-        payer = sb.payers.get(pid)
+        payer = sb.wallet.get(pid)
         return answer(payer.view()) if payer else refuse(404, "PAYER_NOT_FOUND", pid)
 
     @app.post("/wallet/payers/{pid}/code")
     async def code(pid: str) -> Response:
-        return payer_code(pid, sb.payers.get(pid), sb.issue_code, rfc3339)
+        return payer_code(pid, sb.wallet.get(pid), sb.issue_code, rfc3339)
 
     @app.post("/wallet/payers/{pid}/confirm")
     async def confirm(pid: str, request: Request) -> Response:
@@ -115,10 +122,10 @@ def _wallet_routes(app: FastAPI, sb: WechatSandbox) -> None:
                    and (not body.get("out_trade_no") or o.out_trade_no == body["out_trade_no"])]
         if not waiting:
             return refuse(404, "NOTHING_TO_CONFIRM", "no payment awaits this payer's password")
-        o, payer = waiting[-1], sb.payers[pid]
+        o, payer = waiting[-1], sb.wallet.payers[pid]
         if body.get("approve", True) is False:
             o.state, o.state_desc = "PAYERROR", "用户取消支付"
-        elif not sb.settle(o, payer):
+        elif sb.settle(o, payer) is not None:
             o.state, o.state_desc = "PAYERROR", "用户余额不足"
         return answer(sb.order_view(o))
 
@@ -128,7 +135,7 @@ def _wallet_routes(app: FastAPI, sb: WechatSandbox) -> None:
         out_trade_no, payer_id}."""
         body = await read_json(request)
         o = _find(sb, body)
-        payer = sb.payers.get(str(body.get("payer_id") or (o.openid if o else "") or ""))
+        payer = sb.wallet.get(str(body.get("payer_id") or (o.openid if o else "") or ""))
         if o is None:
             return refuse(404, "ORDER_NOT_EXIST", "no such QR / prepay order")
         if payer is None:

@@ -11,7 +11,7 @@ import asyncio
 import secrets
 import string
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,7 +23,7 @@ from fastapi.responses import Response
 from fulema.core.clock import clock
 from fulema.core.crypto import rsa_sha256_verify
 from fulema.sandbox.json_common import Faults, json_object
-from fulema.sandbox.payer_controls import PayerControls, Refused
+from fulema.sandbox.wallet import Payer, PayerBook, Refusal, three_codes
 from fulema.sandbox.wechat.config import (
     WechatSandboxConfig,
     certificate_serial,
@@ -58,28 +58,29 @@ def new_openid() -> str:
 
 
 @dataclass
-class Payer:
-    openid: str
-    balance_fen: int
-    password_required: bool
-    controls: PayerControls = field(default_factory=PayerControls)
+class WechatPayer(Payer):
+    """A WeChat user: the payer id is the openid (under the sandbox's one appid)."""
+
+    @property
+    def openid(self) -> str:
+        return self.payer_id
 
     def view(self) -> dict[str, Any]:
-        return {"payer_id": self.openid, "openid": self.openid, "balance_fen": self.balance_fen,
-                "password_required": self.password_required, **self.controls.view()}
+        return {**super().view(), "openid": self.openid}
 
 
 # A payer WeChat's risk control or rules refuse: API v3's codes (403, from the basic-payment
-# error table: ACCOUNT_ERROR 账号异常 "用户账号异常", RULE_LIMIT 业务规则限制) and API v2
-# micropay's, which has one code for both (TRADE_ERROR 交易错误: account abnormal, risk, rules).
-V3_REFUSALS: dict[Refused, tuple[str, str]] = {
-    Refused.RISK: ("ACCOUNT_ERROR", "用户账号异常，请提示用户更换付款方式"),
-    Refused.LIMIT: ("RULE_LIMIT", "交易金额超出用户支付限额，请提示用户更换付款方式"),
-}
-V2_REFUSALS: dict[Refused, tuple[str, str]] = {
-    Refused.RISK: ("TRADE_ERROR", "用户账号异常，交易失败"),
-    Refused.LIMIT: ("TRADE_ERROR", "交易金额超出用户支付限额"),
-}
+# error table: ACCOUNT_ERROR 账号异常 "用户账号异常", RULE_LIMIT 业务规则限制, NOTENOUGH) and
+# API v2 micropay's, which has one code for account, risk and rules (TRADE_ERROR 交易错误).
+V3_REFUSALS: dict[Refusal, tuple[str, str]] = three_codes(
+    risk=("ACCOUNT_ERROR", "用户账号异常，请提示用户更换付款方式"),
+    limit=("RULE_LIMIT", "交易金额超出用户支付限额，请提示用户更换付款方式"),
+    balance=("NOTENOUGH", "用户余额不足，请提示用户更换付款方式"))
+V2_REFUSALS: dict[Refusal, tuple[str, str]] = three_codes(
+    risk=("TRADE_ERROR", "用户账号异常，交易失败"),
+    limit=("TRADE_ERROR", "交易金额超出用户支付限额"),
+    balance=("NOTENOUGH", "余额不足"))
+CODE_PREFIX, CODE_LENGTH = "13", 18  # what the sandbox issues; AUTH_CODE is what WeChat takes
 
 
 @dataclass
@@ -130,24 +131,19 @@ class WechatSandbox:
                                                 config.certificate_valid)
         self.serial = (certificate_serial(self.certificate) if config.identity == "certificate"
                        else config.platform_public_key_id)
-        self.payers: dict[str, Payer] = {}
-        self.codes: dict[str, tuple[str, datetime]] = {}
+        self.wallet = PayerBook[WechatPayer](
+            WechatPayer(RICH_OPENID, 100_000_000), WechatPayer(POOR_OPENID, 100),
+            WechatPayer(PIN_OPENID, 100_000_000, password_required=True))
         self.orders: dict[str, Order] = {}
         self.refunds: dict[str, Refund] = {}
         self.bills: dict[str, bytes] = {}  # download token -> plain bill
         self.nonces: dict[str, int] = {}
         self.faults = Faults()
         self.tasks: set[asyncio.Task[None]] = set()
-        for openid, fen, pin in ((RICH_OPENID, 100_000_000, False), (POOR_OPENID, 100, False),
-                                 (PIN_OPENID, 100_000_000, True)):
-            self.payers[openid] = Payer(openid, fen, pin)
 
-    # payers and payer codes ---------------------------------------------------
-    def issue_code(self, payer: Payer) -> tuple[str, datetime]:
-        code = "13" + "".join(secrets.choice(string.digits) for _ in range(16))
-        expires = clock.now() + CODE_TTL
-        self.codes[code] = (payer.openid, expires)
-        return code, expires
+    # payer codes ----------------------------------------------------------------
+    def issue_code(self, payer: WechatPayer) -> tuple[str, datetime | None]:
+        return self.wallet.issue_code(payer, CODE_PREFIX, CODE_LENGTH, CODE_TTL)
 
     # orders -------------------------------------------------------------------
     def new_transaction_id(self) -> str:
@@ -191,17 +187,17 @@ class WechatSandbox:
             doc["success_time"] = rfc3339(r.success_at)
         return doc
 
-    def settle(self, o: Order, payer: Payer) -> bool:
-        """Debit the payer and notify; False (order untouched) when the balance is short."""
-        if payer.balance_fen < o.total:
-            return False
-        payer.balance_fen -= o.total
+    def settle(self, o: Order, payer: WechatPayer) -> Refusal | None:
+        """Debit the payer and notify; the refusal (order untouched) when the wallet refuses."""
+        refused = payer.pay(o.total)
+        if refused is not None:
+            return refused
         o.state, o.state_desc, o.openid = "SUCCESS", "", payer.openid
         o.success_at, o.transaction_id = clock.now(), o.transaction_id or self.new_transaction_id()
         if o.trade_type != "MICROPAY":  # payer-code payments have no asynchronous notification
             self.notify(o.notify_url, "TRANSACTION.SUCCESS", "支付成功", "transaction",
                         self.order_view(o))
-        return True
+        return None
 
     def complete_refund(self, r: Refund) -> None:
         r.status, r.success_at = "SUCCESS", clock.now()

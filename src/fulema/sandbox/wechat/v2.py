@@ -26,6 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from fulema.core.clock import clock
+from fulema.sandbox.wallet import CodeRefusal, Refusal
 from fulema.sandbox.wechat.protocol import (
     CST,
     HMAC_SHA256,
@@ -150,25 +151,23 @@ class V2Api:
                   p["appid"], auth_code=code, transaction_id=self.sb.new_transaction_id(),
                   state="USERPAYING")
         self.sb.orders[no] = o
-        entry = self.sb.codes.pop(code, None)
-        if not AUTH_CODE.match(code) or entry is None:
+        payer = self.sb.wallet.redeem(code)
+        if not AUTH_CODE.match(code) or payer is CodeRefusal.UNKNOWN:
             o.state, o.state_desc = "PAYERROR", "付款码无效"
             return fail("AUTH_CODE_INVALID", "101 付款码无效，请重新扫码")
-        if entry[1] < now:
+        if isinstance(payer, CodeRefusal):
             o.state, o.state_desc = "PAYERROR", "付款码已过期"
             return fail("AUTHCODEEXPIRE", "二维码已过期，请用户在微信上刷新后再试")
-        payer = self.sb.payers[entry[0]]
         o.openid = payer.openid
-        refused = payer.controls.refusal(o.total)
+        refused = payer.refusal(o.total, balance=not payer.password_required)
+        if refused is None and payer.password_required:  # USERPAYING until .../confirm
+            return fail("USERPAYING", "需要用户输入支付密码")
+        refused = refused or self.sb.settle(o, payer)
         if refused is not None:
             code, desc = V2_REFUSALS[refused]
-            o.state, o.state_desc = "PAYERROR", desc
+            o.state, o.state_desc = "PAYERROR", \
+                "用户余额不足" if refused is Refusal.BALANCE else desc
             return fail(code, desc)
-        if payer.password_required:  # USERPAYING until /wallet/payers/{id}/confirm
-            return fail("USERPAYING", "需要用户输入支付密码")
-        if not self.sb.settle(o, payer):
-            o.state, o.state_desc = "PAYERROR", "用户余额不足"
-            return fail("NOTENOUGH", "余额不足")
         return {"result_code": "SUCCESS", **self.paid_fields(o)}
 
     def _order(self, p: Fields) -> Order | None:
