@@ -38,7 +38,7 @@ from fulema.core.channel_settings import BreakerSection
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, FulemaError
-from fulema.core.vocab import ChannelName
+from fulema.core.vocab import ChannelName, WayCode
 
 Mode = Literal["ok", "down", "refuse", "crash", "hang"]
 T0 = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
@@ -66,6 +66,9 @@ class ScriptedChannel:
             raise ChannelError("NOTENOUGH", "insufficient balance")
         if self.mode == "crash":
             raise RuntimeError("adapter bug")
+
+    def static_code_way(self, payer_id: str | None) -> WayCode:
+        return WayCode.QR_STATIC
 
     async def create(self, req: CreatePaymentRequest) -> CreatePaymentResult:
         await self._act("create")

@@ -113,3 +113,12 @@ async def test_bad_amount_is_asked_again_and_nothing_is_written(platform: Platfo
 
     async with platform.db.transaction() as s:
         assert await s.scalar(select(func.count()).select_from(Order)) == 0
+
+
+async def test_an_app_without_payer_auth_gets_the_amount_pad_at_once(platform: Platform) -> None:
+    """The bank's app authorises nobody (its channel has no PayerAuth): no OAuth redirect,
+    the amount pad straight away."""
+    page = await platform.http.get("/pay/q/DEMO000001", headers={"User-Agent": BANK})
+    assert page.status_code == 200
+    assert "location" not in page.headers
+    assert 'name="amount"' in page.text

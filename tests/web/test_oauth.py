@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from fulema.channels.alipay import adapter as alipay_channel
 from fulema.channels.base import CreatePaymentRequest, TradeState
+from fulema.channels.registry import ChannelRegistry, build_channels
 from fulema.channels.wechat import adapter as wechat_channel
 from fulema.core.clock import clock
 from fulema.core.config import Settings
@@ -44,6 +45,7 @@ ALIPAY_DEFAULT_PAYER = "2088102146225135"
 class Env:
     http: httpx.AsyncClient
     settings: Settings
+    channels: ChannelRegistry
 
     async def hop(self, url: str, expect: int = 302) -> httpx.Response:
         """One request, redirects not followed; the fragment stays in the browser."""
@@ -54,7 +56,7 @@ class Env:
     async def dance(self, channel: str, payer_id: str | None = None) -> str:
         """Cashier -> app authorize page -> our callback -> the plate page; the payer id the
         plate page accepts."""
-        url = await authorize_url(channel, self.settings, PLATE)
+        url = authorize_url(self.channels, self.settings, channel, PLATE)
         assert url is not None
         if payer_id:  # the sandbox wallet says which payer is looking at the page
             url = url.replace("?", f"?payer_id={payer_id}&", 1)
@@ -78,7 +80,8 @@ async def env(data_dir: Path) -> AsyncIterator[Env]:
     settings = Settings(public_base_url="http://testserver", data_dir=data_dir)
     app = FastAPI()
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
-    app.state.settings, app.state.http = settings, http
+    channels = build_channels(settings, http)  # every channel: payer auth where there is one
+    app.state.settings, app.state.http, app.state.channels = settings, http, channels
     app.include_router(router)
 
     @app.get("/pay/q/{plate}")  # stands in for the cashier: what it would accept
@@ -91,7 +94,7 @@ async def env(data_dir: Path) -> AsyncIterator[Env]:
     add_alipay_oauth(ali, ali.state.sandbox)
     app.mount("/sandbox/wechat", wx)
     app.mount("/sandbox/alipay", ali)
-    yield Env(http, settings)
+    yield Env(http, settings, channels)
     for task in [*wx.state.sandbox.tasks, *ali.state.sandbox.tasks]:
         task.cancel()
     await http.aclose()
@@ -104,7 +107,7 @@ def order(payer_id: str) -> CreatePaymentRequest:
 
 
 async def test_authorize_urls_are_the_apps_real_ones(env: Env) -> None:
-    wx = await authorize_url("wechat", env.settings, f"/pay/q/{PLATE}")
+    wx = authorize_url(env.channels, env.settings, "wechat", f"/pay/q/{PLATE}")
     assert wx is not None
     parts = urlsplit(wx)
     assert parts.path == "/sandbox/wechat/connect/oauth2/authorize"
@@ -118,7 +121,7 @@ async def test_authorize_urls_are_the_apps_real_ones(env: Env) -> None:
     assert len(q["state"][0]) <= 128
     assert verify_state(env.settings, "wechat", q["state"][0]) == PLATE
 
-    ali = await authorize_url("alipay", env.settings, PLATE)
+    ali = authorize_url(env.channels, env.settings, "alipay", PLATE)
     assert ali is not None
     parts = urlsplit(ali)
     assert parts.path == "/sandbox/alipay/oauth2/publicAppAuthorize.htm"
@@ -126,9 +129,9 @@ async def test_authorize_urls_are_the_apps_real_ones(env: Env) -> None:
     assert (q["app_id"], q["scope"]) == ([env.settings.alipay.app_id], ["auth_base"])
     assert q["redirect_uri"] == ["http://testserver/pay/oauth/alipay/callback"]
 
-    assert await authorize_url("unionpay", env.settings, PLATE) is None
+    assert authorize_url(env.channels, env.settings, "unionpay", PLATE) is None
     with pytest.raises(ValueError, match="plate"):
-        await authorize_url("wechat", env.settings, "https://evil.example/x")
+        authorize_url(env.channels, env.settings, "wechat", "https://evil.example/x")
 
 
 async def test_wechat_dance_gives_an_openid_that_pays_jsapi(env: Env) -> None:
@@ -166,7 +169,7 @@ async def test_alipay_dance_gives_a_user_id_that_pays_jsapi(env: Env) -> None:
 
 
 async def test_a_forged_or_expired_state_is_refused(env: Env) -> None:
-    url = await authorize_url("wechat", env.settings, PLATE)
+    url = authorize_url(env.channels, env.settings, "wechat", PLATE)
     assert url is not None
     back = (await env.hop(url)).headers["location"]
     q = {k: v[0] for k, v in parse_qs(urlsplit(back).query).items()}
@@ -182,7 +185,7 @@ async def test_a_forged_or_expired_state_is_refused(env: Env) -> None:
         assert resp.status_code == 400, state
         assert "location" not in resp.headers
         with pytest.raises(FulemaError, match="forged"):
-            await payer_id_from_callback("wechat", env.settings, env.http,
+            await payer_id_from_callback(env.channels, env.settings, "wechat",
                                          {"code": q["code"], "state": state})
     # the code was never spent on a forged state: the genuine callback still works
     ok = await env.http.get("/pay/oauth/wechat/callback", params=q)

@@ -8,7 +8,7 @@ is `UNKNOWN` (the order is then queried), never `FAILED`; only the channel sayin
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -149,9 +149,22 @@ class CallbackAck:
     media_type: str
 
 
+def in_app_static_way(payer_id: str | None) -> WayCode:
+    """`Channel.static_code_way` of a channel whose app opens the plate's cashier inside itself
+    (WeChat, Alipay): with the payer's id (from the app's silent authorisation, `PayerAuth`) it
+    is an in-app (JSAPI) payment, without it the app's QR link (QR_DYNAMIC)."""
+    return WayCode.JSAPI if payer_id else WayCode.QR_DYNAMIC
+
+
 @runtime_checkable
 class Channel(Protocol):
     name: ChannelName
+
+    def static_code_way(self, payer_id: str | None) -> WayCode:
+        """How this channel takes a payment at a static QR plate (QR_STATIC), given the payer's
+        id when the cashier has one: `in_app_static_way` for an app that opens the cashier and
+        authorises its payers, QR_STATIC as it is for an app that confirms the payment itself."""
+        ...
 
     async def create(self, req: CreatePaymentRequest) -> CreatePaymentResult: ...
 
@@ -176,6 +189,30 @@ class Channel(Protocol):
     def callback_ack(self, ok: bool) -> CallbackAck: ...
 
     async def download_statement(self, day: date) -> bytes: ...
+
+
+class PayerAuth(Protocol):
+    """A channel's silent payer authorisation (OAuth inside its app), for the static-QR cashier.
+
+    The cashier (`web/oauth.py`) owns the channel-independent flow: the signed `state`, the
+    redirect back, the payer token. A channel package that has one offers it from its `oauth`
+    module (`build_payer_auth(settings, http)`); the registry builds it with the adapter and
+    hands it out as `ChannelRegistry.payer_auth(name)`. A channel without one has no OAuth step.
+    """
+
+    def authorize_url(self, redirect_uri: str, state: str) -> str:
+        """The app's authorize page for a silent authorisation coming back to `redirect_uri`."""
+        ...
+
+    def code_of(self, params: Mapping[str, str]) -> str:
+        """The one-time code the callback carries; FulemaError(VALIDATION_ERROR) when it carries
+        none or was issued for another app."""
+        ...
+
+    async def payer_id(self, code: str) -> str:
+        """Exchange the code server-to-server for the payer's id under our app: ChannelError
+        when the app refuses the code, ChannelUnavailable when it cannot be asked."""
+        ...
 
 
 EndpointSettings = TypeVar("EndpointSettings", bound=BaseModel)

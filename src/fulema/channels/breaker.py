@@ -47,10 +47,6 @@ from fulema.core.errors import FulemaError
 T = TypeVar("T")
 
 
-# The thresholds are the settings tree's `breaker` section (FULEMA_BREAKER_*).
-BreakerSettings = BreakerSection
-
-
 class BreakerState(StrEnum):
     CLOSED = "closed"
     HALF_OPEN = "half_open"
@@ -135,7 +131,7 @@ class BreakerSnapshot:
 class CircuitBreaker:
     """Breaker for one (channel, endpoint). Use `call()`; `acquire`/`record` are its parts."""
 
-    def __init__(self, channel: str, endpoint: str, settings: BreakerSettings, *,
+    def __init__(self, channel: str, endpoint: str, settings: BreakerSection, *,
                  timer: Callable[[], float] = perf_counter) -> None:
         self.channel = channel
         self.endpoint = endpoint

@@ -1,18 +1,22 @@
 """Builds the enabled channel adapters from settings.
 
 Each channel package's `adapter` module exposes `build_endpoints(settings, http)` (primary and
-backup), which reads its own section of the tree (`settings.wechat`, ...). Importing them by
-name keeps this the one place that knows which channels exist; the sandboxes are composed apart
-from them, in `fulema.sandboxes`.
+backup), which reads its own section of the tree (`settings.wechat`, ...). A package whose app
+authorises its payers silently (WeChat, Alipay) also has an `oauth` module exposing
+`build_payer_auth(settings, http)`, its `PayerAuth`; the cashier asks `payer_auth(name)` and
+never names a channel. Importing them by name keeps this the one place that knows which
+channels exist; the sandboxes are composed apart from them, in `fulema.sandboxes`.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+from collections.abc import Mapping
 
 import httpx
 
-from fulema.channels.base import Channel
+from fulema.channels.base import Channel, PayerAuth
 from fulema.channels.routing import GuardedChannel, guard
 from fulema.core.channel_settings import BreakerSection
 from fulema.core.config import Settings
@@ -21,14 +25,24 @@ from fulema.core.vocab import ChannelName
 
 
 class ChannelRegistry:
-    def __init__(self, channels: dict[ChannelName, Channel]) -> None:
+    def __init__(self, channels: dict[ChannelName, Channel],
+                 payer_auths: Mapping[ChannelName, PayerAuth] | None = None) -> None:
         self.channels = channels
+        self.payer_auths = dict(payer_auths or {})
 
     def get(self, name: ChannelName | str) -> Channel:
         try:
             return self.channels[ChannelName(name)]
         except (KeyError, ValueError) as exc:
             raise FulemaError(ErrorCode.CHANNEL_NOT_ENABLED, f"channel {name} is not enabled") from exc
+
+    def payer_auth(self, name: ChannelName | str) -> PayerAuth | None:
+        """The channel's silent payer authorisation; None for a channel that has none, is not
+        enabled or does not exist (the cashier then takes the payment without a payer id)."""
+        try:
+            return self.payer_auths.get(ChannelName(name))
+        except ValueError:
+            return None
 
     def enabled(self) -> list[ChannelName]:
         return list(self.channels)
@@ -50,9 +64,14 @@ def build_channels(settings: Settings, http: httpx.AsyncClient,
     and failover to the backup endpoint each module's `build_endpoints` offers when configured."""
     breaker = breaker or settings.breaker
     channels: dict[ChannelName, Channel] = {}
+    payer_auths: dict[ChannelName, PayerAuth] = {}
     for name in settings.enabled_channels:
         cname = ChannelName(name)
-        module = importlib.import_module(f"fulema.channels.{cname.value}.adapter")
+        package = f"fulema.channels.{cname.value}"
+        module = importlib.import_module(f"{package}.adapter")
         channels[cname] = guard(cname, module.build_endpoints(settings, http), breaker)
-    return ChannelRegistry(channels)
+        if importlib.util.find_spec(f"{package}.oauth") is not None:
+            oauth = importlib.import_module(f"{package}.oauth")
+            payer_auths[cname] = oauth.build_payer_auth(settings, http)
+    return ChannelRegistry(channels, payer_auths)
 

@@ -34,10 +34,11 @@ from fulema.channels.base import (
     RefundResult,
     TradeResult,
 )
-from fulema.channels.breaker import BreakerSettings, CircuitBreaker, CircuitOpen
-from fulema.core.vocab import ChannelName
+from fulema.channels.breaker import CircuitBreaker, CircuitOpen
+from fulema.core.channel_settings import BreakerSection
+from fulema.core.vocab import ChannelName, WayCode
 
-__all__ = ["BreakerSettings", "CircuitOpen", "GuardedChannel", "guard"]
+__all__ = ["CircuitOpen", "GuardedChannel", "guard"]
 
 T = TypeVar("T")
 
@@ -53,7 +54,7 @@ class GuardedChannel:
     """A `Channel` that sends each call to the first endpoint whose breaker allows it."""
 
     def __init__(self, name: ChannelName | str, endpoints: Sequence[tuple[str, Channel]],
-                 settings: BreakerSettings) -> None:
+                 settings: BreakerSection) -> None:
         if not endpoints:
             raise ValueError("a guarded channel needs at least one endpoint")
         names = [n for n, _ in endpoints]
@@ -112,6 +113,10 @@ class GuardedChannel:
 
     # ---------------------------------------------------------------- Channel
 
+    def static_code_way(self, payer_id: str | None) -> WayCode:
+        # What the channel is, not a call to it: every endpoint is the same adapter.
+        return self.primary.static_code_way(payer_id)
+
     async def create(self, req: CreatePaymentRequest) -> CreatePaymentResult:
         return await self._once("create", lambda ch: ch.create(req))
 
@@ -146,6 +151,6 @@ class GuardedChannel:
 
 
 def guard(name: ChannelName | str, endpoints: list[tuple[str, Channel]],
-          settings: BreakerSettings) -> GuardedChannel:
+          settings: BreakerSection) -> GuardedChannel:
     """Wrap a channel's endpoint adapters (primary first) in breakers and routing."""
     return GuardedChannel(name, endpoints, settings)

@@ -21,7 +21,7 @@ from fulema.core.clock import clock
 from fulema.core.db import retry_on_conflict
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.events import publish_now
-from fulema.core.vocab import ChannelName, WayCode
+from fulema.core.vocab import WayCode
 from fulema.payments.deps import Deps
 from fulema.payments.domain import OrderStatus
 from fulema.payments.models import Order
@@ -30,17 +30,14 @@ from fulema.payments.orders_state import core_move
 from fulema.payments.schemas import OrderOut
 from fulema.payments.views import order_payload, order_view
 
-IN_APP_CHANNELS = frozenset({ChannelName.WECHAT.value, ChannelName.ALIPAY.value})
-
 
 async def channel_create(deps: Deps, order: Order) -> OrderOut:
     channel = deps.channels.get(order.channel)
     way = WayCode(order.way_code)
-    if way == WayCode.QR_STATIC and order.channel in IN_APP_CHANNELS:
-        # The plate's cashier runs inside the payer's app: with the payer's id (from the app's
-        # silent authorisation) it is an in-app (JSAPI) payment, without it the app's QR link.
-        # The other channels take QR_STATIC as it is (their app confirms the payment itself).
-        way = WayCode.JSAPI if order.payer_id else WayCode.QR_DYNAMIC
+    if way == WayCode.QR_STATIC:
+        # How a plate payment is made is the channel's to say (in-app with the payer's id,
+        # its app's QR link, or the plate as it is): see `Channel.static_code_way`.
+        way = channel.static_code_way(order.payer_id)
     req = CreatePaymentRequest(
         order_id=order.id, amount=order.amount, subject=order.subject, way_code=way,
         notify_url=deps.settings.callback_url(order.channel),

@@ -19,13 +19,11 @@ from __future__ import annotations
 
 from fulema.payments.deps import Deps
 from fulema.payments.orders_apply import apply_trade_result, sync_with_channel
-from fulema.payments.orders_channel import IN_APP_CHANNELS
 from fulema.payments.orders_close import close_order
 from fulema.payments.orders_create import NewOrder, create_order
 from fulema.payments.orders_query import get_order, order_by_id, query_order
 
 __all__ = [
-    "IN_APP_CHANNELS",
     "Deps",
     "NewOrder",
     "apply_trade_result",

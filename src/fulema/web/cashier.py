@@ -34,9 +34,10 @@ async def show_plate(plate_code: str, request: Request, pid: str = "") -> Respon
         # an unsupported app, or its channel is down right now: name the apps that work
         return HTMLResponse(pages.unsupported(plate.merchant_name, enabled), status_code=200)
     if not pid or verify_payer_token(deps.settings, pid, channel=channel.value) is None:
-        # WeChat and Alipay need the payer's id for an in-app payment: ask the app for it
-        # silently (snsapi_base / auth_base); it comes back as a signed `pid` token.
-        url = await authorize_url(channel, deps.settings, plate_code)
+        # An app that runs the cashier inside itself (WeChat, Alipay) needs the payer's id for
+        # an in-app payment: ask it silently (the channel's PayerAuth); it comes back as a
+        # signed `pid` token. A channel without payer authorisation goes on without one.
+        url = authorize_url(deps.channels, deps.settings, channel, plate_code)
         if url is not None:
             return RedirectResponse(url, status_code=302)
         pid = ""

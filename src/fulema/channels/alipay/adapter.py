@@ -24,7 +24,6 @@ from fulema.channels.alipay.client import RETRYABLE, AlipayGateway, refusal
 from fulema.channels.alipay.protocol import (
     PAYING,
     SUCCESS,
-    AlipaySettings,
     alipay_public_key,
     app_private_key,
     beijing_time,
@@ -46,6 +45,7 @@ from fulema.channels.base import (
     RefundState,
     TradeResult,
     TradeState,
+    in_app_static_way,
     with_backup,
 )
 from fulema.core.config import Settings
@@ -53,7 +53,7 @@ from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.money import Money
 from fulema.core.vocab import ChannelName, WayCode
 
-__all__ = ["REFUND_STATES", "TRADE_STATES", "AlipayChannel", "AlipaySettings", "build_channel",
+__all__ = ["REFUND_STATES", "TRADE_STATES", "AlipayChannel", "build_channel",
            "parse_bill"]
 
 # Alipay's trade_status -> our states, in ONE place. An undocumented status is UNKNOWN.
@@ -97,6 +97,9 @@ class AlipayChannel(AlipayGateway):
     def _order_biz(self, req: CreatePaymentRequest) -> dict[str, Any]:
         return {"out_trade_no": req.order_id, "total_amount": req.amount.to_yuan(),
                 "subject": req.subject[:256], "time_expire": beijing_time(req.expire_at)}
+
+    def static_code_way(self, payer_id: str | None) -> WayCode:
+        return in_app_static_way(payer_id)  # the plate's cashier runs inside the app
 
     async def create(self, req: CreatePaymentRequest) -> CreatePaymentResult:
         if req.way_code in (WayCode.QR_DYNAMIC, WayCode.QR_STATIC):

@@ -24,7 +24,6 @@ from fulema.channels.alipay.protocol import (
     SIGN_TYPE,
     SUCCESS,
     VERSION,
-    AlipaySettings,
     beijing_time,
     response_key,
     sign_params,
@@ -32,6 +31,7 @@ from fulema.channels.alipay.protocol import (
     top_level,
 )
 from fulema.channels.base import ChannelError, ChannelUnavailable
+from fulema.core.channel_settings import AlipaySection
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 
@@ -48,7 +48,7 @@ def refusal(node: dict[str, Any]) -> tuple[str, str]:
 class AlipayGateway:
     """Signs requests with the app's key and verifies answers with Alipay's public key."""
 
-    def __init__(self, settings: Settings, ali: AlipaySettings, http: httpx.AsyncClient,
+    def __init__(self, settings: Settings, ali: AlipaySection, http: httpx.AsyncClient,
                  private_key: rsa.RSAPrivateKey, alipay_key: rsa.RSAPublicKey) -> None:
         self.settings = settings
         self.ali = ali

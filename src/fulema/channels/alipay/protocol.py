@@ -52,11 +52,6 @@ MESSAGES = {
 }
 
 
-# The section lives in the core settings tree (`Settings.alipay`); this name stays for the
-# sandbox, which builds one from the environment until it has its own configuration.
-AlipaySettings = AlipaySection
-
-
 def _pem(text: str, kind: str) -> str:
     """Alipay hands keys out as bare base64 lines; wrap them so `cryptography` can read them."""
     if "-----BEGIN" in text:
@@ -70,7 +65,7 @@ def _keys_dir(settings: Settings) -> Path:
     return settings.data_dir / "keys"
 
 
-def app_private_key(settings: Settings, ali: AlipaySettings) -> rsa.RSAPrivateKey:
+def app_private_key(settings: Settings, ali: AlipaySection) -> rsa.RSAPrivateKey:
     if ali.private_key_path is not None:
         return crypto.load_private_key(_pem(ali.private_key_path.read_text(), "PRIVATE KEY"))
     refuse_outside_development(settings, ["FULEMA_ALIPAY_PRIVATE_KEY_PATH is not set"])
@@ -82,7 +77,7 @@ def platform_dev_key(settings: Settings) -> rsa.RSAPrivateKey:
     return crypto.load_or_create_rsa_key(_keys_dir(settings) / "alipay_platform.pem")
 
 
-def alipay_public_key(settings: Settings, ali: AlipaySettings) -> rsa.RSAPublicKey:
+def alipay_public_key(settings: Settings, ali: AlipaySection) -> rsa.RSAPublicKey:
     if ali.alipay_public_key_path is None:  # the sandbox's key: development only
         refuse_outside_development(settings, ["FULEMA_ALIPAY_ALIPAY_PUBLIC_KEY_PATH is not set"])
         return platform_dev_key(settings).public_key()

@@ -74,11 +74,6 @@ REFUND_STATES: dict[str, RefundState] = {
 SUPPORTED_WAYS = {WayCode.QR_DYNAMIC, WayCode.QR_STATIC, WayCode.H5}
 
 
-# The section lives in the core settings tree (`Settings.bankpay`); this name stays for the
-# sandbox, which builds one from the environment until it has its own configuration.
-BankpaySettings = BankpaySection
-
-
 # ------------------------------------------------------------------ signing (shared with sandbox)
 
 def signing_string(timestamp: str, nonce: str, body: bytes) -> bytes:
@@ -168,7 +163,7 @@ class BankpayChannel:
     name = ChannelName.BANKPAY
 
     def __init__(self, settings: Settings, http: httpx.AsyncClient,
-                 bank: BankpaySettings | None = None) -> None:
+                 bank: BankpaySection | None = None) -> None:
         self.settings = settings
         self.bank = bank or settings.bankpay
         refuse_outside_development(settings, published_values(self.bank, PUBLISHED))
@@ -201,6 +196,9 @@ class BankpayChannel:
         return {"merchant_no": self.bank.merchant_no, "institution_id": self.bank.institution_id}
 
     # Channel ---------------------------------------------------------------
+    def static_code_way(self, payer_id: str | None) -> WayCode:
+        return WayCode.QR_STATIC  # the bank's app confirms a plate payment itself
+
     async def create(self, req: CreatePaymentRequest) -> CreatePaymentResult:
         if req.way_code not in SUPPORTED_WAYS:
             raise ChannelError("WAY_CODE_UNSUPPORTED",

@@ -74,22 +74,17 @@ REFUND_STATES: dict[str, RefundState] = {
 SUPPORTED_WAYS = {WayCode.QR_DYNAMIC, WayCode.QR_STATIC}
 
 
-# The section lives in the core settings tree (`Settings.ecny`); this name stays for the
-# sandbox, which builds one from the environment until it has its own configuration.
-EcnySettings = EcnySection
-
-
 def _keys_dir(settings: Settings) -> Path:
     return Path(settings.data_dir) / "keys"
 
 
-def _data_key(settings: Settings, ecny: EcnySettings) -> bytes:
+def _data_key(settings: Settings, ecny: EcnySection) -> bytes:
     if ecny.data_key_hex:
         return parse_data_key(ecny.data_key_hex)
     return load_or_create_data_key(_keys_dir(settings) / "ecny_sm4.key")
 
 
-def adapter_keys(settings: Settings, ecny: EcnySettings) -> EcnyKeys:
+def adapter_keys(settings: Settings, ecny: EcnySection) -> EcnyKeys:
     """Our private key, the institution's public key, the data key."""
     refuse_outside_development(settings, ecny.problems())
     merchant = (signer_from(ecny.merchant_key_file.read_text().strip()) if ecny.merchant_key_file
@@ -100,7 +95,7 @@ def adapter_keys(settings: Settings, ecny: EcnySettings) -> EcnyKeys:
                     platform_public=platform_public, data_key=_data_key(settings, ecny))
 
 
-def institution_keys(settings: Settings, ecny: EcnySettings) -> EcnyKeys:
+def institution_keys(settings: Settings, ecny: EcnySection) -> EcnyKeys:
     """The sandbox's side: the institution's private key and our registered public key."""
     platform = (signer_from(ecny.platform_key_file.read_text().strip()) if ecny.platform_key_file
                 else dev_key_pair(_keys_dir(settings) / "ecny_platform.key"))
@@ -137,7 +132,7 @@ class EcnyChannel:
     name = ChannelName.ECNY
 
     def __init__(self, settings: Settings, http: httpx.AsyncClient,
-                 ecny: EcnySettings | None = None) -> None:
+                 ecny: EcnySection | None = None) -> None:
         self.settings = settings
         self.ecny = ecny or settings.ecny
         if self.ecny.field_cipher not in CIPHERS:
@@ -199,6 +194,9 @@ class EcnyChannel:
                     aad_for(self.ecny.merchant_id, order_id))
 
     # Channel ---------------------------------------------------------------
+    def static_code_way(self, payer_id: str | None) -> WayCode:
+        return WayCode.QR_STATIC  # the e-CNY app confirms a plate payment itself
+
     async def create(self, req: CreatePaymentRequest) -> CreatePaymentResult:
         if req.way_code not in SUPPORTED_WAYS:
             raise ChannelError("WAY_CODE_UNSUPPORTED",

@@ -37,7 +37,7 @@ from fulema.channels.base import (
     with_backup,
 )
 from fulema.channels.unionpay.bill import zm_from_archive
-from fulema.channels.unionpay.config import AdapterKeys, UnionpaySettings, adapter_keys
+from fulema.channels.unionpay.config import AdapterKeys, adapter_keys
 from fulema.channels.unionpay.sign import (
     BEIJING,
     ENCODING,
@@ -54,13 +54,14 @@ from fulema.channels.unionpay.sign import (
     txn_time_for,
     verify_fields,
 )
+from fulema.core.channel_settings import UnionpaySection
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.money import Money
 from fulema.core.vocab import ChannelName, WayCode
 
-__all__ = ["TRADE_STATES", "UnionpayChannel", "UnionpaySettings", "build_channel"]
+__all__ = ["TRADE_STATES", "UnionpayChannel", "build_channel"]
 
 # UnionPay answer codes (《平台接入接口规范-第5部分-附录》) -> our states, in ONE place.
 # As a transaction's final state (origRespCode): 00 success, 03/04/05 still processing, 45 the
@@ -111,7 +112,7 @@ def _paid_at(trace_time: str | None) -> datetime | None:
 class UnionpayChannel:
     name = ChannelName.UNIONPAY
 
-    def __init__(self, settings: Settings, up: UnionpaySettings, http: httpx.AsyncClient,
+    def __init__(self, settings: Settings, up: UnionpaySection, http: httpx.AsyncClient,
                  keys: AdapterKeys) -> None:
         self.settings = settings
         self.up = up
@@ -182,6 +183,9 @@ class UnionpayChannel:
             "orderId": _order_id(fulema_id) + suffix, "txnTime": _txn_time(fulema_id)})
 
     # --- payments ----------------------------------------------------------------------------
+
+    def static_code_way(self, payer_id: str | None) -> WayCode:
+        return WayCode.QR_STATIC  # UnionPay's app confirms a plate payment itself (C2B 主扫)
 
     async def create(self, req: CreatePaymentRequest) -> CreatePaymentResult:
         if req.way_code not in (WayCode.QR_DYNAMIC, WayCode.QR_STATIC):

@@ -30,10 +30,6 @@ from fulema.core.channel_settings import UnionpaySection, refuse_outside_develop
 from fulema.core.config import Settings
 from fulema.core.keyfiles import read_or_create
 
-# The section lives in the core settings tree (`Settings.unionpay`); this name stays for the
-# sandbox, which builds one from the environment until it has its own configuration.
-UnionpaySettings = UnionpaySection
-
 
 @dataclass(frozen=True)
 class SideKeys:
@@ -63,7 +59,7 @@ def _keys_dir(settings: Settings) -> Path:
     return settings.data_dir / "keys"
 
 
-def merchant_keys(settings: Settings, up: UnionpaySettings) -> SideKeys:
+def merchant_keys(settings: Settings, up: UnionpaySection) -> SideKeys:
     keys = _keys_dir(settings)
     dev = settings.is_development
     rsa_key = (crypto.load_or_create_rsa_key(up.merchant_key_path
@@ -75,8 +71,7 @@ def merchant_keys(settings: Settings, up: UnionpaySettings) -> SideKeys:
     return SideKeys(rsa=rsa_key, sm2=sm2)
 
 
-
-def secure_key(settings: Settings, up: UnionpaySettings) -> str:
+def secure_key(settings: Settings, up: UnionpaySection) -> str:
     """The configured secure key, or the install's development one (made on first use, mode
     0600), which the adapter and the sandbox share like a real merchant and UnionPay do."""
     if up.secure_key:
@@ -103,7 +98,7 @@ def load_rsa_public(path: Path) -> rsa.RSAPublicKey:
     return key
 
 
-def adapter_keys(settings: Settings, up: UnionpaySettings) -> AdapterKeys:
+def adapter_keys(settings: Settings, up: UnionpaySection) -> AdapterKeys:
     """Our signing keys and UnionPay's verification keys. A verification key not configured is
     the sandbox's in development and, elsewhere, one nobody holds (start-up has already
     refused a missing key of the configured method)."""

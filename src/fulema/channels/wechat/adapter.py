@@ -31,11 +31,11 @@ from fulema.channels.base import (
     TradeResult,
     TradeState,
     event_callback,
+    in_app_static_way,
     with_backup,
 )
 from fulema.channels.wechat.bill import parse_tradebill, parse_tradebill_summary
 from fulema.channels.wechat.config import (
-    WechatSettings,
     merchant_private_key,
     merchant_serial_no,
     platform_public_key,
@@ -43,12 +43,13 @@ from fulema.channels.wechat.config import (
 from fulema.channels.wechat.sign import check_signed, decrypt_resource
 from fulema.channels.wechat.transport import WechatApi, pay_params
 from fulema.channels.wechat.v2 import WechatV2Codepay
+from fulema.core.channel_settings import WechatSection
 from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.money import Money
 from fulema.core.vocab import ChannelName, WayCode
 
-__all__ = ["REFUND_STATES", "TRADE_STATES", "WechatChannel", "WechatSettings", "build_channel",
+__all__ = ["REFUND_STATES", "TRADE_STATES", "WechatChannel", "build_channel",
            "parse_tradebill", "parse_tradebill_summary", "refund_result", "trade_result"]
 
 CST = timezone(timedelta(hours=8), "CST")  # WeChat's times are RFC 3339 in +08:00
@@ -121,7 +122,7 @@ class WechatChannel:
     name = ChannelName.WECHAT
 
     def __init__(self, settings: Settings, http: httpx.AsyncClient,
-                 wx: WechatSettings | None = None) -> None:
+                 wx: WechatSection | None = None) -> None:
         self.settings = settings
         self.wx = wx or settings.wechat
         self.wx.check(settings)
@@ -143,11 +144,14 @@ class WechatChannel:
                 "time_expire": rfc3339(req.expire_at), "notify_url": req.notify_url,
                 "amount": {"total": req.amount.fen, "currency": "CNY"}}
 
+    def static_code_way(self, payer_id: str | None) -> WayCode:
+        return in_app_static_way(payer_id)  # the plate's cashier runs inside the app
+
     async def create(self, req: CreatePaymentRequest) -> CreatePaymentResult:
         body = self._order(req)
         way = req.way_code
-        if way == WayCode.QR_STATIC:  # the plate opens our cashier inside WeChat: JSAPI if we
-            way = WayCode.JSAPI if req.payer_id else WayCode.QR_DYNAMIC  # know the openid
+        if way == WayCode.QR_STATIC:
+            way = self.static_code_way(req.payer_id)
         if way == WayCode.QR_DYNAMIC:
             data = await self.api.ok("POST", "/v3/pay/transactions/native", body)
             return CreatePaymentResult(TradeState.PAYING, code_url=data.get("code_url"), raw=data)

@@ -22,10 +22,7 @@ from fulema.core import crypto
 from fulema.core.channel_settings import DEV_APIV3_KEY, WechatSection
 from fulema.core.config import Settings
 
-# The section lives in the core settings tree (`Settings.wechat`); this name stays for the
-# sandbox, which builds one from the environment until it has its own configuration.
-WechatSettings = WechatSection
-__all__ = ["DEV_APIV3_KEY", "WechatSettings", "dev_platform_private_key", "merchant_private_key",
+__all__ = ["DEV_APIV3_KEY", "dev_platform_private_key", "merchant_private_key",
            "merchant_serial_no", "platform_public_key"]
 
 
@@ -33,13 +30,13 @@ def _key_dir(settings: Settings) -> Path:
     return settings.data_dir / "keys"
 
 
-def merchant_private_key(settings: Settings, wx: WechatSettings) -> rsa.RSAPrivateKey:
+def merchant_private_key(settings: Settings, wx: WechatSection) -> rsa.RSAPrivateKey:
     if wx.merchant_key_path is not None:
         return crypto.load_private_key(wx.merchant_key_path.read_bytes())
     return crypto.load_or_create_rsa_key(_key_dir(settings) / "wechat_merchant.pem")
 
 
-def merchant_serial_no(settings: Settings, wx: WechatSettings,
+def merchant_serial_no(settings: Settings, wx: WechatSection,
                        key: rsa.RSAPublicKey | None = None) -> str:
     """The configured serial, or the development key's derived one (both sides derive it).
     Pass the merchant's public key when it is already loaded: loading validates the key."""
@@ -53,7 +50,7 @@ def dev_platform_private_key(settings: Settings) -> rsa.RSAPrivateKey:
     return crypto.load_or_create_rsa_key(_key_dir(settings) / "wechat_platform.pem")
 
 
-def platform_public_key(settings: Settings, wx: WechatSettings) -> rsa.RSAPublicKey:
+def platform_public_key(settings: Settings, wx: WechatSection) -> rsa.RSAPublicKey:
     if wx.platform_public_key_path is not None:
         return crypto.load_public_key(wx.platform_public_key_path.read_bytes())
     return dev_platform_private_key(settings).public_key()

@@ -42,8 +42,7 @@ from fulema.channels.base import (
     TradeResult,
     TradeState,
 )
-from fulema.channels.wechat.config import WechatSettings
-from fulema.core.channel_settings import DEV_V2_API_KEY, WechatV2Section
+from fulema.core.channel_settings import DEV_V2_API_KEY, WechatSection, WechatV2Section
 from fulema.core.config import Settings
 from fulema.core.money import Money
 
@@ -89,11 +88,6 @@ REFUND_STATES: dict[str, RefundState] = {
     "REFUNDCLOSE": RefundState.FAILED,
     "CHANGE": RefundState.FAILED,  # refunded to a card that is gone: handled by hand
 }
-
-
-# The section lives in the core settings tree (`Settings.wechat_v2`); this name stays for the
-# sandbox, which builds one from the environment until it has its own configuration.
-WechatV2Settings = WechatV2Section
 
 
 # --- signing and XML (shared with the sandbox) -----------------------------------------------
@@ -183,7 +177,7 @@ class WechatV2Codepay:
     """Payer-code payments over v2. Same contract as the Channel methods it stands in for."""
 
     def __init__(self, settings: Settings, http: httpx.AsyncClient,
-                 wx: WechatSettings | None = None, v2: WechatV2Settings | None = None) -> None:
+                 wx: WechatSection | None = None, v2: WechatV2Section | None = None) -> None:
         self.wx = wx or settings.wechat
         self.v2 = v2 or settings.wechat_v2
         self.v2.check(settings)
