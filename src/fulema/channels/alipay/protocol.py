@@ -1,8 +1,9 @@
 """Alipay OpenAPI wire protocol: settings, keys, RSA2 signing and response extraction.
 
-Shared by the adapter (`channels/alipay/adapter.py`) and the sandbox
-(`sandbox/alipay/server.py`) so both sides
-build the string to sign in exactly one way. The rules, as Alipay documents them:
+The adapter's side only: the sandbox (`sandbox/alipay/protocol.py`) implements the same rules
+again from Alipay's documentation, so a mistake here is caught there rather than mirrored, and
+both are checked against Alipay's published vectors (tests/sandbox/test_alipay_vectors.py).
+The rules, as Alipay documents them:
 
 * request: every parameter except ``sign`` (and empty values), sorted by key, ``k=v`` joined by
   ``&``, values raw (not URL-encoded); SHA256withRSA with the app's private key, base64.
