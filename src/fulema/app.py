@@ -61,6 +61,10 @@ def create_app(settings: Settings, *, db: Database | None = None,
                http: httpx.AsyncClient | None = None) -> FastAPI:
     settings.check_production()  # outside development: refuses, naming every variable to fix
     db = db or Database(settings.database_url)
+    # Commits wake this process's own dispatcher in process; a NOTIFY (one statement per
+    # publishing transaction) is needed only where the dispatcher runs elsewhere, i.e. API
+    # processes of a deployment with separate `fulema worker`s (FULEMA_RUN_BACKGROUND=false).
+    db.notify_other_processes = db.dialect == "postgresql" and not settings.run_background
     http = http or httpx.AsyncClient(timeout=settings.channel_timeout_seconds)
     consumers, publisher = declared_consumers(settings)
     dispatcher = Dispatcher(db, consumers, poll_seconds=settings.events_poll_seconds)

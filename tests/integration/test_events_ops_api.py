@@ -151,3 +151,14 @@ async def test_every_events_endpoint_needs_the_operator_token(app: FastAPI) -> N
             resp = await anonymous.request(method, path, content=b"{not json")
             assert resp.status_code == 401, (path, resp.text)
             assert resp.json()["code"] == "UNAUTHORIZED"
+
+
+async def test_only_api_processes_without_a_dispatcher_send_notify(db: Database,
+                                                                   settings: Settings) -> None:
+    """A process that runs the dispatcher is woken by its own commits; only API processes of
+    a deployment with separate workers pay the NOTIFY statement (PostgreSQL only)."""
+    for run_background in (True, False):
+        create_app(settings.model_copy(update={"run_background": run_background,
+                                               "mount_sandbox": False, "enabled_channels": []}),
+                   db=db)
+        assert db.notify_other_processes == (db.dialect == "postgresql" and not run_background)

@@ -156,7 +156,8 @@ class Database:
         _count_statements(self.engine)
         # `committed` wakes this process's event dispatcher (and the loops that act on rows
         # the same transactions wrote) when a transaction that published an event commits;
-        # on PostgreSQL the transaction also NOTIFYs EVENTS_CHANNEL for other processes.
+        # on PostgreSQL the transaction also NOTIFYs EVENTS_CHANNEL for other processes (the
+        # composition root turns that off where this process runs the dispatcher itself).
         self.committed = Signal()
         self.notify_other_processes = self.dialect == "postgresql"
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False,
