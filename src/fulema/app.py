@@ -20,6 +20,7 @@ from fastapi import FastAPI
 
 from fulema.channels.ops_api import router as channels_ops_router
 from fulema.channels.registry import build_channels
+from fulema.core import audit as _audit_models  # noqa: F401 - registers tables
 from fulema.core.config import Settings, get_settings
 from fulema.core.db import Database
 from fulema.core.events import Consumer, Dispatcher
