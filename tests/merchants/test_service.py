@@ -366,3 +366,24 @@ async def test_the_demo_merchant_is_created_once(db: Database, settings: Setting
     with pytest.raises(RuntimeError, match="FULEMA_SEED_DEMO"):
         await service.onboard_demo_merchant(
             db, settings=settings.model_copy(update={"environment": "production"}))
+
+
+async def test_a_settlement_hold_keeps_the_merchant_paying_and_is_recorded(db: Database) -> None:
+    m = await merchant_in(db, S.ACTIVE)
+    held = await service.hold_settlement(db, merchant_id=m.id, reason="risk case 17",
+                                         operator=OPERATOR)
+    assert held.settlement_hold_reason == "risk case 17"
+    assert held.status == S.ACTIVE.value
+    released = await service.release_settlement(db, merchant_id=m.id, operator=OPERATOR)
+    assert released.settlement_hold_reason is None
+    actions = [e.action for e in await service.list_events(db, merchant_id=m.id)]
+    assert actions[-2:] == ["settlement_hold", "settlement_release"]
+    assert [e.topic for e in await outbox(db)][-2:] == ["merchant.settlement_hold",
+                                                        "merchant.settlement_release"]
+
+
+async def test_a_settlement_hold_needs_a_reason(db: Database) -> None:
+    m = await merchant_in(db, S.ACTIVE)
+    with pytest.raises(FulemaError) as caught:
+        await service.hold_settlement(db, merchant_id=m.id, reason="  ", operator=OPERATOR)
+    assert caught.value.code is ErrorCode.VALIDATION_ERROR

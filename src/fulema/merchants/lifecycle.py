@@ -41,6 +41,7 @@ class MerchantView:
     status: str
     reject_reason: str | None
     freeze_reason: str | None
+    settlement_hold_reason: str | None
     created_at: datetime
     updated_at: datetime
 
@@ -107,6 +108,29 @@ async def unfreeze(db: Database, *, merchant_id: str, operator: str,
 async def close(db: Database, *, merchant_id: str, operator: str,
                 reason: str | None = None) -> MerchantView:
     return await _transition(db, merchant_id, MerchantAction.CLOSE, operator, reason)
+
+
+async def hold_settlement(db: Database, *, merchant_id: str, reason: str,
+                          operator: str) -> MerchantView:
+    """Holds the merchant's settlement (payments go on, payouts wait) until released: what risk
+    does while a case is investigated; settlement honours `settlement_hold_reason`."""
+    text = domain.check_reason(MerchantAction.FREEZE, reason)  # a hold needs a reason too
+    async with db.transaction() as s:
+        m = await lock(s, merchant_id)
+        m.settlement_hold_reason = text
+        record(s, m, "settlement_hold", m.status, text, operator)
+        await s.flush()
+        return merchant_view(m)
+
+
+async def release_settlement(db: Database, *, merchant_id: str, operator: str,
+                             reason: str | None = None) -> MerchantView:
+    async with db.transaction() as s:
+        m = await lock(s, merchant_id)
+        m.settlement_hold_reason = None
+        record(s, m, "settlement_release", m.status, reason, operator)
+        await s.flush()
+        return merchant_view(m)
 
 
 async def resubmit(db: Database, *, merchant_id: str, operator: str, name: str | None = None,
@@ -229,4 +253,5 @@ def merchant_view(m: Merchant) -> MerchantView:
         legal_person=m.legal_person, settlement_account=m.settlement_account,
         settlement_account_name=m.settlement_account_name, contact_name=m.contact_name,
         contact_phone=m.contact_phone, mcc=m.mcc, status=m.status, reject_reason=m.reject_reason,
-        freeze_reason=m.freeze_reason, created_at=m.created_at, updated_at=m.updated_at)
+        freeze_reason=m.freeze_reason, settlement_hold_reason=m.settlement_hold_reason,
+        created_at=m.created_at, updated_at=m.updated_at)

@@ -33,6 +33,8 @@ class Merchant(Base):
     status: Mapped[str] = mapped_column(String(16))
     reject_reason: Mapped[str | None] = mapped_column(String(256), nullable=True)
     freeze_reason: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    # Set while settlement is held (risk, an investigation): payments go on, payouts wait.
+    settlement_hold_reason: Mapped[str | None] = mapped_column(String(256), nullable=True)
     version: Mapped[int] = mapped_column(Integer)  # number of audit events so far
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

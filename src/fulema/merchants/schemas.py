@@ -111,6 +111,7 @@ class MerchantOut(_Out):
     status: str
     reject_reason: str | None
     freeze_reason: str | None
+    settlement_hold_reason: str | None
     created_at: datetime
     updated_at: datetime
 

@@ -41,8 +41,10 @@ from fulema.merchants.lifecycle import apply_merchant as apply_merchant
 from fulema.merchants.lifecycle import approve as approve
 from fulema.merchants.lifecycle import close as close
 from fulema.merchants.lifecycle import freeze as freeze
+from fulema.merchants.lifecycle import hold_settlement as hold_settlement
 from fulema.merchants.lifecycle import list_events as list_events
 from fulema.merchants.lifecycle import reject as reject
+from fulema.merchants.lifecycle import release_settlement as release_settlement
 from fulema.merchants.lifecycle import resubmit as resubmit
 from fulema.merchants.lifecycle import unfreeze as unfreeze
 from fulema.merchants.plates import PlateInfo as PlateInfo
