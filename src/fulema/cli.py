@@ -14,10 +14,12 @@ from pathlib import Path
 import typer
 import uvicorn
 
+from fulema.cli_dr import dr_app
 from fulema.core.channel_settings import ConfigurationError
 from fulema.core.config import Settings, get_settings
 
 app = typer.Typer(help="Fulema (付了码) aggregated payment platform", no_args_is_help=True)
+app.add_typer(dr_app, name="dr")
 
 
 def _checked(settings: Settings) -> Settings:

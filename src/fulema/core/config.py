@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     events_nats_subject_prefix: str = "fulema.events"
     events_nats_start: Literal["BEGINNING", "NOW"] = "NOW"
 
+    # Disaster recovery (`fulema dr`): the libpq URLs of the PostgreSQL primary and its
+    # streaming standby. The platform's own URL lists both hosts with
+    # target_session_attrs=read-write, so it follows a switchover by itself.
+    dr_nodes: list[str] = Field(default_factory=list)
+
     notify_schedule_seconds: list[int] = Field(
         default_factory=lambda: [15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600,
                                  10800, 10800, 10800, 21600, 21600]

@@ -22,6 +22,7 @@ class ErrorCode(StrEnum):
     HTTP_ERROR = "HTTP_ERROR"
     UNAUTHORIZED = "UNAUTHORIZED"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
     # gateway: signing and replay
     SIGNATURE_MISSING = "SIGNATURE_MISSING"
     SIGNATURE_INVALID = "SIGNATURE_INVALID"
@@ -84,6 +85,9 @@ _META: dict[ErrorCode, tuple[int, str]] = {
                                 "the web framework chose (400 unless it chose another)."),
     ErrorCode.UNAUTHORIZED: (401, "Operator endpoints need a valid bearer token."),
     ErrorCode.INTERNAL_ERROR: (500, "Unexpected failure; nothing was committed. Retry safely."),
+    ErrorCode.DATABASE_UNAVAILABLE: (503, "The database is unreachable or read-only (e.g. during "
+                                     "a disaster-recovery switchover); nothing was committed. "
+                                     "Retry the same request after Retry-After."),
     ErrorCode.SIGNATURE_MISSING: (401, "A required signing header is absent."),
     ErrorCode.SIGNATURE_INVALID: (401, "The signature does not match the canonical string."),
     ErrorCode.TIMESTAMP_EXPIRED: (401, "The timestamp is more than 5 minutes from server time."),

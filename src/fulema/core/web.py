@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -98,6 +99,22 @@ def error_response(request: Request, code: ErrorCode, message: str,
     return JSONResponse(body, status_code=status_code or code.http_status)
 
 
+# SQLSTATEs of a database that cannot take this transaction now: read-only (a fenced primary),
+# administrator or crash shutdown, not accepting connections yet (a promotion under way).
+_UNAVAILABLE_SQLSTATES = {"25006", "57P01", "57P02", "57P03", "08000", "08003", "08006"}
+
+
+def database_unavailable(exc: DBAPIError) -> bool:
+    """Whether the failure is the database being away or read-only, not our bug: the merchant
+    may retry the same request (every create and refund is idempotent)."""
+    if exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    # asyncpg's multi-host connect finds no host taking writes (between fence and promotion).
+    if type(exc.orig).__name__ == "InternalClientError" and "target attribute" in str(exc.orig):
+        return True
+    return getattr(exc.orig, "sqlstate", None) in _UNAVAILABLE_SQLSTATES
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """The handlers that turn every failure into `ErrorOut`, and the OpenAPI document of it."""
     document_errors(app)
@@ -124,6 +141,17 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(request, ErrorCode.METHOD_NOT_ALLOWED, str(exc.detail))
         return error_response(request, ErrorCode.HTTP_ERROR, str(exc.detail),
                               status_code=exc.status_code)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        if not database_unavailable(exc):
+            return await _unexpected(request, exc)
+        log.warning("database.unavailable", request_id=request_id(request),
+                    error=type(exc.orig).__name__)
+        response = error_response(request, ErrorCode.DATABASE_UNAVAILABLE,
+                                  ErrorCode.DATABASE_UNAVAILABLE.description)
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -279,7 +279,7 @@ class Dispatcher:
         if self.db.dialect != "postgresql":
             return None
         try:
-            import asyncpg  # type: ignore[import-untyped]
+            import asyncpg
 
             url = self.db.engine.url.set(drivername="postgresql")
             conn = await asyncpg.connect(url.render_as_string(hide_password=False))
