@@ -26,13 +26,16 @@ from fulema.core.db import Database
 from fulema.core.events import Consumer, Dispatcher
 from fulema.core.web import RequestContextMiddleware, install_error_handlers
 from fulema.gateway import models as _gateway_models  # noqa: F401 - registers tables
+from fulema.gateway.protection import Protection, ProtectionMiddleware
+from fulema.gateway.ratelimit import BucketStore, RedisBuckets
 from fulema.merchants import models as _merchant_models  # noqa: F401 - registers tables
 from fulema.merchants.api import router as merchants_router
 from fulema.merchants.demo_seed import DEMO_PLATE
-from fulema.ops import bus
+from fulema.ops import bus, monitoring
 from fulema.ops.api import router as ops_router
 from fulema.ops.bus import NatsPublisher
 from fulema.ops.events_api import router as events_router
+from fulema.ops.monitoring import RequestMetricsMiddleware
 from fulema.payments.api import router as payments_router
 from fulema.payments.callbacks import router as callbacks_router
 from fulema.payments.service import Deps
@@ -55,7 +58,17 @@ def declared_consumers(settings: Settings) -> tuple[list[Consumer], NatsPublishe
     serves all of them. A context declares its consumers in its own module (`jobs.py`) and is
     listed here."""
     bus_consumers, publisher = bus.consumers(settings)
-    return [*bus_consumers], publisher
+    return [*bus_consumers, *monitoring.consumers()], publisher
+
+
+def _bucket_store(settings: Settings) -> BucketStore | None:
+    """Redis buckets when configured (every API process shares the limits), else in process."""
+    if not settings.ratelimit.redis_url:
+        return None
+    from redis.asyncio import Redis
+
+    return RedisBuckets(Redis.from_url(settings.ratelimit.redis_url),
+                        prefix=settings.ratelimit.redis_prefix)
 
 
 def create_app(settings: Settings, *, db: Database | None = None,
@@ -92,6 +105,8 @@ def create_app(settings: Settings, *, db: Database | None = None,
                     await task
             if publisher is not None:
                 await publisher.close()
+            if isinstance(protection.store, RedisBuckets):
+                await protection.store.close()
             await http.aclose()
             await db.dispose()
 
@@ -105,6 +120,11 @@ def create_app(settings: Settings, *, db: Database | None = None,
     app.state.channels = channels
     app.state.payments = Deps(db=db, settings=settings, channels=channels)
     install_error_handlers(app)
+    protection = Protection(settings.ratelimit, _bucket_store(settings))
+    app.state.protection = protection
+    # Added first, so it runs inside the request-id middleware: refusals carry the request id.
+    app.add_middleware(ProtectionMiddleware, protection=protection)
+    app.add_middleware(RequestMetricsMiddleware)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
 
     for router in (ops_router, events_router, channels_ops_router, merchants_router,

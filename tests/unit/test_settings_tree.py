@@ -81,6 +81,7 @@ JSON_SAMPLES: dict[str, Any] = {
     "enabled_channels": ["bankpay"], "notify_schedule_seconds": [1, 2, 3],
     "ua_markers": {"bankpay": ["MyBankApp"]},
     "payer_code_rules": {"bankpay": {"prefixes": ["88"], "lengths": [18]}},
+    "trusted_proxies": ["10.1.2.3"],
     "dr_nodes": ["postgresql://postgres@db1:5432/f", "postgresql://postgres@db2:5432/f"],
 }
 
@@ -130,7 +131,7 @@ def test_every_setting_in_the_tree_is_documented() -> None:
 
 def test_the_tree_has_every_channel_and_the_cross_cutting_sections() -> None:
     assert set(SECTIONS.values()) == {"wechat", "wechat_v2", "alipay", "unionpay", "ecny",
-                                      "bankpay", "oauth", "breaker"}
+                                      "bankpay", "oauth", "breaker", "ratelimit"}
     assert SECTIONS["FULEMA_WECHAT_V2_"] == "wechat_v2"  # not FULEMA_WECHAT_ + "v2_..."
 
 

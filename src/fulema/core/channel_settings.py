@@ -287,4 +287,39 @@ class BreakerSection(Section):
         return self
 
 
+class RateLimitSection(Section):
+    """FULEMA_RATELIMIT_*: inbound limits (gateway/protection.py, docs/operations.md). Rates are
+    requests per second, bursts how many may come at once; the defaults suit one API process
+    of the embedded default and are meant to be set per deployment."""
+
+    model_config = SettingsConfigDict(env_prefix="FULEMA_RATELIMIT_", env_file=".env",
+                                      extra="ignore")
+
+    enabled: bool = True
+    redis_url: str = Field("", description="shared buckets for every API process (empty: in process)")
+    redis_prefix: str = Field("fulema:rl:", description="key prefix of the shared buckets")
+    soft: float = Field(0.8, gt=0, le=1, description="share of a burst used before degrading")
+    global_rate: float = Field(2000, gt=0)
+    global_burst: int = Field(4000, ge=1)
+    ip_api_rate: float = Field(500, gt=0, description="merchant API per source IP, before auth")
+    ip_api_burst: int = Field(1000, ge=1)
+    cashier_ip_rate: float = Field(1, gt=0, description="cashier and OAuth pages per payer IP")
+    cashier_ip_burst: int = Field(20, ge=1)
+    cashier_plate_rate: float = Field(10, gt=0, description="cashier per QR plate")
+    cashier_plate_burst: int = Field(60, ge=1)
+    app_create_rate: float = Field(100, gt=0)
+    app_create_burst: int = Field(200, ge=1)
+    app_query_rate: float = Field(300, gt=0)
+    app_query_burst: int = Field(600, ge=1)
+    app_refund_rate: float = Field(50, gt=0)
+    app_refund_burst: int = Field(100, ge=1)
+    app_other_rate: float = Field(50, gt=0)
+    app_other_burst: int = Field(100, ge=1)
+    app_concurrency: int = Field(64, ge=1, description="requests one app may have in flight")
+    adaptive_min_inflight: int = Field(
+        64, ge=0, description="in-flight floor below which load is never shed (0: off)")
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="peers whose X-Forwarded-For names the client")
+
+
 PUBLISHED = frozenset({DEV_APIV3_KEY, DEV_V2_API_KEY, DEV_WECHAT_APP_SECRET, BANKPAY_DEV_SECRET})

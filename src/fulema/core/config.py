@@ -28,6 +28,7 @@ from fulema.core.channel_settings import (
     ConfigurationError,
     EcnySection,
     OAuthSection,
+    RateLimitSection,
     Section,
     UnionpaySection,
     WechatSection,
@@ -104,6 +105,9 @@ class Settings(BaseSettings):
     events_nats_subject_prefix: str = "fulema.events"
     events_nats_start: Literal["BEGINNING", "NOW"] = "NOW"
 
+    # /readyz answers 503 once a committed event has waited this long for the dispatcher.
+    ready_max_outbox_wait_seconds: float = Field(default=60.0, gt=0)
+
     # Disaster recovery (`fulema dr`): the libpq URLs of the PostgreSQL primary and its
     # streaming standby. The platform's own URL lists both hosts with
     # target_session_attrs=read-write, so it follows a switchover by itself.
@@ -123,6 +127,7 @@ class Settings(BaseSettings):
     bankpay: BankpaySection = Field(default_factory=BankpaySection)
     oauth: OAuthSection = Field(default_factory=OAuthSection)
     breaker: BreakerSection = Field(default_factory=BreakerSection)
+    ratelimit: RateLimitSection = Field(default_factory=RateLimitSection)
 
     @property
     def is_development(self) -> bool:

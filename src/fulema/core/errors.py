@@ -23,6 +23,8 @@ class ErrorCode(StrEnum):
     UNAUTHORIZED = "UNAUTHORIZED"
     INTERNAL_ERROR = "INTERNAL_ERROR"
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+    RATE_LIMITED = "RATE_LIMITED"
+    OVERLOADED = "OVERLOADED"
     # gateway: signing and replay
     SIGNATURE_MISSING = "SIGNATURE_MISSING"
     SIGNATURE_INVALID = "SIGNATURE_INVALID"
@@ -85,6 +87,10 @@ _META: dict[ErrorCode, tuple[int, str]] = {
                                 "the web framework chose (400 unless it chose another)."),
     ErrorCode.UNAUTHORIZED: (401, "Operator endpoints need a valid bearer token."),
     ErrorCode.INTERNAL_ERROR: (500, "Unexpected failure; nothing was committed. Retry safely."),
+    ErrorCode.RATE_LIMITED: (429, "Too many requests from this app, source or in total; nothing was "
+                             "done. Retry after the Retry-After header's seconds."),
+    ErrorCode.OVERLOADED: (503, "The server is shedding load to keep serving what it accepted; "
+                           "nothing was done. Retry after Retry-After."),
     ErrorCode.DATABASE_UNAVAILABLE: (503, "The database is unreachable or read-only (e.g. during "
                                      "a disaster-recovery switchover); nothing was committed. "
                                      "Retry the same request after Retry-After."),

@@ -121,7 +121,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(FulemaError)
     async def _fulema(request: Request, exc: FulemaError) -> JSONResponse:
-        return error_response(request, exc.code, exc.message, exc.details or None)
+        response = error_response(request, exc.code, exc.message, exc.details or None)
+        if "retry_after" in exc.details:
+            response.headers["Retry-After"] = str(exc.details["retry_after"])
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

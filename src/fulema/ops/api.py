@@ -7,7 +7,8 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from fulema.core.web import get_db, json_response
+from fulema.core.web import get_db, get_settings, json_response
+from fulema.ops.monitoring import readiness
 
 router = APIRouter(tags=["operations"])
 
@@ -18,6 +19,16 @@ async def healthz(request: Request) -> Response:
     async with db.transaction() as s:
         await s.execute(text("SELECT 1"))
     return json_response({"status": "ok", "database": db.dialect})
+
+
+@router.get("/readyz", summary="Readiness: database, Redis and the outbox dispatcher")
+async def readyz(request: Request) -> Response:
+    """503 while this process should get no traffic (a load balancer takes it out)."""
+    settings = get_settings(request)
+    ready, checks = await readiness(get_db(request), redis_url=settings.ratelimit.redis_url,
+                                    max_unsequenced_seconds=settings.ready_max_outbox_wait_seconds)
+    return json_response({"status": "ready" if ready else "not ready", "checks": checks},
+                         status_code=200 if ready else 503)
 
 
 @router.get("/ping", summary="Bare endpoint (benchmark baseline): no database, no auth")

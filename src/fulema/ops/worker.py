@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fulema.core.events import admin as events_admin
 from fulema.core.signal import Signal
 from fulema.gateway.service import purge_nonces
+from fulema.ops import monitoring
 from fulema.payments import jobs, notifications, refunds
 from fulema.payments import service as payments
 
@@ -34,8 +35,10 @@ async def _every(seconds: float, name: str, job: Callable[[], Awaitable[object]]
         try:
             done = await job()
             busy = isinstance(done, int) and done >= BUSY_BATCH
+            monitoring.job_finished(name, ok=True)
         except Exception as exc:
             log.error("job.failed", job=name, error=repr(exc))
+            monitoring.job_finished(name, ok=False)
         if busy:
             await asyncio.sleep(0)
         elif wake is None:
@@ -61,6 +64,8 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
             deps.db, retention=timedelta(days=deps.settings.events_retention_days)))),
         asyncio.create_task(_every(300.0, "nonces", lambda: purge_nonces(deps.db,
                                                                          deps.settings))),
+        asyncio.create_task(_every(15.0, "monitoring.sample",
+                                   lambda: monitoring.sample_backlogs(deps.db))),
     ]
 
 
@@ -72,3 +77,4 @@ async def run_all_once(app: FastAPI) -> None:
     await refunds.run_refund_jobs(deps)
     await app.state.dispatcher.drain()
     await notifications.deliver_due(deps.db, deps.settings, app.state.http)
+    await monitoring.sample_backlogs(deps.db)

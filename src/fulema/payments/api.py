@@ -19,6 +19,7 @@ from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.money import Money
 from fulema.core.vocab import WayCode
 from fulema.core.web import error_responses, json_body, json_response
+from fulema.gateway.protection import admit_app
 from fulema.gateway.service import authenticate
 from fulema.gateway.signing import H_NONCE
 from fulema.merchants.service import AppCredential
@@ -41,7 +42,7 @@ MERCHANT_WAY_CODES = tuple(w for w in WayCode if w is not WayCode.QR_STATIC)
 E = ErrorCode
 # What `_auth` can refuse, on every route.
 SIGNED = (E.SIGNATURE_MISSING, E.SIGNATURE_INVALID, E.TIMESTAMP_EXPIRED, E.NONCE_REPLAYED,
-          E.APP_NOT_FOUND)
+          E.APP_NOT_FOUND, E.RATE_LIMITED, E.OVERLOADED)
 CHANNEL = (E.CHANNEL_NOT_ENABLED, E.CHANNEL_ERROR, E.CHANNEL_UNAVAILABLE)
 
 
@@ -57,6 +58,7 @@ async def _auth(request: Request, *, defer_nonce: bool = False) -> tuple[AppCred
     cred = await authenticate(deps.db, deps.settings, method=request.method, path=path,
                               headers={k.lower(): v for k, v in request.headers.items()},
                               body=body, defer_nonce=defer_nonce)
+    await admit_app(request, cred.app_id)  # the app's own limits, now that it is proven
     return cred, body
 
 

@@ -1,0 +1,233 @@
+"""Inbound protection: rate limits that degrade then reject, fairness between merchants, and
+adaptive load shedding, in front of every handler.
+
+Three layers, cheapest first, so refused work costs as little as possible:
+1. **Adaptive** (Sentinel's system rule): when requests in flight exceed what the process has
+   shown it can serve (the most it completed per second in the last window × its minimum
+   latency), new work is refused at once (503 `OVERLOADED`) instead of queueing behind work
+   that will time out anyway. A floor keeps it quiet at low concurrency.
+2. **Before authentication** (this middleware): the global bucket and the source's bucket
+   (the public cashier and OAuth pages by source IP and by plate, the merchant API by source
+   IP); answered 429 `RATE_LIMITED` with `Retry-After`.
+3. **After authentication** (`admit_app`, called by the merchant API once the signature is
+   good, so nobody can spend another merchant's quota by naming its app id): the app's bucket
+   per endpoint class (create, query, refund, other) and the app's share of concurrency, so
+   one merchant's burst leaves the others their capacity.
+
+Channel callbacks are never limited or shed (a payment the channel reports must land), nor
+are health and metrics endpoints; jobs that carry accepted refunds do not pass through here.
+A request that passes above the soft level is marked degraded (`request.state.degraded`,
+answered with `X-Fulema-Degraded: 1`) so handlers can shed optional work for it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import orjson
+from fastapi import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fulema.core.channel_settings import RateLimitSection
+from fulema.core.clock import clock
+from fulema.core.errors import ErrorCode, FulemaError
+from fulema.gateway.ratelimit import BucketStore, Charge, Decision, Limit, MemoryBuckets
+
+CALLBACK, CASHIER, CREATE, QUERY, REFUND, MERCHANT, OPS, EXEMPT = (
+    "callback", "cashier", "create", "query", "refund", "merchant", "ops", "exempt")
+
+_REFUND = re.compile(r"^/api/v1/orders/[^/]+/refunds$")
+_PLATE = re.compile(r"^/pay/q/([^/?]+)")
+
+
+def classify(method: str, path: str) -> str:
+    """The endpoint class a request is limited as."""
+    if path.startswith("/callbacks/"):
+        return CALLBACK
+    if path.startswith("/pay/"):
+        return CASHIER
+    if path.startswith("/api/v1/"):
+        if method == "POST" and path == "/api/v1/orders":
+            return CREATE
+        if method == "POST" and _REFUND.match(path):
+            return REFUND
+        return QUERY if method == "GET" else MERCHANT
+    if path.startswith("/ops/"):
+        return OPS
+    return EXEMPT
+
+
+@dataclass
+class _LoadWindow:
+    """Completions per second and latencies over the last `seconds`, in one-second slots."""
+
+    seconds: int = 10
+    slots: deque[tuple[int, int, float]] = field(default_factory=deque)  # (second, done, min rt)
+
+    def record(self, now: float, latency: float) -> None:
+        second = int(now)
+        if self.slots and self.slots[-1][0] == second:
+            _, done, best = self.slots[-1]
+            self.slots[-1] = (second, done + 1, min(best, latency))
+        else:
+            self.slots.append((second, 1, latency))
+        while self.slots and self.slots[0][0] <= second - self.seconds:
+            self.slots.popleft()
+
+    def capacity(self) -> float:
+        """In-flight requests the process has shown it can carry: max QPS × min latency."""
+        if len(self.slots) < 2:
+            return float("inf")
+        completed = [done for _, done, _ in list(self.slots)[:-1]]  # whole seconds only
+        best = min(rt for _, _, rt in self.slots)
+        return max(completed) * best
+
+
+class Protection:
+    """The limits of one API process (its buckets may be shared through Redis)."""
+
+    def __init__(self, config: RateLimitSection, store: BucketStore | None = None) -> None:
+        self.config = config
+        self.store: BucketStore = store or MemoryBuckets()
+        self.inflight = 0
+        self.app_inflight: dict[str, int] = {}
+        self.window = _LoadWindow()
+        c = config
+        self.global_limit = Limit(c.global_rate, c.global_burst)
+        self.ip_api = Limit(c.ip_api_rate, c.ip_api_burst)
+        self.ip_cashier = Limit(c.cashier_ip_rate, c.cashier_ip_burst)
+        self.plate = Limit(c.cashier_plate_rate, c.cashier_plate_burst)
+        self.per_class = {CREATE: Limit(c.app_create_rate, c.app_create_burst),
+                          QUERY: Limit(c.app_query_rate, c.app_query_burst),
+                          REFUND: Limit(c.app_refund_rate, c.app_refund_burst),
+                          MERCHANT: Limit(c.app_other_rate, c.app_other_burst)}
+
+    def overloaded(self) -> bool:
+        floor = self.config.adaptive_min_inflight
+        return floor > 0 and self.inflight > max(floor, self.window.capacity())
+
+    async def before_auth(self, klass: str, source: str, path: str) -> Decision:
+        charges = [Charge("global", self.global_limit)]
+        if klass == CASHIER:
+            charges.append(Charge(f"ip-cashier:{source}", self.ip_cashier))
+            plate = _PLATE.match(path)
+            if plate:
+                charges.append(Charge(f"plate:{plate.group(1)}", self.plate))
+        elif klass != OPS:
+            charges.append(Charge(f"ip:{source}", self.ip_api))
+        return await self.store.take(charges, now=clock.now().timestamp(),
+                                     soft=self.config.soft)
+
+    async def admit_app(self, app_id: str, klass: str) -> Decision:
+        limit = self.per_class.get(klass)
+        if limit is None:
+            return Decision(True)
+        if self.app_inflight.get(app_id, 0) >= self.config.app_concurrency:
+            return Decision(False, retry_after=1.0, refused_by="app-concurrency")
+        return await self.store.take([Charge(f"app:{app_id}:{klass}", limit)],
+                                     now=clock.now().timestamp(), soft=self.config.soft)
+
+
+def _client_ip(scope: Scope, trusted: frozenset[str]) -> str:
+    peer = (scope.get("client") or ("-", 0))[0]
+    if peer in trusted:
+        for name, value in scope.get("headers") or []:
+            if name == b"x-forwarded-for":
+                return value.decode("latin-1").split(",")[-1].strip() or peer
+    return str(peer)
+
+
+async def admit_app(request: Request, app_id: str) -> None:
+    """The merchant API's second layer, after the signature: raises RATE_LIMITED, or takes one
+    of the app's concurrency slots until the response is sent."""
+    protection: Protection | None = getattr(request.app.state, "protection", None)
+    if protection is None or not protection.config.enabled:
+        return
+    klass = classify(request.method, request.url.path)
+    decision = await protection.admit_app(app_id, klass)
+    if not decision.allowed:
+        raise FulemaError(ErrorCode.RATE_LIMITED,
+                          f"too many requests for this app; retry after "
+                          f"{max(1, round(decision.retry_after))} s",
+                          retry_after=max(1, round(decision.retry_after)))
+    if decision.degraded:
+        request.state.degraded = True
+    protection.app_inflight[app_id] = protection.app_inflight.get(app_id, 0) + 1
+    releases: list[Callable[[], None]] = request.scope.setdefault("fulema.release", [])
+
+    def release() -> None:
+        left = protection.app_inflight.get(app_id, 1) - 1
+        if left > 0:
+            protection.app_inflight[app_id] = left
+        else:
+            protection.app_inflight.pop(app_id, None)
+
+    releases.append(release)
+
+
+class ProtectionMiddleware:
+    """Pure ASGI, outermost after the request id, so refused work is cheap."""
+
+    def __init__(self, app: ASGIApp, protection: Protection) -> None:
+        self.app = app
+        self.protection = protection
+        self.trusted = frozenset(protection.config.trusted_proxies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        p = self.protection
+        if scope["type"] != "http" or not p.config.enabled:
+            await self.app(scope, receive, send)
+            return
+        klass = classify(scope["method"], scope["path"])
+        if klass in {CALLBACK, EXEMPT}:
+            await self.app(scope, receive, send)
+            return
+        if p.overloaded():
+            await _refuse(scope, send, klass, 503, ErrorCode.OVERLOADED, 1.0)
+            return
+        decision = await p.before_auth(klass, _client_ip(scope, self.trusted), scope["path"])
+        if not decision.allowed:
+            await _refuse(scope, send, klass, 429, ErrorCode.RATE_LIMITED, decision.retry_after)
+            return
+        state = scope.setdefault("state", {})
+        if decision.degraded:
+            state["degraded"] = True
+
+        async def marked(message: Message) -> None:
+            if message["type"] == "http.response.start" and state.get("degraded"):
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"x-fulema-degraded", b"1")]}
+            await send(message)
+
+        started = time.monotonic()
+        p.inflight += 1
+        try:
+            await self.app(scope, receive, marked)
+        finally:
+            p.inflight -= 1
+            p.window.record(time.monotonic(), time.monotonic() - started)
+            for release in scope.get("fulema.release", []):
+                release()
+
+
+async def _refuse(scope: Scope, send: Send, klass: str, status: int, code: ErrorCode,
+                  retry_after: float) -> None:
+    wait = str(max(1, round(retry_after)))
+    rid = (scope.get("state") or {}).get("request_id", "-")
+    if klass == CASHIER:  # a payer's phone: a page in their language, not JSON
+        body = (f"<!doctype html><meta charset=utf-8><meta name=viewport "
+                f"content='width=device-width'><title>稍后再试</title><p>付款人数较多，请 {wait} "
+                f"秒后再试。</p><p lang=en>Too many requests: please try again in {wait} s.</p>"
+                ).encode()
+        ctype = b"text/html; charset=utf-8"
+    else:
+        body = orjson.dumps({"code": code.value, "message": code.description, "request_id": rid})
+        ctype = b"application/json"
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", ctype), (b"retry-after", wait.encode()),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,77 @@
+"""Rate limits as merchants, payers and channels meet them, through the real app: one app's
+burst is refused with 429 and Retry-After while another merchant keeps being served, a flood of
+cashier submissions from one phone makes only a handful of orders, channel callbacks are never
+limited, and the answers keep the documented error shape."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from fulema.core.channel_settings import RateLimitSection
+from fulema.core.config import Settings
+from fulema.merchants import service as merchants
+from fulema.payments.models import Order
+from tests.merchants.factories import OPERATOR, active_with_store
+from tests.payments.conftest import Platform
+
+BANK_APP = "Mozilla/5.0 (iPhone) RCBank/5.2"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"ratelimit": RateLimitSection(
+        app_create_rate=0.01, app_create_burst=5, cashier_ip_rate=0.01, cashier_ip_burst=4,
+        global_rate=0.01, global_burst=60)})
+
+
+async def test_one_apps_burst_is_refused_while_another_merchant_is_served(
+        platform: Platform) -> None:
+    answers = [await platform.order() for _ in range(7)]
+    assert [a.status_code for a in answers] == [200] * 5 + [429] * 2
+    refused = answers[-1]
+    assert refused.json()["code"] == "RATE_LIMITED"
+    assert set(refused.json()) >= {"code", "message", "request_id"}
+    assert int(refused.headers["Retry-After"]) >= 1
+    # another merchant's app, same moment: its own bucket
+    merchant_id, _ = await active_with_store(platform.db)
+    other = await merchants.create_app_credential(platform.db, merchant_id=merchant_id,
+                                                  operator=OPERATOR)
+    theirs = await platform.call("POST", "/api/v1/orders", {
+            "out_trade_no": "OTHER-1", "amount": 100, "subject": "tea",
+            "way_code": "QR_DYNAMIC", "channel": "bankpay"},
+            app_id=other.app.app_id, secret=other.secret)
+    assert theirs.status_code == 200, theirs.text
+    # a refused create left nothing behind: five orders, not seven
+    async with platform.db.transaction() as s:
+        assert await s.scalar(select(func.count()).select_from(Order)
+                              .where(Order.merchant_id == platform.merchant_id)) == 5
+
+
+async def test_queries_have_their_own_bucket(platform: Platform) -> None:
+    created = [await platform.order() for _ in range(5)]
+    order_id = created[0].json()["order_id"]
+    assert (await platform.order()).status_code == 429  # creates are spent
+    assert (await platform.call("GET", f"/api/v1/orders/{order_id}")).status_code == 200
+
+
+async def test_a_flood_of_cashier_submissions_makes_only_a_handful_of_orders(
+        platform: Platform) -> None:
+    answers = [await platform.http.post("/pay/q/DEMO000001", headers={"User-Agent": BANK_APP},
+                                        data={"amount": "1.00"}) for _ in range(30)]
+    statuses = [a.status_code for a in answers]
+    assert statuses.count(429) >= 26
+    page = answers[-1]
+    assert page.headers["content-type"].startswith("text/html")
+    assert "请" in page.text
+    assert "Retry-After" in page.headers
+    async with platform.db.transaction() as s:
+        made = await s.scalar(select(func.count()).select_from(Order)
+                              .where(Order.way_code == "QR_STATIC"))
+    assert made <= 4
+
+
+async def test_channel_callbacks_are_never_limited(platform: Platform) -> None:
+    answers = [await platform.http.post("/callbacks/bankpay", content=b"{}")
+               for _ in range(80)]  # more than the global burst of 60
+    assert all(a.status_code != 429 for a in answers)
