@@ -6,6 +6,8 @@ Kept apart from cli.py because it is the bank's disaster-recovery runbook in com
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -85,3 +87,59 @@ def drill(seconds: float = typer.Option(10.0, help="length of the payment load")
     console.print("[green]drill passed[/green]" if report.passed else "[red]drill FAILED[/red]")
     if not report.passed:
         raise typer.Exit(1)
+
+
+@dr_app.command()
+def backup() -> None:
+    """A base backup of the current primary into FULEMA_BACKUP_DIR."""
+    from fulema.ops import backup as backups
+    from fulema.ops.dr import cluster_status
+
+    settings = get_settings()
+    nodes = _nodes()
+    statuses = asyncio.run(cluster_status(nodes))
+    primary = next((u for u, st in zip(nodes, statuses, strict=True) if st.role == "primary"),
+                   None)
+    if primary is None:
+        typer.echo("fulema dr: no primary to back up", err=True)
+        raise typer.Exit(1)
+    taken = backups.base_backup(primary, settings.backup_dir)
+    console.print(f"base backup {taken.path} ({taken.size_bytes / 1e6:.1f} MB) "
+                  f"at {taken.taken_at.isoformat()}")
+
+
+@dr_app.command()
+def restore(target_time: Annotated[str, typer.Option(help="ISO time to recover to, with zone")],
+            data_dir: Annotated[Path, typer.Option(help="a new directory for the server")],
+            base: Annotated[Path | None, typer.Option(help="base backup (default: the newest "
+                                                           "before the target time)")] = None
+            ) -> None:
+    """Point-in-time recovery into a separate server (the primary is not touched)."""
+    from datetime import datetime
+
+    from fulema.ops import backup as backups
+
+    settings = get_settings()
+    target = datetime.fromisoformat(target_time)
+    if target.tzinfo is None:
+        typer.echo("fulema dr: give the target time with its zone (e.g. +08:00)", err=True)
+        raise typer.Exit(2)
+    chosen = base or backups.newest_before(settings.backup_dir, target)
+    if chosen is None:
+        typer.echo(f"fulema dr: no base backup before {target_time}", err=True)
+        raise typer.Exit(1)
+    done = asyncio.run(backups.restore(chosen, settings.backup_archive_dir, target_time=target,
+                                       data_dir=data_dir))
+    console.print(f"restored to {target_time} from {chosen.name} in {done.seconds} s: "
+                  f"{done.url}")
+
+
+@dr_app.command()
+def prune() -> None:
+    """Delete backups and archived WAL past FULEMA_BACKUP_RETENTION_DAYS (never the newest)."""
+    from fulema.ops import backup as backups
+
+    settings = get_settings()
+    gone = backups.prune(settings.backup_dir, settings.backup_archive_dir,
+                         retention_days=settings.backup_retention_days)
+    console.print(f"pruned {len(gone)} backups and WAL files")

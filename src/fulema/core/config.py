@@ -108,6 +108,12 @@ class Settings(BaseSettings):
     # /readyz answers 503 once a committed event has waited this long for the dispatcher.
     ready_max_outbox_wait_seconds: float = Field(default=60.0, gt=0)
 
+    # Base backups and the WAL archive (`fulema dr backup / restore / prune`); payment records
+    # are kept five years, hence the retention.
+    backup_dir: Path = Path("/var/lib/fulema/backups")
+    backup_archive_dir: Path = Path("/var/lib/fulema/wal-archive")
+    backup_retention_days: int = Field(default=1830, ge=1)
+
     # Disaster recovery (`fulema dr`): the libpq URLs of the PostgreSQL primary and its
     # streaming standby. The platform's own URL lists both hosts with
     # target_session_attrs=read-write, so it follows a switchover by itself.
