@@ -136,13 +136,16 @@ def granian_argv(target: str, port: int, workers: int) -> list[str]:
 def fulema_env(*, database_url: str, port: int, sandbox_url: str, data_dir: Path
                ) -> dict[str, str]:
     """The measured platform: embedded background jobs on, only the bankpay channel, which
-    lives in the shared sandbox process (see bench.sandbox_app)."""
+    lives in the shared sandbox process (see bench.sandbox_app). Rate limits are off: every
+    phase drives one demo app from one address, and these phases measure the platform's cost,
+    not the limiter's refusals."""
     return {"FULEMA_DATABASE_URL": database_url,
             "FULEMA_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
             "FULEMA_BANKPAY_BASE_URL": f"{sandbox_url}/sandbox/bankpay",
             "FULEMA_ENABLED_CHANNELS": '["bankpay"]', "FULEMA_MOUNT_SANDBOX": "false",
             "FULEMA_DATA_DIR": str(data_dir), "FULEMA_ENVIRONMENT": "development",
-            "FULEMA_SEED_DEMO": "true", "FULEMA_RUN_BACKGROUND": "true"}
+            "FULEMA_SEED_DEMO": "true", "FULEMA_RUN_BACKGROUND": "true",
+            "FULEMA_RATELIMIT_ENABLED": "false"}
 
 
 def start_fulema(kind: str, workers: int, *, database_url: str, sandbox_url: str,
