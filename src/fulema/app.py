@@ -32,6 +32,7 @@ from fulema.merchants import models as _merchant_models  # noqa: F401 - register
 from fulema.merchants.api import router as merchants_router
 from fulema.merchants.demo_seed import DEMO_PLATE
 from fulema.ops import bus, monitoring
+from fulema.ops import scheduler as _scheduler_models  # noqa: F401 - registers tables
 from fulema.ops.api import router as ops_router
 from fulema.ops.bus import NatsPublisher
 from fulema.ops.events_api import router as events_router

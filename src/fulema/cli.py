@@ -124,3 +124,70 @@ def docs_errors(out: Path = Path("docs/errors.md")) -> None:
 
 if __name__ == "__main__":
     app()
+
+
+jobs_app = typer.Typer(help="Scheduled jobs: the job table and manual runs", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+
+
+@jobs_app.command("list")
+def jobs_list() -> None:
+    """Every job: period, who holds it, last success, last error, rounds and failures."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from fulema.core.db import Database
+    from fulema.ops import scheduler
+
+    settings = get_settings()
+
+    async def run() -> list[scheduler.ScheduledJob]:
+        db = Database(settings.database_url)
+        try:
+            return await scheduler.table(db)
+        finally:
+            await db.dispose()
+
+    table = Table("job", "every (s)", "held by", "next due", "last ok", "runs", "failures",
+                  "last error")
+    for j in asyncio.run(run()):
+        table.add_row(j.name, f"{j.period_seconds:g}", j.owner or "-",
+                      j.next_due_at.isoformat(timespec="seconds") if j.next_due_at else "-",
+                      j.last_ok_at.isoformat(timespec="seconds") if j.last_ok_at else "-",
+                      str(j.runs), str(j.failures), (j.last_error or "")[:60])
+    Console().print(table)
+
+
+@jobs_app.command("run")
+def jobs_run(name: str = typer.Argument(help="a job name from `fulema jobs list`")) -> None:
+    """Run one round of a job now (recorded as a manual run), under its lease."""
+    from fulema.app import create_app
+    from fulema.ops import scheduler
+    from fulema.ops.worker import declared_jobs
+
+    settings = _checked(get_settings().model_copy(update={"seed_demo": False,
+                                                           "run_background": False}))
+
+    async def run() -> tuple[bool, object] | list[str]:
+        application = create_app(settings)
+        try:
+            jobs = {j.name: j for j in declared_jobs(application)}
+            if name not in jobs:
+                return sorted(jobs)
+            return await scheduler.run_now(application.state.db, jobs[name])
+        finally:
+            await application.state.http.aclose()
+            await application.state.db.dispose()
+
+    try:
+        result = asyncio.run(run())
+    except RuntimeError as exc:  # held by another process
+        typer.echo(f"fulema: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if isinstance(result, list):
+        typer.echo(f"fulema: no job {name}; known: {', '.join(result)}", err=True)
+        raise typer.Exit(2)
+    ok, done = result
+    typer.echo(f"{name}: {'ok' if ok else 'FAILED'} ({done})")
+    if not ok:
+        raise typer.Exit(1)

@@ -85,3 +85,23 @@ def test_serve_tells_payers_and_channels_the_port_it_listens_on(
 
     assert result.exit_code == 0, result.output
     assert seen["public_base_url"] == expected
+
+
+def test_jobs_run_and_list_show_a_manual_round(tmp_path: Path) -> None:
+    db = tmp_path / "jobs.db"
+    env = {"FULEMA_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
+           "FULEMA_DATA_DIR": str(tmp_path / "data")}
+    runner = CliRunner()
+    assert runner.invoke(app, ["migrate"], env=env).exit_code == 0
+    ran = runner.invoke(app, ["jobs", "run", "nonces"], env=env)
+    assert ran.exit_code == 0, ran.output
+    assert "nonces: ok" in ran.output
+    unknown = runner.invoke(app, ["jobs", "run", "nope"], env=env)
+    assert unknown.exit_code == 2
+    assert "known:" in unknown.output
+    listed = runner.invoke(app, ["jobs", "list"], env=env, terminal_width=200)
+    assert listed.exit_code == 0, listed.output
+    assert "nonces" in listed.output
+    with sqlite3.connect(db) as conn:
+        [(trigger, ok)] = conn.execute("SELECT trigger, ok FROM job_runs").fetchall()
+    assert (trigger, ok) == ("manual", 1)

@@ -1,72 +1,64 @@
-"""The scheduler: outbox dispatch, merchant notifications, order polling/expiry, refund
-queries and nonce clean-up. `fulema serve` runs it in process on the embedded default;
-production runs it as `fulema worker` processes (all loops are safe to run in several
-processes at once: every job claims its row with a conditional update)."""
+"""Background work: the outbox dispatcher and the scheduled jobs (merchant notifications,
+order polling and expiry, refund queries, archive, nonce clean-up, monitoring samples).
+`fulema serve` runs them in process on the embedded default; production runs them in
+`fulema worker` processes. Each job runs in one process at a time, under the lease of its row
+in the job table (ops/scheduler.py); `run_all_once` is the tests' and the demo's way to drive
+one round of everything without leases."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import structlog
 from fastapi import FastAPI
 
 from fulema.core.events import admin as events_admin
-from fulema.core.signal import Signal
 from fulema.gateway.service import purge_nonces
-from fulema.ops import monitoring
+from fulema.ops import monitoring, scheduler
+from fulema.ops.scheduler import Job
 from fulema.payments import jobs, notifications, refunds
 from fulema.payments import service as payments
 
 log = structlog.get_logger(__name__)
-BUSY_BATCH = 20
 
 
-async def _every(seconds: float, name: str, job: Callable[[], Awaitable[object]],
-                 wake: Signal | None = None) -> None:
-    """Run `job` every `seconds`, or as soon as `wake` is set; straight away again while it
-    reports a full batch of work (a backlog drains at full speed instead of one batch per
-    period). A failing round is logged and the loop goes on: a scheduler must outlive one
-    bad round."""
-    while True:
-        busy = False
-        seen = wake.generation if wake is not None else 0
-        try:
-            done = await job()
-            busy = isinstance(done, int) and done >= BUSY_BATCH
-            monitoring.job_finished(name, ok=True)
-        except Exception as exc:
-            log.error("job.failed", job=name, error=repr(exc))
-            monitoring.job_finished(name, ok=False)
-        if busy:
-            await asyncio.sleep(0)
-        elif wake is None:
-            await asyncio.sleep(seconds)
-        else:
-            await wake.wait(seen, seconds)
-
-
-def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
+def declared_jobs(app: FastAPI) -> list[Job]:
+    """Every scheduled job of every context: what `fulema worker` (and the embedded server)
+    runs, one process at a time per job (ops/scheduler.py), and what `fulema jobs run` names."""
     deps: payments.Deps = app.state.payments
     http = app.state.http
-    dispatcher = app.state.dispatcher
     return [
-        asyncio.create_task(dispatcher.run_forever()),
         # The notification loop wakes when a transaction that published an event commits (a
         # payment's notification is written in that transaction), so a merchant hears of a
         # payment within milliseconds rather than at the next half-second poll.
-        asyncio.create_task(_every(0.5, "notify", lambda: notifications.deliver_due(
-            deps.db, deps.settings, http), wake=deps.db.committed)),
-        asyncio.create_task(_every(1.0, "orders", lambda: jobs.run_order_jobs(deps))),
-        asyncio.create_task(_every(5.0, "refunds", lambda: refunds.run_refund_jobs(deps))),
-        asyncio.create_task(_every(3600.0, "events.archive", lambda: events_admin.archive(
-            deps.db, retention=timedelta(days=deps.settings.events_retention_days)))),
-        asyncio.create_task(_every(300.0, "nonces", lambda: purge_nonces(deps.db,
-                                                                         deps.settings))),
-        asyncio.create_task(_every(15.0, "monitoring.sample",
-                                   lambda: monitoring.sample_backlogs(deps.db))),
+        Job("notify", 0.5, lambda: notifications.deliver_due(deps.db, deps.settings, http),
+            wake=deps.db.committed),
+        Job("orders", 1.0, lambda: jobs.run_order_jobs(deps)),
+        Job("refunds", 5.0, lambda: refunds.run_refund_jobs(deps)),
+        Job("events.archive", 3600.0, lambda: events_admin.archive(
+            deps.db, retention=timedelta(days=deps.settings.events_retention_days))),
+        Job("nonces", 300.0, lambda: purge_nonces(deps.db, deps.settings)),
+        Job("monitoring.sample", 15.0, lambda: monitoring.sample_backlogs(deps.db)),
     ]
+
+
+def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
+    return [asyncio.create_task(app.state.dispatcher.run_forever()),
+            asyncio.create_task(_scheduler(app))]
+
+
+async def _scheduler(app: FastAPI) -> None:
+    db = app.state.payments.db
+    declared = declared_jobs(app)
+    await scheduler.ensure_rows(db, declared)
+    loops = [scheduler.run_frequent(db, job, _observed) if job.frequent
+             else scheduler.run_slow(db, job, _observed) for job in declared]
+    await asyncio.gather(*loops)
+
+
+def _observed(name: str, ok: bool) -> None:
+    monitoring.job_finished(name, ok=ok)
 
 
 async def run_all_once(app: FastAPI) -> None:
