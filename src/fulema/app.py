@@ -26,7 +26,7 @@ from fulema.core.db import Database
 from fulema.core.events import Consumer, Dispatcher
 from fulema.core.web import RequestContextMiddleware, install_error_handlers
 from fulema.gateway import models as _gateway_models  # noqa: F401 - registers tables
-from fulema.gateway.protection import Protection, ProtectionMiddleware
+from fulema.gateway.protection import Protection, ProtectionMiddleware, RecentAnswers
 from fulema.gateway.ratelimit import BucketStore, RedisBuckets
 from fulema.merchants import models as _merchant_models  # noqa: F401 - registers tables
 from fulema.merchants.api import router as merchants_router
@@ -123,6 +123,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
     install_error_handlers(app)
     protection = Protection(settings.ratelimit, _bucket_store(settings))
     app.state.protection = protection
+    app.state.recent_answers = RecentAnswers()
     # Added first, so it runs inside the request-id middleware: refusals carry the request id.
     app.add_middleware(ProtectionMiddleware, protection=protection)
     app.add_middleware(RequestMetricsMiddleware)

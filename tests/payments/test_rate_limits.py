@@ -5,10 +5,13 @@ limited, and the answers keep the documented error shape."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import func, select
 
 from fulema.core.channel_settings import RateLimitSection
+from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.merchants import service as merchants
 from fulema.payments.models import Order
@@ -75,3 +78,26 @@ async def test_channel_callbacks_are_never_limited(platform: Platform) -> None:
     answers = [await platform.http.post("/callbacks/bankpay", content=b"{}")
                for _ in range(80)]  # more than the global burst of 60
     assert all(a.status_code != 429 for a in answers)
+
+
+async def test_a_degraded_query_is_answered_from_the_last_seconds(platform: Platform) -> None:
+    protection = platform.app.state.protection
+    protection.per_class["query"] = type(protection.per_class["query"])(rate=0.5, burst=10)
+    clock.freeze(clock.now())  # the bucket refills only when the test moves time
+    try:
+        order = (await platform.order()).json()
+        path = f"/api/v1/orders/{order['order_id']}"
+        fresh = [await platform.call("GET", path) for _ in range(8)]  # 2 of 10 tokens left
+        assert all("X-Fulema-Cached" not in r.headers for r in fresh)
+        closed = await platform.call("POST", f"{path}/close")
+        assert closed.json()["status"] == "CLOSED"
+        degraded = await platform.call("GET", path)  # below the soft level (0.8 of the burst)
+        assert degraded.headers["X-Fulema-Degraded"] == "1"
+        assert "X-Fulema-Cached" in degraded.headers
+        assert degraded.json()["status"] == "PAYING"  # the answer of a moment ago
+        clock.freeze(clock.now() + timedelta(seconds=3))
+        late = await platform.call("GET", path)  # still degraded, but the cache is too old
+    finally:
+        clock.reset()
+    assert "X-Fulema-Cached" not in late.headers
+    assert late.json()["status"] == "CLOSED"

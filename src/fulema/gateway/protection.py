@@ -231,3 +231,32 @@ async def _refuse(scope: Scope, send: Send, klass: str, status: int, code: Error
                 "headers": [(b"content-type", ctype), (b"retry-after", wait.encode()),
                             (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+class RecentAnswers:
+    """Query answers of the last few seconds, served instead of a fresh query while the app's
+    requests are degraded: under a burst, a merchant polling an order gets an answer at most
+    `ttl` seconds old (marked `X-Fulema-Cached`) and the database is spared. Per process and
+    bounded; never used for anything that changes money."""
+
+    def __init__(self, *, ttl: float = 2.0, size: int = 10_000) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._items: dict[tuple[str, ...], tuple[float, object]] = {}
+
+    def get(self, key: tuple[str, ...]) -> tuple[float, object] | None:
+        hit = self._items.get(key)
+        if hit is None:
+            return None
+        age = clock.now().timestamp() - hit[0]
+        return (age, hit[1]) if age <= self.ttl else None
+
+    def put(self, key: tuple[str, ...], value: object) -> None:
+        if len(self._items) >= self.size:
+            self._items.pop(next(iter(self._items)))  # oldest inserted
+        self._items.pop(key, None)
+        self._items[key] = (clock.now().timestamp(), value)
+
+
+def degraded(request: Request) -> bool:
+    return bool(getattr(request.state, "degraded", False))
