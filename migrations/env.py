@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import fulema.app  # noqa: F401 - imports every context's models onto Base.metadata
+from fulema.core import vault
 from fulema.core.config import get_settings
 from fulema.core.db import Base, Database
 
@@ -35,6 +36,8 @@ def _run(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
+    if not vault.is_installed():  # data migrations seal values with the deployment's keyring
+        vault.install(get_settings().keyring())
     db = Database(_url())
     # plain engine connection: SQLite's BEGIN IMMEDIATE hook is harmless for DDL
     async with db.engine.connect() as connection:

@@ -16,8 +16,10 @@ import uvicorn
 
 from fulema.core.channel_settings import ConfigurationError
 from fulema.core.config import Settings, get_settings
+from fulema.ops.keys_cli import keys_app
 
 app = typer.Typer(help="Fulema (付了码) aggregated payment platform", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 
 def _checked(settings: Settings) -> Settings:
