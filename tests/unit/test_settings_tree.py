@@ -81,6 +81,7 @@ JSON_SAMPLES: dict[str, Any] = {
     "enabled_channels": ["bankpay"], "notify_schedule_seconds": [1, 2, 3],
     "ua_markers": {"bankpay": ["MyBankApp"]},
     "payer_code_rules": {"bankpay": {"prefixes": ["88"], "lengths": [18]}},
+    "crypto_previous_master_keys": {"m0": "MDEyMzQ1Njc4OWFiY2RlZg=="},
 }
 
 

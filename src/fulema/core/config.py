@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     # while `fulema keys rewrap` moves the keyring onto the new one.
     crypto_master_key: str = ""
     crypto_master_key_path: Path | None = None
-    crypto_master_key_id: str = Field(default="m1", pattern=r"^[A-Za-z0-9_.-]{1,16}$")
+    crypto_master_key_id: str = Field(default="m1", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
     crypto_previous_master_keys: dict[str, str] = Field(default_factory=dict)
     crypto_cipher: Literal["SM4-GCM", "AES-256-GCM"] = "SM4-GCM"
     crypto_keyring_path: Path | None = None  # default: <data_dir>/keyring.json

@@ -200,7 +200,7 @@ class Keyring:
     def _save(self, *, exclusive: bool = False) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = self.path.with_suffix(f".{secrets.token_hex(4)}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -273,7 +273,7 @@ class Keyring:
             raise VaultError(f"no index key for purpose {purpose!r}")
         return min(keys, key=lambda k: (k.active_from, k.kid))  # the first one, for ever
 
-    def keys(self) -> list[DataKey]:
+    def all_keys(self) -> list[DataKey]:
         return sorted(self._keys.values(), key=lambda k: (k.purpose, k.kind, k.active_from))
 
     # -- administration ---------------------------------------------------------------------
