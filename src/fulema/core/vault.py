@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import hmac
 import json
 import os
 import secrets
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import MetaData, String, bindparam, column, select, table, update
@@ -383,31 +383,9 @@ def blind_index(purpose: str, value: str) -> str:
     """HMAC-SM3 of a value under the purpose's index key, 64 hex: equal values, equal hashes,
     and nothing to learn from the hash without the key."""
     key = keyring().index_key(purpose)
-    return hmac.new(key.key, value.encode(), lambda: _SM3Hash()).hexdigest()
-
-
-class _SM3Hash:
-    """hashlib-shaped SM3 (from `cryptography`) for `hmac`, which needs digest_size,
-    block_size, update, digest and copy. hashlib has SM3 only on some OpenSSL builds."""
-
-    digest_size = 32
-    block_size = 64
-    name = "sm3"
-
-    def __init__(self, _ctx: hashes.Hash | None = None) -> None:
-        self._ctx = _ctx or hashes.Hash(hashes.SM3())
-
-    def update(self, data: bytes) -> None:
-        self._ctx.update(data)
-
-    def digest(self) -> bytes:
-        return self._ctx.copy().finalize()
-
-    def hexdigest(self) -> str:
-        return self.digest().hex()
-
-    def copy(self) -> _SM3Hash:
-        return _SM3Hash(self._ctx.copy())
+    mac = crypto_hmac.HMAC(key.key, hashes.SM3())
+    mac.update(value.encode())
+    return mac.finalize().hex()
 
 
 def needs_reencryption(purpose: str, value: str) -> bool:
@@ -456,13 +434,13 @@ def sealed_columns(metadata: MetaData) -> list[SealedColumn]:
     """Every `Encrypted` column of the models, with its index column (named `<column>_hash`
     by convention), so the re-encryption job covers a column the day it is declared."""
     found = []
-    for table in metadata.sorted_tables:
-        for col in table.columns:
+    for tbl in metadata.sorted_tables:
+        for col in tbl.columns:
             if isinstance(col.type, Encrypted):
-                pk = [c.name for c in table.primary_key.columns]
+                pk = [c.name for c in tbl.primary_key.columns]
                 index = f"{col.name}_hash"
-                found.append(SealedColumn(table.name, pk[0], col.name, col.type.purpose,
-                                          index if index in table.columns else None))
+                found.append(SealedColumn(tbl.name, pk[0], col.name, col.type.purpose,
+                                          index if index in tbl.columns else None))
     return found
 
 
@@ -479,7 +457,7 @@ def reencrypt(conn: Connection, spec: SealedColumn, *, batch: int = 500,
     t = table(spec.table, column(spec.pk), column(spec.column),
               *([column(spec.index_column)] if spec.index_column else []))
     pk, col = t.c[spec.pk], t.c[spec.column]
-    values = {spec.column: bindparam("b_new")}
+    values: dict[str, Any] = {spec.column: bindparam("b_new")}
     if spec.index_column:
         values[spec.index_column] = bindparam("b_hash")
     stmt = (update(t).where(pk == bindparam("b_pk"), col == bindparam("b_old")).values(values))

@@ -32,8 +32,7 @@ async def status(settings: Settings) -> list[str]:
     try:
         async with db.engine.connect() as conn:
             for spec in _columns():
-                outdated, total = await conn.run_sync(
-                    lambda c, s=spec: vault.count_outdated(c, s))
+                outdated, total = await conn.run_sync(vault.count_outdated, spec)
                 lines.append(f"{spec.table}.{spec.column}: {outdated} of {total} to re-encrypt")
     finally:
         await db.dispose()
@@ -57,8 +56,7 @@ async def reencrypt(settings: Settings, batch: int) -> list[str]:
     try:
         for spec in _columns():
             async with db.engine.connect() as conn:
-                changed = await conn.run_sync(
-                    lambda c, s=spec: vault.reencrypt(c, s, batch=batch, commit=True))
+                changed = await conn.run_sync(vault.reencrypt, spec, batch=batch, commit=True)
             lines.append(f"{spec.table}.{spec.column}: {changed} re-encrypted")
     finally:
         await db.dispose()
