@@ -84,7 +84,8 @@ def test_tampering_and_the_wrong_purpose_are_refused(ring: vault.Keyring) -> Non
 def test_the_blind_index_is_keyed_stable_and_per_purpose(ring: vault.Keyring) -> None:
     h = vault.blind_index("phone", "13812345678")
     assert h == vault.blind_index("phone", "13812345678")
-    assert len(h) == 64 and int(h, 16) >= 0
+    assert len(h) == 64
+    assert int(h, 16) >= 0
     assert h != vault.blind_index("payer_id", "13812345678")
     assert h != vault.blind_index("phone", "13812345679")
 
@@ -169,15 +170,20 @@ async def test_merchant_account_phone_and_app_secret_are_sealed_in_the_database(
     ((account, phone, phone_hash),) = await _raw(
         db, "SELECT settlement_account, contact_phone, contact_phone_hash FROM merchants "
             "WHERE id = :id", id=m.id)
-    assert account is not None and phone is not None
-    assert vault.is_sealed(account) and "6222021234567891234" not in account
-    assert vault.is_sealed(phone) and "13812345678" not in phone
+    assert account is not None
+    assert phone is not None
+    assert vault.is_sealed(account)
+    assert "6222021234567891234" not in account
+    assert vault.is_sealed(phone)
+    assert "13812345678" not in phone
     assert phone_hash == vault.blind_index("phone", "13812345678")
 
     issued = await merchants.create_app_credential(db, merchant_id=m.id, operator=OPERATOR)
     ((secret,),) = await _raw(db, "SELECT secret FROM merchant_apps WHERE app_id = :a",
                               a=issued.app.app_id)
-    assert secret is not None and vault.is_sealed(secret) and issued.secret not in secret
+    assert secret is not None
+    assert vault.is_sealed(secret)
+    assert issued.secret not in secret
     credential = await merchants.get_app_credential(db, app_id=issued.app.app_id)
     assert credential.secret == issued.secret  # opened to verify HMAC signatures
 
@@ -196,11 +202,14 @@ async def test_payer_ids_are_sealed_with_a_searchable_hash(db: Database,
                     refunded_amount=Money(0), refund_pending_amount=Money(0), expire_at=now,
                     created_at=now, updated_at=now))
     ((raw, digest),) = await _raw(db, "SELECT payer_id, payer_id_hash FROM orders")
-    assert raw is not None and vault.is_sealed(raw) and "oUpF8" not in raw
+    assert raw is not None
+    assert vault.is_sealed(raw)
+    assert "oUpF8" not in raw
     assert digest == vault.blind_index("payer_id", "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
     async with db.transaction() as s:
         order = await s.get(Order, "ord_sealed1")
-        assert order is not None and order.payer_id == "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
+        assert order is not None
+        assert order.payer_id == "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
         order.payer_id = "2088102146225135"  # the channel tells us who paid: hash follows
     ((digest,),) = await _raw(db, "SELECT payer_id_hash FROM orders")
     assert digest == vault.blind_index("payer_id", "2088102146225135")
@@ -255,7 +264,8 @@ async def test_the_sqlite_file_its_wal_and_shm_and_the_key_files_are_0600(
     ring = settings.keyring()
     gm.load_or_create_sm2_key(settings.data_dir / "keys" / "x_sm2.key")
     for path in (ring.path, settings.data_dir / "keys" / "x_sm2.key"):
-        assert path is not None and oct(path.stat().st_mode & 0o777) == "0o600"
+        assert path is not None
+        assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert oct((settings.data_dir / "keys").stat().st_mode & 0o777) == "0o700"
 
 
