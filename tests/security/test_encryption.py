@@ -4,11 +4,13 @@ sealed columns in every database; the re-encryption job."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -277,3 +279,34 @@ def test_an_existing_world_readable_database_file_is_narrowed(tmp_path: Path) ->
     os.chmod(path, 0o644)
     make_sqlite_file_private(f"sqlite+aiosqlite:///{path}")
     assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+async def test_fulema_keys_rotate_reencrypt_and_status_from_the_command_line(
+        sqlite_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from fulema.cli import app as cli
+
+    monkeypatch.setenv("FULEMA_DATABASE_URL", sqlite_db.url)
+    monkeypatch.setenv("FULEMA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("FULEMA_CRYPTO_ACTIVATION_DELAY_SECONDS", "0")
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:  # the CLI runs its own event loop: off this test's loop
+        return asyncio.to_thread(runner.invoke, cli, list(args))
+
+    first = await run("keys", "status")
+    assert first.exit_code == 0, first.output
+    await merchants.apply_merchant(sqlite_db, operator=OPERATOR, **application())
+
+    rotated = await run("keys", "rotate", "--purpose", "phone")
+    assert rotated.exit_code == 0, rotated.output
+    assert rotated.output.startswith("new key tel-")
+    assert "merchants.contact_phone: 1 of 1 to re-encrypt" in (await run("keys", "status")).output
+    done = await run("keys", "reencrypt", "--batch", "10")
+    assert "merchants.contact_phone: 1 re-encrypted" in done.output
+    assert "merchants.settlement_account: 0 re-encrypted" in done.output
+    assert "merchants.contact_phone: 0 of 1 to re-encrypt" in (await run("keys", "status")).output
+    bad = await run("keys", "rotate", "--purpose", "nope")
+    assert bad.exit_code == 2
+    assert "unknown purpose" in bad.output
