@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from fulema.core import vault
+from fulema.core import vault, vault_jobs
 
 revision: str = '0009'
 down_revision: str | None = '0006'
@@ -49,7 +49,7 @@ def upgrade() -> None:
                                   existing_nullable=NULLABLE.get(column, False))
     bind = op.get_bind()
     for table, pk, column, purpose, index, _old, _chars in COLUMNS:
-        vault.reencrypt(bind, vault.SealedColumn(table, pk, column, purpose, index))
+        vault_jobs.reencrypt(bind, vault_jobs.SealedColumn(table, pk, column, purpose, index))
 
 
 def downgrade() -> None:

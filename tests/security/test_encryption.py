@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from fulema.core import vault
+from fulema.core import vault, vault_jobs
 from fulema.core.clock import clock
 from fulema.core.db import Base, Database
 from fulema.merchants import service as merchants
@@ -228,17 +228,17 @@ async def test_reencryption_moves_every_value_to_the_current_key_and_seals_plain
         await conn.execute(text("UPDATE merchants SET contact_phone = '13700000000', "
                                 "contact_phone_hash = NULL WHERE id = :id"), {"id": other.id})
     ring.rotate(vault.PURPOSES, activate_in_seconds=0)
-    specs = vault.sealed_columns(Base.metadata)
+    specs = vault_jobs.sealed_columns(Base.metadata)
     assert {(s.table, s.column) for s in specs} >= {
         ("merchants", "settlement_account"), ("merchants", "contact_phone"),
         ("merchant_apps", "secret"), ("orders", "payer_id")}
     phone = next(s for s in specs if s.column == "contact_phone")
     assert phone.index_column == "contact_phone_hash"
     async with db.engine.connect() as conn:
-        assert await conn.run_sync(vault.count_outdated, phone) == (2, 2)
+        assert await conn.run_sync(vault_jobs.count_outdated, phone) == (2, 2)
         for spec in specs:
-            await conn.run_sync(vault.reencrypt, spec, batch=1, commit=True)
-        assert await conn.run_sync(vault.count_outdated, phone) == (0, 2)
+            await conn.run_sync(vault_jobs.reencrypt, spec, batch=1, commit=True)
+        assert await conn.run_sync(vault_jobs.count_outdated, phone) == (0, 2)
     rows = dict((r[0], r[1:]) for r in await _raw(
         db, "SELECT id, contact_phone, contact_phone_hash FROM merchants"))
     assert all(vault.kid_of(v[0] or "") == ring.writing_key("phone").kid for v in rows.values())

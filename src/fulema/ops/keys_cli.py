@@ -13,15 +13,15 @@
 
 from __future__ import annotations
 
-from fulema.core import vault
+from fulema.core import vault, vault_jobs
 from fulema.core.config import Settings
 from fulema.core.db import Base, Database
 
 
-def _columns() -> list[vault.SealedColumn]:
+def _columns() -> list[vault_jobs.SealedColumn]:
     import fulema.app  # noqa: F401 - every context's tables on Base.metadata
 
-    return vault.sealed_columns(Base.metadata)
+    return vault_jobs.sealed_columns(Base.metadata)
 
 
 async def status(settings: Settings) -> list[str]:
@@ -32,7 +32,7 @@ async def status(settings: Settings) -> list[str]:
     try:
         async with db.engine.connect() as conn:
             for spec in _columns():
-                outdated, total = await conn.run_sync(vault.count_outdated, spec)
+                outdated, total = await conn.run_sync(vault_jobs.count_outdated, spec)
                 lines.append(f"{spec.table}.{spec.column}: {outdated} of {total} to re-encrypt")
     finally:
         await db.dispose()
@@ -56,7 +56,7 @@ async def reencrypt(settings: Settings, batch: int) -> list[str]:
     try:
         for spec in _columns():
             async with db.engine.connect() as conn:
-                changed = await conn.run_sync(vault.reencrypt, spec, batch=batch, commit=True)
+                changed = await conn.run_sync(vault_jobs.reencrypt, spec, batch=batch, commit=True)
             lines.append(f"{spec.table}.{spec.column}: {changed} re-encrypted")
     finally:
         await db.dispose()
