@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from fulema.channels.ops_api import router as channels_ops_router
 from fulema.channels.registry import build_channels
 from fulema.core import audit as _audit_models  # noqa: F401 - registers tables
+from fulema.core import vault
 from fulema.core.config import Settings, get_settings
 from fulema.core.db import Database
 from fulema.core.events import Consumer, Dispatcher
@@ -75,6 +76,7 @@ def _bucket_store(settings: Settings) -> BucketStore | None:
 def create_app(settings: Settings, *, db: Database | None = None,
                http: httpx.AsyncClient | None = None) -> FastAPI:
     settings.check_production()  # outside development: refuses, naming every variable to fix
+    vault.install(settings.keyring())  # what the sealed columns open and seal with
     db = db or Database(settings.database_url)
     # Commits wake this process's own dispatcher in process; a NOTIFY (one statement per
     # publishing transaction) is needed only where the dispatcher runs elsewhere, i.e. API

@@ -20,6 +20,9 @@ from fulema.core.config import Settings, get_settings
 
 app = typer.Typer(help="Fulema (付了码) aggregated payment platform", no_args_is_help=True)
 app.add_typer(dr_app, name="dr")
+keys_app = typer.Typer(help="Encryption at rest: the keyring (docs/security.md)",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 
 def _checked(settings: Settings) -> Settings:
@@ -122,8 +125,51 @@ def docs_errors(out: Path = Path("docs/errors.md")) -> None:
     typer.echo(f"wrote {out}")
 
 
-if __name__ == "__main__":
-    app()
+@keys_app.command("status")
+def keys_status() -> None:
+    """The keys, and how many stored values each sealed column has left to re-encrypt."""
+    from fulema.ops import keys_cli
+
+    for line in asyncio.run(keys_cli.status(get_settings())):
+        typer.echo(line)
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+        purpose: list[str] = typer.Option(  # noqa: B008 - typer's way
+            [], help="app_secret, bank_account, phone or payer_id; repeat; default all"),
+        activate_in: int | None = typer.Option(
+            None, min=0, help="seconds until the new keys write (default "
+            "FULEMA_CRYPTO_ACTIVATION_DELAY_SECONDS)")) -> None:
+    """New data keys; old values stay readable; run `keys reencrypt` once they write."""
+    from fulema.core.vault import PURPOSES
+    from fulema.ops import keys_cli
+
+    try:
+        lines = keys_cli.rotate(get_settings(), tuple(purpose or PURPOSES), activate_in)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--purpose") from exc
+    for line in lines:
+        typer.echo(line)
+
+
+@keys_app.command("reencrypt")
+def keys_reencrypt(batch: int = typer.Option(500, min=1, max=10_000)) -> None:
+    """Seal plaintext leftovers and move values to the current keys, batch by batch."""
+    from fulema.ops import keys_cli
+
+    for line in asyncio.run(keys_cli.reencrypt(get_settings(), batch)):
+        typer.echo(line)
+
+
+@keys_app.command("rewrap")
+def keys_rewrap() -> None:
+    """Wrap every key of the keyring under the current master key."""
+    from fulema.ops import keys_cli
+
+    for line in keys_cli.rewrap(get_settings()):
+        typer.echo(line)
+
 
 
 jobs_app = typer.Typer(help="Scheduled jobs: the job table and manual runs", no_args_is_help=True)
@@ -191,3 +237,7 @@ def jobs_run(name: str = typer.Argument(help="a job name from `fulema jobs list`
     typer.echo(f"{name}: {'ok' if ok else 'FAILED'} ({done})")
     if not ok:
         raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

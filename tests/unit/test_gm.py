@@ -234,3 +234,44 @@ def test_load_or_create_sm2_key_persists(tmp_path: Path) -> None:
     assert gm.load_or_create_sm2_key(path) == first
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert gm.sm2_verify(first[1], b"m", gm.sm2_sign(first[0], first[1], b"m"))
+
+
+# --- the C backend (gmssl-pyx) against the pure-Python one -----------------------------------
+
+needs_c = pytest.mark.skipif(gm.C_BACKEND is None,
+                             reason="gmssl-pyx has no wheel for this platform: Python fallback")
+
+
+@needs_c
+def test_c_backend_is_the_one_that_signs() -> None:
+    assert gm.active_backend().startswith("c ")
+
+
+@needs_c
+def test_published_signature_verifies_on_both_backends() -> None:
+    assert gm.C_BACKEND is not None
+    pub = GBT_PUB.lower()
+    for backend in (gm.C_BACKEND, gm.PYTHON_BACKEND):
+        assert backend.verify(pub, GBT_MSG, GBT_SIG.lower(), gm.DEFAULT_USER_ID) is True
+        assert backend.verify(pub, b"other", GBT_SIG.lower(), gm.DEFAULT_USER_ID) is False
+
+
+@needs_c
+@pytest.mark.parametrize("user_id", [gm.DEFAULT_USER_ID, b"ALICE123@YAHOO.COM", b"x" * 2000])
+def test_each_backend_verifies_what_the_other_signed(keypair: tuple[str, str],
+                                                     user_id: bytes) -> None:
+    assert gm.C_BACKEND is not None
+    priv, pub = keypair
+    message = b"txnAmt=100&merId=777290058110048"
+    by_c = gm.C_BACKEND.sign(priv, pub, message, user_id)
+    by_python = gm.PYTHON_BACKEND.sign(priv, pub, message, user_id)
+    assert gm.PYTHON_BACKEND.verify(pub, message, by_c, user_id)
+    assert gm.C_BACKEND.verify(pub, message, by_python, user_id)
+    assert not gm.C_BACKEND.verify(pub, message + b"!", by_python, user_id)
+
+
+@needs_c
+def test_c_generated_keys_match_the_python_derivation() -> None:
+    assert gm.C_BACKEND is not None
+    priv, pub = gm.C_BACKEND.generate()
+    assert gm.sm2_public_key_from_private(priv) == pub

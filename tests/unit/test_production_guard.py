@@ -5,6 +5,7 @@ production tree (the bank's keys, here written to tmp files) starts and generate
 
 from __future__ import annotations
 
+import base64
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,7 @@ from fulema.core.channel_settings import (
 )
 from fulema.core.config import DEV_PLACEHOLDER, Settings
 from fulema.core.db import Database
+from fulema.core.vault import DEV_MASTER_KEY
 
 
 def _rsa_pair(keys: Path, name: str) -> tuple[Path, Path]:
@@ -76,6 +78,7 @@ def production(tmp_path: Path, bank_keys: dict[str, Any]) -> Settings:
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'prod.db'}",
         operator_token=secrets.token_hex(16), platform_secret=secrets.token_hex(16),
         mount_sandbox=False, seed_demo=False, run_background=False,
+        crypto_master_key=base64.b64encode(secrets.token_bytes(32)).decode(),
         wechat=WechatSection(apiv3_key=secrets.token_hex(16), merchant_serial_no="5157F09EFDC0",
                              merchant_key_path=k["wx_key"],
                              platform_public_key_path=k["wx_platform"]),
@@ -121,6 +124,9 @@ Change = Callable[[Settings], Settings]
 CASES: list[tuple[str, Change]] = [
     ("FULEMA_MOUNT_SANDBOX", lambda t: t.model_copy(update={"mount_sandbox": True})),
     ("FULEMA_SEED_DEMO", lambda t: t.model_copy(update={"seed_demo": True})),
+    ("FULEMA_CRYPTO_MASTER_KEY", lambda t: t.model_copy(update={"crypto_master_key": ""})),
+    ("FULEMA_CRYPTO_MASTER_KEY",
+     lambda t: t.model_copy(update={"crypto_master_key": base64.b64encode(DEV_MASTER_KEY).decode()})),
     ("FULEMA_OPERATOR_TOKEN", lambda t: t.model_copy(update={"operator_token": DEV_PLACEHOLDER})),
     ("FULEMA_PLATFORM_SECRET",
      lambda t: t.model_copy(update={"platform_secret": DEV_PLACEHOLDER})),

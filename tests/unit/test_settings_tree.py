@@ -83,6 +83,7 @@ JSON_SAMPLES: dict[str, Any] = {
     "payer_code_rules": {"bankpay": {"prefixes": ["88"], "lengths": [18]}},
     "trusted_proxies": ["10.1.2.3"],
     "dr_nodes": ["postgresql://postgres@db1:5432/f", "postgresql://postgres@db2:5432/f"],
+    "crypto_previous_master_keys": {"m0": "MDEyMzQ1Njc4OWFiY2RlZg=="},
 }
 
 

@@ -35,6 +35,13 @@ from fulema.core.channel_settings import (
     WechatV2Section,
     published_values,
 )
+from fulema.core.vault import (
+    DEV_MASTER_KEY,
+    DEV_MASTER_KID,
+    Keyring,
+    MasterKeys,
+    parse_master_key,
+)
 
 DEV_PLACEHOLDER = "dev-only-change-me"
 
@@ -73,6 +80,18 @@ class Settings(BaseSettings):
     # HMAC key for what the cashier passes through the payer's browser (OAuth state, payer
     # tokens: web/oauth.py). Merchant notifications are signed with the app's own secret.
     platform_secret: str = DEV_PLACEHOLDER
+
+    # Encryption at rest (core/vault.py; docs/security.md). The master key wraps the data keys
+    # kept in the keyring file; empty in development means the published development key,
+    # which production refuses. Previous master keys (id -> key) are accepted for unwrapping
+    # while `fulema keys rewrap` moves the keyring onto the new one.
+    crypto_master_key: str = ""
+    crypto_master_key_path: Path | None = None
+    crypto_master_key_id: str = Field(default="m1", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    crypto_previous_master_keys: dict[str, str] = Field(default_factory=dict)
+    crypto_cipher: Literal["SM4-GCM", "AES-256-GCM"] = "SM4-GCM"
+    crypto_keyring_path: Path | None = None  # default: <data_dir>/keyring.json
+    crypto_activation_delay_seconds: int = Field(default=60, ge=0)
 
     max_body_bytes: int = 64 * 1024
     signature_tolerance_seconds: int = 300
@@ -139,6 +158,24 @@ class Settings(BaseSettings):
     def is_development(self) -> bool:
         return self.environment in {"development", "test"}
 
+    def master_keys(self) -> MasterKeys:
+        """The configured master key (and previous ones), or the development key when none is
+        configured (refused outside development by `production_problems`)."""
+        text = self.crypto_master_key
+        if not text and self.crypto_master_key_path is not None:
+            text = self.crypto_master_key_path.read_text()
+        previous = tuple((kid, parse_master_key(key))
+                         for kid, key in self.crypto_previous_master_keys.items())
+        if not text:
+            return MasterKeys(DEV_MASTER_KID, DEV_MASTER_KEY, previous)
+        return MasterKeys(self.crypto_master_key_id, parse_master_key(text), previous)
+
+    def keyring(self) -> Keyring:
+        """The deployment's keyring (created with fresh data keys on first use)."""
+        return Keyring(self.master_keys(), cipher=self.crypto_cipher,
+                       path=self.crypto_keyring_path or self.data_dir / "keyring.json",
+                       activation_delay_seconds=self.crypto_activation_delay_seconds)
+
     def sandbox_url(self, channel: str) -> str:
         """Where a channel's sandbox listens when its base URL is not configured."""
         return f"{self.public_base_url}/sandbox/{channel}"
@@ -169,6 +206,11 @@ class Settings(BaseSettings):
         if self.mount_sandbox:
             problems.append("FULEMA_MOUNT_SANDBOX must be false (a sandbox signs as its channel "
                             "does, with keys this server holds)")
+        if not self.crypto_master_key and self.crypto_master_key_path is None:
+            problems.append("FULEMA_CRYPTO_MASTER_KEY or FULEMA_CRYPTO_MASTER_KEY_PATH must be set "
+                            "(the development master key is published)")
+        elif self.master_keys().key == DEV_MASTER_KEY:
+            problems.append("FULEMA_CRYPTO_MASTER_KEY is the published development key")
         if self.seed_demo:
             problems.append("FULEMA_SEED_DEMO must be false (the demo merchant's secret is "
                             "published)")

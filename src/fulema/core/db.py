@@ -10,10 +10,13 @@ database's default character set.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import BigInteger, DateTime, String, Table, event, text
@@ -129,6 +132,25 @@ def _is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+def make_sqlite_file_private(url: str) -> Path | None:
+    """The embedded database holds the platform's data: its file is the owner's alone (0600).
+
+    Created here with that mode before SQLite opens it (an existing one is narrowed), because
+    SQLite gives its -wal, -shm and -journal files the database file's own mode. Returns the
+    file's path (None for a URL without a file)."""
+    raw = url.split("///", 1)[1] if "///" in url else ""
+    raw = raw.split("?", 1)[0]
+    if not raw or raw.startswith(":memory:"):
+        return None
+    path = Path(raw)
+    if path.parent.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        for file in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(file, 0o600)
+    return path
+
+
 class Database:
     """Engine plus session factory. Each use case runs in one `transaction()`."""
 
@@ -139,6 +161,7 @@ class Database:
             kwargs["connect_args"] = {"timeout": 30}
             if ":memory:" in url:
                 raise ValueError("use a file for SQLite: the app and worker share it")
+            make_sqlite_file_private(url.removesuffix("#nullpool"))
         elif "+aiomysql" in url or "+asyncmy" in url:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600,
                           isolation_level="READ COMMITTED")

@@ -16,21 +16,30 @@ Formats (all hex is lowercase on output and accepted in either case on input):
 * SM4 (GB/T 32907): 16-byte keys; CBC with a 16-byte IV and PKCS#7 padding; GCM (RFC 8998)
   returning ciphertext || 16-byte tag.
 
-Library split: SM3 and SM4 come from ``cryptography`` (OpenSSL's implementation). SM2 point
-arithmetic comes from ``gmssl`` because ``cryptography`` has no SM2 curve; we compute Z and e
-ourselves (gmssl hard-codes the default user id), draw the nonce k from ``secrets`` (gmssl's
-own ``random_hex`` uses the non-cryptographic ``random`` module) and validate keys and
-signature ranges that gmssl does not check.
+Library split: SM3 and SM4 come from ``cryptography`` (OpenSSL's implementation). SM2 signs
+and verifies on ``gmssl-pyx`` (the GmSSL C library) wherever its wheel installs, because
+``cryptography`` has no SM2 curve and pure-Python big-integer arithmetic leaks timing; the
+pure-Python ``gmssl`` stays as the fallback for platforms without a wheel (aarch64) and for the
+GB/T vector signed with its published k. On that path we compute Z and e ourselves (gmssl
+hard-codes the default user id), draw the nonce k from ``secrets`` (gmssl's own ``random_hex``
+uses the non-cryptographic ``random`` module); on both we validate keys and signature ranges
+before the library sees them.
 """
 
 from __future__ import annotations
 
+import functools
 import secrets
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import padding as sym_padding
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from gmssl import sm2 as _gmssl_sm2
 
@@ -117,15 +126,20 @@ def _multiply_g(k: int) -> str:
     return point
 
 
+@functools.lru_cache(maxsize=64)
 def sm2_public_key_from_private(private_key_hex: str) -> str:
-    """The public key (128 hex, x||y) belonging to a private key."""
+    """The public key (128 hex, x||y) belonging to a private key.
+
+    On the pure-Python path (GmSSL exposes no "public key of this scalar"): it runs once per
+    key a process loads (hence the cache), never per signature, so the timing of one scalar
+    multiplication at start-up is all it shows.
+    """
     return _multiply_g(_parse_private_key(private_key_hex))
 
 
 def generate_sm2_keypair() -> tuple[str, str]:
     """A fresh key pair: (private key 64 hex, public key 128 hex x||y without the 04 prefix)."""
-    d = 1 + secrets.randbelow(_N - 2)  # uniform in [1, n-2]
-    return _int_hex(d), _multiply_g(d)
+    return _backend().generate()
 
 
 def sm2_z(public_key_hex: str, user_id: bytes = DEFAULT_USER_ID) -> bytes:
@@ -144,27 +158,126 @@ def _message_digest(public_key_hex: str, message: bytes, user_id: bytes) -> byte
 
 
 def _sign_digest(private_key_hex: str, public_key_hex: str, e: bytes, k: int) -> str | None:
-    """One signing attempt with nonce k; None when k must be redrawn (r=0, r+k=n or s=0)."""
+    """One pure-Python signing attempt with nonce k; None when k must be redrawn (r=0, r+k=n
+    or s=0). Kept for the GB/T vector with its published k, which no C library lets us pin."""
     signature: str | None = _engine(private_key_hex, public_key_hex).sign(e, _int_hex(k))
     return signature
+
+
+# --- SM2 backends ----------------------------------------------------------------------------
+#
+# The C backend (gmssl-pyx, a binding of the GmSSL C library: constant-time field arithmetic,
+# its own CSPRNG for k) signs and verifies wherever its wheel installs (x86_64 Linux, macOS,
+# Windows). The pure-Python backend (`gmssl`, with the fixes above) is the fallback for
+# platforms without a wheel, e.g. aarch64 servers; its big-integer arithmetic leaks timing, so a
+# deployment should have the wheel (`active_backend()` says which one runs; the docs say how to
+# check). Both take keys and signatures already validated by the public functions below and
+# speak r||s hex; the C library speaks DER, converted here.
+
+
+class _PythonSM2:
+    name = "python (gmssl)"
+
+    def sign(self, private_hex: str, public_hex: str, message: bytes, user_id: bytes) -> str:
+        e = _message_digest(public_hex, message, user_id)
+        while True:
+            k = 1 + secrets.randbelow(_N - 1)  # uniform in [1, n-1], from the OS CSPRNG
+            signature = _sign_digest(private_hex, public_hex, e, k)
+            if signature is not None:
+                return signature.lower()
+
+    def verify(self, public_hex: str, message: bytes, signature_hex: str,
+               user_id: bytes) -> bool:
+        e = _message_digest(public_hex, message, user_id)
+        try:
+            return bool(_engine(_int_hex(1), public_hex).verify(signature_hex, e))
+        except (TypeError, ValueError):  # gmssl hits None on a point at infinity
+            return False
+
+    def generate(self) -> tuple[str, str]:
+        d = 1 + secrets.randbelow(_N - 2)  # uniform in [1, n-2]
+        return _int_hex(d), _multiply_g(d)
+
+    def pair_matches(self, private_hex: str, public_hex: str) -> bool:
+        return sm2_public_key_from_private(private_hex) == public_hex
+
+
+class _GmsslPyxSM2:
+    name = "c (gmssl-pyx / GmSSL)"
+
+    def __init__(self, lib: Any) -> None:
+        self._lib = lib
+
+    # The digest entry points: e = SM3(Z_A || M) is computed here with OpenSSL's SM3 (as on the
+    # Python path), which also lets any user id through; the library's message-level sm2_sign
+    # was measured ten times slower than its digest-level one.
+    def sign(self, private_hex: str, public_hex: str, message: bytes, user_id: bytes) -> str:
+        e = _message_digest(public_hex, message, user_id)
+        r, s = decode_dss_signature(self._lib.sm2_sign_sm3_digest(bytes.fromhex(private_hex), e))
+        return _int_hex(r) + _int_hex(s)
+
+    def verify(self, public_hex: str, message: bytes, signature_hex: str,
+               user_id: bytes) -> bool:
+        e = _message_digest(public_hex, message, user_id)
+        der = encode_dss_signature(int(signature_hex[:64], 16), int(signature_hex[64:], 16))
+        try:
+            return bool(self._lib.sm2_verify_sm3_digest(bytes.fromhex(public_hex), e, der))
+        except self._lib.GmsslInnerError:  # InvalidValueError is a subclass
+            return False
+
+    def generate(self) -> tuple[str, str]:
+        while True:
+            public, private = self._lib.sm2_key_generate()
+            if 1 <= int.from_bytes(private, "big") <= _N - 2:  # the range keys are parsed in
+                return private.hex(), public.hex()
+
+    def pair_matches(self, private_hex: str, public_hex: str) -> bool:
+        # Sign and verify a fixed message in C rather than multiply in Python with the secret.
+        probe = b"fulema sm2 key pair check"
+        return self.verify(public_hex, probe, self.sign(private_hex, public_hex, probe,
+                                                        DEFAULT_USER_ID), DEFAULT_USER_ID)
+
+
+def _load_c_backend() -> _GmsslPyxSM2 | None:
+    try:
+        import gmssl_pyx
+    except ImportError:  # no wheel for this platform: the pure-Python fallback signs
+        return None
+    return _GmsslPyxSM2(gmssl_pyx)
+
+
+PYTHON_BACKEND = _PythonSM2()
+C_BACKEND = _load_c_backend()
+
+
+def _backend() -> _PythonSM2 | _GmsslPyxSM2:
+    return C_BACKEND if C_BACKEND is not None else PYTHON_BACKEND
+
+
+def active_backend() -> str:
+    """Which SM2 implementation signs in this process (for operators and the benchmark)."""
+    return _backend().name
+
+
+@functools.lru_cache(maxsize=64)
+def _pair_matches(private_hex: str, public_hex: str) -> bool:
+    return _backend().pair_matches(private_hex, public_hex)
 
 
 def sm2_sign(private_key_hex: str, public_key_hex: str, message: bytes,
              user_id: bytes = DEFAULT_USER_ID) -> str:
     """SM2 signature (GB/T 32918.2 with SM3) over message; returns r||s as 128 hex characters.
 
-    The public key is an input because Z_A depends on it; it must belong to the private key.
+    The public key is an input because Z_A depends on it; it must belong to the private key
+    (checked once per key pair and process).
     """
     d = _parse_private_key(private_key_hex)
     pub = _parse_public_key(public_key_hex)
-    if _multiply_g(d) != pub:
+    if len(user_id) * 8 >= 1 << 16:
+        raise ValueError("SM2 user id longer than 8191 bytes")
+    if not _pair_matches(_int_hex(d), pub):
         raise ValueError("SM2 public key does not belong to the private key")
-    e = _message_digest(pub, message, user_id)
-    while True:
-        k = 1 + secrets.randbelow(_N - 1)  # uniform in [1, n-1], from the OS CSPRNG
-        signature = _sign_digest(_int_hex(d), pub, e, k)
-        if signature is not None:
-            return signature.lower()
+    return _backend().sign(_int_hex(d), pub, message, user_id)
 
 
 def sm2_verify(public_key_hex: str, message: bytes, signature_hex: str,
@@ -176,14 +289,10 @@ def sm2_verify(public_key_hex: str, message: bytes, signature_hex: str,
     except ValueError:
         return False
     r, s = int(sig[:64], 16), int(sig[64:], 16)
-    # GB/T 32918.2 7.1 steps B1/B2: gmssl does not check the ranges itself.
-    if not (1 <= r < _N and 1 <= s < _N) or (r + s) % _N == 0:
+    # GB/T 32918.2 7.1 steps B1/B2, checked before either backend sees the signature.
+    if not (1 <= r < _N and 1 <= s < _N) or (r + s) % _N == 0 or len(user_id) * 8 >= 1 << 16:
         return False
-    e = _message_digest(pub, message, user_id)
-    try:
-        return bool(_engine(_int_hex(1), pub).verify(sig, e))
-    except (TypeError, ValueError):  # gmssl hits None on a point at infinity: not a signature
-        return False
+    return _backend().verify(pub, message, sig, user_id)
 
 
 def load_or_create_sm2_key(path: Path) -> tuple[str, str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 def read_or_create(path: Path, make: Callable[[], str]) -> str:
     """The key text stored at `path` (stripped), made with `make()` if there is none yet."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:

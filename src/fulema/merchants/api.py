@@ -17,7 +17,14 @@ from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.core.errors import ErrorCode as E
 from fulema.core.vocab import ChannelName
-from fulema.core.web import OperatorRoute, error_responses, get_db, get_settings, require_operator
+from fulema.core.web import (
+    OperatorRoute,
+    error_responses,
+    get_db,
+    get_settings,
+    require_operator,
+    require_role,
+)
 from fulema.merchants import plates, service
 from fulema.merchants.domain import MerchantStatus
 from fulema.merchants.schemas import (
@@ -36,6 +43,9 @@ from fulema.merchants.schemas import (
     PlateOut,
     ReasonBody,
     ResubmitBody,
+    RevealBody,
+    RevealOut,
+    SearchBody,
     StoreBody,
     StoreOut,
     TerminalBody,
@@ -89,6 +99,14 @@ async def list_merchants(db: Db, _: Operator,
     return MerchantListOut.model_validate(page)
 
 
+@router.post("/merchants/search", summary="Find merchants by contact phone (keyed hash)",
+             responses=error_responses(E.VALIDATION_ERROR))
+async def search_merchants(body: SearchBody, db: Db, _: Operator) -> MerchantListOut:
+    page = await service.list_merchants(db, limit=body.limit, starting_after=body.starting_after,
+                                        contact_phone=body.contact_phone)
+    return MerchantListOut.model_validate(page)
+
+
 @router.get("/merchants/{merchant_id}", summary="A merchant with its stores, terminals, apps, "
             "fee rates and plates",
             responses=error_responses(*_FOUND))
@@ -100,6 +118,18 @@ async def get_merchant(merchant_id: str, db: Db, settings: Conf, _: Operator) ->
         apps=[AppOut.model_validate(x) for x in d.apps],
         fee_rates=[FeeRateOut.model_validate(x) for x in d.fee_rates],
         plates=[_plate_out(settings, p) for p in d.plates])
+
+
+@router.post("/merchants/{merchant_id}/reveal",
+             summary="Show the settlement account or phone whole (finance; audited)",
+             responses=error_responses(*_FOUND))
+async def reveal(merchant_id: str, body: RevealBody, db: Db,
+                 operator: Annotated[str, Depends(require_role("finance"))]) -> RevealOut:
+    """Answers mask these fields everywhere; this is the one way a person reads them whole,
+    and each call is an audit record (who, which fields, why)."""
+    return RevealOut.model_validate(await service.reveal_contact(
+        db, merchant_id=merchant_id, fields=tuple(body.fields), reason=body.reason,
+        operator=operator))
 
 
 @router.get("/merchants/{merchant_id}/events", summary="The merchant's audit trail",

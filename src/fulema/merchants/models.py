@@ -12,9 +12,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from fulema.core.db import Base, UTCDateTime
+from fulema.core.vault import Encrypted, blind_index
 
 
 class Merchant(Base):
@@ -25,10 +26,13 @@ class Merchant(Base):
     short_name: Mapped[str] = mapped_column(String(20))
     licence_no: Mapped[str] = mapped_column(String(18), unique=True)
     legal_person: Mapped[str] = mapped_column(String(32))
-    settlement_account: Mapped[str] = mapped_column(String(32))
+    # Sealed at rest (core/vault.py); answers mask them (fulema.core.masking).
+    settlement_account: Mapped[str] = mapped_column(Encrypted("bank_account", 32))
     settlement_account_name: Mapped[str] = mapped_column(String(64))
     contact_name: Mapped[str] = mapped_column(String(32))
-    contact_phone: Mapped[str] = mapped_column(String(11))
+    contact_phone: Mapped[str] = mapped_column(Encrypted("phone", 11))
+    # HMAC-SM3 of the phone under the vault's index key: what a search by phone compares.
+    contact_phone_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     mcc: Mapped[str] = mapped_column(String(4))
     status: Mapped[str] = mapped_column(String(16))
     reject_reason: Mapped[str | None] = mapped_column(String(256), nullable=True)
@@ -39,7 +43,13 @@ class Merchant(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
-    __table_args__ = (Index("ix_merchants_status_id", "status", "id"),)
+    __table_args__ = (Index("ix_merchants_status_id", "status", "id"),
+                      Index("ix_merchants_contact_phone_hash", "contact_phone_hash"))
+
+    @validates("contact_phone")
+    def _index_phone(self, _key: str, phone: str) -> str:
+        self.contact_phone_hash = blind_index("phone", phone)
+        return phone
 
 
 class MerchantEvent(Base):
@@ -100,9 +110,10 @@ class Terminal(Base):
 class AppCredentialRow(Base):
     """A merchant app's API credential.
 
-    `secret` is kept as is because the platform needs it in the clear to verify HMAC request
-    signatures and to sign notifications; it is returned only when created or rotated.
-    Production would encrypt this column at rest with a KMS-held key (envelope encryption).
+    The platform needs `secret` in the clear to verify HMAC request signatures and to sign
+    notifications, so it is sealed (envelope encryption, core/vault.py), not hashed: opened
+    when the row is read (the credential cache keeps the opened value in memory for a few
+    seconds); returned to the operator only when created or rotated.
     """
 
     __tablename__ = "merchant_apps"
@@ -110,7 +121,7 @@ class AppCredentialRow(Base):
     app_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
     name: Mapped[str] = mapped_column(String(64))
-    secret: Mapped[str] = mapped_column(String(128))
+    secret: Mapped[str] = mapped_column(Encrypted("app_secret", 128))
     rsa_public_key_pem: Mapped[str | None] = mapped_column(Text, nullable=True)
     notify_url: Mapped[str | None] = mapped_column(String(512), nullable=True)
     active: Mapped[bool] = mapped_column(Boolean)

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from fulema.core.db import Database
 from fulema.core.errors import ErrorCode, FulemaError
+from fulema.core.vault import blind_index
 from fulema.merchants import domain
 from fulema.merchants.credentials import AppView, app_view
 from fulema.merchants.domain import MerchantStatus
@@ -60,8 +61,12 @@ async def get_merchant(db: Database, *, merchant_id: str) -> MerchantDetail:
 
 
 async def list_merchants(db: Database, *, limit: int = 20, starting_after: str | None = None,
-                         status: MerchantStatus | None = None) -> MerchantPage:
-    """Oldest first by id (ids are time-ordered); `starting_after` is the last id seen."""
+                         status: MerchantStatus | None = None,
+                         contact_phone: str | None = None) -> MerchantPage:
+    """Oldest first by id (ids are time-ordered); `starting_after` is the last id seen.
+
+    `contact_phone` finds merchants by their phone through its keyed hash (the phone itself is
+    sealed, so no query can compare it)."""
     if not 1 <= limit <= 100:
         raise FulemaError(ErrorCode.VALIDATION_ERROR, "limit: 1..100")
     query = select(Merchant).order_by(Merchant.id).limit(limit + 1)
@@ -69,6 +74,8 @@ async def list_merchants(db: Database, *, limit: int = 20, starting_after: str |
         query = query.where(Merchant.id > starting_after)
     if status is not None:
         query = query.where(Merchant.status == MerchantStatus(status).value)
+    if contact_phone is not None:
+        query = query.where(Merchant.contact_phone_hash == blind_index("phone", contact_phone))
     async with db.transaction() as s:
         rows = list(await s.scalars(query))
     return MerchantPage(data=tuple(merchant_view(m) for m in rows[:limit]),

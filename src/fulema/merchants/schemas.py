@@ -4,9 +4,11 @@ in a field name is an error rather than a silently ignored correction."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
+from fulema.core.masking import mask_account, mask_phone
 from fulema.merchants.domain import (
     ACCOUNT_PATTERN,
     LICENCE_PATTERN,
@@ -86,6 +88,22 @@ class FeeRateBody(_Request):
     bps: StrictInt = Field(ge=0, le=MAX_FEE_BPS, description="Basis points: 38 is 0.38%")
 
 
+class SearchBody(_Request):
+    """Find merchants by a whole identifier (in the body, not the URL: URLs reach logs)."""
+
+    contact_phone: str = Field(pattern=PHONE_PATTERN)
+    limit: int = Field(default=20, ge=1, le=100)
+    starting_after: str | None = Field(default=None, max_length=40)
+
+
+class RevealBody(_Request):
+    """What to show whole, and why (kept in the audit trail)."""
+
+    fields: list[Literal["settlement_account", "contact_phone"]] = Field(min_length=1,
+                                                                         max_length=2)
+    reason: str = Field(min_length=1, max_length=256)
+
+
 class PlateBody(_Request):
     store_id: str = Field(min_length=1, max_length=40)
 
@@ -98,15 +116,18 @@ class _Out(BaseModel):
 
 
 class MerchantOut(_Out):
+    """Every answer masks the settlement account and the phone (docs/security.md, "Masking");
+    `POST /ops/v1/merchants/{id}/reveal` shows them whole to finance, audited."""
+
     id: str
     name: str
     short_name: str
     licence_no: str
     legal_person: str
-    settlement_account: str
+    settlement_account: str = Field(description="Masked: 6222****1234")
     settlement_account_name: str
     contact_name: str
-    contact_phone: str
+    contact_phone: str = Field(description="Masked: 138****5678")
     mcc: str
     status: str
     reject_reason: str | None
@@ -114,6 +135,17 @@ class MerchantOut(_Out):
     settlement_hold_reason: str | None
     created_at: datetime
     updated_at: datetime
+
+
+    @field_validator("settlement_account")
+    @classmethod
+    def _mask_account(cls, value: str) -> str:
+        return mask_account(value) or ""
+
+    @field_validator("contact_phone")
+    @classmethod
+    def _mask_phone(cls, value: str) -> str:
+        return mask_phone(value) or ""
 
 
 class MerchantListOut(_Out):
@@ -152,6 +184,15 @@ class AppOut(_Out):
 
 class AppSecretOut(AppOut):
     secret: str = Field(description="Shown once: store it now; it cannot be read back")
+
+
+class RevealOut(_Out):
+    """The fields asked for, whole (the others null), and the audit record of this read."""
+
+    merchant_id: str
+    settlement_account: str | None
+    contact_phone: str | None
+    audit_id: str
 
 
 class FeeRateOut(_Out):

@@ -56,6 +56,9 @@ from fulema.merchants.queries import MerchantDetail as MerchantDetail
 from fulema.merchants.queries import MerchantPage as MerchantPage
 from fulema.merchants.queries import get_merchant as get_merchant
 from fulema.merchants.queries import list_merchants as list_merchants
+from fulema.merchants.reveal import REVEALABLE as REVEALABLE
+from fulema.merchants.reveal import Revealed as Revealed
+from fulema.merchants.reveal import reveal_contact as reveal_contact
 from fulema.merchants.stores import StoreInfo as StoreInfo
 from fulema.merchants.stores import TerminalInfo as TerminalInfo
 from fulema.merchants.stores import add_store as add_store

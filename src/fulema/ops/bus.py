@@ -24,6 +24,7 @@ import structlog
 from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.core.events import Consumer, Event, Poison, Start
+from fulema.core.masking import mask_fields  # phones, account and card numbers leave masked
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +64,7 @@ class NatsPublisher:
         js = await self._jetstream()
         body = orjson.dumps({"id": event.id, "topic": event.topic, "seq": event.seq,
                              "created_at": event.created_at.isoformat() if event.created_at
-                             else None, "payload": event.payload})
+                             else None, "payload": mask_fields(event.payload)})
         ack = await js.publish(f"{self.subject_prefix}.{event.topic}", body,
                                timeout=self.ack_timeout, stream=self.stream,
                                headers={"Nats-Msg-Id": event.id,

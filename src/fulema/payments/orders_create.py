@@ -29,7 +29,7 @@ from fulema.gateway import service as gateway
 from fulema.merchants import service as merchants
 from fulema.payments.deps import Deps
 from fulema.payments.domain import OrderStatus, check_amount
-from fulema.payments.models import Order
+from fulema.payments.models import Order, payer_index
 from fulema.payments.orders_channel import barcode_pay, channel_create
 from fulema.payments.orders_state import INSERT_EVENT, INSERT_ORDER, event_row
 from fulema.payments.schemas import OrderOut
@@ -129,6 +129,7 @@ async def _insert_or_get(deps: Deps, *, merchant_id: str, app_id: str, new: NewO
         out_trade_no=new.out_trade_no, request_hash=digest, amount=new.amount,
         subject=new.subject, way_code=new.way_code.value, channel=channel.value,
         status=OrderStatus.CREATED.value, payer_id=new.payer_id,
+        payer_id_hash=payer_index(new.payer_id),
         payer_code_masked=mask_code(new.auth_code) if new.auth_code else None,
         notify_url=notify_url, attach=new.attach, client_ip=new.client_ip,
         channel_trade_no=None, code_url=None, h5_url=None, pay_params=None,
