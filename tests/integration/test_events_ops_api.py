@@ -99,7 +99,7 @@ async def test_operator_skips_then_replays_with_their_name(app: FastAPI, db: Dat
     assert open_letters["dead_letters"] == []
     every = (await http.get("/ops/v1/events/consumers/points.earn/dead-letters",
                             params={"include_resolved": "true"})).json()["dead_letters"]
-    assert every[0]["resolved_by"] == "operator"
+    assert every[0]["resolved_by"] == "bootstrap-admin"  # the shared token's name
     assert every[0]["resolved_at"] is not None
 
 

@@ -115,6 +115,59 @@ async def record(session: AsyncSession, *, actor: str, action: str, target_type:
     return record_id
 
 
+async def record_alone(db: Database, *, actor: str, action: str, target_type: str,
+                       target_id: str, detail: dict[str, Any] | None = None) -> str:
+    """A record in a transaction of its own: for what changes nothing else, such as an
+    operator reading personal data (recorded before the data is handed over)."""
+    async with db.transaction() as s:
+        return await record(s, actor=actor, action=action, target_type=target_type,
+                            target_id=target_id, detail=detail)
+
+
+@dataclass(frozen=True)
+class RecordView:
+    id: str
+    chain: str
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    target_type: str
+    target_id: str
+    detail: dict[str, Any]
+    hash: str
+
+
+async def search(db: Database, *, actor: str | None = None, action: str | None = None,
+                 target_type: str | None = None, target_id: str | None = None,
+                 since: datetime | None = None, until: datetime | None = None,
+                 limit: int = 50, starting_after: str | None = None) -> list[RecordView]:
+    """Records matching every filter given, newest first; `starting_after` is the last id of
+    the previous page (ids are time-ordered). `action` ending in "." matches a prefix
+    ("merchant." finds every merchant action)."""
+    stmt = select(AuditRecord).order_by(AuditRecord.id.desc()).limit(limit)
+    if actor is not None:
+        stmt = stmt.where(AuditRecord.actor == actor)
+    if action is not None:
+        stmt = stmt.where(AuditRecord.action.startswith(action, autoescape=True)
+                          if action.endswith(".") else AuditRecord.action == action)
+    if target_type is not None:
+        stmt = stmt.where(AuditRecord.target_type == target_type)
+    if target_id is not None:
+        stmt = stmt.where(AuditRecord.target_id == target_id)
+    if since is not None:
+        stmt = stmt.where(AuditRecord.at >= since)
+    if until is not None:
+        stmt = stmt.where(AuditRecord.at < until)
+    if starting_after is not None:
+        stmt = stmt.where(AuditRecord.id < starting_after)
+    async with db.transaction() as s:
+        return [RecordView(id=r.id, chain=r.chain, seq=r.seq, at=r.at, actor=r.actor,
+                           action=r.action, target_type=r.target_type, target_id=r.target_id,
+                           detail=r.detail, hash=r.hash)
+                for r in (await s.scalars(stmt))]
+
+
 @dataclass(frozen=True)
 class Break:
     chain: str
