@@ -16,8 +16,11 @@ import uvicorn
 
 from fulema.core.channel_settings import ConfigurationError
 from fulema.core.config import Settings, get_settings
+from fulema.operators.cli import audit_app, operator_app
 
 app = typer.Typer(help="Fulema (付了码) aggregated payment platform", no_args_is_help=True)
+app.add_typer(operator_app, name="operator")
+app.add_typer(audit_app, name="audit")
 
 
 def _checked(settings: Settings) -> Settings:

@@ -203,6 +203,16 @@ async def verify(db: Database) -> Verification:
     return Verification(chains=len(heads), records=total, breaks=breaks)
 
 
+async def chain_heads(db: Database) -> list[tuple[str, int, str]]:
+    """(chain, last seq, head hash) of every chain: kept outside the database (printed by
+    `fulema audit verify --heads`, shipped to the bank's log archive), they catch what the
+    chains alone cannot: a whole chain deleted, or rewritten from its first record on."""
+    async with db.transaction() as s:
+        rows = await s.execute(select(AuditChain.chain, AuditChain.last_seq, AuditChain.head_hash)
+                               .order_by(AuditChain.chain))
+        return [(r[0], int(r[1]), r[2]) for r in rows]
+
+
 def _first_break(head: AuditChain, rows: list[AuditRecord]) -> Break | None:
     prev = GENESIS
     for expected_seq, row in enumerate(rows, start=1):
