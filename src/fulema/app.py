@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from fulema.channels.ops_api import router as channels_ops_router
 from fulema.channels.registry import build_channels
 from fulema.core import approvals as _approval_models  # noqa: F401 - registers tables
-from fulema.core import audit as _audit_models  # noqa: F401 - registers tables
+from fulema.core import audit as _audit_models  # registers tables; the hash choice
 from fulema.core.approvals import ApprovalAction
 from fulema.core.config import Settings, get_settings
 from fulema.core.db import Database
@@ -73,6 +73,7 @@ def declared_approval_actions() -> dict[str, ApprovalAction]:
 def create_app(settings: Settings, *, db: Database | None = None,
                http: httpx.AsyncClient | None = None) -> FastAPI:
     settings.check_production()  # outside development: refuses, naming every variable to fix
+    _audit_models.use_algorithm(settings.audit_hash_algorithm)
     db = db or Database(settings.database_url)
     # Commits wake this process's own dispatcher in process; a NOTIFY (one statement per
     # publishing transaction) is needed only where the dispatcher runs elsewhere, i.e. API

@@ -177,7 +177,8 @@ async def test_tokens_are_stored_as_digests_only(db: Database) -> None:
         row = (await s.scalars(select(OperatorToken))).one()
     stored = " ".join(str(v) for v in vars(row).values())
     assert secret not in stored
-    assert row.secret_digest != secret and len(row.secret_digest) == 64
+    assert row.secret_digest != secret
+    assert len(row.secret_digest) == 64
 
 
 async def test_the_bootstrap_token_can_be_switched_off(sqlite_db: Database,

@@ -183,8 +183,7 @@ async def test_two_approvals_at_once_run_the_action_exactly_once(db: Database) -
             await approvals.approve(db, actions, approval_id=view.id, approver=name,
                                     approver_roles=frozenset({"finance"}))
         except FulemaError as exc:
-            assert exc.code is ErrorCode.APPROVAL_NOT_PENDING
-            return "refused"
+            return "refused" if exc.code is ErrorCode.APPROVAL_NOT_PENDING else exc.code.value
         return "approved"
 
     outcomes = await asyncio.gather(*(press(f"checker{i}") for i in range(4)))

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     # role, recorded under this name. Production creates named operators (`fulema operator
     # create`) and turns it off (docs/security.md).
     operator_bootstrap_enabled: bool = True
+    # The audit trail's chain hash (core/audit.py): SM3 (国密) or SHA-256.
+    audit_hash_algorithm: Literal["sm3", "sha256"] = "sm3"
     operator_bootstrap_name: str = Field(default="bootstrap-admin",
                                          pattern=r"^[a-z][a-z0-9._-]{1,39}$")
     # HMAC key for what the cashier passes through the payer's browser (OAuth state, payer

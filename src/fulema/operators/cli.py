@@ -39,7 +39,9 @@ def _run(work: Callable[[Database], Awaitable[T]]) -> T:
     """Runs `work` against FULEMA_DATABASE_URL; a refusal ends the command with its message."""
 
     async def main() -> T:
-        db = Database(get_settings().database_url)
+        settings = get_settings()
+        audit.use_algorithm(settings.audit_hash_algorithm)
+        db = Database(settings.database_url)
         try:
             return await work(db)
         finally:
