@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, BigInteger, Index, String, select
+from sqlalchemy import JSON, BigInteger, Index, String, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -78,6 +78,7 @@ class AuditRecord(Base):
         Index("uq_audit_records_chain_seq", "chain", "seq", unique=True),
         Index("ix_audit_records_target", "target_type", "target_id"),
         Index("ix_audit_records_actor_at", "actor", "at"),
+        Index("ix_audit_records_at", "at"),  # the search's order, newest first
     )
 
 
@@ -168,10 +169,12 @@ async def search(db: Database, *, actor: str | None = None, action: str | None =
                  target_type: str | None = None, target_id: str | None = None,
                  since: datetime | None = None, until: datetime | None = None,
                  limit: int = 50, starting_after: str | None = None) -> list[RecordView]:
-    """Records matching every filter given, newest first; `starting_after` is the last id of
-    the previous page (ids are time-ordered). `action` ending in "." matches a prefix
+    """Records matching every filter given, newest first (by time to the microsecond, then
+    id); `starting_after` is the last id of the previous page: every page follows the last
+    without a gap or a repeat. `action` ending in "." matches a prefix
     ("merchant." finds every merchant action)."""
-    stmt = select(AuditRecord).order_by(AuditRecord.id.desc()).limit(limit)
+    stmt = (select(AuditRecord).order_by(AuditRecord.at.desc(), AuditRecord.id.desc())
+            .limit(limit))
     if actor is not None:
         stmt = stmt.where(AuditRecord.actor == actor)
     if action is not None:
@@ -185,9 +188,15 @@ async def search(db: Database, *, actor: str | None = None, action: str | None =
         stmt = stmt.where(AuditRecord.at >= since)
     if until is not None:
         stmt = stmt.where(AuditRecord.at < until)
-    if starting_after is not None:
-        stmt = stmt.where(AuditRecord.id < starting_after)
     async with db.transaction() as s:
+        if starting_after is not None:
+            after_at = await s.scalar(select(AuditRecord.at)
+                                      .where(AuditRecord.id == starting_after))
+            if after_at is None:
+                return []
+            stmt = stmt.where(or_(AuditRecord.at < after_at,
+                                  and_(AuditRecord.at == after_at,
+                                       AuditRecord.id < starting_after)))
         return [RecordView(id=r.id, chain=r.chain, seq=r.seq, at=r.at, actor=r.actor,
                            action=r.action, target_type=r.target_type, target_id=r.target_id,
                            detail=r.detail, hash=r.hash)
