@@ -161,8 +161,15 @@ async def test_the_bootstrap_identity_acts_at_once(sqlite_db: Database,
         fee = await http.put(f"/ops/v1/merchants/{mid}/fee-rates/alipay", json={"bps": 30},
                              headers=BOOTSTRAP)
         assert fee.json() == {"channel": "alipay", "bps": 30, "is_default": False}
+        frozen = await http.post(f"/ops/v1/merchants/{mid}/freeze", json={"reason": "查"},
+                                 headers=BOOTSTRAP)
+        thawed = await http.post(f"/ops/v1/merchants/{mid}/unfreeze", headers=BOOTSTRAP)
+        assert thawed.json()["status"] == "ACTIVE"
+        assert thawed.json()["created_at"] == frozen.json()["created_at"]  # one JSON form
     (record,) = await audit.search(sqlite_db, action="merchant.set_fee_rate")
     assert record.actor == "bootstrap-admin"
+    assert await approvals.list_requests(sqlite_db, status=None, limit=10,
+                                         starting_after=None) == []
 
 
 async def test_two_approvals_at_once_run_the_action_exactly_once(db: Database) -> None:

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 
 from fulema.core import approvals, audit
 from fulema.core.approvals import ApprovalOut
@@ -32,7 +33,6 @@ from fulema.core.web import (
     error_responses,
     get_db,
     get_settings,
-    json_response,
     operator_identity,
     require_role,
 )
@@ -99,6 +99,12 @@ _PENDING: dict[int | str, dict[str, Any]] = {202: {"model": ApprovalOut,
                                  "(POST /ops/v1/approvals/{id}/approve)"}}
 
 
+def _answer(model: BaseModel, status_code: int = 200) -> Response:
+    """A hand-made answer serialised as FastAPI serialises the others (pydantic's JSON)."""
+    return Response(model.model_dump_json(), status_code=status_code,
+                    media_type="application/json")
+
+
 async def _ask(request: Request, db: Database, *, kind: str, merchant_id: str,
                params: dict[str, Any], summary: dict[str, Any], reason: str | None) -> Response:
     """Four eyes: record the request (202) for another operator to approve."""
@@ -107,7 +113,7 @@ async def _ask(request: Request, db: Database, *, kind: str, merchant_id: str,
         db, kind=kind, target_type="merchant", target_id=merchant_id,
         params={"merchant_id": merchant_id, **params}, summary=summary, reason=reason,
         requested_by=operator_identity(request).name)
-    return json_response(ApprovalOut.model_validate(view), status_code=202)
+    return _answer(ApprovalOut.model_validate(view), 202)
 
 
 # --- lifecycle -------------------------------------------------------------------------------
@@ -203,7 +209,7 @@ async def unfreeze(merchant_id: str, request: Request, db: Db, operator: Risk,
         return await _ask(request, db, kind=four_eyes.UNFREEZE, merchant_id=merchant_id,
                           params={"reason": _reason(body)}, summary={"unfreeze": merchant_id},
                           reason=_reason(body))
-    return json_response(MerchantOut.model_validate(await service.unfreeze(
+    return _answer(MerchantOut.model_validate(await service.unfreeze(
         db, merchant_id=merchant_id, reason=_reason(body), operator=operator)))
 
 
@@ -221,7 +227,7 @@ async def change_settlement_account(merchant_id: str, body: SettlementAccountBod
             db, merchant_id=merchant_id, settlement_account=body.settlement_account,
             settlement_account_name=body.settlement_account_name, operator=operator,
             reason=body.reason)
-        return json_response(MerchantOut.model_validate(view))
+        return _answer(MerchantOut.model_validate(view))
     if await service.get_merchant_status(db, merchant_id=merchant_id) is domain.MerchantStatus.CLOSED:
         raise FulemaError(E.MERCHANT_CLOSED, "the merchant is closed")
     return await _ask(request, db, kind=four_eyes.CHANGE_SETTLEMENT_ACCOUNT,
@@ -319,7 +325,7 @@ async def set_fee_rate(merchant_id: str, channel: ChannelName, body: FeeRateBody
                           params={"channel": channel.value, "bps": body.bps},
                           summary={"channel": channel.value, "bps": body.bps},
                           reason=body.reason)
-    return json_response(FeeRateOut.model_validate(await service.set_fee_rate(
+    return _answer(FeeRateOut.model_validate(await service.set_fee_rate(
         db, merchant_id=merchant_id, channel=channel.value, bps=body.bps, operator=operator)))
 
 
