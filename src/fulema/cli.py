@@ -16,11 +16,10 @@ import uvicorn
 
 from fulema.core.channel_settings import ConfigurationError
 from fulema.core.config import Settings, get_settings
-from fulema.operators.cli import audit_app, operator_app
+from fulema.operators import cli as operators_cli
 
 app = typer.Typer(help="Fulema (付了码) aggregated payment platform", no_args_is_help=True)
-app.add_typer(operator_app, name="operator")
-app.add_typer(audit_app, name="audit")
+operators_cli.install(app, get_settings)  # fulema operator ..., fulema audit verify
 
 
 def _checked(settings: Settings) -> Settings:

@@ -13,7 +13,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from fulema.core import audit
-from fulema.core.config import get_settings
+from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.core.errors import FulemaError
 from fulema.operators import service
@@ -25,6 +25,21 @@ _ROLE_HELP = f"one of {', '.join(ROLES)}; repeat for several"
 operator_app = typer.Typer(help="Operators: create, roles, tokens (docs/security.md)",
                            no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail: prove it intact", no_args_is_help=True)
+
+
+# Where the settings tree comes from: the `fulema` entry point says (`install`).
+_settings_source: list[Callable[[], Settings]] = []
+
+
+def install(root: typer.Typer, settings: Callable[[], Settings]) -> None:
+    """Adds `operator` and `audit` to the `fulema` command; `settings` builds the tree."""
+    _settings_source[:] = [settings]
+    root.add_typer(operator_app, name="operator")
+    root.add_typer(audit_app, name="audit")
+
+
+def _settings() -> Settings:
+    return _settings_source[0]()
 
 
 def _actor() -> str:
@@ -39,7 +54,7 @@ def _run(work: Callable[[Database], Awaitable[T]]) -> T:
     """Runs `work` against FULEMA_DATABASE_URL; a refusal ends the command with its message."""
 
     async def main() -> T:
-        settings = get_settings()
+        settings = _settings()
         audit.use_algorithm(settings.audit_hash_algorithm)
         db = Database(settings.database_url)
         try:
@@ -60,7 +75,7 @@ def create(name: str,
            display_name: str = typer.Option("", help="a person's name, for pages"),
            label: str = typer.Option("cli", help="the first token's label")) -> None:
     """Create an operator and print its first API token (shown once, never stored)."""
-    reserved = (get_settings().operator_bootstrap_name,)
+    reserved = (_settings().operator_bootstrap_name,)
 
     async def work(db: Database) -> str:
         await service.create_operator(db, name=name, display_name=display_name, roles=role,
