@@ -20,8 +20,10 @@ from fastapi import FastAPI
 
 from fulema.channels.ops_api import router as channels_ops_router
 from fulema.channels.registry import build_channels
-from fulema.core import audit as _audit_models  # noqa: F401 - registers tables
+from fulema.core import approvals as _approval_models  # noqa: F401 - registers tables
+from fulema.core import audit as _audit_models  # registers tables; the hash choice
 from fulema.core import vault
+from fulema.core.approvals import ApprovalAction
 from fulema.core.config import Settings, get_settings
 from fulema.core.db import Database
 from fulema.core.events import Consumer, Dispatcher
@@ -32,6 +34,10 @@ from fulema.gateway.ratelimit import BucketStore, RedisBuckets
 from fulema.merchants import models as _merchant_models  # noqa: F401 - registers tables
 from fulema.merchants.api import router as merchants_router
 from fulema.merchants.demo_seed import DEMO_PLATE
+from fulema.merchants.service import approval_actions as merchant_approval_actions
+from fulema.operators import models as _operator_models  # noqa: F401 - registers tables
+from fulema.operators.api import router as operators_router
+from fulema.operators.service import Directory as OperatorDirectory
 from fulema.ops import bus, monitoring
 from fulema.ops import scheduler as _scheduler_models  # noqa: F401 - registers tables
 from fulema.ops.api import router as ops_router
@@ -73,10 +79,17 @@ def _bucket_store(settings: Settings) -> BucketStore | None:
                         prefix=settings.ratelimit.redis_prefix)
 
 
+def declared_approval_actions() -> dict[str, ApprovalAction]:
+    """Every four-eyes action of every context (`core.approvals`), by kind: what an approval
+    runs. A context declares its own and is listed here."""
+    return {a.kind: a for a in merchant_approval_actions()}
+
+
 def create_app(settings: Settings, *, db: Database | None = None,
                http: httpx.AsyncClient | None = None) -> FastAPI:
     settings.check_production()  # outside development: refuses, naming every variable to fix
     vault.install(settings.keyring())  # what the sealed columns open and seal with
+    _audit_models.use_algorithm(settings.audit_hash_algorithm)
     db = db or Database(settings.database_url)
     # Commits wake this process's own dispatcher in process; a NOTIFY (one statement per
     # publishing transaction) is needed only where the dispatcher runs elsewhere, i.e. API
@@ -122,6 +135,8 @@ def create_app(settings: Settings, *, db: Database | None = None,
     app.state.dispatcher = dispatcher
     app.state.channels = channels
     app.state.payments = Deps(db=db, settings=settings, channels=channels)
+    app.state.operator_directory = OperatorDirectory(db)  # core.web.OperatorDirectory
+    app.state.approval_actions = declared_approval_actions()
     install_error_handlers(app)
     protection = Protection(settings.ratelimit, _bucket_store(settings))
     app.state.protection = protection
@@ -132,6 +147,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
 
     for router in (ops_router, events_router, channels_ops_router, merchants_router,
+                   operators_router,
                    payments_router, callbacks_router, cashier_router, oauth_router):
         app.include_router(router)
     install_docs(app)

@@ -17,12 +17,14 @@ import uvicorn
 from fulema.cli_dr import dr_app
 from fulema.core.channel_settings import ConfigurationError
 from fulema.core.config import Settings, get_settings
+from fulema.operators import cli as operators_cli
 
 app = typer.Typer(help="Fulema (付了码) aggregated payment platform", no_args_is_help=True)
 app.add_typer(dr_app, name="dr")
 keys_app = typer.Typer(help="Encryption at rest: the keyring (docs/security.md)",
                        no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+operators_cli.install(app, get_settings)  # fulema operator ..., fulema audit verify
 
 
 def _checked(settings: Settings) -> Settings:

@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from fulema.app import create_app
+from fulema.core import audit
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.db import Database
@@ -99,8 +100,12 @@ async def test_operator_skips_then_replays_with_their_name(app: FastAPI, db: Dat
     assert open_letters["dead_letters"] == []
     every = (await http.get("/ops/v1/events/consumers/points.earn/dead-letters",
                             params={"include_resolved": "true"})).json()["dead_letters"]
-    assert every[0]["resolved_by"] == "operator"
+    assert every[0]["resolved_by"] == "bootstrap-admin"  # the shared token's name
     assert every[0]["resolved_at"] is not None
+    trail = await audit.search(db, action="events.")
+    assert sorted((r.actor, r.action, r.target_id) for r in trail) == [
+        ("bootstrap-admin", "events.replay", "points.earn"),
+        ("bootstrap-admin", "events.skip", "ledger.postings")]
 
 
 async def test_a_replay_that_fails_again_says_so_and_resolves_nothing(

@@ -124,7 +124,8 @@ async def test_finance_reveals_a_field_whole_and_the_read_is_audited(
     async with db.transaction() as s:
         record = await s.scalar(select(AuditRecord).where(AuditRecord.id == body["audit_id"]))
     assert record is not None
-    assert (record.actor, record.action, record.target_id) == ("operator", "merchant.reveal", mid)
+    assert (record.actor, record.action, record.target_id) == ("bootstrap-admin",
+                                                               "merchant.reveal", mid)
     assert record.detail["fields"] == ["settlement_account"]
     assert "returned by the core system" in record.detail["reason"]
     assert ACCOUNT not in orjson.dumps(record.detail).decode()  # the trail holds no full value

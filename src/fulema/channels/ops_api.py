@@ -13,13 +13,13 @@ from fastapi.responses import Response
 
 from fulema.channels.registry import ChannelRegistry
 from fulema.channels.routing import GuardedChannel
-from fulema.core.web import json_response, require_operator
+from fulema.core.web import json_response, require_role
 
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/ops/v1/channels", summary="Circuit breaker state of every enabled channel endpoint",
-            dependencies=[Depends(require_operator)])
+            dependencies=[Depends(require_role("admin"))])
 async def channel_health(request: Request) -> Response:
     registry: ChannelRegistry = request.app.state.channels
     channels: list[dict[str, Any]] = []

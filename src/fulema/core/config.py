@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     port: int = 8000
 
     operator_token: str = DEV_PLACEHOLDER
+    # The shared operator token above is the bootstrap identity: a break-glass admin with every
+    # role, recorded under this name. Production creates named operators (`fulema operator
+    # create`) and turns it off (docs/security.md).
+    operator_bootstrap_enabled: bool = True
+    # The audit trail's chain hash (core/audit.py): SM3 (国密) or SHA-256.
+    audit_hash_algorithm: Literal["sm3", "sha256"] = "sm3"
+    operator_bootstrap_name: str = Field(default="bootstrap-admin",
+                                         pattern=r"^[a-z][a-z0-9._-]{1,39}$")
     # HMAC key for what the cashier passes through the payer's browser (OAuth state, payer
     # tokens: web/oauth.py). Merchant notifications are signed with the app's own secret.
     platform_secret: str = DEV_PLACEHOLDER

@@ -67,6 +67,14 @@ class ErrorCode(StrEnum):
     EVENT_CONSUMER_NOT_FAILING = "EVENT_CONSUMER_NOT_FAILING"
     # risk
     RISK_REJECTED = "RISK_REJECTED"
+    # operators, four eyes and the audit trail
+    OPERATOR_FORBIDDEN = "OPERATOR_FORBIDDEN"
+    OPERATOR_NOT_FOUND = "OPERATOR_NOT_FOUND"
+    OPERATOR_EXISTS = "OPERATOR_EXISTS"
+    OPERATOR_TOKEN_NOT_FOUND = "OPERATOR_TOKEN_NOT_FOUND"  # noqa: S105 - a code, not a token
+    APPROVAL_NOT_FOUND = "APPROVAL_NOT_FOUND"
+    APPROVAL_NOT_PENDING = "APPROVAL_NOT_PENDING"
+    APPROVAL_OWN_REQUEST = "APPROVAL_OWN_REQUEST"
 
     @property
     def http_status(self) -> int:
@@ -138,6 +146,16 @@ _META: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.EVENT_CONSUMER_NOT_FAILING: (409, "The consumer is not stopped at a failing event, "
                                                 "so there is nothing to skip."),
     ErrorCode.RISK_REJECTED: (403, "The risk engine refused this transaction."),
+    ErrorCode.OPERATOR_FORBIDDEN: (403, "The operator's token is valid, but none of its roles "
+                                        "(reviewer, risk, finance, admin) may do this."),
+    ErrorCode.OPERATOR_NOT_FOUND: (404, "No operator of this name."),
+    ErrorCode.OPERATOR_EXISTS: (409, "An operator of this name exists (names are never reused)."),
+    ErrorCode.OPERATOR_TOKEN_NOT_FOUND: (404, "No such API token for this operator."),
+    ErrorCode.APPROVAL_NOT_FOUND: (404, "No such approval request."),
+    ErrorCode.APPROVAL_NOT_PENDING: (409, "The approval request was decided already (approved, "
+                                          "rejected or failed)."),
+    ErrorCode.APPROVAL_OWN_REQUEST: (403, "Four eyes: the operator who asked for an action cannot "
+                                          "approve or reject it."),
 }
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import orjson
 import structlog
@@ -39,32 +40,89 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def require_operator(request: Request) -> str:
-    """Bank operators' endpoints (/ops/v1) take `Authorization: Bearer <FULEMA_OPERATOR_TOKEN>`."""
-    settings = get_settings(request)
-    auth = request.headers.get("authorization", "")
-    token = auth[7:] if auth.lower().startswith("bearer ") else ""
-    if not token or not hmac.compare_digest(token, settings.operator_token):
-        raise FulemaError(ErrorCode.UNAUTHORIZED)
-    return "operator"
-
-
 ROLES = ("reviewer", "risk", "finance", "admin")
 
 
-def require_role(*roles: str) -> Callable[[Request], str]:
+@dataclass(frozen=True)
+class OperatorIdentity:
+    """Who is calling an operator endpoint: a name for the audit trail and the roles it holds.
+    `break_glass` marks the shared bootstrap token (FULEMA_OPERATOR_TOKEN): it holds every
+    role, and its dangerous actions run without a second operator (see docs/security.md)."""
+
+    name: str
+    roles: frozenset[str]
+    break_glass: bool = False
+
+    def holds(self, *roles: str) -> bool:
+        return bool(self.roles.intersection(roles))
+
+
+class OperatorDirectory(Protocol):
+    """Looks an operator's own API token up (the operators context provides it; the
+    composition root puts it on `app.state.operator_directory`), so `core` imports no context."""
+
+    async def authenticate(self, token: str) -> OperatorIdentity | None: ...
+
+
+def _bearer(request: Request) -> bytes:
+    """The bearer token as bytes: header values are latin-1, so encoding never fails and a
+    non-ASCII byte compares as unequal instead of raising inside `compare_digest`."""
+    auth = request.headers.get("authorization", "")
+    return auth[7:].strip().encode("latin-1") if auth.lower().startswith("bearer ") else b""
+
+
+async def authenticate_operator(request: Request) -> OperatorIdentity:
+    """The calling operator, or UNAUTHORIZED. The shared FULEMA_OPERATOR_TOKEN is the bootstrap
+    identity (a named admin with every role) unless FULEMA_OPERATOR_BOOTSTRAP_ENABLED is false;
+    any other token is looked up in the operator directory. Answered once per request."""
+    known: OperatorIdentity | None = getattr(request.state, "operator", None)
+    if known is not None:
+        return known
+    settings = get_settings(request)
+    token = _bearer(request)
+    identity: OperatorIdentity | None = None
+    if token and settings.operator_bootstrap_enabled and hmac.compare_digest(
+            token, settings.operator_token.encode()):
+        identity = OperatorIdentity(name=settings.operator_bootstrap_name,
+                                    roles=frozenset(ROLES), break_glass=True)
+    elif token and token.isascii():
+        directory: OperatorDirectory | None = getattr(request.app.state, "operator_directory",
+                                                      None)
+        if directory is not None:
+            identity = await directory.authenticate(token.decode("ascii"))
+    if identity is None:
+        raise FulemaError(ErrorCode.UNAUTHORIZED)
+    request.state.operator = identity
+    return identity
+
+
+async def require_operator(request: Request) -> str:
+    """Any authenticated operator, whatever its roles; answers its name."""
+    return (await authenticate_operator(request)).name
+
+
+def operator_identity(request: Request) -> OperatorIdentity:
+    """The identity `require_role` / `OperatorRoute` established for this request."""
+    identity: OperatorIdentity | None = getattr(request.state, "operator", None)
+    if identity is None:
+        raise FulemaError(ErrorCode.UNAUTHORIZED)
+    return identity
+
+
+def require_role(*roles: str) -> Callable[[Request], Coroutine[Any, Any, str]]:
     """A dependency for an operator endpoint that only the named roles may call; answers the
-    operator's name for the audit trail (`core.audit.record(actor=...)`).
-
-    Until operators have their own identities, the one shared operator token holds every role
-    and its holder is recorded as "operator"; the security work replaces this body, not its
-    callers."""
+    operator's name for the audit trail (`core.audit.record(actor=...)`). A valid token without
+    one of the roles gets OPERATOR_FORBIDDEN."""
     unknown = set(roles) - set(ROLES)
-    if unknown:
-        raise ValueError(f"unknown roles: {sorted(unknown)}")
+    if unknown or not roles:
+        raise ValueError(f"unknown roles: {sorted(unknown)}" if unknown else "no role named")
 
-    def dependency(request: Request) -> str:
-        return require_operator(request)
+    async def dependency(request: Request) -> str:
+        identity = await authenticate_operator(request)
+        if not identity.holds(*roles):
+            raise FulemaError(ErrorCode.OPERATOR_FORBIDDEN,
+                              f"this needs the role {' or '.join(roles)}")
+        return identity.name
 
     return dependency
 
@@ -78,7 +136,7 @@ class OperatorRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def checked(request: Request) -> Response:
-            require_operator(request)
+            await authenticate_operator(request)
             return await handler(request)
 
         return checked
@@ -300,7 +358,7 @@ def _rewrite_errors(schema: dict[str, Any]) -> None:
 def _implied_codes(path: str, operation: dict[str, Any]) -> list[ErrorCode]:
     codes = [ErrorCode.INTERNAL_ERROR]
     if path.startswith("/ops/v1/"):
-        codes.append(ErrorCode.UNAUTHORIZED)
+        codes += [ErrorCode.UNAUTHORIZED, ErrorCode.OPERATOR_FORBIDDEN]
     if "requestBody" in operation:
         codes += [ErrorCode.MALFORMED_JSON, ErrorCode.VALIDATION_ERROR, ErrorCode.BODY_TOO_LARGE]
     if any(_can_fail(p) for p in operation.get("parameters", ())):

@@ -72,7 +72,7 @@ async def create_app_credential(db: Database, *, merchant_id: str, operator: str
                                secret=secret, rsa_public_key_pem=pem, notify_url=notify_url,
                                active=True, secret_rotated_at=now, created_at=now, updated_at=now)
         s.add(row)
-        record(s, m, "create_app", m.status, row.app_id, operator)
+        await record(s, m, "create_app", m.status, row.app_id, operator)
         return IssuedSecret(app=app_view(row), secret=secret)
 
 
@@ -87,7 +87,7 @@ async def rotate_secret(db: Database, *, merchant_id: str, app_id: str,
                               f"cannot rotate the secret of app {app_id}: it is disabled")
         now = clock.now()
         row.secret, row.secret_rotated_at, row.updated_at = _new_secret(), now, now
-        record(s, m, "rotate_secret", m.status, app_id, operator)
+        await record(s, m, "rotate_secret", m.status, app_id, operator)
         _forget_credential(db, row.app_id)
         return IssuedSecret(app=app_view(row), secret=row.secret)
 
@@ -98,7 +98,7 @@ async def disable_app(db: Database, *, merchant_id: str, app_id: str, operator: 
         row = await _app_row(s, m.id, app_id)
         if row.active:
             row.active, row.updated_at = False, clock.now()
-            record(s, m, "disable_app", m.status, app_id, operator)
+            await record(s, m, "disable_app", m.status, app_id, operator)
         _forget_credential(db, row.app_id)
         return app_view(row)
 

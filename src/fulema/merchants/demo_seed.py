@@ -90,11 +90,11 @@ async def _create_demo(db: Database) -> None:
             for rows in ([m], [store], [*devices, app, *fees, plate]):
                 s.add_all(rows)
                 await s.flush()  # parents before children: no relationship() orders them
-            record(s, m, "apply", None, None, DEMO_OPERATOR)
+            await record(s, m, "apply", None, None, DEMO_OPERATOR)
             for action in (MerchantAction.APPROVE, MerchantAction.ACTIVATE):
                 before = MerchantStatus(m.status)
                 m.status = domain.next_status(before, action).value
-                record(s, m, action.value, before.value, "demo", DEMO_OPERATOR)
+                await record(s, m, action.value, before.value, "demo", DEMO_OPERATOR)
     except IntegrityError:
         await raise_if_licence_taken(db, DEMO_LICENCE)
         raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from fulema.core.clock import clock
 from fulema.core.db import Database
@@ -26,18 +27,25 @@ class FeeRateView:
 
 async def set_fee_rate(db: Database, *, merchant_id: str, channel: str, bps: int,
                        operator: str) -> FeeRateView:
-    domain.check_fee(channel, bps)
     async with db.transaction() as s:
-        m = await lock_open(s, merchant_id, "set a fee rate")
-        row = await s.get(FeeRate, (m.id, channel))
-        old = row.bps if row else domain.DEFAULT_FEE_BPS[channel]
-        if row is None:
-            s.add(FeeRate(merchant_id=m.id, channel=channel, bps=bps, updated_at=clock.now()))
-        else:
-            row.bps, row.updated_at = bps, clock.now()
-        record(s, m, "set_fee_rate", m.status, f"{channel} {old} -> {bps} bps", operator,
-                extra={"channel": channel, "bps": bps, "previous_bps": old})
-        return FeeRateView(channel=channel, bps=bps, is_default=False)
+        return await set_fee_rate_in(s, merchant_id=merchant_id, channel=channel, bps=bps,
+                                     operator=operator)
+
+
+async def set_fee_rate_in(s: AsyncSession, *, merchant_id: str, channel: str, bps: int,
+                          operator: str) -> FeeRateView:
+    """The change in the caller's transaction (four eyes runs it in the approver's)."""
+    domain.check_fee(channel, bps)
+    m = await lock_open(s, merchant_id, "set a fee rate")
+    row = await s.get(FeeRate, (m.id, channel))
+    old = row.bps if row else domain.DEFAULT_FEE_BPS[channel]
+    if row is None:
+        s.add(FeeRate(merchant_id=m.id, channel=channel, bps=bps, updated_at=clock.now()))
+    else:
+        row.bps, row.updated_at = bps, clock.now()
+    await record(s, m, "set_fee_rate", m.status, f"{channel} {old} -> {bps} bps", operator,
+                 extra={"channel": channel, "bps": bps, "previous_bps": old})
+    return FeeRateView(channel=channel, bps=bps, is_default=False)
 
 
 async def fee_rate_bps(db: Database, *, merchant_id: str, channel: str) -> int:

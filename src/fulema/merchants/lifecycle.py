@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fulema.core import audit
 from fulema.core.clock import clock
 from fulema.core.db import Database
 from fulema.core.errors import ErrorCode, FulemaError
@@ -75,7 +76,7 @@ async def apply_merchant(db: Database, *, name: str, short_name: str, licence_no
             await refuse_taken_licence(s, licence)
             s.add(m)
             await s.flush()  # the parent row first: no relationship() orders the inserts
-            record(s, m, "apply", None, None, operator)
+            await record(s, m, "apply", None, None, operator)
     except IntegrityError:  # a concurrent apply with this licence committed first?
         await raise_if_licence_taken(db, licence)
         raise
@@ -118,7 +119,7 @@ async def hold_settlement(db: Database, *, merchant_id: str, reason: str,
     async with db.transaction() as s:
         m = await lock(s, merchant_id)
         m.settlement_hold_reason = text
-        record(s, m, "settlement_hold", m.status, text, operator)
+        await record(s, m, "settlement_hold", m.status, text, operator)
         await s.flush()
         return merchant_view(m)
 
@@ -128,7 +129,7 @@ async def release_settlement(db: Database, *, merchant_id: str, operator: str,
     async with db.transaction() as s:
         m = await lock(s, merchant_id)
         m.settlement_hold_reason = None
-        record(s, m, "settlement_release", m.status, reason, operator)
+        await record(s, m, "settlement_release", m.status, reason, operator)
         await s.flush()
         return merchant_view(m)
 
@@ -155,6 +156,49 @@ async def resubmit(db: Database, *, merchant_id: str, operator: str, name: str |
         raise
 
 
+def mask_account(account: str) -> str:
+    """`6222****1234`: enough for a person to recognise an account, too little to use it."""
+    return f"{account[:4]}****{account[-4:]}" if len(account) > 8 else "****"
+
+
+async def change_settlement_account_in(s: AsyncSession, *, merchant_id: str,
+                                       settlement_account: str, settlement_account_name: str,
+                                       operator: str, reason: str | None = None) -> MerchantView:
+    """Where the merchant's money goes, changed in the caller's transaction: a four-eyes action
+    (`merchants.four_eyes`), so it runs in the approver's. Any state but CLOSED."""
+    domain.check_formats(settlement_account=settlement_account)
+    name = settlement_account_name.strip()
+    if not name or len(name) > 64:
+        raise FulemaError(ErrorCode.VALIDATION_ERROR, "settlement_account_name: 1-64 characters")
+    m = await lock_open(s, merchant_id, "change the settlement account")
+    before = mask_account(m.settlement_account)
+    m.settlement_account, m.settlement_account_name = settlement_account, name
+    after = mask_account(settlement_account)
+    await record(s, m, "change_settlement_account", m.status, f"{before} -> {after}", operator,
+                 audit_detail={"from": before, "to": after, "reason": reason})
+    await s.flush()
+    return merchant_view(m)
+
+
+async def change_settlement_account(db: Database, *, merchant_id: str, settlement_account: str,
+                                    settlement_account_name: str, operator: str,
+                                    reason: str | None = None) -> MerchantView:
+    async with db.transaction() as s:
+        return await change_settlement_account_in(
+            s, merchant_id=merchant_id, settlement_account=settlement_account,
+            settlement_account_name=settlement_account_name, operator=operator, reason=reason)
+
+
+async def get_merchant_status(db: Database, *, merchant_id: str) -> MerchantStatus:
+    """The merchant's state alone (MERCHANT_NOT_FOUND if none): to refuse a pointless request
+    before it waits for a second operator."""
+    async with db.transaction() as s:
+        status = await s.scalar(select(Merchant.status).where(Merchant.id == merchant_id))
+    if status is None:
+        raise FulemaError(ErrorCode.MERCHANT_NOT_FOUND, f"no merchant {merchant_id}")
+    return MerchantStatus(status)
+
+
 async def list_events(db: Database, *, merchant_id: str) -> list[EventView]:
     """The merchant's audit trail, in the order it happened."""
     async with db.transaction() as s:
@@ -169,35 +213,50 @@ async def list_events(db: Database, *, merchant_id: str) -> list[EventView]:
 async def _transition(db: Database, merchant_id: str, action: MerchantAction, operator: str,
                       reason: str | None = None, *,
                       corrections: dict[str, str] | None = None) -> MerchantView:
-    reason = domain.check_reason(action, reason)
     async with db.transaction() as s:
-        m = await lock(s, merchant_id)
-        before = MerchantStatus(m.status)
-        after = domain.next_status(before, action)
-        if corrections and corrections.get("licence_no", m.licence_no) != m.licence_no:
-            await refuse_taken_licence(s, corrections["licence_no"])
-        for field, value in (corrections or {}).items():
-            setattr(m, field, value)
-        if action is MerchantAction.REJECT:
-            m.reject_reason = reason
-        elif action is MerchantAction.RESUBMIT:
-            m.reject_reason = None
-        elif action is MerchantAction.FREEZE:
-            m.freeze_reason = reason
-        elif action is MerchantAction.UNFREEZE:
-            m.freeze_reason = None
-        m.status = after.value
-        record(s, m, action.value, before.value, reason, operator)
-        await s.flush()
-        return merchant_view(m)
+        return await transition_in(s, merchant_id, action, operator, reason,
+                                   corrections=corrections)
 
 
-def record(s: AsyncSession, m: Merchant, action: str, from_status: str | None,
-            reason: str | None, operator: str, *, extra: dict[str, Any] | None = None) -> None:
-    """The audit row and the outbox event for one change, in the caller's transaction.
+async def transition_in(s: AsyncSession, merchant_id: str, action: MerchantAction,
+                        operator: str, reason: str | None = None, *,
+                        corrections: dict[str, str] | None = None) -> MerchantView:
+    """One lifecycle move in the caller's transaction (four eyes runs it in the approver's)."""
+    reason = domain.check_reason(action, reason)
+    m = await lock(s, merchant_id)
+    before = MerchantStatus(m.status)
+    after = domain.next_status(before, action)
+    if corrections and corrections.get("licence_no", m.licence_no) != m.licence_no:
+        await refuse_taken_licence(s, corrections["licence_no"])
+    for field, value in (corrections or {}).items():
+        setattr(m, field, value)
+    if action is MerchantAction.REJECT:
+        m.reject_reason = reason
+    elif action is MerchantAction.RESUBMIT:
+        m.reject_reason = None
+    elif action is MerchantAction.FREEZE:
+        m.freeze_reason = reason
+    elif action is MerchantAction.UNFREEZE:
+        m.freeze_reason = None
+    m.status = after.value
+    # The corrected fields by name only: their values are personal data.
+    await record(s, m, action.value, before.value, reason, operator,
+                 audit_detail={"reason": reason, "corrected": sorted(corrections)}
+                 if corrections else None)
+    await s.flush()
+    return merchant_view(m)
+
+
+async def record(s: AsyncSession, m: Merchant, action: str, from_status: str | None,
+                 reason: str | None, operator: str, *, extra: dict[str, Any] | None = None,
+                 audit_detail: dict[str, Any] | None = None) -> None:
+    """The merchant's event row, the outbox event and the platform's audit record (with the
+    operator's own name) for one change, in the caller's transaction.
 
     `version` numbers the merchant's events; the merchant row is locked (or new) here, and a
     unique (merchant_id, seq) turns a lost lock into an error rather than a forked history.
+    `audit_detail` replaces the reason in the audit record where the reason could carry
+    personal data (the trail holds none).
     """
     now = clock.now()
     m.version += 1
@@ -209,6 +268,10 @@ def record(s: AsyncSession, m: Merchant, action: str, from_status: str | None,
         "merchant_id": m.id, "action": action, "from_status": from_status,
         "to_status": m.status, "reason": reason, "operator": operator, "seq": m.version,
         **(extra or {})})
+    detail = audit_detail if audit_detail is not None else {"reason": reason, **(extra or {})}
+    await audit.record(s, actor=operator, action=f"merchant.{action}", target_type="merchant",
+                       target_id=m.id, detail={"from_status": from_status,
+                                               "to_status": m.status, "seq": m.version, **detail})
 
 
 async def merchant_row(s: AsyncSession, merchant_id: str) -> Merchant:

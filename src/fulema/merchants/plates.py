@@ -63,7 +63,7 @@ async def create_plate(db: Database, *, merchant_id: str, store_id: str, operato
         plate = Plate(code=code, merchant_id=m.id, store_id=store.id,
                       status=PlateStatus.ACTIVE.value, created_at=now, updated_at=now)
         s.add(plate)
-        record(s, m, "create_plate", m.status, f"{code} {store.id}", operator)
+        await record(s, m, "create_plate", m.status, f"{code} {store.id}", operator)
         return plate_view(plate)
 
 
@@ -75,7 +75,7 @@ async def disable_plate(db: Database, *, code: str, operator: str) -> PlateView:
         m = await lock(s, plate.merchant_id)
         if plate.status == PlateStatus.ACTIVE.value:
             plate.status, plate.updated_at = PlateStatus.DISABLED.value, clock.now()
-            record(s, m, "disable_plate", m.status, code, operator)
+            await record(s, m, "disable_plate", m.status, code, operator)
         return plate_view(plate)
 
 

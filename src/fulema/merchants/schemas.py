@@ -86,6 +86,17 @@ class AppBody(_Request):
 
 class FeeRateBody(_Request):
     bps: StrictInt = Field(ge=0, le=MAX_FEE_BPS, description="Basis points: 38 is 0.38%")
+    reason: str | None = Field(default=None, max_length=MAX_REASON,
+                               description="Why: required of a named operator, whose change "
+                                           "waits for a second operator (four eyes)")
+
+
+class SettlementAccountBody(_Request):
+    """A new settlement account: runs when a second operator (finance) approves."""
+
+    settlement_account: str = Field(pattern=ACCOUNT_PATTERN, description="8-32 digits")
+    settlement_account_name: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=1, max_length=MAX_REASON)
 
 
 class SearchBody(_Request):

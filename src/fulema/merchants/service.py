@@ -34,13 +34,16 @@ from fulema.merchants.demo_seed import onboard_demo_merchant as onboard_demo_mer
 from fulema.merchants.fees import FeeRateView as FeeRateView
 from fulema.merchants.fees import fee_rate_bps as fee_rate_bps
 from fulema.merchants.fees import set_fee_rate as set_fee_rate
+from fulema.merchants.four_eyes import approval_actions as approval_actions
 from fulema.merchants.lifecycle import EventView as EventView
 from fulema.merchants.lifecycle import MerchantView as MerchantView
 from fulema.merchants.lifecycle import activate as activate
 from fulema.merchants.lifecycle import apply_merchant as apply_merchant
 from fulema.merchants.lifecycle import approve as approve
+from fulema.merchants.lifecycle import change_settlement_account as change_settlement_account
 from fulema.merchants.lifecycle import close as close
 from fulema.merchants.lifecycle import freeze as freeze
+from fulema.merchants.lifecycle import get_merchant_status as get_merchant_status
 from fulema.merchants.lifecycle import hold_settlement as hold_settlement
 from fulema.merchants.lifecycle import list_events as list_events
 from fulema.merchants.lifecycle import reject as reject

@@ -51,7 +51,7 @@ async def add_store(db: Database, *, merchant_id: str, name: str, address: str,
         store = Store(id=new_id("sto"), merchant_id=m.id, name=name, address=address, active=True,
                       created_at=now, updated_at=now)
         s.add(store)
-        record(s, m, "add_store", m.status, f"{store.id} {name}", operator)
+        await record(s, m, "add_store", m.status, f"{store.id} {name}", operator)
         return store_info(store)
 
 
@@ -70,7 +70,7 @@ async def disable_store(db: Database, *, merchant_id: str, store_id: str,
             for p in await s.scalars(select(Plate).where(Plate.store_id == store.id,
                                                          Plate.status == PlateStatus.ACTIVE.value)):
                 p.status, p.updated_at = PlateStatus.DISABLED.value, now
-            record(s, m, "disable_store", m.status, store.id, operator)
+            await record(s, m, "disable_store", m.status, store.id, operator)
         return store_info(store)
 
 
@@ -96,7 +96,7 @@ async def add_terminal(db: Database, *, merchant_id: str, store_id: str, kind: T
                          active_serial_key=serial_key, active_speaker_id=speaker_id,
                          created_at=now, updated_at=now)
             s.add(t)
-            record(s, m, "add_terminal", m.status, f"{t.id} {kind.value} {serial_no}", operator)
+            await record(s, m, "add_terminal", m.status, f"{t.id} {kind.value} {serial_no}", operator)
     except IntegrityError as exc:  # the same device bound concurrently?
         async with db.transaction() as s:
             if await s.scalar(select(Terminal.id).where(or_(*clash)).limit(1)):
@@ -114,7 +114,7 @@ async def disable_terminal(db: Database, *, merchant_id: str, store_id: str, ter
             raise FulemaError(ErrorCode.TERMINAL_NOT_FOUND, f"no terminal {terminal_id} in this store")
         if t.active:
             _deactivate_terminal(t, clock.now())
-            record(s, m, "disable_terminal", m.status, t.id, operator)
+            await record(s, m, "disable_terminal", m.status, t.id, operator)
         return terminal_info(t)
 
 

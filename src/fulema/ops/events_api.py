@@ -11,11 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from fulema.core.db import Database
 from fulema.core.errors import ErrorCode as E
 from fulema.core.events import Consumer, admin
-from fulema.core.web import OperatorRoute, error_responses, get_db, require_operator
+from fulema.core.web import OperatorRoute, error_responses, get_db, require_role
 
 router = APIRouter(prefix="/ops/v1/events", tags=["operations: events"], route_class=OperatorRoute)
 
-Operator = Annotated[str, Depends(require_operator)]
+Operator = Annotated[str, Depends(require_role("admin"))]  # platform operations: admin
 Db = Annotated[Database, Depends(get_db)]
 
 

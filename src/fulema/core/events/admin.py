@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fulema.core import audit
 from fulema.core.clock import clock
 from fulema.core.db import Database
 from fulema.core.errors import ErrorCode, FulemaError
@@ -101,6 +102,11 @@ async def replay(db: Database, declared: dict[str, Consumer], name: str, *, oper
         events = await _events_by(s, event_id=event_id, from_seq=from_seq, to_seq=to_seq)
     if event_id is not None and not events:
         raise FulemaError(ErrorCode.EVENT_NOT_FOUND, f"no sequenced event {event_id}")
+    # Recorded before the handlers run (each commits on its own): the trail has every replay
+    # that touched anything, even one interrupted halfway.
+    await audit.record_alone(db, actor=operator, action="events.replay", target_type="consumer",
+                             target_id=name, detail={"event_id": event_id, "from_seq": from_seq,
+                                                     "to_seq": to_seq, "events": len(events)})
     replayed, failed = [], []
     for event in events:
         if not consumer.wants(event.topic):
@@ -140,6 +146,9 @@ async def skip_head(db: Database, declared: dict[str, Consumer], name: str, *,
         state.position, state.attempts, state.last_error = event.seq, 0, None
         state.retry_at = state.blocked_since = None
         state.updated_at = clock.now()
+        await audit.record(s, actor=operator, action="events.skip", target_type="consumer",
+                           target_id=name, detail={"event_id": event.id, "seq": event.seq,
+                                                   "topic": event.topic})
     return {"consumer": name, "skipped_event_id": event.id, "seq": event.seq, "by": operator}
 
 
