@@ -64,6 +64,13 @@ class ErrorCode(StrEnum):
     EVENT_CONSUMER_NOT_FAILING = "EVENT_CONSUMER_NOT_FAILING"
     # risk
     RISK_REJECTED = "RISK_REJECTED"
+    # reconciliation
+    STATEMENT_INVALID = "STATEMENT_INVALID"
+    STATEMENT_ENCODING = "STATEMENT_ENCODING"
+    STATEMENT_ALREADY_IMPORTED = "STATEMENT_ALREADY_IMPORTED"
+    RECON_RUN_NOT_FOUND = "RECON_RUN_NOT_FOUND"
+    DISCREPANCY_NOT_FOUND = "DISCREPANCY_NOT_FOUND"
+    DISCREPANCY_ACTION_INVALID = "DISCREPANCY_ACTION_INVALID"
 
     @property
     def http_status(self) -> int:
@@ -128,6 +135,22 @@ _META: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.EVENT_CONSUMER_NOT_FAILING: (409, "The consumer is not stopped at a failing event, "
                                                 "so there is nothing to skip."),
     ErrorCode.RISK_REJECTED: (403, "The risk engine refused this transaction."),
+    ErrorCode.STATEMENT_INVALID: (422, "A channel statement is malformed (bad header, wrong "
+                                       "column count or line length, bad amount, unknown "
+                                       "record type); the message names the line and the "
+                                       "reason. Nothing of the file was imported."),
+    ErrorCode.STATEMENT_ENCODING: (422, "A channel statement is not in its format's encoding "
+                                        "(UTF-8 for WeChat, e-CNY and the bank; GBK for Alipay "
+                                        "and UnionPay), or not the archive the format expects; "
+                                        "the message names the line. Nothing was imported."),
+    ErrorCode.STATEMENT_ALREADY_IMPORTED: (409, "This very file (same SHA-256) was imported "
+                                                "for this channel before; the message names "
+                                                "that run."),
+    ErrorCode.RECON_RUN_NOT_FOUND: (404, "No reconciliation run with this id."),
+    ErrorCode.DISCREPANCY_NOT_FOUND: (404, "No reconciliation discrepancy with this id."),
+    ErrorCode.DISCREPANCY_ACTION_INVALID: (409, "The discrepancy's state or kind does not allow "
+                                                "this step (e.g. resolving a resolved one, or "
+                                                "correcting an order that is not ours)."),
 }
 
 

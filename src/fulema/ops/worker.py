@@ -1,5 +1,5 @@
 """The scheduler: outbox dispatch, merchant notifications, order polling/expiry, refund
-queries and nonce clean-up. `fulema serve` runs it in process on the embedded default;
+queries, nonce clean-up and the daily reconciliation. `fulema serve` runs it in process on the embedded default;
 production runs it as `fulema worker` processes (all loops are safe to run in several
 processes at once: every job claims its row with a conditional update)."""
 
@@ -17,6 +17,7 @@ from fulema.core.signal import Signal
 from fulema.gateway.service import purge_nonces
 from fulema.payments import jobs, notifications, refunds
 from fulema.payments import service as payments
+from fulema.reconciliation.jobs import reconcile_due
 
 log = structlog.get_logger(__name__)
 BUSY_BATCH = 20
@@ -61,6 +62,7 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
             deps.db, retention=timedelta(days=deps.settings.events_retention_days)))),
         asyncio.create_task(_every(300.0, "nonces", lambda: purge_nonces(deps.db,
                                                                          deps.settings))),
+        asyncio.create_task(_every(600.0, "reconciliation", lambda: reconcile_due(deps))),
     ]
 
 
