@@ -63,12 +63,12 @@ def _refund_query() -> Select[Any]:
 async def _write_rows(session: AsyncSession, writer: Any, pays: Select[Any] | None,
                       refunds: Select[Any] | None) -> None:
     if pays is not None:
-        for oid, mid, way, txn, amount, status, at in (await session.stream(pays)).yield_per(
-                5000).tuples():
+        async for oid, mid, way, txn, amount, status, at in (
+                await session.stream(pays)).yield_per(5000):
             writer.writerow(("PAY", oid, oid, mid, way, txn or "", amount.fen, status, _ms(at)))
     if refunds is not None:
-        for rid, oid, mid, way, txn, amount, status, at in (await session.stream(
-                refunds)).yield_per(5000).tuples():
+        async for rid, oid, mid, way, txn, amount, status, at in (
+                await session.stream(refunds)).yield_per(5000):
             writer.writerow(("REFUND", rid, oid, mid, way, txn or "", amount.fen, status,
                              _ms(at)))
 
