@@ -22,11 +22,10 @@ import resource
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, time as dtime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import polars as pl
 
 from bench.recon import data
 
@@ -46,8 +45,8 @@ def plain(url: str) -> str:
 
 async def prepare(url: str, channels: list[str], sizes: list[int]) -> None:
     """The database, its tables and each (channel, size) day's orders, made once."""
-    from fulema.core.db import Database
     import fulema.app  # noqa: F401 - registers every table
+    from fulema.core.db import Database
 
     base, name = plain(url).rsplit("/", 1)
     admin = await asyncpg.connect(base + "/postgres")

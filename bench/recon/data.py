@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import tempfile
 import zipfile
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -20,7 +21,7 @@ import polars as pl
 
 CST = timezone(timedelta(hours=8))
 DAY = date(2026, 11, 24)
-CACHE = Path("/tmp/fulema-recon-bench")
+CACHE = Path(tempfile.gettempdir()) / "fulema-recon-bench"
 EXTRA = 50
 WAYS = ("QR_DYNAMIC", "BARCODE", "JSAPI")
 
@@ -49,6 +50,7 @@ def insert_sql(channel: str, n: int) -> list[str]:
           f"+ (i * (82800000 / {n}))::bigint * interval '1 millisecond'")
     ways = "(ARRAY['QR_DYNAMIC','BARCODE','JSAPI'])[1 + i % 3]"
     return [
+        # the values are this module's constants and argparse-checked channel names and sizes
         f"""INSERT INTO orders (id, merchant_id, app_id, store_id, out_trade_no, request_hash,
             amount, subject, way_code, channel, status, client_ip, channel_trade_no,
             refunded_amount, refund_pending_amount, expire_at, paid_at, created_at, updated_at)
@@ -57,13 +59,13 @@ def insert_sql(channel: str, n: int) -> list[str]:
             CASE WHEN i % 20 = 0 THEN 'PARTIALLY_REFUNDED' ELSE 'SUCCESS' END, '127.0.0.1',
             'T{p}' || i, CASE WHEN i % 20 = 0 THEN (100 + (i * 7919) % 100000) / 2 ELSE 0 END,
             0, {at}, {at}, {at}, {at}
-        FROM generate_series(0, {n - 1}) AS i""",
+        FROM generate_series(0, {n - 1}) AS i""",  # noqa: S608
         f"""INSERT INTO refunds (id, order_id, merchant_id, out_refund_no, request_hash, amount,
             reason, status, channel, channel_refund_no, succeeded_at, created_at, updated_at)
         SELECT 'rf_' || '{p}' || i, '{p}' || i, 'mch_b' || (i % 1000), 'rf_' || '{p}' || i, '',
             (100 + (i * 7919) % 100000) / 2, 'bench', 'SUCCESS', '{channel}',
             'R{p}' || i, {at}, {at}, {at}
-        FROM generate_series(0, {n - 1}, 20) AS i""",
+        FROM generate_series(0, {n - 1}, 20) AS i""",  # noqa: S608
     ]
 
 

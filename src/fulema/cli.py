@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from typing import Annotated
 
 import typer
 import uvicorn
@@ -112,11 +113,12 @@ def bench(ctx: typer.Context) -> None:
 
 
 @app.command()
-def reconcile(channel: str = typer.Option(..., help="wechat, alipay, unionpay, ecny or bankpay"),
-              date: str = typer.Option(..., help="the statement's day, YYYY-MM-DD (Beijing)"),
-              file: Path | None = typer.Option(None, help="reconcile this file instead of "
-                                                         "downloading it through the channel")
-              ) -> None:
+def reconcile(
+    channel: Annotated[str, typer.Option(help="wechat, alipay, unionpay, ecny or bankpay")],
+    date: Annotated[str, typer.Option(help="the statement's day, YYYY-MM-DD (Beijing)")],
+    file: Annotated[Path | None, typer.Option(
+        help="reconcile this file instead of downloading it through the channel")] = None,
+) -> None:
     """Reconcile a channel's statement for a day against our payments (docs/reconciliation.md)."""
     import datetime as dt
 

@@ -39,7 +39,8 @@ def test_a_bad_header_is_refused_naming_the_missing_column(channel: str, data: b
                                                            line: int) -> None:
     err = refused(channel, data)
     assert err.code == ErrorCode.STATEMENT_INVALID
-    assert err.line == line and "bad header" in err.reason
+    assert err.line == line
+    assert "bad header" in err.reason
 
 
 def _add_cell(data: bytes, nth_line: int, sep: bytes = b"\n") -> bytes:

@@ -66,7 +66,8 @@ async def test_import_refuses_bad_and_repeated_files_then_each_action_is_taken_a
     resp = await ops(p, "POST", url, content=data)
     assert resp.status_code == 201, resp.text
     run = resp.json()
-    assert run["discrepancies"] == 4 and run["matched"] == 1
+    assert run["discrepancies"] == 4
+    assert run["matched"] == 1
     again = await ops(p, "POST", url, content=data)
     assert again.status_code == 409
     assert again.json()["code"] == "STATEMENT_ALREADY_IMPORTED"

@@ -1,6 +1,6 @@
 """The scheduler: outbox dispatch, merchant notifications, order polling/expiry, refund
-queries, nonce clean-up and the daily reconciliation. `fulema serve` runs it in process on the embedded default;
-production runs it as `fulema worker` processes (all loops are safe to run in several
+queries, nonce clean-up and the daily reconciliation. `fulema serve` runs it in process on the
+embedded default; production runs it as `fulema worker` processes (all loops are safe to run in several
 processes at once: every job claims its row with a conditional update)."""
 
 from __future__ import annotations

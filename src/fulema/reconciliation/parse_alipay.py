@@ -8,11 +8,11 @@ refunds are matched by our refund id).
 
 from __future__ import annotations
 
-import polars as pl
-
 import io
 import zipfile
 import zlib
+
+import polars as pl
 
 from fulema.channels.alipay.bill import DETAIL_SUFFIX, DETAIL_TITLE, SUMMARY_TITLE
 from fulema.reconciliation.statement import YUAN, StatementError, check_header, finish, first_bad, yuan_to_fen

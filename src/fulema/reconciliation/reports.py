@@ -4,7 +4,7 @@ discrepancy of the run, with its line in the statement)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import func, select
 
@@ -12,8 +12,8 @@ from fulema.core.db import Database
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.reconciliation.domain import Result
 from fulema.reconciliation.models import ReconRun, ReconTotal
-from fulema.reconciliation.schemas import ReportOut, ReportRow, RunOut
 from fulema.reconciliation.runs import run_view
+from fulema.reconciliation.schemas import ReportOut, ReportRow, RunOut
 
 By = Literal["channel", "merchant", "scenario"]
 
@@ -49,7 +49,8 @@ async def report(db: Database, *, run_id: str, by: By) -> ReportOut:
         rows = (await session.execute(q)).all()
     out: list[ReportRow] = []
     for row in rows:
-        k, rest = (row[0], row[1:]) if key is not None else (None, row)
+        values: tuple[Any, ...] = tuple(row)
+        k, rest = (values[0], values[1:]) if key is not None else (None, values)
         out.append(ReportRow(key=k, result=Result(rest[0]), count=int(rest[1]),
                              our_amount=int(rest[2]), channel_amount=int(rest[3])))
     out.sort(key=lambda r: (r.key or "", r.result.value))

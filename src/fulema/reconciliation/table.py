@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import Any
 
 import polars as pl
 
@@ -20,7 +21,7 @@ from fulema.reconciliation.statement import StatementError
 LINE = "_line"
 
 
-def _records(text: str) -> csv.reader:  # type: ignore[valid-type]
+def _records(text: str) -> Any:  # a csv reader: iterable, with line_num
     return csv.reader(io.StringIO(text, newline=""))
 
 
@@ -38,7 +39,7 @@ def diagnose(text: str, first_line: int, width: int) -> StatementError:
 
 def header_of(text: str) -> list[str]:
     end = text.find("\n")
-    first = next(_records(text[:end + 1] if end >= 0 else text), [])
+    first: list[str] = next(_records(text[:end + 1] if end >= 0 else text), [])
     return [c.strip().lstrip("`").strip() for c in first]
 
 

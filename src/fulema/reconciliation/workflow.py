@@ -113,7 +113,8 @@ async def resolve(deps: payments.Deps, *, discrepancy_id: str, actor: str, actio
         order = await payments.sync_with_channel(deps, order_id=current.order_id)
         detail["order_status"] = order.status
     elif action == Action.REFUND:
-        assert current.order_id is not None and current.merchant_id is not None
+        assert current.order_id is not None
+        assert current.merchant_id is not None
         fen = amount if amount is not None else abs(
             (current.channel_amount or 0) - (current.our_amount or 0))
         if fen <= 0:
