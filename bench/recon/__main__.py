@@ -98,6 +98,7 @@ async def one(url: str, channel: str, n: int) -> dict[str, Any]:
     start, end = day_bounds(data.day_for(n))
     await payments.export_channel_day(db, channel=channel, start=start, end=start)  # warm pool
     rss0 = rss_mb()
+    c0 = time.process_time()
     t0 = time.perf_counter()
     statement = parse_statement(channel, blob)
     t1 = time.perf_counter()
@@ -113,6 +114,7 @@ async def one(url: str, channel: str, n: int) -> dict[str, Any]:
     totals = matching.totals(rows)
     flagged = matching.discrepancies(rows)
     t3 = time.perf_counter()
+    c3 = time.process_time()
     b0 = time.perf_counter()
     bare = statement.lines.join(ours, on=["kind", "ref"], how="inner")
     b1 = time.perf_counter()
@@ -120,19 +122,20 @@ async def one(url: str, channel: str, n: int) -> dict[str, Any]:
     kinds = flagged.group_by("result").len().to_dicts()
     return {"channel": channel, "rows": statement.lines.height, "ours": ours.height,
             "bytes": len(blob), "parse_s": t1 - t0, "read_s": t2 - t1, "match_s": t3 - t2,
-            "total_s": t3 - t0, "baseline_s": b1 - b0, "baseline_rows": bare.height,
+            "total_s": t3 - t0, "cpu_s": c3 - c0, "baseline_s": b1 - b0, "baseline_rows": bare.height,
             "totals_rows": totals.height, "rss_before_mb": rss0, "peak_rss_mb": rss_mb(),
             "found": {k["result"]: k["len"] for k in kinds}, "expected": data.expected(n)}
 
 
 def table(results: list[dict[str, Any]]) -> None:
     head = (f"{'channel':9} {'rows':>9} {'parse s':>8} {'PG read s':>9} {'match s':>8} "
-            f"{'total s':>8} {'rows/s':>10} {'join s':>7} {'ratio':>6} {'peak RSS':>9}  found")
+            f"{'total s':>8} {'cpu s':>6} {'rows/s':>10} {'join s':>7} {'ratio':>6} {'peak RSS':>9}  found")
     print(head)
     for r in results:
         ok = "ok" if r["found"] == r["expected"] else f"MISMATCH {r['found']} != {r['expected']}"
         print(f"{r['channel']:9} {r['rows']:>9,} {r['parse_s']:>8.3f} {r['read_s']:>9.3f} "
-              f"{r['match_s']:>8.3f} {r['total_s']:>8.3f} {r['rows'] / r['total_s']:>10,.0f} "
+              f"{r['match_s']:>8.3f} {r['total_s']:>8.3f} {r['cpu_s']:>6.2f} "
+              f"{r['rows'] / r['total_s']:>10,.0f} "
               f"{r['baseline_s']:>7.3f} {r['total_s'] / r['baseline_s']:>6.0f} "
               f"{r['peak_rss_mb']:>6.0f} MB  {ok}")
 
@@ -162,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     table(results)
     print(f"load average after: {os.getloadavg()}")
     print("total = parse + PG read (COPY through payments.export_channel_day) + match + "
-          "classify; join = bare polars inner join of the two loaded tables; ratio = total/join")
+          "classify, wall clock; cpu = this process's CPU seconds over all its threads (the "
+          "PostgreSQL server's share of the read is not in it); join = bare polars inner join "
+          "of the two loaded tables; ratio = total/join")
     return 0 if all(r["found"] == r["expected"] for r in results) else 1
 
 

@@ -59,13 +59,13 @@ def insert_sql(channel: str, n: int) -> list[str]:
             CASE WHEN i % 20 = 0 THEN 'PARTIALLY_REFUNDED' ELSE 'SUCCESS' END, '127.0.0.1',
             'T{p}' || i, CASE WHEN i % 20 = 0 THEN (100 + (i * 7919) % 100000) / 2 ELSE 0 END,
             0, {at}, {at}, {at}, {at}
-        FROM generate_series(0, {n - 1}) AS i""",  # noqa: S608
+        FROM generate_series(0::bigint, {n - 1}::bigint) AS i""",  # noqa: S608
         f"""INSERT INTO refunds (id, order_id, merchant_id, out_refund_no, request_hash, amount,
             reason, status, channel, channel_refund_no, succeeded_at, created_at, updated_at)
         SELECT 'rf_' || '{p}' || i, '{p}' || i, 'mch_b' || (i % 1000), 'rf_' || '{p}' || i, '',
             (100 + (i * 7919) % 100000) / 2, 'bench', 'SUCCESS', '{channel}',
             'R{p}' || i, {at}, {at}, {at}
-        FROM generate_series(0, {n - 1}, 20) AS i""",  # noqa: S608
+        FROM generate_series(0::bigint, {n - 1}::bigint, 20::bigint) AS i""",  # noqa: S608
     ]
 
 

@@ -14,8 +14,8 @@ import zlib
 
 import polars as pl
 
-from fulema.channels.alipay.bill import DETAIL_SUFFIX, DETAIL_TITLE, SUMMARY_TITLE
-from fulema.reconciliation.statement import YUAN, StatementError, check_header, finish, first_bad, yuan_to_fen
+from fulema.channels.alipay.bill import DETAIL_SUFFIX, DETAIL_TITLE
+from fulema.reconciliation.statement import YUAN, StatementError, finish, first_bad, yuan_to_fen
 from fulema.reconciliation.table import read_table
 
 REQUIRED = ("支付宝交易号", "商户订单号", "业务类型", "完成时间", "订单金额（元）", "退款批次号/请求号")
@@ -32,37 +32,51 @@ def _name(info: zipfile.ZipInfo) -> str:
         return info.filename
 
 
-def _detail(data: bytes) -> str:
+def _member(data: bytes) -> tuple[str, bytes]:
+    """(name, GBK bytes) of the 业务明细 file in the bill zip."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            members = {_name(i): zf.read(i) for i in zf.infolist() if not i.is_dir()}
+            infos = [i for i in zf.infolist() if not i.is_dir()]
+            for info in infos:
+                name = _name(info)
+                if name.endswith(DETAIL_SUFFIX) and "汇总" not in name:
+                    return name, zf.read(info)
+            for info in infos:  # a zip whose names say nothing: look at the titles
+                raw = zf.read(info)
+                if raw.startswith(DETAIL_TITLE.encode("gbk")):
+                    return _name(info), raw
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error) as exc:
         raise StatementError(0, "not an Alipay bill zip", encoding=True) from exc
-    for name, raw in members.items():
-        try:
-            text = raw.decode("gb18030")  # a superset of GBK
-        except UnicodeDecodeError as exc:
-            line = raw[:exc.start].count(b"\n") + 1
-            raise StatementError(line, f"{name} is not GBK text (Alipay bills are GBK)",
-                                 encoding=True) from exc
-        if (name.endswith(DETAIL_SUFFIX) or text.lstrip().startswith(DETAIL_TITLE)) and not (
-                "汇总" in name or text.lstrip().startswith(SUMMARY_TITLE)):
-            return text
     raise StatementError(0, "the bill zip holds no 业务明细 file")
 
 
+def _table(raw: bytes) -> tuple[bytes, int]:
+    """The table between the `#` lines, as UTF-8, and the line number of its header. `#` and
+    line ends are found in the GBK bytes directly (both are below 0x40, so never part of a
+    two-byte GBK character); only the table itself is decoded, once, strictly."""
+    top = 0
+    while raw.startswith((b"#", b"\r\n", b"\n"), top):
+        nl = raw.find(b"\n", top)
+        if nl < 0:
+            break
+        top = nl + 1
+    if top >= len(raw):
+        raise StatementError(raw.count(b"\n") + 1, "bad header: the 业务明细 file has no table")
+    end = raw.find(b"\n#", top)
+    body = raw[top:] if end < 0 else raw[top:end + 1]
+    first = raw.count(b"\n", 0, top) + 1
+    try:
+        return body.decode("gb18030").encode(), first  # GB18030: a superset of GBK
+    except UnicodeDecodeError as exc:
+        raise StatementError(body[:exc.start].count(b"\n") + first,
+                             "not GBK text (Alipay bills are GBK)", encoding=True) from exc
+
+
 def parse(data: bytes) -> pl.DataFrame:
-    text = _detail(data).replace("\r\n", "\n")
-    lines = text.split("\n")
-    top = next((i for i, ln in enumerate(lines) if ln.strip() and not ln.startswith("#")), None)
-    if top is None:
-        raise StatementError(len(lines), "bad header: the 业务明细 file has no table")
-    end = next((i for i in range(top + 1, len(lines)) if lines[i].startswith("#")), len(lines))
-    table = "\n".join(lines[top:end]) + "\n"
-    first = top + 1
-    frame = read_table(table, first_line=first)
-    check_header(frame.columns, REQUIRED, first)
-    frame = frame.with_columns(pl.exclude("_line").str.strip_chars())
+    _, raw = _member(data)
+    table, first = _table(raw)
+    frame = read_table(table, first_line=first, columns=REQUIRED)
+    frame = frame.with_columns(pl.col(REQUIRED).str.strip_chars())
     frame = frame.with_columns(pl.col("业务类型").replace_strict(KIND, default=None).alias("kind"))
     for bad, why in ((pl.col("kind").is_null(), "unknown 业务类型"),
                      (~pl.col("订单金额（元）").str.contains(YUAN), "bad amount"),

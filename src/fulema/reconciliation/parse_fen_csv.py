@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from fulema.reconciliation.statement import FEN, StatementError, check_header, finish, first_bad
+from fulema.reconciliation.statement import FEN, StatementError, finish, first_bad
 from fulema.reconciliation.table import read_table
 
 KIND = {"PAY": "PAY", "REFUND": "REFUND", "REVERSE": "REVERSAL", "REVOKE": "REVERSAL"}
@@ -19,15 +19,9 @@ FORMATS = {"ecny": {"status": "status", "date": "bill_date"},
 
 def parse(data: bytes, channel: str) -> pl.DataFrame:
     names = FORMATS[channel]
-    try:
-        text = data.decode("utf-8-sig").replace("\r\n", "\n")
-    except UnicodeDecodeError as exc:
-        raise StatementError(data[:exc.start].count(b"\n") + 1, "not UTF-8 text",
-                             encoding=True) from exc
-    frame = read_table(text, first_line=1)
-    check_header(frame.columns, ("record_type", "out_trade_no", "trade_no", "out_refund_no",
-                                 "refund_no", "amount_fen", "trade_time", names["status"],
-                                 names["date"]))
+    columns = ("record_type", "out_trade_no", "trade_no", "out_refund_no", "refund_no",
+               "amount_fen", "trade_time", names["status"], names["date"])
+    frame = read_table(data.removeprefix(b"\xef\xbb\xbf"), first_line=1, columns=columns)
     frame = frame.with_columns(pl.col("record_type").str.strip_chars()
                                .replace_strict(KIND, default=None).alias("kind"))
     for bad, why in ((pl.col("kind").is_null(), "unknown record_type"),

@@ -1,54 +1,50 @@
 """WeChat Pay's trade bill (交易账单, ALL): UTF-8 CSV, backtick-prefixed cells, a summary part.
 
-Read by header name (WeChat warns the column order may change). 交易状态 SUCCESS is a payment
-(amount 订单金额), REFUND a refund (申请退款金额; our refund id is 商户退款单号), REVOKED the
-reversal of a payer-code payment. The summary's 总交易单数 must equal the detail rows.
+Read by header name (WeChat warns the column order may change), as bytes (no decoding pass:
+polars checks the UTF-8). 交易状态 SUCCESS is a payment (amount 订单金额), REFUND a refund
+(申请退款金额; our refund id is 商户退款单号), REVOKED the reversal of a payer-code payment.
+The summary's 总交易单数 must equal the detail rows.
 """
 
 from __future__ import annotations
 
 import gzip
+import zlib
 
 import polars as pl
 
-from fulema.reconciliation.statement import YUAN, StatementError, check_header, finish, first_bad, yuan_to_fen
+from fulema.reconciliation.statement import YUAN, StatementError, finish, first_bad, yuan_to_fen
 from fulema.reconciliation.table import read_table
 
 REQUIRED = ("交易时间", "微信订单号", "商户订单号", "交易状态", "微信退款单号", "商户退款单号",
             "退款状态", "订单金额", "申请退款金额")
-SUMMARY_HEAD = "总交易单数"
+SUMMARY_HEAD = "总交易单数".encode()
 KIND = {"SUCCESS": "PAY", "REFUND": "REFUND", "REVOKED": "REVERSAL"}
 
 
-def _text(data: bytes) -> str:
+def _plain(data: bytes) -> bytes:
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise StatementError(0, f"not a gzip file: {exc}", encoding=True) from exc
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise StatementError(line, "not UTF-8 text (WeChat bills are UTF-8)",
-                             encoding=True) from exc
+    return data.removeprefix(b"\xef\xbb\xbf")
 
 
 def parse(data: bytes) -> pl.DataFrame:
-    text = _text(data).replace("\r\n", "\n")
-    cut = text.rfind("\n" + SUMMARY_HEAD)
+    data = _plain(data)
+    cut = data.rfind(b"\n" + SUMMARY_HEAD)
     if cut < 0:
-        raise StatementError(text.count("\n") + 1, f"no summary part (a {SUMMARY_HEAD} row)")
-    detail, summary = text[:cut + 1], text[cut + 1:]
-    summary_line = detail.count("\n") + 1
-    frame = read_table(detail, first_line=1)
-    check_header(frame.columns, REQUIRED)
-    frame = frame.with_columns(pl.exclude("_line").str.strip_chars().str.strip_prefix("`"))
-    rows = summary.split("\n")
-    count = rows[1].split(",")[0].strip().lstrip("`") if len(rows) > 1 else ""
+        raise StatementError(data.count(b"\n") + 1, "no summary part (a 总交易单数 row)")
+    detail, summary = data[:cut + 1], data[cut + 1:]
+    summary_line = detail.count(b"\n") + 1
+    frame = read_table(detail, first_line=1, columns=REQUIRED)
+    frame = frame.with_columns(pl.col(REQUIRED).str.strip_chars().str.strip_prefix("`"))
+    rows = summary.split(b"\n")
+    count = rows[1].split(b",")[0].strip().lstrip(b"`") if len(rows) > 1 else b""
     if not count.isdigit() or int(count) != frame.height:
-        raise StatementError(summary_line + 1, f"summary counts {count!r} rows, the bill has "
-                                               f"{frame.height}")
+        raise StatementError(summary_line + 1, f"summary counts {count.decode(errors='replace')!r}"
+                                               f" rows, the bill has {frame.height}")
     kind = pl.col("交易状态").replace_strict(KIND, default=None)
     is_pay = pl.col("交易状态") == "SUCCESS"
     amount_col = pl.when(is_pay).then(pl.col("订单金额")).otherwise(pl.col("申请退款金额"))
