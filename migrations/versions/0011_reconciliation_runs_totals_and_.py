@@ -66,7 +66,7 @@ def upgrade() -> None:
     sa.Column('created_by', sa.String(length=64), nullable=False),
     sa.Column('created_at', fulema.core.db.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('channel', 'sha256', name='uq_recon_runs_channel_sha256')
+    sa.UniqueConstraint('channel', 'day', 'sha256', name='uq_recon_runs_channel_day_sha256')
     )
     with op.batch_alter_table('recon_runs', schema=None) as batch_op:
         batch_op.create_index('ix_recon_runs_channel_day', ['channel', 'day'], unique=False)

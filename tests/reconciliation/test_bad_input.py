@@ -104,6 +104,10 @@ def test_a_file_in_another_encoding_is_refused(channel: str, data: bytes, line: 
     assert err.line == line
 
 
+def test_an_empty_zm_file_is_a_day_without_transactions() -> None:
+    assert parse_statement("unionpay", b"").lines.height == 0
+
+
 def test_not_the_expected_archive_or_an_empty_file_is_refused() -> None:
     assert refused("alipay", b"not a zip").code == ErrorCode.STATEMENT_ENCODING
     assert refused("wechat", b"").code == ErrorCode.STATEMENT_INVALID

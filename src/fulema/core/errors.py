@@ -144,8 +144,8 @@ _META: dict[ErrorCode, tuple[int, str]] = {
                                         "and UnionPay), or not the archive the format expects; "
                                         "the message names the line. Nothing was imported."),
     ErrorCode.STATEMENT_ALREADY_IMPORTED: (409, "This very file (same SHA-256) was imported "
-                                                "for this channel before; the message names "
-                                                "that run."),
+                                                "for this channel and day before; the message "
+                                                "names that run."),
     ErrorCode.RECON_RUN_NOT_FOUND: (404, "No reconciliation run with this id."),
     ErrorCode.DISCREPANCY_NOT_FOUND: (404, "No reconciliation discrepancy with this id."),
     ErrorCode.DISCREPANCY_ACTION_INVALID: (409, "The discrepancy's state or kind does not allow "

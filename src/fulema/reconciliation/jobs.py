@@ -3,7 +3,7 @@
 Channels publish a day's statement the next morning (WeChat from 10:00, Alipay from 09:00
 Beijing time), so from `READY_HOUR` on each round reconciles every channel that has no run for
 yesterday yet. A channel that cannot be reached is tried again next round. Several workers may
-run it at once: the statement's hash is unique per channel, so the slower one gets
+run it at once: the statement's hash is unique per channel and day, so the slower one gets
 STATEMENT_ALREADY_IMPORTED and nothing is recorded twice.
 """
 

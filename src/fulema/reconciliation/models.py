@@ -14,8 +14,9 @@ from fulema.core.money import Money
 
 
 class ReconRun(Base):
-    """One statement file reconciled. The file's SHA-256 is unique per channel, so the same
-    file imported twice is recognised (STATEMENT_ALREADY_IMPORTED)."""
+    """One statement file reconciled. The file's SHA-256 is unique per channel and day, so the
+    same file imported twice is recognised (STATEMENT_ALREADY_IMPORTED); per day, because two
+    days without a transaction have byte-identical statements."""
 
     __tablename__ = "recon_runs"
 
@@ -34,7 +35,7 @@ class ReconRun(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (
-        UniqueConstraint("channel", "sha256", name="uq_recon_runs_channel_sha256"),
+        UniqueConstraint("channel", "day", "sha256", name="uq_recon_runs_channel_day_sha256"),
         Index("ix_recon_runs_channel_day", "channel", "day"),
     )
 

@@ -16,7 +16,7 @@ import io
 import polars as pl
 
 from fulema.channels.unionpay.bill import CONSUME, FIELDS, LINE_LENGTH, REFUND, VOID, zm_from_archive
-from fulema.reconciliation.statement import StatementError, finish, first_bad
+from fulema.reconciliation.statement import StatementError, empty, finish, first_bad
 
 KIND = {CONSUME: "PAY", REFUND: "REFUND", VOID: "REVERSAL"}
 OFFSETS: dict[str, tuple[int, int]] = {}
@@ -70,9 +70,7 @@ def parse(data: bytes) -> pl.DataFrame:
     data = _zm_bytes(data)
     _, count = _check_layout(data)
     if not count:
-        return finish(pl.DataFrame({"line": [], "kind": [], "ref": [], "order_ref": [],
-                                    "txn_id": [], "amount_fen": [], "status": [], "at": []},
-                                   schema_overrides={"line": pl.Int64, "amount_fen": pl.Int64}))
+        return empty()
     if not data.isascii():
         try:
             data.decode("gbk")

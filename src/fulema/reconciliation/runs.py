@@ -51,9 +51,10 @@ def run_view(run: ReconRun) -> RunOut:
                   summary=run.summary, created_by=run.created_by, created_at=run.created_at)
 
 
-async def _seen(session: AsyncSession, channel: str, sha: str) -> ReconRun | None:
+async def _seen(session: AsyncSession, channel: str, day: date, sha: str) -> ReconRun | None:
     return (await session.scalars(select(ReconRun).where(
-        ReconRun.channel == channel, ReconRun.sha256 == sha))).first()
+        ReconRun.channel == channel, ReconRun.day == day.isoformat(),
+        ReconRun.sha256 == sha))).first()
 
 
 def _already(run: ReconRun) -> FulemaError:
@@ -103,7 +104,7 @@ async def reconcile(deps: payments.Deps, *, channel: str, day: date, data: bytes
     tell = progress or (lambda _step, _done: None)
     tell("downloaded", 0.1)
     async with deps.db.transaction() as session:
-        seen = await _seen(session, channel, digest(data))
+        seen = await _seen(session, channel, day, digest(data))
     if seen is not None:
         raise _already(seen)
     sha, rows, line_count, our_count = await classify(deps, channel=channel, day=day,
@@ -116,7 +117,7 @@ async def reconcile(deps: payments.Deps, *, channel: str, day: date, data: bytes
             view = run_view(run)
     except IntegrityError as exc:  # a concurrent import of the same file won
         async with deps.db.transaction() as session:
-            seen = await _seen(session, channel, sha)
+            seen = await _seen(session, channel, day, sha)
         if seen is None:
             raise
         raise _already(seen) from exc
