@@ -19,7 +19,7 @@ import csv
 import io
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, Unpack
+from typing import Any
 
 from sqlalchemy import Select, and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -49,19 +49,19 @@ def _ms(at: datetime | None) -> str:
     return "" if at is None else str(int(at.timestamp() * 1000))
 
 
-def _pay_query() -> Select[Unpack[tuple[Any, ...]]]:
+def _pay_query() -> Select[*tuple[Any, ...]]:
     return select(Order.id, Order.merchant_id, Order.way_code, Order.channel_trade_no,
                   Order.amount, Order.status, Order.paid_at)
 
 
-def _refund_query() -> Select[Unpack[tuple[Any, ...]]]:
+def _refund_query() -> Select[*tuple[Any, ...]]:
     return (select(Refund.id, Refund.order_id, Refund.merchant_id, Order.way_code,
                    Refund.channel_refund_no, Refund.amount, Refund.status, Refund.succeeded_at)
             .join(Order, Order.id == Refund.order_id))
 
 
-async def _write_rows(session: AsyncSession, writer: Any, pays: Select[Unpack[tuple[Any, ...]]] | None,
-                      refunds: Select[Unpack[tuple[Any, ...]]] | None) -> None:
+async def _write_rows(session: AsyncSession, writer: Any, pays: Select[*tuple[Any, ...]] | None,
+                      refunds: Select[*tuple[Any, ...]] | None) -> None:
     if pays is not None:
         async for oid, mid, way, txn, amount, status, at in (
                 await session.stream(pays)).yield_per(5000):
