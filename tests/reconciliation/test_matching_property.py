@@ -17,7 +17,7 @@ from fulema.reconciliation.statement import LINE_SCHEMA
 DAY = date(2026, 11, 24)
 START, END = (int(x.astimezone(UTC).timestamp() * 1000) for x in day_bounds(DAY))
 DIFFS = ["none", "drop", "amount", "status", "extra", "cross_day", "refund_state", "reversed",
-         "line_late"]
+         "line_late", "twice"]
 
 
 def ours_frame(rows: list[dict[str, object]]) -> pl.DataFrame:
@@ -94,6 +94,9 @@ def test_every_injected_difference_is_found_and_nothing_else(
             expected[("PAY", oid)] = Result.ONLY_WITH_US
         elif diff == "cross_day":
             expected[("PAY", oid)] = Result.CROSS_DAY
+        elif diff == "twice":  # the channel lists it twice: the second line is 长款
+            lines += [line, {**line, "line": 10_000 + i}]
+            expected[("PAY", oid)] = Result.ONLY_AT_CHANNEL
         elif diff == "amount":
             lines.append({**line, "amount_fen": fen + 1})
             expected[("PAY", oid)] = Result.AMOUNT_MISMATCH

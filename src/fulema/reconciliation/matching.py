@@ -2,8 +2,8 @@
 
 Pass one (`match_day`) joins the statement's PAY and REFUND lines with our records of the day
 (payments' export: what we confirmed in the day) on (kind, our id) in one hash join: matched,
-amount or status mismatches, our records the channel lacks, and the lines we have no record
-of that day for. Pass two (`classify_rest`) takes those leftover lines with what payments says
+amount or status mismatches, our records the channel lacks, a second line for the same record
+(长款: the channel moved it twice), and the lines we have no record of that day for. Pass two (`classify_rest`) takes those leftover lines with what payments says
 of their ids on any day and in any state (`payments.service.lookup_records`): a record in
 another state is a status mismatch, one confirmed on another day a cross-day, no record at all
 is 长款. A reversal (撤销) nets a payment we hold as unpaid to zero.
@@ -43,6 +43,10 @@ class FirstPass:
 def match_day(lines: pl.DataFrame, ours: pl.DataFrame, *, day_start_ms: int,
               day_end_ms: int) -> FirstPass:
     main = lines.filter(pl.col("kind") != "REVERSAL")
+    # a second line for the same payment or refund is money the channel moved twice: 长款
+    first_seen = pl.struct("kind", "ref").is_first_distinct()
+    repeated = main.filter(~first_seen)
+    main = main.filter(first_seen)
     joined = main.join(ours, on=["kind", "ref"], how="full", coalesce=True, suffix="_ours")
     has_line, has_ours = pl.col("line").is_not_null(), pl.col("order_id").is_not_null()
     near_midnight = ((pl.col("at_ms") < day_start_ms + CROSS_DAY_WINDOW_MS)
@@ -62,9 +66,16 @@ def match_day(lines: pl.DataFrame, ours: pl.DataFrame, *, day_start_ms: int,
         our_amount=pl.col("amount_fen_ours"), channel_amount=pl.col("amount_fen"),
         our_status=pl.col("status_ours"), channel_status=pl.col("status"),
         line="line", at="at", at_ms="at_ms")
+    twice = repeated.select(
+        result=pl.lit(Result.ONLY_AT_CHANNEL.value), kind="kind", ref="ref",
+        order_id=pl.lit(None, pl.String), merchant_id=pl.lit(None, pl.String),
+        way_code=pl.lit(None, pl.String), txn_id="txn_id", our_amount=pl.lit(None, pl.Int64),
+        channel_amount=pl.col("amount_fen"), our_status=pl.lit(None, pl.String),
+        channel_status=pl.col("status"), line="line", at="at", at_ms=pl.lit(None, pl.Int64))
     leftover_main = joined.filter(pl.col("result").is_null()).select(lines.columns)
     leftover = pl.concat([leftover_main, lines.filter(pl.col("kind") == "REVERSAL")])
-    return FirstPass(classified=settled, leftover=leftover)
+    return FirstPass(classified=pl.concat([settled, twice], how="vertical_relaxed"),
+                     leftover=leftover)
 
 
 def lookup_ids(leftover: pl.DataFrame) -> tuple[list[str], list[str]]:
