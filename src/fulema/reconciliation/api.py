@@ -45,8 +45,9 @@ Payments = Annotated[Deps, Depends(_deps)]
 @router.post("/runs", status_code=201, summary="Reconcile a statement file given as the body",
              description="The body is the file exactly as the channel serves it (WeChat's CSV "
                          "or its gzip, Alipay's zip, UnionPay's ZM file or archive, the e-CNY "
-                         "and bank CSVs).",
-             responses=error_responses(*_IMPORT))
+                         "and bank CSVs), within the platform's body limit (BODY_TOO_LARGE); "
+                         "larger files go through /runs/download or `fulema reconcile --file`.",
+             responses=error_responses(*_IMPORT, E.BODY_TOO_LARGE))
 async def import_statement(request: Request, deps: Payments, operator: Finance,
                            channel: ChannelName, day: Annotated[date, Query(alias="date")]
                            ) -> RunOut:
