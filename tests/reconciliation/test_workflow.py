@@ -142,3 +142,20 @@ async def test_reports_by_channel_merchant_and_scenario_sum_to_the_run(
     assert {r["key"] for r in reports["scenario"]} == {"QR_DYNAMIC/PAY", "/PAY"}
     missing = await ops(p, "GET", "/runs/rcr_nope/report")
     assert (missing.status_code, missing.json()["code"]) == (404, "RECON_RUN_NOT_FOUND")
+
+
+async def test_the_daily_job_reconciles_yesterday_for_every_enabled_channel_once(
+        platform: Platform) -> None:
+    from fulema.reconciliation.jobs import reconcile_due
+
+    p = platform
+    await statement_with_differences(p)  # bankpay's DAY has payments; wechat's is empty
+    deps = p.app.state.payments
+    clock.freeze(datetime(2026, 11, 25, 9, 59, tzinfo=CST))
+    assert await reconcile_due(deps) == 0  # the statements are not out before 10:00
+    clock.freeze(datetime(2026, 11, 25, 10, 5, tzinfo=CST))
+    assert await reconcile_due(deps) == 2
+    assert await reconcile_due(deps) == 0  # done for the day
+    runs = (await ops(p, "GET", "/runs?date=2026-11-24")).json()
+    assert sorted((r["channel"], r["created_by"], r["lines"]) for r in runs) == [
+        ("bankpay", "scheduler", 4), ("wechat", "scheduler", 0)]
