@@ -120,3 +120,8 @@ def test_an_unknown_record_type_is_refused_with_its_line() -> None:
     assert (err.line, "record_type" in err.reason) == (3, True)
     err = refused("unionpay", files.unionpay().replace(b"S22", b"S99", 1))
     assert (err.line, "tradeNo" in err.reason) == (1, True)
+
+
+def test_a_cut_zm_file_is_refused() -> None:
+    err = refused("unionpay", files.unionpay()[:-700])
+    assert (err.code, err.line) == (ErrorCode.STATEMENT_INVALID, 2)

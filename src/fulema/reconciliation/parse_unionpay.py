@@ -54,6 +54,8 @@ def _check_layout(data: bytes) -> tuple[int, int]:
         return LINE_LENGTH + 2, 0
     crlf = data[LINE_LENGTH:LINE_LENGTH + 2] == b"\r\n"
     stride = LINE_LENGTH + (2 if crlf else 1)
+    if not data.endswith(b"\n"):
+        raise StatementError(data.count(b"\n") + 1, "the last line has no line end (a cut file?)")
     if len(data) % stride:
         raise _slow_line_check(data)
     count = len(data) // stride
