@@ -82,6 +82,12 @@ async def prepare(url: str, channels: list[str], sizes: list[int]) -> None:
 
 
 def rss_mb() -> float:
+    """This process's peak resident set (VmHWM: reset at exec, unlike getrusage's maxrss,
+    which a child inherits from the parent that forked it)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -101,10 +107,10 @@ async def one(url: str, channel: str, n: int) -> dict[str, Any]:
     c0 = time.process_time()
     t0 = time.perf_counter()
     statement = parse_statement(channel, blob)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     ours = matching.read_ours(await payments.export_channel_day(
         db, channel=channel, start=start, end=end))
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     first = matching.match_day(statement.lines, ours, day_start_ms=int(start.timestamp() * 1000),
                                day_end_ms=int(end.timestamp() * 1000))
     order_ids, refund_ids = matching.lookup_ids(first.leftover)
@@ -122,7 +128,8 @@ async def one(url: str, channel: str, n: int) -> dict[str, Any]:
     kinds = flagged.group_by("result").len().to_dicts()
     return {"channel": channel, "rows": statement.lines.height, "ours": ours.height,
             "bytes": len(blob), "parse_s": t1 - t0, "read_s": t2 - t1, "match_s": t3 - t2,
-            "total_s": t3 - t0, "cpu_s": c3 - c0, "baseline_s": b1 - b0, "baseline_rows": bare.height,
+            "total_s": t3 - t0, "cpu_s": c3 - c0, "cpu_parse_s": c1 - c0, "cpu_read_s": c2 - c1,
+            "cpu_match_s": c3 - c2, "baseline_s": b1 - b0, "baseline_rows": bare.height,
             "totals_rows": totals.height, "rss_before_mb": rss0, "peak_rss_mb": rss_mb(),
             "found": {k["result"]: k["len"] for k in kinds}, "expected": data.expected(n)}
 
