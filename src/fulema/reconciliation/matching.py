@@ -3,8 +3,9 @@
 Pass one (`match_day`) joins the statement's PAY and REFUND lines with our records of the day
 (payments' export: what we confirmed in the day) on (kind, our id) in one hash join: matched,
 amount or status mismatches, our records the channel lacks, a second line for the same record
-(长款: the channel moved it twice), and the lines we have no record of that day for. Pass two (`classify_rest`) takes those leftover lines with what payments says
-of their ids on any day and in any state (`payments.service.lookup_records`): a record in
+(长款: the channel moved it twice), and the lines we have no record of that day for. Pass two
+(`classify_rest`) takes those leftover lines with what payments says of their ids on any day
+and in any state (`payments.service.lookup_records`): a record in
 another state is a status mismatch, one confirmed on another day a cross-day, no record at all
 is 长款. A reversal (撤销) nets a payment we hold as unpaid to zero.
 
