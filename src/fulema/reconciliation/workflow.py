@@ -105,7 +105,8 @@ async def resolve(deps: payments.Deps, *, discrepancy_id: str, actor: str, actio
     move(current.status, DiscrepancyStatus.RESOLVED)
     detail: dict[str, object] = {"kind": current.kind.value, "action": action.value,
                                  "note": note[:200]}
-    if action in (Action.SYNC_ORDER, Action.REFUND) and not current.order_id:
+    if action in (Action.SYNC_ORDER, Action.REFUND) and not (
+            current.order_id and current.merchant_id):
         raise FulemaError(ErrorCode.DISCREPANCY_ACTION_INVALID,
                           "no order of ours is linked to this discrepancy")
     if action == Action.SYNC_ORDER:
