@@ -47,6 +47,8 @@ from fulema.ops.monitoring import RequestMetricsMiddleware
 from fulema.payments.api import router as payments_router
 from fulema.payments.callbacks import router as callbacks_router
 from fulema.payments.service import Deps
+from fulema.reconciliation import models as _recon_models  # noqa: F401 - registers tables
+from fulema.reconciliation.api import router as reconciliation_router
 from fulema.web.cashier import router as cashier_router
 from fulema.web.docs_assets import install_docs
 from fulema.web.home import home_router
@@ -148,7 +150,8 @@ def create_app(settings: Settings, *, db: Database | None = None,
 
     for router in (ops_router, events_router, channels_ops_router, merchants_router,
                    operators_router,
-                   payments_router, callbacks_router, cashier_router, oauth_router):
+                   payments_router, callbacks_router, cashier_router, oauth_router,
+                   reconciliation_router):
         app.include_router(router)
     install_docs(app)
     app.include_router(home_router(demo_plate=DEMO_PLATE if settings.seed_demo else None))

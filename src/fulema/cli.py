@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from typing import Annotated
 
 import typer
 import uvicorn
@@ -116,6 +117,60 @@ def bench(ctx: typer.Context) -> None:
     import sys
 
     raise typer.Exit(subprocess.call([sys.executable, "-m", "bench", *ctx.args]))  # noqa: S603
+
+
+@app.command()
+def reconcile(
+    channel: Annotated[str, typer.Option(help="wechat, alipay, unionpay, ecny or bankpay")],
+    date: Annotated[str, typer.Option(help="the statement's day, YYYY-MM-DD (Beijing)")],
+    file: Annotated[Path | None, typer.Option(
+        help="reconcile this file instead of downloading it through the channel")] = None,
+) -> None:
+    """Reconcile a channel's statement for a day against our payments (docs/reconciliation.md)."""
+    import datetime as dt
+
+    from rich.progress import Progress
+
+    from fulema.app import create_app
+    from fulema.core.errors import FulemaError
+    from fulema.reconciliation import service as reconciliation
+
+    settings = _checked(get_settings().model_copy(update={"seed_demo": False,
+                                                          "run_background": False}))
+    try:
+        day = dt.date.fromisoformat(date)
+    except ValueError as exc:
+        typer.echo(f"fulema: --date {date!r} is not YYYY-MM-DD", err=True)
+        raise typer.Exit(2) from exc
+    data = file.read_bytes() if file is not None else None
+
+    async def run() -> None:
+        application = create_app(settings)
+        deps = application.state.payments
+        with Progress() as bar:
+            task = bar.add_task(f"{channel} {day}", total=1.0)
+
+            def tell(step: str, done: float) -> None:
+                bar.update(task, completed=done, description=f"{channel} {day}: {step}")
+
+            try:
+                run = await reconciliation.reconcile(deps, channel=channel, day=day, data=data,
+                                                     actor="cli", progress=tell)
+            finally:
+                await application.state.http.aclose()
+                await deps.db.dispose()
+        typer.echo(f"run {run.run_id}: {run.lines} lines, {run.ours} of ours, {run.matched} "
+                   f"matched, {run.discrepancies} discrepancies, {run.auto_resolved} "
+                   f"cross-day resolved")
+        for result, figures in sorted(run.summary.items()):
+            typer.echo(f"  {result:16} {figures['count']:>9} lines  ours "
+                       f"{figures['our_amount']:>14} fen  channel {figures['channel_amount']:>14} fen")
+
+    try:
+        asyncio.run(run())
+    except FulemaError as exc:
+        typer.echo(f"fulema: {exc.code.value}: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
 
 
 @app.command("docs-errors")

@@ -75,6 +75,13 @@ class ErrorCode(StrEnum):
     APPROVAL_NOT_FOUND = "APPROVAL_NOT_FOUND"
     APPROVAL_NOT_PENDING = "APPROVAL_NOT_PENDING"
     APPROVAL_OWN_REQUEST = "APPROVAL_OWN_REQUEST"
+    # reconciliation
+    STATEMENT_INVALID = "STATEMENT_INVALID"
+    STATEMENT_ENCODING = "STATEMENT_ENCODING"
+    STATEMENT_ALREADY_IMPORTED = "STATEMENT_ALREADY_IMPORTED"
+    RECON_RUN_NOT_FOUND = "RECON_RUN_NOT_FOUND"
+    DISCREPANCY_NOT_FOUND = "DISCREPANCY_NOT_FOUND"
+    DISCREPANCY_ACTION_INVALID = "DISCREPANCY_ACTION_INVALID"
 
     @property
     def http_status(self) -> int:
@@ -156,6 +163,22 @@ _META: dict[ErrorCode, tuple[int, str]] = {
                                           "rejected or failed)."),
     ErrorCode.APPROVAL_OWN_REQUEST: (403, "Four eyes: the operator who asked for an action cannot "
                                           "approve or reject it."),
+    ErrorCode.STATEMENT_INVALID: (422, "A channel statement is malformed (bad header, wrong "
+                                       "column count or line length, bad amount, unknown "
+                                       "record type); the message names the line and the "
+                                       "reason. Nothing of the file was imported."),
+    ErrorCode.STATEMENT_ENCODING: (422, "A channel statement is not in its format's encoding "
+                                        "(UTF-8 for WeChat, e-CNY and the bank; GBK for Alipay "
+                                        "and UnionPay), or not the archive the format expects; "
+                                        "the message names the line. Nothing was imported."),
+    ErrorCode.STATEMENT_ALREADY_IMPORTED: (409, "This very file (same SHA-256) was imported "
+                                                "for this channel and day before; the message "
+                                                "names that run."),
+    ErrorCode.RECON_RUN_NOT_FOUND: (404, "No reconciliation run with this id."),
+    ErrorCode.DISCREPANCY_NOT_FOUND: (404, "No reconciliation discrepancy with this id."),
+    ErrorCode.DISCREPANCY_ACTION_INVALID: (409, "The discrepancy's state or kind does not allow "
+                                                "this step (e.g. resolving a resolved one, or "
+                                                "correcting an order that is not ours)."),
 }
 
 

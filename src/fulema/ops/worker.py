@@ -1,5 +1,6 @@
 """Background work: the outbox dispatcher and the scheduled jobs (merchant notifications,
-order polling and expiry, refund queries, archive, nonce clean-up, monitoring samples).
+order polling and expiry, refund queries, archive, nonce clean-up, monitoring samples, the
+daily reconciliation).
 `fulema serve` runs them in process on the embedded default; production runs them in
 `fulema worker` processes. Each job runs in one process at a time, under the lease of its row
 in the job table (ops/scheduler.py); `run_all_once` is the tests' and the demo's way to drive
@@ -19,6 +20,7 @@ from fulema.ops import monitoring, scheduler
 from fulema.ops.scheduler import Job
 from fulema.payments import jobs, notifications, refunds
 from fulema.payments import service as payments
+from fulema.reconciliation.jobs import reconcile_due
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +42,7 @@ def declared_jobs(app: FastAPI) -> list[Job]:
             deps.db, retention=timedelta(days=deps.settings.events_retention_days))),
         Job("nonces", 300.0, lambda: purge_nonces(deps.db, deps.settings)),
         Job("monitoring.sample", 15.0, lambda: monitoring.sample_backlogs(deps.db)),
+        Job("reconciliation", 600.0, lambda: reconcile_due(deps)),
     ]
 
 

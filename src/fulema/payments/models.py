@@ -55,6 +55,8 @@ class Order(Base):
         Index("ix_orders_status_next_query", "status", "next_query_at"),
         Index("ix_orders_status_expire", "status", "expire_at"),
         Index("ix_orders_payer_id_hash", "payer_id_hash"),
+        # reconciliation reads a channel's day of payments (payments.exports)
+        Index("ix_orders_channel_paid_at", "channel", "paid_at"),
     )
 
     @validates("payer_id")
@@ -107,6 +109,8 @@ class Refund(Base):
     __table_args__ = (
         UniqueConstraint("merchant_id", "out_refund_no", name="uq_refunds_merchant_out_refund_no"),
         Index("ix_refunds_status_next_query", "status", "next_query_at"),
+        # reconciliation reads a channel's day of refunds (payments.exports)
+        Index("ix_refunds_channel_succeeded_at", "channel", "succeeded_at"),
     )
 
 

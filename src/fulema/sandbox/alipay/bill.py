@@ -3,7 +3,10 @@
 Rows: one 交易 row per payment completed on the (Beijing) day, one 退款 row per refund made on
 it (negative amounts, 退款批次号/请求号 = out_request_no). Service fee is 0.6% (当面付's list
 rate), rounded half-up per row, negative on payments and given back on refunds. Tests inject
-differences for reconciliation with `diff` (see `render_bill_zip`).
+differences for reconciliation with `diff` (see `_apply_diff` and `_moved_and_forced`):
+drop_order_ids, amount_overrides, extra_rows, status_order_ids (trades the sandbox holds
+unpaid, listed as paid at noon) and cross_day_order_ids (rows moved past midnight into the
+next day's bill).
 """
 
 from __future__ import annotations
@@ -75,12 +78,40 @@ def day_rows(trades: Iterable[Trade], payers: dict[str, AlipayPayer], day: date)
     return sorted(rows, key=lambda r: r["完成时间"])
 
 
+def _ids(row: dict[str, str]) -> set[str]:
+    return {row["商户订单号"].strip(), row["退款批次号/请求号"].strip()} - {""}
+
+
+def _listed(diff: dict[str, object], key: str) -> set[str]:
+    raw = diff.get(key)
+    return {str(x) for x in raw} if isinstance(raw, list) else set()
+
+
+def _moved_and_forced(trades: list[Trade], payers: dict[str, AlipayPayer], day: date,
+                      diff: dict[str, object]) -> list[dict[str, str]]:
+    """The day's rows after cross_day_order_ids (yesterday's rows of those ids come in at
+    00:00:01, today's go to tomorrow) and status_order_ids (unpaid trades listed as paid)."""
+    moved = _listed(diff, "cross_day_order_ids")
+    rows = [r for r in day_rows(trades, payers, day) if not _ids(r) & moved]
+    late = beijing_time(datetime.combine(day, datetime.min.time(), BEIJING)
+                        + timedelta(seconds=1))
+    rows += [{**r, "完成时间": late} for r in day_rows(trades, payers, day - timedelta(days=1))
+             if _ids(r) & moved]
+    noon = datetime.combine(day, datetime.min.time(), BEIJING) + timedelta(hours=12)
+    by_no = {t.out_trade_no: t for t in trades}
+    for no in sorted(_listed(diff, "status_order_ids")):
+        trade = by_no.get(no)
+        if trade is not None and trade.paid_at is None:
+            rows.append(_row(trade, payers.get(trade.buyer_id), kind="交易",
+                             amount=Money(trade.total_fen), done=noon))
+    return rows
+
+
 def _apply_diff(rows: list[dict[str, str]], diff: dict[str, object],
                 day: date) -> list[dict[str, str]]:
     """drop_order_ids: rows whose out_trade_no (or refund request no) is listed disappear;
     amount_overrides {id: fen}: that row's amounts change; extra_rows: N phantom payments."""
-    def ids(row: dict[str, str]) -> set[str]:
-        return {row["商户订单号"].strip(), row["退款批次号/请求号"].strip()} - {""}
+    ids = _ids
 
     raw_drop = diff.get("drop_order_ids")
     drop = {str(x) for x in raw_drop} if isinstance(raw_drop, list) else set()
@@ -114,7 +145,7 @@ def _csv(header: list[str], table: list[list[str]], footer: list[str]) -> bytes:
 def render_bill_zip(trades: Iterable[Trade], payers: dict[str, AlipayPayer], *, day: date,
                     account: str, diff: dict[str, object]) -> tuple[str, bytes]:
     """(zip file name, zip bytes) for the day's trade bill of `account` (PID + 0156)."""
-    rows = _apply_diff(day_rows(trades, payers, day), diff, day)
+    rows = _apply_diff(_moved_and_forced(list(trades), payers, day, diff), diff, day)
     start = datetime.combine(day, datetime.min.time(), BEIJING)
     span = f"#起始日期：[{_cn_time(start)}]   终止日期：[{_cn_time(start + timedelta(days=1))}]"
     head = [f"#账号：[{account}]", span]

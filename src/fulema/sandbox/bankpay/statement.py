@@ -1,7 +1,11 @@
 """The bankpay sandbox's daily statement (对账单): the day's bookings as the bank's CSV.
 
 Kept apart from the bank's state because it is reconciliation's input, with its own column
-layout and the injected differences (`statement_diff` fault) that reconciliation tests need.
+layout and the injected differences (`statement_diff` fault) that reconciliation tests need:
+``{"drop": [key], "amount": {key: fen}, "extra": [{"out_trade_no", "amount_fen"}],
+"status": [out_trade_no], "cross_day": [key]}`` (key: out_refund_no, else out_trade_no);
+`status` lists orders the bank holds unpaid as paid at noon, `cross_day` moves those rows past
+midnight into the next day's statement.
 """
 
 from __future__ import annotations
@@ -24,6 +28,27 @@ STATEMENT_COLUMNS = ["trade_date", "trade_time", "merchant_no", "record_type", "
 
 def statement_rows(sb: BankpaySandbox, day: date) -> list[dict[str, Any]]:
     """The day's bookings (China Standard Time): payments and reversals, then the diff."""
+    diff = sb.faults.statement_diff
+    moved = {str(k) for k in diff.get("cross_day", [])}
+    rows = [r for r in _day_rows(sb, day) if _key(r) not in moved]
+    if moved:
+        late = {"trade_date": day.isoformat(), "trade_time": "00:00:01",
+                "settle_date": day.isoformat()}
+        rows += [{**r, **late} for r in _day_rows(sb, day - timedelta(days=1))
+                 if _key(r) in moved]
+    noon = datetime.combine(day, datetime.min.time(), BANK_TZ) + timedelta(hours=12)
+    for no in diff.get("status", []):
+        o = sb.orders.get(str(no))
+        if o is not None and not o.success_at:
+            rows.append(_row(sb, o, noon, "PAY", "", "", o.amount_fen))
+    return _apply_diff(sb, day, rows)
+
+
+def _key(row: dict[str, Any]) -> str:
+    return str(row["out_refund_no"] or row["out_trade_no"])
+
+
+def _day_rows(sb: BankpaySandbox, day: date) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for o in sb.orders.values():
         if o.success_at and o.success_at.astimezone(BANK_TZ).date() == day and o.payer:
@@ -32,6 +57,10 @@ def statement_rows(sb: BankpaySandbox, day: date) -> list[dict[str, Any]]:
         if r.success_at.astimezone(BANK_TZ).date() == day:
             rows.append(_row(sb, r.order, r.success_at, r.record_type, r.out_refund_no,
                              r.refund_no, r.refund_fen))
+    return rows
+
+
+def _apply_diff(sb: BankpaySandbox, day: date, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     diff = sb.faults.statement_diff
     drop = set(diff.get("drop", []))
     amounts = diff.get("amount", {})

@@ -148,6 +148,25 @@ def refund(sb: EcnySandbox, body: dict[str, Any]) -> Result:
 # ------------------------------------------------------------------ bill file
 
 def bill_rows(sb: EcnySandbox, day: date) -> list[dict[str, Any]]:
+    """The day's bill, then the injected differences (`statement_diff`): drop, amount, extra,
+    status (orders the operator holds unpaid listed as paid at noon) and cross_day (rows moved
+    past midnight into the next day's bill); keys are out_refund_no, else out_trade_no."""
+    diff = sb.faults.statement_diff
+    moved = {str(k) for k in diff.get("cross_day", [])}
+    rows = [r for r in _day_rows(sb, day) if (r["out_refund_no"] or r["out_trade_no"]) not in moved]
+    if moved:
+        rows += [{**r, "bill_date": day.isoformat(), "trade_time": "00:00:01"}
+                 for r in _day_rows(sb, day - timedelta(days=1))
+                 if (r["out_refund_no"] or r["out_trade_no"]) in moved]
+    noon = datetime.combine(day, datetime.min.time(), ECNY_TZ) + timedelta(hours=12)
+    for no in diff.get("status", []):
+        o = sb.orders.get(str(no))
+        if o is not None and not o.success_at:
+            rows.append(_row(sb, o, noon, "PAY", None, o.amount_fen))
+    return _apply_bill_diff(sb, day, rows)
+
+
+def _day_rows(sb: EcnySandbox, day: date) -> list[dict[str, Any]]:
     rows = [_row(sb, o, o.success_at, "PAY", None, o.amount_fen)
             for o in sb.orders.values()
             if o.success_at and o.success_at.astimezone(ECNY_TZ).date() == day]
@@ -155,6 +174,10 @@ def bill_rows(sb: EcnySandbox, day: date) -> list[dict[str, Any]]:
              for r in sb.refunds.values()
              if r.status == "SUCCESS" and r.success_at
              and r.success_at.astimezone(ECNY_TZ).date() == day]
+    return rows
+
+
+def _apply_bill_diff(sb: EcnySandbox, day: date, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     diff = sb.faults.statement_diff
     drop, amounts = set(diff.get("drop", [])), diff.get("amount", {})
     kept = []

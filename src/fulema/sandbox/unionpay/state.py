@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from fulema.core.clock import clock
 from fulema.sandbox.unionpay.protocol import BEIJING, MESSAGES
@@ -237,27 +237,51 @@ class Books:
 
     def statement(self, settle_date: str, diff: dict[str, object]) -> bytes:
         """The day's ZM 流水 file (see `sandbox.unionpay.zm`): one GBK fixed-width line per
-        consume (S22), void (S30) and refund (S31) settled on `settle_date` (MMDD, Beijing)."""
-        rows: list[dict[str, str]] = []
-        for txn in self.txns.values():
-            if txn.done_at is None or txn.settle_date != settle_date:
-                continue
-            if txn.code not in ("00", "45") or (txn.txn_type == "01" and txn.applied_only):
-                continue
-            original = self.by_query_id.get(txn.orig_query_id or "")
-            rows.append({
-                "tradeNo": TRADE_CODES[txn.txn_type], "acqInsCode": ACQ_INS_CODE,
-                "sendInsCode": SEND_INS_CODE, "traceNo": txn.trace_no,
-                "txnTime": txn.trace_time,
-                "payCardNo": self.wallet.payers[txn.payer_id].acc_no if txn.payer_id else "",
-                "txnAmt": str(txn.amount), "merCatCode": MER_CAT_CODE,
-                "queryId": txn.query_id, "orderId": txn.order_id,
-                "payCardType": "01" if txn.payer_id else "",
-                "origTradeSysTraceNo": original.trace_no if original else "",
-                "origTradeTime": original.trace_time if original else "",
-                "txnType": txn.txn_type, "txnSubType": txn.txn_sub_type, "bizType": "000000",
-                "origQryId": txn.orig_query_id or "", "merId": txn.mer_id})
+        consume (S22), void (S30) and refund (S31) settled on `settle_date` (MMDD, Beijing).
+
+        Besides `_apply_diff_and_render`'s injections: cross_day_order_ids moves those lines
+        past midnight into the next day's file; status_order_ids lists consumes the sandbox
+        holds unpaid as paid at noon."""
+        moved = _listed(diff, "cross_day_order_ids")
+        rows = [r for r in self._rows_for(settle_date) if r["orderId"] not in moved]
+        if moved:
+            rows += [{**r, "txnTime": f"{settle_date}000001"}
+                     for r in self._rows_for(_day_before(settle_date)) if r["orderId"] in moved]
+        for order_id in sorted(_listed(diff, "status_order_ids")):
+            txn = self.txns.get(order_id)
+            if txn is not None and txn.txn_type == "01" and txn.code != "00":
+                rows.append({**self._row_of(txn), "txnTime": f"{settle_date}120000"})
         return _apply_diff_and_render(rows, diff, settle_date)
+
+    def _rows_for(self, settle_date: str) -> list[dict[str, str]]:
+        return [self._row_of(txn) for txn in self.txns.values()
+                if txn.done_at is not None and txn.settle_date == settle_date
+                and txn.code in ("00", "45") and not (txn.txn_type == "01" and txn.applied_only)]
+
+    def _row_of(self, txn: Txn) -> dict[str, str]:
+        original = self.by_query_id.get(txn.orig_query_id or "")
+        return {
+            "tradeNo": TRADE_CODES[txn.txn_type], "acqInsCode": ACQ_INS_CODE,
+            "sendInsCode": SEND_INS_CODE, "traceNo": txn.trace_no,
+            "txnTime": txn.trace_time,
+            "payCardNo": self.wallet.payers[txn.payer_id].acc_no if txn.payer_id else "",
+            "txnAmt": str(txn.amount), "merCatCode": MER_CAT_CODE,
+            "queryId": txn.query_id, "orderId": txn.order_id,
+            "payCardType": "01" if txn.payer_id else "",
+            "origTradeSysTraceNo": original.trace_no if original else "",
+            "origTradeTime": original.trace_time if original else "",
+            "txnType": txn.txn_type, "txnSubType": txn.txn_sub_type, "bizType": "000000",
+            "origQryId": txn.orig_query_id or "", "merId": txn.mer_id}
+
+
+def _listed(diff: dict[str, object], key: str) -> set[str]:
+    raw = diff.get(key)
+    return {str(x) for x in raw} if isinstance(raw, list) else set()
+
+
+def _day_before(mmdd: str) -> str:
+    """MMDD of the day before (a leap year, so 0301 -> 0229 exists; a missing day is empty)."""
+    return (date(2000, int(mmdd[:2]), int(mmdd[2:])) - timedelta(days=1)).strftime("%m%d")
 
 
 def _amounts(row: dict[str, str], fen: int) -> None:

@@ -5,7 +5,9 @@ accepted, as WeChat documents; a reversed paid payer-code payment adds a refund 
 交易状态 is REVOKED. Fees are 0.60% per row, rounded half-up to the fen and returned (negative)
 on refunds. `Faults.statement_diff` injects differences for reconciliation tests:
 ``{"drop": [out_trade_no | out_refund_no], "amount": {no: fen}, "extra": [{"out_trade_no",
-"amount_fen"}]}``.
+"amount_fen"}], "status": [out_trade_no], "cross_day": [out_trade_no | out_refund_no]}``:
+`status` lists orders the sandbox holds unpaid as paid at noon (the bill says SUCCESS, its
+query does not); `cross_day` moves those rows past midnight into the next day's bill.
 """
 
 from __future__ import annotations
@@ -47,6 +49,24 @@ def _row(sb: WechatSandbox, o: Order, at: datetime, *, refund: dict[str, Any] | 
 
 
 def bill_rows(sb: WechatSandbox, day: date, bill_type: str = "ALL") -> list[dict[str, str]]:
+    diff = sb.faults.statement_diff
+    moved = {str(k) for k in diff.get("cross_day", [])}
+    rows = [(k, r) for k, r in _day_rows(sb, day, bill_type) if k not in moved]
+    if moved:  # yesterday's rows for these keys, booked just after midnight
+        late = datetime.combine(day, time(0, 0, 1), CST).strftime("%Y-%m-%d %H:%M:%S")
+        for key, row in _day_rows(sb, day - timedelta(days=1), bill_type):
+            if key in moved:
+                rows.append((key, {**row, "交易时间": late}))
+    if bill_type in ("ALL", "SUCCESS"):
+        noon = datetime.combine(day, time(12, 0), CST)
+        for no in diff.get("status", []):
+            o = sb.orders.get(str(no))
+            if o is not None and o.success_at is None:
+                rows.append((o.out_trade_no, _row(sb, o, noon, refund=None, amount=o.total)))
+    return _apply_diff(sb, day, rows)
+
+
+def _day_rows(sb: WechatSandbox, day: date, bill_type: str) -> list[tuple[str, dict[str, str]]]:
     rows: list[tuple[str, dict[str, str]]] = []  # (key for the diff, row)
     if bill_type in ("ALL", "SUCCESS"):
         for o in sb.orders.values():
@@ -60,7 +80,7 @@ def bill_rows(sb: WechatSandbox, day: date, bill_type: str = "ALL") -> list[dict
                        "refund_id": r.refund_id, "out_refund_no": r.out_refund_no}
                 rows.append((r.out_refund_no, _row(sb, r.order, r.created_at, refund=ref,
                                                    amount=r.amount)))
-    return _apply_diff(sb, day, rows)
+    return rows
 
 
 def _apply_diff(sb: WechatSandbox, day: date,

@@ -1,0 +1,182 @@
+"""`python -m bench.recon`: reconciliation over generated statements of every channel format.
+
+For each channel and size (default 10k, 100k and 1,000,000 statement rows) it runs, in a
+fresh process (so peak RSS is that case's own): parse the file, read the day's orders and
+refunds from PostgreSQL through payments' export, match and classify; and, in the same
+process, the baseline: a bare polars inner join of the two already-loaded tables on the id.
+Prints seconds per phase, rows/s, peak RSS, the ratio to the baseline, the machine's load
+average, and checks the injected differences were all found and nothing else.
+
+Needs a PostgreSQL URL (--db, default FULEMA_TEST_POSTGRES_URL with the database name
+replaced by test_h5_bench); the orders are generated once (INSERT ... SELECT
+generate_series) and kept there, the statements cached in /tmp/fulema-recon-bench.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from bench.recon import data
+
+CHANNELS = ["wechat", "alipay", "unionpay", "ecny", "bankpay"]
+SIZES = [10_000, 100_000, 1_000_000]
+
+
+def default_db() -> str:
+    url = os.environ.get("FULEMA_TEST_POSTGRES_URL",
+                         "postgresql+asyncpg://postgres@127.0.0.1:5432/test_h5")
+    return url.rsplit("/", 1)[0] + "/test_h5_bench"
+
+
+def plain(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def prepare(url: str, channels: list[str], sizes: list[int]) -> None:
+    """The database, its tables and each (channel, size) day's orders, made once."""
+    import fulema.app  # noqa: F401 - registers every table
+    from fulema.core.db import Database
+
+    base, name = plain(url).rsplit("/", 1)
+    admin = await asyncpg.connect(base + "/postgres")
+    try:
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    db = Database(url)
+    await db.create_all()
+    await db.dispose()
+    conn = await asyncpg.connect(plain(url))
+    try:
+        for channel in channels:
+            for n in sizes:
+                p = data.prefix(channel, n)
+                have = await conn.fetchval(
+                    "SELECT count(*) FROM orders WHERE id >= $1 AND id < $2", p, p + "~")
+                if have == n:
+                    continue
+                print(f"  generating {n:,} {channel} orders in PostgreSQL ...", flush=True)
+                await conn.execute("DELETE FROM refunds WHERE id >= $1 AND id < $2",
+                                   "rf_" + p, "rf_" + p + "~")
+                await conn.execute("DELETE FROM orders WHERE id >= $1 AND id < $2", p, p + "~")
+                async with conn.transaction():
+                    for sql in data.insert_sql(channel, n):
+                        await conn.execute(sql)
+                await conn.execute("ANALYZE orders; ANALYZE refunds")
+            for n in sizes:
+                data.statement(channel, n)
+    finally:
+        await conn.close()
+
+
+def rss_mb() -> float:
+    """This process's peak resident set (VmHWM: reset at exec, unlike getrusage's maxrss,
+    which a child inherits from the parent that forked it)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def one(url: str, channel: str, n: int) -> dict[str, Any]:
+    """One case, in this process: the figures as a dict."""
+    from fulema.core.db import Database
+    from fulema.payments import service as payments
+    from fulema.reconciliation import matching
+    from fulema.reconciliation.parsers import parse_statement
+    from fulema.reconciliation.runs import day_bounds
+
+    blob = data.statement(channel, n)
+    db = Database(url)
+    start, end = day_bounds(data.day_for(n))
+    await payments.export_channel_day(db, channel=channel, start=start, end=start)  # warm pool
+    rss0 = rss_mb()
+    c0 = time.process_time()
+    t0 = time.perf_counter()
+    statement = parse_statement(channel, blob)
+    t1, c1 = time.perf_counter(), time.process_time()
+    ours = matching.read_ours(await payments.export_channel_day(
+        db, channel=channel, start=start, end=end))
+    t2, c2 = time.perf_counter(), time.process_time()
+    first = matching.match_day(statement.lines, ours, day_start_ms=int(start.timestamp() * 1000),
+                               day_end_ms=int(end.timestamp() * 1000))
+    order_ids, refund_ids = matching.lookup_ids(first.leftover)
+    found = matching.read_ours(await payments.lookup_records(
+        db, channel=channel, order_ids=order_ids, refund_ids=refund_ids))
+    rows = matching.combine(first, matching.classify_rest(first.leftover, found))
+    totals = matching.totals(rows)
+    flagged = matching.discrepancies(rows)
+    t3 = time.perf_counter()
+    c3 = time.process_time()
+    b0 = time.perf_counter()
+    bare = statement.lines.join(ours, on=["kind", "ref"], how="inner")
+    b1 = time.perf_counter()
+    await db.dispose()
+    kinds = flagged.group_by("result").len().to_dicts()
+    return {"channel": channel, "rows": statement.lines.height, "ours": ours.height,
+            "bytes": len(blob), "parse_s": t1 - t0, "read_s": t2 - t1, "match_s": t3 - t2,
+            "total_s": t3 - t0, "cpu_s": c3 - c0, "cpu_parse_s": c1 - c0, "cpu_read_s": c2 - c1,
+            "cpu_match_s": c3 - c2, "baseline_s": b1 - b0, "baseline_rows": bare.height,
+            "totals_rows": totals.height, "rss_before_mb": rss0, "peak_rss_mb": rss_mb(),
+            "found": {k["result"]: k["len"] for k in kinds}, "expected": data.expected(n)}
+
+
+def table(results: list[dict[str, Any]]) -> None:
+    head = (f"{'channel':9} {'rows':>9} {'parse s':>8} {'PG read s':>9} {'match s':>8} "
+            f"{'total s':>8} {'cpu s':>6} {'rows/s':>10} {'join s':>7} {'ratio':>6} {'peak RSS':>9}  found")
+    print(head)
+    for r in results:
+        ok = "ok" if r["found"] == r["expected"] else f"MISMATCH {r['found']} != {r['expected']}"
+        print(f"{r['channel']:9} {r['rows']:>9,} {r['parse_s']:>8.3f} {r['read_s']:>9.3f} "
+              f"{r['match_s']:>8.3f} {r['total_s']:>8.3f} {r['cpu_s']:>6.2f} "
+              f"{r['rows'] / r['total_s']:>10,.0f} "
+              f"{r['baseline_s']:>7.3f} {r['total_s'] / r['baseline_s']:>6.0f} "
+              f"{r['peak_rss_mb']:>6.0f} MB  {ok}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.recon", description=__doc__.split("\n")[0])
+    p.add_argument("--db", default=default_db(), help="PostgreSQL URL (postgresql+asyncpg://...)")
+    p.add_argument("--channels", nargs="+", choices=CHANNELS, default=CHANNELS)
+    p.add_argument("--sizes", nargs="+", type=int, default=SIZES)
+    p.add_argument("--one", nargs=2, metavar=("CHANNEL", "N"), help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.one:
+        print(json.dumps(asyncio.run(one(a.db, a.one[0], int(a.one[1])))))
+        return 0
+    print(f"load average before: {os.getloadavg()}  cores: {os.cpu_count()}  "
+          f"at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC", flush=True)
+    asyncio.run(prepare(a.db, a.channels, a.sizes))
+    results = []
+    for channel in a.channels:
+        for n in a.sizes:
+            out = subprocess.run([sys.executable, "-m", "bench.recon", "--db", a.db, "--one",
+                                  channel, str(n)], capture_output=True, text=True, check=False)
+            if out.returncode:
+                print(out.stderr, file=sys.stderr)
+                return out.returncode
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    table(results)
+    print(f"load average after: {os.getloadavg()}")
+    print("total = parse + PG read (COPY through payments.export_channel_day) + match + "
+          "classify, wall clock; cpu = this process's CPU seconds over all its threads (the "
+          "PostgreSQL server's share of the read is not in it); join = bare polars inner join "
+          "of the two loaded tables; ratio = total/join")
+    return 0 if all(r["found"] == r["expected"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

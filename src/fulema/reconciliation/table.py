@@ -1,0 +1,105 @@
+"""Reading a header-plus-rows CSV table (UTF-8 bytes) into polars, with exact line numbers.
+
+Two columnar passes, no Python loop over rows: the table read as whole lines checks every
+line's cell count against the header's (when no cell is quoted, a line's commas count its
+cells exactly), then polars' CSV reader materialises only the columns the parser needs, each
+row keeping `_line`, its line in the file (a blank line reads as an all-null row, so row
+index and line stay in step; those rows are dropped after). Only a failed check walks the
+text with the csv module, to name the line and the reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import polars as pl
+
+from fulema.reconciliation.statement import StatementError, check_header
+
+LINE = "_line"
+
+
+def _records(text: str) -> Any:  # a csv reader: iterable, with line_num
+    return csv.reader(io.StringIO(text, newline=""))
+
+
+def _text(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise StatementError(data[:exc.start].count(b"\n") + 1, "not UTF-8 text",
+                             encoding=True) from exc
+
+
+def encoding_error(data: bytes, first_line: int) -> StatementError:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return StatementError(data[:exc.start].count(b"\n") + first_line, "not UTF-8 text",
+                              encoding=True)
+    return StatementError(first_line, "unreadable table")
+
+
+def diagnose(data: bytes, first_line: int, width: int) -> StatementError:
+    """The first line (numbered from `first_line` for the table's header) whose cell count is
+    not `width`."""
+    reader = _records(_text(data))
+    for cells in reader:
+        if cells and len(cells) != width:
+            return StatementError(first_line + reader.line_num - 1,
+                                  f"wrong column count: {len(cells)} columns, the header "
+                                  f"has {width}")
+    return StatementError(first_line, "unreadable table")
+
+
+def header_of(data: bytes, first_line: int = 1) -> list[str]:
+    end = data.find(b"\n")
+    head = data[:end + 1] if end >= 0 else data
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise StatementError(first_line, "the header is not UTF-8 text", encoding=True) from exc
+    return [c.strip().lstrip("`").strip() for c in next(_records(text), [])]
+
+
+def _check_cells(data: bytes, first_line: int, width: int) -> None:
+    try:
+        raw = pl.read_csv(io.BytesIO(data), has_header=False, separator="\x1f",
+                          quote_char=None, infer_schema=False, new_columns=["l"],
+                          raise_if_empty=False, truncate_ragged_lines=True)
+    except pl.exceptions.ComputeError as exc:
+        raise encoding_error(data, first_line) from exc
+    lines = raw.with_row_index("_n").filter(pl.col("_n") > 0)
+    if lines.select(pl.col("l").str.contains('"', literal=True).any()).item():
+        # a quoted cell may hold commas: let the csv module count (rare: slow but exact)
+        bad = diagnose(data, first_line, width)
+        if bad.reason != "unreadable table":
+            raise bad
+        return
+    counts = lines.filter(pl.col("l").str.len_bytes() > 0).select(
+        "_n", c=pl.col("l").str.count_matches(",", literal=True))
+    wrong = counts.filter(pl.col("c") != width - 1).head(1)
+    if wrong.height:
+        raise StatementError(int(wrong["_n"][0]) + first_line,
+                             f"wrong column count: {int(wrong['c'][0]) + 1} columns, the "
+                             f"header has {width}")
+
+
+def read_table(data: bytes, *, first_line: int, columns: tuple[str, ...]) -> pl.DataFrame:
+    """The `columns` of the table (its header on `first_line`) as strings, blank lines
+    dropped, plus `_line`. StatementError for a missing column, a row whose cell count
+    differs from the header's, or bytes that are not UTF-8."""
+    header = header_of(data, first_line)
+    check_header(header, columns, first_line)
+    _check_cells(data, first_line, len(header))
+    try:
+        frame = pl.read_csv(io.BytesIO(data), has_header=True, new_columns=header,
+                            columns=list(columns), infer_schema=False, quote_char='"',
+                            raise_if_empty=False, row_index_name="_r")
+    except pl.exceptions.ComputeError as exc:
+        raise encoding_error(data, first_line) from exc
+    return frame.filter(~pl.all_horizontal(pl.exclude("_r").is_null())).select(
+        pl.exclude("_r").fill_null(""),
+        (pl.col("_r").cast(pl.Int64) + first_line + 1).alias(LINE))
