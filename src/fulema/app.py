@@ -26,6 +26,9 @@ from fulema.core.db import Database
 from fulema.core.events import Consumer, Dispatcher
 from fulema.core.web import RequestContextMiddleware, install_error_handlers
 from fulema.gateway import models as _gateway_models  # noqa: F401 - registers tables
+from fulema.ledger import jobs as ledger_jobs
+from fulema.ledger import models as _ledger_models  # noqa: F401 - registers tables
+from fulema.ledger.api import router as ledger_router
 from fulema.merchants import models as _merchant_models  # noqa: F401 - registers tables
 from fulema.merchants.api import router as merchants_router
 from fulema.merchants.demo_seed import DEMO_PLATE
@@ -36,6 +39,10 @@ from fulema.ops.events_api import router as events_router
 from fulema.payments.api import router as payments_router
 from fulema.payments.callbacks import router as callbacks_router
 from fulema.payments.service import Deps
+from fulema.settlement import models as _settlement_models  # noqa: F401 - registers tables
+from fulema.settlement.api import bills_router
+from fulema.settlement.api import router as settlement_router
+from fulema.settlement.service import BankTransferPayouts, PayoutAdapter
 from fulema.web.cashier import router as cashier_router
 from fulema.web.docs_assets import install_docs
 from fulema.web.home import home_router
@@ -55,11 +62,20 @@ def declared_consumers(settings: Settings) -> tuple[list[Consumer], NatsPublishe
     serves all of them. A context declares its consumers in its own module (`jobs.py`) and is
     listed here."""
     bus_consumers, publisher = bus.consumers(settings)
-    return [*bus_consumers], publisher
+    return [*bus_consumers, *ledger_jobs.consumers(settings)], publisher
+
+
+def build_payouts(settings: Settings) -> PayoutAdapter:
+    """The bank transfer service settlement pays merchants through. Only the sandbox exists
+    today (docs/settlement.md); a core-banking client implements the same two calls."""
+    from fulema.sandbox.banktransfer import SandboxBank
+
+    return BankTransferPayouts(SandboxBank())
 
 
 def create_app(settings: Settings, *, db: Database | None = None,
-               http: httpx.AsyncClient | None = None) -> FastAPI:
+               http: httpx.AsyncClient | None = None,
+               payouts: PayoutAdapter | None = None) -> FastAPI:
     settings.check_production()  # outside development: refuses, naming every variable to fix
     db = db or Database(settings.database_url)
     # Commits wake this process's own dispatcher in process; a NOTIFY (one statement per
@@ -103,12 +119,14 @@ def create_app(settings: Settings, *, db: Database | None = None,
     app.state.http = http
     app.state.dispatcher = dispatcher
     app.state.channels = channels
+    app.state.payouts = payouts or build_payouts(settings)
     app.state.payments = Deps(db=db, settings=settings, channels=channels)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
 
     for router in (ops_router, events_router, channels_ops_router, merchants_router,
-                   payments_router, callbacks_router, cashier_router, oauth_router):
+                   payments_router, callbacks_router, cashier_router, oauth_router,
+                   ledger_router, settlement_router, bills_router):
         app.include_router(router)
     install_docs(app)
     app.include_router(home_router(demo_plate=DEMO_PLATE if settings.seed_demo else None))

@@ -14,6 +14,7 @@ would have to generate for itself; the message names every variable to set.
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 from typing import Literal
 
@@ -103,6 +104,14 @@ class Settings(BaseSettings):
     events_nats_stream: str = "FULEMA-EVENTS"
     events_nats_subject_prefix: str = "fulema.events"
     events_nats_start: Literal["BEGINNING", "NOW"] = "NOW"
+
+    # Settlement (docs/settlement.md): when a trade (business) day ends in Asia/Shanghai
+    # ("00:00" = the natural day; "22:00" books 22:00-24:00 on the next day), the cycle of a
+    # merchant with none of its own, and how often a failed payout is tried again.
+    settlement_cutoff: time = time(0)
+    settlement_default_cycle: Literal["T+0", "T+1", "D+0", "D+1"] = "T+1"
+    payout_max_attempts: int = Field(default=3, ge=1, le=10)
+    payout_retry_seconds: int = Field(default=600, ge=1)
 
     notify_schedule_seconds: list[int] = Field(
         default_factory=lambda: [15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600,

@@ -64,6 +64,9 @@ class ErrorCode(StrEnum):
     EVENT_CONSUMER_NOT_FAILING = "EVENT_CONSUMER_NOT_FAILING"
     # risk
     RISK_REJECTED = "RISK_REJECTED"
+    # ledger and settlement
+    SETTLEMENT_BATCH_NOT_FOUND = "SETTLEMENT_BATCH_NOT_FOUND"
+    BILL_DATE_INVALID = "BILL_DATE_INVALID"
 
     @property
     def http_status(self) -> int:
@@ -128,6 +131,9 @@ _META: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.EVENT_CONSUMER_NOT_FAILING: (409, "The consumer is not stopped at a failing event, "
                                                 "so there is nothing to skip."),
     ErrorCode.RISK_REJECTED: (403, "The risk engine refused this transaction."),
+    ErrorCode.SETTLEMENT_BATCH_NOT_FOUND: (404, "No such settlement batch (for this merchant)."),
+    ErrorCode.BILL_DATE_INVALID: (400, "date must be a past or current trade date as "
+                                       "YYYY-MM-DD."),
 }
 
 

@@ -17,6 +17,7 @@ from fulema.core.signal import Signal
 from fulema.gateway.service import purge_nonces
 from fulema.payments import jobs, notifications, refunds
 from fulema.payments import service as payments
+from fulema.settlement import jobs as settlement_jobs
 
 log = structlog.get_logger(__name__)
 BUSY_BATCH = 20
@@ -61,6 +62,12 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
             deps.db, retention=timedelta(days=deps.settings.events_retention_days)))),
         asyncio.create_task(_every(300.0, "nonces", lambda: purge_nonces(deps.db,
                                                                          deps.settings))),
+        # Settle every closed trade date once (a no-op until the next cut-off passes), and
+        # send, ask about or retry the payouts that are due.
+        asyncio.create_task(_every(600.0, "settlement", lambda: settlement_jobs.settle_due(
+            deps.db, deps.settings))),
+        asyncio.create_task(_every(30.0, "payouts", lambda: settlement_jobs.send_payouts(
+            deps.db, deps.settings, app.state.payouts))),
     ]
 
 
@@ -72,3 +79,5 @@ async def run_all_once(app: FastAPI) -> None:
     await refunds.run_refund_jobs(deps)
     await app.state.dispatcher.drain()
     await notifications.deliver_due(deps.db, deps.settings, app.state.http)
+    await settlement_jobs.settle_due(deps.db, deps.settings)
+    await settlement_jobs.send_payouts(deps.db, deps.settings, app.state.payouts)
