@@ -10,6 +10,7 @@ second run of the same date, or two at once, a no-op.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -48,13 +49,16 @@ def mask(account: str) -> str:
 
 async def run_settlement(db: Database, settings: Settings, *, settle_date: date) -> RunSummary:
     """Settle `settle_date`; a date already settled is a no-op that says so."""
-    async with db.transaction() as s:
-        run = await s.get(SettlementRun, settle_date)
-        if run is not None and run.status == "DONE":
-            return await _summary(db, settle_date, already_done=True)
-        if run is None:
-            s.add(SettlementRun(settle_date=settle_date, status="RUNNING", batches=0,
-                                started_at=clock.now()))
+    done = False
+    with contextlib.suppress(IntegrityError):  # a run of the same date started at once
+        async with db.transaction() as s:
+            run = await s.get(SettlementRun, settle_date)
+            done = run is not None and run.status == "DONE"
+            if run is None:
+                s.add(SettlementRun(settle_date=settle_date, status="RUNNING", batches=0,
+                                    started_at=clock.now()))
+    if done:
+        return await _summary(db, settle_date, already_done=True)
     cal = await load_calendar(db)
     same_day_through = domain.due_through(settle_date, SAME_DAY, cal)
     merchant_ids = await ledger.merchants_with_open_items(db)
