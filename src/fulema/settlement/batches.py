@@ -96,6 +96,8 @@ async def settle_merchant(db: Database, *, merchant_id: str, settle_date: date, 
         batch_id = new_id("stb")
         items = await ledger.clear_open_items(s, merchant_id=merchant_id, batch_id=batch_id,
                                               through=through, same_day_through=same_day_through)
+        if not items.by_kind:
+            return None  # nothing due for this merchant today: no batch
         figures = BatchFigures.from_items(items.by_kind)
         status = domain.batch_status(figures, hold_reason=hold)
         s.add(SettlementBatch(
