@@ -72,13 +72,15 @@ async def test_friday_t1_is_paid_monday_and_bankpay_same_day(db: Database,
     await pay(db, settings, mid, 5000, FRI, channel="bankpay")  # T+0, no fee
     clock.freeze(at(FRI, 16))
     fri = await settlement.run_settlement(db, settings, settle_date=FRI)
-    assert fri.settled == 1 and fri.net_settled == 5000  # only the bank's channel, same day
+    assert fri.settled == 1
+    assert fri.net_settled == 5000
     sat = await settlement.run_settlement(db, settings, settle_date=SAT)
     assert sat.batches == 0  # nothing is due on a Saturday (no batch for an empty merchant)
     mon = await settlement.run_settlement(db, settings, settle_date=MON)
     assert mon.net_settled == 10000 - 38
     again = await settlement.run_settlement(db, settings, settle_date=MON)
-    assert again.already_done and again.net_settled == mon.net_settled
+    assert again.already_done
+    assert again.net_settled == mon.net_settled
     assert [b.net for b in await batches(db, mid)] == [10000 - 38, 5000]
     assert await ledger.account_balance(db, acct=ledger.merchant_payable(mid)) == 0
 
@@ -102,17 +104,21 @@ async def test_frozen_merchant_is_held_and_paid_after_unfreeze(db: Database,
     await pay(db, settings, mid, 10000, FRI)
     await merchants.freeze(db, merchant_id=mid, reason="chargebacks", operator=OPERATOR)
     mon = await settlement.run_settlement(db, settings, settle_date=MON)
-    assert mon.held == 1 and mon.settled == 0
+    assert mon.held == 1
+    assert mon.settled == 0
     (held,) = await batches(db, mid)
-    assert held.status == "HELD" and held.hold_reason == "merchant frozen"
-    assert held.net == 10000 - 38 and not await payouts_of(db, mid)
+    assert held.status == "HELD"
+    assert held.hold_reason == "merchant frozen"
+    assert held.net == 10000 - 38
+    assert not await payouts_of(db, mid)
     await merchants.unfreeze(db, merchant_id=mid, operator=OPERATOR)
     await merchants.hold_settlement(db, merchant_id=mid, reason="risk review",
                                     operator=OPERATOR)
     assert (await settlement.run_settlement(db, settings, settle_date=TUE)).held == 1
     await merchants.release_settlement(db, merchant_id=mid, operator=OPERATOR)
     wed = await settlement.run_settlement(db, settings, settle_date=date(2026, 12, 2))
-    assert wed.settled == 1 and wed.net_settled == 10000 - 38
+    assert wed.settled == 1
+    assert wed.net_settled == 10000 - 38
 
 
 async def test_negative_net_is_carried_forward(db: Database, settings: Settings) -> None:
@@ -130,7 +136,8 @@ async def test_negative_net_is_carried_forward(db: Database, settings: Settings)
     assert await ledger.account_balance(db, acct=ledger.merchant_payable(mid)) == -carried.net
     await pay(db, settings, mid, 8000, TUE)
     wed = await settlement.run_settlement(db, settings, settle_date=date(2026, 12, 2))
-    assert wed.settled == 1 and wed.net_settled == carried.net + 8000 - 30
+    assert wed.settled == 1
+    assert wed.net_settled == carried.net + 8000 - 30
 
 
 async def settled_payout(db: Database, settings: Settings, amount: int = 10000) -> str:
@@ -149,10 +156,13 @@ async def test_failed_payout_retries_then_returns_to_the_balance(db: Database,
     clock.freeze(at(MON, 8))
     await drive_payouts(db, settings, bank)
     (p,) = await payouts_of(db, mid)
-    assert p.status == "RETURNED" and p.attempt == 2 and sum(bank.paid.values()) == 0
+    assert p.status == "RETURNED"
+    assert p.attempt == 2
+    assert sum(bank.paid.values()) == 0
     assert await ledger.account_balance(db, acct=ledger.merchant_payable(mid)) == -(10000 - 38)
     tue = await settlement.run_settlement(db, settings, settle_date=TUE)
-    assert tue.settled == 1 and tue.net_settled == 10000 - 38
+    assert tue.settled == 1
+    assert tue.net_settled == 10000 - 38
     await drive_payouts(db, settings, bank)
     assert sum(bank.paid.values()) == 10000 - 38
     assert (await ledger.trial_balance(db)).total == 0
@@ -167,8 +177,10 @@ async def test_unknown_outcomes_are_asked_about_and_paid_once(db: Database, sett
     clock.freeze(at(MON, 8))
     await drive_payouts(db, settings, bank)
     (p,) = await payouts_of(db, mid)
-    assert p.status == "SUCCEEDED" and p.attempt == 1
-    assert list(bank.executions.values()) == [1] and sum(bank.paid.values()) == 10000 - 38
+    assert p.status == "SUCCEEDED"
+    assert p.attempt == 1
+    assert list(bank.executions.values()) == [1]
+    assert sum(bank.paid.values()) == 10000 - 38
     async with db.transaction() as s:
         entries = await s.scalar(select(func.count()).select_from(LedgerEntry).where(
             LedgerEntry.business_ref == p.id))
@@ -214,5 +226,6 @@ async def test_concurrent_payout_workers_pay_once(db: Database, settings: Settin
         (p,) = await payouts_of(db, mid)
         assert p.status == "SUCCEEDED"
         assert len(await ledger.entries_for(db, business_ref=p.id)) == 1
-    assert all(n == 1 for n in bank.executions.values()) and len(bank.executions) == 3
+    assert all(n == 1 for n in bank.executions.values())
+    assert len(bank.executions) == 3
     assert sum(bank.paid.values()) == sum(10000 + i - 38 for i in range(3))
