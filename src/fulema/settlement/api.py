@@ -201,9 +201,11 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 @bills_router.get("/bills", summary="The day's transactions as CSV (对账单下载)",
                   response_class=Response,
-                  responses=error_responses(E.SIGNATURE_MISSING, E.SIGNATURE_INVALID,
-                                            E.TIMESTAMP_EXPIRED, E.NONCE_REPLAYED,
-                                            E.APP_NOT_FOUND, E.BILL_DATE_INVALID))
+                  responses={200: {"description": "the trade day's transactions",
+                                   "content": {"text/csv": {"schema": {"type": "string"}}}},
+                             **error_responses(E.SIGNATURE_MISSING, E.SIGNATURE_INVALID,
+                                               E.TIMESTAMP_EXPIRED, E.NONCE_REPLAYED,
+                                               E.APP_NOT_FOUND, E.BILL_DATE_INVALID)})
 async def get_bill(request: Request, date_: Annotated[str, Query(alias="date")] = "") -> Response:
     """Signed like every merchant call (the query string is part of the signed path). The
     trade date's payments and refunds with their fees and discounts, read from the ledger."""
