@@ -33,8 +33,8 @@ from fulema.gateway.signing import sign_request
 BASE = "http://bench"
 
 
-async def measure(database_url: str, data_dir: Path, *, n: int, concurrency: int
-                  ) -> dict[str, Any]:
+async def measure(database_url: str, data_dir: Path, *, n: int, concurrency: int,
+                  rounds: int) -> dict[str, Any]:
     from fulema.app import create_app
     from fulema.ledger import service as ledger
     from fulema.ledger.jobs import CONSUMER
@@ -93,20 +93,25 @@ async def measure(database_url: str, data_dir: Path, *, n: int, concurrency: int
     try:
         await onboard_demo_merchant(db, settings=settings)
         await cycles("w")  # warm-up (first-use caches), not counted
-        without = await cycles("a")
-        dispatcher.consumers[CONSUMER] = ledger_consumer
-        await dispatcher.register()  # a consumer seen for the first time: from the beginning
-        backfill_started = time.perf_counter()
-        await dispatcher.drain()  # the ledger backfills the payments made so far
-        backfill = time.perf_counter() - backfill_started
-        with_ledger = await cycles("b")
+        without = with_ledger = backfill = 0.0
+        for r in range(rounds):  # alternated, so a load change on the machine hits both
+            dispatcher.consumers.pop(CONSUMER, None)
+            without += await cycles(f"a{r}")
+            dispatcher.consumers[CONSUMER] = ledger_consumer
+            await dispatcher.register()  # first time: from the beginning of history
+            backfill_started = time.perf_counter()
+            await dispatcher.drain()  # the ledger catches up with what it missed, untimed
+            backfill += time.perf_counter() - backfill_started
+            with_ledger += await cycles(f"b{r}")
+        n_total = n * rounds
         tb = await ledger.trial_balance(db)
         entries = len(await ledger.entries_for(db, business_ref=await _last_order(db)))
-        return {"database": db.dialect, "payments_per_phase": n, "concurrency": concurrency,
-                "without_ledger_per_s": round(n / without, 1),
-                "with_ledger_per_s": round(n / with_ledger, 1),
+        return {"database": db.dialect, "payments_per_phase": n_total,
+                "concurrency": concurrency, "rounds": rounds,
+                "without_ledger_per_s": round(n_total / without, 1),
+                "with_ledger_per_s": round(n_total / with_ledger, 1),
                 "ledger_cost_pct": round(100 * (with_ledger - without) / without, 1),
-                "backfill_payments_per_s": round(2 * n / backfill, 1),
+                "backfill_payments_per_s": round(n_total / backfill, 1),
                 "trial_balance_total": tb.total, "last_order_entries": entries}
     finally:
         pending = list(sandbox.state.sandbox.tasks)
@@ -128,14 +133,16 @@ async def _last_order(db: Database) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.ledger_cost", description=__doc__)
-    p.add_argument("--n", type=int, default=200, help="payments per phase")
+    p.add_argument("--n", type=int, default=100, help="payments per phase and round")
     p.add_argument("--concurrency", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=2, help="alternations of the two phases")
     p.add_argument("--database-url", default="",
                    help="an empty database to use (default: a fresh SQLite file)")
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         url = a.database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'ledger_bench.db'}"
-        result = asyncio.run(measure(url, Path(tmp), n=a.n, concurrency=a.concurrency))
+        result = asyncio.run(measure(url, Path(tmp), n=a.n, concurrency=a.concurrency,
+                                     rounds=a.rounds))
     width = max(len(k) for k in result)
     for key, value in result.items():
         print(f"{key:<{width}}  {value}")

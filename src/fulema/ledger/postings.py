@@ -8,7 +8,7 @@ handler: it reads the event, asks the posting rules in `domain` and writes in on
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -63,12 +63,35 @@ def _instant(payload: dict[str, Any], key: str, fallback: datetime | None) -> da
     return fallback or clock.now()
 
 
-def make_handler(cutoff: time) -> Any:
+class FeeRates:
+    """Merchants' fee rates as the merchants context answers them, remembered for a short
+    while: posting a payment then costs one transaction, not two. A rate an operator changes
+    applies to payments posted from at most `ttl` later (rates apply when a payment is posted,
+    not when it was made, in any case: docs/ledger.md)."""
+
+    def __init__(self, ttl: timedelta = timedelta(seconds=30)) -> None:
+        self.ttl = ttl
+        self._known: dict[tuple[str, str], tuple[int, datetime]] = {}
+
+    async def bps(self, db: Database, merchant_id: str, channel: str) -> int:
+        now = clock.now()
+        hit = self._known.get((merchant_id, channel))
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        bps = await merchants.fee_rate_bps(db, merchant_id=merchant_id, channel=channel)
+        if len(self._known) > 100_000:
+            self._known.clear()
+        self._known[(merchant_id, channel)] = (bps, now + self.ttl)
+        return bps
+
+
+def make_handler(cutoff: time, rates: FeeRates | None = None) -> Any:
     """The `ledger.postings` handler for a day that ends at `cutoff` (Asia/Shanghai)."""
+    fee_rates = rates or FeeRates()
 
     async def post_event(db: Database, event: Event) -> None:
         if event.topic == "payment.succeeded":
-            await _post_payment(db, event, cutoff)
+            await _post_payment(db, event, cutoff, fee_rates)
         elif event.topic == "refund.succeeded":
             await _post_refund(db, event, cutoff)
         elif event.topic == "reconciliation.adjustment":
@@ -77,13 +100,12 @@ def make_handler(cutoff: time) -> Any:
     return post_event
 
 
-async def _post_payment(db: Database, event: Event, cutoff: time) -> None:
+async def _post_payment(db: Database, event: Event, cutoff: time, rates: FeeRates) -> None:
     p = event.payload
     facts = domain.PaymentFacts.from_payload(p)
     waived = p.get("fee_waived") is True
     # The rate in force when the event is posted (a backfill posts at today's rate).
-    bps = 0 if waived else await merchants.fee_rate_bps(db, merchant_id=facts.merchant_id,
-                                                        channel=facts.channel)
+    bps = 0 if waived else await rates.bps(db, facts.merchant_id, facts.channel)
     fee = domain.fee_for(facts.cash, bps, waived=waived)
     same_day = p.get("same_day_settlement") is True
     day = domain.business_date(_instant(p, "paid_at", event.created_at), cutoff)
