@@ -42,6 +42,7 @@ class SandboxBank:
     delay_seconds: float = 0.0  # how long an answer takes (lets concurrent callers overlap)
     paid: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     executions: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    moved: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # by request id
     _plan: deque[str] = field(default_factory=deque)
     _transfers: dict[str, _Transfer] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -56,6 +57,7 @@ class SandboxBank:
     def _move(self, t: _Transfer) -> None:
         self.paid[t.account] += t.fen
         self.executions[t.request_id] += 1
+        self.moved[t.request_id] += t.fen
 
     @staticmethod
     def _answer(t: _Transfer) -> dict[str, Any]:
