@@ -12,6 +12,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fulema.core.clock import as_utc, clock
@@ -109,16 +110,23 @@ async def _post_payment(db: Database, event: Event, cutoff: time, rates: FeeRate
     fee = domain.fee_for(facts.cash, bps, waived=waived)
     same_day = p.get("same_day_settlement") is True
     day = domain.business_date(_instant(p, "paid_at", event.created_at), cutoff)
-    async with db.transaction() as s:
-        if await already_posted(s, event.id):
-            return
-        await write_entry(s, source_key=event.id, kind="payment", business_ref=str(p["order_id"]),
-                          merchant_id=facts.merchant_id, trade_date=day, same_day=same_day,
-                          external_ref=str(p.get("out_trade_no") or "") or None,
-                          channel=facts.channel, lines=domain.payment_lines(facts, fee))
-        s.add(LedgerPayment(order_id=str(p["order_id"]), merchant_id=facts.merchant_id,
-                            channel=facts.channel, cash=facts.cash, fee=fee, cash_refunded=0,
-                            fee_refunded=0, same_day=same_day, created_at=clock.now()))
+    try:
+        # No look-up first (the hot path): the entry's unique source_key refuses a redelivery.
+        async with db.transaction() as s:
+            await write_entry(s, source_key=event.id, kind="payment",
+                              business_ref=str(p["order_id"]), merchant_id=facts.merchant_id,
+                              trade_date=day, same_day=same_day,
+                              external_ref=str(p.get("out_trade_no") or "") or None,
+                              channel=facts.channel, lines=domain.payment_lines(facts, fee))
+            s.add(LedgerPayment(order_id=str(p["order_id"]), merchant_id=facts.merchant_id,
+                                channel=facts.channel, cash=facts.cash, fee=fee,
+                                cash_refunded=0, fee_refunded=0, same_day=same_day,
+                                created_at=clock.now()))
+    except IntegrityError:
+        async with db.transaction() as s:
+            if await already_posted(s, event.id):
+                return  # posted before: a redelivery or a replay
+        raise  # anything else (a second success event for one order) stops the consumer
 
 
 async def _post_refund(db: Database, event: Event, cutoff: time) -> None:
