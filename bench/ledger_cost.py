@@ -27,7 +27,7 @@ from starlette.routing import Mount
 
 from bench.scenarios import DEMO_APP_ID, DEMO_SECRET, PAYER, order_body
 from fulema.core.config import Settings
-from fulema.core.db import Database
+from fulema.core.db import Database, StatementCounter
 from fulema.gateway.signing import sign_request
 
 BASE = "http://bench"
@@ -94,15 +94,20 @@ async def measure(database_url: str, data_dir: Path, *, n: int, concurrency: int
         await onboard_demo_merchant(db, settings=settings)
         await cycles("w")  # warm-up (first-use caches), not counted
         without = with_ledger = backfill = 0.0
+        sql_without = sql_with = 0
         for r in range(rounds):  # alternated, so a load change on the machine hits both
             dispatcher.consumers.pop(CONSUMER, None)
+            before = StatementCounter.total
             without += await cycles(f"a{r}")
+            sql_without += StatementCounter.total - before
             dispatcher.consumers[CONSUMER] = ledger_consumer
             await dispatcher.register()  # first time: from the beginning of history
             backfill_started = time.perf_counter()
             await dispatcher.drain()  # the ledger catches up with what it missed, untimed
             backfill += time.perf_counter() - backfill_started
+            before = StatementCounter.total
             with_ledger += await cycles(f"b{r}")
+            sql_with += StatementCounter.total - before
         n_total = n * rounds
         tb = await ledger.trial_balance(db)
         entries = len(await ledger.entries_for(db, business_ref=await _last_order(db)))
@@ -112,6 +117,8 @@ async def measure(database_url: str, data_dir: Path, *, n: int, concurrency: int
                 "with_ledger_per_s": round(n_total / with_ledger, 1),
                 "ledger_cost_pct": round(100 * (with_ledger - without) / without, 1),
                 "backfill_payments_per_s": round(n_total / backfill, 1),
+                "sql_statements_per_payment_without": round(sql_without / n_total, 1),
+                "sql_statements_per_payment_with": round(sql_with / n_total, 1),
                 "trial_balance_total": tb.total, "last_order_entries": entries}
     finally:
         pending = list(sandbox.state.sandbox.tasks)
