@@ -52,3 +52,22 @@ async def test_payments_made_before_the_ledger_are_backfilled(db: Database,
     assert await entries(db) == 3
     assert (await ledger.trial_balance(db)).total == 0
     assert await ledger.account_balance(db, acct="fee_income") == -(0 + 1 + 1)  # 0.38, 0.76, 1.14
+
+
+async def test_reconciliation_adjustment_is_posted_once(db: Database, settings: Settings) -> None:
+    mid = await active_merchant(db)
+    await publish_events(db, [
+        ("reconciliation.adjustment", {"discrepancy_id": "dsc_1", "channel": "wechat",
+                                       "merchant_id": mid, "amount": 500, "reason": "长款",
+                                       "operator": "ops:alice"}),
+        ("reconciliation.adjustment", {"discrepancy_id": "dsc_2", "channel": "alipay",
+                                       "merchant_id": None, "amount": -120, "reason": "短款",
+                                       "operator": "ops:alice"})])
+    await post_all(db, settings)
+    await post_all(db, settings)
+    assert await entries(db) == 2
+    assert await ledger.account_balance(db, acct=ledger.merchant_payable(mid)) == -500
+    assert await ledger.account_balance(db, acct="reconciliation_differences") == 120
+    assert (await ledger.trial_balance(db)).total == 0
+    (entry,) = await ledger.entries_for(db, business_ref="dsc_1")
+    assert entry.kind == "adjustment"
