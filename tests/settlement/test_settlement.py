@@ -18,7 +18,7 @@ from fulema.ledger.models import LedgerEntry
 from fulema.merchants import service as merchants
 from fulema.sandbox.banktransfer import SandboxBank
 from fulema.settlement import service as settlement
-from fulema.settlement.models import Payout, SettlementBatch
+from fulema.settlement.models import Payout
 from tests.ledger.helpers import (
     active_merchant,
     payment_payload,
@@ -44,7 +44,7 @@ async def pay(db: Database, settings: Settings, merchant_id: str, amount: int, d
     return payload
 
 
-async def batches(db: Database, merchant_id: str) -> list[SettlementBatch]:
+async def batches(db: Database, merchant_id: str) -> list[settlement.BatchView]:
     return await settlement.list_batches(db, merchant_id=merchant_id)
 
 

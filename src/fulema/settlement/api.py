@@ -166,10 +166,7 @@ async def post_run(body: RunBody, db: Db, settings: Conf, operator: Finance) -> 
 async def get_batches(db: Db, _: Finance, settle_date: Annotated[date | None, Query(alias="date")]
                       = None, merchant_id: str | None = None) -> BatchesOut:
     rows = await service.list_batches(db, settle_date=settle_date, merchant_id=merchant_id)
-    return BatchesOut(batches=[BatchOut(
-        batch_id=b.id, merchant_id=b.merchant_id, settle_date=b.settle_date, cycle=b.cycle,
-        status=b.status, gross=b.gross, refunds=b.refunds, fees=b.fees, discounts=b.discounts,
-        other=b.other, net=b.net, hold_reason=b.hold_reason) for b in rows])
+    return BatchesOut(batches=[BatchOut(**asdict(b)) for b in rows])
 
 
 @router.get("/batches/{batch_id}/statement.csv", summary="What a batch settled, as CSV",

@@ -3,6 +3,7 @@ only this): the calendar and cycles, the daily run, payouts, statements."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import select
@@ -31,9 +32,25 @@ from fulema.settlement.statements import batch_statement as batch_statement
 from fulema.settlement.statements import day_statement as day_statement
 
 
+@dataclass(frozen=True)
+class BatchView:
+    batch_id: str
+    merchant_id: str
+    settle_date: date
+    cycle: str
+    status: str
+    gross: int
+    refunds: int
+    fees: int
+    discounts: int
+    other: int
+    net: int
+    hold_reason: str | None
+
+
 async def list_batches(db: Database, *, settle_date: date | None = None,
-                       merchant_id: str | None = None, limit: int = 100
-                       ) -> list[SettlementBatch]:
+                       merchant_id: str | None = None, limit: int = 100) -> list[BatchView]:
+    """Batches, newest date first."""
     q = select(SettlementBatch).order_by(SettlementBatch.settle_date.desc(),
                                          SettlementBatch.id).limit(limit)
     if settle_date is not None:
@@ -41,7 +58,8 @@ async def list_batches(db: Database, *, settle_date: date | None = None,
     if merchant_id is not None:
         q = q.where(SettlementBatch.merchant_id == merchant_id)
     async with db.transaction() as s:
-        rows = list((await s.scalars(q)).all())
-        for r in rows:
-            s.expunge(r)
-    return rows
+        rows = (await s.scalars(q)).all()
+        return [BatchView(batch_id=b.id, merchant_id=b.merchant_id, settle_date=b.settle_date,
+                          cycle=b.cycle, status=b.status, gross=b.gross, refunds=b.refunds,
+                          fees=b.fees, discounts=b.discounts, other=b.other, net=b.net,
+                          hold_reason=b.hold_reason) for b in rows]
