@@ -31,6 +31,9 @@ from fulema.core.web import RequestContextMiddleware, install_error_handlers
 from fulema.gateway import models as _gateway_models  # noqa: F401 - registers tables
 from fulema.gateway.protection import Protection, ProtectionMiddleware, RecentAnswers
 from fulema.gateway.ratelimit import BucketStore, RedisBuckets
+from fulema.ledger import jobs as ledger_jobs
+from fulema.ledger import models as _ledger_models  # noqa: F401 - registers tables
+from fulema.ledger.api import router as ledger_router
 from fulema.merchants import models as _merchant_models  # noqa: F401 - registers tables
 from fulema.merchants.api import router as merchants_router
 from fulema.merchants.demo_seed import DEMO_PLATE
@@ -49,6 +52,10 @@ from fulema.payments.callbacks import router as callbacks_router
 from fulema.payments.service import Deps
 from fulema.reconciliation import models as _recon_models  # noqa: F401 - registers tables
 from fulema.reconciliation.api import router as reconciliation_router
+from fulema.settlement import models as _settlement_models  # noqa: F401 - registers tables
+from fulema.settlement.api import bills_router
+from fulema.settlement.api import router as settlement_router
+from fulema.settlement.service import BankTransferPayouts, PayoutAdapter
 from fulema.web.cashier import router as cashier_router
 from fulema.web.docs_assets import install_docs
 from fulema.web.home import home_router
@@ -68,7 +75,7 @@ def declared_consumers(settings: Settings) -> tuple[list[Consumer], NatsPublishe
     serves all of them. A context declares its consumers in its own module (`jobs.py`) and is
     listed here."""
     bus_consumers, publisher = bus.consumers(settings)
-    return [*bus_consumers, *monitoring.consumers()], publisher
+    return [*bus_consumers, *monitoring.consumers(), *ledger_jobs.consumers(settings)], publisher
 
 
 def _bucket_store(settings: Settings) -> BucketStore | None:
@@ -87,8 +94,17 @@ def declared_approval_actions() -> dict[str, ApprovalAction]:
     return {a.kind: a for a in merchant_approval_actions()}
 
 
+def build_payouts(settings: Settings) -> PayoutAdapter:
+    """The bank transfer service settlement pays merchants through. Only the sandbox exists
+    today (docs/settlement.md); a core-banking client implements the same two calls."""
+    from fulema.sandbox.banktransfer import SandboxBank
+
+    return BankTransferPayouts(SandboxBank())
+
+
 def create_app(settings: Settings, *, db: Database | None = None,
-               http: httpx.AsyncClient | None = None) -> FastAPI:
+               http: httpx.AsyncClient | None = None,
+               payouts: PayoutAdapter | None = None) -> FastAPI:
     settings.check_production()  # outside development: refuses, naming every variable to fix
     vault.install(settings.keyring())  # what the sealed columns open and seal with
     _audit_models.use_algorithm(settings.audit_hash_algorithm)
@@ -136,6 +152,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
     app.state.http = http
     app.state.dispatcher = dispatcher
     app.state.channels = channels
+    app.state.payouts = payouts or build_payouts(settings)
     app.state.payments = Deps(db=db, settings=settings, channels=channels)
     app.state.operator_directory = OperatorDirectory(db)  # core.web.OperatorDirectory
     app.state.approval_actions = declared_approval_actions()
@@ -151,7 +168,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
     for router in (ops_router, events_router, channels_ops_router, merchants_router,
                    operators_router,
                    payments_router, callbacks_router, cashier_router, oauth_router,
-                   reconciliation_router):
+                   reconciliation_router, ledger_router, settlement_router, bills_router):
         app.include_router(router)
     install_docs(app)
     app.include_router(home_router(demo_plate=DEMO_PLATE if settings.seed_demo else None))

@@ -173,6 +173,40 @@ def reconcile(
         raise typer.Exit(1) from exc
 
 
+@app.command()
+def settle(date: str = typer.Option(..., "--date", help="the trade date to settle, YYYY-MM-DD"),
+           pay: bool = typer.Option(True, help="also send the payouts it makes")) -> None:
+    """Settle one date: a batch per merchant with money due (a date already settled is a
+    no-op), then send the payouts through the configured bank transfer service."""
+    from datetime import date as Date
+
+    from fulema.app import build_payouts
+    from fulema.core.db import Database
+    from fulema.core.money import Money
+    from fulema.settlement import service as settlement
+
+    try:
+        day = Date.fromisoformat(date)
+    except ValueError as exc:
+        raise typer.BadParameter("YYYY-MM-DD", param_hint="--date") from exc
+    settings = _checked(get_settings())
+
+    async def run() -> None:
+        db = Database(settings.database_url)
+        try:
+            s = await settlement.run_settlement(db, settings, settle_date=day)
+            word = "already settled" if s.already_done else "settled"
+            typer.echo(f"{day}: {word}: {s.batches} batches ({s.settled} settled, {s.held} held, "
+                       f"{s.carried} carried forward), net {Money(s.net_settled).to_yuan()} yuan")
+            if pay:
+                sent = await settlement.process_payouts(db, settings, build_payouts(settings))
+                typer.echo(f"payouts handled: {sent}")
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+
+
 @app.command("docs-errors")
 def docs_errors(out: Path = Path("docs/errors.md")) -> None:
     """Regenerate docs/errors.md from the error-code table."""

@@ -105,3 +105,17 @@ def test_jobs_run_and_list_show_a_manual_round(tmp_path: Path) -> None:
     with sqlite3.connect(db) as conn:
         [(trigger, ok)] = conn.execute("SELECT trigger, ok FROM job_runs").fetchall()
     assert (trigger, ok) == ("manual", 1)
+
+
+def test_settle_a_date_then_again_is_a_no_op(tmp_path: Path) -> None:
+    env = {"FULEMA_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'settle.db'}"}
+    runner = CliRunner()
+    assert runner.invoke(app, ["migrate"], env=env).exit_code == 0
+    first = runner.invoke(app, ["settle", "--date", "2026-11-30"], env=env)
+    assert first.exit_code == 0, first.output
+    assert "2026-11-30: settled: 0 batches" in first.output
+    again = runner.invoke(app, ["settle", "--date", "2026-11-30", "--no-pay"], env=env)
+    assert again.exit_code == 0, again.output
+    assert "2026-11-30: already settled" in again.output
+    bad = runner.invoke(app, ["settle", "--date", "30/11/2026"], env=env)
+    assert bad.exit_code == 2

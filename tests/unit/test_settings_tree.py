@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import typing
+from datetime import time
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,8 @@ def sample(model: type[BaseModel], field: str) -> tuple[str, Any]:
         return str(default / 2), default / 2
     if info.annotation is float or float in args:
         return "2.5", 2.5
+    if info.annotation is time:  # a time of day, e.g. the settlement cut-off
+        return "22:00", time(22, 0)
     if info.annotation is Path or Path in args:
         return f"/srv/keys/{field}", Path(f"/srv/keys/{field}")
     if args and all(isinstance(a, str) for a in args):  # a Literal

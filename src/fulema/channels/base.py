@@ -90,6 +90,12 @@ class TradeResult:
     paid_at: datetime | None = None
     error_code: str | None = None
     error_message: str | None = None
+    # What the channel says of its own fee and settlement for this trade, typed so payments
+    # can carry it in `payment.succeeded` for the ledger and settlement: `fee_waived` True when
+    # the channel charges the merchant nothing (the bank's own channel says fee_fen 0),
+    # `same_day_settlement` True when the funds stay at the bank the same day (T+0).
+    fee_waived: bool = False
+    same_day_settlement: bool = False
     raw: dict[str, Any] = field(default_factory=dict)
 
 

@@ -14,6 +14,7 @@ would have to generate for itself; the message names every variable to set.
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 from typing import Literal
 
@@ -145,6 +146,14 @@ class Settings(BaseSettings):
     # streaming standby. The platform's own URL lists both hosts with
     # target_session_attrs=read-write, so it follows a switchover by itself.
     dr_nodes: list[str] = Field(default_factory=list)
+
+    # Settlement (docs/settlement.md): when a trade (business) day ends in Asia/Shanghai
+    # ("00:00" = the natural day; "22:00" books 22:00-24:00 on the next day), the cycle of a
+    # merchant with none of its own, and how often a failed payout is tried again.
+    settlement_cutoff: time = time(0)
+    settlement_default_cycle: Literal["T+0", "T+1", "D+0", "D+1"] = "T+1"
+    payout_max_attempts: int = Field(default=3, ge=1, le=10)
+    payout_retry_seconds: int = Field(default=600, ge=1)
 
     notify_schedule_seconds: list[int] = Field(
         default_factory=lambda: [15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600,

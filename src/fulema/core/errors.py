@@ -82,6 +82,9 @@ class ErrorCode(StrEnum):
     RECON_RUN_NOT_FOUND = "RECON_RUN_NOT_FOUND"
     DISCREPANCY_NOT_FOUND = "DISCREPANCY_NOT_FOUND"
     DISCREPANCY_ACTION_INVALID = "DISCREPANCY_ACTION_INVALID"
+    # ledger and settlement
+    SETTLEMENT_BATCH_NOT_FOUND = "SETTLEMENT_BATCH_NOT_FOUND"
+    BILL_DATE_INVALID = "BILL_DATE_INVALID"
 
     @property
     def http_status(self) -> int:
@@ -179,6 +182,9 @@ _META: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.DISCREPANCY_ACTION_INVALID: (409, "The discrepancy's state or kind does not allow "
                                                 "this step (e.g. resolving a resolved one, or "
                                                 "correcting an order that is not ours)."),
+    ErrorCode.SETTLEMENT_BATCH_NOT_FOUND: (404, "No such settlement batch (for this merchant)."),
+    ErrorCode.BILL_DATE_INVALID: (400, "date must be a past or current trade date as "
+                                       "YYYY-MM-DD."),
 }
 
 

@@ -21,6 +21,7 @@ from fulema.ops.scheduler import Job
 from fulema.payments import jobs, notifications, refunds
 from fulema.payments import service as payments
 from fulema.reconciliation.jobs import reconcile_due
+from fulema.settlement import jobs as settlement_jobs
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +44,11 @@ def declared_jobs(app: FastAPI) -> list[Job]:
         Job("nonces", 300.0, lambda: purge_nonces(deps.db, deps.settings)),
         Job("monitoring.sample", 15.0, lambda: monitoring.sample_backlogs(deps.db)),
         Job("reconciliation", 600.0, lambda: reconcile_due(deps)),
+        # Settle every closed trade date once (a no-op until the next cut-off passes), and
+        # send, ask about or retry the payouts that are due.
+        Job("settlement", 600.0, lambda: settlement_jobs.settle_due(deps.db, deps.settings)),
+        Job("payouts", 30.0, lambda: settlement_jobs.send_payouts(
+            deps.db, deps.settings, app.state.payouts)),
     ]
 
 
@@ -73,3 +79,5 @@ async def run_all_once(app: FastAPI) -> None:
     await app.state.dispatcher.drain()
     await notifications.deliver_due(deps.db, deps.settings, app.state.http)
     await monitoring.sample_backlogs(deps.db)
+    await settlement_jobs.settle_due(deps.db, deps.settings)
+    await settlement_jobs.send_payouts(deps.db, deps.settings, app.state.payouts)

@@ -94,7 +94,11 @@ async def _apply_trade_result(deps: Deps, order_id: str, result: TradeResult,
         view = order_view(order)
         payload = order_payload(order, view)
         if target == OrderStatus.SUCCESS:
-            event_id = publish(s, "payment.succeeded", payload)
+            # What the channel said of its fee and settlement (typed in TradeResult) rides
+            # with the event for the ledger and settlement; not part of the merchant's view.
+            event_id = publish(s, "payment.succeeded", {
+                **payload, "fee_waived": result.fee_waived,
+                "same_day_settlement": result.same_day_settlement})
             notifications.stage(s, event_id=event_id, topic="payment.succeeded",
                                 payload=payload)
         else:

@@ -44,9 +44,11 @@ def refund_view(refund: Refund, out_trade_no: str) -> RefundOut:
 
 
 def refund_payload(refund: Refund, order: Order) -> dict[str, Any]:
-    """A `refund.*` event's payload: the refund's view plus the order's amounts."""
+    """A `refund.*` event's payload: the refund's view plus the order's amounts, channel and
+    store (the ledger posts a refund against the channel it went through)."""
     return {**_as_json(refund_view(refund, order.out_trade_no)), "app_id": order.app_id,
             "merchant_id": order.merchant_id, "notify_url": refund.notify_url,
+            "channel": refund.channel, "store_id": order.store_id,
             "order_amount": order.amount.fen, "refunded_amount": order.refunded_amount.fen}
 
 

@@ -6,7 +6,8 @@ integer fen, every request, response and callback signed with HMAC-SHA256 over
 `timestamp + "\\n" + nonce + "\\n" + body + "\\n"` (headers X-Bank-Timestamp, X-Bank-Nonce,
 X-Bank-Signature), replay refused by nonce and a 5-minute window. The bank settles its own
 accounts the same day, so every order object carries `same_day_settlement: true` and
-`fee_fen: 0`; both reach `raw` unchanged.
+`fee_fen: 0`; both become typed fields of the `TradeResult` (`same_day_settlement`,
+`fee_waived`) and still reach `raw` unchanged.
 """
 
 from __future__ import annotations
@@ -139,7 +140,8 @@ def parse_time(text: Any) -> datetime | None:
 # ------------------------------------------------------------------ adapter
 
 def trade_result(data: dict[str, Any]) -> TradeResult:
-    """An order object from the bank -> TradeResult; `raw` keeps same_day_settlement."""
+    """An order object from the bank -> TradeResult, with its same-day settlement flag and
+    zero fee as typed fields (absent means the ordinary case: a fee, T+n settlement)."""
     state = TRADE_STATES.get(str(data.get("trade_state")), TradeState.UNKNOWN)
     amount = data.get("amount_fen")
     payer_raw = data.get("payer")
@@ -149,7 +151,9 @@ def trade_result(data: dict[str, Any]) -> TradeResult:
         amount=Money(amount) if isinstance(amount, int) and not isinstance(amount, bool)
         and state == TradeState.SUCCESS else None,
         payer_id=payer.get("account_masked"), paid_at=parse_time(data.get("success_time")),
-        error_code=data.get("error_code"), error_message=data.get("error_message"), raw=data)
+        error_code=data.get("error_code"), error_message=data.get("error_message"),
+        fee_waived=data.get("fee_fen") == 0 and not isinstance(data.get("fee_fen"), bool),
+        same_day_settlement=data.get("same_day_settlement") is True, raw=data)
 
 
 def refund_result(data: dict[str, Any]) -> RefundResult:

@@ -1,0 +1,163 @@
+"""Writing the books: one journal entry per business event, exactly once.
+
+`write_entry` is the only writer of entries and postings: it checks the lines balance and
+records the entry under its unique `source_key` (for an event, the event id), so a redelivered
+event finds its entry and posts nothing. `post_event` is the `ledger.postings` consumer's
+handler: it reads the event, asks the posting rules in `domain` and writes in one transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fulema.core.clock import as_utc, clock
+from fulema.core.db import Database, table_of
+from fulema.core.events import Event
+from fulema.core.ids import new_id
+from fulema.core.money import Money
+from fulema.ledger import domain
+from fulema.ledger.domain import Line
+from fulema.ledger.models import LedgerEntry, LedgerPayment, LedgerPosting
+from fulema.merchants import service as merchants
+
+TOPICS = ("payment.succeeded", "refund.succeeded", "reconciliation.adjustment")
+_INSERT_POSTINGS = insert(table_of(LedgerPosting))
+
+
+async def already_posted(session: AsyncSession, source_key: str) -> bool:
+    return (await session.scalar(select(LedgerEntry.id).where(
+        LedgerEntry.source_key == source_key))) is not None
+
+
+async def write_entry(session: AsyncSession, *, source_key: str, kind: str, business_ref: str,
+                      merchant_id: str | None, trade_date: date, lines: list[Line],
+                      same_day: bool = False, cleared_by: str | None = None,
+                      reverses: str | None = None, external_ref: str | None = None,
+                      channel: str | None = None) -> str:
+    """Record a balanced entry; `cleared_by` marks its merchant-payable lines as already
+    taken by that settlement batch (the batch's own settlement line)."""
+    lines = domain.check_balanced(lines)
+    entry_id = new_id("je")
+    session.add(LedgerEntry(id=entry_id, source_key=source_key, kind=kind,
+                            business_ref=business_ref, merchant_id=merchant_id,
+                            external_ref=external_ref, channel=channel, trade_date=trade_date,
+                            reverses=reverses, posted_at=clock.now()))
+    await session.flush()  # the unique source_key refuses a second entry here
+    payable = domain.AccountKind.MERCHANT_PAYABLE.value + ":"
+    await session.execute(_INSERT_POSTINGS, [
+        dict(id=new_id("jp"), entry_id=entry_id, account=x.account, kind=x.kind.value,
+             amount=x.fen, currency=domain.CURRENCY, trade_date=trade_date, same_day=same_day,
+             cleared_by=cleared_by if x.account.startswith(payable) else None)
+        for x in lines])
+    return entry_id
+
+
+def _instant(payload: dict[str, Any], key: str, fallback: datetime | None) -> datetime:
+    raw = payload.get(key)
+    if isinstance(raw, str) and raw:
+        return as_utc(datetime.fromisoformat(raw))
+    return fallback or clock.now()
+
+
+class FeeRates:
+    """Merchants' fee rates as the merchants context answers them, remembered for a short
+    while: posting a payment then costs one transaction, not two. A rate an operator changes
+    applies to payments posted from at most `ttl` later (rates apply when a payment is posted,
+    not when it was made, in any case: docs/ledger.md)."""
+
+    def __init__(self, ttl: timedelta = timedelta(seconds=30)) -> None:
+        self.ttl = ttl
+        self._known: dict[tuple[str, str], tuple[int, datetime]] = {}
+
+    async def bps(self, db: Database, merchant_id: str, channel: str) -> int:
+        now = clock.now()
+        hit = self._known.get((merchant_id, channel))
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        bps = await merchants.fee_rate_bps(db, merchant_id=merchant_id, channel=channel)
+        if len(self._known) > 100_000:
+            self._known.clear()
+        self._known[(merchant_id, channel)] = (bps, now + self.ttl)
+        return bps
+
+
+def make_handler(cutoff: time, rates: FeeRates | None = None) -> Any:
+    """The `ledger.postings` handler for a day that ends at `cutoff` (Asia/Shanghai)."""
+    fee_rates = rates or FeeRates()
+
+    async def post_event(db: Database, event: Event) -> None:
+        if event.topic == "payment.succeeded":
+            await _post_payment(db, event, cutoff, fee_rates)
+        elif event.topic == "refund.succeeded":
+            await _post_refund(db, event, cutoff)
+        elif event.topic == "reconciliation.adjustment":
+            await _post_adjustment(db, event, cutoff)
+
+    return post_event
+
+
+async def _post_payment(db: Database, event: Event, cutoff: time, rates: FeeRates) -> None:
+    p = event.payload
+    facts = domain.PaymentFacts.from_payload(p)
+    waived = p.get("fee_waived") is True
+    # The rate in force when the event is posted (a backfill posts at today's rate).
+    bps = 0 if waived else await rates.bps(db, facts.merchant_id, facts.channel)
+    fee = domain.fee_for(facts.cash, bps, waived=waived)
+    same_day = p.get("same_day_settlement") is True
+    day = domain.business_date(_instant(p, "paid_at", event.created_at), cutoff)
+    try:
+        # No look-up first (the hot path): the entry's unique source_key refuses a redelivery.
+        async with db.transaction() as s:
+            await write_entry(s, source_key=event.id, kind="payment",
+                              business_ref=str(p["order_id"]), merchant_id=facts.merchant_id,
+                              trade_date=day, same_day=same_day,
+                              external_ref=str(p.get("out_trade_no") or "") or None,
+                              channel=facts.channel, lines=domain.payment_lines(facts, fee))
+            s.add(LedgerPayment(order_id=str(p["order_id"]), merchant_id=facts.merchant_id,
+                                channel=facts.channel, cash=facts.cash, fee=fee,
+                                cash_refunded=0, fee_refunded=0, same_day=same_day,
+                                created_at=clock.now()))
+    except IntegrityError:
+        async with db.transaction() as s:
+            if await already_posted(s, event.id):
+                return  # posted before: a redelivery or a replay
+        raise  # anything else (a second success event for one order) stops the consumer
+
+
+async def _post_refund(db: Database, event: Event, cutoff: time) -> None:
+    p = event.payload
+    async with db.transaction() as s:
+        if await already_posted(s, event.id):
+            return
+        paid = await s.get(LedgerPayment, str(p["order_id"]), with_for_update=True)
+        if paid is None:  # events are handled in order: the payment is always posted first
+            raise LookupError(f"refund {p.get('refund_id')}: payment {p['order_id']} not posted")
+        facts = domain.RefundFacts.from_payload(p, paid.channel)
+        back = domain.fee_back(fee=paid.fee, cash=paid.cash, cash_refunded_before=paid.cash_refunded,
+                               refund_cash=facts.cash, fee_back_before=paid.fee_refunded)
+        paid.cash_refunded += facts.cash
+        paid.fee_refunded += back
+        day = domain.business_date(_instant(p, "succeeded_at", event.created_at), cutoff)
+        await write_entry(s, source_key=event.id, kind="refund", business_ref=str(p["refund_id"]),
+                          merchant_id=facts.merchant_id, trade_date=day, same_day=paid.same_day,
+                          external_ref=str(p.get("out_refund_no") or "") or None,
+                          channel=facts.channel, lines=domain.refund_lines(facts, back))
+
+
+async def _post_adjustment(db: Database, event: Event, cutoff: time) -> None:
+    p = event.payload
+    merchant_id = p.get("merchant_id") or None
+    lines = domain.adjustment_lines(str(p["channel"]), merchant_id, Money.of(p["amount"]).fen)
+    day = domain.business_date(event.created_at or clock.now(), cutoff)
+    async with db.transaction() as s:
+        if await already_posted(s, event.id):
+            return
+        await write_entry(s, source_key=event.id, kind="adjustment",
+                          business_ref=str(p.get("discrepancy_id") or event.id),
+                          merchant_id=merchant_id, trade_date=day, lines=lines,
+                          channel=str(p["channel"]))

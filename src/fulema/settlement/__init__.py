@@ -1,0 +1,1 @@
+"""Clearing and settlement: cycles, the business-day calendar, batches, payouts, statements."""
