@@ -26,6 +26,10 @@ from fulema.core.db import Database
 from fulema.core.events import Consumer, Dispatcher
 from fulema.core.web import RequestContextMiddleware, install_error_handlers
 from fulema.gateway import models as _gateway_models  # noqa: F401 - registers tables
+from fulema.marketing import jobs as marketing_jobs
+from fulema.marketing import models as _marketing_models  # noqa: F401 - registers tables
+from fulema.marketing.api import ops_router as marketing_ops_router
+from fulema.marketing.api import router as marketing_router
 from fulema.merchants import models as _merchant_models  # noqa: F401 - registers tables
 from fulema.merchants.api import router as merchants_router
 from fulema.merchants.demo_seed import DEMO_PLATE
@@ -36,6 +40,9 @@ from fulema.ops.events_api import router as events_router
 from fulema.payments.api import router as payments_router
 from fulema.payments.callbacks import router as callbacks_router
 from fulema.payments.service import Deps
+from fulema.points import jobs as points_jobs
+from fulema.points import models as _points_models  # noqa: F401 - registers tables
+from fulema.points.api import router as points_ops_router
 from fulema.web.cashier import router as cashier_router
 from fulema.web.docs_assets import install_docs
 from fulema.web.home import home_router
@@ -55,7 +62,8 @@ def declared_consumers(settings: Settings) -> tuple[list[Consumer], NatsPublishe
     serves all of them. A context declares its consumers in its own module (`jobs.py`) and is
     listed here."""
     bus_consumers, publisher = bus.consumers(settings)
-    return [*bus_consumers], publisher
+    return [*bus_consumers, *marketing_jobs.consumers(settings),
+            *points_jobs.consumers(settings)], publisher
 
 
 def create_app(settings: Settings, *, db: Database | None = None,
@@ -108,7 +116,8 @@ def create_app(settings: Settings, *, db: Database | None = None,
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
 
     for router in (ops_router, events_router, channels_ops_router, merchants_router,
-                   payments_router, callbacks_router, cashier_router, oauth_router):
+                   payments_router, callbacks_router, cashier_router, oauth_router,
+                   marketing_router, marketing_ops_router, points_ops_router):
         app.include_router(router)
     install_docs(app)
     app.include_router(home_router(demo_plate=DEMO_PLATE if settings.seed_demo else None))

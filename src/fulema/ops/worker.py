@@ -15,8 +15,10 @@ from fastapi import FastAPI
 from fulema.core.events import admin as events_admin
 from fulema.core.signal import Signal
 from fulema.gateway.service import purge_nonces
+from fulema.marketing import service as marketing
 from fulema.payments import jobs, notifications, refunds
 from fulema.payments import service as payments
+from fulema.points import service as points
 
 log = structlog.get_logger(__name__)
 BUSY_BATCH = 20
@@ -61,6 +63,9 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
             deps.db, retention=timedelta(days=deps.settings.events_retention_days)))),
         asyncio.create_task(_every(300.0, "nonces", lambda: purge_nonces(deps.db,
                                                                          deps.settings))),
+        asyncio.create_task(_every(300.0, "points.expire", lambda: points.expire_lots(deps.db))),
+        asyncio.create_task(_every(300.0, "coupons.expire",
+                                   lambda: marketing.expire_coupons(deps.db))),
     ]
 
 
@@ -72,3 +77,5 @@ async def run_all_once(app: FastAPI) -> None:
     await refunds.run_refund_jobs(deps)
     await app.state.dispatcher.drain()
     await notifications.deliver_due(deps.db, deps.settings, app.state.http)
+    await points.expire_lots(deps.db)
+    await marketing.expire_coupons(deps.db)

@@ -55,11 +55,11 @@ async def _apply_trade_result(deps: Deps, order_id: str, result: TradeResult,
         current = OrderStatus(order.status)
         detail = {"source": source, "state": result.state.value}
         if (target == OrderStatus.SUCCESS and result.amount is not None
-                and result.amount != order.amount):
+                and result.amount != order.payable):
             # Checked before anything else, a paid order included: a success for another
             # amount is never applied, and never acknowledged as a harmless duplicate.
             log.error("payment.amount_mismatch", order_id=order.id, source=source,
-                      expected=order.amount.fen, got=result.amount.fen)
+                      expected=order.payable.fen, got=result.amount.fen)
             raise FulemaError(ErrorCode.CALLBACK_INVALID,
                               "the channel's amount differs from the order's")
         if target is None or current == target or (
