@@ -49,7 +49,7 @@ async def _build(url: str, tmp: Path) -> tuple[FastAPI, httpx.AsyncClient, Datab
 
     settings = Settings(environment="test", public_base_url="http://bench", data_dir=tmp,
                         database_url=url, run_background=False, seed_demo=False,
-                        enabled_channels=["bankpay"], operator_token="bench-operator")
+                        enabled_channels=["bankpay"])
     db = Database(url, pool_size=20)
     await db.drop_all()
     await db.create_all()
@@ -105,7 +105,7 @@ async def _loop(http: httpx.AsyncClient, *, discounted: bool, concurrency: int,
 
 async def measure(*, url: str, seconds: float, concurrency: int, payers: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        app, http, db = await _build(url, Path(tmp))
+        _app, http, db = await _build(url, Path(tmp))
         try:
             now = clock.now()
             camp = await marketing.create_campaign(db, actor="bench", body=CampaignIn(

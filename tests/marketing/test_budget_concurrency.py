@@ -48,7 +48,8 @@ async def test_200_orders_against_a_budget_for_50(db: Database) -> None:
     assert set(results) == {"OK", ErrorCode.BUDGET_EXHAUSTED.value}
     async with db.transaction() as s:
         c = await s.get(Campaign, camp.campaign_id)
-        assert c is not None and c.budget_remaining == Money(0)
+        assert c is not None
+        assert c.budget_remaining == Money(0)
         assert (await s.execute(select(func.count()).select_from(Redemption))).scalar_one() == 50
 
 
@@ -62,7 +63,8 @@ async def test_daily_budget_caps_a_day(db: Database) -> None:
     async with db.transaction() as s:
         c = await s.get(Campaign, camp.campaign_id)
         # the whole creation rolled back for the refused ones: total budget untouched by them
-        assert c is not None and c.budget_remaining == Money(10_000 - 300)
+        assert c is not None
+        assert c.budget_remaining == Money(10_000 - 300)
 
 
 async def test_one_coupon_20_orders_one_wins(db: Database) -> None:
@@ -76,7 +78,8 @@ async def test_one_coupon_20_orders_one_wins(db: Database) -> None:
     assert set(results) == {"OK", ErrorCode.COUPON_NOT_AVAILABLE.value}
     async with db.transaction() as s:
         c = await s.get(Coupon, coupon.coupon_id)
-        assert c is not None and c.state == "LOCKED"
+        assert c is not None
+        assert c.state == "LOCKED"
 
 
 async def test_release_gives_budget_and_coupon_back_once(db: Database) -> None:
@@ -98,6 +101,7 @@ async def test_release_gives_budget_and_coupon_back_once(db: Database) -> None:
     assert stats.days[0].daily_remaining == 500
     async with db.transaction() as s:
         c = await s.get(Coupon, coupon.coupon_id)
-        assert c is not None and (c.state, c.order_id) == ("AVAILABLE", None)
+        assert c is not None
+        assert (c.state, c.order_id) == ("AVAILABLE", None)
     # and the coupon can be used again
     assert await race(db, 1, q, prefix="again") == ["OK"]

@@ -45,7 +45,9 @@ def test_random_off_is_reproducible_from_its_seed() -> None:
     a = domain.rule_discount(SUIJI, Money(10000), seed="seed-1")
     assert a == domain.rule_discount(SUIJI, Money(10000), seed="seed-1")
     draws = {domain.rule_discount(SUIJI, Money(10000), seed=f"s{i}").fen for i in range(200)}
-    assert min(draws) >= 100 and max(draws) <= 500 and len(draws) > 50
+    assert min(draws) >= 100
+    assert max(draws) <= 500
+    assert len(draws) > 50
 
 
 def test_points_deduction_caps_and_whole_fen() -> None:
@@ -71,7 +73,8 @@ def test_best_combination_and_exclusivity() -> None:
     coupon = Candidate(Kind.COUPON, "k1", Funder.MERCHANT, LIJIAN)
     both = domain.best(Money(6000), [camp], [coupon])
     assert [x.ref for x in both.lines] == ["c1", "k1"]
-    assert both.discount == Money(1300) and both.payable == Money(4700)
+    assert both.discount == Money(1300)
+    assert both.payable == Money(4700)
     exclusive = Candidate(Kind.CAMPAIGN, "c1", Funder.PLATFORM, MANJIAN, exclusive=True)
     one = domain.best(Money(6000), [exclusive], [coupon])
     assert [x.ref for x in one.lines] == ["c1"]
@@ -128,7 +131,8 @@ def test_discounts_never_exceed_the_amount(amount: int, camp: Rule, coup: Rule, 
     assert 0 <= b.discount.fen <= amount - 1
     assert b.payable + b.discount == total
     assert b.payable.fen >= 1
-    assert used == off.fen * per_fen and used <= balance
+    assert used == off.fen * per_fen
+    assert used <= balance
 
 
 @settings(max_examples=300)
@@ -165,7 +169,8 @@ def test_refund_split_survives_a_failed_refund_in_between(data: st.DataObject,
     while left > 0:
         r = data.draw(st.integers(1, left))
         share = domain.split_refund(refund=r, weights=parts, so_far=so_far)
-        assert sum(share) == r and all(x >= 0 for x in share)
+        assert sum(share) == r
+        assert all(x >= 0 for x in share)
         if data.draw(st.booleans()) and left - r > 0:
             continue  # this refund failed: nothing taken
         so_far = [a + b for a, b in zip(so_far, share, strict=True)]

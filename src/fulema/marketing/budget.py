@@ -87,7 +87,7 @@ async def reserve(s: AsyncSession, *, order_id: str, merchant_id: str, quote: qu
     now = clock.now()
     day = now.strftime("%Y-%m-%d")
     key = points_service.payer_key(quote.channel, quote.payer_id) if quote.payer_id else None
-    dialect = s.bind.dialect.name
+    dialect = s.get_bind().dialect.name
     for q in quote.lines:
         line = q.line
         detail: dict[str, Any] = {}
@@ -97,7 +97,8 @@ async def reserve(s: AsyncSession, *, order_id: str, merchant_id: str, quote: qu
             await _lock_coupon(s, line, order_id=order_id, key=key, merchant_id=merchant_id,
                                channel=quote.channel, now=now)
         else:
-            assert key is not None and q.points is not None
+            assert key is not None
+            assert q.points is not None
             await points_service.hold(s, order_id=order_id, key=key, points=q.points)
         await s.execute(INSERT_REDEMPTION, dict(
             id=new_id("rdm"), order_id=order_id, merchant_id=merchant_id, kind=line.kind.value,
@@ -111,7 +112,8 @@ async def _take_campaign(s: AsyncSession, dialect: str, line: domain.Line, *, ke
     c = await s.get(Campaign, line.ref)
     if c is None:
         raise FulemaError(ErrorCode.CAMPAIGN_NOT_FOUND)
-    if c.eligibility == "NEW_PAYER" and (key is None or await s.get(KnownPayer, key)):
+    if c.eligibility == "NEW_PAYER" and (key is None
+                                         or await s.get(KnownPayer, key) is not None):
         raise FulemaError(ErrorCode.CAMPAIGN_NOT_APPLICABLE, "the campaign is for new payers")
     taken = await s.execute(TAKE_BUDGET, {"b_id": c.id, "b_now": now, "b_x": line.amount})
     if taken.rowcount != 1:  # type: ignore[attr-defined]

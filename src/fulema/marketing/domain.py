@@ -22,6 +22,7 @@ from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.money import Money
 
 MIN_PAYABLE = Money(1)
+_ZERO = Money(0)  # Money is frozen: one shared default is safe
 
 
 class DiscountType(StrEnum):
@@ -49,12 +50,12 @@ class Rule:
     """One discount type and its parameters (all amounts in fen, percent in basis points)."""
 
     type: DiscountType
-    threshold: Money = Money(0)
-    off: Money = Money(0)
+    threshold: Money = _ZERO
+    off: Money = _ZERO
     percent_bps: int = 0
     cap: Money | None = None
-    random_min: Money = Money(0)
-    random_max: Money = Money(0)
+    random_min: Money = _ZERO
+    random_max: Money = _ZERO
 
     def check(self) -> None:
         """Refuses a rule that could never be applied or could take a negative amount."""
@@ -70,9 +71,9 @@ class Rule:
                 raise bad("percent_bps must be between 1 and 9999")
             if self.cap is not None and self.cap.fen <= 0:
                 raise bad("cap must be at least 1 fen")
-        elif self.type == DiscountType.RANDOM_OFF:
-            if not 0 < self.random_min.fen <= self.random_max.fen:
-                raise bad("random_min must be >= 1 fen and <= random_max")
+        elif (self.type == DiscountType.RANDOM_OFF
+              and not 0 < self.random_min.fen <= self.random_max.fen):
+            raise bad("random_min must be >= 1 fen and <= random_max")
 
 
 def random_draw(seed: str, low: Money, high: Money) -> Money:
@@ -258,10 +259,7 @@ def split_refund(*, refund: int, weights: list[int], so_far: list[int]) -> list[
     for i in range(len(shares)):
         if diff == 0:
             break
-        if diff > 0:
-            step = min(diff, left[i] - shares[i])
-        else:
-            step = -min(-diff, shares[i])
+        step = min(diff, left[i] - shares[i]) if diff > 0 else -min(-diff, shares[i])
         shares[i] += step
         diff -= step
     return shares

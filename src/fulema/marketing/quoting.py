@@ -103,7 +103,8 @@ async def quote(db: Database, settings: Settings, *, merchant_id: str, amount: M
             why = refusal(c, t, payer_key=key, merchant_id=merchant_id, channel=channel, now=now)
             if why is not None:
                 raise FulemaError(why)
-            assert c is not None and t is not None
+            assert c is not None
+            assert t is not None
             coups = [(c, t)]
         elif key is not None:
             coups = [(c, t) for c, t in await usable(s, payer_key=key, now=now)

@@ -72,7 +72,8 @@ def confirm(*, merchant: str, action: str, payer_id: str, amount: str, lines: li
 <form method="post" action="{escape(action)}">
 <table style="width:100%" aria-label="breakdown"><tr><td>订单金额 Amount</td><td>¥{escape(amount)}</td></tr>
 {rows}<tr><td>优惠 Discount</td><td data-discount="{escape(discount)}">-¥{escape(discount)}</td></tr>
-<tr><td><b>应付 To pay</b></td><td><b data-payable="{escape(payable)}">¥{escape(payable)}</b></td></tr></table>
+<tr><td><b>应付 To pay</b></td>
+<td><b data-payable="{escape(payable)}">¥{escape(payable)}</b></td></tr></table>
 {points_html}
 <input type="hidden" name="amount" value="{escape(amount)}">
 <input type="hidden" name="payer_id" value="{escape(payer_id)}">
