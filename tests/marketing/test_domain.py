@@ -116,7 +116,7 @@ rules = st.one_of(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(amount=st.integers(1, 5_000_000), camp=rules, coup=rules, seed=st.text(max_size=8),
        balance=st.integers(0, 10**7), per_fen=st.integers(1, 100), bps=st.integers(0, 10000))
 def test_discounts_never_exceed_the_amount(amount: int, camp: Rule, coup: Rule, seed: str,
@@ -135,7 +135,7 @@ def test_discounts_never_exceed_the_amount(amount: int, camp: Rule, coup: Rule, 
     assert used <= balance
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(data=st.data(), weights=st.lists(st.integers(0, 10**6), min_size=1, max_size=4),
        payable=st.integers(1, 10**6))
 def test_refund_splits_sum_exactly(data: st.DataObject, weights: list[int], payable: int
@@ -144,8 +144,10 @@ def test_refund_splits_sum_exactly(data: st.DataObject, weights: list[int], paya
     total = sum(parts)
     so_far = [0] * len(parts)
     refunded = 0
-    while refunded < total:
-        r = data.draw(st.integers(1, total - refunded))
+    for step in range(8):  # up to 7 partial refunds, then the rest
+        if refunded == total:
+            break
+        r = total - refunded if step == 7 else data.draw(st.integers(1, total - refunded))
         share = domain.split_refund(refund=r, weights=parts, so_far=so_far)
         assert sum(share) == r
         assert all(x >= 0 for x in share)
@@ -155,7 +157,7 @@ def test_refund_splits_sum_exactly(data: st.DataObject, weights: list[int], paya
     assert so_far == parts  # a full refund returns every discount whole
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(data=st.data(), parts=st.lists(st.integers(0, 10**5), min_size=2, max_size=4))
 def test_refund_split_survives_a_failed_refund_in_between(data: st.DataObject,
                                                            parts: list[int]) -> None:
@@ -166,12 +168,14 @@ def test_refund_split_survives_a_failed_refund_in_between(data: st.DataObject,
         return
     so_far = [0] * len(parts)
     left = total
-    while left > 0:
-        r = data.draw(st.integers(1, left))
+    for step in range(10):  # up to 9 attempts, then the rest
+        if left == 0:
+            break
+        r = left if step == 9 else data.draw(st.integers(1, left))
         share = domain.split_refund(refund=r, weights=parts, so_far=so_far)
         assert sum(share) == r
         assert all(x >= 0 for x in share)
-        if data.draw(st.booleans()) and left - r > 0:
+        if step < 9 and data.draw(st.booleans()) and left - r > 0:
             continue  # this refund failed: nothing taken
         so_far = [a + b for a, b in zip(so_far, share, strict=True)]
         assert all(s <= w for s, w in zip(so_far, parts, strict=True))

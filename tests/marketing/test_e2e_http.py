@@ -58,7 +58,7 @@ async def test_pay_with_a_campaign_and_points_then_refund(platform: Platform) ->
                                                                                      1300)
     paid = await p.wallet("bankpay", "/scan", {"code_url": order["code_url"], "payer_id": PAYER})
     assert paid.status_code == 200, paid.text
-    assert paid.json()["amount"] == 4700  # the channel charged the payable amount
+    assert paid.json()["amount_fen"] == 4700  # the channel charged the payable amount
     view = await p.wait_status(order["order_id"], "SUCCESS")
     assert view["discounts"] == [
         {"kind": "campaign", "funder": "platform", "amount": 1000, "ref": camp["campaign_id"]},
@@ -86,7 +86,7 @@ async def test_pay_with_a_campaign_and_points_then_refund(platform: Platform) ->
     assert [(d["kind"], d["amount"]) for d in rv["discounts"]] == [("campaign", 333),
                                                                   ("points", 100)]
     at_channel = (await p.http.get(f"/sandbox/bankpay/wallet/orders/{order['order_id']}")).json()
-    assert [x["amount"] for x in at_channel["refunds"]] == [1567]
+    assert [x["refund_fen"] for x in at_channel["refunds"]] == [1567]
     await p.settle_background()
     stats = (await p.http.get(f"/ops/v1/marketing/campaigns/{camp['campaign_id']}",
                               headers=OPS)).json()
@@ -147,7 +147,7 @@ async def test_bad_input_each_with_its_code_and_nothing_reserved(platform: Platf
                             ({"quote": token, "payer_id": "someone_else"}, "QUOTE_MISMATCH"),
                             ({"quote": token, "channel": "wechat", "way_code": "QR_DYNAMIC"},
                              "QUOTE_MISMATCH")]:
-        resp = await p.order(amount=6000, payer_id=PAYER, **overrides)
+        resp = await p.order(**{"amount": 6000, "payer_id": PAYER, **overrides})
         assert resp.json().get("code") == code, (overrides, resp.text)
     clock.advance(timedelta(seconds=p.settings.marketing_quote_seconds + 1))
     resp = await p.order(amount=6000, payer_id=PAYER, quote=token)

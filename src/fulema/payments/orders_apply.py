@@ -81,7 +81,9 @@ async def _apply_trade_result(deps: Deps, order_id: str, result: TradeResult,
                 return view
             order.paid_at = result.paid_at or clock.now()
             order.channel_trade_no = result.channel_trade_no or order.channel_trade_no
-            order.payer_id = result.payer_id or order.payer_id
+            # The payer the order was made for (and its discounts, coupon and points bound to)
+            # stays; a channel's payer id fills in only where none was given.
+            order.payer_id = order.payer_id or result.payer_id
         if target == OrderStatus.FAILED:
             order.failure_code = result.error_code
             order.failure_message = (result.error_message or "")[:256] or None
