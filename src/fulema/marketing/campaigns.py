@@ -27,6 +27,7 @@ from fulema.marketing.schemas import (
 )
 
 ACTIVE, PAUSED, ENDED = "ACTIVE", "PAUSED", "ENDED"
+LIVE_MEMO = "marketing.live"  # the quote's per-process memo of live campaigns
 _MOVES = {"pause": ({ACTIVE}, PAUSED), "resume": ({PAUSED}, ACTIVE),
           "end": ({ACTIVE, PAUSED}, ENDED)}
 
@@ -103,6 +104,7 @@ async def create(db: Database, *, actor: str, body: CampaignIn) -> CampaignOut:
         await audit.record(s, actor=actor, action="campaign.create", target_type="campaign",
                            target_id=row.id, detail={"name": body.name, "funder": body.funder,
                                                      "budget_total": body.budget_total})
+    db.memo.pop(LIVE_MEMO, None)  # this process quotes it at once; others within seconds
     return campaign_view(row)
 
 
@@ -120,7 +122,9 @@ async def move(db: Database, *, actor: str, campaign_id: str, action: str) -> Ca
         c.status, c.updated_at = target, clock.now()
         await audit.record(s, actor=actor, action=f"campaign.{action}", target_type="campaign",
                            target_id=c.id, detail={"from": before, "to": target})
-        return campaign_view(c)
+        view = campaign_view(c)
+    db.memo.pop(LIVE_MEMO, None)
+    return view
 
 
 async def list_campaigns(db: Database) -> list[CampaignOut]:

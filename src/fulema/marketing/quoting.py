@@ -18,7 +18,7 @@ from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.ids import new_token
 from fulema.core.money import Money
 from fulema.marketing import domain, quotes
-from fulema.marketing.campaigns import is_live, live_campaigns, rule_of, scope_of
+from fulema.marketing.campaigns import LIVE_MEMO, is_live, live_campaigns, rule_of, scope_of
 from fulema.marketing.coupons import refusal, usable
 from fulema.marketing.coupons import scope_of as coupon_scope
 from fulema.marketing.domain import Candidate, Funder, Kind
@@ -73,17 +73,19 @@ async def quote(db: Database, settings: Settings, *, merchant_id: str, amount: M
         raise FulemaError(ErrorCode.AMOUNT_OUT_OF_RANGE)
     if points is not None and points < 0:
         raise FulemaError(ErrorCode.INVALID_POINTS, "points must not be negative")
-    merchant = await merchants.check_can_pay(db, merchant_id=merchant_id)
     if store_id:
         await merchants.get_store(db, merchant_id=merchant_id, store_id=store_id)
     now = clock.now()
     key = key_of(channel, payer_id)
     if (points or max_points or coupon_id) and key is None:
         raise FulemaError(ErrorCode.PAYER_REQUIRED_FOR_DISCOUNT)
-    where = dict(now=now, merchant_id=merchant_id, mcc=merchant.mcc, store_id=store_id,
-                 channel=channel, payer_key=key)
     async with db.transaction() as s:
-        new_payer = await is_new_payer(s, key)
+        merchant = await merchants.check_can_pay_in(s, merchant_id=merchant_id)
+        where = dict(now=now, merchant_id=merchant_id, mcc=merchant.mcc, store_id=store_id,
+                     channel=channel, payer_key=key)
+        live = await _live(db, s, now)
+        new_payer = (any(c.eligibility == "NEW_PAYER" for c in live)
+                     and await is_new_payer(s, key))
         if campaign_id is not None:
             picked = await s.get(Campaign, campaign_id)
             if picked is None:
@@ -95,7 +97,7 @@ async def quote(db: Database, settings: Settings, *, merchant_id: str, amount: M
                 raise FulemaError(ErrorCode.THRESHOLD_NOT_MET)
             camps = [picked]
         else:
-            camps = [c for c in await live_campaigns(s, now)
+            camps = [c for c in live
                      if campaign_refusal(c, new_payer=new_payer, **where) is None]  # type: ignore[arg-type]
         if coupon_id is not None:
             c = await s.get(Coupon, coupon_id)
@@ -146,6 +148,23 @@ async def quote(db: Database, settings: Settings, *, merchant_id: str, amount: M
         discounts=[DiscountOut(kind=x.line.kind.value, funder=x.line.funder.value,
                                amount=x.line.amount.fen, ref=x.line.ref, points=x.points)
                    for x in lines])
+
+
+LIVE_MEMO_SECONDS = 2.0
+
+
+async def _live(db: Database, s: AsyncSession, now: datetime) -> list[Campaign]:
+    """The live campaigns, read at most every LIVE_MEMO_SECONDS per process: a quote is advice
+    (the order's reservation checks status, window and budget again under the row's lock), so
+    a campaign paused a second ago may still be quoted, never reserved."""
+    memo = db.memo.get(LIVE_MEMO)
+    if memo is not None and memo[0] > now:
+        return list(memo[1])
+    rows = await live_campaigns(s, now)
+    for row in rows:
+        s.expunge(row)
+    db.memo[LIVE_MEMO] = (now + timedelta(seconds=LIVE_MEMO_SECONDS), rows)
+    return rows
 
 
 def _choose(amount: Money, camps: list[Candidate], coups: list[Candidate], *,
