@@ -202,3 +202,28 @@ async def test_a_closed_order_gives_its_budget_and_coupon_back(platform: Platfor
     coupons = (await p.call("GET", f"/api/v1/marketing/coupons?channel=bankpay&payer_id={PAYER}"
                             )).json()
     assert [c["state"] for c in coupons["data"]] == ["AVAILABLE"]
+
+
+async def test_coupon_of_another_payer_foreign_or_expired_is_refused(platform: Platform) -> None:
+    p = platform
+    mine = (await p.http.post("/ops/v1/marketing/coupon-templates", headers=OPS, json={
+        "name": "3 off", "funder": "platform", "discount_type": "INSTANT_OFF", "off": 300,
+        "quantity": 5, "valid_days": 1})).json()
+    foreign = (await p.http.post("/ops/v1/marketing/coupon-templates", headers=OPS, json={
+        "name": "elsewhere", "funder": "merchant", "owner_merchant_id": "mch_other",
+        "discount_type": "INSTANT_OFF", "off": 300, "quantity": 5})).json()
+    theirs = (await p.http.post(f"/ops/v1/marketing/coupon-templates/{mine['template_id']}/grant",
+                                headers=OPS, json={"channel": "bankpay", "payer_id": "other"}
+                                )).json()
+    away = (await p.http.post(f"/ops/v1/marketing/coupon-templates/{foreign['template_id']}/grant",
+                              headers=OPS, json={"channel": "bankpay", "payer_id": PAYER})).json()
+    ours = (await p.http.post(f"/ops/v1/marketing/coupon-templates/{mine['template_id']}/grant",
+                              headers=OPS, json={"channel": "bankpay", "payer_id": PAYER})).json()
+    assert (await quote(p, coupon_id=theirs["coupon_id"])).json()["code"] == "COUPON_NOT_OWNED"
+    assert (await quote(p, coupon_id=away["coupon_id"])).json()["code"] == "COUPON_NOT_APPLICABLE"
+    ok = (await quote(p, coupon_id=ours["coupon_id"])).json()
+    assert ok["payable_amount"] == 5700
+    clock.advance(timedelta(days=2))
+    assert (await quote(p, coupon_id=ours["coupon_id"])).json()["code"] == "COUPON_EXPIRED"
+    late = await p.order(amount=6000, payer_id=PAYER, quote=ok["quote_id"])
+    assert late.json()["code"] == "QUOTE_EXPIRED"
