@@ -34,6 +34,10 @@ from fulema.gateway.ratelimit import BucketStore, RedisBuckets
 from fulema.ledger import jobs as ledger_jobs
 from fulema.ledger import models as _ledger_models  # noqa: F401 - registers tables
 from fulema.ledger.api import router as ledger_router
+from fulema.marketing import jobs as marketing_jobs
+from fulema.marketing import models as _marketing_models  # noqa: F401 - registers tables
+from fulema.marketing.api import ops_router as marketing_ops_router
+from fulema.marketing.api import router as marketing_router
 from fulema.merchants import models as _merchant_models  # noqa: F401 - registers tables
 from fulema.merchants.api import router as merchants_router
 from fulema.merchants.demo_seed import DEMO_PLATE
@@ -50,6 +54,9 @@ from fulema.ops.monitoring import RequestMetricsMiddleware
 from fulema.payments.api import router as payments_router
 from fulema.payments.callbacks import router as callbacks_router
 from fulema.payments.service import Deps
+from fulema.points import jobs as points_jobs
+from fulema.points import models as _points_models  # noqa: F401 - registers tables
+from fulema.points.api import router as points_ops_router
 from fulema.reconciliation import models as _recon_models  # noqa: F401 - registers tables
 from fulema.reconciliation.api import router as reconciliation_router
 from fulema.settlement import models as _settlement_models  # noqa: F401 - registers tables
@@ -75,7 +82,8 @@ def declared_consumers(settings: Settings) -> tuple[list[Consumer], NatsPublishe
     serves all of them. A context declares its consumers in its own module (`jobs.py`) and is
     listed here."""
     bus_consumers, publisher = bus.consumers(settings)
-    return [*bus_consumers, *monitoring.consumers(), *ledger_jobs.consumers(settings)], publisher
+    return [*bus_consumers, *monitoring.consumers(), *ledger_jobs.consumers(settings),
+            *marketing_jobs.consumers(settings), *points_jobs.consumers(settings)], publisher
 
 
 def _bucket_store(settings: Settings) -> BucketStore | None:
@@ -168,7 +176,8 @@ def create_app(settings: Settings, *, db: Database | None = None,
     for router in (ops_router, events_router, channels_ops_router, merchants_router,
                    operators_router,
                    payments_router, callbacks_router, cashier_router, oauth_router,
-                   reconciliation_router, ledger_router, settlement_router, bills_router):
+                   reconciliation_router, ledger_router, settlement_router, bills_router,
+                   marketing_router, marketing_ops_router, points_ops_router):
         app.include_router(router)
     install_docs(app)
     app.include_router(home_router(demo_plate=DEMO_PLATE if settings.seed_demo else None))

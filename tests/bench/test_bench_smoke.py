@@ -133,3 +133,18 @@ async def test_receiver_acknowledges_signed_notifications_and_refuses_forged_one
         stats = (await client.get("/stats")).json()
         assert stats["duplicates"] >= 1
         assert stats["bad_signature"] >= 3
+
+
+async def test_marketing_bench_runs_and_spends_the_campaign(tmp_path: Path) -> None:
+    """The discount benchmark (bench/marketing.py) in a tiny run on SQLite: every phase made
+    orders, the discounted ones took budget from the one campaign; no timing is asserted."""
+    from bench.marketing import measure
+
+    out = await measure(url=f"sqlite+aiosqlite:///{tmp_path / 'b.db'}", seconds=0.5,
+                        concurrency=2, payers=4)
+    for phase in ("plain", "discounted", "hot_plain", "hot_campaign"):
+        assert out[phase]["orders"] > 0, out[phase]
+        assert out[phase]["errors"] == 0, out[phase]
+    discounted = out["discounted"]["orders"] + out["hot_campaign"]["orders"]
+    assert out["campaign_budget_spent_fen"] >= 50 * discounted
+    assert isinstance(out["goal_met"], bool)

@@ -83,7 +83,7 @@ async def test_every_error_answer_is_error_out_with_codes_of_its_status(
 async def test_every_merchant_operation_has_its_body_answer_and_signature_errors(
         doc: dict[str, Any]) -> None:
     merchant_api = [(m, p, op) for m, p, op in operations(doc) if p.startswith("/api/v1/")]
-    assert len(merchant_api) == 10
+    assert len(merchant_api) == 13  # 9 for orders and refunds, bills, 3 for marketing
     for method, path, op in merchant_api:
         ok = [s for s in op["responses"] if s in {"200", "201"}]
         assert len(ok) == 1, (method, path)
@@ -98,7 +98,9 @@ async def test_every_merchant_operation_has_its_body_answer_and_signature_errors
             assert body.get("properties"), (method, path)
             assert (400, "MALFORMED_JSON") in documented(doc, method, path), (method, path)
     with_body = {(m, p) for m, p, op in merchant_api if "requestBody" in op}
-    assert with_body == {("POST", "/api/v1/orders"), ("POST", "/api/v1/orders/{order_id}/refunds")}
+    assert with_body == {("POST", "/api/v1/orders"), ("POST", "/api/v1/orders/{order_id}/refunds"),
+                         ("POST", "/api/v1/marketing/quote"),
+                         ("POST", "/api/v1/marketing/coupons/claim")}
     create = doc["paths"]["/api/v1/orders"]["post"]
     body = resolve(doc, create["requestBody"]["content"]["application/json"]["schema"])
     assert {"out_trade_no", "amount", "subject", "way_code"} <= set(body["required"])

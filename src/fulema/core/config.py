@@ -155,6 +155,15 @@ class Settings(BaseSettings):
     payout_max_attempts: int = Field(default=3, ge=1, le=10)
     payout_retry_seconds: int = Field(default=600, ge=1)
 
+    # Marketing and points (docs/marketing.md, docs/points.md): how long a quote may be
+    # turned into an order; points earned per yuan paid in cash; how many points make 1 fen
+    # of discount; the share of an order points may pay (basis points); how long points live.
+    marketing_quote_seconds: int = Field(default=600, ge=30)
+    points_earn_per_yuan: int = Field(default=1, ge=0)
+    points_per_fen: int = Field(default=1, ge=1)
+    points_max_deduction_bps: int = Field(default=5000, ge=0, le=10000)
+    points_validity_days: int = Field(default=365, ge=1)
+
     notify_schedule_seconds: list[int] = Field(
         default_factory=lambda: [15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600,
                                  10800, 10800, 10800, 21600, 21600]

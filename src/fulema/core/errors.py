@@ -85,6 +85,27 @@ class ErrorCode(StrEnum):
     # ledger and settlement
     SETTLEMENT_BATCH_NOT_FOUND = "SETTLEMENT_BATCH_NOT_FOUND"
     BILL_DATE_INVALID = "BILL_DATE_INVALID"
+    # marketing and points
+    QUOTE_INVALID = "QUOTE_INVALID"
+    QUOTE_EXPIRED = "QUOTE_EXPIRED"
+    QUOTE_MISMATCH = "QUOTE_MISMATCH"
+    CAMPAIGN_NOT_FOUND = "CAMPAIGN_NOT_FOUND"
+    CAMPAIGN_NOT_ACTIVE = "CAMPAIGN_NOT_ACTIVE"
+    CAMPAIGN_NOT_APPLICABLE = "CAMPAIGN_NOT_APPLICABLE"
+    BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"
+    THRESHOLD_NOT_MET = "THRESHOLD_NOT_MET"
+    DISCOUNTS_NOT_STACKABLE = "DISCOUNTS_NOT_STACKABLE"
+    COUPON_TEMPLATE_NOT_FOUND = "COUPON_TEMPLATE_NOT_FOUND"
+    COUPON_NOT_FOUND = "COUPON_NOT_FOUND"
+    COUPON_NOT_OWNED = "COUPON_NOT_OWNED"
+    COUPON_NOT_APPLICABLE = "COUPON_NOT_APPLICABLE"
+    COUPON_EXPIRED = "COUPON_EXPIRED"
+    COUPON_NOT_AVAILABLE = "COUPON_NOT_AVAILABLE"
+    COUPON_LIMIT_REACHED = "COUPON_LIMIT_REACHED"
+    PAYER_REQUIRED_FOR_DISCOUNT = "PAYER_REQUIRED_FOR_DISCOUNT"
+    INVALID_POINTS = "INVALID_POINTS"
+    POINTS_INSUFFICIENT = "POINTS_INSUFFICIENT"
+    POINTS_ACCOUNT_NOT_FOUND = "POINTS_ACCOUNT_NOT_FOUND"
 
     @property
     def http_status(self) -> int:
@@ -185,6 +206,37 @@ _META: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.SETTLEMENT_BATCH_NOT_FOUND: (404, "No such settlement batch (for this merchant)."),
     ErrorCode.BILL_DATE_INVALID: (400, "date must be a past or current trade date as "
                                        "YYYY-MM-DD."),
+    ErrorCode.QUOTE_INVALID: (400, "The quote is not one the platform issued (unreadable or "
+                                   "altered); ask for a new quote."),
+    ErrorCode.QUOTE_EXPIRED: (409, "The quote is older than FULEMA_MARKETING_QUOTE_SECONDS; ask "
+                                   "for a new quote."),
+    ErrorCode.QUOTE_MISMATCH: (400, "The quote was made for another merchant, amount, channel, "
+                                    "payer or store than this order."),
+    ErrorCode.CAMPAIGN_NOT_FOUND: (404, "No such campaign."),
+    ErrorCode.CAMPAIGN_NOT_ACTIVE: (409, "The campaign is paused, ended, or outside its time "
+                                         "window."),
+    ErrorCode.CAMPAIGN_NOT_APPLICABLE: (409, "The campaign does not cover this merchant, store, "
+                                             "channel or payer (e.g. new payers only)."),
+    ErrorCode.BUDGET_EXHAUSTED: (409, "The campaign's total or daily budget cannot cover this "
+                                      "discount; nothing was reserved."),
+    ErrorCode.THRESHOLD_NOT_MET: (409, "The amount is below the discount's threshold."),
+    ErrorCode.DISCOUNTS_NOT_STACKABLE: (409, "The chosen campaign and coupon may not be used "
+                                             "together (one of them is exclusive)."),
+    ErrorCode.COUPON_TEMPLATE_NOT_FOUND: (404, "No such coupon template, or it is not active."),
+    ErrorCode.COUPON_NOT_FOUND: (404, "No such coupon."),
+    ErrorCode.COUPON_NOT_OWNED: (409, "The coupon belongs to another payer."),
+    ErrorCode.COUPON_NOT_APPLICABLE: (409, "The coupon is not valid at this merchant or on this "
+                                           "channel."),
+    ErrorCode.COUPON_EXPIRED: (409, "The coupon is outside its validity."),
+    ErrorCode.COUPON_NOT_AVAILABLE: (409, "The coupon is locked by another order, used or "
+                                          "revoked."),
+    ErrorCode.COUPON_LIMIT_REACHED: (409, "The payer has claimed as many coupons of this template "
+                                          "as allowed (per payer or per day), or none are left."),
+    ErrorCode.PAYER_REQUIRED_FOR_DISCOUNT: (400, "Coupons, points and new-payer campaigns need "
+                                                 "the payer's id (payer_id)."),
+    ErrorCode.INVALID_POINTS: (400, "Points must be a whole number, not negative."),
+    ErrorCode.POINTS_INSUFFICIENT: (409, "More points asked than the payer's balance holds."),
+    ErrorCode.POINTS_ACCOUNT_NOT_FOUND: (404, "No points account for this payer."),
 }
 
 

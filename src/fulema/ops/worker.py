@@ -16,10 +16,12 @@ from fastapi import FastAPI
 
 from fulema.core.events import admin as events_admin
 from fulema.gateway.service import purge_nonces
+from fulema.marketing import service as marketing
 from fulema.ops import monitoring, scheduler
 from fulema.ops.scheduler import Job
 from fulema.payments import jobs, notifications, refunds
 from fulema.payments import service as payments
+from fulema.points import service as points
 from fulema.reconciliation.jobs import reconcile_due
 from fulema.settlement import jobs as settlement_jobs
 
@@ -49,6 +51,8 @@ def declared_jobs(app: FastAPI) -> list[Job]:
         Job("settlement", 600.0, lambda: settlement_jobs.settle_due(deps.db, deps.settings)),
         Job("payouts", 30.0, lambda: settlement_jobs.send_payouts(
             deps.db, deps.settings, app.state.payouts)),
+        Job("points.expire", 300.0, lambda: points.expire_lots(deps.db)),
+        Job("coupons.expire", 300.0, lambda: marketing.expire_coupons(deps.db)),
     ]
 
 
@@ -81,3 +85,5 @@ async def run_all_once(app: FastAPI) -> None:
     await monitoring.sample_backlogs(deps.db)
     await settlement_jobs.settle_due(deps.db, deps.settings)
     await settlement_jobs.send_payouts(deps.db, deps.settings, app.state.payouts)
+    await points.expire_lots(deps.db)
+    await marketing.expire_coupons(deps.db)

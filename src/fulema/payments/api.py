@@ -44,6 +44,11 @@ E = ErrorCode
 SIGNED = (E.SIGNATURE_MISSING, E.SIGNATURE_INVALID, E.TIMESTAMP_EXPIRED, E.NONCE_REPLAYED,
           E.APP_NOT_FOUND, E.RATE_LIMITED, E.OVERLOADED)
 CHANNEL = (E.CHANNEL_NOT_ENABLED, E.CHANNEL_ERROR, E.CHANNEL_UNAVAILABLE)
+# What an order with a marketing quote can refuse (its discounts are reserved with the order).
+QUOTED = (E.QUOTE_INVALID, E.QUOTE_EXPIRED, E.QUOTE_MISMATCH, E.CAMPAIGN_NOT_FOUND,
+          E.CAMPAIGN_NOT_ACTIVE, E.CAMPAIGN_NOT_APPLICABLE, E.BUDGET_EXHAUSTED,
+          E.COUPON_NOT_FOUND, E.COUPON_NOT_OWNED, E.COUPON_NOT_APPLICABLE, E.COUPON_EXPIRED,
+          E.COUPON_NOT_AVAILABLE, E.INVALID_POINTS, E.POINTS_INSUFFICIENT)
 
 
 def deps_of(request: Request) -> payments.Deps:
@@ -98,7 +103,7 @@ def merchant_way_code(value: str) -> WayCode:
                  *SIGNED, *CHANNEL, E.INVALID_AMOUNT, E.AMOUNT_OUT_OF_RANGE, E.UNKNOWN_WAY_CODE,
                  E.UNRECOGNISED_PAYER_CODE, E.PAYER_ID_REQUIRED, E.MERCHANT_NOT_FOUND,
                  E.MERCHANT_NOT_ACTIVE, E.MERCHANT_FROZEN, E.MERCHANT_CLOSED, E.RISK_REJECTED,
-                 E.STORE_NOT_FOUND, E.DUPLICATE_OUT_TRADE_NO))
+                 E.STORE_NOT_FOUND, E.DUPLICATE_OUT_TRADE_NO, *QUOTED))
 async def create_order(request: Request) -> Response:
     cred, raw = await _auth(request, defer_nonce=True)  # recorded with the order
     body = parse_body(CreateOrderBody, raw)
@@ -107,7 +112,8 @@ async def create_order(request: Request) -> Response:
         way_code=merchant_way_code(body.way_code), channel=body.channel,
         auth_code=body.auth_code, payer_id=body.payer_id, store_id=body.store_id,
         notify_url=body.notify_url, attach=body.attach, expire_seconds=body.expire_seconds,
-        client_ip=body.client_ip or (request.client.host if request.client else "127.0.0.1"))
+        client_ip=body.client_ip or (request.client.host if request.client else "127.0.0.1"),
+        quote=body.quote)
     view = await payments.create_order(deps_of(request), merchant_id=cred.merchant_id,
                                        app_id=cred.app_id, new=new,
                                        default_notify_url=cred.notify_url,

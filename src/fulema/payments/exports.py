@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, select
+from sqlalchemy import Select, and_, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fulema.core.db import Database
@@ -31,12 +31,13 @@ EXPORT_COLUMNS = ("kind", "ref", "order_id", "merchant_id", "way_code", "channel
                   "amount_fen", "status", "at_ms")
 
 _PG_PAY = """
-SELECT 'PAY', id, id, merchant_id, way_code, channel_trade_no, amount, status,
+SELECT 'PAY', id, id, merchant_id, way_code, channel_trade_no, COALESCE(payable_amount, amount),
+       status,
        (extract(epoch from paid_at) * 1000)::bigint
 FROM orders WHERE channel = $1 AND paid_at >= $2 AND paid_at < $3"""
 _PG_REFUND = """
-SELECT 'REFUND', r.id, r.order_id, r.merchant_id, o.way_code, r.channel_refund_no, r.amount,
-       r.status, (extract(epoch from r.succeeded_at) * 1000)::bigint
+SELECT 'REFUND', r.id, r.order_id, r.merchant_id, o.way_code, r.channel_refund_no,
+       COALESCE(r.cash_amount, r.amount), r.status, (extract(epoch from r.succeeded_at) * 1000)::bigint
 FROM refunds r JOIN orders o ON o.id = r.order_id
 WHERE r.channel = $1 AND r.status = 'SUCCESS' AND r.succeeded_at >= $2 AND r.succeeded_at < $3"""
 
@@ -49,14 +50,21 @@ def _ms(at: datetime | None) -> str:
     return "" if at is None else str(int(at.timestamp() * 1000))
 
 
+def _cash(discounted: Any, amount: Any) -> Any:
+    """What the channel moved: the payable (or refunded cash) share when marketing took a
+    discount, else the amount. The channel's statement holds cash, never the discount."""
+    return type_coerce(func.coalesce(discounted, amount), amount.type)
+
+
 def _pay_query() -> Select[*tuple[Any, ...]]:
     return select(Order.id, Order.merchant_id, Order.way_code, Order.channel_trade_no,
-                  Order.amount, Order.status, Order.paid_at)
+                  _cash(Order.payable_amount, Order.amount), Order.status, Order.paid_at)
 
 
 def _refund_query() -> Select[*tuple[Any, ...]]:
     return (select(Refund.id, Refund.order_id, Refund.merchant_id, Order.way_code,
-                   Refund.channel_refund_no, Refund.amount, Refund.status, Refund.succeeded_at)
+                   Refund.channel_refund_no, _cash(Refund.cash_amount, Refund.amount),
+                   Refund.status, Refund.succeeded_at)
             .join(Order, Order.id == Refund.order_id))
 
 

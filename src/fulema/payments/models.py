@@ -43,6 +43,11 @@ class Order(Base):
     failure_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     failure_message: Mapped[str | None] = mapped_column(String(256), nullable=True)
     refunded_amount: Mapped[Money] = mapped_column(MoneyType())
+    # Marketing (docs/marketing.md): the cash the channel is asked for, the discount, and its
+    # lines [{kind, funder, amount, ref}]. NULL on orders from before discounts existed.
+    payable_amount: Mapped[Money | None] = mapped_column(MoneyType(), nullable=True)
+    discount_amount: Mapped[Money | None] = mapped_column(MoneyType(), nullable=True)
+    discounts: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     refund_pending_amount: Mapped[Money] = mapped_column(MoneyType())
     expire_at: Mapped[datetime] = mapped_column(UTCDateTime())
     next_query_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -64,6 +69,11 @@ class Order(Base):
         """ORM assignments keep the hash in step; the Core insert passes `payer_id_hash`."""
         self.payer_id_hash = payer_index(payer_id)
         return payer_id
+
+    @property
+    def payable(self) -> Money:
+        """What the channel charges: the amount less any discount."""
+        return self.payable_amount if self.payable_amount is not None else self.amount
 
 
 def payer_index(payer_id: str | None) -> str | None:
@@ -95,6 +105,10 @@ class Refund(Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     amount: Mapped[Money] = mapped_column(MoneyType())
     reason: Mapped[str] = mapped_column(String(128))
+    # The refund's split (docs/marketing.md): cash back through the channel, and each
+    # discount's share back to its funder. NULL on refunds from before discounts existed.
+    cash_amount: Mapped[Money | None] = mapped_column(MoneyType(), nullable=True)
+    discounts: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     status: Mapped[str] = mapped_column(String(16))
     channel: Mapped[str] = mapped_column(String(16))
     channel_refund_no: Mapped[str | None] = mapped_column(String(64), nullable=True)

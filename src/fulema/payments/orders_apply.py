@@ -55,11 +55,11 @@ async def _apply_trade_result(deps: Deps, order_id: str, result: TradeResult,
         current = OrderStatus(order.status)
         detail = {"source": source, "state": result.state.value}
         if (target == OrderStatus.SUCCESS and result.amount is not None
-                and result.amount != order.amount):
+                and result.amount != order.payable):
             # Checked before anything else, a paid order included: a success for another
             # amount is never applied, and never acknowledged as a harmless duplicate.
             log.error("payment.amount_mismatch", order_id=order.id, source=source,
-                      expected=order.amount.fen, got=result.amount.fen)
+                      expected=order.payable.fen, got=result.amount.fen)
             raise FulemaError(ErrorCode.CALLBACK_INVALID,
                               "the channel's amount differs from the order's")
         if target is None or current == target or (
@@ -81,7 +81,9 @@ async def _apply_trade_result(deps: Deps, order_id: str, result: TradeResult,
                 return view
             order.paid_at = result.paid_at or clock.now()
             order.channel_trade_no = result.channel_trade_no or order.channel_trade_no
-            order.payer_id = result.payer_id or order.payer_id
+            # The payer the order was made for (and its discounts, coupon and points bound to)
+            # stays; a channel's payer id fills in only where none was given.
+            order.payer_id = order.payer_id or result.payer_id
         if target == OrderStatus.FAILED:
             order.failure_code = result.error_code
             order.failure_message = (result.error_message or "")[:256] or None

@@ -39,7 +39,7 @@ async def channel_create(deps: Deps, order: Order) -> OrderOut:
         # its app's QR link, or the plate as it is): see `Channel.static_code_way`.
         way = channel.static_code_way(order.payer_id)
     req = CreatePaymentRequest(
-        order_id=order.id, amount=order.amount, subject=order.subject, way_code=way,
+        order_id=order.id, amount=order.payable, subject=order.subject, way_code=way,
         notify_url=deps.settings.callback_url(order.channel),
         expire_at=order.expire_at, payer_id=order.payer_id, client_ip=order.client_ip,
         return_url=f"{deps.settings.public_base_url}/pay/result/{order.id}")
@@ -81,7 +81,7 @@ async def channel_create(deps: Deps, order: Order) -> OrderOut:
 
 async def barcode_pay(deps: Deps, order: Order, auth_code: str) -> OrderOut:
     channel = deps.channels.get(order.channel)
-    req = BarcodePayRequest(order_id=order.id, amount=order.amount, subject=order.subject,
+    req = BarcodePayRequest(order_id=order.id, amount=order.payable, subject=order.subject,
                             auth_code=auth_code, client_ip=order.client_ip)
     try:
         result = await channel.barcode_pay(req)

@@ -26,6 +26,7 @@ from fulema.core.ids import new_id
 from fulema.core.money import Money
 from fulema.core.vocab import ChannelName, WayCode
 from fulema.gateway import service as gateway
+from fulema.marketing import service as marketing
 from fulema.merchants import service as merchants
 from fulema.payments.deps import Deps
 from fulema.payments.domain import OrderStatus, check_amount
@@ -54,6 +55,7 @@ class NewOrder:
     attach: str | None = None
     expire_seconds: int | None = None
     client_ip: str = "127.0.0.1"
+    quote: str | None = None  # a marketing quote (its discounts are reserved with the order)
 
     def request_hash(self) -> str:
         """What makes two requests with one out_trade_no 'the same request'."""
@@ -79,6 +81,19 @@ async def create_order(deps: Deps, *, merchant_id: str, app_id: str, new: NewOrd
     check_amount(new.amount, max_fen=settings.max_order_fen)
     channel = _resolve_channel(new, settings)
     deps.channels.get(channel)  # refuses a channel that is not enabled
+    quote: marketing.Quote | None = None
+    if new.quote is not None:
+        try:
+            quote = marketing.verify(settings, new.quote, merchant_id=merchant_id,
+                                     amount=new.amount, channel=channel.value,
+                                     payer_id=new.payer_id, store_id=new.store_id)
+        except FulemaError as exc:
+            # The same request again after its quote expired answers the order it made.
+            existing = await _find_by_out_trade_no(deps.db, merchant_id, new.out_trade_no)
+            if exc.code != ErrorCode.QUOTE_EXPIRED or existing is None or (
+                    existing.request_hash != new.request_hash()):
+                raise
+            return order_view(existing)
     if new.store_id:
         await merchants.get_store(deps.db, merchant_id=merchant_id, store_id=new.store_id)
     decision = await risk.decide(deps.db, merchant_id=merchant_id, amount=new.amount,
@@ -88,7 +103,7 @@ async def create_order(deps: Deps, *, merchant_id: str, app_id: str, new: NewOrd
         raise FulemaError(ErrorCode.RISK_REJECTED, decision.reason or None)
 
     order, mine = await _insert_or_get(deps, merchant_id=merchant_id, app_id=app_id, new=new,
-                                       channel=channel, nonce=nonce,
+                                       channel=channel, nonce=nonce, quote=quote,
                                        notify_url=new.notify_url or default_notify_url)
     if mine or (order.status == OrderStatus.CREATED
                 and await _claim_channel_step(deps.db, order.id)):
@@ -116,10 +131,13 @@ def _resolve_channel(new: NewOrder, settings: Settings) -> ChannelName:
 
 
 async def _insert_or_get(deps: Deps, *, merchant_id: str, app_id: str, new: NewOrder,
-                         channel: ChannelName, notify_url: str | None, nonce: str | None
-                         ) -> tuple[Order, bool]:
+                         channel: ChannelName, notify_url: str | None, nonce: str | None,
+                         quote: marketing.Quote | None = None) -> tuple[Order, bool]:
     """The order for this request and whether this request created it (and so holds the
-    right to call the channel). Optimistic: insert first, read only on a conflict."""
+    right to call the channel). Optimistic: insert first, read only on a conflict.
+
+    A quote's discounts are reserved (budget, coupon, points) last in the same transaction,
+    so a create that fails reserves nothing and the budget row is locked only until commit."""
     db = deps.db
     digest = new.request_hash()
     now = clock.now()
@@ -135,6 +153,9 @@ async def _insert_or_get(deps: Deps, *, merchant_id: str, app_id: str, new: NewO
         channel_trade_no=None, code_url=None, h5_url=None, pay_params=None,
         failure_code=None, failure_message=None, paid_at=None,
         refunded_amount=Money.zero(), refund_pending_amount=Money.zero(),
+        payable_amount=quote.payable if quote else new.amount,
+        discount_amount=quote.discount if quote else Money.zero(),
+        discounts=[q.line.as_dict() for q in quote.lines] if quote else None,
         expire_at=now + timedelta(seconds=expire),
         next_query_at=now + timedelta(seconds=CHANNEL_CLAIM_SECONDS),  # the inserter's claim
         created_at=now, updated_at=now)
@@ -148,7 +169,11 @@ async def _insert_or_get(deps: Deps, *, merchant_id: str, app_id: str, new: NewO
             await s.execute(INSERT_ORDER, values)
             await s.execute(INSERT_EVENT, event_row(
                 order_id=values["id"], kind="CREATED", before=None, after=OrderStatus.CREATED,
-                detail={"amount": new.amount.fen, "channel": channel.value}, at=now))
+                detail={"amount": new.amount.fen, "channel": channel.value,
+                        **({"payable": quote.payable.fen} if quote else {})}, at=now))
+            if quote is not None and quote.lines:
+                await marketing.reserve(s, order_id=values["id"], merchant_id=merchant_id,
+                                        quote=quote)
         order = Order(**values)
         return order, True
     except (IntegrityError, DBAPIError) as exc:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy import and_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from fulema.channels.base import (
     ChannelError,
@@ -27,6 +29,7 @@ from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.events import publish
 from fulema.core.ids import new_id
 from fulema.core.money import Money
+from fulema.marketing import service as marketing
 from fulema.payments import notifications
 from fulema.payments.deps import Deps
 from fulema.payments.domain import (
@@ -87,9 +90,11 @@ async def _reserve(db: Database, *, merchant_id: str, order_id: str, out_refund_
         check_refund(status=OrderStatus(order.status), paid=order.amount,
                      refunded=order.refunded_amount, pending=order.refund_pending_amount,
                      amount=amount)
+        cash, shares = await _split(s, order, amount)
         now = clock.now()
         refund = Refund(id=new_id("rfd"), order_id=order.id, merchant_id=merchant_id,
                         out_refund_no=out_refund_no, request_hash=digest, amount=amount,
+                        cash_amount=cash, discounts=shares or None,
                         reason=reason, status=RefundStatus.PROCESSING.value,
                         channel=order.channel, notify_url=notify_url or order.notify_url,
                         next_query_at=now + timedelta(seconds=REFUND_POLL_SECONDS),
@@ -103,16 +108,42 @@ async def _reserve(db: Database, *, merchant_id: str, order_id: str, out_refund_
         return refund, order.out_trade_no, True
 
 
+async def _split(s: AsyncSession, order: Order, amount: Money
+                 ) -> tuple[Money, list[dict[str, Any]]]:
+    """The refund's cash and each discount's share (docs/marketing.md: in proportion,
+    cumulative, the last refund taking the remainder), given the order's earlier refunds that
+    succeeded or are in flight. Runs under the order's row lock."""
+    if not order.discounts:
+        return amount, []
+    prior = (await s.scalars(select(Refund).where(
+        Refund.order_id == order.id,
+        Refund.status.in_([RefundStatus.SUCCESS.value, RefundStatus.PROCESSING.value])))).all()
+    cash, shares = marketing.refund_split(
+        amount=order.amount.fen, payable=order.payable.fen, discounts=order.discounts,
+        prior=[((r.cash_amount or r.amount).fen, r.discounts or []) for r in prior],
+        refund=amount.fen)
+    return Money(cash), shares
+
+
 async def _submit(deps: Deps, refund_id: str) -> RefundOut:
     async with deps.db.transaction() as s:
         refund = await s.get(Refund, refund_id)
         assert refund is not None
         order = await s.get(Order, refund.order_id)
         assert order is not None
-        req = RefundRequest(order_id=order.id, refund_id=refund.id, amount=refund.amount,
-                            order_amount=order.amount, reason=refund.reason or "refund",
+        cash = refund.cash_amount if refund.cash_amount is not None else refund.amount
+        # The channel knows only the cash it charged: it refunds the cash share of the
+        # payable amount; the discount shares go back to their funders (marketing.settle).
+        req = RefundRequest(order_id=order.id, refund_id=refund.id, amount=cash,
+                            order_amount=order.payable, reason=refund.reason or "refund",
                             notify_url=deps.settings.callback_url(order.channel))
         channel_name = order.channel
+    if not cash.is_positive:
+        # All of it is discount (a small refund of a heavily discounted order): nothing to
+        # send back through the channel.
+        return await apply_refund_result(deps, refund_id=refund_id,
+                                         result=RefundResult(state=RefundState.SUCCESS),
+                                         source="discount_only")
     try:
         result = await deps.channels.get(channel_name).refund(req)
     except ChannelError as exc:

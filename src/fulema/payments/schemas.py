@@ -32,6 +32,18 @@ class CreateOrderBody(BaseModel):
     attach: str | None = Field(default=None, max_length=512)
     expire_seconds: int | None = Field(default=None, ge=60, le=7 * 24 * 3600)
     client_ip: str | None = Field(default=None, max_length=64)
+    quote: str | None = Field(default=None, max_length=4096,
+                              description="quote_id from POST /api/v1/marketing/quote: the "
+                                          "channel is then charged the quote's payable amount")
+
+
+class DiscountLine(BaseModel):
+    """One discount on an order (or a refund's share of it)."""
+
+    kind: str = Field(description="campaign | coupon | points")
+    funder: str = Field(description="platform | merchant")
+    amount: int = Field(description="Integer fen")
+    ref: str = Field(description="campaign id, coupon id, or the payer's points key")
 
 
 class RefundBody(BaseModel):
@@ -50,8 +62,12 @@ class OrderOut(BaseModel):
     out_trade_no: str
     merchant_id: str
     status: OrderStatus
-    amount: int = Field(description="Integer fen")
-    refunded_amount: int = Field(description="Integer fen refunded so far")
+    amount: int = Field(description="Integer fen: the order's total as the merchant asked")
+    payable_amount: int = Field(description="Integer fen the channel charged (amount less "
+                                            "discounts)")
+    discount_amount: int = Field(default=0, description="Integer fen of discounts")
+    discounts: list[DiscountLine] = Field(default_factory=list)
+    refunded_amount: int = Field(description="Integer fen refunded so far (in amount's terms)")
     channel: ChannelName
     way_code: WayCode
     subject: str
@@ -76,7 +92,10 @@ class RefundOut(BaseModel):
     order_id: str
     out_trade_no: str
     status: RefundStatus
-    amount: int = Field(description="Integer fen")
+    amount: int = Field(description="Integer fen, in the order's amount's terms")
+    cash_amount: int = Field(description="Integer fen the payer gets back through the channel")
+    discounts: list[DiscountLine] = Field(default_factory=list,
+                                          description="each discount's share, back to its funder")
     reason: str
     channel_refund_no: str | None = None
     failure_code: str | None = None

@@ -19,7 +19,9 @@ from fulema.payments.schemas import NotificationAttemptOut, NotificationOut, Ord
 def order_view(order: Order) -> OrderOut:
     return OrderOut(
         order_id=order.id, out_trade_no=order.out_trade_no, merchant_id=order.merchant_id,
-        status=order.status, amount=order.amount.fen, refunded_amount=order.refunded_amount.fen,
+        status=order.status, amount=order.amount.fen, payable_amount=order.payable.fen,
+        discount_amount=(order.amount - order.payable).fen, discounts=order.discounts or [],
+        refunded_amount=order.refunded_amount.fen,
         channel=order.channel, way_code=order.way_code, subject=order.subject,
         code_url=order.code_url, h5_url=order.h5_url, pay_params=order.pay_params,
         channel_trade_no=order.channel_trade_no, payer_id=order.payer_id, attach=order.attach,
@@ -38,6 +40,8 @@ def refund_view(refund: Refund, out_trade_no: str) -> RefundOut:
     return RefundOut(
         refund_id=refund.id, out_refund_no=refund.out_refund_no, order_id=refund.order_id,
         out_trade_no=out_trade_no, status=refund.status, amount=refund.amount.fen,
+        cash_amount=(refund.cash_amount if refund.cash_amount is not None else refund.amount).fen,
+        discounts=refund.discounts or [],
         reason=refund.reason, channel_refund_no=refund.channel_refund_no,
         failure_code=refund.failure_code, failure_message=refund.failure_message,
         succeeded_at=refund.succeeded_at, created_at=refund.created_at)

@@ -51,6 +51,38 @@ i.value=t==='⌫'?i.value.slice(0,-1):i.value+t;}};}});
     return page(f"向 {merchant} 付款", body)
 
 
+KIND_NAMES = {"campaign": "活动优惠 Offer", "coupon": "优惠券 Coupon", "points": "积分抵扣 Points"}
+
+
+def confirm(*, merchant: str, action: str, payer_id: str, amount: str, lines: list[tuple[str, str]],
+            discount: str, payable: str, quote: str, points_offer: tuple[int, str, str, str] | None
+            ) -> str:
+    """The payer sees the discount before confirming: amount, each discount, what they pay.
+    `points_offer` = (points, yuan off, payable with points, that quote) when points can help;
+    a checkbox picks between the two signed quotes, so the page needs no script."""
+    rows = "".join(f"<tr><td>{escape(KIND_NAMES.get(k, k))}</td><td>-¥{escape(v)}</td></tr>"
+                   for k, v in lines)
+    points_html = ""
+    if points_offer is not None:
+        n, off, with_points, token = points_offer
+        points_html = f"""<label class="muted"><input type="checkbox" name="use_points" value="1">
+使用 {n} 积分抵扣 ¥{escape(off)} · Use {n} points (pay ¥{escape(with_points)})</label>
+<input type="hidden" name="quote_points" value="{escape(token)}">"""
+    body = f"""<div class="card"><h1>{escape(merchant)}</h1>
+<form method="post" action="{escape(action)}">
+<table style="width:100%" aria-label="breakdown"><tr><td>订单金额 Amount</td><td>¥{escape(amount)}</td></tr>
+{rows}<tr><td>优惠 Discount</td><td data-discount="{escape(discount)}">-¥{escape(discount)}</td></tr>
+<tr><td><b>应付 To pay</b></td>
+<td><b data-payable="{escape(payable)}">¥{escape(payable)}</b></td></tr></table>
+{points_html}
+<input type="hidden" name="amount" value="{escape(amount)}">
+<input type="hidden" name="payer_id" value="{escape(payer_id)}">
+<input type="hidden" name="quote" value="{escape(quote)}">
+<input type="hidden" name="confirm" value="1">
+<p></p><button type="submit">确认付款 Confirm and pay</button></form></div>"""
+    return page(f"向 {merchant} 付款", body)
+
+
 def unsupported(merchant: str, channels: list[str]) -> str:
     items = "".join(f"<li>{escape(APP_NAMES.get(c, c))}</li>" for c in channels)
     body = f"""<div class="card"><h1>{escape(merchant)}</h1>

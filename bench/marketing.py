@@ -1,0 +1,161 @@
+"""`python -m bench.marketing`: what a discount costs on the order path, and whether one
+campaign's budget row serialises its orders.
+
+One process, the real app over an in-process ASGI transport with the sandbox channels mounted
+(the same for every phase, so the ratios compare like with like), on PostgreSQL (the
+FULEMA_TEST_POSTGRES_URL database, `--db postgres`) or a SQLite file. Phases, each a closed
+loop of `--concurrency` signed merchants for `--seconds`:
+
+1. `plain`      POST /api/v1/orders without a discount (the baseline of this run);
+2. `discounted` POST /api/v1/marketing/quote, then POST /api/v1/orders with the quote (a 立减
+                campaign with a budget that never runs out): orders/s against `plain`
+                (goal: at least 0.8x);
+3. `hot_plain` and `hot_campaign`: the same two at `--payers` (200) concurrent payers, every
+   discounted order taking budget from ONE campaign row: if that row serialised the orders,
+   `hot_campaign` would fall far below `hot_plain`.
+
+Prints one JSON document; never asserts a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from fastapi import FastAPI
+
+from fulema.app import create_app
+from fulema.core.clock import clock
+from fulema.core.config import Settings
+from fulema.core.db import Database
+from fulema.gateway.signing import sign_request
+from fulema.marketing import service as marketing
+from fulema.marketing.schemas import CampaignIn
+from fulema.merchants import service as merchants
+
+
+async def _build(url: str, tmp: Path) -> tuple[FastAPI, httpx.AsyncClient, Database]:
+    import fulema.app  # noqa: F401 - every table on Base.metadata
+
+    settings = Settings(environment="test", public_base_url="http://bench", data_dir=tmp,
+                        database_url=url, run_background=False, seed_demo=False,
+                        enabled_channels=["bankpay"])
+    db = Database(url, pool_size=20)
+    await db.drop_all()
+    await db.create_all()
+    transport = httpx.ASGITransport(app=FastAPI())
+    http = httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=60)
+    app = create_app(settings, db=db, http=http)
+    transport.app = app
+    await merchants.onboard_demo_merchant(db, settings=settings)
+    return app, http, db
+
+
+async def _call(http: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    raw = orjson.dumps(body)
+    headers = sign_request(app_id=merchants.DEMO_APP_ID, secret=merchants.DEMO_SECRET,
+                           method="POST", path=path, body=raw, timestamp=clock.timestamp())
+    resp = await http.post(path, content=raw, headers=headers)
+    doc: dict[str, Any] = resp.json()
+    return doc
+
+
+async def _loop(http: httpx.AsyncClient, *, discounted: bool, concurrency: int,
+                seconds: float) -> dict[str, Any]:
+    ok = errors = 0
+    codes: dict[str, int] = {}
+    stop = time.perf_counter() + seconds
+
+    async def worker(w: int) -> None:
+        nonlocal ok, errors
+        payer = f"payer{w:04d}"
+        while time.perf_counter() < stop:
+            body: dict[str, Any] = {"out_trade_no": f"B{secrets.token_hex(8)}", "amount": 1250,
+                                    "subject": "bench", "way_code": "QR_DYNAMIC",
+                                    "channel": "bankpay", "payer_id": payer}
+            if discounted:
+                q = await _call(http, "/api/v1/marketing/quote",
+                                {"amount": 1250, "channel": "bankpay", "payer_id": payer})
+                body["quote"] = q.get("quote_id")
+            doc = await _call(http, "/api/v1/orders", body)
+            if doc.get("status") == "PAYING" and (not discounted
+                                                  or doc.get("discount_amount", 0) > 0):
+                ok += 1
+            else:
+                errors += 1
+                code = str(doc.get("code", doc.get("status")))
+                codes[code] = codes.get(code, 0) + 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return {"orders": ok, "errors": errors, "error_codes": codes, "seconds": round(elapsed, 2),
+            "orders_per_s": round(ok / elapsed, 1), "concurrency": concurrency}
+
+
+async def measure(*, url: str, seconds: float, concurrency: int, payers: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        _app, http, db = await _build(url, Path(tmp))
+        try:
+            now = clock.now()
+            camp = await marketing.create_campaign(db, actor="bench", body=CampaignIn(
+                name="bench 立减", funder="platform", discount_type="INSTANT_OFF", off=50,
+                starts_at=now - timedelta(hours=1), ends_at=now + timedelta(days=1),
+                budget_total=10**12))
+            await _loop(http, discounted=True, concurrency=2, seconds=min(1.0, seconds))  # warm
+            out: dict[str, Any] = {"db": db.dialect, "campaign_id": camp.campaign_id}
+            out["plain"] = await _loop(http, discounted=False, concurrency=concurrency,
+                                       seconds=seconds)
+            out["discounted"] = await _loop(http, discounted=True, concurrency=concurrency,
+                                            seconds=seconds)
+            out["hot_plain"] = await _loop(http, discounted=False, concurrency=payers,
+                                           seconds=seconds)
+            out["hot_campaign"] = await _loop(http, discounted=True, concurrency=payers,
+                                              seconds=seconds)
+            base = out["plain"]["orders_per_s"] or 1.0
+            hot_base = out["hot_plain"]["orders_per_s"] or 1.0
+            out["ratio_discounted_vs_plain"] = round(out["discounted"]["orders_per_s"] / base, 2)
+            out["goal_met"] = out["ratio_discounted_vs_plain"] >= 0.8
+            out["ratio_hot_campaign_vs_hot_plain"] = round(
+                out["hot_campaign"]["orders_per_s"] / hot_base, 2)
+            stats = await marketing.stats(db, campaign_id=camp.campaign_id)
+            out["campaign_budget_spent_fen"] = 10**12 - stats.remaining
+            return out
+        finally:
+            await http.aclose()
+            await db.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.marketing", description=__doc__)
+    p.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--concurrency", type=int, default=20)
+    p.add_argument("--payers", type=int, default=200)
+    a = p.parse_args(sys.argv[1:] if argv is None else argv)
+    if a.db == "postgres":
+        url = os.environ.get("FULEMA_TEST_POSTGRES_URL", "")
+        if not url:
+            print("set FULEMA_TEST_POSTGRES_URL to a database this benchmark may wipe",
+                  file=sys.stderr)
+            return 2
+    else:
+        url = f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/bench.db"
+    result = asyncio.run(measure(url=url, seconds=a.seconds, concurrency=a.concurrency,
+                                 payers=a.payers))
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

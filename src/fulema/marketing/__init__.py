@@ -1,0 +1,1 @@
+"""Marketing: campaigns, coupons, quotes and budgets (see docs/marketing.md)."""

@@ -1,0 +1,256 @@
+"""Reserving a quote's discounts when its order is created, and settling them when the order
+is paid, fails or closes, or is refunded.
+
+`reserve` runs inside the order's creation transaction, so a create that fails for any reason
+reserves nothing. A campaign's budget is taken by one conditional UPDATE
+(`remaining = remaining - :x WHERE remaining >= :x`, row count checked), never read then
+written, so concurrent orders can never take it below zero; a daily budget is a second counter
+per (campaign, day) taken the same way. A coupon is locked the same way (`state = 'LOCKED'
+WHERE state = 'AVAILABLE' AND payer = :p`), so twenty orders racing for it lock it once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fulema.core.clock import clock
+from fulema.core.config import Settings
+from fulema.core.db import MoneyType, table_of
+from fulema.core.errors import ErrorCode, FulemaError
+from fulema.core.ids import new_id
+from fulema.core.money import Money
+from fulema.marketing import domain, quotes
+from fulema.marketing.campaigns import ACTIVE, is_live
+from fulema.marketing.coupons import AVAILABLE, EXPIRED, LOCKED, USED, refusal
+from fulema.marketing.domain import Kind
+from fulema.marketing.models import (
+    Campaign,
+    CampaignDay,
+    Coupon,
+    CouponTemplate,
+    KnownPayer,
+    Redemption,
+)
+from fulema.points import service as points_service
+
+log = structlog.get_logger(__name__)
+
+_c = table_of(Campaign).c
+_d = table_of(CampaignDay).c
+_x = bindparam("b_x", type_=MoneyType())
+# Built once (hot path: every discounted order runs it).
+TAKE_BUDGET = (update(table_of(Campaign))
+               .where(_c.id == bindparam("b_id"), _c.status == ACTIVE,
+                      _c.starts_at <= bindparam("b_now"), _c.ends_at > bindparam("b_now"),
+                      _c.budget_remaining >= _x)
+               .values(budget_remaining=_c.budget_remaining - _x))
+GIVE_BUDGET = (update(table_of(Campaign)).where(_c.id == bindparam("b_id"))
+               .values(budget_remaining=_c.budget_remaining + _x))
+TAKE_DAY = (update(table_of(CampaignDay))
+            .where(_d.campaign_id == bindparam("b_id"), _d.day == bindparam("b_day"),
+                   _d.used + bindparam("b_fen") <= bindparam("b_limit"))
+            .values(used=_d.used + bindparam("b_fen")))
+GIVE_DAY = (update(table_of(CampaignDay))
+            .where(_d.campaign_id == bindparam("b_id"), _d.day == bindparam("b_day"))
+            .values(used=_d.used - bindparam("b_fen")))
+INSERT_REDEMPTION = insert(table_of(Redemption))
+
+
+def _insert_day_if_missing(dialect: str, campaign_id: str, day: str) -> Any:
+    values = {"campaign_id": campaign_id, "day": day, "used": 0}
+    if dialect == "postgresql":
+        return postgresql.insert(table_of(CampaignDay)).values(values).on_conflict_do_nothing()
+    if dialect in {"mysql", "mariadb"}:
+        stmt = mysql.insert(table_of(CampaignDay)).values(values)
+        return stmt.on_duplicate_key_update(used=_d.used)  # a no-op: the row exists
+    return sqlite.insert(table_of(CampaignDay)).values(values).on_conflict_do_nothing()
+
+
+def verify(settings: Settings, token: str, *, merchant_id: str, amount: Money, channel: str,
+           payer_id: str | None, store_id: str | None) -> quotes.Quote:
+    """The quote an order was created with, checked (signature, expiry, same order)."""
+    q = quotes.read(settings, token, now=clock.now())
+    quotes.check_matches(q, merchant_id=merchant_id, amount=amount, channel=channel,
+                         payer_id=payer_id, store_id=store_id)
+    return q
+
+
+async def reserve(s: AsyncSession, *, order_id: str, merchant_id: str, quote: quotes.Quote
+                  ) -> None:
+    """Take the quote's budget, coupon and points for the order, in the order's transaction;
+    raises (and so rolls the whole creation back) if any of them is no longer there."""
+    now = clock.now()
+    day = now.strftime("%Y-%m-%d")
+    key = points_service.payer_key(quote.channel, quote.payer_id) if quote.payer_id else None
+    dialect = s.get_bind().dialect.name
+    for q in quote.lines:
+        line = q.line
+        detail: dict[str, Any] = {}
+        if line.kind == Kind.CAMPAIGN:
+            await _take_campaign(s, dialect, line, key=key, now=now, day=day)
+        elif line.kind == Kind.COUPON:
+            await _lock_coupon(s, line, order_id=order_id, key=key, merchant_id=merchant_id,
+                               channel=quote.channel, now=now)
+        else:
+            assert key is not None
+            assert q.points is not None
+            await points_service.hold(s, order_id=order_id, key=key, points=q.points)
+        await s.execute(INSERT_REDEMPTION, dict(
+            id=new_id("rdm"), order_id=order_id, merchant_id=merchant_id, kind=line.kind.value,
+            ref=line.ref[:40], funder=line.funder.value, amount=line.amount, refunded=Money(0),
+            points=q.points, seed=q.seed, state="RESERVED", overrun=False, day=day,
+            created_at=now, updated_at=now, detail=detail))
+
+
+async def _take_campaign(s: AsyncSession, dialect: str, line: domain.Line, *, key: str | None,
+                         now: Any, day: str) -> None:
+    c = await s.get(Campaign, line.ref)
+    if c is None:
+        raise FulemaError(ErrorCode.CAMPAIGN_NOT_FOUND)
+    if c.eligibility == "NEW_PAYER" and (key is None
+                                         or await s.get(KnownPayer, key) is not None):
+        raise FulemaError(ErrorCode.CAMPAIGN_NOT_APPLICABLE, "the campaign is for new payers")
+    taken = await s.execute(TAKE_BUDGET, {"b_id": c.id, "b_now": now, "b_x": line.amount})
+    if taken.rowcount != 1:  # type: ignore[attr-defined]
+        await s.refresh(c)
+        if not is_live(c, now):
+            raise FulemaError(ErrorCode.CAMPAIGN_NOT_ACTIVE)
+        raise FulemaError(ErrorCode.BUDGET_EXHAUSTED,
+                          f"the campaign has {c.budget_remaining.fen} fen left, "
+                          f"{line.amount.fen} needed")
+    if c.daily_budget is not None:
+        await s.execute(_insert_day_if_missing(dialect, c.id, day))
+        ok = await s.execute(TAKE_DAY, {"b_id": c.id, "b_day": day, "b_fen": line.amount.fen,
+                                        "b_limit": c.daily_budget.fen})
+        if ok.rowcount != 1:  # type: ignore[attr-defined]
+            raise FulemaError(ErrorCode.BUDGET_EXHAUSTED, "the campaign's daily budget is spent")
+
+
+async def _lock_coupon(s: AsyncSession, line: domain.Line, *, order_id: str, key: str | None,
+                       merchant_id: str, channel: str, now: Any) -> None:
+    locked = await s.execute(update(Coupon).where(
+        Coupon.id == line.ref, Coupon.state == AVAILABLE, Coupon.payer_key == (key or ""),
+        Coupon.expires_at > now).values(state=LOCKED, order_id=order_id, updated_at=now))
+    if locked.rowcount != 1:  # type: ignore[attr-defined]
+        c = await s.get(Coupon, line.ref, populate_existing=True)
+        t = await s.get(CouponTemplate, c.template_id) if c is not None else None
+        why = refusal(c, t, payer_key=key, merchant_id=merchant_id, channel=channel, now=now)
+        raise FulemaError(why or ErrorCode.COUPON_NOT_AVAILABLE)
+
+
+# ------------------------------------------------------------------------- settlement
+
+
+async def _redemptions(s: AsyncSession, order_id: str) -> list[Redemption]:
+    return list((await s.scalars(select(Redemption).where(
+        Redemption.order_id == order_id).with_for_update())).all())
+
+
+async def on_paid(s: AsyncSession, *, order_id: str, payer_key: str | None) -> None:
+    """The order is paid: its reservations are consumed, its coupon used."""
+    now = clock.now()
+    if payer_key is not None and await s.get(KnownPayer, payer_key) is None:
+        s.add(KnownPayer(payer_key=payer_key, first_paid_at=now))
+    for r in await _redemptions(s, order_id):
+        if r.state != "RESERVED":
+            continue
+        r.state, r.updated_at = "CONSUMED", now
+        if r.kind == Kind.COUPON:
+            await s.execute(update(Coupon).where(Coupon.id == r.ref, Coupon.state == LOCKED)
+                            .values(state=USED, updated_at=now))
+        elif r.kind == Kind.POINTS:
+            await points_service.consume_hold(s, order_id=order_id)
+
+
+async def on_unpaid(s: AsyncSession, *, order_id: str) -> None:
+    """The order failed or closed: its budget, coupon and points go back."""
+    now = clock.now()
+    for r in await _redemptions(s, order_id):
+        if r.state != "RESERVED":
+            continue
+        r.state, r.updated_at = "RELEASED", now
+        if r.kind == Kind.CAMPAIGN:
+            await s.execute(GIVE_BUDGET, {"b_id": r.ref, "b_x": r.amount})
+            await s.execute(GIVE_DAY, {"b_id": r.ref, "b_day": r.day, "b_fen": r.amount.fen})
+        elif r.kind == Kind.COUPON:
+            c = await s.get(Coupon, r.ref, with_for_update=True)
+            if c is not None and c.state == LOCKED and c.order_id == order_id:
+                c.state = AVAILABLE if c.expires_at > now else EXPIRED
+                c.order_id, c.updated_at = None, now
+        else:
+            await points_service.release_hold(s, order_id=order_id)
+
+
+async def on_paid_after_close(s: AsyncSession, *, order_id: str, payer_key: str | None) -> None:
+    """Money moved after we had released the reservations: take them again. A budget that
+    cannot cover it any more is not taken below zero; the redemption is marked `overrun` for
+    the funder to settle by hand."""
+    now = clock.now()
+    for r in await _redemptions(s, order_id):
+        if r.state != "RELEASED":
+            continue
+        r.state, r.updated_at = "CONSUMED", now
+        if r.kind == Kind.CAMPAIGN:
+            taken = await s.execute(update(Campaign).where(
+                Campaign.id == r.ref, Campaign.budget_remaining >= r.amount).values(
+                budget_remaining=Campaign.budget_remaining - r.amount))
+            if taken.rowcount != 1:  # type: ignore[attr-defined]
+                r.overrun = True
+                log.warning("marketing.budget_overrun", order_id=order_id, campaign_id=r.ref,
+                            amount=r.amount.fen)
+        elif r.kind == Kind.COUPON:
+            await s.execute(update(Coupon).where(Coupon.id == r.ref).values(
+                state=USED, order_id=order_id, updated_at=now))
+        else:
+            await points_service.retake_hold(s, order_id=order_id)
+
+
+async def on_refund(s: AsyncSession, settings: Settings, *, order_id: str, refund_id: str,
+                    shares: list[dict[str, Any]]) -> None:
+    """A refund's discount shares go back to their funders: a campaign's budget grows again,
+    redeemed points return to the payer; a coupon stays used (its share is recorded)."""
+    by_kind = {r.kind: r for r in await _redemptions(s, order_id)}
+    for share in shares:
+        amount = Money(int(share.get("amount", 0)))
+        r = by_kind.get(str(share.get("kind")))
+        if r is None or amount.fen <= 0 or r.state != "CONSUMED":
+            continue
+        amount = Money(min(amount.fen, (r.amount - r.refunded).fen))
+        r.refunded = r.refunded + amount
+        r.updated_at = clock.now()
+        if r.kind == Kind.CAMPAIGN:
+            await s.execute(GIVE_BUDGET, {"b_id": r.ref, "b_x": amount})
+        elif r.kind == Kind.POINTS:
+            await points_service.return_points(s, settings, order_id=order_id,
+                                               points=amount.fen * settings.points_per_fen,
+                                               ref=refund_id)
+
+
+async def points_multiplier(s: AsyncSession, *, campaign_ids: list[str]) -> int:
+    if not campaign_ids:
+        return 1
+    rows = (await s.scalars(select(Campaign.points_multiplier).where(
+        Campaign.id.in_(campaign_ids)))).all()
+    return max([1, *rows])
+
+
+def refund_split(*, amount: int, payable: int, discounts: list[dict[str, Any]],
+                 prior: list[tuple[int, list[dict[str, Any]]]], refund: int
+                 ) -> tuple[int, list[dict[str, Any]]]:
+    """(cash, discount shares) of one refund of an order, given the refunds before it
+    (succeeded or in flight: their cash and discount shares). See domain.split_refund."""
+    weights = [payable, *[int(d["amount"]) for d in discounts]]
+    if sum(weights) != amount:  # an order from before discounts, or a view without them
+        weights = [amount] + [0] * len(discounts)
+    so_far = [sum(cash for cash, _ in prior)]
+    for i, d in enumerate(discounts):
+        so_far.append(sum(int(p[i]["amount"]) for _, p in prior
+                          if i < len(p) and p[i].get("kind") == d["kind"]))
+    shares = domain.split_refund(refund=refund, weights=weights, so_far=so_far)
+    return shares[0], [{**{k: d[k] for k in ("kind", "funder", "ref")}, "amount": share}
+                       for d, share in zip(discounts, shares[1:], strict=True)]

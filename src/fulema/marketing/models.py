@@ -1,0 +1,151 @@
+"""Marketing tables: campaigns (with their budgets), per-day budget counters, coupon templates,
+coupons, the discounts applied to orders (redemptions) and the payers who have paid before.
+
+Budgets are counters changed only by atomic conditional UPDATEs
+(`remaining = remaining - :x WHERE remaining >= :x`), never read-modify-write, so no
+interleaving of concurrent orders can take a budget below zero.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from fulema.core.db import Base, MoneyType, UTCDateTime
+from fulema.core.money import Money
+
+
+class _RuleColumns:
+    """The discount rule (domain.Rule) as columns, shared by campaigns and coupon templates."""
+
+    discount_type: Mapped[str] = mapped_column(String(16))
+    threshold: Mapped[Money] = mapped_column(MoneyType())
+    off: Mapped[Money] = mapped_column(MoneyType())
+    percent_bps: Mapped[int] = mapped_column(Integer)
+    cap: Mapped[Money | None] = mapped_column(MoneyType(), nullable=True)
+    random_min: Mapped[Money] = mapped_column(MoneyType())
+    random_max: Mapped[Money] = mapped_column(MoneyType())
+
+
+class Campaign(_RuleColumns, Base):
+    __tablename__ = "marketing_campaigns"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    funder: Mapped[str] = mapped_column(String(16))  # platform | merchant
+    owner_merchant_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))  # ACTIVE | PAUSED | ENDED
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Scope: None = every merchant / category / store / channel.
+    merchant_ids: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    mccs: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    store_ids: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    channels: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    eligibility: Mapped[str] = mapped_column(String(16))  # ANY | NEW_PAYER
+    exclusive: Mapped[bool] = mapped_column(Boolean)
+    points_multiplier: Mapped[int] = mapped_column(Integer)
+    budget_total: Mapped[Money] = mapped_column(MoneyType())
+    budget_remaining: Mapped[Money] = mapped_column(MoneyType())
+    daily_budget: Mapped[Money | None] = mapped_column(MoneyType(), nullable=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_marketing_campaigns_status_ends", "status", "ends_at"),)
+
+
+class CampaignDay(Base):
+    """What one campaign has reserved or spent on one day (for its daily budget)."""
+
+    __tablename__ = "marketing_campaign_days"
+
+    campaign_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD (UTC)
+    used: Mapped[int] = mapped_column(BigInteger)  # fen reserved or consumed that day
+
+
+class CouponTemplate(_RuleColumns, Base):
+    __tablename__ = "marketing_coupon_templates"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    funder: Mapped[str] = mapped_column(String(16))
+    owner_merchant_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))  # ACTIVE | ENDED
+    merchant_ids: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    channels: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    exclusive: Mapped[bool] = mapped_column(Boolean)
+    valid_days: Mapped[int] = mapped_column(Integer)
+    per_payer_limit: Mapped[int] = mapped_column(Integer)
+    per_day_limit: Mapped[int] = mapped_column(Integer)
+    quantity: Mapped[int] = mapped_column(Integer)
+    issued: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Coupon(Base):
+    """AVAILABLE -> LOCKED (an order uses it) -> USED (paid) or back to AVAILABLE (failed,
+    closed); AVAILABLE -> EXPIRED | REVOKED."""
+
+    __tablename__ = "marketing_coupons"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    template_id: Mapped[str] = mapped_column(String(40))
+    payer_key: Mapped[str] = mapped_column(String(160))
+    state: Mapped[str] = mapped_column(String(16))
+    via: Mapped[str] = mapped_column(String(16))  # CLAIM | GRANT
+    valid_from: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    order_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    claimed_day: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("ix_marketing_coupons_payer", "payer_key", "state"),
+        Index("ix_marketing_coupons_template_payer", "template_id", "payer_key"),
+        Index("ix_marketing_coupons_state_expires", "state", "expires_at"),
+    )
+
+
+class Redemption(Base):
+    """One discount line of one order: reserved when the order is created, consumed when it is
+    paid, released when it fails or closes; `refunded` is the share refunds gave back."""
+
+    __tablename__ = "marketing_redemptions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(40))
+    merchant_id: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(16))  # campaign | coupon | points
+    ref: Mapped[str] = mapped_column(String(40))
+    funder: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[Money] = mapped_column(MoneyType())
+    refunded: Mapped[Money] = mapped_column(MoneyType())
+    points: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    seed: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    state: Mapped[str] = mapped_column(String(16))  # RESERVED | CONSUMED | RELEASED
+    overrun: Mapped[bool] = mapped_column(Boolean)  # consumed after release, budget short
+    day: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    __table_args__ = (
+        UniqueConstraint("order_id", "kind", name="uq_marketing_redemptions_order_kind"),
+        Index("ix_marketing_redemptions_ref_day", "ref", "day"),
+    )
+
+
+class KnownPayer(Base):
+    """A payer who has completed a payment: no longer a 'new payer' for campaigns."""
+
+    __tablename__ = "marketing_known_payers"
+
+    payer_key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    first_paid_at: Mapped[datetime] = mapped_column(UTCDateTime())

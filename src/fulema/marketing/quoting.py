@@ -1,0 +1,186 @@
+"""The quote: the best discount a payer can have on an order (or the one they picked), with
+its breakdown, signed into a token that order creation accepts.
+
+Reads only (no reservation): the budget, the coupon and the points are taken when the order is
+created, inside its transaction (`reserve`), so a quote that is never used holds nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fulema.core.clock import clock
+from fulema.core.config import Settings
+from fulema.core.db import Database
+from fulema.core.errors import ErrorCode, FulemaError
+from fulema.core.ids import new_token
+from fulema.core.money import Money
+from fulema.marketing import domain, quotes
+from fulema.marketing.campaigns import LIVE_MEMO, is_live, live_campaigns, rule_of, scope_of
+from fulema.marketing.coupons import refusal, usable
+from fulema.marketing.coupons import scope_of as coupon_scope
+from fulema.marketing.domain import Candidate, Funder, Kind
+from fulema.marketing.models import Campaign, Coupon, CouponTemplate, KnownPayer
+from fulema.marketing.schemas import DiscountOut, QuoteOut
+from fulema.merchants import service as merchants
+from fulema.points import service as points_service
+
+
+def key_of(channel: str, payer_id: str | None) -> str | None:
+    return points_service.payer_key(channel, payer_id) if payer_id else None
+
+
+async def is_new_payer(s: AsyncSession, payer_key: str | None) -> bool:
+    if payer_key is None:
+        return False
+    return await s.get(KnownPayer, payer_key) is None
+
+
+def campaign_refusal(c: Campaign, *, now: datetime, merchant_id: str, mcc: str | None,
+                     store_id: str | None, channel: str, new_payer: bool,
+                     payer_key: str | None) -> ErrorCode | None:
+    if not is_live(c, now):
+        return ErrorCode.CAMPAIGN_NOT_ACTIVE
+    if not scope_of(c).covers(merchant_id=merchant_id, mcc=mcc, store_id=store_id,
+                              channel=channel):
+        return ErrorCode.CAMPAIGN_NOT_APPLICABLE
+    if c.eligibility == "NEW_PAYER":
+        if payer_key is None:
+            return ErrorCode.PAYER_REQUIRED_FOR_DISCOUNT
+        if not new_payer:
+            return ErrorCode.CAMPAIGN_NOT_APPLICABLE
+    return None
+
+
+def _candidate(c: Campaign) -> Candidate:
+    seed = new_token(12) if c.discount_type == domain.DiscountType.RANDOM_OFF else ""
+    return Candidate(Kind.CAMPAIGN, c.id, Funder(c.funder), rule_of(c), c.exclusive, seed)
+
+
+def _coupon_candidate(c: Coupon, t: CouponTemplate) -> Candidate:
+    return Candidate(Kind.COUPON, c.id, Funder(t.funder), rule_of(t), t.exclusive)
+
+
+async def quote(db: Database, settings: Settings, *, merchant_id: str, amount: Money,
+                channel: str, payer_id: str | None = None, store_id: str | None = None,
+                campaign_id: str | None = None, coupon_id: str | None = None,
+                points: int | None = None, max_points: bool = False) -> QuoteOut:
+    if amount.fen <= 0:
+        raise FulemaError(ErrorCode.INVALID_AMOUNT, "amount must be at least 1 fen")
+    if amount.fen > settings.max_order_fen:
+        raise FulemaError(ErrorCode.AMOUNT_OUT_OF_RANGE)
+    if points is not None and points < 0:
+        raise FulemaError(ErrorCode.INVALID_POINTS, "points must not be negative")
+    if store_id:
+        await merchants.get_store(db, merchant_id=merchant_id, store_id=store_id)
+    now = clock.now()
+    key = key_of(channel, payer_id)
+    if (points or max_points or coupon_id) and key is None:
+        raise FulemaError(ErrorCode.PAYER_REQUIRED_FOR_DISCOUNT)
+    async with db.transaction() as s:
+        merchant = await merchants.check_can_pay_in(s, merchant_id=merchant_id)
+        where = dict(now=now, merchant_id=merchant_id, mcc=merchant.mcc, store_id=store_id,
+                     channel=channel, payer_key=key)
+        live = await _live(db, s, now)
+        new_payer = (any(c.eligibility == "NEW_PAYER" for c in live)
+                     and await is_new_payer(s, key))
+        if campaign_id is not None:
+            picked = await s.get(Campaign, campaign_id)
+            if picked is None:
+                raise FulemaError(ErrorCode.CAMPAIGN_NOT_FOUND)
+            why = campaign_refusal(picked, new_payer=new_payer, **where)  # type: ignore[arg-type]
+            if why is not None:
+                raise FulemaError(why)
+            if not domain.threshold_met(rule_of(picked), amount):
+                raise FulemaError(ErrorCode.THRESHOLD_NOT_MET)
+            camps = [picked]
+        else:
+            camps = [c for c in live
+                     if campaign_refusal(c, new_payer=new_payer, **where) is None]  # type: ignore[arg-type]
+        if coupon_id is not None:
+            c = await s.get(Coupon, coupon_id)
+            t = await s.get(CouponTemplate, c.template_id) if c is not None else None
+            why = refusal(c, t, payer_key=key, merchant_id=merchant_id, channel=channel, now=now)
+            if why is not None:
+                raise FulemaError(why)
+            assert c is not None
+            assert t is not None
+            coups = [(c, t)]
+        elif key is not None:
+            coups = [(c, t) for c, t in await usable(s, payer_key=key, now=now)
+                     if coupon_scope(t).covers(merchant_id=merchant_id, mcc=None, store_id=None,
+                                               channel=channel)]
+        else:
+            coups = []
+        balance = await points_service.balance_in(s, key=key) if key else None
+    by_ref = {c.id: c for c in camps}
+    cands = [_candidate(c) for c in camps]
+    coupon_cands = [_coupon_candidate(c, t) for c, t in coups]
+    chosen = _choose(amount, cands, coupon_cands, must_campaign=campaign_id is not None,
+                     must_coupon=coupon_id is not None)
+    # a campaign whose budget cannot cover its discount is left out (BUDGET_EXHAUSTED if picked)
+    for line in chosen.lines:
+        if line.kind == Kind.CAMPAIGN and by_ref[line.ref].budget_remaining < line.amount:
+            if campaign_id is not None:
+                raise FulemaError(ErrorCode.BUDGET_EXHAUSTED)
+            cands = [x for x in cands if x.ref != line.ref]
+            chosen = _choose(amount, cands, coupon_cands, must_campaign=False,
+                             must_coupon=coupon_id is not None)
+            break
+    seeds = {x.ref: x.seed for x in cands}
+    lines = [quotes.QuotedLine(line, seed=seeds.get(line.ref) or None) for line in chosen.lines]
+    if key is not None and (points or max_points):
+        used, off = domain.points_deduction(
+            amount=chosen.payable, balance=balance or 0, wanted=None if max_points else points,
+            points_per_fen=settings.points_per_fen, max_bps=settings.points_max_deduction_bps)
+        if off.fen > 0:
+            lines.append(quotes.QuotedLine(domain.Line(Kind.POINTS, Funder.PLATFORM, off, key),
+                                           points=used))
+    q = quotes.Quote(merchant_id=merchant_id, amount=amount, channel=channel, payer_id=payer_id,
+                     store_id=store_id,
+                     expires_at=now + timedelta(seconds=settings.marketing_quote_seconds),
+                     lines=tuple(lines))
+    return QuoteOut(
+        quote_id=quotes.sign(settings, q), amount=amount.fen, discount_amount=q.discount.fen,
+        payable_amount=q.payable.fen, points_balance=balance, expires_at=q.expires_at,
+        discounts=[DiscountOut(kind=x.line.kind.value, funder=x.line.funder.value,
+                               amount=x.line.amount.fen, ref=x.line.ref, points=x.points)
+                   for x in lines])
+
+
+LIVE_MEMO_SECONDS = 2.0
+
+
+async def _live(db: Database, s: AsyncSession, now: datetime) -> list[Campaign]:
+    """The live campaigns, read at most every LIVE_MEMO_SECONDS per process: a quote is advice
+    (the order's reservation checks status, window and budget again under the row's lock), so
+    a campaign paused a second ago may still be quoted, never reserved."""
+    memo = db.memo.get(LIVE_MEMO)
+    if memo is not None and memo[0] > now:
+        return list(memo[1])
+    rows = await live_campaigns(s, now)
+    for row in rows:
+        s.expunge(row)
+    db.memo[LIVE_MEMO] = (now + timedelta(seconds=LIVE_MEMO_SECONDS), rows)
+    return rows
+
+
+def _choose(amount: Money, camps: list[Candidate], coups: list[Candidate], *,
+            must_campaign: bool, must_coupon: bool) -> domain.Breakdown:
+    if not (must_campaign or must_coupon):
+        return domain.best(amount, camps, coups)
+    found = domain.stack(amount, camps[0] if must_campaign else None,
+                         coups[0] if must_coupon else None)
+    if found is None:
+        if must_campaign and must_coupon and (camps[0].exclusive or coups[0].exclusive):
+            raise FulemaError(ErrorCode.DISCOUNTS_NOT_STACKABLE)
+        raise FulemaError(ErrorCode.THRESHOLD_NOT_MET)
+    if must_campaign and not must_coupon:
+        # the picked campaign, plus the best coupon that stacks with it
+        options = [found, *[b for b in (domain.stack(amount, camps[0], c) for c in coups)
+                            if b is not None]]
+        return max(options, key=lambda b: b.discount.fen)
+    return found
+

@@ -1,0 +1,58 @@
+"""The marketing context's public service: what payments, points, the web cashier and the API
+call (`from fulema.marketing import service as marketing`). A facade over one module per
+subject:
+
+- `quoting`   the best discount for an order (or the payer's pick), signed into a quote
+- `budget`    verify a quote and reserve it in the order's transaction; settle on payment
+              events; split a refund between cash and each discount
+- `campaigns` operator use cases and per-day figures
+- `coupons`   templates, claim and grant, revoke, expiry
+"""
+
+from __future__ import annotations
+
+from fulema.marketing.budget import (
+    on_paid,
+    on_paid_after_close,
+    on_refund,
+    on_unpaid,
+    points_multiplier,
+    refund_split,
+    reserve,
+    verify,
+)
+from fulema.marketing.campaigns import create as create_campaign
+from fulema.marketing.campaigns import list_campaigns, stats
+from fulema.marketing.campaigns import move as move_campaign
+from fulema.marketing.coupons import (
+    create_template,
+    expire_coupons,
+    issue,
+    list_for_payer,
+    revoke,
+)
+from fulema.marketing.quotes import Quote
+from fulema.marketing.quoting import key_of, quote
+
+__all__ = [
+    "Quote",
+    "create_campaign",
+    "create_template",
+    "expire_coupons",
+    "issue",
+    "key_of",
+    "list_campaigns",
+    "list_for_payer",
+    "move_campaign",
+    "on_paid",
+    "on_paid_after_close",
+    "on_refund",
+    "on_unpaid",
+    "points_multiplier",
+    "quote",
+    "refund_split",
+    "reserve",
+    "revoke",
+    "stats",
+    "verify",
+]

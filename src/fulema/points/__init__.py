@@ -1,0 +1,1 @@
+"""Points: accounts kept as lots, earn, redeem, expire (see docs/points.md)."""
