@@ -38,12 +38,21 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
+def bearer_matches(request: Request, expected: str) -> bool:
+    """Whether the request carries `Authorization: Bearer <expected>`, compared in constant
+    time over bytes: a header is any bytes (latin-1 as the server decoded them), and
+    `hmac.compare_digest` on two `str` raises TypeError on anything not ASCII, a 500 whose
+    traceback held the expected token."""
+    auth = request.headers.get("authorization", "")
+    token = auth[7:] if auth[:7].lower() == "bearer " else ""
+    if not token or not expected:
+        return False
+    return hmac.compare_digest(token.encode("utf-8", "surrogateescape"), expected.encode())
+
+
 def require_operator(request: Request) -> str:
     """Bank operators' endpoints (/ops/v1) take `Authorization: Bearer <FULEMA_OPERATOR_TOKEN>`."""
-    settings = get_settings(request)
-    auth = request.headers.get("authorization", "")
-    token = auth[7:] if auth.lower().startswith("bearer ") else ""
-    if not token or not hmac.compare_digest(token, settings.operator_token):
+    if not bearer_matches(request, get_settings(request).operator_token):
         raise FulemaError(ErrorCode.UNAUTHORIZED)
     return "operator"
 
@@ -121,7 +130,12 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             return error_response(request, ErrorCode.NOT_FOUND, "no such endpoint")
         if exc.status_code == 405:
-            return error_response(request, ErrorCode.METHOD_NOT_ALLOWED, str(exc.detail))
+            # RFC 9110: a 405 names the methods the resource takes (the router put them in)
+            answer = error_response(request, ErrorCode.METHOD_NOT_ALLOWED, str(exc.detail))
+            allow = (exc.headers or {}).get("Allow")
+            if allow:
+                answer.headers["Allow"] = allow
+            return answer
         return error_response(request, ErrorCode.HTTP_ERROR, str(exc.detail),
                               status_code=exc.status_code)
 

@@ -94,6 +94,7 @@ def merchant_way_code(value: str) -> WayCode:
 @router.post("/orders", summary="Unified order (统一下单)", response_model=OrderOut,
              openapi_extra=json_body(CreateOrderBody), responses=error_responses(
                  *SIGNED, *CHANNEL, E.INVALID_AMOUNT, E.AMOUNT_OUT_OF_RANGE, E.UNKNOWN_WAY_CODE,
+                 E.WAY_NOT_SUPPORTED, E.NOTIFY_URL_REFUSED,
                  E.UNRECOGNISED_PAYER_CODE, E.PAYER_ID_REQUIRED, E.MERCHANT_NOT_FOUND,
                  E.MERCHANT_NOT_ACTIVE, E.MERCHANT_FROZEN, E.MERCHANT_CLOSED, E.RISK_REJECTED,
                  E.STORE_NOT_FOUND, E.DUPLICATE_OUT_TRADE_NO))
@@ -145,6 +146,7 @@ async def close_order(order_id: str, request: Request) -> Response:
              response_model=RefundOut, openapi_extra=json_body(RefundBody),
              responses=error_responses(
                  *SIGNED, E.INVALID_AMOUNT, E.CHANNEL_NOT_ENABLED, E.ORDER_NOT_FOUND,
+                 E.NOTIFY_URL_REFUSED,
                  E.DUPLICATE_OUT_REFUND_NO, E.ORDER_NOT_PAID, E.REFUND_EXCEEDS_REFUNDABLE))
 async def create_refund(order_id: str, request: Request) -> Response:
     cred, raw = await _auth(request)
