@@ -100,9 +100,9 @@ class OutboundPolicy:
             raise OutboundRefused("the URL names no host")
         if not host.isascii():
             raise OutboundRefused("the host must be ASCII (punycode for international names)")
-        port = port or (443 if scheme == "https" else 80)
         if port == 0:
             raise OutboundRefused("not a valid port")
+        port = port or (443 if scheme == "https" else 80)
         target = Target(url=url, scheme=scheme, host=host, port=port, address=None)
         if host in self.allow_hosts:
             return target
