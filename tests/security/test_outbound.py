@@ -129,13 +129,15 @@ async def test_a_refund_and_an_app_with_such_a_notify_url_are_refused(platform: 
     resp = await p.call("POST", f"/api/v1/orders/{order_id}/refunds",
                         {"out_refund_no": "SSRFRF0001", "amount": 100,
                          "notify_url": "http://169.254.169.254/"})
-    assert resp.status_code == 400 and resp.json()["code"] == "NOTIFY_URL_REFUSED"
+    assert resp.status_code == 400
+    assert resp.json()["code"] == "NOTIFY_URL_REFUSED"
     view = (await p.call("GET", f"/api/v1/orders/{order_id}")).json()
     assert view["refunded_amount"] == 0
     app = await p.http.post(f"/ops/v1/merchants/{p.merchant_id}/apps",
                             json={"notify_url": "http://10.0.0.1:8080/"},
                             headers={"Authorization": "Bearer test-operator"})
-    assert app.status_code == 400 and app.json()["code"] == "NOTIFY_URL_REFUSED"
+    assert app.status_code == 400
+    assert app.json()["code"] == "NOTIFY_URL_REFUSED"
 
 
 # ------------------------------------------------------------------ at delivery
@@ -221,7 +223,8 @@ async def test_the_post_goes_to_the_checked_address_with_the_host_named(
     assert request.headers["host"] == "shop.example:8443"
     assert request.extensions["sni_hostname"] == "shop.example"
     note, attempt = await last_attempt(p, order_id)
-    assert note["status"] == "DELIVERED" and attempt["http_status"] == 200
+    assert note["status"] == "DELIVERED"
+    assert attempt["http_status"] == 200
 
 
 async def test_a_redirect_is_not_followed_and_the_answer_is_not_shown(platform: Platform) -> None:
@@ -279,4 +282,5 @@ async def test_any_delivery_error_is_a_recorded_attempt(platform: Platform,
     assert attempt["http_status"] is None
     assert attempt["error"]
     assert str(error) not in attempt["error"] or str(error) in type(error).__name__
-    assert note["status"] == "PENDING" and note["next_attempt_at"] is not None
+    assert note["status"] == "PENDING"
+    assert note["next_attempt_at"] is not None

@@ -23,7 +23,6 @@ from tests.payments.conftest import Platform
 from tests.payments.test_every_channel import ALL, enable
 
 
-
 def _bankpay_success(p: Platform, order_id: str, **data: Any) -> bytes:
     body: dict[str, Any] = {
         "merchant_no": p.settings.bankpay.merchant_no, "out_trade_no": order_id,
@@ -44,7 +43,8 @@ async def test_a_signed_success_callback_without_a_cny_amount_is_refused(
         **signed_headers(p.settings.bankpay.secret, body), "Content-Type": "application/json"})
     assert resp.status_code == 400  # not acknowledged: the bank retries, and we query it
     view = (await p.call("GET", f"/api/v1/orders/{order['order_id']}")).json()
-    assert view["status"] == "PAYING" and view["paid_at"] is None
+    assert view["status"] == "PAYING"
+    assert view["paid_at"] is None
 
 
 @pytest.mark.parametrize("channel", ALL)
@@ -79,7 +79,8 @@ async def test_every_channel_refuses_such_a_success_from_any_source(
 
 def test_the_adapters_pass_on_what_the_channel_stated_and_invent_nothing() -> None:
     no_amount = wechat_result({"trade_state": "SUCCESS", "transaction_id": "4200"})
-    assert no_amount.state is TradeState.SUCCESS and no_amount.amount is None
+    assert no_amount.state is TradeState.SUCCESS
+    assert no_amount.amount is None
     usd = wechat_result({"trade_state": "SUCCESS", "amount": {"total": 1250, "currency": "USD"}})
     assert (usd.amount, usd.currency) == (Money(1250), "USD")
     v2 = wechat_v2_result({"total_fee": "1250", "fee_type": "HKD"}, TradeState.SUCCESS)

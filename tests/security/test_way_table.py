@@ -28,7 +28,8 @@ async def test_an_unsupported_pair_is_refused_and_leaves_no_order(
                          payer_id=RICH[channel])
     assert resp.status_code == 400, resp.text
     assert resp.json()["code"] == "WAY_NOT_SUPPORTED"
-    assert channel in resp.json()["message"] and way in resp.json()["message"]
+    assert channel in resp.json()["message"]
+    assert way in resp.json()["message"]
     found = await p.call("GET", f"/api/v1/orders/by-out-trade-no/{out_trade_no}")
     assert found.status_code == 404  # nothing was recorded: no FAILED order behind
     # and the same number is still free for a pair that works
