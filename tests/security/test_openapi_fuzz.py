@@ -121,4 +121,5 @@ def test_no_operation_answers_5xx_or_an_undocumented_error(case: Any,
     assert {"code", "message", "request_id"} <= error.keys() <= {"code", "message", "request_id",
                                                                  "details"}, where
     assert error["code"] in CODES, where
-    assert isinstance(error["message"], str) and error["request_id"], where
+    assert isinstance(error["message"], str), where
+    assert error["request_id"], where

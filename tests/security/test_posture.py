@@ -41,7 +41,8 @@ async def test_every_page_sends_the_protection_headers(platform: Platform, path:
     for attrs, body in re.findall(r"<script([^>]*)>(.*?)</script>", page.text, re.S):
         if "src=" in attrs:
             src = re.search(r'src="([^"]+)"', attrs)
-            assert src and src.group(1).startswith("/"), attrs
+            assert src, attrs
+            assert src.group(1).startswith("/"), attrs
         else:
             assert f'nonce="{nonce}"' in attrs, (path, attrs, body[:60])
     assert not re.search(r"\son[a-z]+=", page.text)  # no inline event handlers either
