@@ -167,3 +167,18 @@ async def test_no_error_path_puts_a_secret_in_the_log(
 
 def test_the_cli_prints_no_locals_when_a_command_crashes() -> None:
     assert cli.pretty_exceptions_show_locals is False
+
+
+async def test_the_signature_covers_the_path_as_sent(platform: Platform) -> None:
+    """Found by the schemathesis run: the server signed the path it had decoded, so a client
+    that sends `|` percent-encoded (as HTTP clients do) was refused. The path is signed as sent."""
+    p = platform
+    made = await p.order(out_trade_no="PIPE|0001")
+    assert made.status_code == 200, made.text
+    path = "/api/v1/orders/by-out-trade-no/PIPE%7C0001"
+    resp = await p.http.get(path, headers=signed("GET", path))
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["out_trade_no"] == "PIPE|0001"
+    # the decoded spelling is another request line: its signature does not cover this one
+    forged = await p.http.get(path, headers=signed("GET", "/api/v1/orders/by-out-trade-no/PIPE|0001"))
+    assert forged.status_code == 401

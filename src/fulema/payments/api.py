@@ -52,7 +52,11 @@ def deps_of(request: Request) -> payments.Deps:
 
 async def _auth(request: Request, *, defer_nonce: bool = False) -> tuple[AppCredential, bytes]:
     body = await request.body()
-    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    # The path as it was sent (percent-encoded), not as the server decoded it: a client signs
+    # the request line it sends, and `A%7CB` and `A|B` must not be one path to the signature.
+    raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    path = raw_path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
     deps = deps_of(request)
     cred = await authenticate(deps.db, deps.settings, method=request.method, path=path,
                               headers={k.lower(): v for k, v in request.headers.items()},
