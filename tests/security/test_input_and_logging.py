@@ -182,3 +182,11 @@ async def test_the_signature_covers_the_path_as_sent(platform: Platform) -> None
     # the decoded spelling is another request line: its signature does not cover this one
     forged = await p.http.get(path, headers=signed("GET", "/api/v1/orders/by-out-trade-no/PIPE|0001"))
     assert forged.status_code == 401
+
+
+async def test_only_a_plain_request_id_is_echoed(platform: Platform) -> None:
+    plain = await platform.http.get("/ping", headers={"X-Request-Id": "lb-7f3a.42:x"})
+    assert plain.headers["x-request-id"] == "lb-7f3a.42:x"
+    for given in (b"caf\xe9", b"a" * 65, b"<script>", b"id with blanks"):
+        resp = await platform.http.get("/healthz", headers={b"x-request-id": given})
+        assert resp.headers["x-request-id"].startswith("req_"), given

@@ -5,6 +5,7 @@ errors (so the document and the handlers that answer them cannot disagree)."""
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
@@ -26,6 +27,7 @@ from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.ids import new_id
 
 log = structlog.get_logger(__name__)
+_PLAIN_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,64}")
 
 
 def get_db(request: Request) -> Database:
@@ -158,7 +160,10 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or new_id("req")
+        # a caller's id is echoed (header, body, log) only if it is plain: no bytes of theirs
+        # reach a response header or a log line unchecked
+        given = headers.get(b"x-request-id", b"")
+        rid = given.decode("ascii") if _PLAIN_ID.fullmatch(given) else new_id("req")
         scope.setdefault("state", {})["request_id"] = rid
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
