@@ -27,6 +27,7 @@ from fulema.core.approvals import ApprovalAction
 from fulema.core.config import Settings, get_settings
 from fulema.core.db import Database
 from fulema.core.events import Consumer, Dispatcher
+from fulema.core.logs import configure_logging
 from fulema.core.web import RequestContextMiddleware, install_error_handlers
 from fulema.gateway import models as _gateway_models  # noqa: F401 - registers tables
 from fulema.gateway.protection import Protection, ProtectionMiddleware, RecentAnswers
@@ -67,6 +68,7 @@ from fulema.web.cashier import router as cashier_router
 from fulema.web.docs_assets import install_docs
 from fulema.web.home import home_router
 from fulema.web.oauth import router as oauth_router
+from fulema.web.security_headers import SecurityHeadersMiddleware
 
 log = structlog.get_logger(__name__)
 
@@ -74,7 +76,9 @@ log = structlog.get_logger(__name__)
 def app_from_environment() -> FastAPI:
     """The ASGI factory a server process starts from (`uvicorn fulema.app:app_from_environment
     --factory`): the one place a serving process builds the tree from FULEMA_* variables."""
-    return create_app(get_settings())
+    settings = get_settings()
+    configure_logging(settings)  # core/logs.py: no locals in tracebacks, secrets redacted
+    return create_app(settings)
 
 
 def declared_consumers(settings: Settings) -> tuple[list[Consumer], NatsPublisher | None]:
@@ -172,6 +176,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
     app.add_middleware(ProtectionMiddleware, protection=protection)
     app.add_middleware(RequestMetricsMiddleware)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)  # CSP on pages, nosniff, DENY framing
 
     for router in (ops_router, events_router, channels_ops_router, merchants_router,
                    operators_router,

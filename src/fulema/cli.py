@@ -18,9 +18,13 @@ import uvicorn
 from fulema.cli_dr import dr_app
 from fulema.core.channel_settings import ConfigurationError
 from fulema.core.config import Settings, get_settings
+from fulema.core.logs import configure_logging
 from fulema.operators import cli as operators_cli
 
-app = typer.Typer(help="Fulema (付了码) aggregated payment platform", no_args_is_help=True)
+# A crash of a command must not print its local variables (the settings tree holds secrets):
+# typer's rich tracebacks show them unless told not to.
+app = typer.Typer(help="Fulema (付了码) aggregated payment platform", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)
 app.add_typer(dr_app, name="dr")
 keys_app = typer.Typer(help="Encryption at rest: the keyring (docs/security.md)",
                        no_args_is_help=True)
@@ -53,6 +57,7 @@ def serve(host: str | None = None, port: int | None = None, workers: int = 1,
           auto_migrate: bool = typer.Option(True, help="apply migrations before serving")) -> None:
     """Run the platform. Embedded default: SQLite, sandbox channels, in-process worker."""
     settings = _checked(get_settings())
+    configure_logging(settings)
     if auto_migrate:
         from fulema.migrate import upgrade
 
@@ -65,8 +70,10 @@ def serve(host: str | None = None, port: int | None = None, workers: int = 1,
         # hence the variable, written for them before they start.
         reachable = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host  # noqa: S104
         os.environ["FULEMA_PUBLIC_BASE_URL"] = f"http://{reachable}:{port}"
+    # log_config=None: uvicorn keeps its hands off logging; each worker process's factory
+    # (`app_from_environment`) configures it (core/logs.py: no locals, redaction)
     uvicorn.run("fulema.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                log_level="info")
+                log_config=None, log_level=settings.log_level.lower())
 
 
 @app.command()
@@ -80,7 +87,9 @@ def sandbox(name: str = typer.Argument(help="wechat, alipay, unionpay, ecny or b
         raise typer.BadParameter(f"choose one of {', '.join(BUILDERS)}", param_hint="NAME")
     reachable = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host  # noqa: S104
     settings = get_settings().model_copy(update={"public_base_url": f"http://{reachable}:{port}"})
-    uvicorn.run(standalone_app(name, settings), host=host, port=port, log_level="info")
+    configure_logging(settings)
+    uvicorn.run(standalone_app(name, settings), host=host, port=port, log_config=None,
+                log_level=settings.log_level.lower())
 
 
 @app.command()
@@ -90,6 +99,7 @@ def worker() -> None:
     from fulema.ops.worker import background_tasks
 
     settings = _checked(get_settings().model_copy(update={"seed_demo": False}))
+    configure_logging(settings)
 
     async def run() -> None:
         application = create_app(settings)

@@ -47,6 +47,8 @@ T0 = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
 class ScriptedChannel:
     """A channel endpoint whose behaviour the test sets: `mode` and `delay` (seconds)."""
 
+    supported_ways = frozenset(WayCode)
+
     def __init__(self, name: ChannelName = ChannelName.WECHAT, label: str = "primary") -> None:
         self.name = name
         self.label = label

@@ -85,7 +85,8 @@ class BarcodePayRequest:
 class TradeResult:
     state: TradeState
     channel_trade_no: str | None = None
-    amount: Money | None = None  # what the channel says was paid
+    amount: Money | None = None  # what the channel says was paid (a SUCCESS without it is refused)
+    currency: str | None = None  # ISO 4217 as the channel stated it; None: it states none (CNY)
     payer_id: str | None = None
     paid_at: datetime | None = None
     error_code: str | None = None
@@ -165,6 +166,12 @@ def in_app_static_way(payer_id: str | None) -> WayCode:
 @runtime_checkable
 class Channel(Protocol):
     name: ChannelName
+
+    @property
+    def supported_ways(self) -> frozenset[WayCode]:
+        """What this channel takes: payments refuses any other way_code before it records
+        anything (WAY_NOT_SUPPORTED), so the table lives with the adapter that implements it."""
+        ...
 
     def static_code_way(self, payer_id: str | None) -> WayCode:
         """How this channel takes a payment at a static QR plate (QR_STATIC), given the payer's

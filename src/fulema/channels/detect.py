@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, FulemaError
+from fulema.core.text import is_ascii_digits
 from fulema.core.vocab import ChannelName
 
 
 def detect_payer_code(code: str, settings: Settings) -> ChannelName:
     code = code.strip()
-    if not code.isdigit():
+    if not is_ascii_digits(code):
         raise FulemaError(ErrorCode.UNRECOGNISED_PAYER_CODE, "a payer code is digits only")
     for channel, rule in settings.payer_code_rules.items():
         prefixes = [str(p) for p in rule.get("prefixes", [])]

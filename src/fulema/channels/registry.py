@@ -21,7 +21,7 @@ from fulema.channels.routing import GuardedChannel, guard
 from fulema.core.channel_settings import BreakerSection
 from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, FulemaError
-from fulema.core.vocab import ChannelName
+from fulema.core.vocab import ChannelName, WayCode
 
 
 class ChannelRegistry:
@@ -35,6 +35,19 @@ class ChannelRegistry:
             return self.channels[ChannelName(name)]
         except (KeyError, ValueError) as exc:
             raise FulemaError(ErrorCode.CHANNEL_NOT_ENABLED, f"channel {name} is not enabled") from exc
+
+    def check_way(self, name: ChannelName | str, way: WayCode) -> None:
+        """WAY_NOT_SUPPORTED unless the (enabled) channel takes this way code: asked before
+        anything is recorded, so an impossible pair leaves no FAILED order behind."""
+        channel = self.get(name)
+        if way not in channel.supported_ways:
+            takes = ", ".join(w.value for w in WayCode if w in channel.supported_ways)
+            raise FulemaError(ErrorCode.WAY_NOT_SUPPORTED,
+                              f"{channel.name.value} does not take {way.value}; it takes {takes}")
+
+    def ways(self) -> dict[ChannelName, frozenset[WayCode]]:
+        """The table of what each enabled channel takes."""
+        return {name: ch.supported_ways for name, ch in self.channels.items()}
 
     def payer_auth(self, name: ChannelName | str) -> PayerAuth | None:
         """The channel's silent payer authorisation; None for a channel that has none, is not

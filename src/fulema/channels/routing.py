@@ -113,6 +113,10 @@ class GuardedChannel:
 
     # ---------------------------------------------------------------- Channel
 
+    @property
+    def supported_ways(self) -> frozenset[WayCode]:
+        return self.primary.supported_ways  # every endpoint is the same adapter
+
     def static_code_way(self, payer_id: str | None) -> WayCode:
         # What the channel is, not a call to it: every endpoint is the same adapter.
         return self.primary.static_code_way(payer_id)

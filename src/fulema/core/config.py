@@ -36,6 +36,7 @@ from fulema.core.channel_settings import (
     WechatV2Section,
     published_values,
 )
+from fulema.core.outbound import OutboundPolicy
 from fulema.core.vault import (
     DEV_MASTER_KEY,
     DEV_MASTER_KID,
@@ -45,6 +46,7 @@ from fulema.core.vault import (
 )
 
 DEV_PLACEHOLDER = "dev-only-change-me"
+MIN_SECRET_LENGTH = 32  # outside development: operator token, platform secret, metrics token
 
 # Scanning app -> User-Agent markers. Kept in config so a bank can add its own app's marker
 # (FULEMA_UA_MARKERS='{"bankpay": ["ZJGRCB"], ...}') without a code change.
@@ -101,6 +103,20 @@ class Settings(BaseSettings):
     crypto_cipher: Literal["SM4-GCM", "AES-256-GCM"] = "SM4-GCM"
     crypto_keyring_path: Path | None = None  # default: <data_dir>/keyring.json
     crypto_activation_delay_seconds: int = Field(default=60, ge=0)
+
+    # Logging (core/logging.py): "json" (one JSON object a line) or "console"; empty means
+    # json outside development, console in development. Tracebacks never carry local values.
+    log_format: Literal["", "json", "console"] = ""
+    log_level: str = "INFO"
+    # Outbound requests a merchant asked for (notify_url; core/outbound.py): hosts reached as
+    # named without the address checks (the bank's own test receivers), and whether loopback
+    # is allowed (unset: only in development, for the demo; refused outside development).
+    outbound_allow_hosts: list[str] = Field(default_factory=list)
+    outbound_allow_loopback: bool | None = None
+    # GET /metrics answers only `Authorization: Bearer <token>` when set (required outside
+    # development unless metrics_public is true, for a scraper on a closed network segment).
+    metrics_token: str = ""
+    metrics_public: bool = False
 
     max_body_bytes: int = 64 * 1024
     signature_tolerance_seconds: int = 300
@@ -202,6 +218,18 @@ class Settings(BaseSettings):
                        path=self.crypto_keyring_path or self.data_dir / "keyring.json",
                        activation_delay_seconds=self.crypto_activation_delay_seconds)
 
+    @property
+    def allows_loopback(self) -> bool:
+        """Outbound requests to loopback: explicit, and never outside development."""
+        if self.outbound_allow_loopback is None:
+            return self.is_development
+        return self.outbound_allow_loopback and self.is_development
+
+    def outbound_policy(self) -> OutboundPolicy:
+        return OutboundPolicy(allow_hosts=frozenset(h.lower().rstrip(".")
+                                                    for h in self.outbound_allow_hosts),
+                              allow_loopback=self.allows_loopback)
+
     def sandbox_url(self, channel: str) -> str:
         """Where a channel's sandbox listens when its base URL is not configured."""
         return f"{self.public_base_url}/sandbox/{channel}"
@@ -240,6 +268,20 @@ class Settings(BaseSettings):
         if self.seed_demo:
             problems.append("FULEMA_SEED_DEMO must be false (the demo merchant's secret is "
                             "published)")
+        for name in ("operator_token", "platform_secret"):
+            if len(getattr(self, name)) < MIN_SECRET_LENGTH:
+                problems.append(f"FULEMA_{name.upper()} must be at least {MIN_SECRET_LENGTH} "
+                                "characters (e.g. `python -c 'import secrets; "
+                                "print(secrets.token_urlsafe(32))'`)")
+        if self.outbound_allow_loopback:
+            problems.append("FULEMA_OUTBOUND_ALLOW_LOOPBACK must not be true (loopback "
+                            "notify URLs are for the development demo only)")
+        if not self.metrics_token and not self.metrics_public:
+            problems.append("FULEMA_METRICS_TOKEN is not set (or set FULEMA_METRICS_PUBLIC=true "
+                            "where only the monitoring network reaches this server)")
+        elif self.metrics_token and len(self.metrics_token) < MIN_SECRET_LENGTH:
+            problems.append(f"FULEMA_METRICS_TOKEN must be at least {MIN_SECRET_LENGTH} "
+                            "characters")
         for section in self.sections_in_use():
             problems += published_values(section, PUBLISHED)
             problems += section.problems()

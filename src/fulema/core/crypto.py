@@ -26,7 +26,10 @@ def hmac_sha256_hex(secret: str | bytes, message: str | bytes) -> str:
 
 
 def hmac_sha256_verify(secret: str | bytes, message: str | bytes, signature_hex: str) -> bool:
-    return hmac.compare_digest(hmac_sha256_hex(secret, message), signature_hex.lower())
+    """Constant-time, over bytes: a signature is untrusted input and may hold any character
+    (`compare_digest` on two `str` raises TypeError on a non-ASCII one)."""
+    given = signature_hex.lower().encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(hmac_sha256_hex(secret, message).encode(), given)
 
 
 def md5_hex(message: str | bytes) -> str:

@@ -55,6 +55,8 @@ class ErrorCode(StrEnum):
     ORDER_NOT_PAID = "ORDER_NOT_PAID"
     ORDER_ALREADY_FINAL = "ORDER_ALREADY_FINAL"
     REFUND_EXCEEDS_REFUNDABLE = "REFUND_EXCEEDS_REFUNDABLE"
+    NOTIFY_URL_REFUSED = "NOTIFY_URL_REFUSED"
+    WAY_NOT_SUPPORTED = "WAY_NOT_SUPPORTED"
     # channels
     CHANNEL_NOT_ENABLED = "CHANNEL_NOT_ENABLED"
     CHANNEL_UNAVAILABLE = "CHANNEL_UNAVAILABLE"
@@ -164,6 +166,12 @@ _META: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.ORDER_NOT_PAID: (409, "Only a paid order can be refunded."),
     ErrorCode.ORDER_ALREADY_FINAL: (409, "The order is paid, failed or closed already."),
     ErrorCode.REFUND_EXCEEDS_REFUNDABLE: (409, "The refund is above what is left to refund."),
+    ErrorCode.NOTIFY_URL_REFUSED: (400, "notify_url is not an http(s) URL we send to: a scheme "
+                                        "other than http(s), credentials, blanks or control "
+                                        "characters, or a loopback, private, link-local, "
+                                        "multicast or reserved address (docs/security.md)."),
+    ErrorCode.WAY_NOT_SUPPORTED: (400, "The channel does not take this way_code (the table in "
+                                       "docs/channels/README.md); nothing was recorded."),
     ErrorCode.CHANNEL_NOT_ENABLED: (400, "This channel is not enabled for the platform."),
     ErrorCode.CHANNEL_UNAVAILABLE: (503, "The channel is down (circuit open); retry later."),
     ErrorCode.CHANNEL_ERROR: (502, "The channel refused or failed the request."),

@@ -5,6 +5,7 @@ errors (so the document and the handlers that answer them cannot disagree)."""
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.ids import new_id
 
 log = structlog.get_logger(__name__)
+_PLAIN_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,64}")
 
 
 def get_db(request: Request) -> Database:
@@ -38,6 +40,19 @@ def get_db(request: Request) -> Database:
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+def bearer_matches(request: Request, expected: str) -> bool:
+    """Whether the request carries `Authorization: Bearer <expected>`, compared in constant
+    time over bytes: a header is any bytes (latin-1 as the server decoded them), and
+    `hmac.compare_digest` on two `str` raises TypeError on anything not ASCII, a 500 whose
+    traceback held the expected token."""
+    auth = request.headers.get("authorization", "")
+    token = auth[7:] if auth[:7].lower() == "bearer " else ""
+    if not token or not expected:
+        return False
+    return hmac.compare_digest(token.encode("utf-8", "surrogateescape"), expected.encode())
+
 
 
 ROLES = ("reviewer", "risk", "finance", "admin")
@@ -199,7 +214,12 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             return error_response(request, ErrorCode.NOT_FOUND, "no such endpoint")
         if exc.status_code == 405:
-            return error_response(request, ErrorCode.METHOD_NOT_ALLOWED, str(exc.detail))
+            # RFC 9110: a 405 names the methods the resource takes (the router put them in)
+            answer = error_response(request, ErrorCode.METHOD_NOT_ALLOWED, str(exc.detail))
+            allow = (exc.headers or {}).get("Allow")
+            if allow:
+                answer.headers["Allow"] = allow
+            return answer
         return error_response(request, ErrorCode.HTTP_ERROR, str(exc.detail),
                               status_code=exc.status_code)
 
@@ -233,7 +253,10 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or new_id("req")
+        # a caller's id is echoed (header, body, log) only if it is plain: no bytes of theirs
+        # reach a response header or a log line unchecked
+        given = headers.get(b"x-request-id", b"")
+        rid = given.decode("ascii") if _PLAIN_ID.fullmatch(given) else new_id("req")
         scope.setdefault("state", {})["request_id"] = rid
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:

@@ -13,6 +13,7 @@ from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.db import Database, table_of
 from fulema.core.errors import ErrorCode, FulemaError
+from fulema.core.text import is_ascii_digits
 from fulema.gateway import signing
 from fulema.gateway.models import ApiNonce
 from fulema.merchants import service as merchants
@@ -38,7 +39,7 @@ async def authenticate(db: Database, settings: Settings, *, method: str, path: s
         raise FulemaError(ErrorCode.SIGNATURE_MISSING, f"missing header(s): {', '.join(missing)}")
     if not (8 <= len(nonce) <= 64):
         raise FulemaError(ErrorCode.SIGNATURE_INVALID, "nonce must be 8 to 64 characters")
-    if not ts_text.isdigit():
+    if not is_ascii_digits(ts_text):
         raise FulemaError(ErrorCode.TIMESTAMP_EXPIRED, "timestamp must be unix seconds")
     if abs(clock.timestamp() - int(ts_text)) > settings.signature_tolerance_seconds:
         raise FulemaError(ErrorCode.TIMESTAMP_EXPIRED)

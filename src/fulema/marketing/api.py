@@ -117,11 +117,12 @@ async def claim(request: Request) -> Response:
 
 
 @router.get("/coupons", summary="A payer's coupons", response_model=CouponListOut,
-            responses=error_responses(*SIGNED))
+            responses=error_responses(*SIGNED, E.VALIDATION_ERROR))
 async def payer_coupons(request: Request, channel: str, payer_id: str) -> Response:
     await _auth(request)
     key = marketing.key_of(channel, payer_id)
-    assert key is not None
+    if key is None:  # an empty channel or payer id names nobody
+        raise FulemaError(E.VALIDATION_ERROR, "channel and payer_id: both required")
     views = await marketing.list_for_payer(request.app.state.db, payer_key=key)
     return json_response(CouponListOut(data=views))
 

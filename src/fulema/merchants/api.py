@@ -315,8 +315,10 @@ async def disable_terminal(merchant_id: str, store_id: str, terminal_id: str, db
 
 @router.post("/merchants/{merchant_id}/apps", status_code=201,
              summary="Create an API credential; the secret is in this answer only",
-             responses=error_responses(*_OPEN, E.VALIDATION_ERROR))
-async def create_app(merchant_id: str, body: AppBody, db: Db, operator: Onboarding) -> AppSecretOut:
+             responses=error_responses(*_OPEN, E.VALIDATION_ERROR, E.NOTIFY_URL_REFUSED))
+async def create_app(merchant_id: str, body: AppBody, db: Db, operator: Onboarding,
+                     settings: Conf) -> AppSecretOut:
+    settings.outbound_policy().check_notify_url(body.notify_url)  # docs/security.md
     return _secret_out(await service.create_app_credential(
         db, merchant_id=merchant_id, operator=operator, name=body.name,
         rsa_public_key_pem=body.rsa_public_key_pem, notify_url=body.notify_url))

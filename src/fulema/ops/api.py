@@ -7,7 +7,8 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from fulema.core.web import get_db, get_settings, json_response
+from fulema.core.errors import ErrorCode, FulemaError
+from fulema.core.web import bearer_matches, error_responses, get_db, get_settings, json_response
 from fulema.ops.monitoring import readiness
 
 router = APIRouter(tags=["operations"])
@@ -36,6 +37,12 @@ async def ping() -> Response:
     return json_response({"pong": True})
 
 
-@router.get("/metrics", summary="Prometheus metrics")
-async def metrics() -> Response:
+@router.get("/metrics", summary="Prometheus metrics",
+            responses=error_responses(ErrorCode.UNAUTHORIZED))
+async def metrics(request: Request) -> Response:
+    """With FULEMA_METRICS_TOKEN set, only `Authorization: Bearer <token>` is answered: the
+    figures name channels, merchants' volumes and error rates."""
+    token = get_settings(request).metrics_token
+    if token and not bearer_matches(request, token):
+        raise FulemaError(ErrorCode.UNAUTHORIZED, "metrics need the metrics bearer token")
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

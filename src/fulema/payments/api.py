@@ -58,7 +58,11 @@ def deps_of(request: Request) -> payments.Deps:
 
 async def _auth(request: Request, *, defer_nonce: bool = False) -> tuple[AppCredential, bytes]:
     body = await request.body()
-    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    # The path as it was sent (percent-encoded), not as the server decoded it: a client signs
+    # the request line it sends, and `A%7CB` and `A|B` must not be one path to the signature.
+    raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    path = raw_path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
     deps = deps_of(request)
     cred = await authenticate(deps.db, deps.settings, method=request.method, path=path,
                               headers={k.lower(): v for k, v in request.headers.items()},
@@ -101,6 +105,7 @@ def merchant_way_code(value: str) -> WayCode:
 @router.post("/orders", summary="Unified order (统一下单)", response_model=OrderOut,
              openapi_extra=json_body(CreateOrderBody), responses=error_responses(
                  *SIGNED, *CHANNEL, E.INVALID_AMOUNT, E.AMOUNT_OUT_OF_RANGE, E.UNKNOWN_WAY_CODE,
+                 E.WAY_NOT_SUPPORTED, E.NOTIFY_URL_REFUSED,
                  E.UNRECOGNISED_PAYER_CODE, E.PAYER_ID_REQUIRED, E.MERCHANT_NOT_FOUND,
                  E.MERCHANT_NOT_ACTIVE, E.MERCHANT_FROZEN, E.MERCHANT_CLOSED, E.RISK_REJECTED,
                  E.STORE_NOT_FOUND, E.DUPLICATE_OUT_TRADE_NO, *QUOTED))
@@ -180,6 +185,7 @@ async def close_order(order_id: str, request: Request) -> Response:
              response_model=RefundOut, openapi_extra=json_body(RefundBody),
              responses=error_responses(
                  *SIGNED, E.INVALID_AMOUNT, E.CHANNEL_NOT_ENABLED, E.ORDER_NOT_FOUND,
+                 E.NOTIFY_URL_REFUSED,
                  E.DUPLICATE_OUT_REFUND_NO, E.ORDER_NOT_PAID, E.REFUND_EXCEEDS_REFUNDABLE))
 async def create_refund(order_id: str, request: Request) -> Response:
     cred, raw = await _auth(request)

@@ -6,7 +6,10 @@ A delivery loop posts due notifications; the merchant acknowledges with HTTP 2xx
 `SUCCESS` (plain, or JSON `{"code": "SUCCESS"}`). Anything else is retried on the schedule in settings
 (15s, 15s, 30s, 3m, 10m, 20m, 30m, 30m, 30m, 1h, 3h, 3h, 3h, 6h, 6h: about 24 h in all); after
 the last one the notification is FAILED. Every attempt is a NotificationAttempt row, which the
-merchant reads through `GET /api/v1/orders/{order_id}/notifications`.
+merchant reads through `GET /api/v1/orders/{order_id}/notifications`: its HTTP status and a
+short reason in our words, never the answer's text. Each POST goes only where the outbound
+policy allows (core/outbound.py, checked again after DNS resolution, to the checked address,
+redirects not followed); a URL that can never be sent to is FAILED at its first attempt.
 
 A notification whose app credential has been disabled (or removed) cannot be signed: a
 disabled app never comes back (a leaked secret is revoked for good), so the attempt is
@@ -32,6 +35,7 @@ from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.ids import new_id
+from fulema.core.outbound import OutboundPolicy, OutboundRefused, pinned_request
 from fulema.gateway.signing import notification_signature
 from fulema.merchants import service as merchants
 from fulema.payments.models import Notification, NotificationAttempt, Order
@@ -42,6 +46,7 @@ log = structlog.get_logger(__name__)
 
 PENDING, DELIVERED, FAILED = "PENDING", "DELIVERED", "FAILED"
 DELIVERY_CONCURRENCY = 16
+ACK_READ_BYTES = 1024  # SUCCESS or {"code": "SUCCESS"}: nothing longer is an acknowledgement
 TOPICS = ("payment.succeeded", "refund.succeeded")
 
 
@@ -65,10 +70,47 @@ def stage(session: AsyncSession, *, event_id: str, topic: str, payload: dict[str
         next_attempt_at=now, created_at=now))
 
 
-def _acknowledged(response: httpx.Response) -> bool:
-    if not 200 <= response.status_code < 300:
+async def _post(policy: OutboundPolicy, http: httpx.AsyncClient, url: str, body: bytes,
+                headers: dict[str, str]) -> tuple[int | None, bool, str | None, bool]:
+    """(HTTP status, acknowledged, short reason, give up) of one POST to a merchant's URL.
+
+    The URL is checked again and its host resolved once (`OutboundPolicy.resolve`); the POST
+    goes to the checked address (`pinned_request`), redirects are not followed, and no more
+    than ACK_READ_BYTES of the answer is read. Whatever goes wrong becomes a recorded attempt
+    with a short reason of our own wording: never the answer's text (a merchant must not read
+    what an address inside the bank answers), never an exception escaping the delivery loop."""
+    try:
+        target = await policy.resolve(url)
+    except OutboundRefused as exc:
+        return None, False, f"not sent: {exc.reason}", exc.permanent
+    post_url, pinned, extensions = pinned_request(target)
+    try:
+        async with http.stream("POST", post_url, content=body, headers={**headers, **pinned},
+                               extensions=extensions, timeout=10.0,
+                               follow_redirects=False) as response:
+            head = b""
+            async for chunk in response.aiter_bytes():
+                head += chunk
+                if len(head) > ACK_READ_BYTES:
+                    break
+    except httpx.TimeoutException:
+        return None, False, "timed out", False
+    except httpx.TransportError as exc:
+        return None, False, f"could not connect or send ({type(exc).__name__})", False
+    except Exception as exc:  # InvalidURL, a bad header, anything: record it, do not jam
+        log.warning("notify.error", error_type=type(exc).__name__)
+        return None, False, f"delivery failed ({type(exc).__name__})", False
+    ok = _acknowledged(response.status_code, head[:ACK_READ_BYTES])
+    reason = None if ok else (
+        "redirect not followed" if 300 <= response.status_code < 400
+        else "not acknowledged (expected HTTP 2xx with body SUCCESS)")
+    return response.status_code, ok, reason, False
+
+
+def _acknowledged(status_code: int, head: bytes) -> bool:
+    if not 200 <= status_code < 300:
         return False
-    text = response.text.strip()
+    text = head.decode("utf-8", "replace").strip()
     if text == "SUCCESS":
         return True
     try:
@@ -79,8 +121,9 @@ def _acknowledged(response: httpx.Response) -> bool:
 
 
 async def deliver_due(db: Database, settings: Settings, http: httpx.AsyncClient, *,
-                      limit: int = 50) -> int:
-    """Post every due notification once. Returns how many were acknowledged."""
+                      limit: int = 50, policy: OutboundPolicy | None = None) -> int:
+    """Post every due notification once. Returns how many were acknowledged. `policy` is the
+    outbound policy (default: the settings'; a test passes one with its own resolver)."""
     now = clock.now()
     async with db.transaction() as s:
         due = list((await s.scalars(select(Notification.id).where(
@@ -93,13 +136,13 @@ async def deliver_due(db: Database, settings: Settings, http: httpx.AsyncClient,
 
     async def one(notification_id: str) -> int:
         async with gate:
-            return await _deliver_one(db, settings, http, notification_id)
+            return await _deliver_one(db, settings, http, notification_id, policy)
 
     return sum(await asyncio.gather(*(one(n) for n in due)))
 
 
 async def _deliver_one(db: Database, settings: Settings, http: httpx.AsyncClient,
-                       notification_id: str) -> int:
+                       notification_id: str, policy: OutboundPolicy | None) -> int:
     now = clock.now()
     async with db.transaction() as s:
         claimed = await s.execute(update(Notification).where(
@@ -113,7 +156,6 @@ async def _deliver_one(db: Database, settings: Settings, http: httpx.AsyncClient
         url, body, app_id, attempts = n.url, n.body.encode(), n.app_id, n.attempts
     started = time.perf_counter()
     status: int | None = None
-    excerpt: str | None = None
     error: str | None = None
     ok = give_up = False
     try:
@@ -130,19 +172,15 @@ async def _deliver_one(db: Database, settings: Settings, http: httpx.AsyncClient
         headers = {"Content-Type": "application/json", "User-Agent": "Fulema-Notify/1.0",
                    "Fulema-Event-Id": notification_id,
                    "Fulema-Signature": f"t={ts},v1={signature}"}
-        try:
-            response = await http.post(url, content=body, headers=headers, timeout=10.0)
-            status, excerpt = response.status_code, response.text[:256]
-            ok = _acknowledged(response)
-        except httpx.HTTPError as exc:
-            error = repr(exc)[:256]
+        status, ok, error, give_up = await _post(policy or settings.outbound_policy(), http,
+                                                 url, body, headers)
     duration = int((time.perf_counter() - started) * 1000)
     schedule = settings.notify_schedule_seconds
     async with db.transaction() as s:
         n = await s.get(Notification, notification_id, with_for_update=True)
         assert n is not None
         s.add(NotificationAttempt(id=new_id("nat"), notification_id=notification_id,
-                                  at=clock.now(), http_status=status, response_excerpt=excerpt,
+                                  at=clock.now(), http_status=status, response_excerpt=None,
                                   error=error, duration_ms=duration))
         n.attempts = attempts + 1
         n.claimed_until = None

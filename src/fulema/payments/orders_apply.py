@@ -16,6 +16,7 @@ from fulema.core.clock import clock
 from fulema.core.db import retry_on_conflict
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.events import publish
+from fulema.core.money import Money
 from fulema.core.vocab import WayCode
 from fulema.payments import notifications
 from fulema.payments.deps import Deps
@@ -54,14 +55,17 @@ async def _apply_trade_result(deps: Deps, order_id: str, result: TradeResult,
         target = _TARGET[result.state]
         current = OrderStatus(order.status)
         detail = {"source": source, "state": result.state.value}
-        if (target == OrderStatus.SUCCESS and result.amount is not None
-                and result.amount != order.payable):
-            # Checked before anything else, a paid order included: a success for another
-            # amount is never applied, and never acknowledged as a harmless duplicate.
-            log.error("payment.amount_mismatch", order_id=order.id, source=source,
-                      expected=order.payable.fen, got=result.amount.fen)
-            raise FulemaError(ErrorCode.CALLBACK_INVALID,
-                              "the channel's amount differs from the order's")
+        if target == OrderStatus.SUCCESS:
+            # Checked before anything else, a paid order included: a success that does not
+            # say it is for this order's amount in CNY is never applied, and never
+            # acknowledged as a harmless duplicate, whichever channel or source it came from.
+            problem = success_problem(result, order.payable)
+            if problem is not None:
+                log.error("payment.success_refused", order_id=order.id, source=source,
+                          problem=problem, expected=order.payable.fen,
+                          got=result.amount.fen if result.amount is not None else None,
+                          currency=result.currency)
+                raise FulemaError(ErrorCode.CALLBACK_INVALID, f"the channel's success {problem}")
         if target is None or current == target or (
                 target == OrderStatus.SUCCESS and current in PAID_STATUSES):
             if current == OrderStatus.PAYING and order.way_code == WayCode.BARCODE.value:
@@ -106,6 +110,17 @@ async def _apply_trade_result(deps: Deps, order_id: str, result: TradeResult,
         else:
             publish(s, _TOPIC[target], payload)
         return view
+
+
+def success_problem(result: TradeResult, expected: Money) -> str | None:
+    """Why a channel's SUCCESS cannot be applied to an order of `expected`, or None."""
+    if result.amount is None:
+        return "carries no amount"
+    if result.currency is not None and result.currency.upper() != "CNY":
+        return f"is in {result.currency[:8]}, not CNY"
+    if result.amount != expected:
+        return "is for another amount than the order's"
+    return None
 
 
 async def ask_channel(deps: Deps, channel_name: str, order_id: str) -> TradeResult:

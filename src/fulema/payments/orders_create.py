@@ -80,7 +80,8 @@ async def create_order(deps: Deps, *, merchant_id: str, app_id: str, new: NewOrd
     settings = deps.settings
     check_amount(new.amount, max_fen=settings.max_order_fen)
     channel = _resolve_channel(new, settings)
-    deps.channels.get(channel)  # refuses a channel that is not enabled
+    deps.channels.check_way(channel, new.way_code)  # not enabled, or not this way: refused
+    deps.settings.outbound_policy().check_notify_url(new.notify_url)
     quote: marketing.Quote | None = None
     if new.quote is not None:
         try:

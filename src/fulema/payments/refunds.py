@@ -56,6 +56,7 @@ def _hash(order_id: str, amount: Money, reason: str) -> str:
 async def create_refund(deps: Deps, *, merchant_id: str, order_id: str, out_refund_no: str,
                         amount: Money, reason: str, notify_url: str | None = None
                         ) -> RefundOut:
+    deps.settings.outbound_policy().check_notify_url(notify_url)  # NOTIFY_URL_REFUSED
     digest = _hash(order_id, amount, reason)
     async def reserve() -> tuple[Refund, str, bool]:
         return await _reserve(deps.db, merchant_id=merchant_id, order_id=order_id,

@@ -109,8 +109,11 @@ class NotificationAttemptOut(BaseModel):
 
     at: datetime
     http_status: int | None = Field(description="None if no HTTP answer came (or none was sent)")
-    error: str | None = Field(description="transport error, or why the attempt was not made")
-    response_excerpt: str | None = Field(description="first 256 characters of the answer")
+    error: str | None = Field(description="a short reason in our words: why the attempt failed "
+                                          "or was not made (e.g. the outbound URL policy)")
+    response_excerpt: str | None = Field(
+        description="always null: the answer's text is not kept (an address's answer is not "
+                    "shown back); `http_status` and `error` say what happened")
     duration_ms: int
 
 

@@ -11,11 +11,13 @@ choice to use points; the order is then created with the signed quote the page c
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from fulema.channels.detect import detect_app
-from fulema.core.errors import FulemaError
+from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.ids import new_token
 from fulema.core.money import Money
 from fulema.core.vocab import ChannelName, WayCode
@@ -25,6 +27,20 @@ from fulema.payments import service as payments
 from fulema.payments.api import deps_of
 from fulema.web import pages
 from fulema.web.oauth import authorize_url, verify_payer_token
+from fulema.web.security_headers import script_nonce
+
+# What a payer may type: yuan in ASCII digits, at most two decimals, nothing else. Decimal
+# would also take '1e3', ' 1', '-1', '+1', 'NaN' and full-width digits ('１'); a payer who
+# typed any of those meant something else, so it is refused, not interpreted.
+_AMOUNT = re.compile(r"[0-9]{1,9}(\.[0-9]{1,2})?", re.ASCII)
+AMOUNT_HELP = "请输入金额，如 12.50 · Enter the amount in yuan, like 12.50 (digits, up to 2 decimals)"
+
+
+def payer_amount(text: str) -> Money:
+    """The amount a payer typed on the pad, or INVALID_AMOUNT with a message for the payer."""
+    if not _AMOUNT.fullmatch(text):
+        raise FulemaError(ErrorCode.INVALID_AMOUNT, AMOUNT_HELP)
+    return Money.from_yuan(text)
 
 router = APIRouter(tags=["cashier"], include_in_schema=False)
 
@@ -48,7 +64,7 @@ async def show_plate(plate_code: str, request: Request, pid: str = "") -> Respon
         pid = ""
     return HTMLResponse(pages.amount_pad(merchant=plate.merchant_name, store=plate.store_name,
                                          channel=channel.value, action=f"/pay/q/{plate_code}",
-                                         payer_id=pid))
+                                         payer_id=pid, nonce=script_nonce(request)))
 
 
 @router.post("/pay/q/{plate_code}", response_class=HTMLResponse)
@@ -66,11 +82,11 @@ async def pay_plate(plate_code: str, request: Request, amount: str = Form(""),
     def again(message: str) -> HTMLResponse:
         return HTMLResponse(pages.amount_pad(
             merchant=plate.merchant_name, store=plate.store_name, channel=channel.value,
-            action=f"/pay/q/{plate_code}", payer_id=payer_id, error=message, amount=amount),
-            status_code=400)
+            action=f"/pay/q/{plate_code}", payer_id=payer_id, error=message, amount=amount,
+            nonce=script_nonce(request)), status_code=400)
 
     try:
-        money = Money.from_yuan(amount)
+        money = payer_amount(amount)
         # only a payer id we signed ourselves (after the app's OAuth) is trusted
         payer = (verify_payer_token(deps.settings, payer_id, channel=channel.value)
                  if payer_id else None)

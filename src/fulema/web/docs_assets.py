@@ -17,6 +17,8 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from fulema.web.security_headers import script_nonce
+
 STATIC_PREFIX = "/docs-static"
 _PACKAGE_FILE = fastapi_offline.__file__
 assert _PACKAGE_FILE is not None
@@ -40,10 +42,15 @@ def install_docs(app: FastAPI, *, docs_url: str = "/docs", redoc_url: str = "/re
     @app.get(docs_url, include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
         openapi, static = urls(request)
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=openapi, title=f"{app.title} - API", swagger_ui_parameters=_SWAGGER_PARAMETERS,
             swagger_js_url=f"{static}/swagger-ui-bundle.js",
             swagger_css_url=f"{static}/swagger-ui.css", swagger_favicon_url=f"{static}/favicon.png")
+        # The page starts Swagger UI from one inline script: it carries this answer's nonce,
+        # which the Content-Security-Policy allows (web/security_headers.py).
+        nonce = script_nonce(request)
+        html = bytes(page.body).decode().replace("<script>", f'<script nonce="{nonce}">')
+        return HTMLResponse(html)
 
     @app.get(redoc_url, include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:

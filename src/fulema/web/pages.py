@@ -31,7 +31,9 @@ def page(title: str, body: str) -> str:
 
 
 def amount_pad(*, merchant: str, store: str, channel: str, action: str, payer_id: str,
-               error: str = "", amount: str = "") -> str:
+               error: str = "", amount: str = "", nonce: str = "") -> str:
+    """The amount pad; `nonce` is the answer's script nonce (web/security_headers.py), without
+    which the Content-Security-Policy keeps the pad's keys from typing (the field still works)."""
     err = f'<p class="err" role="alert">{escape(error)}</p>' if error else ""
     keys = "".join(f"<span>{k}</span>" for k in "123456789.0⌫")
     body = f"""<div class="card"><h1>{escape(merchant)}</h1>
@@ -43,7 +45,7 @@ def amount_pad(*, merchant: str, store: str, channel: str, action: str, payer_id
 <input type="hidden" name="payer_id" value="{escape(payer_id)}">
 {err}<div class="pad" aria-hidden="true">{keys}</div>
 <button type="submit">付款 Pay</button></form></div>
-<script>
+<script nonce="{escape(nonce)}">
 document.querySelectorAll('.pad span').forEach(function(k){{k.onclick=function(){{
 var i=document.getElementById('amount');var t=k.textContent;
 i.value=t==='⌫'?i.value.slice(0,-1):i.value+t;}};}});

@@ -91,6 +91,10 @@ def _time(value: Any) -> datetime | None:
 
 class AlipayChannel(AlipayGateway):
     name = ChannelName.ALIPAY
+    # precreate, trade.create (JSAPI), wap.pay (H5), trade.pay; app pay (alipay.trade.app.pay)
+    # is not implemented
+    supported_ways = frozenset({WayCode.QR_DYNAMIC, WayCode.QR_STATIC, WayCode.JSAPI, WayCode.H5,
+                                WayCode.BARCODE})
 
     # --- payments ----------------------------------------------------------------------------
 
@@ -160,6 +164,8 @@ class AlipayChannel(AlipayGateway):
     def _paid(self, node: dict[str, Any], buyer: Any, paid_at: Any) -> TradeResult:
         return TradeResult(state=TradeState.SUCCESS, channel_trade_no=node.get("trade_no"),
                            amount=_money(node.get("total_amount")),
+                           currency=str(node["trans_currency"]) if node.get("trans_currency")
+                           else None,
                            payer_id=str(buyer) if buyer else None, paid_at=_time(paid_at),
                            raw=node)
 

@@ -48,6 +48,7 @@ from fulema.core.config import Settings
 from fulema.core.crypto import hmac_sha256_hex, hmac_sha256_verify
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.money import Money
+from fulema.core.text import is_ascii_digits
 from fulema.core.vocab import ChannelName, WayCode
 
 HEADER_TIMESTAMP = "X-Bank-Timestamp"
@@ -72,7 +73,7 @@ REFUND_STATES: dict[str, RefundState] = {
     "SUCCESS": RefundState.SUCCESS,
     "FAILED": RefundState.FAILED,
 }
-SUPPORTED_WAYS = {WayCode.QR_DYNAMIC, WayCode.QR_STATIC, WayCode.H5}
+SUPPORTED_WAYS = {WayCode.QR_DYNAMIC, WayCode.QR_STATIC, WayCode.H5}  # create(); and barcode_pay()
 
 
 # ------------------------------------------------------------------ signing (shared with sandbox)
@@ -110,7 +111,7 @@ class ReplayGuard:
         sig = h.get(HEADER_SIGNATURE.lower(), "")
         if not ts or not nonce or not sig:
             return "SIGNATURE_MISSING"
-        if not ts.isdigit() or abs(clock.timestamp() - int(ts)) > WINDOW_SECONDS:
+        if not is_ascii_digits(ts) or abs(clock.timestamp() - int(ts)) > WINDOW_SECONDS:
             return "TIMESTAMP_EXPIRED"
         if not hmac_sha256_verify(secret, signing_string(ts, nonce, body), sig):
             return "SIGNATURE_INVALID"
@@ -150,6 +151,7 @@ def trade_result(data: dict[str, Any]) -> TradeResult:
         state=state, channel_trade_no=data.get("trade_no"),
         amount=Money(amount) if isinstance(amount, int) and not isinstance(amount, bool)
         and state == TradeState.SUCCESS else None,
+        currency=str(data["currency"]) if data.get("currency") else None,
         payer_id=payer.get("account_masked"), paid_at=parse_time(data.get("success_time")),
         error_code=data.get("error_code"), error_message=data.get("error_message"),
         fee_waived=data.get("fee_fen") == 0 and not isinstance(data.get("fee_fen"), bool),
@@ -164,6 +166,7 @@ def refund_result(data: dict[str, Any]) -> RefundResult:
 
 
 class BankpayChannel:
+    supported_ways = frozenset({*SUPPORTED_WAYS, WayCode.BARCODE})
     name = ChannelName.BANKPAY
 
     def __init__(self, settings: Settings, http: httpx.AsyncClient,

@@ -71,7 +71,7 @@ REFUND_STATES: dict[str, RefundState] = {
     "SUCCESS": RefundState.SUCCESS,
     "FAILED": RefundState.FAILED,
 }
-SUPPORTED_WAYS = {WayCode.QR_DYNAMIC, WayCode.QR_STATIC}
+SUPPORTED_WAYS = {WayCode.QR_DYNAMIC, WayCode.QR_STATIC}  # create(); BARCODE is barcode_pay()
 
 
 def _keys_dir(settings: Settings) -> Path:
@@ -129,6 +129,7 @@ def refund_result(data: dict[str, Any]) -> RefundResult:
 
 
 class EcnyChannel:
+    supported_ways = frozenset({*SUPPORTED_WAYS, WayCode.BARCODE})
     name = ChannelName.ECNY
 
     def __init__(self, settings: Settings, http: httpx.AsyncClient,
@@ -177,6 +178,7 @@ class EcnyChannel:
             state=state, channel_trade_no=data.get("trade_no"),
             amount=Money(amount) if isinstance(amount, int) and not isinstance(amount, bool)
             and state == TradeState.SUCCESS else None,
+            currency=str(data["currency"]) if data.get("currency") else None,
             payer_id=payer_id, paid_at=parse_time(data.get("success_time")),
             error_code=data.get("error_code"), error_message=data.get("error_message"), raw=data)
 

@@ -30,6 +30,7 @@ from fulema.core.gm import (
     sm4_gcm_encrypt,
 )
 from fulema.core.keyfiles import read_or_create
+from fulema.core.text import is_ascii_digits
 
 HEADER_MERCHANT = "X-Ecny-Merchant-Id"
 HEADER_TIMESTAMP = "X-Ecny-Timestamp"
@@ -97,7 +98,7 @@ class ReplayGuard:
         sig = h.get(HEADER_SIGNATURE.lower(), "")
         if not ts or not nonce or not sig:
             return "SIGNATURE_MISSING"
-        if not ts.isdigit() or abs(clock.timestamp() - int(ts)) > WINDOW_SECONDS:
+        if not is_ascii_digits(ts) or abs(clock.timestamp() - int(ts)) > WINDOW_SECONDS:
             return "TIMESTAMP_EXPIRED"
         serial = h.get(HEADER_SERIAL.lower())
         if serial is not None and serial != key_serial(public_key):

@@ -59,6 +59,7 @@ from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.money import Money
+from fulema.core.text import is_ascii_digits
 from fulema.core.vocab import ChannelName, WayCode
 
 __all__ = ["TRADE_STATES", "UnionpayChannel", "build_channel"]
@@ -91,12 +92,17 @@ def _state(code: str) -> TradeState:
 
 
 def _money(value: str | None) -> Money | None:
-    return Money(int(value)) if value and value.isdigit() else None
+    return Money(int(value)) if value and is_ascii_digits(value) else None
+
+
+def _currency(code: str | None) -> str | None:
+    """UnionPay states ISO 4217 numeric codes: 156 is CNY; any other is passed on as stated."""
+    return None if not code else ("CNY" if code == "156" else code)
 
 
 def _paid_at(trace_time: str | None) -> datetime | None:
     """traceTime is MMDDhhmmss (Beijing) without a year: take the latest one not in the future."""
-    if not trace_time or len(trace_time) != 10 or not trace_time.isdigit():
+    if not trace_time or len(trace_time) != 10 or not is_ascii_digits(trace_time):
         return None
     now = clock.now().astimezone(BEIJING)
     for year in (now.year, now.year - 1):
@@ -110,6 +116,8 @@ def _paid_at(trace_time: str | None) -> datetime | None:
 
 
 class UnionpayChannel:
+    # C2B (the payer scans: dynamic and plate) and B2C (the payer's code); no H5/app/JSAPI
+    supported_ways = frozenset({WayCode.QR_DYNAMIC, WayCode.QR_STATIC, WayCode.BARCODE})
     name = ChannelName.UNIONPAY
 
     def __init__(self, settings: Settings, up: UnionpaySection, http: httpx.AsyncClient,
@@ -216,7 +224,8 @@ class UnionpayChannel:
         code = answer["respCode"]
         if code == "00":
             return TradeResult(state=TradeState.SUCCESS, channel_trade_no=answer.get("queryId"),
-                               amount=_money(answer.get("txnAmt")) or req.amount,
+                               amount=_money(answer.get("txnAmt")),
+                               currency=_currency(answer.get("currencyCode")),
                                paid_at=_paid_at(answer.get("traceTime")), raw=answer)
         if code in PENDING or code == DUPLICATE:
             found = await self.query(req.order_id)
@@ -231,6 +240,7 @@ class UnionpayChannel:
         return TradeResult(
             state=state, channel_trade_no=answer.get("queryId"),
             amount=_money(answer.get("txnAmt")) if state == TradeState.SUCCESS else None,
+            currency=_currency(answer.get("currencyCode")),
             paid_at=_paid_at(answer.get("traceTime")) if state == TradeState.SUCCESS else None,
             error_code=None if state == TradeState.SUCCESS else code,
             error_message=answer.get("origRespMsg") or answer.get("respMsg"), raw=answer)

@@ -104,6 +104,8 @@ def trade_result(data: dict[str, Any]) -> TradeResult:
     return TradeResult(
         state=state, channel_trade_no=data.get("transaction_id") or None,
         amount=Money(total) if total is not None and state == TradeState.SUCCESS else None,
+        currency=str(amount["currency"]) if isinstance(amount, dict) and amount.get("currency")
+        else None,
         payer_id=payer.get("openid") if isinstance(payer, dict) else None,
         paid_at=parse_time(data.get("success_time")),
         error_code=data.get("trade_state") if failed else None,
@@ -120,6 +122,7 @@ def refund_result(data: dict[str, Any]) -> RefundResult:
 
 class WechatChannel:
     name = ChannelName.WECHAT
+    supported_ways = frozenset(WayCode)  # native, H5, JSAPI, APP, codepay; the plate via the app
 
     def __init__(self, settings: Settings, http: httpx.AsyncClient,
                  wx: WechatSection | None = None) -> None:

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fulema.core.clock import clock
 from fulema.core.crypto import aes_gcm_decrypt, aes_gcm_encrypt, rsa_sha256_sign, rsa_sha256_verify
+from fulema.core.text import is_ascii_digits
 
 AUTH_SCHEME = "WECHATPAY2-SHA256-RSA2048"
 H_TIMESTAMP = "Wechatpay-Timestamp"
@@ -96,7 +97,7 @@ def check_signed(headers: dict[str, str], body: bytes, key: rsa.RSAPublicKey,
         return "missing Wechatpay-* signature headers"
     if serial != expected_serial:
         return f"unknown Wechatpay-Serial {serial!r}"
-    if not ts.isdigit() or abs(clock.timestamp() - int(ts)) > tolerance:
+    if not is_ascii_digits(ts) or abs(clock.timestamp() - int(ts)) > tolerance:
         return "Wechatpay-Timestamp is more than 5 minutes off"
     if not rsa_sha256_verify(key, response_message(ts, nonce, body), sig):
         return "Wechatpay-Signature does not verify"

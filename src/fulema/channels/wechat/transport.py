@@ -117,6 +117,6 @@ class WechatApi:
         if hash_type.upper() != "SHA1":
             raise ChannelUnavailable(f"wechat bill download: unsupported hash {hash_type!r}")
         digest = hashlib.sha1(plain, usedforsecurity=False).hexdigest()
-        if not hmac.compare_digest(digest, hash_value.lower()):
+        if not hmac.compare_digest(digest.encode(), hash_value.lower().encode()):
             raise ChannelUnavailable("wechat bill download: hash_value does not match")
         return data

@@ -164,6 +164,7 @@ def trade_result(doc: Mapping[str, str], state: TradeState) -> TradeResult:
     return TradeResult(
         state=state, channel_trade_no=doc.get("transaction_id") or None,
         amount=Money(total) if paid and total is not None else None,
+        currency=doc.get("fee_type") or None,
         payer_id=doc.get("openid") or None,
         paid_at=parse_time_end(doc.get("time_end", "")) if paid else None,
         error_code=(doc.get("err_code") or doc.get("trade_state")) if failed else None,
