@@ -36,6 +36,9 @@ from fulema.ops.events_api import router as events_router
 from fulema.payments.api import router as payments_router
 from fulema.payments.callbacks import router as callbacks_router
 from fulema.payments.service import Deps
+from fulema.risk import jobs as risk_jobs
+from fulema.risk import models as _risk_models  # noqa: F401 - registers tables
+from fulema.risk.api import router as risk_router
 from fulema.web.cashier import router as cashier_router
 from fulema.web.docs_assets import install_docs
 from fulema.web.home import home_router
@@ -55,7 +58,7 @@ def declared_consumers(settings: Settings) -> tuple[list[Consumer], NatsPublishe
     serves all of them. A context declares its consumers in its own module (`jobs.py`) and is
     listed here."""
     bus_consumers, publisher = bus.consumers(settings)
-    return [*bus_consumers], publisher
+    return [*bus_consumers, *risk_jobs.consumers()], publisher
 
 
 def create_app(settings: Settings, *, db: Database | None = None,
@@ -108,7 +111,8 @@ def create_app(settings: Settings, *, db: Database | None = None,
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
 
     for router in (ops_router, events_router, channels_ops_router, merchants_router,
-                   payments_router, callbacks_router, cashier_router, oauth_router):
+                   payments_router, callbacks_router, cashier_router, oauth_router,
+                   risk_router):
         app.include_router(router)
     install_docs(app)
     app.include_router(home_router(demo_plate=DEMO_PLATE if settings.seed_demo else None))

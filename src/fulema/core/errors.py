@@ -64,6 +64,11 @@ class ErrorCode(StrEnum):
     EVENT_CONSUMER_NOT_FAILING = "EVENT_CONSUMER_NOT_FAILING"
     # risk
     RISK_REJECTED = "RISK_REJECTED"
+    RISK_RULE_INVALID = "RISK_RULE_INVALID"
+    RISK_RULE_NOT_FOUND = "RISK_RULE_NOT_FOUND"
+    RISK_RULE_CONFLICT = "RISK_RULE_CONFLICT"
+    RISK_CASE_NOT_FOUND = "RISK_CASE_NOT_FOUND"
+    RISK_ALERT_NOT_FOUND = "RISK_ALERT_NOT_FOUND"
 
     @property
     def http_status(self) -> int:
@@ -127,7 +132,14 @@ _META: dict[ErrorCode, tuple[int, str]] = {
                                           "spanning at most 1000 events."),
     ErrorCode.EVENT_CONSUMER_NOT_FAILING: (409, "The consumer is not stopped at a failing event, "
                                                 "so there is nothing to skip."),
-    ErrorCode.RISK_REJECTED: (403, "The risk engine refused this transaction."),
+    ErrorCode.RISK_REJECTED: (403, "The risk engine refused this transaction; the answer "
+                                   "carries a reason code (docs/risk.md), never a threshold."),
+    ErrorCode.RISK_RULE_INVALID: (422, "The risk rule does not parse, names an unknown field or "
+                                       "operator, or would deny every ordinary payment."),
+    ErrorCode.RISK_RULE_NOT_FOUND: (404, "No such risk rule."),
+    ErrorCode.RISK_RULE_CONFLICT: (409, "The risk rule changed since the version you edited."),
+    ErrorCode.RISK_CASE_NOT_FOUND: (404, "No such risk case."),
+    ErrorCode.RISK_ALERT_NOT_FOUND: (404, "No such risk alert."),
 }
 
 

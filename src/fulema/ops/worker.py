@@ -17,6 +17,7 @@ from fulema.core.signal import Signal
 from fulema.gateway.service import purge_nonces
 from fulema.payments import jobs, notifications, refunds
 from fulema.payments import service as payments
+from fulema.risk import jobs as risk_jobs
 
 log = structlog.get_logger(__name__)
 BUSY_BATCH = 20
@@ -61,6 +62,8 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
             deps.db, retention=timedelta(days=deps.settings.events_retention_days)))),
         asyncio.create_task(_every(300.0, "nonces", lambda: purge_nonces(deps.db,
                                                                          deps.settings))),
+        asyncio.create_task(_every(600.0, "risk.scoring",
+                                   lambda: risk_jobs.score_daily_if_due(deps.db))),
     ]
 
 
