@@ -27,7 +27,7 @@ from typing import Any
 
 from fulema.core.clock import clock
 from fulema.core.money import Money
-from fulema.risk.counters import MemoryCounters, RedisCounters
+from fulema.risk.counters import MemoryCounters, RedisCounters, redis_client
 from fulema.risk.defaults import DEFAULT_RULES
 from fulema.risk.domain import Outcome, RuleSet, compile_rule
 
@@ -67,12 +67,10 @@ def bench_rules(n: int) -> tuple[float, float, int]:
 
 
 async def bench_redis(url: str, n: int) -> tuple[float, float, float] | None:
-    import redis.asyncio as aioredis
-
-    client = aioredis.from_url(url)
+    client = redis_client(url)
     try:
         await client.ping()
-    except Exception:  # noqa: BLE001 - no Redis: the phase is skipped, said so
+    except Exception:
         await client.aclose()
         return None
     prefix = f"h7:bench:{secrets.token_hex(4)}:"
@@ -148,7 +146,7 @@ async def bench_creates(rounds: int, per_round: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{tmp}/creates.db"
         base = Settings(environment="test", database_url=url, data_dir=tmp,
-                        public_base_url="http://testserver", operator_token="bench-operator",
+                        public_base_url="http://testserver",
                         seed_demo=False, run_background=False,
                         enabled_channels=["bankpay", "wechat"])
         db = Database(url)
@@ -200,31 +198,31 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     n = 5_000 if a.quick else 30_000
     load = os.getloadavg()
-    print(f"machine: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} "  # noqa: T201
+    print(f"machine: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} "
           f"{load[2]:.2f} at start")
     rps, cpu, flagged = bench_rules(n)
-    print(f"rules in process ({len(DEFAULT_RULES)} active): {rps:,.0f} decisions/s, "  # noqa: T201
+    print(f"rules in process ({len(DEFAULT_RULES)} active): {rps:,.0f} decisions/s, "
           f"{cpu:.1f} us CPU per decision ({flagged} of {n} not ALLOW)")
     drps, dcpu = asyncio.run(bench_decide(n // 5))
-    print(f"risk.service.decide in process: {drps:,.0f} decisions/s, "  # noqa: T201
+    print(f"risk.service.decide in process: {drps:,.0f} decisions/s, "
           f"{dcpu:.1f} us CPU per decision")
     redis = asyncio.run(bench_redis(a.redis, n // 10))
     if redis is None:
-        print(f"redis: nothing answers at {a.redis}; phase skipped")  # noqa: T201
+        print(f"redis: nothing answers at {a.redis}; phase skipped")
     else:
-        print(f"rules with counters in Redis: {redis[0]:,.0f} decisions/s, {redis[1]:.1f} us "  # noqa: T201
+        print(f"rules with counters in Redis: {redis[0]:,.0f} decisions/s, {redis[1]:.1f} us "
               f"CPU per decision here, {redis[2]:.2f} round trips per decision")
     off, on = asyncio.run(bench_creates(3, 60 if a.quick else 200))
-    print(f"order creates/s (API in process, SQLite, bankpay sandbox): without risk {off:,.0f}, "  # noqa: T201
+    print(f"order creates/s (API in process, SQLite, bankpay sandbox): without risk {off:,.0f}, "
           f"with risk {on:,.0f}, ratio {on / off:.2f}")
     if not a.no_traffic:
         from fulema.risk.evaluation import evaluate, format_report
         from fulema.risk.traffic import generate
 
         size = dict(merchants=100, bad_per_pattern=5, days=14) if a.quick else {}
-        print(format_report(evaluate(generate(**size), DEFAULT_RULES)))  # noqa: T201
+        print(format_report(evaluate(generate(**size), DEFAULT_RULES)))
     load = os.getloadavg()
-    print(f"load average at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")  # noqa: T201
+    print(f"load average at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     return 0
 
 

@@ -51,7 +51,11 @@ async def test_case_workflow_closing_as_fraud_freezes_and_blacklists(platform: P
             AuditRecord.target_id == case_id).order_by(AuditRecord.at)))
     assert listed == [p.merchant_id]
     assert trail == ["risk.case.open", "risk.case.investigate", "risk.case.close"]
-    assert (await p.order()).json()["code"] == "MERCHANT_FROZEN"
+    # risk decides before the order is recorded (where the freeze is checked): the blacklist
+    # answers first
+    refused = (await p.order()).json()
+    assert (refused["code"], refused["details"]) == ("RISK_REJECTED",
+                                                     {"reason_code": "MERCHANT_BLOCKED"})
     missing = await ops(p, "POST", "/cases/rcs_nope/investigate")
     assert missing.json()["code"] == "RISK_CASE_NOT_FOUND"
 
@@ -87,7 +91,8 @@ async def test_monitor_alerts_on_a_day_far_above_the_merchant_baseline(db: Datab
         txns = await s.scalar(select(RiskTxn.order_id).where(RiskTxn.merchant_id == "m-spike")
                               .order_by(RiskTxn.order_id.desc()).limit(1))
     assert [(a.kind, a.merchant_id) for a in alerts] == [("volume_spike", "m-spike")]
-    assert stat is not None and (stat.pay_count, stat.pay_fen) == (4, 1_530_000)
+    assert stat is not None
+    assert (stat.pay_count, stat.pay_fen) == (4, 1_530_000)
     assert published[0].payload == {"alert_id": alerts[0].id, "kind": "volume_spike",
                                     "merchant_id": "m-spike", "severity": "warning",
                                     "summary": alerts[0].summary}
@@ -122,7 +127,8 @@ async def test_monitor_alerts_on_refunds_reviews_and_channel_failures(db: Databa
     assert ("refund_rate", "m-ref") in kinds
     assert ("many_reviews", "m-rev") in kinds
     assert ("channel_success_drop", "unionpay") in kinds
-    assert txn is not None and txn.refunded_fen == 10_000
+    assert txn is not None
+    assert txn.refunded_fen == 10_000
 
 
 async def test_alerts_api_lists_and_acknowledges(platform: Platform) -> None:

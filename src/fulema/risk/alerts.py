@@ -54,10 +54,14 @@ async def raise_alert_in(s: AsyncSession, *, kind: str, summary: str, dedupe_key
     return alert.id
 
 
-async def raise_alert(db: Database, **kwargs: str | None) -> str | None:
+async def raise_alert(db: Database, *, kind: str, summary: str, dedupe_key: str,
+                      merchant_id: str | None = None, channel: str | None = None,
+                      severity: str = "warning") -> str | None:
     try:
         async with db.transaction() as s:
-            return await raise_alert_in(s, **kwargs)  # type: ignore[arg-type]
+            return await raise_alert_in(s, kind=kind, summary=summary, dedupe_key=dedupe_key,
+                                        merchant_id=merchant_id, channel=channel,
+                                        severity=severity)
     except IntegrityError:
         return None  # raised by another process at the same moment
 

@@ -22,7 +22,7 @@ from fulema.core.ids import new_id
 from fulema.merchants import service as merchants
 from fulema.risk.domain import CaseStatus, case_move_allowed
 from fulema.risk.models import RiskCase
-from fulema.risk.rules import add_to_list_in
+from fulema.risk.rules import add_to_list_in, install_defaults
 
 IN_PROGRESS = (CaseStatus.OPEN.label, CaseStatus.INVESTIGATING.label)
 MERCHANT_BLACKLIST = "merchant-blacklist"
@@ -138,6 +138,8 @@ async def close(db: Database, *, case_id: str, fraud: bool, resolution: str, ope
         raise FulemaError(ErrorCode.ILLEGAL_STATE_TRANSITION,
                           f"a case {current.status} cannot become {target.label}")
     reason = f"risk case {case_id}: {text}"[:256]
+    if blacklist:
+        await install_defaults(db)  # the first list change must not stand in for them
     if freeze:
         try:
             await merchants.freeze(db, merchant_id=current.merchant_id, reason=reason,

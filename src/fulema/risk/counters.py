@@ -200,7 +200,8 @@ local blocked = false
 local i = 6
 for j = 1, n do
   local kind, key, win = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  local amt, payer, thr, deny, action = tonumber(ARGV[i + 3]), ARGV[i + 4], tonumber(ARGV[i + 5]), ARGV[i + 6], ARGV[i + 7]
+  local amt, payer = tonumber(ARGV[i + 3]), ARGV[i + 4]
+  local thr, deny, action = tonumber(ARGV[i + 5]), ARGV[i + 6], ARGV[i + 7]
   i = i + 8
   local v = 0
   local cutoff = now - win
@@ -253,6 +254,18 @@ if record and not seen and not blocked then
 end
 return values
 """
+
+
+REDIS_POOL_SIZE = 64
+
+
+def redis_client(url: str) -> Any:
+    """A client whose pool makes a burst of decisions wait for a connection rather than fail."""
+    import redis.asyncio as aioredis
+
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=REDIS_POOL_SIZE,
+                                                    timeout=5)
+    return aioredis.Redis(connection_pool=pool)
 
 
 class RedisCounters:

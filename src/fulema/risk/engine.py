@@ -22,7 +22,7 @@ from fulema.core.db import Database
 from fulema.core.errors import FulemaError
 from fulema.merchants import service as merchants
 from fulema.risk import rules
-from fulema.risk.counters import CounterStore, MemoryCounters, RedisCounters
+from fulema.risk.counters import CounterStore, MemoryCounters, RedisCounters, redis_client
 from fulema.risk.domain import RuleSet, Verdict
 
 log = structlog.get_logger(__name__)
@@ -95,10 +95,7 @@ class Engine:
 def _counters(settings: Settings) -> CounterStore:
     if not settings.risk_redis_url:
         return MemoryCounters()
-    import redis.asyncio as aioredis
-
-    client = aioredis.from_url(settings.risk_redis_url)
-    return RedisCounters(client, prefix=settings.risk_redis_prefix)
+    return RedisCounters(redis_client(settings.risk_redis_url), prefix=settings.risk_redis_prefix)
 
 
 _engines: weakref.WeakKeyDictionary[Database, Engine] = weakref.WeakKeyDictionary()

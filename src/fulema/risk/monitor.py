@@ -51,7 +51,8 @@ def figures(row: RiskDailyStat) -> DayFigures:
 
 
 async def _history(s: AsyncSession, scope: str, key: str, day: str) -> list[DayFigures]:
-    start = (datetime.strptime(day, "%Y%m%d") - timedelta(days=BASELINE_DAYS)).strftime("%Y%m%d")
+    first = datetime.strptime(day + "+0800", "%Y%m%d%z") - timedelta(days=BASELINE_DAYS)
+    start = first.strftime("%Y%m%d")
     rows = await s.scalars(select(RiskDailyStat).where(
         RiskDailyStat.scope == scope, RiskDailyStat.key == key, RiskDailyStat.day >= start,
         RiskDailyStat.day < day))
@@ -63,7 +64,7 @@ async def handle(db: Database, event: Event) -> None:
     async with db.transaction() as s:
         if not await first_delivery(s, CONSUMER, event.id):
             return
-        merchant_id = p.get("merchant_id")
+        merchant_id = str(p.get("merchant_id") or "")
         channel = p.get("channel")
         if event.topic == "payment.succeeded":
             at = _when(p.get("paid_at") or p.get("created_at"))

@@ -212,6 +212,7 @@ async def add_to_list_in(s: AsyncSession, *, list_name: str, value: str, reason:
 
 async def add_to_list(db: Database, *, list_name: str, value: str, reason: str,
                       operator: str) -> bool:
+    await install_defaults(db)  # the first change must not stand in for the shipped rules
     try:
         async with db.transaction() as s:
             return await add_to_list_in(s, list_name=list_name, value=value, reason=reason,
@@ -221,6 +222,7 @@ async def add_to_list(db: Database, *, list_name: str, value: str, reason: str,
 
 
 async def remove_from_list(db: Database, *, list_name: str, value: str, operator: str) -> bool:
+    await install_defaults(db)
     async with db.transaction() as s:
         row = (await s.scalars(select(RiskListEntry).where(
             RiskListEntry.list_name == list_name, RiskListEntry.value == value))).first()

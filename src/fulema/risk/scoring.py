@@ -11,7 +11,7 @@ share of volume).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,6 +23,7 @@ SPLIT_WINDOW = timedelta(minutes=15)
 SPLIT_MIN = 3
 BURST_WINDOW = timedelta(seconds=60)
 BURST_MIN_PAYERS = 10
+BURST_MIN_FEN = 10_000
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,9 @@ def _split_share(txns: Sequence[Txn]) -> float:
 
 
 def _burst_share(txns: Sequence[Txn]) -> float:
-    ordered = sorted((t for t in txns if t.payer_id), key=lambda t: t.at)
+    # sums a scam collects (a canteen's lunch rush is many payers too, of small tickets)
+    ordered = sorted((t for t in txns if t.payer_id and t.amount_fen >= BURST_MIN_FEN),
+                     key=lambda t: t.at)
     marked: set[int] = set()
     start = 0
     for end in range(len(ordered)):
@@ -117,7 +120,7 @@ def score(f: Features) -> int:
     return int(1000 * max(cash_out, split, burst, refunds))
 
 
-def category_tickets(by_merchant: dict[str, Sequence[Txn]], mcc_of: dict[str, str]
+def category_tickets(by_merchant: Mapping[str, Sequence[Txn]], mcc_of: Mapping[str, str]
                      ) -> dict[str, float]:
     """The mean ticket per category over every merchant of it (the yardstick for one)."""
     sums: dict[str, list[int]] = defaultdict(lambda: [0, 0])

@@ -6,6 +6,9 @@ tests that show the patterns are found, the benchmark that replays it through th
 an operator tuning a rule (`python -m fulema.risk.traffic` prints the data set's summary).
 Pure and seeded: the same seed makes the same traffic.
 
+Two honest merchants in ten are hard negatives: canteens with a lunch rush (many payers
+within minutes) and shops with an occasional day of refunds (a product recall).
+
 Patterns: `cash_out` (套现: a few payers — the merchant's own cards — paying large round
 amounts, often at night), `split` (one payer paying several amounts just under the 1,000-yuan
 cap within minutes), `collection` (many distinct payers within seconds: collection fraud),
@@ -113,6 +116,21 @@ class _Gen:
             if rng.random() < refund_share:
                 self.refund(p, p.amount_fen, timedelta(hours=rng.uniform(0.2, 20)))
 
+    def hard_honest_day(self, m: SimMerchant, day: int) -> None:
+        """Honest trade that looks like a pattern: a canteen's lunch rush (many payers within
+        minutes) and a shop's bad day (a batch of refunds for a faulty product)."""
+        self.honest_day(m, day)
+        rng = self.rng
+        if m.id.endswith("3"):  # canteens
+            at = _local(day, rng.uniform(11.5, 12.2))
+            for i in range(rng.randint(30, 70)):
+                self.pay(m, f"{m.id}-l{rng.randint(1, 600)}", rng.randint(1_200, 2_800),
+                         at + timedelta(seconds=rng.uniform(0, 300)))
+        elif rng.random() < 0.05:  # a recall: several refunds in one day
+            batch = [p for p in self.t.payments[-40:] if p.merchant_id == m.id][:6]
+            for p in batch:
+                self.refund(p, p.amount_fen, timedelta(hours=rng.uniform(1, 6)))
+
     def planted_day(self, m: SimMerchant, day: int) -> None:
         rng = self.rng
         if m.pattern == "cash_out":
@@ -154,7 +172,9 @@ def generate(*, merchants: int = 300, bad_per_pattern: int = 6, days: int = 28,
                                          activated_at=START - timedelta(days=age)))
     for m in g.t.merchants:
         for day in range(days):
-            if m.pattern is None:
+            if m.pattern is None and m.id.endswith(("3", "7")):
+                g.hard_honest_day(m, day)
+            elif m.pattern is None:
                 g.honest_day(m, day)
             else:
                 g.planted_day(m, day)
