@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import hypothesis  # noqa: F401 - imported up front: a lazy import at session end trips a CPython 3.11.7 AST bug
 import pytest
 
 from fulema.core.config import Settings

@@ -175,13 +175,14 @@ def test_split_payments_under_the_cap() -> None:
 
 
 def test_many_payers_to_one_merchant_in_seconds() -> None:
-    e = Engine(rules_by_id("many-payers"))  # more than 15 distinct payers in 60 s
+    e = Engine(rules_by_id("many-payers"))  # more than 15 distinct payers of 100+ yuan in 60 s
     for i in range(15):
-        assert e.decide(payer_id=f"v{i}")[0] == Outcome.ALLOW
-    assert e.decide(payer_id="v3")[0] == Outcome.ALLOW  # a payer again is not a new one
-    assert e.decide(payer_id="v15") == (Outcome.REVIEW, "COLLECTION_PATTERN")
+        assert e.decide(payer_id=f"v{i}", amount=10_000)[0] == Outcome.ALLOW
+    assert e.decide(payer_id="v3", amount=10_000)[0] == Outcome.ALLOW  # not a new payer
+    assert e.decide(payer_id="lunch", amount=9_999)[0] == Outcome.ALLOW  # a canteen's ticket
+    assert e.decide(payer_id="v15", amount=10_000) == (Outcome.REVIEW, "COLLECTION_PATTERN")
     e.now = T0 + timedelta(seconds=61)
-    assert e.decide(payer_id="v16")[0] == Outcome.ALLOW
+    assert e.decide(payer_id="v16", amount=10_000)[0] == Outcome.ALLOW
 
 
 def test_refund_ratio_on_refunds() -> None:

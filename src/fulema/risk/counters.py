@@ -14,24 +14,36 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Protocol
 
 from fulema.risk.domain import DAY, MAX_WINDOW_SECONDS, CounterOp
 
 BEIJING = timedelta(hours=8)
+BEIJING_SECONDS = 8 * 3600
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SWEEP_SECONDS = 6 * 3600
+
+
+@lru_cache(maxsize=64)
+def _names(day_number: int) -> tuple[str, str]:
+    """A Beijing day's and month's bucket names, by the day's number since the epoch."""
+    local = EPOCH + timedelta(days=day_number)
+    return local.strftime("%Y%m%d"), local.strftime("%Y%m")
 
 
 def bucket(window: str, now: datetime) -> tuple[str, int]:
     """The calendar bucket's name and how long to keep it (seconds)."""
-    local = now + BEIJING
+    day, month = _names(int((now.timestamp() + BEIJING_SECONDS) // DAY))
     if window == "day":
-        return local.strftime("%Y%m%d"), 2 * DAY
-    return local.strftime("%Y%m"), 32 * DAY
+        return day, 2 * DAY
+    return month, 32 * DAY
 
 
 def measure_kind(op: CounterOp) -> str:
+    if op.kind:
+        return op.kind
     if isinstance(op.window, str):
         return "cc" if op.measure == "count" else "cs"
     return {"count": "sc", "sum": "ss", "distinct_payers": "dp", "refund_ratio": "rr"}[op.measure]
@@ -83,35 +95,41 @@ class MemoryCounters:
         seen = txn_key in self._seen
         inc = 0 if seen else 1
         values: list[int] = []
+        keys: list[str] = []
         blocked = False
+        names = _names(int((t + BEIJING_SECONDS) // DAY))
         for op in ops:
-            v = self._value(op, now, t, inc)
+            key, v = self._value(op, names, t, inc)
+            keys.append(key)
             values.append(v)
             if op.deny and v > op.threshold:
                 blocked = True
         if record and not seen and not blocked:
-            for op in ops:
-                self._record(op, now, t)
+            for op, key in zip(ops, keys, strict=True):
+                self._record(op, key, t)
             self._seen[txn_key] = t + MAX_WINDOW_SECONDS
             order.append((t + MAX_WINDOW_SECONDS, txn_key))
         return values
 
-    def _value(self, op: CounterOp, now: datetime, t: float, inc: int) -> int:
-        kind = measure_kind(op)
-        if kind in ("cc", "cs"):
-            name, _ttl = bucket(str(op.window), now)
-            stored = self._buckets.get(f"{op.rule_id}|{op.key}|{name}")
+    def _value(self, op: CounterOp, names: tuple[str, str], t: float, inc: int
+               ) -> tuple[str, int]:
+        """The counter's key and its value with this transaction (when `inc`)."""
+        kind = op.kind or measure_kind(op)
+        if kind == "cc" or kind == "cs":
+            key = f"{op.rule_id}|{op.key}|{names[0] if op.window == 'day' else names[1]}"
+            stored = self._buckets.get(key)
             base = stored[0] if stored is not None and stored[1] > t else 0
-            return base + inc * (1 if kind == "cc" else op.amount)
+            return key, base + inc * (1 if kind == "cc" else op.amount)
         assert isinstance(op.window, int)
         cutoff = t - op.window
+        key = f"{op.rule_id}|{op.key}"
         if kind == "dp":
-            seen = self._distinct.get(f"{op.rule_id}|{op.key}")
+            seen = self._distinct.get(key)
             if seen is None:
-                return inc if op.payer else 0
+                return key, inc if op.payer else 0
             while seen and next(iter(seen.values())) <= cutoff:
                 seen.popitem(last=False)
-            return len(seen) + (inc if op.payer and op.payer not in seen else 0)
+            return key, len(seen) + (inc if op.payer and op.payer not in seen else 0)
         if kind == "rr":
             num = self._window_total(f"{op.rule_id}|R|{op.key}", cutoff)
             den = self._window_total(f"{op.rule_id}|P|{op.key}", cutoff)
@@ -119,13 +137,14 @@ class MemoryCounters:
                 num += inc * op.amount
             else:
                 den += inc * op.amount
-            return num * 1000 // max(den, 1)
-        w = self._windows.get(f"{op.rule_id}|{op.key}")
-        if w is not None:
-            w.prune(cutoff)
+            return key, num * 1000 // max(den, 1)
+        w = self._windows.get(key)
+        if w is None:
+            return key, inc if kind == "sc" else inc * op.amount
+        w.prune(cutoff)
         if kind == "sc":
-            return (len(w.items) if w else 0) + inc
-        return (w.total if w else 0) + inc * op.amount
+            return key, len(w.items) + inc
+        return key, w.total + inc * op.amount
 
     def _window_total(self, key: str, cutoff: float) -> int:
         w = self._windows.get(key)
@@ -134,21 +153,21 @@ class MemoryCounters:
         w.prune(cutoff)
         return w.total
 
-    def _record(self, op: CounterOp, now: datetime, t: float) -> None:
-        kind = measure_kind(op)
-        if kind in ("cc", "cs"):
-            name, ttl = bucket(str(op.window), now)
-            key = f"{op.rule_id}|{op.key}|{name}"
+    def _record(self, op: CounterOp, key: str, t: float) -> None:
+        kind = op.kind or measure_kind(op)
+        if kind == "cc" or kind == "cs":
             stored = self._buckets.get(key)
             base = stored[0] if stored is not None and stored[1] > t else 0
+            ttl = 2 * DAY if op.window == "day" else 32 * DAY
             self._buckets[key] = (base + (1 if kind == "cc" else op.amount), t + ttl)
         elif kind == "dp":
             if op.payer:
-                seen = self._distinct.setdefault(f"{op.rule_id}|{op.key}", OrderedDict())
+                seen = self._distinct.get(key)
+                if seen is None:
+                    seen = self._distinct[key] = OrderedDict()
                 seen.pop(op.payer, None)
                 seen[op.payer] = t
         else:
-            key = f"{op.rule_id}|{op.key}"
             if kind == "rr":
                 key = f"{op.rule_id}|{'R' if op.action == 'refund' else 'P'}|{op.key}"
             w = self._windows.get(key)

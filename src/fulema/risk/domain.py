@@ -90,10 +90,13 @@ class Lists:
     def contains(self, name: str, value: Any) -> bool:
         if value is None:
             return False
-        text = str(value)
-        if text in self.values.get(name, ()):
-            return True
+        members = self.values.get(name)
         nets = self.networks.get(name)
+        if members is None and nets is None:
+            return False  # an empty list: the usual case, kept cheap
+        text = str(value)
+        if members is not None and text in members:
+            return True
         if nets:
             try:
                 addr = ipaddress.ip_address(text)
@@ -188,6 +191,15 @@ class CounterSpec:
     by: str
     window: int | str  # seconds, or "day" / "month" (Beijing calendar)
 
+    @property
+    def kind(self) -> str:
+        """The store's name for it: sliding count/sum, distinct payers, refund ratio, calendar
+        count/sum."""
+        if isinstance(self.window, str):
+            return "cc" if self.measure == "count" else "cs"
+        return {"count": "sc", "sum": "ss", "distinct_payers": "dp", "refund_ratio": "rr"}[
+            self.measure]
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -200,6 +212,8 @@ class Rule:
     threshold: int
     lists_used: frozenset[str]
     body: Mapping[str, Any]
+    by_field: str = ""  # the fact the counter is keyed on
+    kind: str = ""  # the counter's kind (CounterSpec.kind)
 
 
 def compile_rule(body: Mapping[str, Any]) -> Rule:
@@ -270,12 +284,15 @@ def compile_rule(body: Mapping[str, Any]) -> Rule:
     return Rule(id=rule_id, outcome=outcome, reason=str(reason or ""),
                 regulatory=bool(body.get("regulatory", False)), checks=tuple(checks),
                 counter=counter, threshold=int(threshold or 0),
-                lists_used=frozenset(lists_used), body=dict(body))
+                lists_used=frozenset(lists_used), body=dict(body),
+                by_field=BY_FIELDS[counter.by] if counter else "",
+                kind=counter.kind if counter else "")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class CounterOp:
-    """One counter a decision reads (and records unless a DENY fires): what the store runs."""
+    """One counter a decision reads (and records unless a DENY fires): what the store runs.
+    (Slotted and not frozen: one is made per counter per decision.)"""
 
     rule_id: str
     measure: str  # count | sum | distinct_payers | refund_ratio
@@ -286,6 +303,7 @@ class CounterOp:
     threshold: int
     deny: bool
     action: str  # pay | refund
+    kind: str = ""  # CounterSpec.kind
 
 
 @dataclass
@@ -322,28 +340,30 @@ class RuleSet:
         errors: list[str] = [f"{b}: does not compile" for b in self.broken]
         lists = self.lists
         action = facts.get("action", "pay")
+        amount = facts.get("amount", 0)
+        payer = facts.get("payer_id")
         for rule in self.rules:
             try:
-                if not all(check(facts, lists) for check in rule.checks):
-                    continue
-                spec = rule.counter
-                if spec is None:
-                    fired.append(rule)
-                    continue
-                if spec.measure == "refund_ratio":
-                    key = facts.get("merchant_id")
-                elif action != "pay":
-                    continue  # velocity and amount counters count payments
+                for check in rule.checks:  # a plain loop: no generator per rule
+                    if not check(facts, lists):
+                        break
                 else:
-                    key = facts.get(BY_FIELDS[spec.by])
-                if key is None:
-                    continue
-                pending.append((rule, CounterOp(
-                    rule_id=rule.id, measure=spec.measure, key=str(key), window=spec.window,
-                    amount=int(facts.get("amount", 0)), payer=facts.get("payer_id"),
-                    threshold=rule.threshold, deny=rule.outcome == Outcome.DENY,
-                    action=str(action))))
-            except Exception as exc:
+                    spec = rule.counter
+                    if spec is None:
+                        fired.append(rule)
+                        continue
+                    if rule.kind == "rr":
+                        key = facts.get("merchant_id")
+                    elif action != "pay":
+                        continue  # velocity and amount counters count payments
+                    else:
+                        key = facts.get(rule.by_field)
+                    if key is None:
+                        continue
+                    pending.append((rule, CounterOp(
+                        rule.id, spec.measure, str(key), spec.window, int(amount), payer,
+                        rule.threshold, rule.outcome == Outcome.DENY, str(action), rule.kind)))
+            except Exception as exc:  # a broken rule must never break a payment
                 errors.append(f"{rule.id}: {type(exc).__name__}")
         return Match(fired=fired, pending=pending, errors=errors)
 

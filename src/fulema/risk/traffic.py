@@ -123,7 +123,7 @@ class _Gen:
         rng = self.rng
         if m.id.endswith("3"):  # canteens
             at = _local(day, rng.uniform(11.5, 12.2))
-            for i in range(rng.randint(30, 70)):
+            for _i in range(rng.randint(30, 70)):
                 self.pay(m, f"{m.id}-l{rng.randint(1, 600)}", rng.randint(1_200, 2_800),
                          at + timedelta(seconds=rng.uniform(0, 300)))
         elif rng.random() < 0.05:  # a recall: several refunds in one day
