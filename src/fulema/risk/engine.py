@@ -8,6 +8,7 @@ rule set is re-read when `risk_state.ruleset` changes, checked at most every
 
 from __future__ import annotations
 
+import asyncio
 import time
 import weakref
 from collections.abc import Mapping
@@ -44,21 +45,40 @@ class Engine:
         self.counters: CounterStore = counters or _counters(settings)
         self._ruleset: RuleSet | None = None
         self._next_check = 0.0
+        self._refreshing: asyncio.Task[None] | None = None
         self._merchants: dict[str, tuple[MerchantFacts, float]] = {}
         self.alerted: dict[str, float] = {}
 
     async def ruleset(self) -> RuleSet:
+        """The compiled rule set. Once loaded, the version check runs in the background when
+        the TTL has passed (the decision uses the rule set it has and never waits on the
+        database); with a TTL of 0 it runs first, on every decision (tests)."""
         now = time.monotonic()
         if self._ruleset is not None and now < self._next_check:
             return self._ruleset
+        if self._ruleset is None or self.ttl <= 0:
+            await self._refresh()
+            assert self._ruleset is not None
+            return self._ruleset
+        if self._refreshing is None or self._refreshing.done():
+            self._next_check = now + self.ttl  # one refresh at a time
+            self._refreshing = asyncio.create_task(self._refresh_quietly())
+        return self._ruleset
+
+    async def _refresh(self) -> None:
         version = await rules.current_version(self.db)
         if version == 0:
             await rules.install_defaults(self.db)
             version = await rules.current_version(self.db)
         if self._ruleset is None or self._ruleset.version != version:
             self._ruleset = await rules.load_ruleset(self.db)
-        self._next_check = now + self.ttl
-        return self._ruleset
+        self._next_check = time.monotonic() + self.ttl
+
+    async def _refresh_quietly(self) -> None:
+        try:
+            await self._refresh()
+        except Exception as exc:
+            log.warning("risk.ruleset_refresh_failed", error=type(exc).__name__)
 
     def expire_ruleset(self) -> None:
         """The next decision re-reads the version (tests; an operator's own process)."""
