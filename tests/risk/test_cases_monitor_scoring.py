@@ -188,3 +188,21 @@ def test_the_rules_find_the_planted_patterns_and_leave_honest_merchants_alone() 
     report = evaluate(generate(merchants=80, bad_per_pattern=4, days=14, seed=3), DEFAULT_RULES,
                       top=20)
     _check(report)
+
+
+async def test_the_daily_scoring_runs_once_a_day_after_two(db: Database) -> None:
+    from fulema.app import declared_consumers
+    from fulema.core.config import Settings
+    from fulema.risk.jobs import score_daily_if_due
+
+    consumers, _publisher = declared_consumers(Settings(environment="test"))
+    assert "risk.monitor" in {c.name for c in consumers}
+    clock.freeze(datetime(2026, 3, 19, 17, 30, tzinfo=UTC))  # 01:30 in Beijing: not yet
+    assert await score_daily_if_due(db) is None
+    clock.freeze(datetime(2026, 3, 19, 18, 30, tzinfo=UTC))  # 02:30
+    first = await score_daily_if_due(db)
+    assert first is not None
+    assert first.day == "20260320"
+    assert await score_daily_if_due(db) is None  # done today
+    clock.freeze(datetime(2026, 3, 20, 18, 30, tzinfo=UTC))
+    assert await score_daily_if_due(db) is not None  # the next day

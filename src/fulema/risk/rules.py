@@ -3,7 +3,8 @@
 Every change bumps `risk_state.ruleset` in its own transaction; each process keeps the compiled
 rule set and compares that one number at most every `risk_ruleset_ttl_seconds` (one primary-key
 read a second per process, in the background: a decision never waits for it), so an edit takes
-effect everywhere within about that time, without a restart. The default rules are written on first use when no rule has ever been stored.
+effect everywhere within about that time, without a restart. The default rules are written on
+first use when no rule has ever been stored.
 """
 
 from __future__ import annotations
