@@ -17,6 +17,7 @@ from alembic import op
 
 import fulema.core.db
 
+
 revision: str = '0004'
 down_revision: str | None = '0003'
 branch_labels: str | Sequence[str] | None = None

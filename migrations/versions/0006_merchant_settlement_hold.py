@@ -9,6 +9,9 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+import fulema.core.db
+
+
 revision: str = '0006'
 down_revision: str | None = '0005'
 branch_labels: str | Sequence[str] | None = None

@@ -11,6 +11,7 @@ from alembic import op
 
 import fulema.core.db
 
+
 revision: str = '0013'
 down_revision: str | None = '0006'
 branch_labels: str | Sequence[str] | None = None
