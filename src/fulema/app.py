@@ -60,6 +60,9 @@ from fulema.points import models as _points_models  # noqa: F401 - registers tab
 from fulema.points.api import router as points_ops_router
 from fulema.reconciliation import models as _recon_models  # noqa: F401 - registers tables
 from fulema.reconciliation.api import router as reconciliation_router
+from fulema.risk import jobs as risk_jobs
+from fulema.risk import models as _risk_models  # noqa: F401 - registers tables
+from fulema.risk.api import router as risk_router
 from fulema.settlement import models as _settlement_models  # noqa: F401 - registers tables
 from fulema.settlement.api import bills_router
 from fulema.settlement.api import router as settlement_router
@@ -87,7 +90,8 @@ def declared_consumers(settings: Settings) -> tuple[list[Consumer], NatsPublishe
     listed here."""
     bus_consumers, publisher = bus.consumers(settings)
     return [*bus_consumers, *monitoring.consumers(), *ledger_jobs.consumers(settings),
-            *marketing_jobs.consumers(settings), *points_jobs.consumers(settings)], publisher
+            *marketing_jobs.consumers(settings), *points_jobs.consumers(settings),
+            *risk_jobs.consumers()], publisher
 
 
 def _bucket_store(settings: Settings) -> BucketStore | None:
@@ -182,7 +186,8 @@ def create_app(settings: Settings, *, db: Database | None = None,
                    operators_router,
                    payments_router, callbacks_router, cashier_router, oauth_router,
                    reconciliation_router, ledger_router, settlement_router, bills_router,
-                   marketing_router, marketing_ops_router, points_ops_router):
+                   marketing_router, marketing_ops_router, points_ops_router,
+                   risk_router):
         app.include_router(router)
     install_docs(app)
     app.include_router(home_router(demo_plate=DEMO_PLATE if settings.seed_demo else None))

@@ -60,6 +60,8 @@ class CreatePaymentRequest:
     payer_id: str | None = None  # openid / buyer_id for JSAPI
     client_ip: str = "127.0.0.1"
     return_url: str | None = None
+    # risk's CHALLENGE: ask the payer's strong authentication (channels that can force it)
+    strong_auth: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class BarcodePayRequest:
     subject: str
     auth_code: str
     client_ip: str = "127.0.0.1"
+    strong_auth: bool = False  # risk's CHALLENGE: force the payer's password step
 
 
 @dataclass(frozen=True)

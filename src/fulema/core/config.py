@@ -138,6 +138,14 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_PAYER_CODE_RULES)
     )
 
+    # Risk (risk/): decisions on every order and refund; counters in this process unless a
+    # Redis URL is given (then shared by every API process, keys under the prefix); how often a
+    # process checks whether the rules changed.
+    risk_enabled: bool = True
+    risk_redis_url: str = ""
+    risk_redis_prefix: str = "fulema:risk:"
+    risk_ruleset_ttl_seconds: float = Field(default=1.0, ge=0)
+
     # Domain events (core/events): how long the hot outbox keeps events that every consumer
     # has passed before the archive takes them; how often a dispatcher looks for new events
     # when no wake-up reached it (other processes on MySQL-protocol databases).

@@ -108,6 +108,11 @@ class ErrorCode(StrEnum):
     INVALID_POINTS = "INVALID_POINTS"
     POINTS_INSUFFICIENT = "POINTS_INSUFFICIENT"
     POINTS_ACCOUNT_NOT_FOUND = "POINTS_ACCOUNT_NOT_FOUND"
+    RISK_RULE_INVALID = "RISK_RULE_INVALID"
+    RISK_RULE_NOT_FOUND = "RISK_RULE_NOT_FOUND"
+    RISK_RULE_CONFLICT = "RISK_RULE_CONFLICT"
+    RISK_CASE_NOT_FOUND = "RISK_CASE_NOT_FOUND"
+    RISK_ALERT_NOT_FOUND = "RISK_ALERT_NOT_FOUND"
 
     @property
     def http_status(self) -> int:
@@ -245,6 +250,14 @@ _META: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.INVALID_POINTS: (400, "Points must be a whole number, not negative."),
     ErrorCode.POINTS_INSUFFICIENT: (409, "More points asked than the payer's balance holds."),
     ErrorCode.POINTS_ACCOUNT_NOT_FOUND: (404, "No points account for this payer."),
+    ErrorCode.RISK_REJECTED: (403, "The risk engine refused this transaction; the answer "
+                                   "carries a reason code (docs/risk.md), never a threshold."),
+    ErrorCode.RISK_RULE_INVALID: (422, "The risk rule does not parse, names an unknown field or "
+                                       "operator, or would deny every ordinary payment."),
+    ErrorCode.RISK_RULE_NOT_FOUND: (404, "No such risk rule."),
+    ErrorCode.RISK_RULE_CONFLICT: (409, "The risk rule changed since the version you edited."),
+    ErrorCode.RISK_CASE_NOT_FOUND: (404, "No such risk case."),
+    ErrorCode.RISK_ALERT_NOT_FOUND: (404, "No such risk alert."),
 }
 
 

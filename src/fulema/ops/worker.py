@@ -23,6 +23,7 @@ from fulema.payments import jobs, notifications, refunds
 from fulema.payments import service as payments
 from fulema.points import service as points
 from fulema.reconciliation.jobs import reconcile_due
+from fulema.risk import jobs as risk_jobs
 from fulema.settlement import jobs as settlement_jobs
 
 log = structlog.get_logger(__name__)
@@ -53,6 +54,7 @@ def declared_jobs(app: FastAPI) -> list[Job]:
             deps.db, deps.settings, app.state.payouts)),
         Job("points.expire", 300.0, lambda: points.expire_lots(deps.db)),
         Job("coupons.expire", 300.0, lambda: marketing.expire_coupons(deps.db)),
+        Job("risk.scoring", 600.0, lambda: risk_jobs.score_daily_if_due(deps.db)),
     ]
 
 

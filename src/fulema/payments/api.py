@@ -118,7 +118,7 @@ async def create_order(request: Request) -> Response:
         auth_code=body.auth_code, payer_id=body.payer_id, store_id=body.store_id,
         notify_url=body.notify_url, attach=body.attach, expire_seconds=body.expire_seconds,
         client_ip=body.client_ip or (request.client.host if request.client else "127.0.0.1"),
-        quote=body.quote)
+        quote=body.quote, terminal_id=body.terminal_id, device_id=body.device_id)
     view = await payments.create_order(deps_of(request), merchant_id=cred.merchant_id,
                                        app_id=cred.app_id, new=new,
                                        default_notify_url=cred.notify_url,
@@ -186,7 +186,8 @@ async def close_order(order_id: str, request: Request) -> Response:
              responses=error_responses(
                  *SIGNED, E.INVALID_AMOUNT, E.CHANNEL_NOT_ENABLED, E.ORDER_NOT_FOUND,
                  E.NOTIFY_URL_REFUSED,
-                 E.DUPLICATE_OUT_REFUND_NO, E.ORDER_NOT_PAID, E.REFUND_EXCEEDS_REFUNDABLE))
+                 E.DUPLICATE_OUT_REFUND_NO, E.ORDER_NOT_PAID, E.REFUND_EXCEEDS_REFUNDABLE,
+                 E.RISK_REJECTED))
 async def create_refund(order_id: str, request: Request) -> Response:
     cred, raw = await _auth(request)
     body = parse_body(RefundBody, raw)

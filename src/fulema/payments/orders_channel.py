@@ -31,7 +31,7 @@ from fulema.payments.schemas import OrderOut
 from fulema.payments.views import order_payload, order_view
 
 
-async def channel_create(deps: Deps, order: Order) -> OrderOut:
+async def channel_create(deps: Deps, order: Order, *, strong_auth: bool = False) -> OrderOut:
     channel = deps.channels.get(order.channel)
     way = WayCode(order.way_code)
     if way == WayCode.QR_STATIC:
@@ -42,7 +42,8 @@ async def channel_create(deps: Deps, order: Order) -> OrderOut:
         order_id=order.id, amount=order.payable, subject=order.subject, way_code=way,
         notify_url=deps.settings.callback_url(order.channel),
         expire_at=order.expire_at, payer_id=order.payer_id, client_ip=order.client_ip,
-        return_url=f"{deps.settings.public_base_url}/pay/result/{order.id}")
+        return_url=f"{deps.settings.public_base_url}/pay/result/{order.id}",
+        strong_auth=strong_auth)
     try:
         result = await channel.create(req)
     except ChannelError as exc:
@@ -79,10 +80,12 @@ async def channel_create(deps: Deps, order: Order) -> OrderOut:
     return await retry_on_conflict(accept)
 
 
-async def barcode_pay(deps: Deps, order: Order, auth_code: str) -> OrderOut:
+async def barcode_pay(deps: Deps, order: Order, auth_code: str, *,
+                      strong_auth: bool = False) -> OrderOut:
     channel = deps.channels.get(order.channel)
     req = BarcodePayRequest(order_id=order.id, amount=order.payable, subject=order.subject,
-                            auth_code=auth_code, client_ip=order.client_ip)
+                            auth_code=auth_code, client_ip=order.client_ip,
+                            strong_auth=strong_auth)
     try:
         result = await channel.barcode_pay(req)
     except ChannelError as exc:

@@ -56,10 +56,14 @@ class NewOrder:
     expire_seconds: int | None = None
     client_ip: str = "127.0.0.1"
     quote: str | None = None  # a marketing quote (its discounts are reserved with the order)
+    terminal_id: str | None = None  # for risk's velocity rules; not stored on the order
+    device_id: str | None = None
 
     def request_hash(self) -> str:
-        """What makes two requests with one out_trade_no 'the same request'."""
-        fields = {k: v for k, v in self.__dict__.items() if k != "client_ip"}
+        """What makes two requests with one out_trade_no 'the same request'. The risk-only
+        fields are left out, so an order's hash is what it was before they existed."""
+        fields = {k: v for k, v in self.__dict__.items()
+                  if k != "client_ip" and not (k in ("terminal_id", "device_id") and v is None)}
         fields["amount"] = self.amount.fen
         return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
@@ -97,21 +101,25 @@ async def create_order(deps: Deps, *, merchant_id: str, app_id: str, new: NewOrd
             return order_view(existing)
     if new.store_id:
         await merchants.get_store(deps.db, merchant_id=merchant_id, store_id=new.store_id)
-    decision = await risk.decide(deps.db, merchant_id=merchant_id, amount=new.amount,
-                                 channel=channel.value, way_code=new.way_code.value,
-                                 payer_id=new.payer_id)
-    if not decision.allow:
-        raise FulemaError(ErrorCode.RISK_REJECTED, decision.reason or None)
+    decision = await risk.decide(
+        deps.db, settings=settings, merchant_id=merchant_id, out_no=new.out_trade_no,
+        amount=new.amount, channel=channel.value, way_code=new.way_code.value,
+        payer_id=new.payer_id, store_id=new.store_id, terminal_id=new.terminal_id,
+        device_id=new.device_id, client_ip=new.client_ip)
+    if not decision.allow:  # risk has recorded the decision; nothing else is written
+        raise FulemaError(ErrorCode.RISK_REJECTED, "refused by risk control",
+                          reason_code=decision.reason)
 
     order, mine = await _insert_or_get(deps, merchant_id=merchant_id, app_id=app_id, new=new,
                                        channel=channel, nonce=nonce, quote=quote,
-                                       notify_url=new.notify_url or default_notify_url)
+                                       notify_url=new.notify_url or default_notify_url,
+                                       decision=decision)
     if mine or (order.status == OrderStatus.CREATED
                 and await _claim_channel_step(deps.db, order.id)):
         if new.way_code == WayCode.BARCODE:
             assert new.auth_code is not None
-            return await barcode_pay(deps, order, new.auth_code)
-        return await channel_create(deps, order)
+            return await barcode_pay(deps, order, new.auth_code, strong_auth=decision.challenge)
+        return await channel_create(deps, order, strong_auth=decision.challenge)
     return order_view(order)
 
 
@@ -133,6 +141,7 @@ def _resolve_channel(new: NewOrder, settings: Settings) -> ChannelName:
 
 async def _insert_or_get(deps: Deps, *, merchant_id: str, app_id: str, new: NewOrder,
                          channel: ChannelName, notify_url: str | None, nonce: str | None,
+                         decision: risk.Decision,
                          quote: marketing.Quote | None = None) -> tuple[Order, bool]:
     """The order for this request and whether this request created it (and so holds the
     right to call the channel). Optimistic: insert first, read only on a conflict.
@@ -172,6 +181,7 @@ async def _insert_or_get(deps: Deps, *, merchant_id: str, app_id: str, new: NewO
                 order_id=values["id"], kind="CREATED", before=None, after=OrderStatus.CREATED,
                 detail={"amount": new.amount.fen, "channel": channel.value,
                         **({"payable": quote.payable.fen} if quote else {})}, at=now))
+            await risk.record_decision(s, decision)
             if quote is not None and quote.lines:
                 await marketing.reserve(s, order_id=values["id"], merchant_id=merchant_id,
                                         quote=quote)

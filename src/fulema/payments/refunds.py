@@ -43,6 +43,7 @@ from fulema.payments.models import Order, Refund
 from fulema.payments.orders_state import record
 from fulema.payments.schemas import RefundOut
 from fulema.payments.views import refund_payload, refund_view
+from fulema.risk import service as risk
 
 log = structlog.get_logger(__name__)
 
@@ -58,10 +59,17 @@ async def create_refund(deps: Deps, *, merchant_id: str, order_id: str, out_refu
                         ) -> RefundOut:
     deps.settings.outbound_policy().check_notify_url(notify_url)  # NOTIFY_URL_REFUSED
     digest = _hash(order_id, amount, reason)
+    # risk decides on the refund (refund ratio, blacklists); a retry counts once
+    decision = await risk.decide(deps.db, settings=deps.settings, merchant_id=merchant_id,
+                                 out_no=out_refund_no, amount=amount, action="refund")
+    if not decision.allow:  # risk has recorded the decision; no refund is written
+        raise FulemaError(ErrorCode.RISK_REJECTED, "refused by risk control",
+                          reason_code=decision.reason)
+
     async def reserve() -> tuple[Refund, str, bool]:
         return await _reserve(deps.db, merchant_id=merchant_id, order_id=order_id,
                               out_refund_no=out_refund_no, amount=amount, reason=reason,
-                              digest=digest, notify_url=notify_url)
+                              digest=digest, notify_url=notify_url, decision=decision)
 
     try:
         refund, out_trade_no, created = await retry_on_conflict(reserve)
@@ -74,8 +82,8 @@ async def create_refund(deps: Deps, *, merchant_id: str, order_id: str, out_refu
 
 
 async def _reserve(db: Database, *, merchant_id: str, order_id: str, out_refund_no: str,
-                   amount: Money, reason: str, digest: str, notify_url: str | None
-                   ) -> tuple[Refund, str, bool]:
+                   amount: Money, reason: str, digest: str, notify_url: str | None,
+                   decision: risk.Decision) -> tuple[Refund, str, bool]:
     async with db.transaction() as s:
         order = (await s.scalars(select(Order).where(
             Order.id == order_id, Order.merchant_id == merchant_id).with_for_update())).first()
@@ -106,6 +114,7 @@ async def _reserve(db: Database, *, merchant_id: str, order_id: str, out_refund_
                                                      "amount": amount.fen})
         await s.flush()
         publish(s, "refund.requested", refund_payload(refund, order))
+        await risk.record_decision(s, decision)
         return refund, order.out_trade_no, True
 
 

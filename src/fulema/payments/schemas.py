@@ -32,6 +32,10 @@ class CreateOrderBody(BaseModel):
     attach: str | None = Field(default=None, max_length=512)
     expire_seconds: int | None = Field(default=None, ge=60, le=7 * 24 * 3600)
     client_ip: str | None = Field(default=None, max_length=64)
+    terminal_id: str | None = Field(default=None, max_length=40,
+                                    description="The till or POS that took the payment (risk)")
+    device_id: str | None = Field(default=None, max_length=64,
+                                  description="The payer's device fingerprint, if known (risk)")
     quote: str | None = Field(default=None, max_length=4096,
                               description="quote_id from POST /api/v1/marketing/quote: the "
                                           "channel is then charged the quote's payable amount")

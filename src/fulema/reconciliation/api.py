@@ -3,13 +3,15 @@ read runs and their reports, work the discrepancies. Every change is audited by 
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta, timezone
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from fulema.core.clock import clock
 from fulema.core.db import Database
 from fulema.core.errors import ErrorCode as E
+from fulema.core.errors import FulemaError
 from fulema.core.vocab import ChannelName
 from fulema.core.web import OperatorRoute, error_responses, get_db, require_role
 from fulema.payments.service import Deps
@@ -24,6 +26,8 @@ from fulema.reconciliation.schemas import (
     ResolveBody,
     RunOut,
 )
+
+BEIJING = timezone(timedelta(hours=8))
 
 router = APIRouter(prefix="/ops/v1/reconciliation", tags=["operations: reconciliation"],
                    route_class=OperatorRoute)
@@ -52,16 +56,25 @@ async def import_statement(request: Request, deps: Payments, operator: Finance,
                            channel: ChannelName, day: Annotated[date, Query(alias="date")]
                            ) -> RunOut:
     data = await request.body()
-    return await service.reconcile(deps, channel=channel.value, day=day, data=data,
-                                   actor=operator)
+    return await service.reconcile(deps, channel=channel.value, day=_statement_day(day),
+                                   data=data, actor=operator)
 
 
 @router.post("/runs/download", status_code=201,
              summary="Download a day's statement through the channel's adapter and reconcile it",
              responses=error_responses(*_IMPORT, E.CHANNEL_UNAVAILABLE, E.CHANNEL_NOT_ENABLED))
 async def download_statement(body: DownloadBody, deps: Payments, operator: Finance) -> RunOut:
-    return await service.reconcile(deps, channel=body.channel.value, day=body.date,
-                                   actor=operator)
+    return await service.reconcile(deps, channel=body.channel.value,
+                                   day=_statement_day(body.date), actor=operator)
+
+
+def _statement_day(day: date) -> date:
+    """A day a channel can have a statement for: not before 2000, not after today (Beijing).
+    Checked here, so a nonsense date is the caller's error, not the channel's outage."""
+    today = clock.now().astimezone(BEIJING).date()
+    if not date(2000, 1, 1) <= day <= today:
+        raise FulemaError(E.VALIDATION_ERROR, f"date: a statement day from 2000-01-01 to {today}")
+    return day
 
 
 @router.get("/runs", summary="Runs, newest first")

@@ -1,25 +1,188 @@
-"""Risk decision seam.
+"""The risk context's public API: the one module payments, the API router and tests import.
 
-Payments asks `decide` before it creates an order. For now it allows everything; the risk
-context plugs its rules in here without payments changing.
+Payments asks `decide` before it records an order or a refund (事前决策), then, if the
+decision allows, writes it with `record_decision` inside the transaction that records the order
+or refund, so the decision and what it allowed commit together (a retried create that loses the
+insert leaves no second decision). A DENY is written by `decide` itself: nothing else is.
+
+What `decide` answers the merchant is an outcome and a reason code, never a threshold.
+CHALLENGE means "only with the payer's strong authentication": channels that can force it
+(`STEP_UP_CHANNELS`: the bank's own, whose password step turns a level C payment into level B)
+get `challenge=True` and put the step to the payer; on any other channel a CHALLENGE is a DENY,
+since the step cannot be asked for.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
+import structlog
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fulema.core import audit
+from fulema.core.clock import clock
+from fulema.core.config import Settings
 from fulema.core.db import Database
+from fulema.core.events import publish_now
+from fulema.core.ids import new_id
 from fulema.core.money import Money
+from fulema.merchants import service as merchants
+from fulema.risk.alerts import raise_alert
+from fulema.risk.cases import open_case_in
+from fulema.risk.domain import Outcome, Verdict
+from fulema.risk.engine import Engine, engine_for
+from fulema.risk.models import RiskDecision
+
+log = structlog.get_logger(__name__)
+
+STEP_UP_CHANNELS = frozenset({"bankpay"})
+BEIJING = timedelta(hours=8)
 
 
 @dataclass(frozen=True)
 class Decision:
     allow: bool
     reason: str = ""
+    outcome: str = "ALLOW"
+    challenge: bool = False  # ask the channel for the payer's strong authentication
+    decision_id: str = ""
+    fired: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    # what record_decision writes
+    action: str = "pay"
+    merchant_id: str = ""
+    out_no: str = ""
+    amount_fen: int = 0
+    channel: str = ""
+    way_code: str = ""
+    ruleset_version: int = 0
 
 
-async def decide(db: Database, *, merchant_id: str, amount: Money, channel: str, way_code: str,
-                 payer_id: str | None) -> Decision:
-    """Pre-transaction decision (事前决策)."""
-    del db, merchant_id, amount, channel, way_code, payer_id
-    return Decision(allow=True)
+SKIPPED = Decision(allow=True)
+_INSERT_DECISION = insert(RiskDecision.__table__)  # type: ignore[arg-type]
+
+
+async def decide(db: Database, *, settings: Settings, merchant_id: str, out_no: str,
+                 amount: Money, channel: str = "", way_code: str = "",
+                 payer_id: str | None = None, store_id: str | None = None,
+                 terminal_id: str | None = None, device_id: str | None = None,
+                 client_ip: str | None = None, action: str = "pay") -> Decision:
+    """Pre-transaction decision (事前决策) for a payment (`action="pay"`, `out_no` = the
+    merchant's out_trade_no) or a refund (`action="refund"`, `out_no` = out_refund_no).
+
+    Never raises for a rule's sake: a broken rule or an unreachable counter store fails safe
+    to REVIEW (allowed, a case opened) and raises an alert."""
+    if not settings.risk_enabled:
+        return SKIPPED
+    engine = engine_for(db, settings)
+    now = clock.now()
+    local = now + BEIJING
+    facts = {"action": action, "amount": amount.fen, "channel": channel, "way_code": way_code,
+             "merchant_id": merchant_id, "store_id": store_id, "terminal_id": terminal_id,
+             "payer_id": payer_id, "device_id": device_id, "client_ip": client_ip,
+             "hour": local.hour, "weekday": local.weekday()}
+    version = 0
+    try:
+        merchant = await engine.merchant(merchant_id)
+        facts["mcc"] = merchant.mcc
+        if merchant.activated_at is not None:
+            facts["merchant_age_days"] = (now - merchant.activated_at).days
+        verdict, version = await engine.evaluate(
+            facts, now=now, txn_key=f"{merchant_id}:{'R:' if action == 'refund' else ''}{out_no}")
+    except Exception as exc:
+        log.warning("risk.decide_failed", error=type(exc).__name__)
+        verdict = Verdict(outcome=Outcome.REVIEW, reason="RISK_UNAVAILABLE", fired=(),
+                          errors=(f"engine: {type(exc).__name__}",))
+    if verdict.errors:
+        await _alert_errors(engine, verdict, merchant_id)
+    outcome = verdict.outcome
+    if outcome == Outcome.CHALLENGE and channel not in STEP_UP_CHANNELS:
+        outcome = Outcome.DENY
+    decision = Decision(
+        allow=outcome != Outcome.DENY, reason=verdict.reason, outcome=outcome.name,
+        challenge=outcome == Outcome.CHALLENGE, decision_id=new_id("rdc"), fired=verdict.fired,
+        errors=verdict.errors, action=action, merchant_id=merchant_id, out_no=out_no,
+        amount_fen=amount.fen, channel=channel, way_code=way_code, ruleset_version=version)
+    if not decision.allow:
+        async with db.transaction() as s:
+            await record_decision(s, decision)
+    return decision
+
+
+async def record_decision(session: AsyncSession, decision: Decision) -> None:
+    """Writes the decision in the caller's transaction (the one that records the order or
+    refund it allowed). A REVIEW joins or opens the merchant's case; every decision but ALLOW
+    is published as `risk.decision` for the monitor."""
+    if not decision.decision_id:
+        return  # risk is switched off
+    case_id = None
+    if decision.outcome == "REVIEW":
+        case_id, _opened = await open_case_in(
+            session, merchant_id=decision.merchant_id, source="review",
+            summary=f"REVIEW {decision.reason} on {decision.action} {decision.out_no}")
+    # A Core INSERT built once, not the ORM unit of work: this runs with every order.
+    await session.execute(_INSERT_DECISION, dict(
+        id=decision.decision_id, action=decision.action, merchant_id=decision.merchant_id,
+        out_no=decision.out_no, outcome=decision.outcome, reason=decision.reason or "",
+        fired=list(decision.fired), errors=list(decision.errors),
+        amount_fen=decision.amount_fen, channel=decision.channel, way_code=decision.way_code,
+        ruleset_version=decision.ruleset_version, case_id=case_id, created_at=clock.now()))
+    if decision.outcome != "ALLOW":
+        await publish_now(session, "risk.decision", {
+            "decision_id": decision.decision_id, "merchant_id": decision.merchant_id,
+            "action": decision.action, "outcome": decision.outcome, "reason": decision.reason})
+
+
+async def _alert_errors(engine: Engine, verdict: Verdict, merchant_id: str) -> None:
+    """One alert per broken rule and day (and at most one attempt a minute per process)."""
+    now = clock.now()
+    stamp = now.timestamp()
+    for err in verdict.errors:
+        rule_id = err.split(":", 1)[0]
+        if engine.alerted.get(rule_id, 0) > stamp:
+            continue
+        engine.alerted[rule_id] = stamp + 60
+        try:
+            await raise_alert(engine.db, kind="rule_error", severity="critical",
+                              summary=f"rule {rule_id} failed ({err.split(': ', 1)[-1]}); "
+                                      "decisions fail safe to REVIEW",
+                              dedupe_key=f"rule_error:{rule_id}:{(now + BEIJING):%Y%m%d}",
+                              merchant_id=None)
+        except Exception as exc:
+            log.warning("risk.alert_failed", error=type(exc).__name__, merchant_id=merchant_id)
+
+
+async def list_decisions(db: Database, *, merchant_id: str | None = None,
+                         out_no: str | None = None, outcome: str | None = None,
+                         limit: int = 50) -> list[RiskDecision]:
+    """Decisions, newest first: what fired and why (explainable to an operator or merchant)."""
+    q = select(RiskDecision).order_by(RiskDecision.created_at.desc(),
+                                      RiskDecision.id.desc()).limit(limit)
+    if merchant_id:
+        q = q.where(RiskDecision.merchant_id == merchant_id)
+    if out_no:
+        q = q.where(RiskDecision.out_no == out_no)
+    if outcome:
+        q = q.where(RiskDecision.outcome == outcome)
+    async with db.transaction() as s:
+        return list(await s.scalars(q))
+
+
+async def freeze_merchant(db: Database, *, merchant_id: str, reason: str, operator: str) -> None:
+    """An alert's action: freeze through the merchants service, audited here too."""
+    await merchants.freeze(db, merchant_id=merchant_id, reason=reason, operator=operator)
+    async with db.transaction() as s:
+        await audit.record(s, actor=operator, action="risk.merchant.freeze",
+                           target_type="merchant", target_id=merchant_id,
+                           detail={"reason": reason})
+
+
+async def hold_settlement(db: Database, *, merchant_id: str, reason: str, operator: str) -> None:
+    """An alert's action: settlement on hold (payments go on, payouts wait)."""
+    await merchants.hold_settlement(db, merchant_id=merchant_id, reason=reason, operator=operator)
+    async with db.transaction() as s:
+        await audit.record(s, actor=operator, action="risk.merchant.hold_settlement",
+                           target_type="merchant", target_id=merchant_id,
+                           detail={"reason": reason})

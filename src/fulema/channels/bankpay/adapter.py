@@ -214,7 +214,8 @@ class BankpayChannel:
             **self._base(), "out_trade_no": req.order_id, "amount_fen": req.amount.fen,
             "currency": "CNY", "subject": req.subject[:128], "way_code": req.way_code.value,
             "notify_url": req.notify_url, "expire_time": iso(req.expire_at),
-            "client_ip": req.client_ip, "return_url": req.return_url})
+            "client_ip": req.client_ip, "return_url": req.return_url,
+            **({"payer_auth": "PASSWORD"} if req.strong_auth else {})})
         trade = trade_result(data)
         state = trade.state if trade.state != TradeState.SUCCESS else TradeState.PAYING
         return CreatePaymentResult(state=state, code_url=data.get("code_url"),
@@ -225,7 +226,9 @@ class BankpayChannel:
         data = await self._call("POST", "/api/orders/barcode", {
             **self._base(), "out_trade_no": req.order_id, "amount_fen": req.amount.fen,
             "currency": "CNY", "subject": req.subject[:128], "auth_code": req.auth_code,
-            "client_ip": req.client_ip, "notify_url": self.settings.callback_url("bankpay")})
+            "client_ip": req.client_ip, "notify_url": self.settings.callback_url("bankpay"),
+            # the bank asks the payer's password even where the payer waived it (risk CHALLENGE)
+            **({"payer_auth": "PASSWORD"} if req.strong_auth else {})})
         return trade_result(data)
 
     async def query(self, order_id: str) -> TradeResult:

@@ -90,8 +90,11 @@ def _barcode(sb: BankpaySandbox, body: dict[str, Any]) -> tuple[int, dict[str, A
     else:
         o.payer = payer
         # Refused before the payer is asked to confirm; the balance only once confirmed.
-        refused = payer.refusal(o.amount_fen, balance=not payer.password_required)
-        if refused is None and payer.password_required:
+        # `payer_auth: PASSWORD`: the acquirer's risk control asks for the password step even
+        # where the payer waived it for small amounts
+        need_password = payer.password_required or body.get("payer_auth") == "PASSWORD"
+        refused = payer.refusal(o.amount_fen, balance=not need_password)
+        if refused is None and need_password:
             o.awaiting_confirm = True  # PAYING until the payer confirms in the app
         elif (refused := refused or sb.settle(o, payer)) is not None:
             sb.fail(o, *REFUSALS[refused])

@@ -1,0 +1,17 @@
+"""The risk benchmark's phases run and lose no order (no timing is asserted)."""
+
+from __future__ import annotations
+
+from bench.risk_bench import bench_creates, bench_rules
+
+
+def test_rules_phase_decides_every_transaction() -> None:
+    per_second, cpu_us, not_allowed = bench_rules(300)
+    assert per_second > 0
+    assert cpu_us > 0
+    assert 0 <= not_allowed <= 300
+
+
+async def test_creates_phase_answers_every_order_with_and_without_risk() -> None:
+    off, on, cpu_off, cpu_on = await bench_creates(1, 3)  # raises on any answer but 200
+    assert min(off, on, cpu_off, cpu_on) > 0
