@@ -18,6 +18,11 @@ import httpx
 import structlog
 from fastapi import FastAPI
 
+from fulema.billing import jobs as billing_jobs
+from fulema.billing import models as _billing_models  # noqa: F401 - registers tables
+from fulema.billing.api import ops_router as billing_ops_router
+from fulema.billing.api import router as billing_router
+from fulema.billing.billers import BillerRegistry
 from fulema.channels.ops_api import router as channels_ops_router
 from fulema.channels.registry import build_channels
 from fulema.core import audit as _audit_models  # noqa: F401 - registers tables
@@ -29,6 +34,11 @@ from fulema.gateway import models as _gateway_models  # noqa: F401 - registers t
 from fulema.merchants import models as _merchant_models  # noqa: F401 - registers tables
 from fulema.merchants.api import router as merchants_router
 from fulema.merchants.demo_seed import DEMO_PLATE
+from fulema.messaging import jobs as messaging_jobs
+from fulema.messaging import models as _messaging_models  # noqa: F401 - registers tables
+from fulema.messaging.api import feed_router as speaker_feed_router
+from fulema.messaging.api import router as messaging_router
+from fulema.messaging.hub import SpeakerHub
 from fulema.ops import bus
 from fulema.ops.api import router as ops_router
 from fulema.ops.bus import NatsPublisher
@@ -55,7 +65,8 @@ def declared_consumers(settings: Settings) -> tuple[list[Consumer], NatsPublishe
     serves all of them. A context declares its consumers in its own module (`jobs.py`) and is
     listed here."""
     bus_consumers, publisher = bus.consumers(settings)
-    return [*bus_consumers], publisher
+    return [*bus_consumers, *messaging_jobs.consumers(settings),
+            *billing_jobs.consumers(settings)], publisher
 
 
 def create_app(settings: Settings, *, db: Database | None = None,
@@ -104,11 +115,14 @@ def create_app(settings: Settings, *, db: Database | None = None,
     app.state.dispatcher = dispatcher
     app.state.channels = channels
     app.state.payments = Deps(db=db, settings=settings, channels=channels)
+    app.state.speakers = SpeakerHub(db, settings)  # MQTT, or the log feed without a broker
+    app.state.billers = BillerRegistry()  # biller adapters (sandbox billers in memory)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
 
     for router in (ops_router, events_router, channels_ops_router, merchants_router,
-                   payments_router, callbacks_router, cashier_router, oauth_router):
+                   payments_router, callbacks_router, cashier_router, oauth_router,
+                   messaging_router, speaker_feed_router, billing_router, billing_ops_router):
         app.include_router(router)
     install_docs(app)
     app.include_router(home_router(demo_plate=DEMO_PLATE if settings.seed_demo else None))

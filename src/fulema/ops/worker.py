@@ -12,6 +12,7 @@ from datetime import timedelta
 import structlog
 from fastapi import FastAPI
 
+from fulema.billing import jobs as billing_jobs
 from fulema.core.events import admin as events_admin
 from fulema.core.signal import Signal
 from fulema.gateway.service import purge_nonces
@@ -61,6 +62,11 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
             deps.db, retention=timedelta(days=deps.settings.events_retention_days)))),
         asyncio.create_task(_every(300.0, "nonces", lambda: purge_nonces(deps.db,
                                                                          deps.settings))),
+        # Cloud speakers: sends announcements as soon as they are recorded, reads acks and
+        # hellos, resends what is not acknowledged (messaging/hub.py).
+        asyncio.create_task(app.state.speakers.run_forever()),
+        asyncio.create_task(_every(2.0, "billing.writeoffs", lambda: billing_jobs.run_writeoffs(
+            deps, app.state.billers))),
     ]
 
 
@@ -70,5 +76,8 @@ async def run_all_once(app: FastAPI) -> None:
     await app.state.dispatcher.drain()
     await jobs.run_order_jobs(deps)
     await refunds.run_refund_jobs(deps)
+    await app.state.dispatcher.drain()
+    await app.state.speakers.deliver_due()
+    await billing_jobs.run_writeoffs(deps, app.state.billers)
     await app.state.dispatcher.drain()
     await notifications.deliver_due(deps.db, deps.settings, app.state.http)

@@ -22,6 +22,7 @@ from fulema.payments.orders_apply import apply_trade_result, sync_with_channel
 from fulema.payments.orders_close import close_order
 from fulema.payments.orders_create import NewOrder, create_order
 from fulema.payments.orders_query import get_order, order_by_id, query_order
+from fulema.payments.refunds import create_refund
 
 __all__ = [
     "Deps",
@@ -29,6 +30,7 @@ __all__ = [
     "apply_trade_result",
     "close_order",
     "create_order",
+    "create_refund",
     "get_order",
     "order_by_id",
     "query_order",
