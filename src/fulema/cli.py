@@ -8,8 +8,10 @@ the variables to fix, before anything starts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
+from typing import Annotated
 
 import typer
 import uvicorn
@@ -117,8 +119,9 @@ def speaker(device: str = typer.Option(..., help="the speaker id (its MQTT usern
                                     "FULEMA_SPEAKER_MQTT_URL's host, else 127.0.0.1:1883)"),
             password: str = typer.Option("", help="its broker password (default: derived "
                                          "from FULEMA_SPEAKER_SECRET, as provisioned)"),
-            wav_dir: Path | None = typer.Option(None, help="with espeak-ng installed, also "
-                                                "speak each announcement into a WAV here")) -> None:
+            wav_dir: Annotated[Path | None, typer.Option(
+                help="with espeak-ng installed, also speak each announcement into a WAV here")
+            ] = None) -> None:
     """A cloud speaker simulator: subscribes to its topic, checks signatures, plays each
     announcement once (printed), acknowledges, and catches up on what it missed."""
     from fulema.messaging.domain import device_key, device_password
@@ -148,10 +151,8 @@ def speaker(device: str = typer.Option(..., help="the speaker id (its MQTT usern
                    f"({settings.speaker_topic_prefix}/speakers/{device}/messages)", err=True)
         await dev.run()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
 
 
 @app.command("speaker-credentials")

@@ -76,7 +76,8 @@ async def test_a_paid_bill_is_written_off_once_with_a_receipt_and_history(
     await payer_pays(p, answer)
 
     done = await payment(p, answer["payment"]["payment_id"])
-    assert done["status"] == "WRITTEN_OFF" and done["receipt_no"]
+    assert done["status"] == "WRITTEN_OFF"
+    assert done["receipt_no"]
     receipt = (await p.http.get(f"/bills/v1/payments/{done['payment_id']}/receipt")).json()
     assert receipt["amount_yuan"] == f"{bill['amount'] // 100}.{bill['amount'] % 100:02d}"
     assert receipt["biller"] == "张家港自来水"
@@ -85,7 +86,8 @@ async def test_a_paid_bill_is_written_off_once_with_a_receipt_and_history(
     assert (await p.http.get(f"/bills/v1/billers/{BILLER}/accounts/{ACCOUNT}/bills")
             ).json()["data"] == []
     again = await pay(p, bill)
-    assert again.status_code == 409 and again.json()["code"] == "BILL_ALREADY_PAID"
+    assert again.status_code == 409
+    assert again.json()["code"] == "BILL_ALREADY_PAID"
     history = (await p.http.get(f"/bills/v1/billers/{BILLER}/accounts/{ACCOUNT}/payments")
                ).json()["data"]
     assert [h["status"] for h in history] == ["WRITTEN_OFF"]
@@ -102,7 +104,8 @@ async def test_a_write_off_that_keeps_failing_is_retried_then_refunded_past_its_
 
     await payer_pays(p, answer)
     first = await payment(p, payment_id)
-    assert first["status"] == "PAID" and first["writeoff_attempts"] >= 1
+    assert first["status"] == "PAID"
+    assert first["writeoff_attempts"] >= 1
     assert "refused" in first["last_error"]
 
     clock.advance(timedelta(seconds=p.settings.billing_writeoff_retry_seconds + 1))
@@ -133,7 +136,8 @@ async def test_bad_bill_requests_are_refused_and_leave_nothing(platform: Platfor
     orders_before = await count(p, Order)
 
     unknown_biller = await p.http.get(f"/bills/v1/billers/nope/accounts/{ACCOUNT}/bills")
-    assert unknown_biller.status_code == 404 and unknown_biller.json()["code"] == "BILLER_NOT_FOUND"
+    assert unknown_biller.status_code == 404
+    assert unknown_biller.json()["code"] == "BILLER_NOT_FOUND"
     unknown_account = await p.http.get(f"/bills/v1/billers/{BILLER}/accounts/9999990000/bills")
     assert unknown_account.json()["code"] == "BILL_NOT_FOUND"
     malformed_account = await p.http.get(f"/bills/v1/billers/{BILLER}/accounts/x!/bills")

@@ -64,13 +64,17 @@ async def test_a_donation_moves_the_progress_exactly_once_and_earns_a_certificat
 
     donation = (await p.http.get(
         f"/charity/v1/donations/{answer['donation']['donation_id']}")).json()
-    assert donation["status"] == "PAID" and donation["certificate_no"].startswith("JZ")
+    assert donation["status"] == "PAID"
+    assert donation["certificate_no"].startswith("JZ")
     pdf = await p.http.get(f"/charity/v1/donations/{donation['donation_id']}/certificate.pdf")
-    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
-    assert pdf.content.startswith(b"%PDF-1.4") and pdf.content.rstrip().endswith(b"%%EOF")
+    assert pdf.status_code == 200
+    assert pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF-1.4")
+    assert pdf.content.rstrip().endswith(b"%%EOF")
     utf16 = lambda text: text.encode("utf-16-be").hex().upper().encode()  # noqa: E731
     assert utf16(donation["certificate_no"]) in pdf.content
-    assert utf16("爱心人士") in pdf.content and utf16("李四") not in pdf.content
+    assert utf16("爱心人士") in pdf.content
+    assert utf16("李四") not in pdf.content
     assert utf16("50.00") in pdf.content
 
 
@@ -80,18 +84,21 @@ async def test_closed_or_unknown_projects_take_nothing(platform: Platform) -> No
     unpaid = (await donate(p, proj["project_id"])).json()
     cert = await p.http.get(
         f"/charity/v1/donations/{unpaid['donation']['donation_id']}/certificate.pdf")
-    assert cert.status_code == 404 and cert.json()["code"] == "DONATION_NOT_FOUND"
+    assert cert.status_code == 404
+    assert cert.json()["code"] == "DONATION_NOT_FOUND"
 
     closed = await p.http.post(f"/ops/v1/charity/projects/{proj['project_id']}/close",
                                headers=OPS)
     assert closed.json()["open_now"] is False
     refused = await donate(p, proj["project_id"])
-    assert refused.status_code == 409 and refused.json()["code"] == "CHARITY_PROJECT_CLOSED"
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "CHARITY_PROJECT_CLOSED"
 
     later = await project(p, starts_at=(clock.now() + timedelta(days=1)).isoformat())
     early = await donate(p, later["project_id"])
     assert early.json()["code"] == "CHARITY_PROJECT_CLOSED"
     missing = await donate(p, "chp_nope")
-    assert missing.status_code == 404 and missing.json()["code"] == "CHARITY_PROJECT_NOT_FOUND"
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "CHARITY_PROJECT_NOT_FOUND"
     zero = await donate(p, later["project_id"], amount=0)
     assert zero.json()["code"] == "VALIDATION_ERROR"

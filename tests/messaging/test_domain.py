@@ -66,7 +66,8 @@ def read_amount(words: str) -> int:
     (100101, "一千零一元零一分"), (0, "零元"), (10, "一角"), (100, "一元"), (1000, "十元"),
     (1001, "十元零一分"), (11000, "一百一十元"), (1_000_000, "一万元"),
     (1_001_000, "一万零一十元"), (10_000_000, "十万元"), (5_000_000, "五万元"),
-    (10_000_000_000, "一亿元"), (10_005_000_000, "一亿零五万元"), (101_010_101, "一百零一万零一百零一元零一分"),
+    (10_000_000_000, "一亿元"), (10_005_000_000, "一亿零五万元"),
+    (101_010_101, "一百零一万零一百零一元零一分"),
     (99_999_999, "九十九万九千九百九十九元九角九分"),
 ])
 def test_amounts_are_spoken_as_a_cashier_would(fen: int, spoken: str) -> None:
@@ -114,7 +115,8 @@ def test_a_message_verifies_only_with_its_own_device_key() -> None:
 
 def test_the_device_plays_a_message_id_once_and_forgets_the_oldest() -> None:
     seen = SeenIds(capacity=2)
-    assert seen.first_time("a") and seen.first_time("b")
+    assert seen.first_time("a")
+    assert seen.first_time("b")
     assert not seen.first_time("a")
     assert seen.first_time("c")  # evicts b (a was refreshed)
     assert not seen.first_time("a")

@@ -83,7 +83,8 @@ async def test_a_payment_delivered_twice_is_announced_once(db: Database,
         await eventually(acked)
         await asyncio.sleep(0.3)  # room for a second message, were there one
     assert [b["text"] for b in spk.played] == ["付了码收款十二元五角"]
-    assert spk.duplicates == 0 and spk.rejected == 0
+    assert spk.duplicates == 0
+    assert spk.rejected == 0
 
 
 async def test_an_offline_speaker_gets_what_it_missed_when_it_comes_back(
@@ -109,7 +110,8 @@ async def test_an_offline_speaker_gets_what_it_missed_when_it_comes_back(
                 return [m.status for m in await speakers.search_messages(db)] == ["ACKED"]
 
             await eventually(acked)
-    assert len(spk.played) == 1 and spk.played[0]["amount"] == 1250
+    assert len(spk.played) == 1
+    assert spk.played[0]["amount"] == 1250
 
 
 async def test_a_lost_ack_brings_a_resend_that_the_device_drops(db: Database,

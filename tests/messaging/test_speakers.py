@@ -13,8 +13,8 @@ from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.core.events import Event
 from fulema.core.ids import new_id
-from fulema.merchants.domain import TerminalKind
 from fulema.merchants import service as merchants
+from fulema.merchants.domain import TerminalKind
 from fulema.messaging import speakers
 from fulema.messaging.domain import device_key, verify
 from fulema.messaging.hub import SpeakerHub
@@ -113,9 +113,11 @@ async def test_without_a_broker_the_feed_shows_it_once_and_it_is_final(
 
     assert hub.feed is not None
     [item] = hub.feed.after(0)
-    assert item.text == "付了码收款十二元五角" and item.amount_yuan == "12.50"
+    assert item.text == "付了码收款十二元五角"
+    assert item.amount_yuan == "12.50"
     [m] = await speakers.search_messages(db)
-    assert m.status == "LOGGED" and m.attempts == 1
+    assert m.status == "LOGGED"
+    assert m.attempts == 1
 
 
 async def test_unacknowledged_messages_are_resent_with_backoff_until_acked(
@@ -140,7 +142,9 @@ async def test_unacknowledged_messages_are_resent_with_backoff_until_acked(
     clock.advance(timedelta(minutes=1))
     assert await hub.deliver_due() == 0
     m = await status_of(db, message_id)
-    assert m.status == "ACKED" and m.attempts == 2 and m.acked_at is not None
+    assert m.status == "ACKED"
+    assert m.attempts == 2
+    assert m.acked_at is not None
 
 
 async def test_malformed_and_foreign_acks_change_nothing(db: Database,

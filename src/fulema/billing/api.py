@@ -145,7 +145,9 @@ async def list_billers(db: Db) -> BillerListOut:
             responses=error_responses(E.BILLER_NOT_FOUND, E.BILL_NOT_FOUND))
 async def inquire(biller_code: str, account_no: Account, db: Db, billers: Billers) -> BillListOut:
     found = await bills.inquire(db, billers, biller_code=biller_code, account_no=account_no)
-    return BillListOut(data=[BillOut(**asdict(b)) for b in found])
+    return BillListOut(data=[BillOut(bill_id=b.bill_id, account_no=b.account_no, holder=b.holder,
+                                     period=b.period, amount=b.amount_fen, due_date=b.due_date)
+                             for b in found])
 
 
 @router.post("/bills/v1/payments", summary="Pay a bill: take it and open an order",

@@ -92,7 +92,7 @@ class SandboxBiller:
             if left > 0:
                 self.fail_writeoffs[bill_id] = left - 1
             raise BillerError("sandbox biller: write-off refused (system busy)")
-        account = bill_id.split("-")[1] if bill_id.count("-") >= 2 else ""
+        account = bill_id.removeprefix(f"{self.code}-").rpartition("-")[0]
         try:
             bill = self.bill_for(account)
         except UnknownAccount as exc:

@@ -80,7 +80,7 @@ def donation_view(d: Donation) -> DonationView:
 
 async def create_project(db: Database, *, name: str, organisation: str, merchant_id: str,
                          target: Money, starts_at: datetime, ends_at: datetime) -> ProjectView:
-    if not target.is_positive():
+    if not target.is_positive:
         raise FulemaError(ErrorCode.INVALID_AMOUNT, "the target must be positive")
     if as_utc(ends_at) <= as_utc(starts_at):
         raise FulemaError(ErrorCode.VALIDATION_ERROR, "ends_at must be after starts_at")
@@ -127,7 +127,7 @@ async def donate(deps: payments.Deps, *, project_id: str, amount: Money, channel
         raise FulemaError(ErrorCode.CHARITY_PROJECT_NOT_FOUND, f"no project {project_id}")
     check_project_open(status=p.status, starts_at=as_utc(p.starts_at),
                        ends_at=as_utc(p.ends_at), now=clock.now())
-    if not amount.is_positive():
+    if not amount.is_positive:
         raise FulemaError(ErrorCode.INVALID_AMOUNT)
     app = await merchants.default_app_for_merchant(deps.db, merchant_id=p.merchant_id)
     if app is None:

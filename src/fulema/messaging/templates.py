@@ -24,7 +24,7 @@ TEMPLATES: dict[tuple[str, str], str] = {
     ("risk.alert", "notice"): "[{{ severity }}] {{ kind }}: {{ summary }}",
 }
 
-_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)  # noqa: S701 - not HTML
+_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 _compiled = {key: _env.from_string(source) for key, source in TEMPLATES.items()}
 
 
