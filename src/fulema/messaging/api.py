@@ -18,6 +18,7 @@ from fulema.core.errors import ErrorCode as E
 from fulema.core.errors import FulemaError
 from fulema.core.web import OperatorRoute, error_responses, get_db, get_settings, require_role
 from fulema.messaging import notices, speakers
+from fulema.messaging.hub import SpeakerHub
 from fulema.messaging.transport import LogFeed
 
 router = APIRouter(prefix="/ops/v1/messages", tags=["operations: messages"],
@@ -115,7 +116,7 @@ def _feed(request: Request) -> LogFeed:
     page does not exist (every store's takings are not for an unauthenticated page)."""
     settings: Settings = request.app.state.settings
     hub = getattr(request.app.state, "speakers", None)
-    feed = hub.feed if hub is not None else None
+    feed = hub.feed if isinstance(hub, SpeakerHub) else None
     if not settings.is_development or feed is None:
         raise FulemaError(E.NOT_FOUND, "the speaker feed exists only in development, "
                                        "without an MQTT broker")

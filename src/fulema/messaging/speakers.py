@@ -40,9 +40,9 @@ def wake_signal(db: Database) -> Signal:
     """Set when announcements are recorded or a device asks to catch up: the hub's send loop
     waits on it (process-local, kept with the database like its other memos)."""
     signal = db.memo.get(WAKE_KEY)
-    if signal is None:
+    if not isinstance(signal, Signal):
         signal = db.memo[WAKE_KEY] = Signal()
-    return signal  # type: ignore[no-any-return]
+    return signal
 
 
 async def announce_payment(db: Database, event: Event, *, settings: Settings) -> int:
