@@ -25,11 +25,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import random
 import resource
 import secrets
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -130,19 +132,45 @@ async def broker_round_trip(host: str, port: int, prefix: str, n: int) -> list[f
             await e
 
 
-async def connect_speakers(settings: Settings, host: str, port: int,
-                           n: int) -> tuple[list[SpeakerDevice], list[asyncio.Task[None]]]:
-    devices = [SpeakerDevice(speaker_id=f"bspk-{i}",
-                             key=device_key(settings.speaker_secret, f"bspk-{i}"), host=host,
-                             port=port, prefix=settings.speaker_topic_prefix,
+async def device_worker(args: argparse.Namespace) -> None:
+    """A process of simulated speakers bspk-<first>..: connects them a hundred at a time,
+    prints "ready", and on standard input closing prints what they played and exits."""
+    host, _, port_text = args.broker.partition(":")
+    secret = Settings(environment="test").speaker_secret
+    devices = [SpeakerDevice(speaker_id=f"bspk-{i}", key=device_key(secret, f"bspk-{i}"),
+                             host=host, port=int(port_text or 1883), prefix=args.prefix,
                              client_id=f"bench-{secrets.token_hex(4)}-{i}")
-               for i in range(n)]
+               for i in range(args.first, args.first + args.count)]
     tasks = []
-    for start in range(0, n, 100):  # a hundred at a time: the broker accepts them steadily
+    for start in range(0, len(devices), 100):
         batch = devices[start:start + 100]
         tasks += [asyncio.create_task(d.run()) for d in batch]
-        await asyncio.wait_for(asyncio.gather(*(d.subscribed.wait() for d in batch)), 60)
-    return devices, tasks
+        await asyncio.wait_for(asyncio.gather(*(d.subscribed.wait() for d in batch)), 120)
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    print(f"played {sum(len(d.played) for d in devices)} "
+          f"duplicates {sum(d.duplicates for d in devices)}", flush=True)
+    for t in tasks:
+        t.cancel()
+
+
+async def rtt_worker(args: argparse.Namespace) -> None:
+    host, _, port_text = args.broker.partition(":")
+    values = await broker_round_trip(host, int(port_text or 1883), args.prefix, args.count)
+    print(json.dumps(values), flush=True)
+
+
+async def spawn(*argv: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.speakers", *argv, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE)
+
+
+async def rtt_in_own_process(broker: str, prefix: str, n: int) -> list[float]:
+    proc = await spawn("--rtt-worker", "--count", str(n), "--prefix", prefix, "--broker", broker)
+    out, _ = await proc.communicate()
+    values: list[float] = json.loads(out.decode().strip().splitlines()[-1])
+    return values
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -169,8 +197,17 @@ async def run(args: argparse.Namespace) -> None:
     print(f"{args.speakers} stores with a speaker each on {db.dialect}; broker {host}:{port}")
 
     t0 = time.perf_counter()
-    devices, device_tasks = await connect_speakers(settings, host, port, args.speakers)
-    print(f"{len(devices)} speakers connected and subscribed in {time.perf_counter() - t0:.1f} s")
+    per = -(-args.speakers // args.procs)
+    workers = [await spawn("--device-worker", "--first", str(first), "--count",
+                           str(min(per, args.speakers - first)), "--prefix", prefix,
+                           "--broker", args.broker)
+               for first in range(0, args.speakers, per)]
+    for w in workers:
+        assert w.stdout is not None
+        line = await asyncio.wait_for(w.stdout.readline(), 300)
+        assert line.strip() == b"ready", line
+    print(f"{args.speakers} speakers in {len(workers)} processes connected and subscribed in "
+          f"{time.perf_counter() - t0:.1f} s")
 
     dispatcher = Dispatcher(db, messaging_jobs.consumers(settings), poll_seconds=0.5)
     await dispatcher.register()
@@ -180,12 +217,12 @@ async def run(args: argparse.Namespace) -> None:
     transport: Any = hub.transport
     await asyncio.wait_for(transport.connected.wait(), 10)
 
-    idle_rtt = await broker_round_trip(host, port, prefix, 100)
+    idle_rtt = await rtt_in_own_process(args.broker, prefix, 100)
 
     n = int(args.rate * args.seconds)
     interval = 1.0 / args.rate
-    rtt_during: list[float] = []
-    rtt_task = asyncio.create_task(broker_round_trip(host, port, prefix, max(50, n // 3)))
+    rtt_task = asyncio.create_task(rtt_in_own_process(args.broker, prefix,
+                                                      max(50, int(args.seconds * 30))))
     start = time.perf_counter()
     for i in range(n):
         store = random.choice(stores)
@@ -205,25 +242,46 @@ async def run(args: argparse.Namespace) -> None:
     latencies: list[float] = []
     while time.monotonic() < deadline:
         async with db.transaction() as s:
-            rows = (await s.execute(select(SpeakerMessage.paid_at, SpeakerMessage.acked_at)
+            rows = (await s.execute(select(SpeakerMessage.paid_at, SpeakerMessage.acked_at,
+                                           SpeakerMessage.created_at,
+                                           SpeakerMessage.last_sent_at,
+                                           SpeakerMessage.attempts)
                                     .where(SpeakerMessage.status == "ACKED"))).all()
         if len(rows) >= n:
             break
         await asyncio.sleep(0.2)
-    latencies = [(a - p).total_seconds() * 1000 for p, a in rows if a and p]
+    latencies = [(r.acked_at - r.paid_at).total_seconds() * 1000 for r in rows]
+    # where the time goes: event -> consumer recorded it; recorded -> hub sent it (first
+    # sends only); sent -> acknowledgement recorded (broker, device, broker, hub)
+    first = [r for r in rows if r.attempts == 1]
+    stages = {
+        "dispatch (paid -> recorded)": [(r.created_at - r.paid_at).total_seconds() * 1000
+                                        for r in rows],
+        "hub pickup (recorded -> sent)": [(r.last_sent_at - r.created_at).total_seconds() * 1000
+                                          for r in first],
+        "round trip (sent -> ack)": [(r.acked_at - r.last_sent_at).total_seconds() * 1000
+                                     for r in first],
+    }
 
-    for t in platform + device_tasks:
+    for t in platform:
         t.cancel()
-    for t in platform + device_tasks:
+    for t in platform:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await t
     await db.dispose()
 
-    played = sum(len(d.played) for d in devices)
-    dupes = sum(d.duplicates for d in devices)
+    played = dupes = 0
+    for w in workers:
+        out, _ = await w.communicate(b"")
+        words = out.decode().split()
+        played += int(words[words.index("played") + 1])
+        dupes += int(words[words.index("duplicates") + 1])
     print(f"{n} payments at {n / sent_for:.1f}/s for {sent_for:.1f} s; acknowledged "
           f"{len(latencies)}; played {played}, duplicates dropped {dupes}")
     print(f"payment success -> speaker ack   {summary(latencies)}")
+    for name, values in stages.items():
+        if values:
+            print(f"  {name:<30} {summary(values)}")
     print(f"broker round trip, idle          {summary(idle_rtt)}")
     print(f"broker round trip, under load    {summary(rtt_during)}")
     print(f"ratio p50 platform/broker(load)  {pct(latencies, .5) / pct(rtt_during, .5):.1f}x; "
@@ -240,7 +298,19 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     p.add_argument("--broker", default="127.0.0.1:1883")
-    asyncio.run(run(p.parse_args()))
+    p.add_argument("--procs", type=int, default=4, help="processes the speakers run in")
+    p.add_argument("--device-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--rtt-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--prefix", default="", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.device_worker:
+        asyncio.run(device_worker(args))
+    elif args.rtt_worker:
+        asyncio.run(rtt_worker(args))
+    else:
+        asyncio.run(run(args))
 
 
 if __name__ == "__main__":

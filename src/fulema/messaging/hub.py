@@ -37,7 +37,8 @@ class SpeakerHub:
     async def deliver_due(self) -> int:
         """Send every due message once (claimed first, so two processes never both send)."""
         sent = 0
-        claimed = []
+        queue = speakers.fast_queue(self.db)
+        claimed = [queue.popleft() for _ in range(len(queue))]  # recorded and claimed just now
         for message_id in await speakers.due_messages(self.db):
             out = await speakers.claim(self.db, message_id, settings=self.settings,
                                        expects_ack=self.transport.expects_ack)

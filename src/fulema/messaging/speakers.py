@@ -8,6 +8,7 @@ LOCKED, ARCHITECTURE.md) so any number of processes can run it.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,6 +33,7 @@ log = structlog.get_logger(__name__)
 
 CONSUMER = "messaging.speaker"
 WAKE_KEY = "messaging.speaker_wake"
+FAST_KEY = "messaging.speaker_fast_queue"
 OPEN = ("PENDING", "SENT")
 MAX_BACKOFF_SECONDS = 60.0
 
@@ -58,6 +60,8 @@ async def announce_payment(db: Database, event: Event, *, settings: Settings) ->
     text = templates.render("payment.succeeded", "speaker", {"amount": amount,
                                                             "channel": p["channel"]})
     paid_at = _parse_time(p.get("paid_at")) or now
+    expects_ack = bool(settings.speaker_mqtt_url)
+    outgoing: list[Outgoing] = []
     async with db.transaction() as s:
         if not await first_delivery(s, CONSUMER, event.id):
             return 0
@@ -73,11 +77,29 @@ async def announce_payment(db: Database, event: Event, *, settings: Settings) ->
                 id=message_id, event_id=event.id, speaker_id=speaker.speaker_id,
                 merchant_id=p["merchant_id"], store_id=speaker.store_id, order_id=p["order_id"],
                 amount=Money(amount), channel=p["channel"], text=text, body=body,
-                status="PENDING", attempts=0, next_attempt_at=now, last_sent_at=None,
+                # Claimed for sending in this same transaction (the fast path): the hub of
+                # this process sends it straight after the commit, no claim of its own.
+                status="SENT" if expects_ack else "LOGGED", attempts=1,
+                next_attempt_at=now + timedelta(seconds=settings.speaker_ack_timeout_seconds)
+                if expects_ack else None, last_sent_at=now,
                 acked_at=None, paid_at=paid_at, created_at=now,
                 expires_at=now + timedelta(seconds=settings.speaker_catchup_seconds)))
+            outgoing.append(Outgoing(message_id=message_id, speaker_id=speaker.speaker_id,
+                                     body=body))
+    fast_queue(db).extend(outgoing)
     wake_signal(db).notify()
     return len(speakers)
+
+
+def fast_queue(db: Database) -> deque[Outgoing]:
+    """Announcements committed by this process's consumer, for this process's hub to send at
+    once. Losing one (a crash before it is sent) costs only the ack timeout: the row is SENT
+    and due again then, like any unacknowledged message. Bounded: without a hub running
+    (a process that only dispatches) the oldest are dropped, and the resend sends them."""
+    queue = db.memo.get(FAST_KEY)
+    if not isinstance(queue, deque):
+        queue = db.memo[FAST_KEY] = deque(maxlen=10_000)
+    return queue
 
 
 def _parse_time(value: Any) -> datetime | None:
