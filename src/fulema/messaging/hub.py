@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
 
 import structlog
 
@@ -26,6 +27,7 @@ class SpeakerHub:
                  transport: SpeakerTransport | None = None) -> None:
         self.db = db
         self.settings = settings
+        self._up: asyncio.Queue[tuple[str, str, bytes]] = asyncio.Queue()
         self.transport: SpeakerTransport = transport or (
             MqttTransport(settings.speaker_mqtt_url, prefix=settings.speaker_topic_prefix)
             if settings.speaker_mqtt_url else LogFeed())
@@ -72,10 +74,53 @@ class SpeakerHub:
         elif kind == "hello":
             await speakers.catch_up(self.db, speaker_id=speaker_id, settings=self.settings)
 
+    async def _queue_up(self, speaker_id: str, kind: str, payload: bytes) -> None:
+        """What the transport hands over while running: queued, so reading from the broker
+        never waits for the database (acknowledgements are then written in batches)."""
+        self._up.put_nowait((speaker_id, kind, payload))
+
+    async def _write_ups(self) -> None:
+        """Drain the queue: every acknowledgement waiting is written in one transaction;
+        hellos and malformed acks go through `on_up`."""
+        while True:
+            items = [await self._up.get()]
+            while not self._up.empty() and len(items) < 500:
+                items.append(self._up.get_nowait())
+            acks: list[tuple[str, str]] = []
+            for speaker_id, kind, payload in items:
+                if kind == "ack":
+                    try:
+                        acks.append((speaker_id, parse_ack(payload)))
+                    except MalformedAck as exc:
+                        log.warning("speaker.ack_rejected", speaker_id=speaker_id,
+                                    reason=str(exc))
+                else:
+                    await self._guarded(self.on_up(speaker_id, kind, payload))
+            if acks:
+                for speaker_id, message_id in await self._guarded_acks(acks):
+                    log.warning("speaker.ack_rejected", speaker_id=speaker_id,
+                                message_id=message_id, reason="no such message for this speaker")
+
+    async def _guarded_acks(self, acks: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        try:
+            return await speakers.acknowledge_many(self.db, acks)
+        except Exception as exc:  # the device acknowledges again when it is sent again
+            log.error("speaker.acks_failed", count=len(acks), error=repr(exc))
+            return []
+
+    @staticmethod
+    async def _guarded(step: Awaitable[None]) -> None:
+        try:
+            await step
+        except Exception as exc:
+            log.error("speaker.up_failed", error=repr(exc))
+
     async def run_forever(self) -> None:
-        """The transport's reader beside the send loop; the loop wakes when announcements are
-        recorded and at least every half ack timeout, for resends."""
-        reader = asyncio.create_task(self.transport.run(self.on_up))
+        """The transport's reader and the acknowledgement writer beside the send loop; the
+        loop wakes when announcements are recorded and at least every half ack timeout, for
+        resends."""
+        reader = asyncio.create_task(self.transport.run(self._queue_up))
+        writer = asyncio.create_task(self._write_ups())
         wake = speakers.wake_signal(self.db)
         period = max(0.05, self.settings.speaker_ack_timeout_seconds / 2)
         try:
@@ -87,6 +132,8 @@ class SpeakerHub:
                     log.error("job.failed", job="speakers", error=repr(exc))
                 await wake.wait(seen, period)
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            for task in (reader, writer):
+                task.cancel()
+            for task in (reader, writer):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

@@ -8,6 +8,7 @@ LOCKED, ARCHITECTURE.md) so any number of processes can run it.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -51,8 +52,7 @@ async def announce_payment(db: Database, event: Event, *, settings: Settings) ->
     """payment.succeeded -> one signed message per speaker of the order's store (or of the
     merchant's default store). Idempotent by event id (receipt) and by (event, speaker)."""
     p = event.payload
-    speakers = await merchants.speakers_for_order(db, merchant_id=p["merchant_id"],
-                                                  store_id=p.get("store_id"))
+    speakers = await _speakers(db, p["merchant_id"], p.get("store_id"))
     if not speakers:
         return 0
     now = clock.now()
@@ -89,6 +89,29 @@ async def announce_payment(db: Database, event: Event, *, settings: Settings) ->
     fast_queue(db).extend(outgoing)
     wake_signal(db).notify()
     return len(speakers)
+
+
+SPEAKERS_KEY = "messaging.speakers_by_store"
+SPEAKERS_TTL_SECONDS = 30.0
+
+
+async def _speakers(db: Database, merchant_id: str,
+                    store_id: str | None) -> list[merchants.TerminalInfo]:
+    """The store's speakers, remembered for 30 s in this process (a busy store pays every few
+    seconds; its speakers change rarely): a speaker bound or unbound is heard, or silent, within
+    that time."""
+    memo = db.memo.get(SPEAKERS_KEY)
+    if not isinstance(memo, dict):
+        memo = db.memo[SPEAKERS_KEY] = {}
+    key = (merchant_id, store_id)
+    hit = memo.get(key)
+    if hit is not None and hit[0] > time.monotonic():
+        return list(hit[1])
+    found = await merchants.speakers_for_order(db, merchant_id=merchant_id, store_id=store_id)
+    if len(memo) > 50_000:
+        memo.clear()
+    memo[key] = (time.monotonic() + SPEAKERS_TTL_SECONDS, found)
+    return found
 
 
 def fast_queue(db: Database) -> deque[Outgoing]:
@@ -179,6 +202,27 @@ async def acknowledge(db: Database, *, speaker_id: str, message_id: str) -> bool
         known = await s.scalar(select(SpeakerMessage.status).where(
             SpeakerMessage.id == message_id, SpeakerMessage.speaker_id == speaker_id))
     return known == "ACKED"  # a second ack of the same message is fine
+
+
+async def acknowledge_many(db: Database, acks: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Acknowledgements (speaker id, message id) in one transaction: one commit for a burst of
+    acks instead of one each. Answers those that named no message of that speaker."""
+    now = clock.now()
+    missed: list[tuple[str, str]] = []
+    async with db.transaction() as s:
+        for speaker_id, message_id in acks:
+            result = await s.execute(update(SpeakerMessage).where(
+                SpeakerMessage.id == message_id, SpeakerMessage.speaker_id == speaker_id,
+                SpeakerMessage.status.in_((*OPEN, "EXPIRED"))).values(
+                status="ACKED", acked_at=now, next_attempt_at=None))
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                missed.append((speaker_id, message_id))
+        if not missed:
+            return []
+        acked = set((await s.execute(select(SpeakerMessage.speaker_id, SpeakerMessage.id).where(
+            SpeakerMessage.id.in_([m for _, m in missed]),
+            SpeakerMessage.status == "ACKED"))).tuples().all())
+    return [pair for pair in missed if pair not in acked]
 
 
 async def catch_up(db: Database, *, speaker_id: str, settings: Settings) -> int:
