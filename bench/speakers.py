@@ -51,6 +51,7 @@ from fulema.messaging.device import SpeakerDevice
 from fulema.messaging.domain import device_key
 from fulema.messaging.hub import SpeakerHub
 from fulema.messaging.models import SpeakerMessage
+from fulema.messaging.transport import NO_DELAY
 
 
 def pct(values: list[float], q: float) -> float:
@@ -93,8 +94,8 @@ async def broker_round_trip(host: str, port: int, prefix: str, n: int) -> list[f
     ready = asyncio.Event()
 
     async def echo() -> None:
-        async with aiomqtt.Client(host, port, identifier=f"bench-echo-{secrets.token_hex(4)}"
-                                  ) as c:
+        async with aiomqtt.Client(host, port, identifier=f"bench-echo-{secrets.token_hex(4)}",
+                                  socket_options=NO_DELAY) as c:
             await c.subscribe(f"{prefix}/rtt/ping", qos=1)
             ready.set()
             async for m in c.messages:
@@ -102,8 +103,8 @@ async def broker_round_trip(host: str, port: int, prefix: str, n: int) -> list[f
 
     async def pinger() -> list[float]:
         out = []
-        async with aiomqtt.Client(host, port, identifier=f"bench-ping-{secrets.token_hex(4)}"
-                                  ) as c:
+        async with aiomqtt.Client(host, port, identifier=f"bench-ping-{secrets.token_hex(4)}",
+                                  socket_options=NO_DELAY) as c:
             await c.subscribe(f"{prefix}/rtt/pong", qos=1)
 
             async def reader() -> None:

@@ -61,7 +61,7 @@ def private_mosquitto(tmp_path: Path, *, prefix: str,
     port = free_port()
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\n"
                     f"password_file {passwd}\nacl_file {acl}\npersistence false\n"
-                    f"user root\n", encoding="utf-8")
+                    f"set_tcp_nodelay true\nuser root\n", encoding="utf-8")
     proc = subprocess.Popen([mosquitto, "-c", str(conf)], stdout=subprocess.DEVNULL,  # noqa: S603
                             stderr=subprocess.DEVNULL)
     try:

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from fulema.messaging.domain import SeenIds, verify
-from fulema.messaging.transport import messages_topic, up_topic
+from fulema.messaging.transport import NO_DELAY, messages_topic, up_topic
 
 
 @dataclass
@@ -49,7 +49,8 @@ class SpeakerDevice:
         async with aiomqtt.Client(self.host, self.port, username=self.username or self.speaker_id,
                                   password=self.password,
                                   identifier=self.client_id or f"fulema-speaker-{self.speaker_id}",
-                                  clean_session=False, keepalive=30) as client:
+                                  clean_session=False, keepalive=30,
+                                  socket_options=NO_DELAY) as client:
             await client.subscribe(messages_topic(self.prefix, self.speaker_id), qos=1)
             await client.publish(up_topic(self.prefix, self.speaker_id, "hello"), b"{}", qos=1)
             self.subscribed.set()
