@@ -10,10 +10,13 @@ the hub reads the ack and records it.
 
 Payments arrive at a fixed rate (default 30/s, about the full payment cycle's rate in
 docs/performance.md) on stores chosen at random among the 1,000, each with its own speaker.
+The speakers run in `--procs` processes of their own (250 each by default), so the platform's
+process holds only the platform: its dispatcher, consumer and speaker hub.
 
-Beside it, in the same run and on the same broker, the broker's own round trip: one client
-publishes QoS 1 to a topic another client answers on (message and acknowledgement, as a
-speaker does), timed with nothing of the platform in between. Both print p50 / p95 / p99 / max
+Beside it, in the same run and on the same broker, the broker's own round trip, from a process
+of its own: one client publishes QoS 1 to a topic another client answers on (message and
+acknowledgement, as a speaker does), timed with nothing of the platform in between, idle and
+while the payments flow. Both print p50 / p95 / p99 / max
 in milliseconds, and the ratio of the platform's figure to the broker's.
 
 Usage: python -m bench.speakers [--speakers 1000] [--rate 30] [--seconds 10]
