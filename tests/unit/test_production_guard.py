@@ -75,6 +75,7 @@ def production(tmp_path: Path, bank_keys: dict[str, Any]) -> Settings:
         environment="production", data_dir=tmp_path / "data", public_base_url="https://pay.bank",
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'prod.db'}",
         operator_token=secrets.token_hex(16), platform_secret=secrets.token_hex(16),
+        speaker_secret=secrets.token_hex(16),
         mount_sandbox=False, seed_demo=False, run_background=False,
         wechat=WechatSection(apiv3_key=secrets.token_hex(16), merchant_serial_no="5157F09EFDC0",
                              merchant_key_path=k["wx_key"],
