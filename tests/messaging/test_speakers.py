@@ -213,3 +213,13 @@ async def test_past_the_window_a_message_expires_and_an_operator_can_resend_it(
     assert again.status == "PENDING"
     assert await hub.deliver_due() == 1
     assert (await status_of(db, m.message_id)).status == "SENT"
+
+
+async def test_an_event_that_is_not_an_order_view_announces_nothing(
+        db: Database, settings: Settings) -> None:
+    await merchants.onboard_demo_merchant(db, settings=settings)
+    for payload in ({}, {"n": 1}, {"merchant_id": "m", "order_id": "o", "amount": "12.50",
+                                   "channel": "wechat"}):
+        event = Event(id=new_id("evt"), topic="payment.succeeded", payload=payload)
+        assert await speakers.announce_payment(db, event, settings=settings) == 0
+    assert await count(db) == 0

@@ -52,6 +52,10 @@ async def announce_payment(db: Database, event: Event, *, settings: Settings) ->
     """payment.succeeded -> one signed message per speaker of the order's store (or of the
     merchant's default store). Idempotent by event id (receipt) and by (event, speaker)."""
     p = event.payload
+    if not (isinstance(p.get("merchant_id"), str) and isinstance(p.get("order_id"), str)
+            and isinstance(p.get("amount"), int) and isinstance(p.get("channel"), str)):
+        log.warning("speaker.event_ignored", event_id=event.id, reason="not an order's view")
+        return 0
     speakers = await _speakers(db, p["merchant_id"], p.get("store_id"))
     if not speakers:
         return 0
