@@ -1,7 +1,7 @@
 """Job table: one row per scheduled job (its lease, next due time, counters) and a record of each slow or manual run
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-11-26 02:11:06.271224
 """
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ import fulema.core.db
 
 
 revision: str = '0015'
-down_revision: str | None = '0013'
+down_revision: str | None = '0014'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -18,6 +18,11 @@ import httpx
 import structlog
 from fastapi import FastAPI
 
+from fulema.billing import jobs as billing_jobs
+from fulema.billing import models as _billing_models  # noqa: F401 - registers tables
+from fulema.billing.api import ops_router as billing_ops_router
+from fulema.billing.api import router as billing_router
+from fulema.billing.billers import BillerRegistry
 from fulema.channels.ops_api import router as channels_ops_router
 from fulema.channels.registry import build_channels
 from fulema.core import approvals as _approval_models  # noqa: F401 - registers tables
@@ -43,6 +48,11 @@ from fulema.merchants import models as _merchant_models  # noqa: F401 - register
 from fulema.merchants.api import router as merchants_router
 from fulema.merchants.demo_seed import DEMO_PLATE
 from fulema.merchants.service import approval_actions as merchant_approval_actions
+from fulema.messaging import jobs as messaging_jobs
+from fulema.messaging import models as _messaging_models  # noqa: F401 - registers tables
+from fulema.messaging.api import feed_router as speaker_feed_router
+from fulema.messaging.api import router as messaging_router
+from fulema.messaging.hub import SpeakerHub
 from fulema.operators import models as _operator_models  # noqa: F401 - registers tables
 from fulema.operators.api import router as operators_router
 from fulema.operators.service import Directory as OperatorDirectory
@@ -91,7 +101,8 @@ def declared_consumers(settings: Settings) -> tuple[list[Consumer], NatsPublishe
     bus_consumers, publisher = bus.consumers(settings)
     return [*bus_consumers, *monitoring.consumers(), *ledger_jobs.consumers(settings),
             *marketing_jobs.consumers(settings), *points_jobs.consumers(settings),
-            *risk_jobs.consumers()], publisher
+            *risk_jobs.consumers(), *messaging_jobs.consumers(settings),
+            *billing_jobs.consumers(settings)], publisher
 
 
 def _bucket_store(settings: Settings) -> BucketStore | None:
@@ -172,6 +183,8 @@ def create_app(settings: Settings, *, db: Database | None = None,
     app.state.payments = Deps(db=db, settings=settings, channels=channels)
     app.state.operator_directory = OperatorDirectory(db)  # core.web.OperatorDirectory
     app.state.approval_actions = declared_approval_actions()
+    app.state.speakers = SpeakerHub(db, settings)  # MQTT, or the log feed without a broker
+    app.state.billers = BillerRegistry()  # biller adapters (sandbox billers in memory)
     install_error_handlers(app)
     protection = Protection(settings.ratelimit, _bucket_store(settings))
     app.state.protection = protection
@@ -187,7 +200,8 @@ def create_app(settings: Settings, *, db: Database | None = None,
                    payments_router, callbacks_router, cashier_router, oauth_router,
                    reconciliation_router, ledger_router, settlement_router, bills_router,
                    marketing_router, marketing_ops_router, points_ops_router,
-                   risk_router):
+                   risk_router,
+                   messaging_router, speaker_feed_router, billing_router, billing_ops_router):
         app.include_router(router)
     install_docs(app)
     app.include_router(home_router(demo_plate=DEMO_PLATE if settings.seed_demo else None))

@@ -8,6 +8,7 @@ the variables to fix, before anything starts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 from typing import Annotated
@@ -215,6 +216,62 @@ def settle(date: str = typer.Option(..., "--date", help="the trade date to settl
             await db.dispose()
 
     asyncio.run(run())
+
+
+@app.command()
+def speaker(device: str = typer.Option(..., help="the speaker id (its MQTT username)"),
+            url: str = typer.Option("", help="broker, mqtt://host:port (default: "
+                                    "FULEMA_SPEAKER_MQTT_URL's host, else 127.0.0.1:1883)"),
+            password: str = typer.Option("", help="its broker password (default: derived "
+                                         "from FULEMA_SPEAKER_SECRET, as provisioned)"),
+            wav_dir: Annotated[Path | None, typer.Option(
+                help="with espeak-ng installed, also speak each announcement into a WAV here")
+            ] = None) -> None:
+    """A cloud speaker simulator: subscribes to its topic, checks signatures, plays each
+    announcement once (printed), acknowledges, and catches up on what it missed."""
+    from fulema.messaging.domain import device_key, device_password
+    from fulema.messaging.transport import parse_mqtt_url
+
+    settings = get_settings()
+    broker = parse_mqtt_url(url or settings.speaker_mqtt_url or "mqtt://127.0.0.1:1883")
+    key = device_key(settings.speaker_secret, device)
+
+    def play(body: dict[str, object]) -> None:
+        typer.echo(f"{body['ts']} {body['message_id']} {body['amount_yuan']} "
+                   f"{body['channel']} {body['text']}")
+        if wav_dir is not None:
+            from fulema.messaging.device import speak_to_wav
+
+            wav_dir.mkdir(parents=True, exist_ok=True)
+            speak_to_wav(str(body["text"]), wav_dir / f"{body['message_id']}.wav")
+
+    async def run() -> None:
+        from fulema.messaging.device import SpeakerDevice
+
+        dev = SpeakerDevice(speaker_id=device, key=key, host=broker.host, port=broker.port,
+                            username=device,
+                            password=password or device_password(settings.speaker_secret, device),
+                            prefix=settings.speaker_topic_prefix, on_play=play)
+        typer.echo(f"speaker {device} listening on {broker.host}:{broker.port} "
+                   f"({settings.speaker_topic_prefix}/speakers/{device}/messages)", err=True)
+        await dev.run()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+
+
+@app.command("speaker-credentials")
+def speaker_credentials(device: str = typer.Option(..., help="the speaker id")) -> None:
+    """What to provision into a speaker and the broker: username, password, signing key
+    (derived from FULEMA_SPEAKER_SECRET), and the broker's ACL (docs/messaging.md)."""
+    from fulema.messaging.broker import acl_text
+    from fulema.messaging.broker import speaker_credentials as credentials
+
+    settings = get_settings()
+    c = credentials(settings.speaker_secret, device)
+    typer.echo(f"username {c.username}\npassword {c.password}\nsign_key {c.sign_key_hex}\n"
+               f"# mosquitto_passwd -b <password_file> {c.username} {c.password}\n")
+    typer.echo(acl_text(settings.speaker_topic_prefix))
 
 
 @app.command("docs-errors")

@@ -149,6 +149,9 @@ async def _story(base: str, operator_token: str, receiver: Receiver, notify_port
         app = await op("POST", f"/ops/v1/merchants/{mid}/apps", {
             "notify_url": f"http://127.0.0.1:{notify_port}/notify"})
         app_id, secret = app["app_id"], app["secret"]
+        speaker_id = f"spk-{licence[-7:-1]}"  # the counter's cloud speaker (云喇叭)
+        await op("POST", f"/ops/v1/merchants/{mid}/stores/{store_id}/terminals", {
+            "kind": "SPEAKER", "serial_no": f"SPK{licence[-7:-1]}", "speaker_id": speaker_id})
         plate = await op("POST", f"/ops/v1/merchants/{mid}/plates", {"store_id": store_id})
         code = plate.get("code") or plate["plate_code"]
         console.print(f"plate [bold]{code}[/] → {base}/pay/q/{code}  (PNG: /ops/v1/plates/{code}.png)")
@@ -198,9 +201,12 @@ async def _story(base: str, operator_token: str, receiver: Receiver, notify_port
         show(order, ["status", "amount", "channel_trade_no", "paid_at"])
         paid_order = order
 
-        step(6, "The merchant's notify endpoint receives the signed notification")
+        step(6, "The merchant's notify endpoint receives the signed notification, and the "
+                "counter's cloud speaker speaks")
         await _wait_for(receiver, "payment.succeeded")
         _print_notifications(receiver, secret)
+
+        await _print_announcement(http, speaker_id)
 
         step(7, "A partial refund of ¥2.50")
         refund = await api("POST", f"/api/v1/orders/{order_id}/refunds",
@@ -224,6 +230,22 @@ async def _story(base: str, operator_token: str, receiver: Receiver, notify_port
             secret, headers.get("fulema-signature", ""), body, now=clock.timestamp())}
             for headers, body in receiver.got]
         return DemoOutcome(paid=paid_order, refund=refund, final=order, notifications=received)
+
+
+async def _print_announcement(http: httpx.AsyncClient, speaker_id: str) -> None:
+    """What the store's cloud speaker said, from the live feed (no broker configured); with a
+    broker the speaker itself says it (`fulema speaker --device <id>`)."""
+    for _ in range(50):
+        r = await http.get("/messages/feed.json")
+        if r.status_code != 200:
+            console.print(f"cloud speaker {speaker_id}: announced over MQTT")
+            return
+        said = [i for i in r.json()["items"] if i["speaker_id"] == speaker_id]
+        if said:
+            console.print(f"cloud speaker {speaker_id} says: [bold]{said[-1]['text']}[/]")
+            return
+        await asyncio.sleep(0.1)
+    console.print(f"cloud speaker {speaker_id}: nothing announced yet")
 
 
 async def _wait_for(receiver: Receiver, kind: str, seconds: float = 20) -> None:

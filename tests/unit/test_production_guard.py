@@ -79,6 +79,7 @@ def production(tmp_path: Path, bank_keys: dict[str, Any]) -> Settings:
         operator_token=secrets.token_hex(16), platform_secret=secrets.token_hex(16),
         metrics_token=secrets.token_hex(16), mount_sandbox=False, seed_demo=False, run_background=False,
         crypto_master_key=base64.b64encode(secrets.token_bytes(32)).decode(),
+        speaker_secret=secrets.token_hex(16),
         wechat=WechatSection(apiv3_key=secrets.token_hex(16), merchant_serial_no="5157F09EFDC0",
                              merchant_key_path=k["wx_key"],
                              platform_public_key_path=k["wx_platform"]),

@@ -188,6 +188,20 @@ class Settings(BaseSettings):
     points_max_deduction_bps: int = Field(default=5000, ge=0, le=10000)
     points_validity_days: int = Field(default=365, ge=1)
 
+    # Cloud speakers (messaging/, docs/messaging.md): the MQTT broker the platform publishes
+    # to (empty: the embedded log feed), the topic prefix, the secret each speaker's signing
+    # key and broker password derive from, and the resend and catch-up bounds.
+    speaker_mqtt_url: str = ""
+    speaker_topic_prefix: str = Field(default="fulema", pattern=r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
+    speaker_secret: str = DEV_PLACEHOLDER
+    speaker_ack_timeout_seconds: float = Field(default=3.0, gt=0)
+    speaker_catchup_seconds: int = Field(default=600, ge=1)
+    speaker_catchup_max: int = Field(default=20, ge=1)
+    # Bill payment (billing/, docs/billing.md): how long a failing write-off is retried, and
+    # how often, before the payment is refunded.
+    billing_writeoff_deadline_seconds: int = Field(default=1800, ge=1)
+    billing_writeoff_retry_seconds: float = Field(default=30.0, gt=0)
+
     notify_schedule_seconds: list[int] = Field(
         default_factory=lambda: [15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600,
                                  10800, 10800, 10800, 21600, 21600]

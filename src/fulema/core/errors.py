@@ -113,6 +113,17 @@ class ErrorCode(StrEnum):
     RISK_RULE_CONFLICT = "RISK_RULE_CONFLICT"
     RISK_CASE_NOT_FOUND = "RISK_CASE_NOT_FOUND"
     RISK_ALERT_NOT_FOUND = "RISK_ALERT_NOT_FOUND"
+    # messaging
+    MESSAGE_NOT_FOUND = "MESSAGE_NOT_FOUND"
+    # billing: bills and charity
+    BILLER_NOT_FOUND = "BILLER_NOT_FOUND"
+    BILL_NOT_FOUND = "BILL_NOT_FOUND"
+    BILL_ALREADY_PAID = "BILL_ALREADY_PAID"
+    BILL_AMOUNT_MISMATCH = "BILL_AMOUNT_MISMATCH"
+    BILL_PAYMENT_NOT_FOUND = "BILL_PAYMENT_NOT_FOUND"
+    CHARITY_PROJECT_NOT_FOUND = "CHARITY_PROJECT_NOT_FOUND"
+    CHARITY_PROJECT_CLOSED = "CHARITY_PROJECT_CLOSED"
+    DONATION_NOT_FOUND = "DONATION_NOT_FOUND"
 
     @property
     def http_status(self) -> int:
@@ -258,6 +269,18 @@ _META: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.RISK_RULE_CONFLICT: (409, "The risk rule changed since the version you edited."),
     ErrorCode.RISK_CASE_NOT_FOUND: (404, "No such risk case."),
     ErrorCode.RISK_ALERT_NOT_FOUND: (404, "No such risk alert."),
+    ErrorCode.MESSAGE_NOT_FOUND: (404, "No speaker message with this id."),
+    ErrorCode.BILLER_NOT_FOUND: (404, "No active biller with this code."),
+    ErrorCode.BILL_NOT_FOUND: (404, "The biller knows no unpaid bill for this account (or no "
+                                    "such bill id)."),
+    ErrorCode.BILL_ALREADY_PAID: (409, "This bill is paid, or a payment for it is under way."),
+    ErrorCode.BILL_AMOUNT_MISMATCH: (400, "The amount differs from the bill's: a bill is paid "
+                                          "in full, never in part or above."),
+    ErrorCode.BILL_PAYMENT_NOT_FOUND: (404, "No bill payment with this id."),
+    ErrorCode.CHARITY_PROJECT_NOT_FOUND: (404, "No charity project with this id."),
+    ErrorCode.CHARITY_PROJECT_CLOSED: (409, "The charity project is outside its donation "
+                                            "window or closed."),
+    ErrorCode.DONATION_NOT_FOUND: (404, "No donation with this id."),
 }
 
 

@@ -69,3 +69,5 @@ from fulema.merchants.stores import add_terminal as add_terminal
 from fulema.merchants.stores import disable_store as disable_store
 from fulema.merchants.stores import disable_terminal as disable_terminal
 from fulema.merchants.stores import get_store as get_store
+from fulema.merchants.stores import speaker_by_id as speaker_by_id
+from fulema.merchants.stores import speakers_for_order as speakers_for_order

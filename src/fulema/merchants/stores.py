@@ -127,6 +127,32 @@ async def get_store(db: Database, *, merchant_id: str, store_id: str) -> StoreIn
     return store_info(store)
 
 
+async def speakers_for_order(db: Database, *, merchant_id: str,
+                             store_id: str | None) -> list[TerminalInfo]:
+    """The active cloud speakers that announce an order: its store's, or, for an order
+    without a store, those of the merchant's default store (its oldest active one). Messaging
+    reads these; it never reads the terminals table."""
+    async with db.transaction() as s:
+        if not store_id:
+            store_id = await s.scalar(select(Store.id).where(
+                Store.merchant_id == merchant_id, Store.active.is_(True))
+                .order_by(Store.created_at, Store.id).limit(1))
+            if store_id is None:
+                return []
+        rows = (await s.scalars(select(Terminal).where(
+            Terminal.merchant_id == merchant_id, Terminal.store_id == store_id,
+            Terminal.kind == TerminalKind.SPEAKER.value, Terminal.active.is_(True))
+            .order_by(Terminal.id))).all()
+    return [terminal_info(t) for t in rows]
+
+
+async def speaker_by_id(db: Database, *, speaker_id: str) -> TerminalInfo | None:
+    """The active speaker terminal a device id is bound to, or None."""
+    async with db.transaction() as s:
+        t = await s.scalar(select(Terminal).where(Terminal.active_speaker_id == speaker_id))
+    return terminal_info(t) if t is not None else None
+
+
 async def store_row(s: AsyncSession, merchant_id: str, store_id: str, *,
                      active: bool = False) -> Store:
     store = await s.get(Store, store_id)

@@ -14,6 +14,7 @@ from datetime import timedelta
 import structlog
 from fastapi import FastAPI
 
+from fulema.billing import jobs as billing_jobs
 from fulema.core.events import admin as events_admin
 from fulema.gateway.service import purge_nonces
 from fulema.marketing import service as marketing
@@ -55,12 +56,17 @@ def declared_jobs(app: FastAPI) -> list[Job]:
         Job("points.expire", 300.0, lambda: points.expire_lots(deps.db)),
         Job("coupons.expire", 300.0, lambda: marketing.expire_coupons(deps.db)),
         Job("risk.scoring", 600.0, lambda: risk_jobs.score_daily_if_due(deps.db)),
+        Job("billing.writeoffs", 2.0,
+            lambda: billing_jobs.run_writeoffs(deps, app.state.billers)),
     ]
 
 
 def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
     return [asyncio.create_task(app.state.dispatcher.run_forever()),
-            asyncio.create_task(_scheduler(app))]
+            asyncio.create_task(_scheduler(app)),
+            # Cloud speakers: sends announcements as soon as they are recorded, reads acks and
+            # hellos, resends what is not acknowledged (messaging/hub.py).
+            asyncio.create_task(app.state.speakers.run_forever())]
 
 
 async def _scheduler(app: FastAPI) -> None:
@@ -82,6 +88,9 @@ async def run_all_once(app: FastAPI) -> None:
     await app.state.dispatcher.drain()
     await jobs.run_order_jobs(deps)
     await refunds.run_refund_jobs(deps)
+    await app.state.dispatcher.drain()
+    await app.state.speakers.deliver_due()
+    await billing_jobs.run_writeoffs(deps, app.state.billers)
     await app.state.dispatcher.drain()
     await notifications.deliver_due(deps.db, deps.settings, app.state.http)
     await monitoring.sample_backlogs(deps.db)

@@ -1,0 +1,1 @@
+"""Bill payment (write-off at billers, refund past the deadline) and charity donations; docs/billing.md."""

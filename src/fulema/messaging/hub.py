@@ -1,0 +1,139 @@
+"""The speaker hub: one per platform process that runs background work. It sends due speaker
+messages (woken as soon as announcements are recorded), reads the devices' acknowledgements and
+hellos, and resends what was not acknowledged in time.
+
+Chosen by settings: an MQTT broker when FULEMA_SPEAKER_MQTT_URL is set, else the log feed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+
+import structlog
+
+from fulema.core.config import Settings
+from fulema.core.db import Database
+from fulema.messaging import speakers
+from fulema.messaging.domain import MalformedAck, parse_ack
+from fulema.messaging.transport import LogFeed, MqttTransport, SpeakerTransport, TransportDown
+
+log = structlog.get_logger(__name__)
+
+
+class SpeakerHub:
+    def __init__(self, db: Database, settings: Settings,
+                 transport: SpeakerTransport | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self._up: asyncio.Queue[tuple[str, str, bytes]] = asyncio.Queue()
+        self.transport: SpeakerTransport = transport or (
+            MqttTransport(settings.speaker_mqtt_url, prefix=settings.speaker_topic_prefix)
+            if settings.speaker_mqtt_url else LogFeed())
+
+    @property
+    def feed(self) -> LogFeed | None:
+        return self.transport if isinstance(self.transport, LogFeed) else None
+
+    async def deliver_due(self) -> int:
+        """Send every due message once (claimed first, so two processes never both send)."""
+        sent = 0
+        queue = speakers.fast_queue(self.db)
+        claimed = [queue.popleft() for _ in range(len(queue))]  # recorded and claimed just now
+        for message_id in await speakers.due_messages(self.db):
+            out = await speakers.claim(self.db, message_id, settings=self.settings,
+                                       expects_ack=self.transport.expects_ack)
+            if out is not None:
+                claimed.append(out)
+        results = await asyncio.gather(*(self.transport.send(o.speaker_id, o.body)
+                                         for o in claimed), return_exceptions=True)
+        for out, result in zip(claimed, results, strict=True):
+            if isinstance(result, TransportDown):
+                log.warning("speaker.send_deferred", message_id=out.message_id,
+                            error=str(result))
+            elif isinstance(result, BaseException):
+                log.error("speaker.send_failed", message_id=out.message_id, error=repr(result))
+            else:
+                sent += 1
+        return sent
+
+    async def on_up(self, speaker_id: str, kind: str, payload: bytes) -> None:
+        """A device's acknowledgement or hello. A malformed or foreign acknowledgement is
+        logged and dropped: it changes nothing."""
+        if kind == "ack":
+            try:
+                message_id = parse_ack(payload)
+            except MalformedAck as exc:
+                log.warning("speaker.ack_rejected", speaker_id=speaker_id, reason=str(exc))
+                return
+            if not await speakers.acknowledge(self.db, speaker_id=speaker_id,
+                                              message_id=message_id):
+                log.warning("speaker.ack_rejected", speaker_id=speaker_id,
+                            message_id=message_id, reason="no such message for this speaker")
+        elif kind == "hello":
+            await speakers.catch_up(self.db, speaker_id=speaker_id, settings=self.settings)
+
+    async def _queue_up(self, speaker_id: str, kind: str, payload: bytes) -> None:
+        """What the transport hands over while running: queued, so reading from the broker
+        never waits for the database (acknowledgements are then written in batches)."""
+        self._up.put_nowait((speaker_id, kind, payload))
+
+    async def _write_ups(self) -> None:
+        """Drain the queue: every acknowledgement waiting is written in one transaction;
+        hellos and malformed acks go through `on_up`."""
+        while True:
+            items = [await self._up.get()]
+            while not self._up.empty() and len(items) < 500:
+                items.append(self._up.get_nowait())
+            acks: list[tuple[str, str]] = []
+            for speaker_id, kind, payload in items:
+                if kind == "ack":
+                    try:
+                        acks.append((speaker_id, parse_ack(payload)))
+                    except MalformedAck as exc:
+                        log.warning("speaker.ack_rejected", speaker_id=speaker_id,
+                                    reason=str(exc))
+                else:
+                    await self._guarded(self.on_up(speaker_id, kind, payload))
+            if acks:
+                for speaker_id, message_id in await self._guarded_acks(acks):
+                    log.warning("speaker.ack_rejected", speaker_id=speaker_id,
+                                message_id=message_id, reason="no such message for this speaker")
+
+    async def _guarded_acks(self, acks: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        try:
+            return await speakers.acknowledge_many(self.db, acks)
+        except Exception as exc:  # the device acknowledges again when it is sent again
+            log.error("speaker.acks_failed", count=len(acks), error=repr(exc))
+            return []
+
+    @staticmethod
+    async def _guarded(step: Awaitable[None]) -> None:
+        try:
+            await step
+        except Exception as exc:
+            log.error("speaker.up_failed", error=repr(exc))
+
+    async def run_forever(self) -> None:
+        """The transport's reader and the acknowledgement writer beside the send loop; the
+        loop wakes when announcements are recorded and at least every half ack timeout, for
+        resends."""
+        reader = asyncio.create_task(self.transport.run(self._queue_up))
+        writer = asyncio.create_task(self._write_ups())
+        wake = speakers.wake_signal(self.db)
+        period = max(0.05, self.settings.speaker_ack_timeout_seconds / 2)
+        try:
+            while True:
+                seen = wake.generation
+                try:
+                    await self.deliver_due()
+                except Exception as exc:
+                    log.error("job.failed", job="speakers", error=repr(exc))
+                await wake.wait(seen, period)
+        finally:
+            for task in (reader, writer):
+                task.cancel()
+            for task in (reader, writer):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

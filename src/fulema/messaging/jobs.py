@@ -1,0 +1,27 @@
+"""The message center's event consumers (listed in `fulema.app.declared_consumers`).
+
+- `messaging.speaker`: payment.succeeded -> a signed announcement per speaker of the store.
+  Idempotent by event id (receipt) and by (event, speaker) (unique row); DEAD_LETTER: one
+  store's broken data must not silence every other store. Starts NOW: history is not spoken.
+- `messaging.notices`: risk.alert -> an operator's in-portal notice, once per event.
+"""
+
+from __future__ import annotations
+
+from fulema.core.config import Settings
+from fulema.core.db import Database
+from fulema.core.events import Consumer, Event, Poison, Start
+from fulema.messaging import notices, speakers
+
+
+def consumers(settings: Settings) -> list[Consumer]:
+    async def announce(db: Database, event: Event) -> None:
+        await speakers.announce_payment(db, event, settings=settings)
+
+    return [
+        Consumer(name=speakers.CONSUMER, handler=announce, topics=("payment.succeeded",),
+                 on_poison=Poison.DEAD_LETTER, max_attempts=5, start=Start.NOW),
+        Consumer(name=notices.CONSUMER, handler=notices.notice_from_alert,
+                 topics=("risk.alert",), on_poison=Poison.DEAD_LETTER, max_attempts=5,
+                 start=Start.NOW),
+    ]

@@ -1,0 +1,72 @@
+"""Message center tables: the speaker delivery log and operators' in-portal notices.
+
+`speaker_messages` is both the outbox of the speakers and their delivery log: one row per
+announcement and speaker, unique per (event, speaker), so an event delivered twice announces
+once; its status, attempts and times are what an operator searches and resends.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from fulema.core.db import Base, MoneyType, UTCDateTime
+from fulema.core.money import Money
+
+
+class SpeakerMessage(Base):
+    __tablename__ = "speaker_messages"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # the message id on the wire
+    event_id: Mapped[str] = mapped_column(String(40))
+    speaker_id: Mapped[str] = mapped_column(String(64))
+    merchant_id: Mapped[str] = mapped_column(String(40))
+    store_id: Mapped[str] = mapped_column(String(40))
+    order_id: Mapped[str] = mapped_column(String(40))
+    amount: Mapped[Money] = mapped_column(MoneyType())
+    channel: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(String(128))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)  # the signed message, sent as is each time
+    # PENDING (not sent yet) -> SENT (awaiting the ack) -> ACKED; LOGGED (no broker: the feed
+    # page showed it); EXPIRED (no ack within the catch-up window).
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    acked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # End of the catch-up window: unacknowledged by then, the message is EXPIRED (an operator's
+    # resend opens a new window).
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "speaker_id", name="uq_speaker_messages_event_speaker"),
+        Index("ix_speaker_messages_due", "status", "next_attempt_at"),
+        Index("ix_speaker_messages_speaker", "speaker_id", "created_at"),
+        Index("ix_speaker_messages_order", "order_id"),
+    )
+
+
+class Notice(Base):
+    """An in-portal notice for operators (today: risk alerts), shown until read."""
+
+    __tablename__ = "message_notices"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    merchant_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    summary: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    read_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("event_id", name="uq_message_notices_event"),
+        Index("ix_message_notices_read", "read_at", "created_at"),
+    )
