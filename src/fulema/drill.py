@@ -71,7 +71,9 @@ async def run_drill(nodes: list[str], settings: Settings, *, seconds: float = 10
     await db.create_all()
     settings = settings.model_copy(update={
         "database_url": url, "run_background": False, "seed_demo": False,
-        "mount_sandbox": True, "enabled_channels": ["bankpay"]})
+        "mount_sandbox": True, "enabled_channels": ["bankpay"],
+        # the merchant endpoint of the drill is this app itself (outbound policy: docs/security.md)
+        "outbound_allow_hosts": [*settings.outbound_allow_hosts, "drill"]})
     transport = httpx.ASGITransport(app=FastAPI())
     http = httpx.AsyncClient(transport=transport, base_url="http://drill")
     app = create_app(settings, db=db, http=http)
