@@ -21,7 +21,8 @@ router = APIRouter(prefix="/ops/v1/points", tags=["operations: points"],
                    route_class=OperatorRoute)
 Db = Annotated[Database, Depends(get_db)]
 Conf = Annotated[Settings, Depends(get_settings)]
-Reader = Annotated[str, Depends(require_role("reviewer", "risk", "finance", "admin"))]
+# A payer's points statement is personal data: not for merchant reviewers.
+Reader = Annotated[str, Depends(require_role("risk", "finance", "admin"))]
 Finance = Annotated[str, Depends(require_role("finance", "admin"))]
 
 
