@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Install everything the tests need into .venv and run the whole suite:
-# lint (ruff), types (mypy), layer contracts (import-linter), then pytest.
+# lint (ruff), types (mypy), layer contracts (import-linter), then pytest (Chromium for tests/browser).
 # PostgreSQL / MariaDB tests run when FULEMA_TEST_POSTGRES_URL / FULEMA_TEST_MYSQL_URL are set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,postgres,mysql]"
+# The pages' browser tests drive Debian's Chromium (a downloaded browser is not reachable in a
+# bank's closed network); install it where we may, else tests/browser skips and says why.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1) || echo "chromium could not be installed: browser tests will skip"
+fi
 .venv/bin/ruff check src tests bench
 .venv/bin/mypy
 .venv/bin/lint-imports

@@ -13,10 +13,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import structlog
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from fulema.billing import jobs as billing_jobs
 from fulema.billing import models as _billing_models  # noqa: F401 - registers tables
@@ -77,6 +79,7 @@ from fulema.settlement import models as _settlement_models  # noqa: F401 - regis
 from fulema.settlement.api import bills_router
 from fulema.settlement.api import router as settlement_router
 from fulema.settlement.service import BankTransferPayouts, PayoutAdapter
+from fulema.web import models as _web_models  # noqa: F401 - registers tables (sessions)
 from fulema.web.cashier import router as cashier_router
 from fulema.web.docs_assets import install_docs
 from fulema.web.home import home_router
@@ -204,6 +207,9 @@ def create_app(settings: Settings, *, db: Database | None = None,
                    messaging_router, speaker_feed_router, billing_router, billing_ops_router):
         app.include_router(router)
     install_docs(app)
+    # the pages' own CSS and scripts, served from here: no CDN inside a bank's network
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"),
+              name="static")
     app.include_router(home_router(demo_plate=DEMO_PLATE if settings.seed_demo else None))
 
     if settings.mount_sandbox:

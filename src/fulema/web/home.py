@@ -7,11 +7,14 @@ another host, so it reads the same inside a closed network.
 from __future__ import annotations
 
 from html import escape
+from pathlib import Path
 
 from fastapi import APIRouter
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse
 
 from fulema.web import pages
+
+_FAVICON = Path(__file__).parent / "static" / "favicon.ico"
 
 
 def home_router(*, demo_plate: str | None) -> APIRouter:
@@ -22,6 +25,12 @@ def home_router(*, demo_plate: str | None) -> APIRouter:
     @router.get("/", response_class=HTMLResponse)
     async def home() -> HTMLResponse:
         return HTMLResponse(pages.page("付了码 Fulema", body))
+
+    @router.get("/favicon.ico")
+    async def favicon() -> FileResponse:
+        """Browsers ask for it on every first visit; a 404 there is a console error."""
+        return FileResponse(_FAVICON, media_type="image/x-icon",
+                            headers={"Cache-Control": "public, max-age=86400"})
 
     return router
 
