@@ -2,12 +2,12 @@
 served on a free local port (SQLite, sandbox channels, in-process worker, the demo merchant),
 as a merchant, an operator or a payer would meet it.
 
-`live_site` is one server for the whole session (tests make their own merchants, users and
-orders, so they do not step on each other). `open_page("phone" | "desktop", user_agent=...)`
-gives a page that records console errors; `check_page(page, name)` asserts what every page
-must hold (no horizontal overflow: at 375 px a bank's payers are on phones; no console error,
-which is how a CSP refusal or a broken script shows) and saves a screenshot under
-`artifacts/screenshots/` (CI keeps it; docs/screenshots/ shows a selection).
+`live_site` is one server per test module (its tests make their own merchants, users and
+orders, so they do not step on each other; it stops before the rest of the suite runs).
+`open_page("phone" | "desktop", user_agent=...)` gives a page that records console errors.
+`check_page(page, name)` asserts what every page must hold (no horizontal overflow: at 375 px
+a bank's payers are on phones; no console error, which is how a CSP refusal or a broken script
+shows) and saves a screenshot under `artifacts/screenshots/` (docs/screenshots/ shows some).
 
 Chromium comes from Debian's package, not a browser download (closed network):
 `scripts/test.sh` installs it where it can; without it these tests skip, saying so.
@@ -63,7 +63,7 @@ class LiveSite:
         return asyncio.run(go())
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def live_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
     reason = _unavailable()
     if reason:
@@ -89,8 +89,12 @@ def live_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
         yield LiveSite(url=url, settings=settings)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(live_site: LiveSite) -> Iterator[Any]:
+    """One Chromium per test module, stopped when the module ends: Playwright's sync API keeps
+    an event loop marked running in this thread while it lives, and the async tests of the
+    next module would find it there ("Cannot run the event loop while another loop is
+    running")."""
     from playwright.sync_api import sync_playwright
 
     pw = sync_playwright().start()
