@@ -10,7 +10,7 @@ import httpx
 from fulema.core.db import Database
 from fulema.operators import passwords, service
 
-PASSWORD = "console-pass-2026"  # noqa: S105 - a test password
+PASSWORD = "console-pass-2026"
 _TOKEN = re.compile(r'name="login_token" value="([^"]+)"')
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 

@@ -44,7 +44,8 @@ async def test_a_page_without_a_session_sends_the_operator_to_log_in(
     assert answer.status_code == 303
     assert answer.headers["location"] == "/console/login?next=%2Fconsole%2Fmerchants%3Fq%3Dx"
     login = await http.get("/console/login")
-    assert "运营人员登录" in login.text and "Operator log in" in login.text
+    assert "运营人员登录" in login.text
+    assert "Operator log in" in login.text
 
 
 async def test_an_operator_logs_in_sees_its_pages_and_logs_out(db: Database,
@@ -53,7 +54,8 @@ async def test_an_operator_logs_in_sees_its_pages_and_logs_out(db: Database,
     await log_in(http, "wang.fin")
     home = await http.get("/console/")
     assert home.status_code == 200
-    assert "/console/settlement" in home.text and "/console/audit" not in home.text
+    assert "/console/settlement" in home.text
+    assert "/console/audit" not in home.text
     assert "operator.login" in await actions_of(db, "wang.fin")
     bye = await http.post("/console/logout", data={"csrf": csrf_of(home.text)})
     assert bye.status_code == 303
@@ -66,7 +68,8 @@ async def test_wrong_password_and_unknown_name_answer_alike(db: Database,
     wrong = await try_login(http, "li.rev", "not-the-password-1")
     unknown = await try_login(http, "nobody.here", PASSWORD)
     assert wrong.status_code == unknown.status_code == 401
-    assert "用户名或密码错误" in wrong.text and "用户名或密码错误" in unknown.text
+    assert "用户名或密码错误" in wrong.text
+    assert "用户名或密码错误" in unknown.text
     assert "fulema_console=" not in wrong.headers.get("set-cookie", "")  # no session
 
 
@@ -76,7 +79,8 @@ async def test_five_failures_lock_the_operator_out_even_with_the_right_password(
     for _ in range(passwords.MAX_FAILURES - 1):
         assert (await try_login(http, "zhao.risk", "guess-number-1")).status_code == 401
     locked = await try_login(http, "zhao.risk", "guess-number-5")
-    assert locked.status_code == 429 and "锁定" in locked.text
+    assert locked.status_code == 429
+    assert "锁定" in locked.text
     assert (await try_login(http, "zhao.risk")).status_code == 429  # the right one, too
     assert "operator.locked" in await actions_of(db, "zhao.risk")
     clock.advance(passwords.LOCKOUT + timedelta(seconds=1))
@@ -88,9 +92,11 @@ async def test_a_login_without_the_form_token_is_refused(db: Database,
     await operator(db, "li.rev", "reviewer")
     forged = await http.post("/console/login", data={"name": "li.rev", "password": PASSWORD,
                                                      "login_token": "forged"})
-    assert forged.status_code == 403 and "CSRF" in forged.text
+    assert forged.status_code == 403
+    assert "CSRF" in forged.text
     empty = await try_login(http, "", "")
-    assert empty.status_code == 400 and "请输入用户名和密码" in empty.text
+    assert empty.status_code == 400
+    assert "请输入用户名和密码" in empty.text
 
 
 async def test_login_never_redirects_off_the_console(db: Database,
@@ -171,13 +177,15 @@ async def test_a_reviewer_approves_an_application_and_the_audit_names_them(
     await log_in(http, "li.rev")
     queue = await http.get("/console/applications")
     assert "西湖茶馆" in queue.text
-    assert "13912345678" not in queue.text and "139****5678" in queue.text  # masked
+    assert "13912345678" not in queue.text
+    assert "139****5678" in queue.text
     assert "6230910012345678901" not in queue.text
     answer = await http.post(f"/console/applications/{m.id}/approve",
                              data={"csrf": csrf_of(queue.text)})
     assert answer.status_code == 303
     after = await http.get(answer.headers["location"])
-    assert "已审核通过" in after.text and "西湖茶馆" not in after.text
+    assert "已审核通过" in after.text
+    assert "西湖茶馆" not in after.text
     assert await merchants.get_merchant_status(db, merchant_id=m.id) is MerchantStatus.APPROVED
     record = (await audit.search(db, action="merchant.approve", target_id=m.id, limit=1))[0]
     assert record.actor == "li.rev"
@@ -190,14 +198,16 @@ async def test_a_rejection_needs_a_reason(db: Database, http: httpx.AsyncClient)
     csrf = csrf_of((await http.get("/console/applications")).text)
     blank = await http.post(f"/console/applications/{m.id}/reject",
                             data={"csrf": csrf, "reason": "  "})
-    assert blank.status_code == 400 and "驳回须填写原因" in blank.text
+    assert blank.status_code == 400
+    assert "驳回须填写原因" in blank.text
     assert await merchants.get_merchant_status(db, merchant_id=m.id) is MerchantStatus.APPLIED
     ok = await http.post(f"/console/applications/{m.id}/reject",
                          data={"csrf": csrf, "reason": "营业执照模糊"})
     assert ok.status_code == 303
     assert await merchants.get_merchant_status(db, merchant_id=m.id) is MerchantStatus.REJECTED
     again = await http.post(f"/console/applications/{m.id}/approve", data={"csrf": csrf})
-    assert again.status_code == 409 and "当前状态不允许" in again.text  # a page, not JSON
+    assert again.status_code == 409
+    assert "当前状态不允许" in again.text
 
 
 async def test_a_form_with_a_wrong_csrf_token_changes_nothing(db: Database,
@@ -207,7 +217,8 @@ async def test_a_form_with_a_wrong_csrf_token_changes_nothing(db: Database,
     await log_in(http, "li.rev")
     for token in ("forged", ""):
         answer = await http.post(f"/console/applications/{m.id}/approve", data={"csrf": token})
-        assert answer.status_code == 403 and "CSRF" in answer.text
+        assert answer.status_code == 403
+        assert "CSRF" in answer.text
     assert await merchants.get_merchant_status(db, merchant_id=m.id) is MerchantStatus.APPLIED
 
 
@@ -217,7 +228,8 @@ async def test_a_risk_operator_cannot_approve_applications(db: Database,
     await operator(db, "zhao.risk", "risk")
     await log_in(http, "zhao.risk")
     queue = await http.get("/console/applications")
-    assert queue.status_code == 200 and "审核通过 Approve" not in queue.text
+    assert queue.status_code == 200
+    assert "审核通过 Approve" not in queue.text
     answer = await http.post(f"/console/applications/{m.id}/approve",
                              data={"csrf": csrf_of(queue.text)})
     assert answer.status_code == 403
@@ -233,13 +245,17 @@ async def test_search_by_name_id_and_state(db: Database, http: httpx.AsyncClient
     await operator(db, "li.rev", "reviewer")
     await log_in(http, "li.rev")
     by_name = await http.get("/console/merchants", params={"q": "面馆"})
-    assert other.id in by_name.text and tea.id not in by_name.text
+    assert other.id in by_name.text
+    assert tea.id not in by_name.text
     by_id = await http.get("/console/merchants", params={"q": tea.id})
-    assert tea.id in by_id.text and other.id not in by_id.text
+    assert tea.id in by_id.text
+    assert other.id not in by_id.text
     by_state = await http.get("/console/merchants", params={"status": "APPLIED"})
-    assert other.id in by_state.text and tea.id not in by_state.text
+    assert other.id in by_state.text
+    assert tea.id not in by_state.text
     bad = await http.get("/console/merchants", params={"status": "NAPPING"})
-    assert bad.status_code == 400 and "未知状态" in bad.text
+    assert bad.status_code == 400
+    assert "未知状态" in bad.text
     wildcard = await http.get("/console/merchants", params={"q": "%"})
     assert other.id not in wildcard.text  # a LIKE wildcard is a character, not "everything"
     assert "merchant.search" in await actions_of(db, "li.rev")
@@ -254,24 +270,30 @@ async def test_freeze_then_unfreeze_needs_a_second_risk_operator(
     found = await http.get("/console/merchants", params={"q": m.id})
     csrf = csrf_of(found.text)
     no_reason = await http.post(f"/console/merchants/{m.id}/freeze", data={"csrf": csrf})
-    assert no_reason.status_code == 400 and "须填写原因" in no_reason.text
+    assert no_reason.status_code == 400
+    assert "须填写原因" in no_reason.text
     assert await merchants.get_merchant_status(db, merchant_id=m.id) is MerchantStatus.ACTIVE
     frozen = await http.post(f"/console/merchants/{m.id}/freeze",
                              data={"csrf": csrf, "reason": "疑似套现"})
     assert frozen.status_code == 303
     shown = await http.get(frozen.headers["location"])
-    assert "已冻结" in shown.text and "FROZEN" in shown.text and "疑似套现" in shown.text
+    assert "已冻结" in shown.text
+    assert "FROZEN" in shown.text
+    assert "疑似套现" in shown.text
     record = (await audit.search(db, action="merchant.freeze", target_id=m.id, limit=1))[0]
     assert record.actor == "zhao.risk"
 
     asked = await http.post(f"/console/merchants/{m.id}/unfreeze",
                             data={"csrf": csrf, "reason": "核查无误"})
-    assert asked.status_code == 303 and asked.headers["location"].startswith("/console/approvals")
+    assert asked.status_code == 303
+    assert asked.headers["location"].startswith("/console/approvals")
     pending = await http.get("/console/approvals")
-    assert m.id in pending.text and "这是您发起的请求" in pending.text
+    assert m.id in pending.text
+    assert "这是您发起的请求" in pending.text
     approval_id = pending.text.split('data-approval="')[1].split('"')[0]
     own = await http.post(f"/console/approvals/{approval_id}/approve", data={"csrf": csrf})
-    assert own.status_code == 403 and "不能复核自己发起的请求" in own.text
+    assert own.status_code == 403
+    assert "不能复核自己发起的请求" in own.text
     assert await merchants.get_merchant_status(db, merchant_id=m.id) is MerchantStatus.FROZEN
 
     second = httpx.AsyncClient(transport=http._transport, base_url="http://testserver")
@@ -300,7 +322,8 @@ async def test_rejecting_an_approval_needs_a_reason(db: Database,
     approval_id = page.text.split('data-approval="')[1].split('"')[0]
     blank = await http.post(f"/console/approvals/{approval_id}/reject",
                             data={"csrf": csrf_of(page.text)})
-    assert blank.status_code == 400 and "拒绝须填写原因" in blank.text
+    assert blank.status_code == 400
+    assert "拒绝须填写原因" in blank.text
     no = await http.post(f"/console/approvals/{approval_id}/reject",
                          data={"csrf": csrf_of(page.text), "note": "证据不足"})
     assert no.status_code == 303
@@ -323,7 +346,8 @@ async def test_a_risk_operator_takes_and_closes_a_case(db: Database,
     assert taken.status_code == 303
     bad = await http.post(f"/console/risk/{case.id}/close",
                           data={"csrf": csrf, "verdict": "maybe", "resolution": "x"})
-    assert bad.status_code == 400 and "结案须选择结论" in bad.text
+    assert bad.status_code == 400
+    assert "结案须选择结论" in bad.text
     closed = await http.post(f"/console/risk/{case.id}/close",
                              data={"csrf": csrf, "verdict": "no_fraud", "resolution": "正常促销"})
     assert closed.status_code == 303
@@ -337,16 +361,20 @@ async def test_pages_answer_bad_filters_with_a_page(db: Database,
     await operator(db, "wang.fin", "finance")
     await log_in(http, "wang.fin")
     bad_day = await http.get("/console/settlement", params={"date": "2026-13-40"})
-    assert bad_day.status_code == 400 and "YYYY-MM-DD" in bad_day.text
+    assert bad_day.status_code == 400
+    assert "YYYY-MM-DD" in bad_day.text
     bad_state = await http.get("/console/reconciliation", params={"status": "LOST"})
-    assert bad_state.status_code == 400 and "未知状态" in bad_state.text
+    assert bad_state.status_code == 400
+    assert "未知状态" in bad_state.text
     csrf = csrf_of(bad_state.text)
     no_action = await http.post("/console/reconciliation/rdc_none/resolve",
                                 data={"csrf": csrf, "action": "SHRUG"})
-    assert no_action.status_code == 400 and "请选择处理方式" in no_action.text
+    assert no_action.status_code == 400
+    assert "请选择处理方式" in no_action.text
     missing = await http.post("/console/reconciliation/rdc_none/resolve",
                               data={"csrf": csrf, "action": "ACCEPT"})
-    assert missing.status_code == 404 and "没有这条差错" in missing.text
+    assert missing.status_code == 404
+    assert "没有这条差错" in missing.text
 
 
 async def test_the_audit_log_filters_by_operator_and_action(db: Database,
@@ -359,7 +387,8 @@ async def test_the_audit_log_filters_by_operator_and_action(db: Database,
     page = await http.get("/console/audit", params={"actor": "li.rev",
                                                     "action": "merchant.approve"})
     assert page.status_code == 200
-    assert m.id in page.text and "operator.login" not in page.text
+    assert m.id in page.text
+    assert "operator.login" not in page.text
     assert "audit.search" in await actions_of(db, "root.admin")
 
 

@@ -23,7 +23,7 @@ from fulema.core.db import Database
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.passwords import DUMMY_HASH, check_strength, hash_password, verify_password
 from fulema.core.web import OperatorIdentity
-from fulema.operators import domain
+from fulema.operators import domain, service
 from fulema.operators.domain import OperatorStatus
 from fulema.operators.models import Operator
 from fulema.web import sessions
@@ -113,8 +113,6 @@ async def seed_demo_operator(db: Database, *, settings: Settings) -> None:
     if not settings.is_development:
         raise RuntimeError("the demo operator's password is public: set FULEMA_SEED_DEMO=false "
                            "outside development")
-    from fulema.operators import service  # noqa: PLC0415 - avoids a cycle at import
-
     async with db.transaction() as s:
         exists = await s.scalar(select(Operator.id).where(Operator.name == DEMO_OPERATOR_NAME))
     if exists:

@@ -73,9 +73,10 @@ async def campaigns(request: Request) -> Response:
 
 async def _risk(request: Request, user: ConsoleUser, *, error: str = "",
                 status_code: int = 200) -> Response:
-    status = request.query_params.get("status") or None
-    if status not in (None, "open", "investigating", "closed_fraud", "closed_no_fraud"):
-        status, error, status_code = None, f"未知状态 Unknown state: {status[:20]}", 400
+    text = request.query_params.get("status") or ""
+    status: str | None = text or None
+    if text and text not in ("open", "investigating", "closed_fraud", "closed_no_fraud"):
+        status, error, status_code = None, f"未知状态 Unknown state: {text[:20]}", 400
     rows = await cases.list_cases(db_of(request), status=status, limit=100)
     return page(request, user, "console/risk.html", status_code=status_code, error=error,
                 cases=rows, status=status or "")
