@@ -144,6 +144,30 @@ async def test_an_admin_sets_a_password_through_the_api_and_old_sessions_end(
     assert "new-password-77" not in str(record.detail)
 
 
+async def test_the_cli_sets_a_password(sqlite_db: Database, settings: Settings) -> None:
+    import asyncio
+
+    from typer.testing import CliRunner
+
+    from fulema.cli import app as cli
+
+    await operator(sqlite_db, "li.rev", "reviewer")
+    env = {"FULEMA_DATABASE_URL": settings.database_url}
+    weak = await asyncio.to_thread(CliRunner().invoke, cli,
+                                   ["operator", "password", "li.rev", "--password", "weak"],
+                                   env=env)
+    assert weak.exit_code == 1
+    assert "VALIDATION_ERROR" in weak.output
+    ok = await asyncio.to_thread(CliRunner().invoke, cli, ["operator", "password", "li.rev"],
+                                 input="from-the-cli-2026\nfrom-the-cli-2026\n", env=env)
+    assert ok.exit_code == 0, ok.output
+    assert "from-the-cli-2026" not in ok.output
+    result = await passwords.login(sqlite_db, name="li.rev", password="from-the-cli-2026")
+    assert result.outcome is passwords.LoginOutcome.OK
+    record = (await audit.search(sqlite_db, action="operator.set_password", limit=1))[0]
+    assert record.actor.startswith("cli:")
+
+
 async def test_only_an_admin_may_set_a_password(db: Database, http: httpx.AsyncClient) -> None:
     from fulema.operators import service
 
