@@ -43,6 +43,9 @@ async def test_a_page_without_a_session_sends_the_operator_to_log_in(
     answer = await http.get("/console/merchants?q=x")
     assert answer.status_code == 303
     assert answer.headers["location"] == "/console/login?next=%2Fconsole%2Fmerchants%3Fq%3Dx"
+    posted = await http.post("/console/merchants/mch_x/freeze", data={"reason": "x"})
+    assert posted.status_code == 303
+    assert posted.headers["location"] == "/console/login?next=%2Fconsole%2F"
     login = await http.get("/console/login")
     assert "运营人员登录" in login.text
     assert "Operator log in" in login.text

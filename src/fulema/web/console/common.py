@@ -86,6 +86,8 @@ def settings_of(request: Request) -> Settings:
 
 def login_redirect(request: Request) -> RedirectResponse:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if request.method != "GET":  # a form's address is no page to come back to
+        target = "/console/"
     return RedirectResponse(f"/console/login?next={quote(target, safe='')}", status_code=303)
 
 
