@@ -81,6 +81,7 @@ from fulema.settlement.api import router as settlement_router
 from fulema.settlement.service import BankTransferPayouts, PayoutAdapter
 from fulema.web import models as _web_models  # noqa: F401 - registers tables (sessions)
 from fulema.web.cashier import router as cashier_router
+from fulema.web.console import router as console_router
 from fulema.web.docs_assets import install_docs
 from fulema.web.home import home_router
 from fulema.web.oauth import router as oauth_router
@@ -155,6 +156,9 @@ def create_app(settings: Settings, *, db: Database | None = None,
             from fulema.merchants.service import onboard_demo_merchant
 
             await onboard_demo_merchant(db, settings=settings)
+            from fulema.operators.passwords import seed_demo_operator
+
+            await seed_demo_operator(db, settings=settings)  # the console's demo login
         if settings.run_background:
             from fulema.ops.worker import background_tasks
 
@@ -206,6 +210,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
                    risk_router,
                    messaging_router, speaker_feed_router, billing_router, billing_ops_router):
         app.include_router(router)
+    app.include_router(console_router)  # /console: the operations console's pages
     install_docs(app)
     # the pages' own CSS and scripts, served from here: no CDN inside a bank's network
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"),

@@ -100,6 +100,7 @@ _ROLE_TABLE: dict[tuple[str, str], set[str]] = {
     ("POST", "/ops/v1/operators/{name}/tokens"): {"admin"},
     ("GET", "/ops/v1/operators/{name}/tokens"): {"admin"},
     ("POST", "/ops/v1/operators/{name}/tokens/{token_id}/revoke"): {"admin"},
+    ("PUT", "/ops/v1/operators/{name}/password"): {"admin"},
     ("GET", "/ops/v1/approvals"): _ANY,
     ("GET", "/ops/v1/approvals/{approval_id}"): _ANY,
     ("POST", "/ops/v1/approvals/{approval_id}/approve"): _ANY,  # the action's roles: checked

@@ -62,7 +62,8 @@ async def get_merchant(db: Database, *, merchant_id: str) -> MerchantDetail:
 
 async def list_merchants(db: Database, *, limit: int = 20, starting_after: str | None = None,
                          status: MerchantStatus | None = None,
-                         contact_phone: str | None = None) -> MerchantPage:
+                         contact_phone: str | None = None,
+                         name_contains: str | None = None) -> MerchantPage:
     """Oldest first by id (ids are time-ordered); `starting_after` is the last id seen.
 
     `contact_phone` finds merchants by their phone through its keyed hash (the phone itself is
@@ -74,6 +75,9 @@ async def list_merchants(db: Database, *, limit: int = 20, starting_after: str |
         query = query.where(Merchant.id > starting_after)
     if status is not None:
         query = query.where(Merchant.status == MerchantStatus(status).value)
+    if name_contains:  # the console's search box: part of the registered or short name
+        query = query.where(Merchant.name.contains(name_contains, autoescape=True)
+                            | Merchant.short_name.contains(name_contains, autoescape=True))
     if contact_phone is not None:
         query = query.where(Merchant.contact_phone_hash == blind_index("phone", contact_phone))
     async with db.transaction() as s:

@@ -24,7 +24,7 @@ from fulema.core.web import (
     operator_identity,
     require_role,
 )
-from fulema.operators import service
+from fulema.operators import passwords, service
 from fulema.operators.domain import OperatorStatus
 from fulema.operators.schemas import (
     ApprovalListOut,
@@ -35,6 +35,7 @@ from fulema.operators.schemas import (
     OperatorBody,
     OperatorListOut,
     OperatorOut,
+    PasswordBody,
     RejectBody,
     RolesBody,
     TokenBody,
@@ -102,6 +103,13 @@ async def disable_operator(name: str, db: Db, actor: Admin) -> OperatorOut:
 async def enable_operator(name: str, db: Db, actor: Admin) -> OperatorOut:
     return OperatorOut.model_validate(
         await service.set_status(db, name=name, status=OperatorStatus.ACTIVE, actor=actor))
+
+
+@router.put("/operators/{name}/password", status_code=204,
+            summary="Set an operator's console password (ends its console sessions)",
+            responses=error_responses(E.OPERATOR_NOT_FOUND, E.VALIDATION_ERROR))
+async def set_password(name: str, body: PasswordBody, db: Db, actor: Admin) -> None:
+    await passwords.set_password(db, name=name, password=body.password, actor=actor)
 
 
 @router.post("/operators/{name}/tokens", status_code=201,

@@ -16,7 +16,7 @@ from fulema.core import audit
 from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.core.errors import FulemaError
-from fulema.operators import service
+from fulema.operators import passwords, service
 from fulema.operators.domain import ROLES, OperatorStatus
 
 T = TypeVar("T")
@@ -110,6 +110,16 @@ def disable(name: str) -> None:
     _run(lambda db: service.set_status(db, name=name, status=OperatorStatus.DISABLED,
                                        actor=_actor()))
     typer.echo(f"disabled {name}")
+
+
+@operator_app.command("password")
+def password(name: str,
+             new: Annotated[str, typer.Option("--password", prompt=True, hide_input=True,
+                                              confirmation_prompt=True,
+                                              help="asked for when not given")]) -> None:
+    """Set an operator's console password (/console); ends its console sessions."""
+    _run(lambda db: passwords.set_password(db, name=name, password=new, actor=_actor()))
+    typer.echo(f"password set for {name}")
 
 
 @operator_app.command("list")

@@ -44,6 +44,13 @@ class OperatorListOut(BaseModel):
     data: list[OperatorOut]
 
 
+class PasswordBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    password: str = Field(min_length=10, max_length=128,
+                          description="The console password: 10+ characters, letters and digits")
+
+
 class TokenBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -20,6 +20,7 @@ from fulema.core.web import OperatorIdentity
 from fulema.operators import domain
 from fulema.operators.domain import OperatorStatus
 from fulema.operators.models import Operator, OperatorToken
+from fulema.web import sessions
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,10 @@ async def set_status(db: Database, *, name: str, status: OperatorStatus,
         await audit.record(s, actor=actor, action=f"operator.{status.value.lower()}",
                            target_type="operator", target_id=name,
                            detail={"from": before, "to": status.value})
-        return _view(op)
+        view = _view(op)
+    if status is OperatorStatus.DISABLED:  # a disabled operator's console sessions end now
+        await sessions.end_all(db, realm="console", principal_id=view.id)
+    return view
 
 
 async def issue_token(db: Database, *, name: str, label: str, actor: str,
