@@ -26,12 +26,14 @@ OPS = {"Authorization": "Bearer test-operator"}
 SUPPLEMENT = {"contact_email": "zhangsan@example.com", "service_phone": "0571-88886666",
               "settlement_bank": "中国工商银行", "address_code": "330106"}
 LEVER = {"wechat": "/sandbox/wechat/sandbox-ops/applyments/",
-         "alipay": "/sandbox/alipay/sandbox-ops/indirect/"}
+         "alipay": "/sandbox/alipay/sandbox-ops/indirect/",
+         "unionpay": "/sandbox/unionpay/sandbox-ops/registrations/"}
 
 
 @pytest.fixture
 async def platform(db: Database, settings: Settings) -> AsyncIterator[Platform]:
-    settings = settings.model_copy(update={"enabled_channels": ["wechat", "alipay", "bankpay"]})
+    settings = settings.model_copy(update={"enabled_channels": ["wechat", "alipay", "unionpay",
+                                                             "bankpay"]})
     transport = httpx.ASGITransport(app=FastAPI())
     http = httpx.AsyncClient(transport=transport, base_url="http://testserver")
     app = create_app(settings, db=db, http=http)
@@ -69,6 +71,8 @@ async def current(p: Platform, channel: str) -> dict[str, Any]:
 
 async def decide(p: Platform, channel: str, application_no: str, decision: str,
                  reason: str | None = None) -> None:
+    if channel == "unionpay":  # UnionPay's orderId: letters and digits only
+        application_no = application_no.replace("_", "")
     resp = await p.http.post(LEVER[channel] + application_no,
                              json={"decision": decision, "reason": reason})
     assert resp.status_code == 200, resp.text
@@ -93,6 +97,7 @@ async def test_missing_fields_are_listed_and_nothing_is_sent(platform: Platform)
                                           "address_code"]
     check = await p.http.get(f"/ops/v1/onboarding/merchants/{p.merchant_id}/check", headers=OPS)
     assert check.json()["missing"]["alipay"] == ["service_phone", "address_code"]
+    assert check.json()["missing"]["unionpay"] == ["address_code"]
     # the activation's registrations wait, with the same list, and nothing reached WeChat
     await rounds(p)
     reg = await current(p, "wechat")
@@ -102,7 +107,7 @@ async def test_missing_fields_are_listed_and_nothing_is_sent(platform: Platform)
     mine = await p.call("GET", "/api/v1/onboarding")
     assert mine.status_code == 200
     assert {r["channel"]: r["state"] for r in mine.json()["data"]} == {
-        "wechat": "PENDING", "alipay": "PENDING"}
+        "wechat": "PENDING", "alipay": "PENDING", "unionpay": "PENDING"}
 
 
 async def test_bad_supplement_is_refused_and_unknown_channel_named(platform: Platform) -> None:
@@ -153,7 +158,7 @@ async def test_wechat_verification_step_then_approval(platform: Platform) -> Non
         "ACTIVE", expected)
 
 
-@pytest.mark.parametrize("channel", ["wechat", "alipay"])
+@pytest.mark.parametrize("channel", ["wechat", "alipay", "unionpay"])
 async def test_rejected_then_resubmitted_then_approved(platform: Platform, channel: str) -> None:
     p = platform
     await supplied(p)
@@ -267,3 +272,22 @@ async def test_a_new_name_re_registers_and_the_same_profile_does_not(platform: P
     assert [(r["version"], r["state"]) for r in regs] == [(1, "ACTIVE"), (2, "UNDER_REVIEW")]
     indirect = sandbox_state(p, "alipay").indirect.by_external[regs[1]["id"]]
     assert indirect.name == "付了码演示商户（新名）"
+
+
+async def test_unionpay_registers_in_the_acquirer_form_with_a_verification_step(
+        platform: Platform) -> None:
+    p = platform
+    await supplied(p)
+    reg = await current(p, "unionpay")
+    assert reg["state"] == "UNDER_REVIEW"
+    await decide(p, "unionpay", reg["id"], "verify")
+    await rounds(p)
+    reg = await current(p, "unionpay")
+    assert reg["state"] == "NEEDS_ACTION" and reg["reason"]
+    await decide(p, "unionpay", reg["id"], "approve")
+    await rounds(p)
+    reg = await current(p, "unionpay")
+    assert reg["state"] == "ACTIVE"
+    # 15 digits: prefix, the area and MCC the merchant was registered with, a sequence
+    assert reg["sub_merchant_id"].startswith("89833015812")
+    assert len(reg["sub_merchant_id"]) == 15
