@@ -27,13 +27,15 @@ SUPPLEMENT = {"contact_email": "zhangsan@example.com", "service_phone": "0571-88
               "settlement_bank": "中国工商银行", "address_code": "330106"}
 LEVER = {"wechat": "/sandbox/wechat/sandbox-ops/applyments/",
          "alipay": "/sandbox/alipay/sandbox-ops/indirect/",
-         "unionpay": "/sandbox/unionpay/sandbox-ops/registrations/"}
+         "unionpay": "/sandbox/unionpay/sandbox-ops/registrations/",
+         "ecny": "/sandbox/ecny/sandbox-ops/merchants/",
+         "bankpay": "/sandbox/bankpay/sandbox-ops/merchants/"}
 
 
 @pytest.fixture
 async def platform(db: Database, settings: Settings) -> AsyncIterator[Platform]:
     settings = settings.model_copy(update={"enabled_channels": ["wechat", "alipay", "unionpay",
-                                                             "bankpay"]})
+                                                             "ecny", "bankpay"]})
     transport = httpx.ASGITransport(app=FastAPI())
     http = httpx.AsyncClient(transport=transport, base_url="http://testserver")
     app = create_app(settings, db=db, http=http)
@@ -107,7 +109,9 @@ async def test_missing_fields_are_listed_and_nothing_is_sent(platform: Platform)
     mine = await p.call("GET", "/api/v1/onboarding")
     assert mine.status_code == 200
     assert {r["channel"]: r["state"] for r in mine.json()["data"]} == {
-        "wechat": "PENDING", "alipay": "PENDING", "unionpay": "PENDING"}
+        "wechat": "PENDING", "alipay": "PENDING", "unionpay": "PENDING",
+        # what these two need the merchant profile holds: sent on activation
+        "ecny": "UNDER_REVIEW", "bankpay": "UNDER_REVIEW"}
 
 
 async def test_bad_supplement_is_refused_and_unknown_channel_named(platform: Platform) -> None:
@@ -158,7 +162,7 @@ async def test_wechat_verification_step_then_approval(platform: Platform) -> Non
         "ACTIVE", expected)
 
 
-@pytest.mark.parametrize("channel", ["wechat", "alipay", "unionpay"])
+@pytest.mark.parametrize("channel", ["wechat", "alipay", "unionpay", "ecny", "bankpay"])
 async def test_rejected_then_resubmitted_then_approved(platform: Platform, channel: str) -> None:
     p = platform
     await supplied(p)
@@ -216,7 +220,8 @@ async def test_payments_refused_before_active_and_accepted_after(platform: Platf
                              json={"reason": "调查结束"}, headers=OPS)
     assert resp.json()["state"] == "ACTIVE"
     assert (await p.order(channel="wechat")).status_code == 200
-    # a channel without an onboarding port here is never registered: refused while required
+    # still under review at the bank's own channel: refused there while required
+    assert (await current(p, "bankpay"))["state"] == "UNDER_REVIEW"
     assert (await p.order(channel="bankpay")).json()["code"] == "CHANNEL_NOT_REGISTERED"
 
 
@@ -283,7 +288,8 @@ async def test_unionpay_registers_in_the_acquirer_form_with_a_verification_step(
     await decide(p, "unionpay", reg["id"], "verify")
     await rounds(p)
     reg = await current(p, "unionpay")
-    assert reg["state"] == "NEEDS_ACTION" and reg["reason"]
+    assert reg["state"] == "NEEDS_ACTION"
+    assert reg["reason"]
     await decide(p, "unionpay", reg["id"], "approve")
     await rounds(p)
     reg = await current(p, "unionpay")
@@ -291,3 +297,21 @@ async def test_unionpay_registers_in_the_acquirer_form_with_a_verification_step(
     # 15 digits: prefix, the area and MCC the merchant was registered with, a sequence
     assert reg["sub_merchant_id"].startswith("89833015812")
     assert len(reg["sub_merchant_id"]) == 15
+
+
+async def test_the_bank_verifies_the_settlement_account_before_registering(
+        platform: Platform) -> None:
+    p = platform
+    await rounds(p)
+    reg = await current(p, "bankpay")
+    assert reg["state"] == "UNDER_REVIEW"
+    await decide(p, "bankpay", reg["id"], "verify")
+    await rounds(p)
+    reg = await current(p, "bankpay")
+    assert reg["state"] == "NEEDS_ACTION"
+    assert "验证金额" in reg["reason"]
+    await decide(p, "bankpay", reg["id"], "approve")
+    await rounds(p)
+    reg = await current(p, "bankpay")
+    assert reg["state"] == "ACTIVE"
+    assert reg["sub_merchant_id"].startswith("BKM")
