@@ -315,3 +315,18 @@ async def test_the_bank_verifies_the_settlement_account_before_registering(
     reg = await current(p, "bankpay")
     assert reg["state"] == "ACTIVE"
     assert reg["sub_merchant_id"].startswith("BKM")
+
+
+async def test_the_cashier_offers_only_channels_the_merchant_is_registered_at(
+        platform: Platform) -> None:
+    p = platform
+    p.settings.onboarding_required = True
+    await supplied(p)
+    wechat_ua = {"User-Agent": "Mozilla/5.0 (iPhone) Mobile/15E148 MicroMessenger/8.0.47"}
+    page = await p.http.get("/pay/q/DEMO000001", headers=wechat_ua)
+    assert page.status_code == 200
+    assert "请使用以下应用扫码" in page.text
+    assert "微信" not in page.text  # not offered: the merchant is not registered there yet
+    await _approve_all(p, "wechat")
+    page = await p.http.get("/pay/q/DEMO000001", headers=wechat_ua)
+    assert page.status_code == 302  # offered: on to WeChat's silent authorisation
