@@ -25,6 +25,7 @@ from fulema.billing import models as _billing_models  # noqa: F401 - registers t
 from fulema.billing.api import ops_router as billing_ops_router
 from fulema.billing.api import router as billing_router
 from fulema.billing.billers import BillerRegistry
+from fulema.channels.onboarding import build_onboarding
 from fulema.channels.ops_api import router as channels_ops_router
 from fulema.channels.registry import build_channels
 from fulema.core import approvals as _approval_models  # noqa: F401 - registers tables
@@ -55,6 +56,10 @@ from fulema.messaging import models as _messaging_models  # noqa: F401 - registe
 from fulema.messaging.api import feed_router as speaker_feed_router
 from fulema.messaging.api import router as messaging_router
 from fulema.messaging.hub import SpeakerHub
+from fulema.onboarding import jobs as onboarding_jobs
+from fulema.onboarding import models as _onboarding_models  # noqa: F401 - registers tables
+from fulema.onboarding.api import merchant_router as onboarding_merchant_router
+from fulema.onboarding.api import router as onboarding_ops_router
 from fulema.operators import models as _operator_models  # noqa: F401 - registers tables
 from fulema.operators.api import router as operators_router
 from fulema.operators.service import Directory as OperatorDirectory
@@ -106,7 +111,8 @@ def declared_consumers(settings: Settings) -> tuple[list[Consumer], NatsPublishe
     return [*bus_consumers, *monitoring.consumers(), *ledger_jobs.consumers(settings),
             *marketing_jobs.consumers(settings), *points_jobs.consumers(settings),
             *risk_jobs.consumers(), *messaging_jobs.consumers(settings),
-            *billing_jobs.consumers(settings)], publisher
+            *billing_jobs.consumers(settings),
+            *onboarding_jobs.consumers(settings)], publisher
 
 
 def _bucket_store(settings: Settings) -> BucketStore | None:
@@ -186,6 +192,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
     app.state.http = http
     app.state.dispatcher = dispatcher
     app.state.channels = channels
+    app.state.onboarding_ports = build_onboarding(settings, http)  # sub-merchant registration
     app.state.payouts = payouts or build_payouts(settings)
     app.state.payments = Deps(db=db, settings=settings, channels=channels)
     app.state.operator_directory = OperatorDirectory(db)  # core.web.OperatorDirectory
@@ -208,7 +215,8 @@ def create_app(settings: Settings, *, db: Database | None = None,
                    reconciliation_router, ledger_router, settlement_router, bills_router,
                    marketing_router, marketing_ops_router, points_ops_router,
                    risk_router,
-                   messaging_router, speaker_feed_router, billing_router, billing_ops_router):
+                   messaging_router, speaker_feed_router, billing_router, billing_ops_router,
+                   onboarding_ops_router, onboarding_merchant_router):
         app.include_router(router)
     app.include_router(console_router)  # /console: the operations console's pages
     install_docs(app)

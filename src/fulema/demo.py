@@ -12,7 +12,7 @@ import re
 import socket
 import tempfile
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from rich.table import Table
 
 from fulema.core.clock import clock
 from fulema.core.config import Settings
+from fulema.demo_onboarding import onboard
 from fulema.gateway.signing import sign_request, verify_notification
 from fulema.merchants.domain import uscc_check_char
 
@@ -77,6 +78,7 @@ class DemoOutcome:
     refund: dict[str, Any]  # the refund once it settled
     final: dict[str, Any]  # the order queried at the end
     notifications: list[dict[str, Any]]  # every body received, with "signature_valid"
+    registrations: list[dict[str, Any]] = field(default_factory=list)  # at the channels
 
 
 def step(n: int, text: str) -> None:
@@ -156,7 +158,10 @@ async def _story(base: str, operator_token: str, receiver: Receiver, notify_port
         code = plate.get("code") or plate["plate_code"]
         console.print(f"plate [bold]{code}[/] → {base}/pay/q/{code}  (PNG: /ops/v1/plates/{code}.png)")
 
-        step(4, "A payer scans the plate with WeChat and enters ¥12.50")
+        step(4, "Registered at WeChat Pay and Alipay as a sub-merchant (进件/报备)")
+        registrations = await onboard(console, http, op, mid)
+
+        step(5, "A payer scans the plate with WeChat and enters ¥12.50")
         page = await http.get(f"/pay/q/{code}", headers={"User-Agent": WECHAT_UA})
         while page.status_code == 302:  # WeChat's silent OAuth (snsapi_base) for the openid
             location = page.headers["location"]
@@ -189,7 +194,7 @@ async def _story(base: str, operator_token: str, receiver: Receiver, notify_port
         order = await api("GET", f"/api/v1/orders/{order_id}")
         show(order, ["order_id", "status", "amount", "channel", "way_code"])
         prepay = str((order.get("pay_params") or {}).get("package", "")).removeprefix("prepay_id=")
-        step(5, "The payer confirms in the WeChat sandbox wallet")
+        step(6, "The payer confirms in the WeChat sandbox wallet")
         paid = await http.post("/sandbox/wechat/wallet/scan",
                                json={"prepay_id": prepay, "payer_id": PAYER})
         console.print(f"wallet: HTTP {paid.status_code} {paid.json().get('trade_state', '')}")
@@ -201,14 +206,14 @@ async def _story(base: str, operator_token: str, receiver: Receiver, notify_port
         show(order, ["status", "amount", "channel_trade_no", "paid_at"])
         paid_order = order
 
-        step(6, "The merchant's notify endpoint receives the signed notification, and the "
+        step(7, "The merchant's notify endpoint receives the signed notification, and the "
                 "counter's cloud speaker speaks")
         await _wait_for(receiver, "payment.succeeded")
         _print_notifications(receiver, secret)
 
         await _print_announcement(http, speaker_id)
 
-        step(7, "A partial refund of ¥2.50")
+        step(8, "A partial refund of ¥2.50")
         refund = await api("POST", f"/api/v1/orders/{order_id}/refunds",
                            {"out_refund_no": f"RF{clock.timestamp()}", "amount": 250,
                             "reason": "少放了一份浇头"})
@@ -221,7 +226,7 @@ async def _story(base: str, operator_token: str, receiver: Receiver, notify_port
         await _wait_for(receiver, "refund.succeeded")
         _print_notifications(receiver, secret)
 
-        step(8, "The merchant queries the order")
+        step(9, "The merchant queries the order")
         order = await api("GET", f"/api/v1/orders/by-out-trade-no/{order['out_trade_no']}")
         show(order, ["order_id", "status", "amount", "refunded_amount", "paid_at"])
         console.print(Panel.fit("paid ¥12.50, refunded ¥2.50, merchant told twice, "
@@ -229,7 +234,8 @@ async def _story(base: str, operator_token: str, receiver: Receiver, notify_port
         received = [{**orjson.loads(body), "signature_valid": verify_notification(
             secret, headers.get("fulema-signature", ""), body, now=clock.timestamp())}
             for headers, body in receiver.got]
-        return DemoOutcome(paid=paid_order, refund=refund, final=order, notifications=received)
+        return DemoOutcome(paid=paid_order, refund=refund, final=order, notifications=received,
+                           registrations=registrations)
 
 
 async def _print_announcement(http: httpx.AsyncClient, speaker_id: str) -> None:

@@ -54,6 +54,7 @@ def _unionpay(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
     """UnionPay knows our merId, the public halves of our signing keys with their certIds,
     and the secure key we share; the development UnionPay keys are its own."""
     from fulema.channels.unionpay.config import merchant_keys, platform_dev_keys, secure_key
+    from fulema.channels.unionpay.onboarding import acq_ins_code
     from fulema.sandbox.unionpay.config import UnionpaySandboxConfig
     from fulema.sandbox.unionpay.server import build_sandbox
 
@@ -65,7 +66,8 @@ def _unionpay(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
     return build_sandbox(UnionpaySandboxConfig(
         mer_id=up.mer_id, platform_rsa=platform.rsa, platform_sm2=platform.sm2,
         merchant_rsa_public=merchant.rsa.public_key(), merchant_sm2_public=merchant.sm2[1],
-        merchant_cert_ids=cert_ids, secure_key=secure_key(settings, up)), http)
+        merchant_cert_ids=cert_ids, secure_key=secure_key(settings, up),
+        acq_ins_code=acq_ins_code(up)), http)
 
 
 def _ecny(settings: Settings, http: httpx.AsyncClient) -> FastAPI:

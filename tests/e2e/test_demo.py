@@ -31,3 +31,8 @@ async def test_the_demo_story_pays_1250_refunds_250_and_tells_the_merchant_twice
     assert all(n["data"]["order_id"] == outcome.paid["order_id"] for n in notes)
     assert notes[0]["data"]["amount"] == 1250
     assert notes[1]["data"]["amount"] == 250
+
+    # the merchant was registered at two channels as a sub-merchant before it took payments
+    regs = {r["channel"]: r for r in outcome.registrations}
+    assert set(regs) == {"wechat", "alipay"}
+    assert all(r["state"] == "ACTIVE" and r["sub_merchant_id"] for r in regs.values())

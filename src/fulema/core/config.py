@@ -201,6 +201,12 @@ class Settings(BaseSettings):
     # how often, before the payment is refunded.
     billing_writeoff_deadline_seconds: int = Field(default=1800, ge=1)
     billing_writeoff_retry_seconds: float = Field(default=30.0, gt=0)
+    # Sub-merchant onboarding (onboarding/, docs/onboarding.md). Off: the single-merchant mode,
+    # every merchant pays under the platform's own channel merchant ids. On: a merchant takes
+    # payments on a channel only while its registration there is ACTIVE (CHANNEL_NOT_REGISTERED).
+    onboarding_required: bool = False
+    # How long after a submission or a review answer the channel is asked again.
+    onboarding_poll_seconds: float = Field(default=30.0, gt=0)
 
     notify_schedule_seconds: list[int] = Field(
         default_factory=lambda: [15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600,

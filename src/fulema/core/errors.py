@@ -124,6 +124,12 @@ class ErrorCode(StrEnum):
     CHARITY_PROJECT_NOT_FOUND = "CHARITY_PROJECT_NOT_FOUND"
     CHARITY_PROJECT_CLOSED = "CHARITY_PROJECT_CLOSED"
     DONATION_NOT_FOUND = "DONATION_NOT_FOUND"
+    # onboarding (sub-merchant registration at the channels)
+    ONBOARDING_FIELDS_MISSING = "ONBOARDING_FIELDS_MISSING"
+    REGISTRATION_NOT_FOUND = "REGISTRATION_NOT_FOUND"
+    REGISTRATION_STATE_INVALID = "REGISTRATION_STATE_INVALID"
+    ONBOARDING_NOT_SUPPORTED = "ONBOARDING_NOT_SUPPORTED"
+    CHANNEL_NOT_REGISTERED = "CHANNEL_NOT_REGISTERED"
 
     @property
     def http_status(self) -> int:
@@ -281,6 +287,16 @@ _META: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.CHARITY_PROJECT_CLOSED: (409, "The charity project is outside its donation "
                                             "window or closed."),
     ErrorCode.DONATION_NOT_FOUND: (404, "No donation with this id."),
+    ErrorCode.ONBOARDING_FIELDS_MISSING: (422, "The merchant lacks fields the channel needs to "
+                                               "register it; `missing` lists them. Nothing was "
+                                               "sent."),
+    ErrorCode.REGISTRATION_NOT_FOUND: (404, "No channel registration with this id."),
+    ErrorCode.REGISTRATION_STATE_INVALID: (409, "The registration's state does not allow this "
+                                                "change."),
+    ErrorCode.ONBOARDING_NOT_SUPPORTED: (400, "This channel has no onboarding interface here, "
+                                              "or is not enabled."),
+    ErrorCode.CHANNEL_NOT_REGISTERED: (403, "The merchant is not registered (or is suspended) "
+                                            "at this channel; payments there are refused."),
 }
 
 

@@ -55,6 +55,8 @@ from fulema.merchants.plates import PlateView as PlateView
 from fulema.merchants.plates import create_plate as create_plate
 from fulema.merchants.plates import disable_plate as disable_plate
 from fulema.merchants.plates import get_plate as get_plate
+from fulema.merchants.profile import RegistrationFacts as RegistrationFacts
+from fulema.merchants.profile import registration_facts as registration_facts
 from fulema.merchants.queries import MerchantDetail as MerchantDetail
 from fulema.merchants.queries import MerchantPage as MerchantPage
 from fulema.merchants.queries import get_merchant as get_merchant

@@ -18,6 +18,7 @@ from fulema.billing import jobs as billing_jobs
 from fulema.core.events import admin as events_admin
 from fulema.gateway.service import purge_nonces
 from fulema.marketing import service as marketing
+from fulema.onboarding import jobs as onboarding_jobs
 from fulema.ops import monitoring, scheduler
 from fulema.ops.scheduler import Job
 from fulema.payments import jobs, notifications, refunds
@@ -58,6 +59,9 @@ def declared_jobs(app: FastAPI) -> list[Job]:
         Job("risk.scoring", 600.0, lambda: risk_jobs.score_daily_if_due(deps.db)),
         Job("billing.writeoffs", 2.0,
             lambda: billing_jobs.run_writeoffs(deps, app.state.billers)),
+        # Sub-merchant onboarding: send pending applications, ask about those under review.
+        Job("onboarding", 5.0, lambda: onboarding_jobs.run_due(
+            deps.db, deps.settings, app.state.onboarding_ports)),
     ]
 
 
@@ -98,3 +102,4 @@ async def run_all_once(app: FastAPI) -> None:
     await settlement_jobs.send_payouts(deps.db, deps.settings, app.state.payouts)
     await points.expire_lots(deps.db)
     await marketing.expire_coupons(deps.db)
+    await onboarding_jobs.run_due(deps.db, deps.settings, app.state.onboarding_ports)

@@ -108,7 +108,7 @@ def merchant_way_code(value: str) -> WayCode:
                  E.WAY_NOT_SUPPORTED, E.NOTIFY_URL_REFUSED,
                  E.UNRECOGNISED_PAYER_CODE, E.PAYER_ID_REQUIRED, E.MERCHANT_NOT_FOUND,
                  E.MERCHANT_NOT_ACTIVE, E.MERCHANT_FROZEN, E.MERCHANT_CLOSED, E.RISK_REJECTED,
-                 E.STORE_NOT_FOUND, E.DUPLICATE_OUT_TRADE_NO, *QUOTED))
+                 E.STORE_NOT_FOUND, E.DUPLICATE_OUT_TRADE_NO, E.CHANNEL_NOT_REGISTERED, *QUOTED))
 async def create_order(request: Request) -> Response:
     cred, raw = await _auth(request, defer_nonce=True)  # recorded with the order
     body = parse_body(CreateOrderBody, raw)

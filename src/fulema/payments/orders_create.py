@@ -28,6 +28,7 @@ from fulema.core.vocab import ChannelName, WayCode
 from fulema.gateway import service as gateway
 from fulema.marketing import service as marketing
 from fulema.merchants import service as merchants
+from fulema.onboarding import service as onboarding
 from fulema.payments.deps import Deps
 from fulema.payments.domain import OrderStatus, check_amount
 from fulema.payments.models import Order, payer_index
@@ -172,6 +173,9 @@ async def _insert_or_get(deps: Deps, *, merchant_id: str, app_id: str, new: NewO
     try:
         async with db.transaction() as s:
             await merchants.check_can_pay_in(s, merchant_id=merchant_id)
+            # Onboarding on: only a channel the merchant is registered (ACTIVE) at.
+            await onboarding.check_can_take(s, deps.settings, merchant_id=merchant_id,
+                                            channel=channel.value)
             if nonce is not None:
                 await gateway.insert_nonce(s, app_id=app_id, nonce=nonce)
             # Core INSERTs, not the ORM unit of work (see orders_state). The Order built below

@@ -23,6 +23,7 @@ from fulema.core.money import Money
 from fulema.core.vocab import ChannelName, WayCode
 from fulema.marketing import service as marketing
 from fulema.merchants import service as merchants
+from fulema.onboarding import service as onboarding
 from fulema.payments import service as payments
 from fulema.payments.api import deps_of
 from fulema.web import pages
@@ -50,7 +51,9 @@ async def show_plate(plate_code: str, request: Request, pid: str = "") -> Respon
     deps = deps_of(request)
     plate = await merchants.get_plate(deps.db, code=plate_code)
     channel = detect_app(request.headers.get("user-agent", ""), deps.settings)
-    enabled = [c.value for c in deps.channels.available()]
+    enabled = await onboarding.offered_channels(  # onboarding on: registered channels only
+        deps.db, deps.settings, merchant_id=plate.merchant_id,
+        channels=[c.value for c in deps.channels.available()])
     if channel is None or channel.value not in enabled:
         # an unsupported app, or its channel is down right now: name the apps that work
         return HTMLResponse(pages.unsupported(plate.merchant_name, enabled), status_code=200)
@@ -75,7 +78,9 @@ async def pay_plate(plate_code: str, request: Request, amount: str = Form(""),
     deps = deps_of(request)
     plate = await merchants.get_plate(deps.db, code=plate_code)
     channel = detect_app(request.headers.get("user-agent", ""), deps.settings)
-    enabled = [c.value for c in deps.channels.available()]
+    enabled = await onboarding.offered_channels(  # onboarding on: registered channels only
+        deps.db, deps.settings, merchant_id=plate.merchant_id,
+        channels=[c.value for c in deps.channels.available()])
     if channel is None or channel.value not in enabled:
         return HTMLResponse(pages.unsupported(plate.merchant_name, enabled), status_code=400)
 

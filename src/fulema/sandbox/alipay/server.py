@@ -39,6 +39,7 @@ from fulema.sandbox.alipay.books import (
     Trade,
 )
 from fulema.sandbox.alipay.config import AlipaySandboxConfig
+from fulema.sandbox.alipay.indirect import add_indirect
 from fulema.sandbox.alipay.notify import Notifier
 from fulema.sandbox.alipay.oauth import add_oauth_routes
 from fulema.sandbox.alipay.protocol import (
@@ -332,4 +333,5 @@ def build_sandbox(config: AlipaySandboxConfig, http: httpx.AsyncClient) -> FastA
     app.state.sandbox = sb
     install_routes(app, sb)
     add_oauth_routes(app, sb)
+    app.state.indirect = add_indirect(app, sb.handlers)  # sub-merchant registration
     return app

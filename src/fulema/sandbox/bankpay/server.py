@@ -40,6 +40,7 @@ from fulema.sandbox.bankpay.statement import statement_csv as statement_csv
 from fulema.sandbox.bankpay.statement import statement_rows as statement_rows
 from fulema.sandbox.bankpay.wallet import install_wallet
 from fulema.sandbox.json_common import order_fields, positive_int
+from fulema.sandbox.json_registration import add_registration_routes
 from fulema.sandbox.wallet import CodeRefusal
 
 
@@ -167,6 +168,8 @@ def build_sandbox(config: BankpaySandboxConfig, http: httpx.AsyncClient) -> Fast
     app.state.sandbox = sb
     _api_routes(app, sb)
     install_wallet(app, sb)
+    # merchants registered once the bank verified their settlement account (our assumption)
+    app.state.registrations = add_registration_routes(app, sb.api, "/api/merchants", "BKM")
     return app
 
 

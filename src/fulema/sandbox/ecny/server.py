@@ -278,10 +278,13 @@ def api_paths(request: Request) -> list[str]:
 
 def build_sandbox(config: EcnySandboxConfig, http: httpx.AsyncClient) -> FastAPI:
     from fulema.sandbox.ecny.routes import install_api, install_wallet
+    from fulema.sandbox.json_registration import add_registration_routes
 
     sb = EcnySandbox(config, http)
     app = FastAPI(title="e-CNY sandbox", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.sandbox = sb
     install_api(app, sb)
     install_wallet(app, sb)
+    # the institution's merchant registration (our documented assumption)
+    app.state.registrations = add_registration_routes(app, sb.api, "/v1/merchants", "ECNYM")
     return app

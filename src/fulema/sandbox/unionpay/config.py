@@ -21,3 +21,4 @@ class UnionpaySandboxConfig:
     merchant_sm2_public: str  # 128 hex, verifies the merchant's 02 requests
     merchant_cert_ids: Mapping[str, str]  # signMethod (01/02) -> the certId it must carry
     secure_key: str  # 安全密钥 shared with the merchant: signMethods 11/12 both ways
+    acq_ins_code: str = "48020000"  # the acquirer allowed to register sub-merchants

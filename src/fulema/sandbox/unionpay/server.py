@@ -48,6 +48,7 @@ from fulema.sandbox.unionpay.protocol import (
     write_answer,
     write_form,
 )
+from fulema.sandbox.unionpay.register import add_register_routes
 from fulema.sandbox.unionpay.state import Books, Refusal, Txn
 
 NOTIFY_DELAYS = (0.0, 0.2, 0.5, 1.0, 2.0)  # seconds before each delivery attempt
@@ -339,6 +340,8 @@ def build_sandbox(config: UnionpaySandboxConfig, http: httpx.AsyncClient) -> Fas
     sb = UnionpaySandbox(config, http)
     app = FastAPI(title="UnionPay sandbox", docs_url=None, redoc_url=None)
     app.state.sandbox = sb
+    # acquirer registration of sub-merchants (accessType=1), our documented assumption
+    app.state.registrations = add_register_routes(app, sb, config.acq_ins_code)
 
     @app.post("/gateway/api/backTransReq.do")
     async def back_trans(request: Request) -> Response:

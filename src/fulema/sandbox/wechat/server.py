@@ -28,6 +28,7 @@ from fulema.sandbox.json_common import (
     set_faults,
 )
 from fulema.sandbox.wallet import Refusal, parse_rules
+from fulema.sandbox.wechat.applyment import add_applyment_routes
 from fulema.sandbox.wechat.config import WechatSandboxConfig
 from fulema.sandbox.wechat.oauth import add_oauth_routes
 from fulema.sandbox.wechat.protocol import rfc3339
@@ -54,6 +55,7 @@ def build_sandbox(config: WechatSandboxConfig, http: httpx.AsyncClient) -> FastA
     _wallet_routes(app, sb)
     add_v2_routes(app, sb)
     add_oauth_routes(app, sb)
+    app.state.applyments = add_applyment_routes(app, sb)  # service-provider onboarding
     return app
 
 
