@@ -1,7 +1,7 @@
 """Onboarding: one registration per merchant x channel x version, and the fields the channels need beyond the merchant profile
 
 Revision ID: 0019
-Revises: 0015
+Revises: 0018
 Create Date: 2026-11-26 05:00:23.238523
 """
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ import fulema.core.db
 
 
 revision: str = '0019'
-down_revision: str | None = '0015'
+down_revision: str | None = '0018'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
