@@ -24,8 +24,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from fulema.core.clock import clock
-from fulema.sandbox.wechat.state import RICH_OPENID, WechatSandbox
 from fulema.sandbox.appshell import APP_PAYER_COOKIE
+from fulema.sandbox.wechat.state import RICH_OPENID, WechatSandbox
 
 CODE_TTL = timedelta(minutes=5)
 SCOPES = ("snsapi_base", "snsapi_userinfo")

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from tests.payments.conftest import Platform, platform  # noqa: F401 - the fixture
+from tests.payments.conftest import Platform
 from tests.payments.test_cashier import BANK, RICH_OPENID, WECHAT, open_in_app
 
 PLATE = "/pay/q/DEMO000001"
@@ -67,7 +67,8 @@ async def test_wechat_hands_over_to_the_in_app_payment_not_printed_parameters(
     assert found
     params = json.loads(found.group(1))
     assert set(params) >= {"appId", "timeStamp", "nonceStr", "package", "signType", "paySign"}
-    assert "paySign=" not in html and "appId=" not in html  # nothing printed for the payer
+    assert "paySign=" not in html
+    assert "appId=" not in html  # nothing printed for the payer
     assert '<script src="/static/cashier.js"></script>' in html
     assert "bridge.js" not in html  # no app shell without its cookie
 
@@ -98,7 +99,8 @@ async def test_result_and_status_go_from_waiting_to_paid(platform: Platform) -> 
     assert order_id
     oid = order_id.group(1)
     page = await platform.http.get(f"/pay/result/{oid}")
-    assert "等待支付" in page.text and 'data-status="PAYING"' in page.text
+    assert "等待支付" in page.text
+    assert 'data-status="PAYING"' in page.text
     status = await platform.http.get(f"/pay/result/{oid}/status")
     assert status.json() == {"status": "PAYING", "label": "等待支付 · Waiting for payment"}
     assert status.headers["cache-control"] == "no-store"
@@ -110,7 +112,8 @@ async def test_result_and_status_go_from_waiting_to_paid(platform: Platform) -> 
     status = await platform.http.get(f"/pay/result/{oid}/status")
     assert status.json() == {"status": "SUCCESS", "label": "支付成功 · Paid"}
     page = await platform.http.get(f"/pay/result/{oid}")
-    assert "支付成功" in page.text and "¥12.50" in page.text
+    assert "支付成功" in page.text
+    assert "¥12.50" in page.text
 
 
 async def test_unknown_order_pages_are_404_pages(platform: Platform) -> None:
@@ -131,7 +134,9 @@ async def test_pc_cashier_shows_the_orders_qr_and_then_paid(platform: Platform) 
     page = await platform.http.get(f"/pay/order/{order['order_id']}")
     assert page.status_code == 200
     assert 'src="data:image/svg+xml' in page.text
-    assert "¥25.99" in page.text and "等待支付" in page.text and "Tea set" in page.text
+    assert "¥25.99" in page.text
+    assert "等待支付" in page.text
+    assert "Tea set" in page.text
     paid = await platform.wallet("bankpay", "/scan", {"code_url": order["code_url"],
                                                       "payer_id": "payer_rich"})
     assert paid.status_code == 200, paid.text
@@ -153,7 +158,8 @@ async def test_the_app_shell_opens_the_cashier_as_the_chosen_app(platform: Platf
     assert any(c.startswith("fulema_app_shell=unionpay") for c in cookies)
     assert any(c.startswith("fulema_app_payer=up_rich") for c in cookies)
     bad = await platform.http.post("/sandbox/app/open", data={"app": "icq", "plate": "X"})
-    assert "未知的 App" in bad.text and "set-cookie" not in bad.headers
+    assert "未知的 App" in bad.text
+    assert "set-cookie" not in bad.headers
     script = await platform.http.get("/sandbox/app/bridge.js")
     assert script.headers["content-type"].startswith("text/javascript")
     for interface in ("getBrandWCPayRequest", "WeixinJSBridgeReady", "tradePay", "upsdk"):
