@@ -32,7 +32,6 @@ from fulema.web import pages
 from fulema.web.oauth import authorize_url, verify_payer_token
 from fulema.web.payer_messages import ABOVE_ZERO, ENTER_AMOUNT, payer_message
 from fulema.web.render import render
-from fulema.web.security_headers import script_nonce
 
 # What a payer may type: yuan in ASCII digits, at most two decimals, nothing else. Decimal
 # would also take '1e3', ' 1', '-1', '+1', 'NaN' and full-width digits ('１'); a payer who
@@ -73,6 +72,23 @@ async def _plate(request: Request, plate_code: str) -> merchants.PlateInfo | Non
         raise
 
 
+def _pad(request: Request, plate: merchants.PlateInfo, channel: ChannelName, *, payer_id: str,
+         error: str = "", amount: str = "", status_code: int = 200) -> HTMLResponse:
+    """The amount pad (again, with a message and what was typed, after bad input)."""
+    return render(request, "cashier/pad.html", status_code=status_code,
+                  merchant=plate.merchant_name, store=plate.store_name,
+                  app_name=pages.APP_NAMES.get(channel.value, channel.value),
+                  action=f"/pay/q/{plate.code}", payer_id=payer_id, error=error, amount=amount,
+                  app_bridge=_app_bridge(request))
+
+
+def _unsupported(request: Request, merchant: str, enabled: list[str],
+                 status_code: int) -> HTMLResponse:
+    """An app we cannot take (or whose channel is down): name the apps that work."""
+    return render(request, "cashier/unsupported.html", status_code=status_code,
+                  merchant=merchant, apps=[pages.APP_NAMES.get(c, c) for c in enabled])
+
+
 def _app_bridge(request: Request) -> bool:
     """Whether the sandbox app shell plays the payer's app here (development only): then the
     page includes the shell's bridge script, as the real app injects its own (appshell)."""
@@ -91,7 +107,7 @@ async def show_plate(plate_code: str, request: Request, pid: str = "") -> Respon
     enabled = [c.value for c in deps.channels.available()]
     if channel is None or channel.value not in enabled:
         # an unsupported app, or its channel is down right now: name the apps that work
-        return HTMLResponse(pages.unsupported(plate.merchant_name, enabled), status_code=200)
+        return _unsupported(request, plate.merchant_name, enabled, 200)
     if not pid or verify_payer_token(deps.settings, pid, channel=channel.value) is None:
         # An app that runs the cashier inside itself (WeChat, Alipay) needs the payer's id for
         # an in-app payment: ask it silently (the channel's PayerAuth); it comes back as a
@@ -100,9 +116,7 @@ async def show_plate(plate_code: str, request: Request, pid: str = "") -> Respon
         if url is not None:
             return RedirectResponse(url, status_code=302)
         pid = ""
-    return HTMLResponse(pages.amount_pad(merchant=plate.merchant_name, store=plate.store_name,
-                                         channel=channel.value, action=f"/pay/q/{plate_code}",
-                                         payer_id=pid, nonce=script_nonce(request)))
+    return _pad(request, plate, channel, payer_id=pid)
 
 
 @router.post("/pay/q/{plate_code}", response_class=HTMLResponse)
@@ -117,13 +131,11 @@ async def pay_plate(plate_code: str, request: Request, amount: str = Form(""),
     channel = detect_app(request.headers.get("user-agent", ""), deps.settings)
     enabled = [c.value for c in deps.channels.available()]
     if channel is None or channel.value not in enabled:
-        return HTMLResponse(pages.unsupported(plate.merchant_name, enabled), status_code=400)
+        return _unsupported(request, plate.merchant_name, enabled, 400)
 
     def again(message: str) -> HTMLResponse:
-        return HTMLResponse(pages.amount_pad(
-            merchant=plate.merchant_name, store=plate.store_name, channel=channel.value,
-            action=f"/pay/q/{plate_code}", payer_id=payer_id, error=message, amount=amount,
-            nonce=script_nonce(request)), status_code=400)
+        return _pad(request, plate, channel, payer_id=payer_id, error=message, amount=amount,
+                    status_code=400)
 
     try:
         money = payer_amount(amount)
@@ -136,7 +148,7 @@ async def pay_plate(plate_code: str, request: Request, amount: str = Form(""),
         if not confirm:
             offer = await _offer(request, plate, channel, money, payer, token=payer_id)
             if offer is not None:
-                return HTMLResponse(offer)
+                return offer
         cred = await merchants.default_app_for_merchant(deps.db, merchant_id=plate.merchant_id)
         view = await payments.create_order(
             deps, merchant_id=plate.merchant_id, app_id=cred.app_id if cred else "cashier",
@@ -175,7 +187,7 @@ def hand_over(request: Request, *, merchant: str, view: OrderOut) -> HTMLRespons
 
 
 async def _offer(request: Request, plate: merchants.PlateInfo, channel: ChannelName,
-                 money: Money, payer: str | None, *, token: str) -> str | None:
+                 money: Money, payer: str | None, *, token: str) -> HTMLResponse | None:
     """The confirmation page when a discount or points can lower what the payer pays; None
     when nothing applies (the order is then created straight away, as without marketing)."""
     deps = deps_of(request)
@@ -195,12 +207,13 @@ async def _offer(request: Request, plate: merchants.PlateInfo, channel: ChannelN
     if with_points is not None and points_line is not None:
         offer = (points_line.points or 0, Money(points_line.amount).to_yuan(),
                  Money(with_points.payable_amount).to_yuan(), with_points.quote_id)
-    return pages.confirm(
-        merchant=plate.merchant_name, action=f"/pay/q/{plate.code}",
-        payer_id=token if payer else "", amount=money.to_yuan(),
+    return render(
+        request, "cashier/confirm.html", merchant=plate.merchant_name,
+        action=f"/pay/q/{plate.code}", payer_id=token if payer else "", amount=money.to_yuan(),
         lines=[(d.kind, Money(d.amount).to_yuan()) for d in best.discounts],
-        discount=Money(best.discount_amount).to_yuan(),
-        payable=Money(best.payable_amount).to_yuan(), quote=best.quote_id, points_offer=offer)
+        kind_names=pages.KIND_NAMES, discount=Money(best.discount_amount).to_yuan(),
+        payable=Money(best.payable_amount).to_yuan(), quote=best.quote_id, points_offer=offer,
+        app_bridge=_app_bridge(request))
 
 
 async def _order(request: Request, order_id: str) -> tuple[OrderOut, str] | None:

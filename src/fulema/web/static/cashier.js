@@ -12,6 +12,7 @@
  * The result the app reports is only a hint (the vendors say so): the result page shows what
  * the platform knows, from the channel's notification, and keeps asking until it is final.
  *
+ * Amount pad (.pad): its keys type into the amount field (the field works without them).
  * Status (#pay-state): polls /pay/result/{id}/status every 1.5 s until the order is final.
  */
 (function () {
@@ -121,6 +122,17 @@
     if (!done(state.getAttribute('data-status'))) { window.setTimeout(tick, 1000); }
   }
 
+  function pad(keys) {
+    var input = document.getElementById('amount');
+    keys.addEventListener('click', function (event) {
+      var key = event.target.getAttribute && event.target.getAttribute('data-key');
+      if (!key || !input) { return; }
+      input.value = key === 'back' ? input.value.slice(0, -1) : input.value + key;
+    });
+  }
+
+  var keys = document.querySelector('.pad');
+  if (keys) { pad(keys); }
   var box = document.getElementById('hand-over');
   if (box) { handOver(box); }
   var state = document.getElementById('pay-state');
