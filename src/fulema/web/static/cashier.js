@@ -13,7 +13,7 @@
  * the platform knows, from the channel's notification, and keeps asking until it is final.
  *
  * Amount pad (.pad): its keys type into the amount field (the field works without them).
- * Status (#pay-state): polls /pay/result/{id}/status every 1.5 s until the order is final.
+ * Status (#pay-state): polls /pay/result/{id}/status until the order is final.
  */
 (function () {
   'use strict';
@@ -103,7 +103,14 @@
 
   function watch(state) {
     var url = state.getAttribute('data-status-url');
+    var started = Date.now();
     function done(s) { return FINAL.indexOf(s) >= 0; }
+    function later(ms) {
+      /* every 2 s for a minute, then every 5 s (the cashier's per-IP rate limit is shared by
+       * payers behind one carrier address); give up after 30 min, past any order's expiry */
+      var waited = Date.now() - started;
+      if (waited < 30 * 60 * 1000) { window.setTimeout(tick, Math.max(ms, waited < 60000 ? 2000 : 5000)); }
+    }
     function tick() {
       fetch(url, {headers: {Accept: 'application/json'}, cache: 'no-store'}).then(function (r) {
         return r.ok ? r.json() : null;
@@ -116,8 +123,8 @@
           if (card) { card.setAttribute('data-status', body.status); }
           if (body.status === 'SUCCESS' && card) { card.classList.add('paid'); }
         }
-        if (!body || !done(body.status)) { window.setTimeout(tick, 1500); }
-      }, function () { window.setTimeout(tick, 3000); });
+        if (!body || !done(body.status)) { later(0); }
+      }, function () { later(5000); });
     }
     if (!done(state.getAttribute('data-status'))) { window.setTimeout(tick, 1000); }
   }
