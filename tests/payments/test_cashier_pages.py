@@ -174,3 +174,10 @@ async def test_the_sandbox_tells_the_app_what_a_prepay_order_is_for(platform: Pl
     assert found.json() == {"amount_fen": 1250, "subject": "付了码演示商户", "payable": True}
     missing = await platform.http.get("/sandbox/wechat/wallet/lookup", params={"ref": "nope"})
     assert missing.status_code == 404
+
+
+def test_the_cashier_and_the_app_shell_agree_on_the_cookie() -> None:
+    from fulema.sandbox.appshell import APP_COOKIE
+    from fulema.web.cashier import APP_SHELL_COOKIE
+
+    assert APP_COOKIE == APP_SHELL_COOKIE

@@ -27,7 +27,6 @@ from fulema.merchants import service as merchants
 from fulema.payments import service as payments
 from fulema.payments.api import deps_of
 from fulema.payments.schemas import OrderOut
-from fulema.sandbox.appshell import APP_COOKIE
 from fulema.web import pages
 from fulema.web.oauth import authorize_url, verify_payer_token
 from fulema.web.payer_messages import ABOVE_ZERO, ENTER_AMOUNT, payer_message
@@ -48,6 +47,10 @@ def payer_amount(text: str) -> Money:
 
 router = APIRouter(tags=["cashier"], include_in_schema=False)
 
+# Set by the sandbox's app shell (sandbox/appshell, development only) to the app it plays. The
+# name is repeated there, not imported: production code never reaches a sandbox (import-linter);
+# a test checks the two agree.
+APP_SHELL_COOKIE = "fulema_app_shell"
 NO_PLATE = ("收款码不存在 · No such payment code",
             "这个收款码不存在或已停用 · This payment code does not exist or is disabled")
 NO_ORDER = ("订单不存在 · No such order", "找不到这笔订单 · This order cannot be found")
@@ -94,7 +97,7 @@ def _app_bridge(request: Request) -> bool:
     page includes the shell's bridge script, as the real app injects its own (appshell)."""
     settings = deps_of(request).settings
     return (settings.is_development and settings.mount_sandbox
-            and bool(request.cookies.get(APP_COOKIE)))
+            and bool(request.cookies.get(APP_SHELL_COOKIE)))
 
 
 @router.get("/pay/q/{plate_code}", response_class=HTMLResponse, response_model=None)
