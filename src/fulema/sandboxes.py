@@ -117,8 +117,13 @@ def build_sandboxes(settings: Settings, http: httpx.AsyncClient) -> dict[str, Fa
 
 
 def mount_sandboxes(app: FastAPI, settings: Settings, http: httpx.AsyncClient) -> None:
+    """The enabled channels' sandboxes, and the app shell that plays the payer's app in a
+    browser (sandbox/appshell: only ever mounted here, with the sandboxes)."""
+    from fulema.sandbox.appshell.routes import build_app_shell
+
     for name, sandbox in build_sandboxes(settings, http).items():
         app.mount(f"/sandbox/{name}", sandbox)
+    app.mount("/sandbox/app", build_app_shell())
 
 
 def standalone_app(name: str, settings: Settings) -> Starlette:

@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from fulema.core.clock import clock
 from fulema.sandbox.alipay.protocol import INVALID_ARGUMENTS, beijing_time
+from fulema.sandbox.appshell import APP_PAYER_COOKIE
 
 if TYPE_CHECKING:
     from fulema.sandbox.alipay.server import AlipaySandbox
@@ -69,7 +70,8 @@ def add_oauth_routes(app: FastAPI, sb: AlipaySandbox) -> None:
         redirect_uri = q.get("redirect_uri", "")
         if not redirect_uri.startswith(("https://", "http://")):
             return _page(400, "redirect_uri 参数错误")
-        user_id = q.get("payer_id") or DEFAULT_PAYER
+        # who is signed in to the app (a test's payer_id, or the app shell's cookie)
+        user_id = q.get("payer_id") or request.cookies.get(APP_PAYER_COOKIE) or DEFAULT_PAYER
         if user_id not in sb.books.wallet.payers:
             return _page(404, "sandbox: no such payer")
         now = clock.now()

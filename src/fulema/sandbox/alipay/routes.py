@@ -26,7 +26,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
-from fulema.sandbox.alipay.books import GatewayError, Refusal
+from fulema.sandbox.alipay.books import WAIT, GatewayError, Refusal
 from fulema.sandbox.alipay.protocol import BUSINESS_FAILED, MESSAGES, SUCCESS
 
 if TYPE_CHECKING:
@@ -178,6 +178,17 @@ def install_routes(app: FastAPI, sb: AlipaySandbox) -> None:
             return refused(exc)
         sb.notifier.notify(trade)
         return {"code": SUCCESS, "msg": MESSAGES[SUCCESS], **trade.as_json()}
+
+    @app.get("/wallet/lookup", response_model=None)
+    async def lookup(ref: str = "") -> dict[str, object] | JSONResponse:
+        """What the payer's app shows on its confirm sheet (sandbox/appshell): the order a
+        payment reference names, in one shape for every sandbox."""
+        trade = sb.books.find_ref(ref) if ref else None
+        if trade is None:
+            return refused(Refusal("ACQ.TRADE_NOT_EXIST"))
+        sb.books.expire(trade)
+        return {"amount_fen": trade.total_fen, "subject": trade.subject,
+                "payable": trade.status == WAIT}
 
     @app.post("/wallet/faults")
     async def faults(body: Faults) -> dict[str, object]:

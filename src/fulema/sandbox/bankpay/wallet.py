@@ -83,6 +83,18 @@ def install_wallet(app: FastAPI, sb: BankpaySandbox) -> None:
             return refuse(409, *REFUSALS[refused])
         return answer({"code": "SUCCESS", **sb.order_view(o)})
 
+    @app.get("/wallet/lookup")
+    async def lookup(ref: str = "") -> Response:
+        """What the payer's app shows on its confirm sheet (sandbox/appshell): the order a
+        payment reference names, in one shape for every sandbox."""
+        trade_no = ref.split("?")[0].rsplit("/", 1)[-1]
+        o = next((x for x in sb.orders.values() if trade_no and x.trade_no == trade_no), None)
+        if o is None:
+            return refuse(404, "ORDER_NOT_FOUND", "no such QR / H5 order")
+        sb.refresh(o)
+        return answer({"amount_fen": o.amount_fen, "subject": o.subject,
+                       "payable": o.state == "PAYING"})
+
     @app.post("/wallet/faults")
     async def faults(request: Request) -> Response:
         return set_faults(sb.faults, await read_json(request), "PARAM_INVALID")

@@ -364,6 +364,18 @@ def install_wallet(app: FastAPI, sb: EcnySandbox) -> None:
             return _no(*refusal, 409)
         return answer({"code": "SUCCESS", **sb.order_view(o)})
 
+    @app.get("/wallet/lookup")
+    async def lookup(ref: str = "") -> Response:
+        """What the payer's app shows on its confirm sheet (sandbox/appshell): the order a
+        payment reference names, in one shape for every sandbox."""
+        trade_no = ref.split("?")[0].rsplit("/", 1)[-1]
+        o = next((x for x in sb.orders.values() if trade_no and x.trade_no == trade_no), None)
+        if o is None:
+            return _no("ORDER_NOT_FOUND", "no such QR order", 404)
+        sb.refresh(o)
+        return answer({"amount_fen": o.amount_fen, "subject": o.subject,
+                       "payable": o.status == "WAIT_PAY"})
+
     @app.post("/wallet/faults")
     async def faults(request: Request) -> Response:
         return set_faults(sb.faults, await read_json(request), "PARAM_INVALID")

@@ -398,6 +398,15 @@ def build_sandbox(config: UnionpaySandboxConfig, http: httpx.AsyncClient) -> Fas
         sb._notify(txn)
         return {"respCode": "00", "respMsg": MESSAGES["00"], **txn.as_json()}
 
+    @app.get("/wallet/lookup", response_model=None)
+    async def lookup(ref: str = "") -> dict[str, object] | JSONResponse:
+        """What the payer's app shows on its confirm sheet (sandbox/appshell): the order a
+        payment reference names, in one shape for every sandbox."""
+        txn = sb.books.by_qr.get(ref) if ref else None
+        if txn is None:
+            return _refused(Refusal("34"))
+        return {"amount_fen": txn.amount, "subject": "", "payable": txn.applied_only}
+
     @app.post("/wallet/faults")
     async def faults(body: Faults) -> dict[str, object]:
         sb.faults = body

@@ -24,6 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from fulema.core.clock import clock
+from fulema.sandbox.appshell import APP_PAYER_COOKIE
 from fulema.sandbox.wechat.state import RICH_OPENID, WechatSandbox
 
 CODE_TTL = timedelta(minutes=5)
@@ -70,7 +71,10 @@ def add_oauth_routes(app: FastAPI, sb: WechatSandbox) -> None:
         redirect_uri = q.get("redirect_uri", "")
         if not redirect_uri.startswith(("https://", "http://")):
             return _page(400, "redirect_uri参数错误")
-        payer = sb.wallet.get(q.get("payer_id") or RICH_OPENID)
+        # who is signed in to the app: a test names the payer, the app shell (sandbox/appshell)
+        # keeps it in a cookie, as the real app knows its own user
+        payer = sb.wallet.get(q.get("payer_id") or request.cookies.get(APP_PAYER_COOKIE)
+                              or RICH_OPENID)
         if payer is None:
             return _page(404, "sandbox: no such payer")
         now = clock.now()

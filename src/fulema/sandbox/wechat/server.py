@@ -157,6 +157,18 @@ def _wallet_routes(app: FastAPI, sb: WechatSandbox) -> None:
         return answer({**sb.order_view(o), "code_url": o.code_url or None,
                        "prepay_id": o.prepay_id or None, "refunds": refunds})
 
+    @app.get("/wallet/lookup")
+    async def lookup(ref: str = "") -> Response:
+        """What the payer's app shows on its confirm sheet (sandbox/appshell): the order a
+        payment reference names, in one shape for every sandbox."""
+        o = next((x for x in sb.orders.values() if ref and ref in (x.prepay_id, x.code_url)),
+                 None)
+        if o is None:
+            return refuse(404, "ORDER_NOT_EXIST", "no such prepay order")
+        sb.refresh(o)
+        return answer({"amount_fen": o.total, "subject": o.description,
+                       "payable": o.state == "NOTPAY"})
+
     @app.get("/h5pay")
     async def h5_page(prepay_id: str = "") -> HTMLResponse:
         o = next((x for x in sb.orders.values() if x.prepay_id == prepay_id), None)
