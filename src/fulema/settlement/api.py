@@ -19,7 +19,7 @@ from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.web import OperatorRoute, error_responses, get_db, get_settings, require_role
-from fulema.gateway.service import authenticate
+from fulema.gateway.signed import SIGNED, Signed
 from fulema.ledger import service as ledger
 from fulema.merchants import service as merchants
 from fulema.settlement import service
@@ -200,18 +200,14 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
                   response_class=Response,
                   responses={200: {"description": "the trade day's transactions",
                                    "content": {"text/csv": {"schema": {"type": "string"}}}},
-                             **error_responses(E.SIGNATURE_MISSING, E.SIGNATURE_INVALID,
-                                               E.TIMESTAMP_EXPIRED, E.NONCE_REPLAYED,
-                                               E.APP_NOT_FOUND, E.BILL_DATE_INVALID)})
-async def get_bill(request: Request, date_: Annotated[str, Query(alias="date")] = "") -> Response:
+                             **error_responses(*SIGNED, E.BILL_DATE_INVALID)})
+async def get_bill(request: Request, signed: Signed,
+                   date_: Annotated[str, Query(alias="date")] = "") -> Response:
     """Signed like every merchant call (the query string is part of the signed path). The
     trade date's payments and refunds with their fees and discounts, read from the ledger."""
     db: Database = request.app.state.db
     settings: Settings = request.app.state.settings
-    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    cred = await authenticate(db, settings, method=request.method, path=path,
-                              headers={k.lower(): v for k, v in request.headers.items()},
-                              body=await request.body())
+    cred = signed.cred
     try:
         if not _DATE.match(date_):
             raise ValueError(date_)
