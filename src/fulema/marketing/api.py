@@ -21,6 +21,7 @@ from fulema.core.web import (
     json_response,
     require_role,
 )
+from fulema.gateway.protection import degraded
 from fulema.gateway.signed import SIGNED, Signed, parse_body, signed_request
 from fulema.marketing import service as marketing
 from fulema.marketing.schemas import (
@@ -59,6 +60,11 @@ Marketer = Annotated[str, Depends(require_role("risk", "finance", "admin"))]
 async def quote(request: Request, signed: Signed) -> Response:
     cred = signed.cred
     body = parse_body(QuoteBody, signed.body)
+    if degraded(request):  # marketing is shed first: the full amount, nothing looked up
+        return json_response(marketing.no_discount_quote(
+            request.app.state.settings, merchant_id=cred.merchant_id,
+            amount=Money.of(body.amount), channel=body.channel.value, payer_id=body.payer_id,
+            store_id=body.store_id))
     view = await marketing.quote(
         request.app.state.db, request.app.state.settings, merchant_id=cred.merchant_id,
         amount=Money.of(body.amount), channel=body.channel.value, payer_id=body.payer_id,

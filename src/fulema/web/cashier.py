@@ -21,6 +21,7 @@ from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.ids import new_token
 from fulema.core.money import Money
 from fulema.core.vocab import ChannelName, WayCode
+from fulema.gateway.protection import degraded
 from fulema.marketing import service as marketing
 from fulema.merchants import service as merchants
 from fulema.payments import service as payments
@@ -118,7 +119,10 @@ async def pay_plate(plate_code: str, request: Request, amount: str = Form(""),
 async def _offer(request: Request, plate: merchants.PlateInfo, channel: ChannelName,
                  money: Money, payer: str | None, *, token: str) -> str | None:
     """The confirmation page when a discount or points can lower what the payer pays; None
-    when nothing applies (the order is then created straight away, as without marketing)."""
+    when nothing applies (the order is then created straight away, as without marketing), and
+    while the platform is degraded: marketing is the first work shed (the full amount)."""
+    if degraded(request):
+        return None
     deps = deps_of(request)
     ask = dict(merchant_id=plate.merchant_id, amount=money, channel=channel.value,
                payer_id=payer, store_id=plate.store_id)
