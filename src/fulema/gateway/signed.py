@@ -20,6 +20,7 @@ import orjson
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
+from fulema.core import logctx
 from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.core.errors import ErrorCode, FulemaError
@@ -69,6 +70,7 @@ async def verify(request: Request, *, defer_nonce: bool = False) -> SignedReques
     headers = {k.lower(): v for k, v in request.headers.items()}
     cred = await authenticate(db, settings, method=request.method, path=signed_path(request),
                               headers=headers, body=body, defer_nonce=defer_nonce)
+    logctx.bind(app_id=cred.app_id, merchant_id=cred.merchant_id)  # proven: on every log line
     await admit_app(request, cred.app_id)  # the app's own limits, now that it is proven
     return SignedRequest(cred=cred, body=body, nonce=headers.get("x-fulema-nonce", ""))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from fulema.core import logctx
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.money import Money
 from fulema.core.vocab import WayCode
@@ -69,6 +70,7 @@ def merchant_way_code(value: str) -> WayCode:
 async def create_order(request: Request, signed: SignedDeferredNonce) -> Response:
     cred = signed.cred  # its nonce is recorded with the order
     body = parse_body(CreateOrderBody, signed.body)
+    logctx.bind(out_trade_no=body.out_trade_no)
     new = payments.NewOrder(
         out_trade_no=body.out_trade_no, amount=Money.of(body.amount), subject=body.subject,
         way_code=merchant_way_code(body.way_code), channel=body.channel,
@@ -80,6 +82,7 @@ async def create_order(request: Request, signed: SignedDeferredNonce) -> Respons
                                        app_id=cred.app_id, new=new,
                                        default_notify_url=cred.notify_url,
                                        nonce=signed.nonce)
+    logctx.bind(order_id=view.order_id)
     return json_response(view)
 
 
@@ -87,6 +90,7 @@ async def create_order(request: Request, signed: SignedDeferredNonce) -> Respons
             response_model=OrderOut, responses=error_responses(*SIGNED, E.ORDER_NOT_FOUND))
 async def query_by_out_trade_no(out_trade_no: str, request: Request, signed: Signed) -> Response:
     cred = signed.cred
+    logctx.bind(out_trade_no=out_trade_no)
     key = (cred.app_id, "no", out_trade_no)
     if (cached := _recent(request, key)) is not None:
         return cached
@@ -99,6 +103,7 @@ async def query_by_out_trade_no(out_trade_no: str, request: Request, signed: Sig
             responses=error_responses(*SIGNED, E.ORDER_NOT_FOUND))
 async def query_order(order_id: str, request: Request, signed: Signed) -> Response:
     cred = signed.cred
+    logctx.bind(order_id=order_id)
     key = (cred.app_id, "id", order_id)
     if (cached := _recent(request, key)) is not None:
         return cached
@@ -133,6 +138,7 @@ def _remember(request: Request, key: tuple[str, ...], view: OrderOut) -> Respons
                                        E.ORDER_ALREADY_FINAL))
 async def close_order(order_id: str, request: Request, signed: Signed) -> Response:
     cred = signed.cred
+    logctx.bind(order_id=order_id)
     view = await payments.close_order(deps_of(request), merchant_id=cred.merchant_id,
                                       order_id=order_id)
     return json_response(view)
@@ -147,6 +153,7 @@ async def close_order(order_id: str, request: Request, signed: Signed) -> Respon
                  E.RISK_REJECTED))
 async def create_refund(order_id: str, request: Request, signed: Signed) -> Response:
     cred = signed.cred
+    logctx.bind(order_id=order_id)
     body = parse_body(RefundBody, signed.body)
     view = await refunds.create_refund(deps_of(request), merchant_id=cred.merchant_id,
                                        order_id=order_id, out_refund_no=body.out_refund_no,

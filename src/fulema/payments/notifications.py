@@ -171,6 +171,7 @@ async def _deliver_one(db: Database, settings: Settings, http: httpx.AsyncClient
         n = await s.get(Notification, notification_id)
         assert n is not None
         url, body, app_id, attempts = n.url, wire_body(n.body), n.app_id, n.attempts
+        order_id = n.order_id
     started = time.perf_counter()
     status: int | None = None
     error: str | None = None
@@ -207,8 +208,8 @@ async def _deliver_one(db: Database, settings: Settings, http: httpx.AsyncClient
             n.status, n.next_attempt_at = FAILED, None
         else:
             n.next_attempt_at = clock.now() + timedelta(seconds=schedule[n.attempts - 1])
-    log.info("notify.attempt", notification_id=notification_id, ok=ok, status=status,
-             error=error)
+    log.info("notify.attempt", notification_id=notification_id, order_id=order_id, ok=ok,
+             status=status, error=error)
     return int(ok)
 
 
