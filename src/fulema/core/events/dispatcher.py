@@ -200,6 +200,10 @@ class Dispatcher:
         retry_at, blocked_since = None, state.blocked_since
         dead: list[dict[str, Any]] = []
         delivered = 0
+        if await self._serve_batch(consumer, events, attempts):
+            delivered = sum(1 for e in events if consumer.wants(e.topic))
+            position, attempts, error, blocked_since = events[-1].seq, 0, None, None
+            events = []  # all handled: the per-event loop below has nothing left
         for event in events:
             if consumer.wants(event.topic):
                 # its handler's log lines name the event and the order it is about
@@ -241,6 +245,22 @@ class Dispatcher:
         metrics.LAG.labels(consumer.name).set(head - position)
         metrics.BLOCKED.labels(consumer.name).set(1 if blocked_since else 0)
         return delivered
+
+    async def _serve_batch(self, consumer: Consumer, events: list[Event], attempts: int) -> bool:
+        """The round in one go through the consumer's batch handler, when it has one, there
+        is more than one event, and the first is not already failing (then one by one)."""
+        wanted = [e for e in events if consumer.wants(e.topic)]
+        if consumer.batch_handler is None or len(wanted) < 2 or attempts:
+            return False
+        with logctx.scope(consumer=consumer.name, topic=wanted[0].topic,
+                          event_id=f"{wanted[0].id}..{wanted[-1].id}"):
+            try:
+                await consumer.batch_handler(self.db, wanted)
+            except Exception as exc:
+                log.warning("events.batch_failed", consumer=consumer.name, events=len(wanted),
+                            error=short_error(exc))
+                return False
+        return True
 
     async def drain(self, max_rounds: int = 100) -> int:
         """Deliver until nothing is left that can be delivered now (tests and the demo)."""
