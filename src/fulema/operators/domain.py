@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterable
 from enum import StrEnum
 
 from fulema.core.errors import ErrorCode, FulemaError
@@ -53,7 +54,7 @@ def encode_roles(roles: list[str], *, allow_none: bool = False) -> str:
     return ",".join(check_roles(roles))
 
 
-def granted(before: frozenset[str] | set[str], after: list[str] | set[str]) -> list[str]:
+def granted(before: frozenset[str] | set[str], after: Iterable[str]) -> list[str]:
     """The roles a change would add: any of them needs a second operator's approval."""
     return sorted(set(after) - set(before))
 
