@@ -62,6 +62,7 @@ from fulema.onboarding.api import merchant_router as onboarding_merchant_router
 from fulema.onboarding.api import router as onboarding_ops_router
 from fulema.operators import models as _operator_models  # noqa: F401 - registers tables
 from fulema.operators.api import router as operators_router
+from fulema.operators.four_eyes import approval_actions as operator_approval_actions
 from fulema.operators.service import Directory as OperatorDirectory
 from fulema.ops import bus, monitoring
 from fulema.ops import scheduler as _scheduler_models  # noqa: F401 - registers tables
@@ -128,7 +129,7 @@ def _bucket_store(settings: Settings) -> BucketStore | None:
 def declared_approval_actions() -> dict[str, ApprovalAction]:
     """Every four-eyes action of every context (`core.approvals`), by kind: what an approval
     runs. A context declares its own and is listed here."""
-    return {a.kind: a for a in merchant_approval_actions()}
+    return {a.kind: a for a in [*merchant_approval_actions(), *operator_approval_actions()]}
 
 
 def build_payouts(settings: Settings) -> PayoutAdapter:

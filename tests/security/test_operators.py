@@ -202,17 +202,18 @@ async def test_admins_manage_operators_and_every_change_is_audited(db: Database,
                                                                   settings: Settings) -> None:
     admin = await operator(db, "zhou.admin", "admin")
     async with ops_client(db, settings) as http:
-        r = await http.post("/ops/v1/operators", headers=admin,
+        r = await http.post("/ops/v1/operators", headers=BOOTSTRAP,
                             json={"name": "wu.review", "display_name": "吴审核",
                                   "roles": ["reviewer"]})
         assert r.status_code == 201, r.text
         assert (r.json()["name"], r.json()["roles"], r.json()["status"]) == (
             "wu.review", ["reviewer"], "ACTIVE")
         again = await http.post("/ops/v1/operators", headers=admin,
-                                json={"name": "wu.review", "roles": ["risk"]})
+                                json={"name": "wu.review", "roles": ["risk"], "reason": "再建"})
         assert again.json()["code"] == "OPERATOR_EXISTS"
         taken = await http.post("/ops/v1/operators", headers=admin,
-                                json={"name": "bootstrap-admin", "roles": ["risk"]})
+                                json={"name": "bootstrap-admin", "roles": ["risk"],
+                                       "reason": "冒名"})
         assert taken.json()["code"] == "OPERATOR_EXISTS"
         bad = await http.post("/ops/v1/operators", headers=admin,
                               json={"name": "Wu Review", "roles": ["god"]})
@@ -227,8 +228,11 @@ async def test_admins_manage_operators_and_every_change_is_audited(db: Database,
         assert token.split(".")[1] not in str(listed)
         assert (await http.get("/ops/v1/merchants", headers=as_(token))).status_code == 200
         roles = await http.put("/ops/v1/operators/wu.review/roles", headers=admin,
-                               json={"roles": ["risk", "reviewer"]})
-        assert roles.json()["roles"] == ["reviewer", "risk"]
+                               json={"roles": ["risk", "reviewer"], "reason": "兼任风控"})
+        assert roles.status_code == 202, roles.text  # a grant: four eyes (test_role_grants_*)
+        removed = await http.put("/ops/v1/operators/wu.review/roles", headers=admin,
+                                 json={"roles": ["reviewer"]})
+        assert removed.json()["roles"] == ["reviewer"]
         revoke = await http.post(f"/ops/v1/operators/wu.review/tokens/{token_id}/revoke",
                                  headers=admin)
         assert revoke.json()["revoked_by"] == "zhou.admin"
@@ -238,8 +242,9 @@ async def test_admins_manage_operators_and_every_change_is_audited(db: Database,
         missing = await http.post("/ops/v1/operators/nobody/disable", headers=admin)
         assert missing.json()["code"] == "OPERATOR_NOT_FOUND"
     trail = [(r.actor, r.action) for r in await audit.search(db, target_id="wu.review")]
-    assert trail[::-1] == [("zhou.admin", "operator.create"), ("zhou.admin", "operator.issue_token"),
-                           ("zhou.admin", "operator.set_roles"),
+    assert trail[::-1] == [("bootstrap-admin", "operator.create"),
+                           ("zhou.admin", "operator.issue_token"),
+                           ("zhou.admin", "approval.request"), ("zhou.admin", "operator.set_roles"),
                            ("zhou.admin", "operator.revoke_token")]
     assert token.split(".")[1] not in str(await audit.search(db))
 

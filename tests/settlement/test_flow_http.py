@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+from decimal import Decimal
 from typing import Any
 
 from fulema.core.clock import clock
@@ -57,7 +58,9 @@ async def test_payment_refund_entries_settlement_and_bill(platform: Platform) ->
     assert bill.headers["content-type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(bill.text)))
     assert rows[0][:3] == ["trade_date", "type", "reference"]
-    assert [r[1] for r in rows[1:3]] == ["payment", "refund"]
+    # the refund's cash is held when it is accepted, the rest when the channel confirms it
+    assert [r[1] for r in rows[1:4]] == ["payment", "refund_accepted", "refund"]
+    assert sum(Decimal(r[6]) for r in rows[2:4]) == Decimal("2.50")
     assert rows[1][3] == order["out_trade_no"]
     assert rows[1][-1] == "12.50"
     assert rows[-1][0] == "2"

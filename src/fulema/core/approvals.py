@@ -52,6 +52,9 @@ class ApprovalAction:
     kind: str  # "merchant.set_fee_rate"
     approver_roles: tuple[str, ...]
     execute: Execute
+    # (params, approver) -> why this approver may not decide this request, or None: checked
+    # before anything moves, so a refused decider leaves the request PENDING.
+    conflict: Callable[[dict[str, Any], str], str | None] | None = None
 
 
 class ApprovalRequest(Base):
@@ -220,6 +223,8 @@ async def _decidable(s: AsyncSession, actions: Mapping[str, ApprovalAction], app
         raise FulemaError(ErrorCode.OPERATOR_FORBIDDEN,
                           f"approving {row.kind} needs the role "
                           f"{' or '.join(action.approver_roles)}")
+    if action.conflict is not None and (why := action.conflict(dict(row.params), approver)):
+        raise FulemaError(ErrorCode.OPERATOR_FORBIDDEN, why)
     return row, action
 
 

@@ -42,6 +42,17 @@ def mask_account(number: str | None) -> str | None:
     return f"{digits[:4]}{STARS}{digits[-4:]}"
 
 
+def mask_identifier(value: str | None) -> str | None:
+    """A payer id (openid, Alipay user id) for a reader who needs to tell payers apart by eye,
+    not to act on them: first 3 and last 3 kept, ``oUpF8uMuAJO_M2pxb1Q9zNjWeS6o`` ->
+    ``oUp****S6o``; one of 10 characters or fewer is masked whole."""
+    if value is None:
+        return None
+    if len(value) <= 10:
+        return STARS
+    return f"{value[:3]}{STARS}{value[-3:]}"
+
+
 _PHONE_KEY = re.compile(r"(phone|mobile|tel)(_?(no|number))?$", re.IGNORECASE)
 _ACCOUNT_KEY = re.compile(r"(account|card|iban|bank_?acct)(_?(no|number|num))?$",
                           re.IGNORECASE)

@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fulema.core import logctx
 from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.core.errors import ErrorCode, FulemaError
@@ -279,7 +280,8 @@ class RequestContextMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
             await send(message)
 
-        await self.app(scope, limited_receive, send_with_id)
+        with logctx.scope(request_id=rid):  # every log line of this request names it
+            await self.app(scope, limited_receive, send_with_id)
 
 
 async def _too_large(rid: str, send: Send) -> None:

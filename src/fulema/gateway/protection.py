@@ -260,3 +260,16 @@ class RecentAnswers:
 
 def degraded(request: Request) -> bool:
     return bool(getattr(request.state, "degraded", False))
+
+
+SHED_RETRY_SECONDS = 5  # how long a shed report or export is asked to wait
+
+
+async def shed_when_degraded(request: Request) -> None:
+    """A dependency for reports and exports (CSV statements, reconciliation reports, the trial
+    balance): optional work that waits while the platform is degraded, so payments keep the
+    capacity. Answers 429 `RATE_LIMITED` with `Retry-After`; nothing was read or written."""
+    if degraded(request):
+        raise FulemaError(ErrorCode.RATE_LIMITED,
+                          f"reports and exports wait while the platform is under load; retry "
+                          f"after {SHED_RETRY_SECONDS} s", retry_after=SHED_RETRY_SECONDS)

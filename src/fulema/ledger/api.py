@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from fulema.core.db import Database
 from fulema.core.errors import ErrorCode
 from fulema.core.web import OperatorRoute, error_responses, get_db, require_role
+from fulema.gateway.protection import shed_when_degraded
 from fulema.ledger import service
 
 router = APIRouter(prefix="/ops/v1/ledger", tags=["ledger"], route_class=OperatorRoute)
@@ -65,7 +66,8 @@ class EntriesOut(BaseModel):
 
 
 @router.get("/trial-balance", summary="Trial balance: every account, summing to zero",
-            response_model=TrialBalanceOut, responses=error_responses(*AUTH))
+            response_model=TrialBalanceOut, dependencies=[Depends(shed_when_degraded)],
+            responses=error_responses(*AUTH, E.RATE_LIMITED))
 async def trial_balance(db: Db, _: Finance, through: date | None = None) -> TrialBalanceOut:
     tb = await service.trial_balance(db, through=through)
     return TrialBalanceOut(accounts=[AccountBalanceOut(account=a.account, balance=a.balance)

@@ -48,6 +48,7 @@ class AccountKind(enum.StrEnum):
     FEE_INCOME = "fee_income"
     MARKETING_EXPENSE = "marketing_expense"
     SETTLEMENT_IN_TRANSIT = "settlement_in_transit"
+    REFUNDS_IN_TRANSIT = "refunds_in_transit"
     BANK_CLEARING = "bank_clearing"
     RECONCILIATION_DIFFERENCES = "reconciliation_differences"
 
@@ -72,6 +73,9 @@ class LineKind(enum.StrEnum):
     DISCOUNT_BACK = "discount_back"  # the discount share a refund gives back to its funder
     FEE_BACK = "fee_back"
     REFUND_CASH = "refund_cash"  # what the channel paid back to the payer
+    # a refund's cash accepted, not yet confirmed by the channel: held from the merchant's
+    # payable in refunds in transit, released when the channel confirms or refuses
+    REFUND_IN_TRANSIT = "refund_in_transit"
     SETTLEMENT = "settlement"
     PAYOUT = "payout"
     PAYOUT_RETURNED = "payout_returned"
@@ -223,6 +227,23 @@ def refund_lines(r: RefundFacts, fee_returned: int) -> list[Line]:
              -r.platform_discount),
         Line(account(AccountKind.CHANNEL_RECEIVABLE, r.channel), LineKind.REFUND_CASH, -r.cash),
     ])
+
+
+def refund_accepted_lines(merchant_id: str, cash: int) -> list[Line]:
+    """A refund accepted (PROCESSING), the channel not yet heard: its cash is held from the
+    merchant's payable (so a settlement meanwhile does not pay it out) and owed to the payer
+    in refunds in transit. Dr merchant payable, Cr refunds in transit."""
+    return check_balanced([
+        Line(account(AccountKind.MERCHANT_PAYABLE, merchant_id), LineKind.REFUND_IN_TRANSIT,
+             cash),
+        Line(account(AccountKind.REFUNDS_IN_TRANSIT), LineKind.REFUND_IN_TRANSIT, -cash),
+    ])
+
+
+def refund_released_lines(merchant_id: str, cash: int) -> list[Line]:
+    """The hold of `refund_accepted_lines` undone: on the channel's confirmation (posted with
+    the refund's own lines, which then credit the channel receivable) or its refusal."""
+    return reversal(refund_accepted_lines(merchant_id, cash))
 
 
 def settlement_lines(merchant_id: str, net: int) -> list[Line]:

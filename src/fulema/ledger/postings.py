@@ -25,7 +25,8 @@ from fulema.ledger.domain import Line
 from fulema.ledger.models import LedgerEntry, LedgerPayment, LedgerPosting
 from fulema.merchants import service as merchants
 
-TOPICS = ("payment.succeeded", "refund.succeeded", "reconciliation.adjustment")
+TOPICS = ("payment.succeeded", "refund.requested", "refund.succeeded", "refund.failed",
+          "reconciliation.adjustment")
 _INSERT_POSTINGS = insert(table_of(LedgerPosting))
 
 
@@ -93,8 +94,12 @@ def make_handler(cutoff: time, rates: FeeRates | None = None) -> Any:
     async def post_event(db: Database, event: Event) -> None:
         if event.topic == "payment.succeeded":
             await _post_payment(db, event, cutoff, fee_rates)
+        elif event.topic == "refund.requested":
+            await _post_refund_accepted(db, event, cutoff)
         elif event.topic == "refund.succeeded":
             await _post_refund(db, event, cutoff)
+        elif event.topic == "refund.failed":
+            await _post_refund_refused(db, event, cutoff)
         elif event.topic == "reconciliation.adjustment":
             await _post_adjustment(db, event, cutoff)
 
@@ -143,10 +148,75 @@ async def _post_refund(db: Database, event: Event, cutoff: time) -> None:
         paid.cash_refunded += facts.cash
         paid.fee_refunded += back
         day = domain.business_date(_instant(p, "succeeded_at", event.created_at), cutoff)
+        lines = domain.refund_lines(facts, back)
+        held = await _held(s, str(p["refund_id"]))
+        if held:  # accepted earlier: the channel's confirmation releases the hold
+            lines = domain.check_balanced(
+                [*lines, *domain.refund_released_lines(facts.merchant_id, held)])
         await write_entry(s, source_key=event.id, kind="refund", business_ref=str(p["refund_id"]),
                           merchant_id=facts.merchant_id, trade_date=day, same_day=paid.same_day,
                           external_ref=str(p.get("out_refund_no") or "") or None,
-                          channel=facts.channel, lines=domain.refund_lines(facts, back))
+                          channel=facts.channel, lines=lines)
+
+
+def _accepted_key(refund_id: str) -> str:
+    return f"refund-accepted:{refund_id}"
+
+
+async def _held(s: AsyncSession, refund_id: str) -> int:
+    """The cash a refund's acceptance holds in refunds in transit (0: none was posted: a
+    refund accepted before this rule, or without cash)."""
+    entry = await s.scalar(select(LedgerEntry.id).where(
+        LedgerEntry.source_key == _accepted_key(refund_id)))
+    if entry is None:
+        return 0
+    held = await s.scalar(select(LedgerPosting.amount).where(
+        LedgerPosting.entry_id == entry,
+        LedgerPosting.account == domain.account(domain.AccountKind.REFUNDS_IN_TRANSIT)))
+    return -int(held or 0)
+
+
+async def _post_refund_accepted(db: Database, event: Event, cutoff: time) -> None:
+    """`refund.requested`: the refund's cash waits in refunds in transit until the channel
+    answers (docs/ledger.md). Keyed by the refund, so it is posted once."""
+    p = event.payload
+    async with db.transaction() as s:
+        key = _accepted_key(str(p["refund_id"]))
+        if await already_posted(s, key):
+            return
+        paid = await s.get(LedgerPayment, str(p["order_id"]))
+        if paid is None:  # events are handled in order: the payment is always posted first
+            raise LookupError(f"refund {p.get('refund_id')}: payment {p['order_id']} not posted")
+        facts = domain.RefundFacts.from_payload(p, paid.channel)
+        if facts.cash == 0:
+            return  # a refund of discount only: no cash goes through the channel
+        day = domain.business_date(_instant(p, "created_at", event.created_at), cutoff)
+        await write_entry(s, source_key=key, kind="refund_accepted",
+                          business_ref=str(p["refund_id"]), merchant_id=facts.merchant_id,
+                          trade_date=day, same_day=paid.same_day,
+                          external_ref=str(p.get("out_refund_no") or "") or None,
+                          channel=facts.channel,
+                          lines=domain.refund_accepted_lines(facts.merchant_id, facts.cash))
+
+
+async def _post_refund_refused(db: Database, event: Event, cutoff: time) -> None:
+    """`refund.failed`: the channel refused; the hold goes back to the merchant's payable."""
+    p = event.payload
+    async with db.transaction() as s:
+        if await already_posted(s, event.id):
+            return
+        held = await _held(s, str(p["refund_id"]))
+        if not held:
+            return
+        merchant_id = str(p["merchant_id"])
+        day = domain.business_date(event.created_at or clock.now(), cutoff)
+        paid = await s.get(LedgerPayment, str(p["order_id"]))
+        await write_entry(s, source_key=event.id, kind="refund_refused",
+                          business_ref=str(p["refund_id"]), merchant_id=merchant_id,
+                          trade_date=day, same_day=bool(paid and paid.same_day),
+                          external_ref=str(p.get("out_refund_no") or "") or None,
+                          channel=str(p.get("channel") or "") or None,
+                          lines=domain.refund_released_lines(merchant_id, held))
 
 
 async def _post_adjustment(db: Database, event: Event, cutoff: time) -> None:

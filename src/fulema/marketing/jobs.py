@@ -10,6 +10,7 @@ from typing import Any
 from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.core.events import Consumer, Event, Poison, first_delivery
+from fulema.core.payer_ids import payer_of
 from fulema.marketing import budget
 from fulema.marketing.quoting import key_of
 
@@ -19,7 +20,7 @@ TOPICS = ("payment.succeeded", "payment.failed", "payment.closed", "payment.paid
 
 
 def _payer(payload: dict[str, Any]) -> str | None:
-    payer = payload.get("payer_id")
+    payer = payer_of(payload)  # coupons are owned by the payer's own id
     return key_of(str(payload.get("channel")), payer) if payer else None
 
 

@@ -63,14 +63,33 @@ def _coupon_candidate(c: Coupon, t: CouponTemplate) -> Candidate:
     return Candidate(Kind.COUPON, c.id, Funder(t.funder), rule_of(t), t.exclusive)
 
 
-async def quote(db: Database, settings: Settings, *, merchant_id: str, amount: Money,
-                channel: str, payer_id: str | None = None, store_id: str | None = None,
-                campaign_id: str | None = None, coupon_id: str | None = None,
-                points: int | None = None, max_points: bool = False) -> QuoteOut:
+def no_discount_quote(settings: Settings, *, merchant_id: str, amount: Money, channel: str,
+                      payer_id: str | None = None, store_id: str | None = None) -> QuoteOut:
+    """The quote while the platform is degraded (gateway/protection.py, past the soft level):
+    no discount, looked up nowhere (no campaign, coupon or points read), marked `degraded`.
+    Marketing is optional work and is shed first; the payer pays the full amount, and the
+    order made with this quote reserves nothing. A merchant may quote again later."""
+    _check_amount(settings, amount)
+    q = quotes.Quote(merchant_id=merchant_id, amount=amount, channel=channel, payer_id=payer_id,
+                     store_id=store_id, lines=(),
+                     expires_at=clock.now() + timedelta(seconds=settings.marketing_quote_seconds))
+    return QuoteOut(quote_id=quotes.sign(settings, q), amount=amount.fen, discount_amount=0,
+                    payable_amount=amount.fen, points_balance=None, expires_at=q.expires_at,
+                    discounts=[], degraded=True)
+
+
+def _check_amount(settings: Settings, amount: Money) -> None:
     if amount.fen <= 0:
         raise FulemaError(ErrorCode.INVALID_AMOUNT, "amount must be at least 1 fen")
     if amount.fen > settings.max_order_fen:
         raise FulemaError(ErrorCode.AMOUNT_OUT_OF_RANGE)
+
+
+async def quote(db: Database, settings: Settings, *, merchant_id: str, amount: Money,
+                channel: str, payer_id: str | None = None, store_id: str | None = None,
+                campaign_id: str | None = None, coupon_id: str | None = None,
+                points: int | None = None, max_points: bool = False) -> QuoteOut:
+    _check_amount(settings, amount)
     if points is not None and points < 0:
         raise FulemaError(ErrorCode.INVALID_POINTS, "points must not be negative")
     if store_id:

@@ -179,3 +179,6 @@ class QuoteOut(BaseModel):
     discounts: list[DiscountOut]
     points_balance: int | None = Field(description="the payer's points (None without a payer)")
     expires_at: datetime
+    degraded: bool = Field(default=False, description=(
+        "true: the platform is shedding optional work, so no discount was looked up (the "
+        "quote is the full amount, `X-Fulema-Degraded: 1`); quote again later for discounts"))

@@ -32,7 +32,7 @@ from fulema.marketing.coupons import (
     revoke,
 )
 from fulema.marketing.quotes import Quote
-from fulema.marketing.quoting import key_of, quote
+from fulema.marketing.quoting import key_of, no_discount_quote, quote
 
 __all__ = [
     "Quote",
@@ -44,6 +44,7 @@ __all__ = [
     "list_campaigns",
     "list_for_payer",
     "move_campaign",
+    "no_discount_quote",
     "on_paid",
     "on_paid_after_close",
     "on_refund",

@@ -18,9 +18,13 @@ def consumers(settings: Settings) -> list[Consumer]:
     async def announce(db: Database, event: Event) -> None:
         await speakers.announce_payment(db, event, settings=settings)
 
+    async def announce_all(db: Database, events: list[Event]) -> None:
+        await speakers.announce_payments(db, events, settings=settings)
+
     return [
         Consumer(name=speakers.CONSUMER, handler=announce, topics=("payment.succeeded",),
-                 on_poison=Poison.DEAD_LETTER, max_attempts=5, start=Start.NOW),
+                 on_poison=Poison.DEAD_LETTER, max_attempts=5, start=Start.NOW,
+                 batch_handler=announce_all),  # a round's announcements in one commit
         Consumer(name=notices.CONSUMER, handler=notices.notice_from_alert,
                  topics=("risk.alert",), on_poison=Poison.DEAD_LETTER, max_attempts=5,
                  start=Start.NOW),

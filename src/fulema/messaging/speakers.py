@@ -51,48 +51,68 @@ def wake_signal(db: Database) -> Signal:
 async def announce_payment(db: Database, event: Event, *, settings: Settings) -> int:
     """payment.succeeded -> one signed message per speaker of the order's store (or of the
     merchant's default store). Idempotent by event id (receipt) and by (event, speaker)."""
-    p = event.payload
-    if not (isinstance(p.get("merchant_id"), str) and isinstance(p.get("order_id"), str)
-            and isinstance(p.get("amount"), int) and isinstance(p.get("channel"), str)):
-        log.warning("speaker.event_ignored", event_id=event.id, reason="not an order's view")
-        return 0
-    speakers = await _speakers(db, p["merchant_id"], p.get("store_id"))
-    if not speakers:
+    return await announce_payments(db, [event], settings=settings)
+
+
+async def announce_payments(db: Database, events: list[Event], *, settings: Settings) -> int:
+    """Many payments' announcements in one transaction (the consumer's batch handler: at a few
+    dozen payments a second, one commit per payment was what kept the speakers waiting, see
+    docs/messaging.md), then handed to the hub at once. Each event is idempotent as above."""
+    planned: list[tuple[Event, dict[str, Any], list[merchants.TerminalInfo]]] = []
+    for event in events:
+        p = event.payload
+        if not (isinstance(p.get("merchant_id"), str) and isinstance(p.get("order_id"), str)
+                and isinstance(p.get("amount"), int) and isinstance(p.get("channel"), str)):
+            log.warning("speaker.event_ignored", event_id=event.id, reason="not an order's view")
+            continue
+        found = await _speakers(db, p["merchant_id"], p.get("store_id"))
+        if found:
+            planned.append((event, p, found))
+    if not planned:
         return 0
     now = clock.now()
+    expects_ack = bool(settings.speaker_mqtt_url)
+    outgoing: list[Outgoing] = []
+    async with db.transaction() as s:
+        for event, p, found in planned:
+            if not await first_delivery(s, CONSUMER, event.id):
+                continue
+            outgoing += _messages(s, event, p, found, now=now, settings=settings,
+                                  expects_ack=expects_ack)
+    fast_queue(db).extend(outgoing)
+    wake_signal(db).notify()
+    return len(outgoing)
+
+
+def _messages(s: Any, event: Event, p: dict[str, Any], found: list[merchants.TerminalInfo], *,
+              now: datetime, settings: Settings, expects_ack: bool) -> list[Outgoing]:
     amount = int(p["amount"])
     text = templates.render("payment.succeeded", "speaker", {"amount": amount,
                                                             "channel": p["channel"]})
     paid_at = _parse_time(p.get("paid_at")) or now
-    expects_ack = bool(settings.speaker_mqtt_url)
     outgoing: list[Outgoing] = []
-    async with db.transaction() as s:
-        if not await first_delivery(s, CONSUMER, event.id):
-            return 0
-        for speaker in speakers:
-            assert speaker.speaker_id is not None
-            message_id = new_id("spm")
-            body = domain.speaker_message(
-                key=domain.device_key(settings.speaker_secret, speaker.speaker_id),
-                message_id=message_id, speaker_id=speaker.speaker_id, amount_fen=amount,
-                channel=p["channel"], text=text, ts_ms=int(now.timestamp() * 1000),
-                order_id=p["order_id"])
-            s.add(SpeakerMessage(
-                id=message_id, event_id=event.id, speaker_id=speaker.speaker_id,
-                merchant_id=p["merchant_id"], store_id=speaker.store_id, order_id=p["order_id"],
-                amount=Money(amount), channel=p["channel"], text=text, body=body,
-                # Claimed for sending in this same transaction (the fast path): the hub of
-                # this process sends it straight after the commit, no claim of its own.
-                status="SENT" if expects_ack else "LOGGED", attempts=1,
-                next_attempt_at=now + timedelta(seconds=settings.speaker_ack_timeout_seconds)
-                if expects_ack else None, last_sent_at=now,
-                acked_at=None, paid_at=paid_at, created_at=now,
-                expires_at=now + timedelta(seconds=settings.speaker_catchup_seconds)))
-            outgoing.append(Outgoing(message_id=message_id, speaker_id=speaker.speaker_id,
-                                     body=body))
-    fast_queue(db).extend(outgoing)
-    wake_signal(db).notify()
-    return len(speakers)
+    for speaker in found:
+        assert speaker.speaker_id is not None
+        message_id = new_id("spm")
+        body = domain.speaker_message(
+            key=domain.device_key(settings.speaker_secret, speaker.speaker_id),
+            message_id=message_id, speaker_id=speaker.speaker_id, amount_fen=amount,
+            channel=p["channel"], text=text, ts_ms=int(now.timestamp() * 1000),
+            order_id=p["order_id"])
+        s.add(SpeakerMessage(
+            id=message_id, event_id=event.id, speaker_id=speaker.speaker_id,
+            merchant_id=p["merchant_id"], store_id=speaker.store_id, order_id=p["order_id"],
+            amount=Money(amount), channel=p["channel"], text=text, body=body,
+            # Claimed for sending in this same transaction (the fast path): the hub of
+            # this process sends it straight after the commit, no claim of its own.
+            status="SENT" if expects_ack else "LOGGED", attempts=1,
+            next_attempt_at=now + timedelta(seconds=settings.speaker_ack_timeout_seconds)
+            if expects_ack else None, last_sent_at=now,
+            acked_at=None, paid_at=paid_at, created_at=now,
+            expires_at=now + timedelta(seconds=settings.speaker_catchup_seconds)))
+        outgoing.append(Outgoing(message_id=message_id, speaker_id=speaker.speaker_id,
+                                 body=body))
+    return outgoing
 
 
 SPEAKERS_KEY = "messaging.speakers_by_store"

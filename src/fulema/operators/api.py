@@ -8,13 +8,15 @@ from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import AwareDatetime
+from fastapi.responses import Response
+from pydantic import AwareDatetime, BaseModel
 
 from fulema.core import approvals, audit
 from fulema.core.approvals import ApprovalAction, ApprovalOut, ApprovalStatus
 from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.core.errors import ErrorCode as E
+from fulema.core.errors import FulemaError
 from fulema.core.web import (
     ROLES,
     OperatorRoute,
@@ -24,7 +26,7 @@ from fulema.core.web import (
     operator_identity,
     require_role,
 )
-from fulema.operators import passwords, service
+from fulema.operators import domain, four_eyes, passwords, service
 from fulema.operators.domain import OperatorStatus
 from fulema.operators.schemas import (
     ApprovalListOut,
@@ -63,13 +65,25 @@ Actions = Annotated[dict[str, ApprovalAction], Depends(_actions)]
 # --- operators ---------------------------------------------------------------------------------
 
 
-@router.post("/operators", status_code=201, summary="Create an operator (no token yet)",
-             responses=error_responses(E.OPERATOR_EXISTS))
-async def create_operator(body: OperatorBody, db: Db, settings: Conf, actor: Admin) -> OperatorOut:
+@router.post("/operators", status_code=201,
+             summary="Create an operator (no token yet); its roles wait for a second admin",
+             responses=error_responses(E.OPERATOR_EXISTS, E.VALIDATION_ERROR))
+async def create_operator(body: OperatorBody, request: Request, db: Db, settings: Conf,
+                          actor: Admin) -> OperatorOut:
+    """A named admin creates the operator without roles and asks for them (four eyes:
+    `operators.four_eyes`); `pending_approval_id` names the request. Break glass acts alone."""
+    alone = operator_identity(request).break_glass
+    if not alone:
+        _reason_required(body.reason)
     view = await service.create_operator(db, name=body.name, display_name=body.display_name,
-                                         roles=list(body.roles), actor=actor,
+                                         roles=list(body.roles) if alone else [], actor=actor,
                                          reserved=(settings.operator_bootstrap_name,))
-    return OperatorOut.model_validate(view)
+    out = OperatorOut.model_validate(view)
+    if not alone:
+        asked = await _ask_roles(db, name=body.name, roles=list(body.roles), before=[],
+                                 reason=body.reason, actor=actor)
+        out.pending_approval_id = asked.id
+    return out
 
 
 @router.get("/operators", summary="Every operator, by name")
@@ -84,11 +98,45 @@ async def get_operator(name: str, db: Db, _: Admin) -> OperatorOut:
     return OperatorOut.model_validate(await service.get_operator(db, name=name))
 
 
-@router.put("/operators/{name}/roles", summary="Replace an operator's roles",
-            responses=error_responses(E.OPERATOR_NOT_FOUND))
-async def set_roles(name: str, body: RolesBody, db: Db, actor: Admin) -> OperatorOut:
-    return OperatorOut.model_validate(
-        await service.set_roles(db, name=name, roles=list(body.roles), actor=actor))
+@router.put("/operators/{name}/roles", response_model=OperatorOut,
+            summary="Replace an operator's roles: a grant waits for a second admin (202)",
+            responses={**error_responses(E.OPERATOR_NOT_FOUND, E.VALIDATION_ERROR),
+                       202: {"model": ApprovalOut,
+                             "description": "A grant, waiting for a different admin "
+                                            "(POST /ops/v1/approvals/{id}/approve)"}})
+async def set_roles(name: str, body: RolesBody, request: Request, db: Db,
+                    actor: Admin) -> Response:
+    """Removing roles runs at once; adding any role is asked of a second admin (four eyes),
+    who may not be the operator the roles are for. Break glass acts alone."""
+    before = await service.current_roles(db, name=name)
+    if operator_identity(request).break_glass or not domain.granted(before, body.roles):
+        view = await service.set_roles(db, name=name, roles=list(body.roles), actor=actor)
+        return _answer(OperatorOut.model_validate(view))
+    _reason_required(body.reason)
+    asked = await _ask_roles(db, name=name, roles=list(body.roles), before=sorted(before),
+                             reason=body.reason, actor=actor)
+    return _answer(ApprovalOut.model_validate(asked), 202)
+
+
+def _reason_required(reason: str | None) -> None:
+    if not (reason or "").strip():
+        raise FulemaError(E.VALIDATION_ERROR, "reason: required to grant roles (four eyes)")
+
+
+async def _ask_roles(db: Database, *, name: str, roles: list[str], before: list[str],
+                     reason: str | None, actor: str) -> approvals.ApprovalView:
+    domain.check_roles(roles)
+    return await approvals.request(
+        db, kind=four_eyes.SET_ROLES, target_type="operator", target_id=name,
+        params={"name": name, "roles": sorted(set(roles))},
+        summary={"from": before, "to": sorted(set(roles)),
+                 "granted": domain.granted(set(before), roles)},
+        reason=reason, requested_by=actor)
+
+
+def _answer(model: BaseModel, status_code: int = 200) -> Response:
+    return Response(model.model_dump_json(), status_code=status_code,
+                    media_type="application/json")
 
 
 @router.post("/operators/{name}/disable", summary="Disable an operator: its tokens stop at once",

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterable
 from enum import StrEnum
 
 from fulema.core.errors import ErrorCode, FulemaError
@@ -45,8 +46,17 @@ def check_roles(roles: list[str] | tuple[str, ...] | set[str]) -> list[str]:
     return sorted(set(roles))
 
 
-def encode_roles(roles: list[str]) -> str:
+def encode_roles(roles: list[str], *, allow_none: bool = False) -> str:
+    """`allow_none`: an operator created by a named admin holds no role until a second
+    operator approves its roles (four eyes on every grant)."""
+    if allow_none and not roles:
+        return ""
     return ",".join(check_roles(roles))
+
+
+def granted(before: frozenset[str] | set[str], after: Iterable[str]) -> list[str]:
+    """The roles a change would add: any of them needs a second operator's approval."""
+    return sorted(set(after) - set(before))
 
 
 def decode_roles(text: str) -> frozenset[str]:

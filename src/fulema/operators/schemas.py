@@ -19,12 +19,17 @@ class OperatorBody(BaseModel):
     name: str = Field(pattern=NAME_PATTERN, description="Login-style name, never reused")
     display_name: str = Field(default="", max_length=64)
     roles: list[Role] = Field(min_length=1, max_length=4)
+    reason: str | None = Field(default=None, max_length=256,
+                               description="Why the roles are granted: required of a named "
+                                           "admin (the grant waits for a second admin)")
 
 
 class RolesBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     roles: list[Role] = Field(min_length=1, max_length=4)
+    reason: str | None = Field(default=None, max_length=256,
+                               description="Why: required when the change grants a role")
 
 
 class OperatorOut(BaseModel):
@@ -38,6 +43,8 @@ class OperatorOut(BaseModel):
     created_by: str
     created_at: datetime
     updated_at: datetime
+    pending_approval_id: str | None = Field(
+        default=None, description="On create by a named admin: the request for its roles")
 
 
 class OperatorListOut(BaseModel):

@@ -83,7 +83,7 @@ async def create_operator(db: Database, *, name: str, display_name: str, roles: 
     domain.check_name(name)
     if name in reserved:
         raise FulemaError(ErrorCode.OPERATOR_EXISTS, f"{name} is reserved")
-    text = domain.encode_roles(roles)
+    text = domain.encode_roles(roles, allow_none=True)
     now = clock.now()
     op = Operator(id=new_id("opr"), name=name, display_name=display_name.strip() or name,
                   roles=text, status=OperatorStatus.ACTIVE.value, created_by=actor,
@@ -112,14 +112,27 @@ async def list_operators(db: Database) -> list[OperatorView]:
 
 
 async def set_roles(db: Database, *, name: str, roles: list[str], actor: str) -> OperatorView:
-    text = domain.encode_roles(roles)
+    """Replace the roles at once: for the break-glass identity, the CLI and role removals (the
+    API asks a second operator for any grant: `operators.four_eyes`)."""
     async with db.transaction() as s:
-        op = await _by_name(s, name, lock=True)
-        before = sorted(domain.decode_roles(op.roles))
-        op.roles, op.updated_at = text, clock.now()
-        await audit.record(s, actor=actor, action="operator.set_roles", target_type="operator",
-                           target_id=name, detail={"from": before, "to": sorted(set(roles))})
-        return _view(op)
+        return await set_roles_in(s, name=name, roles=roles, actor=actor)
+
+
+async def set_roles_in(s: AsyncSession, *, name: str, roles: list[str],
+                       actor: str) -> OperatorView:
+    text = domain.encode_roles(roles)
+    op = await _by_name(s, name, lock=True)
+    before = sorted(domain.decode_roles(op.roles))
+    op.roles, op.updated_at = text, clock.now()
+    await audit.record(s, actor=actor, action="operator.set_roles", target_type="operator",
+                       target_id=name, detail={"from": before, "to": sorted(set(roles))})
+    return _view(op)
+
+
+async def current_roles(db: Database, *, name: str) -> frozenset[str]:
+    """OPERATOR_NOT_FOUND, or the roles the operator holds now."""
+    async with db.transaction() as s:
+        return domain.decode_roles((await _by_name(s, name)).roles)
 
 
 async def set_status(db: Database, *, name: str, status: OperatorStatus,

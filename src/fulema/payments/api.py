@@ -8,21 +8,16 @@ on the wire."""
 
 from __future__ import annotations
 
-from typing import TypeVar
-
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ValidationError
 
+from fulema.core import logctx
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.money import Money
 from fulema.core.vocab import WayCode
 from fulema.core.web import error_responses, json_body, json_response
-from fulema.gateway.protection import RecentAnswers, admit_app, degraded
-from fulema.gateway.service import authenticate
-from fulema.gateway.signing import H_NONCE
-from fulema.merchants.service import AppCredential
+from fulema.gateway.protection import RecentAnswers, degraded
+from fulema.gateway.signed import SIGNED, Signed, SignedDeferredNonce, parse_body
 from fulema.payments import notifications, refunds
 from fulema.payments import service as payments
 from fulema.payments.schemas import (
@@ -34,15 +29,11 @@ from fulema.payments.schemas import (
 )
 
 router = APIRouter(prefix="/api/v1", tags=["merchant API"])
-M = TypeVar("M", bound=BaseModel)
 
 # What a merchant may ask for. QR_STATIC orders are made only by a plate's cashier page.
 MERCHANT_WAY_CODES = tuple(w for w in WayCode if w is not WayCode.QR_STATIC)
 
 E = ErrorCode
-# What `_auth` can refuse, on every route.
-SIGNED = (E.SIGNATURE_MISSING, E.SIGNATURE_INVALID, E.TIMESTAMP_EXPIRED, E.NONCE_REPLAYED,
-          E.APP_NOT_FOUND, E.RATE_LIMITED, E.OVERLOADED)
 CHANNEL = (E.CHANNEL_NOT_ENABLED, E.CHANNEL_ERROR, E.CHANNEL_UNAVAILABLE)
 # What an order with a marketing quote can refuse (its discounts are reserved with the order).
 QUOTED = (E.QUOTE_INVALID, E.QUOTE_EXPIRED, E.QUOTE_MISMATCH, E.CAMPAIGN_NOT_FOUND,
@@ -54,39 +45,6 @@ QUOTED = (E.QUOTE_INVALID, E.QUOTE_EXPIRED, E.QUOTE_MISMATCH, E.CAMPAIGN_NOT_FOU
 def deps_of(request: Request) -> payments.Deps:
     deps: payments.Deps = request.app.state.payments
     return deps
-
-
-async def _auth(request: Request, *, defer_nonce: bool = False) -> tuple[AppCredential, bytes]:
-    body = await request.body()
-    # The path as it was sent (percent-encoded), not as the server decoded it: a client signs
-    # the request line it sends, and `A%7CB` and `A|B` must not be one path to the signature.
-    raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
-    query = request.scope.get("query_string", b"")
-    path = raw_path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
-    deps = deps_of(request)
-    cred = await authenticate(deps.db, deps.settings, method=request.method, path=path,
-                              headers={k.lower(): v for k, v in request.headers.items()},
-                              body=body, defer_nonce=defer_nonce)
-    await admit_app(request, cred.app_id)  # the app's own limits, now that it is proven
-    return cred, body
-
-
-def parse_body(model: type[M], raw: bytes) -> M:
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise FulemaError(ErrorCode.MALFORMED_JSON, "body is not valid JSON") from exc
-    if not isinstance(data, dict):
-        raise FulemaError(ErrorCode.MALFORMED_JSON, "body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        if field == "amount":
-            raise FulemaError(ErrorCode.INVALID_AMOUNT,
-                              "amount must be an integer number of fen") from exc
-        raise FulemaError(ErrorCode.VALIDATION_ERROR, f"{field}: {first['msg']}") from exc
 
 
 def merchant_way_code(value: str) -> WayCode:
@@ -109,9 +67,10 @@ def merchant_way_code(value: str) -> WayCode:
                  E.UNRECOGNISED_PAYER_CODE, E.PAYER_ID_REQUIRED, E.MERCHANT_NOT_FOUND,
                  E.MERCHANT_NOT_ACTIVE, E.MERCHANT_FROZEN, E.MERCHANT_CLOSED, E.RISK_REJECTED,
                  E.STORE_NOT_FOUND, E.DUPLICATE_OUT_TRADE_NO, E.CHANNEL_NOT_REGISTERED, *QUOTED))
-async def create_order(request: Request) -> Response:
-    cred, raw = await _auth(request, defer_nonce=True)  # recorded with the order
-    body = parse_body(CreateOrderBody, raw)
+async def create_order(request: Request, signed: SignedDeferredNonce) -> Response:
+    cred = signed.cred  # its nonce is recorded with the order
+    body = parse_body(CreateOrderBody, signed.body)
+    logctx.bind(out_trade_no=body.out_trade_no)
     new = payments.NewOrder(
         out_trade_no=body.out_trade_no, amount=Money.of(body.amount), subject=body.subject,
         way_code=merchant_way_code(body.way_code), channel=body.channel,
@@ -122,14 +81,16 @@ async def create_order(request: Request) -> Response:
     view = await payments.create_order(deps_of(request), merchant_id=cred.merchant_id,
                                        app_id=cred.app_id, new=new,
                                        default_notify_url=cred.notify_url,
-                                       nonce=request.headers[H_NONCE])
+                                       nonce=signed.nonce)
+    logctx.bind(order_id=view.order_id)
     return json_response(view)
 
 
 @router.get("/orders/by-out-trade-no/{out_trade_no}", summary="Query by merchant order number",
             response_model=OrderOut, responses=error_responses(*SIGNED, E.ORDER_NOT_FOUND))
-async def query_by_out_trade_no(out_trade_no: str, request: Request) -> Response:
-    cred, _ = await _auth(request)
+async def query_by_out_trade_no(out_trade_no: str, request: Request, signed: Signed) -> Response:
+    cred = signed.cred
+    logctx.bind(out_trade_no=out_trade_no)
     key = (cred.app_id, "no", out_trade_no)
     if (cached := _recent(request, key)) is not None:
         return cached
@@ -140,8 +101,9 @@ async def query_by_out_trade_no(out_trade_no: str, request: Request) -> Response
 
 @router.get("/orders/{order_id}", summary="Query an order", response_model=OrderOut,
             responses=error_responses(*SIGNED, E.ORDER_NOT_FOUND))
-async def query_order(order_id: str, request: Request) -> Response:
-    cred, _ = await _auth(request)
+async def query_order(order_id: str, request: Request, signed: Signed) -> Response:
+    cred = signed.cred
+    logctx.bind(order_id=order_id)
     key = (cred.app_id, "id", order_id)
     if (cached := _recent(request, key)) is not None:
         return cached
@@ -174,8 +136,9 @@ def _remember(request: Request, key: tuple[str, ...], view: OrderOut) -> Respons
 @router.post("/orders/{order_id}/close", summary="Close an unpaid order", response_model=OrderOut,
              responses=error_responses(*SIGNED, *CHANNEL, E.ORDER_NOT_FOUND,
                                        E.ORDER_ALREADY_FINAL))
-async def close_order(order_id: str, request: Request) -> Response:
-    cred, _ = await _auth(request)
+async def close_order(order_id: str, request: Request, signed: Signed) -> Response:
+    cred = signed.cred
+    logctx.bind(order_id=order_id)
     view = await payments.close_order(deps_of(request), merchant_id=cred.merchant_id,
                                       order_id=order_id)
     return json_response(view)
@@ -188,9 +151,10 @@ async def close_order(order_id: str, request: Request) -> Response:
                  E.NOTIFY_URL_REFUSED,
                  E.DUPLICATE_OUT_REFUND_NO, E.ORDER_NOT_PAID, E.REFUND_EXCEEDS_REFUNDABLE,
                  E.RISK_REJECTED))
-async def create_refund(order_id: str, request: Request) -> Response:
-    cred, raw = await _auth(request)
-    body = parse_body(RefundBody, raw)
+async def create_refund(order_id: str, request: Request, signed: Signed) -> Response:
+    cred = signed.cred
+    logctx.bind(order_id=order_id)
+    body = parse_body(RefundBody, signed.body)
     view = await refunds.create_refund(deps_of(request), merchant_id=cred.merchant_id,
                                        order_id=order_id, out_refund_no=body.out_refund_no,
                                        amount=Money.of(body.amount), reason=body.reason,
@@ -200,16 +164,16 @@ async def create_refund(order_id: str, request: Request) -> Response:
 
 @router.get("/refunds/by-out-refund-no/{out_refund_no}", summary="Query a refund by number",
             response_model=RefundOut, responses=error_responses(*SIGNED, E.REFUND_NOT_FOUND))
-async def query_refund_by_no(out_refund_no: str, request: Request) -> Response:
-    cred, _ = await _auth(request)
+async def query_refund_by_no(out_refund_no: str, request: Request, signed: Signed) -> Response:
+    cred = signed.cred
     return json_response(await refunds.get_refund(deps_of(request).db, merchant_id=cred.merchant_id,
                                                   out_refund_no=out_refund_no))
 
 
 @router.get("/refunds/{refund_id}", summary="Query a refund", response_model=RefundOut,
             responses=error_responses(*SIGNED, E.REFUND_NOT_FOUND))
-async def query_refund(refund_id: str, request: Request) -> Response:
-    cred, _ = await _auth(request)
+async def query_refund(refund_id: str, request: Request, signed: Signed) -> Response:
+    cred = signed.cred
     return json_response(await refunds.get_refund(deps_of(request).db, merchant_id=cred.merchant_id,
                                                   refund_id=refund_id))
 
@@ -217,8 +181,8 @@ async def query_refund(refund_id: str, request: Request) -> Response:
 @router.post("/orders/{order_id}/notify", summary="Send the order's notifications again",
              response_model=NotificationListOut,
              responses=error_responses(*SIGNED, E.ORDER_NOT_FOUND))
-async def resend_notifications(order_id: str, request: Request) -> Response:
-    cred, _ = await _auth(request)
+async def resend_notifications(order_id: str, request: Request, signed: Signed) -> Response:
+    cred = signed.cred
     deps = deps_of(request)
     views = await notifications.resend(deps.db, merchant_id=cred.merchant_id, order_id=order_id)
     deps.db.committed.notify()  # the notification loop: no event was published
@@ -228,8 +192,8 @@ async def resend_notifications(order_id: str, request: Request) -> Response:
 @router.get("/orders/{order_id}/notifications", summary="Notification attempts for an order",
             response_model=NotificationListOut,
             responses=error_responses(*SIGNED, E.ORDER_NOT_FOUND))
-async def list_notifications(order_id: str, request: Request) -> Response:
-    cred, _ = await _auth(request)
+async def list_notifications(order_id: str, request: Request, signed: Signed) -> Response:
+    cred = signed.cred
     views = await notifications.list_for_order(deps_of(request).db, merchant_id=cred.merchant_id,
                                                order_id=order_id)
     return json_response(NotificationListOut(notifications=views))

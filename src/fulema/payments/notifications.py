@@ -30,6 +30,7 @@ import structlog
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fulema.core import payer_ids
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.db import Database
@@ -50,6 +51,20 @@ ACK_READ_BYTES = 1024  # SUCCESS or {"code": "SUCCESS"}: nothing longer is an ac
 TOPICS = ("payment.succeeded", "refund.succeeded")
 
 
+_NOT_FOR_MERCHANT = {"notify_url", "app_id", "payer_hash", "payer_id_sealed"}
+
+
+def wire_body(stored: str) -> bytes:
+    """The notification as the merchant receives it: the stored body with the payer id opened
+    (the merchant that owns the order gets its payer's id, as the channels' notifications
+    carry it; the row keeps it sealed)."""
+    doc = orjson.loads(stored)
+    data = doc.get("data") if isinstance(doc, dict) else None
+    if isinstance(data, dict) and data.get("payer_id"):
+        data["payer_id"] = payer_ids.open_sealed(data["payer_id"])
+    return orjson.dumps(doc)
+
+
 def stage(session: AsyncSession, *, event_id: str, topic: str, payload: dict[str, Any]) -> None:
     """Write the merchant's notification in the transaction that records the change and its
     outbox event. The notifications table is itself an outbox: a crash after the commit loses
@@ -61,8 +76,10 @@ def stage(session: AsyncSession, *, event_id: str, topic: str, payload: dict[str
     if not url:
         return
     now = clock.now()
-    body = {"id": event_id, "type": topic, "created_at": now.isoformat(),
-            "data": {k: v for k, v in payload.items() if k not in {"notify_url", "app_id"}}}
+    data = {k: v for k, v in payload.items() if k not in _NOT_FOR_MERCHANT}
+    if "payer_id" in data:  # the merchant's own payer, stored sealed, opened only to send
+        data["payer_id"] = payload.get("payer_id_sealed")
+    body = {"id": event_id, "type": topic, "created_at": now.isoformat(), "data": data}
     session.add(Notification(
         id=new_id("ntf"), event_id=event_id, merchant_id=payload["merchant_id"],
         app_id=payload["app_id"], order_id=payload["order_id"], kind=topic, url=url,
@@ -153,7 +170,8 @@ async def _deliver_one(db: Database, settings: Settings, http: httpx.AsyncClient
             return 0
         n = await s.get(Notification, notification_id)
         assert n is not None
-        url, body, app_id, attempts = n.url, n.body.encode(), n.app_id, n.attempts
+        url, body, app_id, attempts = n.url, wire_body(n.body), n.app_id, n.attempts
+        order_id = n.order_id
     started = time.perf_counter()
     status: int | None = None
     error: str | None = None
@@ -190,8 +208,8 @@ async def _deliver_one(db: Database, settings: Settings, http: httpx.AsyncClient
             n.status, n.next_attempt_at = FAILED, None
         else:
             n.next_attempt_at = clock.now() + timedelta(seconds=schedule[n.attempts - 1])
-    log.info("notify.attempt", notification_id=notification_id, ok=ok, status=status,
-             error=error)
+    log.info("notify.attempt", notification_id=notification_id, order_id=order_id, ok=ok,
+             status=status, error=error)
     return int(ok)
 
 

@@ -12,6 +12,7 @@ from datetime import timedelta
 import structlog
 
 from fulema.channels.base import ChannelError, ChannelUnavailable, TradeResult, TradeState
+from fulema.core import logctx
 from fulema.core.clock import clock
 from fulema.core.db import retry_on_conflict
 from fulema.core.errors import ErrorCode, FulemaError
@@ -52,6 +53,9 @@ async def _apply_trade_result(deps: Deps, order_id: str, result: TradeResult,
         order = await s.get(Order, order_id, with_for_update=True)
         if order is None:
             raise FulemaError(ErrorCode.ORDER_NOT_FOUND)
+        # a callback or a poll: from here its log lines name the order
+        logctx.bind(order_id=order.id, out_trade_no=order.out_trade_no,
+                    merchant_id=order.merchant_id)
         target = _TARGET[result.state]
         current = OrderStatus(order.status)
         detail = {"source": source, "state": result.state.value}

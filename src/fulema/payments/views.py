@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from fulema.core import payer_ids
 from fulema.payments.models import Notification, NotificationAttempt, Order, Refund
 from fulema.payments.schemas import NotificationAttemptOut, NotificationOut, OrderOut, RefundOut
 
@@ -31,9 +32,11 @@ def order_view(order: Order) -> OrderOut:
 
 def order_payload(order: Order, view: OrderOut) -> dict[str, Any]:
     """A `payment.*` event's payload: the order's view (the one the caller answers with, so it
-    is built once) plus where to notify and for whom."""
-    return {**_as_json(view), "app_id": order.app_id, "notify_url": order.notify_url,
-            "store_id": order.store_id}
+    is built once) plus where to notify and for whom. The payer is never in it whole: masked,
+    hashed and sealed (`core.payer_ids`), since an outbox row is read by more than its
+    consumers."""
+    return {**_as_json(view), **payer_ids.event_fields(order.payer_id), "app_id": order.app_id,
+            "notify_url": order.notify_url, "store_id": order.store_id}
 
 
 def refund_view(refund: Refund, out_trade_no: str) -> RefundOut:

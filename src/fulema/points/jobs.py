@@ -10,6 +10,7 @@ from typing import Any
 from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.core.events import Consumer, Event, Poison, first_delivery
+from fulema.core.payer_ids import payer_of
 from fulema.marketing import service as marketing
 from fulema.points import service as points
 
@@ -23,13 +24,14 @@ def consumers(settings: Settings) -> list[Consumer]:
             if not await first_delivery(s, CONSUMER, event.id):
                 return
             if event.topic == "payment.succeeded":
-                if not p.get("payer_id"):
+                payer = payer_of(p)  # points accounts are keyed by the payer's own id
+                if not payer:
                     return
                 campaigns = [str(d["ref"]) for d in p.get("discounts", [])
                              if d.get("kind") == "campaign"]
                 multiplier = await marketing.points_multiplier(s, campaign_ids=campaigns)
                 await points.earn(s, settings, order_id=str(p["order_id"]),
-                                  key=points.payer_key(str(p["channel"]), str(p["payer_id"])),
+                                  key=points.payer_key(str(p["channel"]), payer),
                                   paid_fen=int(p.get("payable_amount", p["amount"])),
                                   amount_fen=int(p["amount"]), multiplier=multiplier)
             elif event.topic == "refund.succeeded":

@@ -14,6 +14,7 @@ from fulema.core.errors import ErrorCode as E
 from fulema.core.errors import FulemaError
 from fulema.core.vocab import ChannelName
 from fulema.core.web import OperatorRoute, error_responses, get_db, require_role
+from fulema.gateway.protection import shed_when_degraded
 from fulema.payments.service import Deps
 from fulema.reconciliation import service
 from fulema.reconciliation.domain import DiscrepancyStatus, Result
@@ -92,7 +93,8 @@ async def get_run(run_id: str, db: Db, _: Finance) -> RunOut:
 
 
 @router.get("/runs/{run_id}/report", summary="A run's report by channel, merchant or scenario",
-            responses=error_responses(E.RECON_RUN_NOT_FOUND))
+            dependencies=[Depends(shed_when_degraded)],
+            responses=error_responses(E.RECON_RUN_NOT_FOUND, E.RATE_LIMITED))
 async def run_report(run_id: str, db: Db, _: Finance,
                      by: Literal["channel", "merchant", "scenario"] = "channel") -> ReportOut:
     return await service.report(db, run_id=run_id, by=by)

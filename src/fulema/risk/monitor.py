@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fulema.core.clock import clock
 from fulema.core.db import Database
 from fulema.core.events import Consumer, Event, Poison, first_delivery
+from fulema.core.payer_ids import payer_hash_of
 from fulema.risk.alerts import raise_alert_in
 from fulema.risk.baselines import DayFigures, Finding, channel_findings, merchant_findings
 from fulema.risk.models import RiskDailyStat, RiskTxn
@@ -71,7 +72,7 @@ async def handle(db: Database, event: Event) -> None:
             amount = int(p.get("payable_amount", p["amount"]))
             if await s.get(RiskTxn, p["order_id"]) is None:
                 s.add(RiskTxn(order_id=p["order_id"], merchant_id=merchant_id,
-                              payer_id=p.get("payer_id"), channel=channel or "", amount_fen=amount,
+                              payer_id=payer_hash_of(p), channel=channel or "", amount_fen=amount,
                               refunded_fen=0, status="SUCCESS", at=at))
             touched = [("merchant", merchant_id), ("channel", channel)]
             for scope, key in touched:

@@ -19,7 +19,8 @@ from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.web import OperatorRoute, error_responses, get_db, get_settings, require_role
-from fulema.gateway.service import authenticate
+from fulema.gateway.protection import shed_when_degraded
+from fulema.gateway.signed import SIGNED, Signed, signed_request
 from fulema.ledger import service as ledger
 from fulema.merchants import service as merchants
 from fulema.settlement import service
@@ -170,14 +171,15 @@ async def get_batches(db: Db, _: Finance, settle_date: Annotated[date | None, Qu
 
 
 @router.get("/batches/{batch_id}/statement.csv", summary="What a batch settled, as CSV",
-            response_class=Response,
-            responses=error_responses(*AUTH, E.SETTLEMENT_BATCH_NOT_FOUND))
+            response_class=Response, dependencies=[Depends(shed_when_degraded)],
+            responses=error_responses(*AUTH, E.SETTLEMENT_BATCH_NOT_FOUND, E.RATE_LIMITED))
 async def get_batch_statement(batch_id: str, db: Db, _: Finance) -> Response:
     return Response(await service.batch_statement(db, batch_id=batch_id), media_type=CSV)
 
 
 @router.get("/merchants/{merchant_id}/statement.csv", summary="A merchant's trade day, as CSV",
-            response_class=Response, responses=error_responses(*AUTH))
+            response_class=Response, dependencies=[Depends(shed_when_degraded)],
+            responses=error_responses(*AUTH, E.RATE_LIMITED))
 async def get_day_statement(merchant_id: str, db: Db, _: Finance,
                             day: Annotated[date, Query(alias="date")]) -> Response:
     return Response(await service.day_statement(db, merchant_id=merchant_id, day=day),
@@ -197,21 +199,18 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @bills_router.get("/bills", summary="The day's transactions as CSV (对账单下载)",
-                  response_class=Response,
+                  response_class=Response,  # signed first: its app's degrade counts too
+                  dependencies=[Depends(signed_request), Depends(shed_when_degraded)],
                   responses={200: {"description": "the trade day's transactions",
                                    "content": {"text/csv": {"schema": {"type": "string"}}}},
-                             **error_responses(E.SIGNATURE_MISSING, E.SIGNATURE_INVALID,
-                                               E.TIMESTAMP_EXPIRED, E.NONCE_REPLAYED,
-                                               E.APP_NOT_FOUND, E.BILL_DATE_INVALID)})
-async def get_bill(request: Request, date_: Annotated[str, Query(alias="date")] = "") -> Response:
+                             **error_responses(*SIGNED, E.BILL_DATE_INVALID)})
+async def get_bill(request: Request, signed: Signed,
+                   date_: Annotated[str, Query(alias="date")] = "") -> Response:
     """Signed like every merchant call (the query string is part of the signed path). The
     trade date's payments and refunds with their fees and discounts, read from the ledger."""
     db: Database = request.app.state.db
     settings: Settings = request.app.state.settings
-    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    cred = await authenticate(db, settings, method=request.method, path=path,
-                              headers={k.lower(): v for k, v in request.headers.items()},
-                              body=await request.body())
+    cred = signed.cred
     try:
         if not _DATE.match(date_):
             raise ValueError(date_)

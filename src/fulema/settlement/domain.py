@@ -114,7 +114,7 @@ class BatchFigures:
         """From the debit-positive sums of a merchant's payable lines by kind."""
         g = by_kind.get
         gross = -g("gross", 0)
-        refunds = g("refund", 0)
+        refunds = g("refund", 0) + g("refund_in_transit", 0)  # held while the channel works
         fees = g("fee", 0) + g("fee_back", 0)
         discounts = g("discount", 0) + g("discount_back", 0)
         other = -(g("payout_returned", 0) + g("adjustment", 0))

@@ -22,6 +22,7 @@ from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.ids import new_token
 from fulema.core.money import Money
 from fulema.core.vocab import ChannelName, WayCode
+from fulema.gateway.protection import degraded
 from fulema.marketing import service as marketing
 from fulema.merchants import service as merchants
 from fulema.onboarding import service as onboarding
@@ -197,7 +198,10 @@ def hand_over(request: Request, *, merchant: str, view: OrderOut) -> HTMLRespons
 async def _offer(request: Request, plate: merchants.PlateInfo, channel: ChannelName,
                  money: Money, payer: str | None, *, token: str) -> HTMLResponse | None:
     """The confirmation page when a discount or points can lower what the payer pays; None
-    when nothing applies (the order is then created straight away, as without marketing)."""
+    when nothing applies (the order is then created straight away, as without marketing), and
+    while the platform is degraded: marketing is the first work shed (the full amount)."""
+    if degraded(request):
+        return None
     deps = deps_of(request)
     ask = dict(merchant_id=plate.merchant_id, amount=money, channel=channel.value,
                payer_id=payer, store_id=plate.store_id)

@@ -30,6 +30,10 @@ from fulema.core.db import Base, Database, UTCDateTime
 from fulema.core.events.outbox import Event
 
 Handler = Callable[[Database, Event], Awaitable[None]]
+# Optional: all of a round's events at once, in one transaction of the consumer's own (all or
+# nothing); when it raises, the round is handled again event by event through `handler`, so a
+# poisoned event is still found, retried and dead-lettered on its own.
+BatchHandler = Callable[[Database, list[Event]], Awaitable[None]]
 
 
 class Poison(enum.StrEnum):
@@ -52,6 +56,7 @@ class Consumer:
     max_attempts: int = 8
     start: Start = Start.BEGINNING
     batch: int = 100
+    batch_handler: BatchHandler | None = None
     _exact: frozenset[str] = field(init=False, repr=False, compare=False)
     _prefixes: tuple[str, ...] = field(init=False, repr=False, compare=False)
 

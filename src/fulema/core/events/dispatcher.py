@@ -25,6 +25,7 @@ from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fulema.core import logctx
 from fulema.core.clock import clock
 from fulema.core.db import EVENTS_CHANNEL, Database, retry_on_conflict, table_of
 from fulema.core.events import metrics
@@ -74,6 +75,11 @@ async def read_events(s: AsyncSession, *, after: int, through: int, limit: int,
     )).all()
     return [Event(id=r.id, topic=r.topic, payload=dict(r.payload), seq=int(r.seq),
                   created_at=r.created_at) for r in rows]
+
+
+def _order_of(payload: Any) -> str | None:
+    value = payload.get("order_id") if isinstance(payload, dict) else None
+    return str(value) if value else None
 
 
 class Dispatcher:
@@ -194,31 +200,38 @@ class Dispatcher:
         retry_at, blocked_since = None, state.blocked_since
         dead: list[dict[str, Any]] = []
         delivered = 0
+        if await self._serve_batch(consumer, events, attempts):
+            delivered = sum(1 for e in events if consumer.wants(e.topic))
+            position, attempts, error, blocked_since = events[-1].seq, 0, None, None
+            events = []  # all handled: the per-event loop below has nothing left
         for event in events:
             if consumer.wants(event.topic):
-                try:
-                    await consumer.handler(self.db, event)
-                except Exception as exc:
-                    attempts += 1
-                    error = short_error(exc)
-                    log.warning("events.handler_failed", consumer=consumer.name,
-                                event_id=event.id, topic=event.topic, attempts=attempts,
-                                error=error)
-                    if attempts < consumer.max_attempts or consumer.on_poison is Poison.STOP:
-                        retry_at = clock.now() + timedelta(seconds=backoff_seconds(attempts))
-                        if attempts >= consumer.max_attempts and blocked_since is None:
-                            blocked_since = clock.now()
-                            log.error("events.consumer_stopped", consumer=consumer.name,
-                                      event_id=event.id, topic=event.topic, seq=event.seq,
-                                      attempts=attempts, error=error)
-                        break
-                    dead.append(dead_letter_row(consumer.name, event, attempts, error,
-                                                "EXHAUSTED", None))
-                    metrics.DEAD_LETTERS.labels(consumer.name).inc()
-                    log.error("events.dead_lettered", consumer=consumer.name, event_id=event.id,
-                              topic=event.topic, attempts=attempts, error=error)
-                else:
-                    delivered += 1
+                # its handler's log lines name the event and the order it is about
+                with logctx.scope(event_id=event.id, topic=event.topic, consumer=consumer.name,
+                                  order_id=_order_of(event.payload)):
+                    try:
+                        await consumer.handler(self.db, event)
+                    except Exception as exc:
+                        attempts += 1
+                        error = short_error(exc)
+                        log.warning("events.handler_failed", consumer=consumer.name,
+                                    event_id=event.id, topic=event.topic, attempts=attempts,
+                                    error=error)
+                        if attempts < consumer.max_attempts or consumer.on_poison is Poison.STOP:
+                            retry_at = clock.now() + timedelta(seconds=backoff_seconds(attempts))
+                            if attempts >= consumer.max_attempts and blocked_since is None:
+                                blocked_since = clock.now()
+                                log.error("events.consumer_stopped", consumer=consumer.name,
+                                          event_id=event.id, topic=event.topic, seq=event.seq,
+                                          attempts=attempts, error=error)
+                            break
+                        dead.append(dead_letter_row(consumer.name, event, attempts, error,
+                                                    "EXHAUSTED", None))
+                        metrics.DEAD_LETTERS.labels(consumer.name).inc()
+                        log.error("events.dead_lettered", consumer=consumer.name, event_id=event.id,
+                                  topic=event.topic, attempts=attempts, error=error)
+                    else:
+                        delivered += 1
             position, attempts, error, blocked_since = event.seq, 0, None, None
         async with self.db.transaction() as s:
             if dead:
@@ -232,6 +245,22 @@ class Dispatcher:
         metrics.LAG.labels(consumer.name).set(head - position)
         metrics.BLOCKED.labels(consumer.name).set(1 if blocked_since else 0)
         return delivered
+
+    async def _serve_batch(self, consumer: Consumer, events: list[Event], attempts: int) -> bool:
+        """The round in one go through the consumer's batch handler, when it has one, there
+        is more than one event, and the first is not already failing (then one by one)."""
+        wanted = [e for e in events if consumer.wants(e.topic)]
+        if consumer.batch_handler is None or len(wanted) < 2 or attempts:
+            return False
+        with logctx.scope(consumer=consumer.name, topic=wanted[0].topic,
+                          event_id=f"{wanted[0].id}..{wanted[-1].id}"):
+            try:
+                await consumer.batch_handler(self.db, wanted)
+            except Exception as exc:
+                log.warning("events.batch_failed", consumer=consumer.name, events=len(wanted),
+                            error=short_error(exc))
+                return False
+        return True
 
     async def drain(self, max_rounds: int = 100) -> int:
         """Deliver until nothing is left that can be delivered now (tests and the demo)."""
