@@ -124,6 +124,11 @@ class ErrorCode(StrEnum):
     CHARITY_PROJECT_NOT_FOUND = "CHARITY_PROJECT_NOT_FOUND"
     CHARITY_PROJECT_CLOSED = "CHARITY_PROJECT_CLOSED"
     DONATION_NOT_FOUND = "DONATION_NOT_FOUND"
+    MERCHANT_USER_EXISTS = "MERCHANT_USER_EXISTS"
+    MERCHANT_USER_NOT_FOUND = "MERCHANT_USER_NOT_FOUND"
+    LOGIN_FAILED = "LOGIN_FAILED"
+    LOGIN_LOCKED = "LOGIN_LOCKED"
+    PORTAL_FORBIDDEN = "PORTAL_FORBIDDEN"
 
     @property
     def http_status(self) -> int:
@@ -281,6 +286,12 @@ _META: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.CHARITY_PROJECT_CLOSED: (409, "The charity project is outside its donation "
                                             "window or closed."),
     ErrorCode.DONATION_NOT_FOUND: (404, "No donation with this id."),
+    ErrorCode.MERCHANT_USER_EXISTS: (409, "A portal user with this login name exists."),
+    ErrorCode.MERCHANT_USER_NOT_FOUND: (404, "No portal user with this id for this merchant."),
+    ErrorCode.LOGIN_FAILED: (401, "Wrong login name or password (which one is not said)."),
+    ErrorCode.LOGIN_LOCKED: (423, "Too many wrong passwords: the portal user is locked for a "
+                                  "while; try again later."),
+    ErrorCode.PORTAL_FORBIDDEN: (403, "This portal user's role may not do this."),
 }
 
 
