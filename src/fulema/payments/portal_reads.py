@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from fulema.core.db import Database
 from fulema.core.errors import ErrorCode, FulemaError
+from fulema.core.money import Money
 from fulema.ledger.domain import SHANGHAI
 from fulema.payments.domain import OrderStatus, RefundStatus
 from fulema.payments.models import Order, OrderEvent, Refund
@@ -77,9 +78,9 @@ async def list_orders(db: Database, *, merchant_id: str, where: OrderFilter, lim
     if where.store_id:
         q = q.where(Order.store_id == where.store_id)
     if where.min_fen is not None:
-        q = q.where(Order.amount >= where.min_fen)
+        q = q.where(Order.amount >= Money(where.min_fen))
     if where.max_fen is not None:
-        q = q.where(Order.amount <= where.max_fen)
+        q = q.where(Order.amount <= Money(where.max_fen))
     if where.out_trade_no:
         q = q.where(Order.out_trade_no == where.out_trade_no)
     if starting_after:

@@ -14,9 +14,7 @@ from fulema.merchants import service as merchants
 from fulema.merchants import users
 from fulema.merchants.models import MerchantUserLogin
 from tests.merchants.factories import OPERATOR
-from tests.web.portal_kit import PASSWORD, Kit, csrf
-from tests.web.portal_kit import kit as kit  # noqa: F401 - the fixture
-from tests.payments.conftest import platform as platform  # noqa: F401 - the fixture
+from tests.web.portal.kit import PASSWORD, Kit, csrf
 
 
 async def test_a_page_without_a_session_sends_to_the_login_page(kit: Kit) -> None:
