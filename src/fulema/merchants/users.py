@@ -35,6 +35,9 @@ from fulema.merchants.user_rules import (
 )
 
 
+_TAKEN = "用户名已被使用 · This login name is taken"
+
+
 @dataclass(frozen=True)
 class UserView:
     user_id: str
@@ -92,7 +95,7 @@ async def create_user(db: Database, *, merchant_id: str, login_name: str, displa
         async with db.transaction() as s:
             m = await lock_open(s, merchant_id, "add a portal user")
             if await s.scalar(select(MerchantUser.id).where(MerchantUser.login_name == name)):
-                raise FulemaError(ErrorCode.MERCHANT_USER_EXISTS)
+                raise FulemaError(ErrorCode.MERCHANT_USER_EXISTS, _TAKEN)
             now = clock.now()
             user = MerchantUser(id=new_id("mu"), merchant_id=m.id, login_name=name,
                                 display_name=display, role=user_role.value,
@@ -105,7 +108,7 @@ async def create_user(db: Database, *, merchant_id: str, login_name: str, displa
             await record(s, m, "create_user", m.status, f"{name} {user_role.value}", actor)
             return _view(user)
     except IntegrityError:  # a concurrent create took the name between our look and insert
-        raise FulemaError(ErrorCode.MERCHANT_USER_EXISTS) from None
+        raise FulemaError(ErrorCode.MERCHANT_USER_EXISTS, _TAKEN) from None
 
 
 async def authenticate(db: Database, *, login_name: str, password: str,

@@ -184,5 +184,6 @@ async def create_user(request: Request, login_name: str = Form("", max_length=64
                                 login_name=login_name.strip(), display_name=display_name,
                                 role=role, password=password, actor=_actor(ctx))
     except FulemaError as exc:
-        return await _users_page(request, error=exc.message, status_code=400)
+        return await _users_page(request, error=exc.message,
+                                 status_code=exc.http_status if exc.http_status < 500 else 400)
     return await _users_page(request, message=f"已添加 {login_name.strip()} · Added")
