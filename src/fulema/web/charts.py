@@ -30,16 +30,17 @@ def bars(labels: Sequence[str], values: Sequence[int], *, title: str) -> Markup:
              f'y2="{_H - _PAD_BOTTOM}" stroke="#ccd"/>']
     for i, (label, value) in enumerate(zip(labels, values, strict=True)):
         h = 0.0 if value <= 0 else max(1.0, plot_h * value / top)
-        x = _PAD_LEFT + i * slot + slot * 0.15
+        width = min(slot * 0.7, 60.0)  # one or two bars stay bars, not slabs
+        x = _PAD_LEFT + i * slot + (slot - width) / 2
         y = _H - _PAD_BOTTOM - h
         yuan = Money(value).to_yuan()
-        parts.append(f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{slot * 0.7:.1f}" '
+        parts.append(f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" '
                      f'height="{h:.1f}"><title>{escape(label)}: ¥{yuan}</title></rect>')
         if value > 0 and n <= 12:
-            parts.append(f'<text x="{x + slot * 0.35:.1f}" y="{max(y - 4, 12):.1f}" '
+            parts.append(f'<text x="{x + width / 2:.1f}" y="{max(y - 4, 12):.1f}" '
                          f'text-anchor="middle">{yuan}</text>')
         if i % step == 0:
-            parts.append(f'<text x="{x + slot * 0.35:.1f}" y="{_H - _PAD_BOTTOM + 16}" '
+            parts.append(f'<text x="{x + width / 2:.1f}" y="{_H - _PAD_BOTTOM + 16}" '
                          f'text-anchor="middle">{escape(label)}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - every interpolated text is escaped above
