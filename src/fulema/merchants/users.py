@@ -34,7 +34,6 @@ from fulema.merchants.user_rules import (
     is_locked,
 )
 
-
 _TAKEN = "用户名已被使用 · This login name is taken"
 
 

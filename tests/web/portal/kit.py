@@ -102,5 +102,5 @@ async def kit(platform: Platform, cheap_hashes: None) -> AsyncIterator[Kit]:
                             role="owner", password=PASSWORD, actor=OPERATOR)
     issued = await merchants.create_app_credential(db, merchant_id=b, operator=OPERATOR)
     plate = await merchants.create_plate(db, merchant_id=b, store_id=b_store, operator=OPERATOR)
-    yield Kit(p=platform, merchant_a=a, merchant_b=b, b_app_id=issued.app.app_id,
+    return Kit(p=platform, merchant_a=a, merchant_b=b, b_app_id=issued.app.app_id,
               b_secret=issued.secret, b_plate=plate.code)

@@ -8,6 +8,7 @@ another merchant is answered as not found (404), exactly like one that does not 
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import segno
 from fastapi import APIRouter, Form, Request
@@ -102,7 +103,7 @@ async def speakers(request: Request) -> Response:
 
 
 async def _apps_page(request: Request, *, template: str, status_code: int = 200,
-                     **extra: object) -> Response:
+                     **extra: Any) -> Response:
     ctx = auth.ctx_of(request)
     detail = await merchants.get_merchant(request.app.state.db, merchant_id=ctx.merchant_id)
     extra.setdefault("error", "")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import ParamSpec
+from typing import Any, ParamSpec
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -47,7 +47,7 @@ class Ctx:
     def may(self, permission: Permission) -> bool:
         return may(self.role, permission)
 
-    def page(self) -> dict[str, object]:
+    def page(self) -> dict[str, Any]:
         """What every portal template needs from the session."""
         nav = [("/portal/", "今日 Today"), ("/portal/orders", "订单 Orders"),
                ("/portal/reports", "报表 Reports"), ("/portal/statements", "结算 Statements"),
