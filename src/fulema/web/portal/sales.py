@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import date, timedelta
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
@@ -121,7 +122,6 @@ async def orders(request: Request) -> Response:
                                    where=where, limit=20, starting_after=after)
     next_href = ""
     if page.has_more and page.data:
-        from urllib.parse import urlencode
         next_href = "/portal/orders?" + urlencode({**q, "after": page.data[-1].order_id})
     return render(request, "portal/orders.html", error="", page=page, next_href=next_href,
                   **common)
@@ -216,7 +216,6 @@ async def reports(request: Request) -> Response:
     except FulemaError as exc:
         return render(request, "portal/reports.html", status_code=400, error=exc.message,
                       rows=[], q=q, chart="", csv_href="", can_export=False, **ctx.page())
-    from urllib.parse import urlencode
     span = {"period": "month" if monthly else "day", "from": start.isoformat(),
             "to": end.isoformat()}
     return render(request, "portal/reports.html", error="", rows=rows, q=span,
