@@ -29,7 +29,7 @@ async def test_todays_takings_show_the_payment_in_figures_and_charts(kit: Kit) -
 
 async def test_orders_filter_by_amount_state_and_number(kit: Kit) -> None:
     await kit.paid_order("FILT000001", 1250)
-    await kit.paid_order("FILT000002", 99)
+    newer = await kit.paid_order("FILT000002", 99)
     http = await kit.login("a-cashier")
     everything = (await http.get("/portal/orders")).text
     assert "FILT000001" in everything
@@ -40,6 +40,9 @@ async def test_orders_filter_by_amount_state_and_number(kit: Kit) -> None:
     by_no = (await http.get("/portal/orders?out_trade_no=FILT000002")).text
     assert "FILT000002" in by_no
     assert "FILT000001" not in by_no
+    older = (await http.get(f"/portal/orders?after={newer['order_id']}")).text
+    assert "FILT000001" in older
+    assert "FILT000002" not in older  # the cursor: orders before the given one
     closed = (await http.get("/portal/orders?status=CLOSED")).text
     assert "No orders match" in closed
     await http.aclose()
