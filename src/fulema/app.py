@@ -91,6 +91,7 @@ from fulema.web.console import router as console_router
 from fulema.web.docs_assets import install_docs
 from fulema.web.home import home_router
 from fulema.web.oauth import router as oauth_router
+from fulema.web.portal.router import router as portal_router
 from fulema.web.security_headers import SecurityHeadersMiddleware
 
 log = structlog.get_logger(__name__)
@@ -224,6 +225,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
     # the pages' own CSS and scripts, served from here: no CDN inside a bank's network
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"),
               name="static")
+    app.include_router(portal_router)  # the merchant portal, /portal (docs/portal.md)
     app.include_router(home_router(demo_plate=DEMO_PLATE if settings.seed_demo else None))
 
     if settings.mount_sandbox:

@@ -20,6 +20,7 @@ from fulema.cli_dr import dr_app
 from fulema.core.channel_settings import ConfigurationError
 from fulema.core.config import Settings, get_settings
 from fulema.core.logs import configure_logging
+from fulema.merchants import users_cli as merchant_users_cli
 from fulema.operators import cli as operators_cli
 
 # A crash of a command must not print its local variables (the settings tree holds secrets):
@@ -31,6 +32,7 @@ keys_app = typer.Typer(help="Encryption at rest: the keyring (docs/security.md)"
                        no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 operators_cli.install(app, get_settings)  # fulema operator ..., fulema audit verify
+merchant_users_cli.install(app, get_settings)  # fulema merchant-user create
 
 
 def _checked(settings: Settings) -> Settings:

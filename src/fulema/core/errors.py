@@ -130,6 +130,12 @@ class ErrorCode(StrEnum):
     REGISTRATION_STATE_INVALID = "REGISTRATION_STATE_INVALID"
     ONBOARDING_NOT_SUPPORTED = "ONBOARDING_NOT_SUPPORTED"
     CHANNEL_NOT_REGISTERED = "CHANNEL_NOT_REGISTERED"
+    # merchant portal users (web/portal)
+    MERCHANT_USER_EXISTS = "MERCHANT_USER_EXISTS"
+    MERCHANT_USER_NOT_FOUND = "MERCHANT_USER_NOT_FOUND"
+    LOGIN_FAILED = "LOGIN_FAILED"
+    LOGIN_LOCKED = "LOGIN_LOCKED"
+    PORTAL_FORBIDDEN = "PORTAL_FORBIDDEN"
 
     @property
     def http_status(self) -> int:
@@ -297,6 +303,12 @@ _META: dict[ErrorCode, tuple[int, str]] = {
                                               "or is not enabled."),
     ErrorCode.CHANNEL_NOT_REGISTERED: (403, "The merchant is not registered (or is suspended) "
                                             "at this channel; payments there are refused."),
+    ErrorCode.MERCHANT_USER_EXISTS: (409, "A portal user with this login name exists."),
+    ErrorCode.MERCHANT_USER_NOT_FOUND: (404, "No portal user with this id for this merchant."),
+    ErrorCode.LOGIN_FAILED: (401, "Wrong login name or password (which one is not said)."),
+    ErrorCode.LOGIN_LOCKED: (423, "Too many wrong passwords: the portal user is locked for a "
+                                  "while; try again later."),
+    ErrorCode.PORTAL_FORBIDDEN: (403, "This portal user's role may not do this."),
 }
 
 

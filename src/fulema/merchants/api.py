@@ -36,7 +36,7 @@ from fulema.core.web import (
     operator_identity,
     require_role,
 )
-from fulema.merchants import domain, four_eyes, plates, service
+from fulema.merchants import domain, four_eyes, plates, service, users
 from fulema.merchants.domain import MerchantStatus
 from fulema.merchants.lifecycle import mask_account
 from fulema.merchants.schemas import (
@@ -50,6 +50,9 @@ from fulema.merchants.schemas import (
     MerchantDetailOut,
     MerchantListOut,
     MerchantOut,
+    MerchantUserBody,
+    MerchantUserListOut,
+    MerchantUserOut,
     NoteBody,
     PlateBody,
     PlateOut,
@@ -379,3 +382,23 @@ async def plate_png(code: str, db: Db, settings: Conf, _: Reader) -> Response:
     plate = await service.get_plate(db, code=code)
     return Response(plates.plate_png(plates.plate_url(settings, plate.code)),
                     media_type="image/png")
+
+
+# --- portal users (docs/portal.md) -------------------------------------------------------------
+
+
+@router.post("/merchants/{merchant_id}/users", status_code=201,
+             summary="Create a merchant portal user (usually its owner)",
+             responses=error_responses(*_OPEN, E.MERCHANT_USER_EXISTS))
+async def create_portal_user(merchant_id: str, body: MerchantUserBody, db: Db,
+                             operator: Onboarding) -> MerchantUserOut:
+    view = await users.create_user(db, merchant_id=merchant_id, login_name=body.login_name,
+                                   display_name=body.display_name, role=body.role,
+                                   password=body.password, actor=operator)
+    return MerchantUserOut.model_validate(view)
+
+
+@router.get("/merchants/{merchant_id}/users", summary="A merchant's portal users")
+async def list_portal_users(merchant_id: str, db: Db, _: Reader) -> MerchantUserListOut:
+    return MerchantUserListOut(data=[MerchantUserOut.model_validate(u)
+                                     for u in await users.list_users(db, merchant_id=merchant_id)])

@@ -20,6 +20,7 @@ from fulema.core import crypto
 from fulema.core.clock import clock
 from fulema.core.db import Database
 from fulema.core.errors import ErrorCode, FulemaError
+from fulema.core.outbound import OutboundPolicy
 from fulema.merchants.lifecycle import lock, lock_open, record
 from fulema.merchants.models import AppCredentialRow
 
@@ -188,3 +189,22 @@ def to_credential(r: AppCredentialRow) -> AppCredential:
     return AppCredential(app_id=r.app_id, merchant_id=r.merchant_id, secret=r.secret,
                          rsa_public_key_pem=r.rsa_public_key_pem, notify_url=r.notify_url,
                          active=r.active)
+
+
+async def set_notify_url(db: Database, *, merchant_id: str, app_id: str, notify_url: str | None,
+                         operator: str, policy: OutboundPolicy) -> AppView:
+    """The app's default notify_url (None clears it), checked against the outbound policy
+    (NOTIFY_URL_REFUSED: a private, loopback or otherwise refused address)."""
+    url = (notify_url or "").strip() or None
+    if url is not None and len(url) > 512:
+        raise FulemaError(ErrorCode.VALIDATION_ERROR, "notify_url: at most 512 characters")
+    _check_notify_url(url)
+    policy.check_notify_url(url)
+    async with db.transaction() as s:
+        m = await lock_open(s, merchant_id, "change a notify_url")
+        row = await _app_row(s, m.id, app_id)
+        if row.notify_url != url:
+            row.notify_url, row.updated_at = url, clock.now()
+            await record(s, m, "set_notify_url", m.status, app_id, operator)
+        _forget_credential(db, row.app_id)
+        return app_view(row)

@@ -19,7 +19,16 @@ from fulema.core.ids import new_id
 from fulema.merchants import domain
 from fulema.merchants.domain import MerchantAction, MerchantStatus, PlateStatus, TerminalKind
 from fulema.merchants.lifecycle import raise_if_licence_taken, record, refuse_taken_licence
-from fulema.merchants.models import AppCredentialRow, FeeRate, Merchant, Plate, Store, Terminal
+from fulema.merchants.models import (
+    AppCredentialRow,
+    FeeRate,
+    Merchant,
+    MerchantUser,
+    Plate,
+    Store,
+    Terminal,
+)
+from fulema.merchants.users import create_user
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,9 @@ DEMO_APP_ID = "app_demo"
 DEMO_SECRET = "demo-secret-change-me"  # noqa: S105 - published on purpose; refused outside dev
 DEMO_PLATE = "DEMO000001"
 DEMO_OPERATOR = "system:demo"
+# The demo merchant's portal owner (/portal): published, development only, like DEMO_SECRET.
+DEMO_OWNER_LOGIN = "demo-owner"
+DEMO_OWNER_PASSWORD = "demo-owner-2026"  # noqa: S105 - published on purpose; refused outside dev
 
 
 async def onboard_demo_merchant(db: Database, *, settings: Settings) -> DemoMerchant:
@@ -51,6 +63,7 @@ async def onboard_demo_merchant(db: Database, *, settings: Settings) -> DemoMerc
                            "outside development")
     existing = await _find_demo(db, settings)
     if existing is not None:
+        await _ensure_demo_owner(db, existing.merchant_id)
         return existing
     try:
         await _create_demo(db)
@@ -59,7 +72,24 @@ async def onboard_demo_merchant(db: Database, *, settings: Settings) -> DemoMerc
             raise
     found = await _find_demo(db, settings)
     assert found is not None
+    await _ensure_demo_owner(db, found.merchant_id)
     return found
+
+
+async def _ensure_demo_owner(db: Database, merchant_id: str) -> None:
+    """The demo merchant's portal owner, added once (a database seeded before portal users
+    existed gets it on the next start)."""
+    async with db.transaction() as s:
+        if await s.scalar(select(MerchantUser.id)
+                          .where(MerchantUser.login_name == DEMO_OWNER_LOGIN)):
+            return
+    try:
+        await create_user(db, merchant_id=merchant_id, login_name=DEMO_OWNER_LOGIN,
+                          display_name="演示店主", role="owner", password=DEMO_OWNER_PASSWORD,
+                          actor=DEMO_OPERATOR)
+    except FulemaError as exc:  # another process added it between our look and our write
+        if exc.code is not ErrorCode.MERCHANT_USER_EXISTS:
+            raise
 
 
 async def _create_demo(db: Database) -> None:

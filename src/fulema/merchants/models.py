@@ -156,3 +156,48 @@ class Plate(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_qr_plates_merchant_id", "merchant_id"),)
+
+
+class MerchantUser(Base):
+    """A person who logs in to the merchant portal (/portal) for one merchant: an owner, a
+    cashier or an accountant (merchants/user_rules.py says what each may do).
+
+    The password is an argon2id hash (core/passwords.py). `failed_attempts` and `locked_until`
+    carry the lockout; `password_changed_at` ends every older portal session (a session started
+    before it is refused, web/portal/auth.py)."""
+
+    __tablename__ = "merchant_users"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    login_name: Mapped[str] = mapped_column(String(32), unique=True)
+    display_name: Mapped[str] = mapped_column(String(32))
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    failed_attempts: Mapped[int] = mapped_column(Integer)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_merchant_users_merchant_id", "merchant_id"),)
+
+
+class MerchantUserLogin(Base):
+    """Append-only: every portal login attempt and its outcome (SUCCESS, BAD_PASSWORD,
+    UNKNOWN_NAME, LOCKED, LOCKED_OUT, DISABLED). Never updated."""
+
+    __tablename__ = "merchant_user_logins"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    login_name: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    merchant_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    client_ip: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_merchant_user_logins_user_at", "user_id", "at"),)

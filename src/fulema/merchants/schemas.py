@@ -242,3 +242,29 @@ class EventOut(_Out):
 
 class EventListOut(_Out):
     data: list[EventOut]
+
+
+class MerchantUserBody(_Request):
+    """A portal user; the password is set here once and never returned."""
+
+    login_name: str = Field(min_length=3, max_length=32, pattern=r"^[a-z0-9][a-z0-9._-]+$")
+    display_name: str = Field(min_length=1, max_length=32)
+    role: str = Field(default="owner", description="owner | cashier | accountant")
+    password: str = Field(min_length=10, max_length=128,
+                          description="10+ characters with letters and digits")
+
+
+class MerchantUserOut(_Out):
+    user_id: str
+    merchant_id: str
+    login_name: str
+    display_name: str
+    role: str
+    status: str
+    locked_until: datetime | None
+    last_login_at: datetime | None
+    created_at: datetime
+
+
+class MerchantUserListOut(BaseModel):
+    data: list[MerchantUserOut]

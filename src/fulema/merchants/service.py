@@ -24,6 +24,7 @@ from fulema.merchants.credentials import default_app_for_merchant as default_app
 from fulema.merchants.credentials import disable_app as disable_app
 from fulema.merchants.credentials import get_app_credential as get_app_credential
 from fulema.merchants.credentials import rotate_secret as rotate_secret
+from fulema.merchants.credentials import set_notify_url as set_notify_url
 from fulema.merchants.demo_seed import DEMO_APP_ID as DEMO_APP_ID
 from fulema.merchants.demo_seed import DEMO_LICENCE as DEMO_LICENCE
 from fulema.merchants.demo_seed import DEMO_OPERATOR as DEMO_OPERATOR

@@ -1,0 +1,61 @@
+"""`fulema merchant-user create`: an administrator on the server adds a portal user for a
+merchant (its first owner, usually), recorded as `cli:<os user>`. The password is asked for on
+the terminal (twice, not echoed) unless FULEMA_NEW_PASSWORD is given for scripts."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+from collections.abc import Callable
+
+import typer
+
+from fulema.core import audit, vault
+from fulema.core.config import Settings
+from fulema.core.db import Database
+from fulema.core.errors import FulemaError
+from fulema.merchants import users
+
+user_app = typer.Typer(help="Merchant portal users (docs/portal.md)", no_args_is_help=True)
+_settings_source: list[Callable[[], Settings]] = []
+
+
+def install(root: typer.Typer, settings: Callable[[], Settings]) -> None:
+    _settings_source[:] = [settings]
+    root.add_typer(user_app, name="merchant-user")
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"[:64]
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+@user_app.command("create")
+def create(merchant_id: str, login_name: str,
+           role: str = typer.Option("owner", help="owner | cashier | accountant"),
+           display_name: str = typer.Option("", help="a person's name, for pages")) -> None:
+    """Create a portal user (the password is asked for, never an argument)."""
+    password = os.environ.get("FULEMA_NEW_PASSWORD") or typer.prompt(
+        "password", hide_input=True, confirmation_prompt=True)
+
+    async def main() -> users.UserView:
+        settings = _settings_source[0]()
+        vault.install(settings.keyring())
+        audit.use_algorithm(settings.audit_hash_algorithm)
+        db = Database(settings.database_url)
+        try:
+            return await users.create_user(db, merchant_id=merchant_id, login_name=login_name,
+                                           display_name=display_name or login_name, role=role,
+                                           password=password, actor=_actor())
+        finally:
+            await db.dispose()
+
+    try:
+        view = asyncio.run(main())
+    except FulemaError as exc:
+        typer.echo(f"fulema: {exc.code.value}: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"{view.user_id} {view.login_name} {view.role} for {view.merchant_id}")

@@ -1,0 +1,1 @@
+"""The merchant portal (`/portal`): server-rendered pages for a merchant's own people."""
