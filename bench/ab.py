@@ -89,14 +89,22 @@ async def measure(variant: Variant, phases: list[tuple[str, int]], *, seconds: f
             counter[0] += 1
             spec = {**base, "op": op, "concurrency": conc, "duration": seconds,
                     "prefix": f"{tag}{op[:2]}{conc}", "order_ids": ids[:3000]}
+            db0 = await dbstats.snapshot(dbstats.BENCH_DB)
             cpu0, t0 = cpu.tree_cpu(fulema.popen.pid), time.monotonic()
             r = await loadgen(run_dir, counter[0], spec)
             used, wall = cpu.tree_cpu(fulema.popen.pid) - cpu0, time.monotonic() - t0
+            db1 = await dbstats.snapshot(dbstats.BENCH_DB)
             ids += [rec["id"] for rec in r.get("records", [])]
             out[f"{op}:{conc}"] = {
                 "ops_s": r["throughput"], "p99_ms": (r["latency_ms"] or {}).get("p99"),
                 "errors": r["errors"], "cpu_ms_op": round(used * 1000 / (r["ok"] or 1), 3),
-                "cores": round(used / wall, 2)}
+                "cores": round(used / wall, 2),
+                # pg_stat_database, no settle wait: a connection opened is counted at once
+                # (sessions), transactions may be published up to 1 s late (an estimate)
+                "db_sessions_per_op": round((db1["sessions"] - db0["sessions"])
+                                            / (r["ok"] or 1), 3),
+                "xact_per_op": round((db1["xact_commit"] - db0["xact_commit"])
+                                     / (r["ok"] or 1), 2)}
     finally:
         server.stop(fulema)
     return out
@@ -158,8 +166,9 @@ def summary(variants: list[Variant], runs: list[dict[str, Any]],
         row: dict[str, Any] = {"phase": key}
         for v in variants:
             mine = [r[key] for r in runs if r["variant"] == v.name and key in r]
-            row[v.name] = {m: median([x[m] for x in mine if x[m] is not None])
-                           for m in ("cpu_ms_op", "ops_s", "p99_ms")}
+            row[v.name] = {m: median([x[m] for x in mine if x.get(m) is not None])
+                           for m in ("cpu_ms_op", "ops_s", "p99_ms", "db_sessions_per_op",
+                                     "xact_per_op")}
             row[v.name]["errors"] = sum(x["errors"] for x in mine)
             row[v.name]["cpu_each"] = [x["cpu_ms_op"] for x in mine]
         rows.append(row)
@@ -178,7 +187,9 @@ def show(variants: list[Variant], rows: list[dict[str, Any]], runs: list[dict[st
         print(f"{row['phase']:<12} {ca!s:>12} {cb!s:>12} {change:>8} {row[a]['ops_s']!s:>9} "
               f"{row[b]['ops_s']!s:>9} {row[a]['p99_ms']!s:>8} {row[b]['p99_ms']!s:>8} "
               f"{row[a]['errors']:>5}/{row[b]['errors']:<5}")
-        print(f"{'':<12} each A {row[a]['cpu_each']}  B {row[b]['cpu_each']}")
+        print(f"{'':<12} each A {row[a]['cpu_each']}  B {row[b]['cpu_each']}; new DB "
+              f"sessions/op A {row[a]['db_sessions_per_op']} B {row[b]['db_sessions_per_op']}; "
+              f"xact/op A {row[a]['xact_per_op']} B {row[b]['xact_per_op']}")
 
 
 def parse_env(pairs: list[str]) -> dict[str, str]:
@@ -218,7 +229,8 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
                     r["variant"], r["round"] = v.name, rnd
                     runs.append(r)
                     print(f"round {rnd} {v.name}: " + ", ".join(
-                        f"{k} {x['cpu_ms_op']} ms/op {x['ops_s']}/s" for k, x in r.items()
+                        f"{k} {x['cpu_ms_op']} ms/op {x['ops_s']}/s "
+                        f"{x['db_sessions_per_op']} sessions/op" for k, x in r.items()
                         if isinstance(x, dict)) + f" (load {r['loadavg']})", flush=True)
             if a.profile:
                 prof = await profile(variants[-1], a.profile_op, seconds=a.profile,

@@ -9,10 +9,10 @@ from typing import Any
 
 import orjson
 import pytest
+from bench.__main__ import main
 from rich.console import Console
 
 from bench import summary
-from bench.__main__ import main
 
 
 def result(stamp: str, *, create_cpu: float, c4: float, c64: float,
@@ -52,7 +52,8 @@ def test_compare_marks_a_cost_that_grew_as_worse_and_one_that_fell_as_better() -
     assert (grew["before"], grew["value"], grew["change_pct"], grew["better"]) == (
         4.0, 5.0, 25.0, False)
     fell = rows["SQL statements per create (counted)"]
-    assert fell["change_pct"] == pytest.approx(-28.6) and fell["better"] is True
+    assert fell["change_pct"] == pytest.approx(-28.6)
+    assert fell["better"] is True
     assert rows["create / bare /ping"]["change_pct"] == 0.0  # same rate: neither
 
 
