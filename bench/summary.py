@@ -35,7 +35,7 @@ def _sweep_ratio(cfg: dict[str, Any], _results: dict[str, Any]) -> float | None:
                    for n, ph in cfg.get("phases", {}).items() if n.startswith("create_c"))
     if len(sweep) < 2 or not sweep[0][1] or not sweep[-1][1]:
         return None
-    return round(sweep[-1][1] / sweep[0][1], 3)
+    return round(float(sweep[-1][1]) / float(sweep[0][1]), 3)
 
 
 def _counted(op: str) -> Getter:
@@ -114,7 +114,7 @@ def render(results: dict[str, Any], before: dict[str, Any] | None = None,
     for col, justify in (("config", "left"), ("figure", "left"), ("now", "right"),
                          *((("before", "right"), ("change", "right")) if before else ()),
                          ("goal", "right"), ("met", "center")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        table.add_column(col, justify=justify)
     for r in data:
         change = "–" if r["change_pct"] is None else (
             f"[{'green' if r['better'] else 'red' if r['better'] is False else 'white'}]"
