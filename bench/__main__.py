@@ -7,6 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from bench import summary
 from bench.harness import RESULTS_DIR, Options, run
 
 
@@ -24,13 +25,24 @@ def parse(argv: list[str]) -> Options:
     p.add_argument("--write-docs", action="store_true",
                    help="replace the generated block in docs/performance.md")
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="where the JSON goes")
+    p.add_argument("--compare", metavar="RUN", help=(
+        "an earlier result (JSON path or stamp in the results folder): the summary shows "
+        "each figure beside it"))
+    p.add_argument("--summary-only", metavar="RUN", help=(
+        "print the summary of an existing result (with --compare: against another) and exit"))
     a = p.parse_args(argv)
     return Options(quick=a.quick, db=a.db, workers=a.workers, servers=a.servers,
-                   profile=not a.no_profile, write_docs=a.write_docs, out_dir=a.out)
+                   profile=not a.no_profile, write_docs=a.write_docs, out_dir=a.out,
+                   compare=a.compare, summary_only=a.summary_only)
 
 
 def main(argv: list[str] | None = None) -> int:
-    asyncio.run(run(parse(sys.argv[1:] if argv is None else argv)))
+    opts = parse(sys.argv[1:] if argv is None else argv)
+    if opts.summary_only:
+        before = summary.load(opts.compare, opts.out_dir) if opts.compare else None
+        summary.render(summary.load(opts.summary_only, opts.out_dir), before)
+        return 0
+    asyncio.run(run(opts))
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import os
 import re
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ from typing import Any
 
 from bench.dbstats import PG_HOST, PG_USER, recreate_database
 
-PGBENCH_DB = "fulema_pgbench"
+PGBENCH_DB = os.environ.get("FULEMA_PGBENCH_DB", "fulema_pgbench")  # see dbstats.BENCH_DB
 
 
 def find_pgbench() -> str | None:

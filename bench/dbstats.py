@@ -25,7 +25,9 @@ from sqlalchemy import inspect, select
 from bench.server import BIN, ROOT
 
 PG_HOST, PG_USER = "127.0.0.1", "postgres"
-BENCH_DB = "fulema_bench"
+# FULEMA_BENCH_DB: a session sharing the PostgreSQL server with others names its own
+# (the harness drops and recreates it every run).
+BENCH_DB = os.environ.get("FULEMA_BENCH_DB", "fulema_bench")
 COUNTERS = ("xact_commit", "xact_rollback", "sessions", "tup_inserted", "tup_updated", "tup_deleted",
             "tup_fetched", "tup_returned", "blks_read", "blks_hit")
 

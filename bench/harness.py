@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from bench import baselines, cpu, dbstats, profiling, report, server
+from bench import baselines, cpu, dbstats, profiling, report, server, summary
 from bench.calibrate import statements_per_op
 from bench.scenarios import FULL, PER_WORKER_CONCURRENCY, QUICK, SWEEP, Phase, Plan
 from bench.server import ROOT, Proc
@@ -43,6 +43,8 @@ class Options:
     out_dir: Path = RESULTS_DIR
     log: bool = True
     plan: Plan | None = None  # None: QUICK or FULL by `quick`
+    compare: str | None = None  # an earlier result to show each figure beside (bench.summary)
+    summary_only: str | None = None
 
 
 def say(opts: Options, *parts: object) -> None:
@@ -299,6 +301,9 @@ async def run(opts: Options) -> dict[str, Any]:
     say(opts, "\n" + block + f"\nresults: {path}")
     if opts.write_docs:
         report.write_docs(DOC, block)
+    if opts.log:
+        before = summary.load(opts.compare, opts.out_dir) if opts.compare else None
+        results["summary"] = summary.render(results, before)
     return results
 
 

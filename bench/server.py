@@ -22,6 +22,9 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# Which copy of the code the servers run: FULEMA_BENCH_SRC points at another checkout's src/
+# (bench.ab runs the commit before a change beside the change, in the same minute).
+SRC = Path(os.environ.get("FULEMA_BENCH_SRC", str(ROOT / "src")))
 
 
 @dataclass
@@ -80,7 +83,7 @@ def try_install(package: str) -> bool:
 def start(name: str, argv: list[str], env: dict[str, str], log: Path, url: str,
           *, timeout: float = 60.0, wait: bool = True) -> Proc:
     """Spawn in its own process group; with `wait`, return once /ping answers."""
-    full_env = {**os.environ, **env, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}"}
+    full_env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{SRC}", **env}
     with log.open("ab") as fh:
         popen = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=fh, stderr=subprocess.STDOUT,
                                  start_new_session=True)
@@ -149,10 +152,14 @@ def fulema_env(*, database_url: str, port: int, sandbox_url: str, data_dir: Path
 
 
 def start_fulema(kind: str, workers: int, *, database_url: str, sandbox_url: str,
-                 data_dir: Path, log: Path) -> Proc:
+                 data_dir: Path, log: Path, src: Path | None = None,
+                 extra_env: dict[str, str] | None = None) -> Proc:
+    """`src`: run another checkout's code (an A/B run); `extra_env`: settings for this run."""
     port = free_port()
-    env = fulema_env(database_url=database_url, port=port, sandbox_url=sandbox_url,
-                     data_dir=data_dir)
+    env = {**fulema_env(database_url=database_url, port=port, sandbox_url=sandbox_url,
+                        data_dir=data_dir), **(extra_env or {})}
+    if src is not None:
+        env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{src}"
     if kind == "granian":
         argv = granian_argv("fulema.app:app_from_environment", port, workers)
     else:

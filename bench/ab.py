@@ -1,0 +1,273 @@
+"""A/B runs: two versions of the server measured alternately in the same minutes.
+
+    python -m bench.ab --base HEAD~1                      # the commit before against the tree
+    python -m bench.ab --env-b FULEMA_X=1                 # one setting, same code
+    python -m bench.ab --phases create:4 create:64 cycle:16 query:8 --rounds 3 --seconds 5
+
+On a machine shared with other work, wall-clock throughput moves by tens of percent from one
+minute to the next; CPU per operation of the API process moves much less, and running A and B
+alternately (A B B A A B ...) in the same minutes spreads what noise remains over both. Each
+variant runs in a fresh server process (uvicorn, N workers) against one PostgreSQL database,
+one bankpay sandbox and one notify receiver, driven by `bench.loadgen` as the full harness does.
+
+`--base REF` extracts REF's `src/` with `git archive` under bench/results/ (git-ignored) and
+runs the server from it (`bench.server.start_fulema(src=...)`); the schema is the tree's, so a
+REF with other migrations is not comparable this way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import cpu, dbstats, profiling, server
+from bench.server import ROOT, Proc
+
+RESULTS = ROOT / "bench" / "results"
+
+
+@dataclass
+class Variant:
+    name: str
+    src: Path | None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def extract(ref: str) -> Path:
+    """REF's src/ under bench/results/ab-src/<sha>/src (reused if already there)."""
+    sha = subprocess.run(["git", "rev-parse", ref], cwd=ROOT, check=True, capture_output=True,
+                         text=True).stdout.strip()
+    dest = RESULTS / "ab-src" / sha[:12]
+    if not (dest / "src").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", sha, "src"], cwd=ROOT, check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest / "src"
+
+
+async def loadgen(run_dir: Path, n: int, spec: dict[str, Any]) -> dict[str, Any]:
+    spec_path, out_path = run_dir / f"spec{n:03d}.json", run_dir / f"out{n:03d}.json"
+    spec_path.write_bytes(orjson.dumps(spec))
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}"}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.loadgen",
+                                                str(spec_path), str(out_path), cwd=ROOT, env=env)
+    if await asyncio.wait_for(proc.wait(), float(spec["duration"]) + 120) != 0:
+        raise RuntimeError(f"load generator failed on {spec['op']}")
+    result: dict[str, Any] = orjson.loads(out_path.read_bytes())
+    return result
+
+
+async def measure(variant: Variant, phases: list[tuple[str, int]], *, seconds: float,
+                  workers: int, database_url: str, sandbox: Proc, receiver: Proc,
+                  run_dir: Path, tag: str, counter: list[int]) -> dict[str, Any]:
+    fulema = await asyncio.to_thread(
+        server.start_fulema, "uvicorn", workers, database_url=database_url,
+        sandbox_url=sandbox.url, data_dir=run_dir / "data", log=run_dir / f"{variant.name}.log",
+        src=variant.src, extra_env=variant.env)
+    out: dict[str, Any] = {"loadavg": round(os.getloadavg()[0], 2)}
+    ids: list[str] = []
+    try:
+        base = {"server": fulema.url, "sandbox": sandbox.url, "receiver": receiver.url,
+                "mode": "closed", "max_ops": 200_000}
+        counter[0] += 1
+        await loadgen(run_dir, counter[0], {**base, "op": "create", "concurrency": 8,
+                                            "duration": 1.5, "prefix": f"W{tag}"})
+        for op, conc in phases:
+            counter[0] += 1
+            spec = {**base, "op": op, "concurrency": conc, "duration": seconds,
+                    "prefix": f"{tag}{op[:2]}{conc}", "order_ids": ids[:3000]}
+            db0 = await dbstats.snapshot(dbstats.BENCH_DB)
+            cpu0, t0 = cpu.tree_cpu(fulema.popen.pid), time.monotonic()
+            r = await loadgen(run_dir, counter[0], spec)
+            used, wall = cpu.tree_cpu(fulema.popen.pid) - cpu0, time.monotonic() - t0
+            db1 = await dbstats.snapshot(dbstats.BENCH_DB)
+            ids += [rec["id"] for rec in r.get("records", [])]
+            out[f"{op}:{conc}"] = {
+                "ops_s": r["throughput"], "p99_ms": (r["latency_ms"] or {}).get("p99"),
+                "errors": r["errors"], "cpu_ms_op": round(used * 1000 / (r["ok"] or 1), 3),
+                "cores": round(used / wall, 2),
+                # pg_stat_database, no settle wait: a connection opened is counted at once
+                # (sessions), transactions may be published up to 1 s late (an estimate)
+                "db_sessions_per_op": round((db1["sessions"] - db0["sessions"])
+                                            / (r["ok"] or 1), 3),
+                "xact_per_op": round((db1["xact_commit"] - db0["xact_commit"])
+                                     / (r["ok"] or 1), 2)}
+    finally:
+        server.stop(fulema)
+    return out
+
+
+async def profile(variant: Variant, phase: str, *, seconds: float, database_url: str,
+                  sandbox: Proc, receiver: Proc, run_dir: Path, counter: list[int]
+                  ) -> dict[str, Any]:
+    """py-spy on the single worker while it serves `op:concurrency`; prints the shares."""
+    op, conc = phase.split(":")
+    fulema = await asyncio.to_thread(
+        server.start_fulema, "uvicorn", 1, database_url=database_url, sandbox_url=sandbox.url,
+        data_dir=run_dir / "data", log=RESULTS / "profile.log", src=variant.src,
+        extra_env=variant.env)
+    try:
+        raw = RESULTS / f"profile-{int(time.time())}.txt"
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        counter[0] += 1
+        r = await loadgen(run_dir, counter[0], {
+            "server": fulema.url, "sandbox": sandbox.url, "receiver": receiver.url,
+            "mode": "closed", "max_ops": 200_000, "op": op, "concurrency": int(conc),
+            "duration": 2.0, "prefix": f"V{int(time.time()) % 100000:05d}"})  # warm-up
+        rec = profiling.start_record(fulema.serving_pids()[0], seconds, raw)
+        if isinstance(rec, str):
+            return {"available": False, "reason": rec}
+        await asyncio.sleep(0.5)
+        counter[0] += 1
+        r = await loadgen(run_dir, counter[0], {
+            "server": fulema.url, "sandbox": sandbox.url, "receiver": receiver.url,
+            "mode": "closed", "max_ops": 200_000, "op": op, "concurrency": int(conc),
+            "duration": seconds, "prefix": f"P{int(time.time()) % 100000:05d}"})
+        await asyncio.to_thread(rec.wait, seconds + 60)
+        doc = {"phase": phase, "throughput": r["throughput"], "errors": r["error_kinds"],
+               **profiling.summarize(raw, top=25)}
+    finally:
+        server.stop(fulema)
+    print(f"\nprofile of {variant.name} on {phase} ({doc['samples']} samples, "
+          f"{doc['throughput']}/s, errors {doc['errors']}):")
+    for area, pct in doc["by_area"].items():
+        print(f"  {pct:5.1f}%  {area}")
+    print("  own time:")
+    for f in doc["own_top"]:
+        print(f"  {f['pct']:5.1f}%  {f['frame'][:150]}")
+    print("  fulema inclusive:")
+    for f in doc["fulema_inclusive_top"]:
+        print(f"  {f['pct']:5.1f}%  {f['frame'][:150]}")
+    return doc
+
+
+def median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 3) if values else None
+
+
+def summary(variants: list[Variant], runs: list[dict[str, Any]],
+            phases: list[tuple[str, int]]) -> list[dict[str, Any]]:
+    rows = []
+    for op, conc in phases:
+        key = f"{op}:{conc}"
+        row: dict[str, Any] = {"phase": key}
+        for v in variants:
+            mine = [r[key] for r in runs if r["variant"] == v.name and key in r]
+            row[v.name] = {m: median([x[m] for x in mine if x.get(m) is not None])
+                           for m in ("cpu_ms_op", "ops_s", "p99_ms", "db_sessions_per_op",
+                                     "xact_per_op")}
+            row[v.name]["errors"] = sum(x["errors"] for x in mine)
+            row[v.name]["cpu_each"] = [x["cpu_ms_op"] for x in mine]
+        rows.append(row)
+    return rows
+
+
+def show(variants: list[Variant], rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> None:
+    a, b = variants[0].name, variants[-1].name
+    loads = [r["loadavg"] for r in runs]
+    print(f"\nA = {a}, B = {b}; load average (1 min) at each server start: {loads}")
+    print(f"{'phase':<12} {'A cpu ms/op':>12} {'B cpu ms/op':>12} {'change':>8} "
+          f"{'A ops/s':>9} {'B ops/s':>9} {'A p99':>8} {'B p99':>8} {'errors A/B':>11}")
+    for row in rows:
+        ca, cb = row[a]["cpu_ms_op"], row[b]["cpu_ms_op"]
+        change = f"{(cb / ca - 1) * 100:+.0f}%" if ca and cb else "-"
+        print(f"{row['phase']:<12} {ca!s:>12} {cb!s:>12} {change:>8} {row[a]['ops_s']!s:>9} "
+              f"{row[b]['ops_s']!s:>9} {row[a]['p99_ms']!s:>8} {row[b]['p99_ms']!s:>8} "
+              f"{row[a]['errors']:>5}/{row[b]['errors']:<5}")
+        print(f"{'':<12} each A {row[a]['cpu_each']}  B {row[b]['cpu_each']}; new DB "
+              f"sessions/op A {row[a]['db_sessions_per_op']} B {row[b]['db_sessions_per_op']}; "
+              f"xact/op A {row[a]['xact_per_op']} B {row[b]['xact_per_op']}")
+
+
+def parse_env(pairs: list[str]) -> dict[str, str]:
+    return dict(p.split("=", 1) for p in pairs)
+
+
+async def main_async(a: argparse.Namespace) -> dict[str, Any]:
+    variants = [Variant("A:" + (a.base or "tree"), extract(a.base) if a.base else None,
+                        parse_env(a.env_a)),
+                Variant("B:tree", None, parse_env(a.env_b))]
+    if variants[0].src is None and variants[0].env == variants[1].env:
+        variants[0].name = "A:tree(same)"
+    phases = [(p.split(":")[0], int(p.split(":")[1])) for p in a.phases]
+    why = dbstats.postgres_available()
+    if why:
+        raise SystemExit(why)
+    dbstats.recreate_database(dbstats.BENCH_DB)
+    database_url = dbstats.pg_url(dbstats.BENCH_DB)
+    print(f"migrating {database_url}: {await dbstats.migrate(database_url)}", flush=True)
+    runs: list[dict[str, Any]] = []
+    prof: dict[str, Any] | None = None
+    with tempfile.TemporaryDirectory(prefix="fulema-ab-") as tmp:
+        run_dir = Path(tmp)
+        (run_dir / "data").mkdir()
+        sandbox = server.start_sandbox(data_dir=run_dir / "data", log=run_dir / "sandbox.log")
+        receiver = server.start_receiver(log=run_dir / "receiver.log")
+        counter = [0]
+        try:
+            for rnd in range(a.rounds):
+                order = variants if rnd % 2 == 0 else variants[::-1]
+                for v in order:
+                    tag = f"{int(time.time()) % 100000:05d}{v.name[0]}{rnd}"
+                    r = await measure(v, phases, seconds=a.seconds, workers=a.workers,
+                                      database_url=database_url, sandbox=sandbox,
+                                      receiver=receiver, run_dir=run_dir, tag=tag,
+                                      counter=counter)
+                    r["variant"], r["round"] = v.name, rnd
+                    runs.append(r)
+                    print(f"round {rnd} {v.name}: " + ", ".join(
+                        f"{k} {x['cpu_ms_op']} ms/op {x['ops_s']}/s "
+                        f"{x['db_sessions_per_op']} sessions/op" for k, x in r.items()
+                        if isinstance(x, dict)) + f" (load {r['loadavg']})", flush=True)
+            if a.profile:
+                prof = await profile(variants[-1], a.profile_op, seconds=a.profile,
+                                     database_url=database_url, sandbox=sandbox,
+                                     receiver=receiver, run_dir=run_dir, counter=counter)
+        finally:
+            server.stop(receiver)
+            server.stop(sandbox)
+    rows = summary(variants, runs, phases) if runs else []
+    if runs:
+        show(variants, rows, runs)
+    doc = {"stamp": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"), "base": a.base,
+           "env_a": a.env_a, "env_b": a.env_b, "workers": a.workers, "seconds": a.seconds,
+           "runs": runs, "summary": rows, "profile": prof}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"ab-{doc['stamp']}.json"
+    path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    print(f"results: {path}")
+    return doc
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__.split("\n")[0])
+    p.add_argument("--base", help="git ref whose src/ is variant A (default: the tree)")
+    p.add_argument("--env-a", nargs="*", default=[], metavar="K=V")
+    p.add_argument("--env-b", nargs="*", default=[], metavar="K=V")
+    p.add_argument("--phases", nargs="+", default=["create:4", "create:64", "cycle:16",
+                                                    "query:8"])
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
+                   help="then py-spy on variant B's single worker for this long")
+    p.add_argument("--profile-op", default="create:8", metavar="OP:CONCURRENCY")
+    asyncio.run(main_async(p.parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
