@@ -123,12 +123,14 @@ async def test_home_page_leads_to_the_docs_health_and_demo_cashier(client: Clien
         assert resp.headers["content-type"].startswith("text/html")
         assert "付了码 Fulema" in resp.text
         assert "portal" in resp.text
-        assert "to come" in resp.text
+        assert "console" in resp.text
         assert_names_no_other_host(resp.text)
         links = refs(resp.text)
-        assert links == ["/docs", "/redoc", "/healthz", "/pay/q/DEMO000001"]
+        assert links == ["/portal/", "/console/", "/docs", "/redoc", "/healthz",
+                         "/pay/q/DEMO000001"]
         for link in links:  # every link leads to a page that answers
-            followed = await http.get(link, headers={"user-agent": "Mozilla/5.0"})
+            followed = await http.get(link, headers={"user-agent": "Mozilla/5.0"},
+                                      follow_redirects=True)  # the portal: to its login
             assert followed.status_code == 200, link
         cashier = await http.get("/pay/q/DEMO000001", headers={"user-agent": "Mozilla/5.0"})
         assert "付了码演示商户" in cashier.text
@@ -138,7 +140,7 @@ async def test_home_page_without_the_demo_links_no_cashier(client: Client) -> No
     async with client(seed_demo=False) as http:
         resp = await http.get("/")
         assert resp.status_code == 200
-        assert refs(resp.text) == ["/docs", "/redoc", "/healthz"]
+        assert refs(resp.text) == ["/portal/", "/console/", "/docs", "/redoc", "/healthz"]
         assert (await http.get("/pay/q/DEMO000001")).status_code == 404  # indeed not seeded
 
 

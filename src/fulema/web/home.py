@@ -37,6 +37,10 @@ def home_router(*, demo_plate: str | None) -> APIRouter:
 
 def _body(demo_plate: str | None) -> str:
     links = [
+        ("/portal/", "商户门户 · Merchant portal",
+         "takings, orders, refunds, reports, statements, plates, API keys"),
+        ("/console/", "运营控制台 · Operations console",
+         "merchant review, freeze, channels, risk cases, reconciliation, settlement, audit"),
         ("/docs", "API 文档 · API documentation", "merchant and operator APIs (Swagger UI)"),
         ("/redoc", "API 参考 · API reference", "the same document, for reading (ReDoc)"),
         ("/healthz", "健康检查 · Health", "is the server up and its database reachable"),
@@ -51,6 +55,4 @@ def _body(demo_plate: str | None) -> str:
         '<p class="muted">聚合支付平台 · An aggregated payment platform for banks and acquirers: '
         "one merchant QR code for WeChat Pay, Alipay, UnionPay, e-CNY and the bank's own app.</p>"
         f"<ul>{items}</ul>"
-        '<p class="muted">商户门户和运营控制台即将推出 · The merchant portal and the operations '
-        "console are to come; until then operators use the API under <code>/ops/v1</code>.</p>"
         "</div>")
