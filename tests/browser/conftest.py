@@ -127,11 +127,12 @@ def open_page(browser: Any) -> Iterator[Callable[..., Any]]:
         context.close()
 
 
-def check_page(page: Any, name: str) -> Path:
-    """Every page: no horizontal overflow, no console error; a screenshot saved. Returns it."""
+def check_page(page: Any, name: str, *, full_page: bool = True) -> Path:
+    """Every page: no horizontal overflow, no console error; a screenshot saved. Returns it.
+    `full_page=False` shoots the viewport only (the API reference is thousands of pixels tall)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / f"{name}-{page.viewport_name}.png"
-    page.screenshot(path=str(shot), full_page=True)
+    page.screenshot(path=str(shot), full_page=full_page)
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"{name}: {overflow}px of horizontal overflow at {page.viewport_size}"
     assert not page.console_errors, f"{name}: console errors {page.console_errors}"
