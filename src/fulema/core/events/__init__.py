@@ -12,6 +12,7 @@ from fulema.core.events.consumers import (
     Handler,
     Poison,
     Start,
+    first_deliveries,
     first_delivery,
 )
 from fulema.core.events.dispatcher import Dispatcher
@@ -27,5 +28,5 @@ from fulema.core.events.outbox import (
 __all__ = [
     "ArchivedEvent", "Consumer", "ConsumerState", "DeadLetter", "Dispatcher", "Event",
     "EventReceipt", "EventStream", "Handler", "OutboxEvent", "Poison", "Start",
-    "first_delivery", "publish", "publish_now",
+    "first_deliveries", "first_delivery", "publish", "publish_now",
 ]

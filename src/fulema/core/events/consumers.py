@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Index, Integer, String, Text, insert
+from sqlalchemy import BigInteger, Index, Integer, String, Text, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -142,6 +142,31 @@ async def first_delivery(session: AsyncSession, consumer: str, event_id: str) ->
     except IntegrityError:
         return False
     return True
+
+
+async def first_deliveries(session: AsyncSession, consumer: str, events: list[Event]
+                           ) -> list[Event]:
+    """The events of a batch `consumer` has not handled yet, their receipts written: one
+    SELECT and one multi-row INSERT for the whole batch instead of a savepoint per event.
+
+    For batch handlers only: a receipt written meanwhile by another transaction makes the
+    INSERT fail, the batch rolls back and the dispatcher redoes it event by event, where
+    `first_delivery` settles each one."""
+    ids = list(dict.fromkeys(e.id for e in events))
+    if not ids:
+        return []
+    seen = set((await session.scalars(select(EventReceipt.event_id).where(
+        EventReceipt.consumer == consumer, EventReceipt.event_id.in_(ids)))).all())
+    fresh: list[Event] = []
+    for e in events:
+        if e.id not in seen:
+            seen.add(e.id)
+            fresh.append(e)
+    if fresh:
+        now = clock.now()
+        await session.execute(insert(EventReceipt), [
+            dict(consumer=consumer, event_id=e.id, created_at=now) for e in fresh])
+    return fresh
 
 
 def short_error(exc: BaseException) -> str:
