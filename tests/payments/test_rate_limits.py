@@ -74,6 +74,32 @@ async def test_a_flood_of_cashier_submissions_makes_only_a_handful_of_orders(
     assert made <= 4
 
 
+async def test_many_payers_polling_behind_one_address_are_not_refused(
+        platform: Platform) -> None:
+    """Payers behind one carrier NAT address share an IP: their result pages' status polls
+    have their own budget, so forty of them (ten times the cashier's per-IP burst of 4 here)
+    are all answered, and the cashier's submit limit still holds afterwards."""
+    order_id = (await platform.order()).json()["order_id"]
+    polls = [await platform.http.get(f"/pay/result/{order_id}/status") for _ in range(40)]
+    assert [p.status_code for p in polls] == [200] * 40
+    assert polls[-1].json()["status"] in ("CREATED", "PAYING")
+    submits = [await platform.http.post("/pay/q/DEMO000001", headers={"User-Agent": BANK_APP},
+                                        data={"amount": "1.00"}) for _ in range(8)]
+    statuses = [a.status_code for a in submits]
+    assert statuses[:4].count(429) == 0  # the polls spent none of the cashier's budget
+    assert statuses[4:] == [429] * 4
+
+
+async def test_the_status_poll_has_a_limit_of_its_own(platform: Platform) -> None:
+    protection = platform.app.state.protection
+    protection.ip_poll = type(protection.ip_poll)(rate=0.01, burst=3)
+    order_id = (await platform.order()).json()["order_id"]
+    polls = [await platform.http.get(f"/pay/result/{order_id}/status") for _ in range(5)]
+    assert [p.status_code for p in polls] == [200, 200, 200, 429, 429]
+    assert polls[-1].json()["code"] == "RATE_LIMITED"  # JSON: the page's script reads it
+    assert int(polls[-1].headers["Retry-After"]) >= 1
+
+
 async def test_channel_callbacks_are_never_limited(platform: Platform) -> None:
     answers = [await platform.http.post("/callbacks/bankpay", content=b"{}")
                for _ in range(80)]  # more than the global burst of 60

@@ -237,6 +237,20 @@ async def test_a_rejection_needs_a_reason(db: Database, http: httpx.AsyncClient)
     assert "当前状态不允许" in again.text
 
 
+async def test_an_unknown_action_is_a_404_page_and_changes_nothing(
+        db: Database, http: httpx.AsyncClient) -> None:
+    m = await applied(db)
+    await operator(db, "li.rev", "reviewer")
+    await log_in(http, "li.rev")
+    csrf = csrf_of((await http.get("/console/applications")).text)
+    answer = await http.post(f"/console/applications/{m.id}/delete",
+                             data={"csrf": csrf, "reason": "x"})
+    assert answer.status_code == 404
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "未知操作" in answer.text
+    assert await merchants.get_merchant_status(db, merchant_id=m.id) is MerchantStatus.APPLIED
+
+
 async def test_a_form_with_a_wrong_csrf_token_changes_nothing(db: Database,
                                                               http: httpx.AsyncClient) -> None:
     m = await applied(db)

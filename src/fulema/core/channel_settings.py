@@ -307,6 +307,9 @@ class RateLimitSection(Section):
     cashier_ip_burst: int = Field(20, ge=1)
     cashier_plate_rate: float = Field(10, gt=0, description="cashier per QR plate")
     cashier_plate_burst: int = Field(60, ge=1)
+    cashier_poll_ip_rate: float = Field(
+        20, gt=0, description="result pages' status poll per payer IP (one NAT address: many payers)")
+    cashier_poll_ip_burst: int = Field(200, ge=1)
     app_create_rate: float = Field(100, gt=0)
     app_create_burst: int = Field(200, ge=1)
     app_query_rate: float = Field(300, gt=0)

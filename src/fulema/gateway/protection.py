@@ -8,7 +8,10 @@ Three layers, cheapest first, so refused work costs as little as possible:
    that will time out anyway. A floor keeps it quiet at low concurrency.
 2. **Before authentication** (this middleware): the global bucket and the source's bucket
    (the public cashier and OAuth pages by source IP and by plate, the merchant API by source
-   IP); answered 429 `RATE_LIMITED` with `Retry-After`.
+   IP); answered 429 `RATE_LIMITED` with `Retry-After`. The result pages' status poll
+   (`GET /pay/result/{id}/status`, one primary-key read) has its own, larger per-IP bucket:
+   payers behind one carrier NAT address share an IP, and their polling must neither starve
+   each other nor spend the budget that limits cashier submissions.
 3. **After authentication** (`admit_app`, called by the merchant API once the signature is
    good, so nobody can spend another merchant's quota by naming its app id): the app's bucket
    per endpoint class (create, query, refund, other) and the app's share of concurrency, so
@@ -39,9 +42,11 @@ from fulema.gateway.ratelimit import BucketStore, Charge, Decision, Limit, Memor
 
 CALLBACK, CASHIER, CREATE, QUERY, REFUND, MERCHANT, OPS, EXEMPT = (
     "callback", "cashier", "create", "query", "refund", "merchant", "ops", "exempt")
+POLL = "cashier-poll"  # the result pages' status poll: its own, larger per-IP budget
 
 _REFUND = re.compile(r"^/api/v1/orders/[^/]+/refunds$")
 _PLATE = re.compile(r"^/pay/q/([^/?]+)")
+_POLL = re.compile(r"^/pay/result/[^/]+/status$")
 
 
 def classify(method: str, path: str) -> str:
@@ -49,7 +54,7 @@ def classify(method: str, path: str) -> str:
     if path.startswith("/callbacks/"):
         return CALLBACK
     if path.startswith("/pay/"):
-        return CASHIER
+        return POLL if method == "GET" and _POLL.match(path) else CASHIER
     if path.startswith("/api/v1/"):
         if method == "POST" and path == "/api/v1/orders":
             return CREATE
@@ -101,6 +106,7 @@ class Protection:
         self.ip_api = Limit(c.ip_api_rate, c.ip_api_burst)
         self.ip_cashier = Limit(c.cashier_ip_rate, c.cashier_ip_burst)
         self.plate = Limit(c.cashier_plate_rate, c.cashier_plate_burst)
+        self.ip_poll = Limit(c.cashier_poll_ip_rate, c.cashier_poll_ip_burst)
         self.per_class = {CREATE: Limit(c.app_create_rate, c.app_create_burst),
                           QUERY: Limit(c.app_query_rate, c.app_query_burst),
                           REFUND: Limit(c.app_refund_rate, c.app_refund_burst),
@@ -117,6 +123,8 @@ class Protection:
             plate = _PLATE.match(path)
             if plate:
                 charges.append(Charge(f"plate:{plate.group(1)}", self.plate))
+        elif klass == POLL:  # many payers behind one carrier NAT address each poll every 2-5 s
+            charges.append(Charge(f"ip-poll:{source}", self.ip_poll))
         elif klass != OPS:
             charges.append(Charge(f"ip:{source}", self.ip_api))
         return await self.store.take(charges, now=clock.now().timestamp(),

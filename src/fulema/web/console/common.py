@@ -8,8 +8,9 @@ action calls the same service function as the API, so the audit trail names the 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -161,3 +162,56 @@ async def form_of(request: Request, user: ConsoleUser) -> dict[str, str] | Respo
     if session is None or not sessions.csrf_ok(session, fields.get("csrf")):
         return csrf_refused(request, user)
     return fields
+
+
+class Show(Protocol):
+    """A console page drawn again for `user`, with an error above it when an action failed."""
+
+    def __call__(self, request: Request, user: ConsoleUser, *, error: str = "",
+                 status_code: int = 200) -> Awaitable[Response]: ...
+
+
+class Refused(Exception):
+    """Raised by an action when the form is wrong: its page again, with `message` above it."""
+
+    def __init__(self, message: str, status_code: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+UNKNOWN_ACTION = "未知操作 Unknown action"
+
+
+async def view(request: Request, roles: tuple[str, ...], show: Show) -> Response:
+    """A GET page: the operator holding one of `roles` sees it; anyone else the login or 403
+    page (`guard`)."""
+    user = await guard(request, roles)
+    if isinstance(user, Response):
+        return user
+    return await show(request, user)
+
+
+async def act(request: Request, roles: tuple[str, ...], show: Show,
+              action: Callable[[ConsoleUser, dict[str, str]], Awaitable[Response | None]]
+              ) -> Response:
+    """A POSTed action, the same way on every page: session and roles (`guard`), the CSRF
+    token (`form_of`), then `action(user, fields)`, which calls the service (the service
+    writes the audit record naming the operator) and answers the redirect (`done`). A
+    `Refused` or a service's `FulemaError` draws the page again with the reason; `None` means
+    the URL named no action this page knows (404)."""
+    user = await guard(request, roles)
+    if isinstance(user, Response):
+        return user
+    fields = await form_of(request, user)
+    if isinstance(fields, Response):
+        return fields
+    try:
+        answer = await action(user, fields)
+    except Refused as exc:
+        return await show(request, user, error=exc.message, status_code=exc.status_code)
+    except FulemaError as exc:
+        return await show(request, user, error=refusal(exc), status_code=exc.code.http_status)
+    if answer is None:
+        return await show(request, user, error=UNKNOWN_ACTION, status_code=404)
+    return answer

@@ -23,12 +23,12 @@ from fulema.web.console.common import (
     READ_MERCHANTS,
     REVIEW,
     ConsoleUser,
+    Refused,
+    act,
     db_of,
     done,
-    form_of,
-    guard,
     page,
-    refusal,
+    view,
 )
 
 router = APIRouter()
@@ -59,38 +59,27 @@ async def _applications(request: Request, user: ConsoleUser, *, error: str = "",
 
 @router.get("/console/applications")
 async def applications(request: Request) -> Response:
-    user = await guard(request, READ_MERCHANTS)
-    if isinstance(user, Response):
-        return user
-    return await _applications(request, user)
+    return await view(request, READ_MERCHANTS, _applications)
 
 
 @router.post("/console/applications/{merchant_id}/{decision}")
 async def decide_application(request: Request, merchant_id: str, decision: str) -> Response:
-    user = await guard(request, REVIEW)
-    if isinstance(user, Response):
-        return user
-    fields = await form_of(request, user)
-    if isinstance(fields, Response):
-        return fields
-    reason = fields.get("reason", "").strip()
-    try:
+    async def action(user: ConsoleUser, fields: dict[str, str]) -> Response | None:
+        reason = fields.get("reason", "").strip()
         if decision == "approve":
             await service.approve(db_of(request), merchant_id=merchant_id,
                                   reason=reason or None, operator=user.name)
             return done("/console/applications", "approved")
         if decision == "reject":
             if not reason or len(reason) > _REASON_MAX:
-                return await _applications(request, user, status_code=400,
-                                           error="驳回须填写原因（256 字以内） A reason is "
-                                                 "required to reject (at most 256 characters)")
+                raise Refused("驳回须填写原因（256 字以内） A reason is required to reject (at "
+                              "most 256 characters)")
             await service.reject(db_of(request), merchant_id=merchant_id, reason=reason,
                                  operator=user.name)
             return done("/console/applications", "rejected")
-    except FulemaError as exc:
-        return await _applications(request, user, error=refusal(exc),
-                                   status_code=exc.code.http_status)
-    return await _applications(request, user, status_code=404, error="未知操作 Unknown action")
+        return None
+
+    return await act(request, REVIEW, _applications, action)
 
 
 # --- merchant search, freeze / unfreeze -------------------------------------------------------
@@ -126,27 +115,17 @@ async def _merchants(request: Request, user: ConsoleUser, *, error: str = "",
 
 @router.get("/console/merchants")
 async def merchants(request: Request) -> Response:
-    user = await guard(request, READ_MERCHANTS)
-    if isinstance(user, Response):
-        return user
-    return await _merchants(request, user)
+    return await view(request, READ_MERCHANTS, _merchants)
 
 
 @router.post("/console/merchants/{merchant_id}/{action}")
 async def freeze_or_unfreeze(request: Request, merchant_id: str, action: str) -> Response:
-    user = await guard(request, FREEZE)
-    if isinstance(user, Response):
-        return user
-    fields = await form_of(request, user)
-    if isinstance(fields, Response):
-        return fields
-    reason = fields.get("reason", "").strip()
-    if not reason or len(reason) > _REASON_MAX:
-        return await _merchants(request, user, status_code=400,
-                                error="冻结和解冻须填写原因（256 字以内） A reason is required "
-                                      "(at most 256 characters)")
-    db = db_of(request)
-    try:
+    async def change(user: ConsoleUser, fields: dict[str, str]) -> Response | None:
+        reason = fields.get("reason", "").strip()
+        if not reason or len(reason) > _REASON_MAX:
+            raise Refused("冻结和解冻须填写原因（256 字以内） A reason is required (at most 256 "
+                          "characters)")
+        db = db_of(request)
         if action == "freeze":
             await service.freeze(db, merchant_id=merchant_id, reason=reason, operator=user.name)
             return done(f"/console/merchants?q={merchant_id}", "frozen")
@@ -159,10 +138,9 @@ async def freeze_or_unfreeze(request: Request, merchant_id: str, action: str) ->
                                     summary={"unfreeze": merchant_id}, reason=reason,
                                     requested_by=user.name)
             return done("/console/approvals", "unfreeze_asked")
-    except FulemaError as exc:
-        return await _merchants(request, user, error=refusal(exc),
-                                status_code=exc.code.http_status)
-    return await _merchants(request, user, status_code=404, error="未知操作 Unknown action")
+        return None
+
+    return await act(request, FREEZE, _merchants, change)
 
 
 # --- four eyes -----------------------------------------------------------------------------------
@@ -183,39 +161,27 @@ async def _approvals(request: Request, user: ConsoleUser, *, error: str = "",
 
 @router.get("/console/approvals")
 async def approvals_page(request: Request) -> Response:
-    user = await guard(request, APPROVALS)
-    if isinstance(user, Response):
-        return user
-    return await _approvals(request, user)
+    return await view(request, APPROVALS, _approvals)
 
 
 @router.post("/console/approvals/{approval_id}/{decision}")
 async def decide_approval(request: Request, approval_id: str, decision: str) -> Response:
-    user = await guard(request, APPROVALS)
-    if isinstance(user, Response):
-        return user
-    fields = await form_of(request, user)
-    if isinstance(fields, Response):
-        return fields
-    note = fields.get("note", "").strip()[:_REASON_MAX]
-    try:
+    async def action(user: ConsoleUser, fields: dict[str, str]) -> Response | None:
+        note = fields.get("note", "").strip()[:_REASON_MAX]
         if decision == "approve":
-            view = await approvals.approve(db_of(request), _actions(request),
-                                           approval_id=approval_id, approver=user.name,
-                                           approver_roles=user.roles, note=note or None)
-            if view.status != ApprovalStatus.APPROVED.value:  # the action itself was refused
-                return await _approvals(request, user, status_code=409,
-                                        error=f"复核已记录，但操作未能执行 Approved, but the action "
-                                              f"failed: {view.error_code or view.status}")
+            decided = await approvals.approve(db_of(request), _actions(request),
+                                              approval_id=approval_id, approver=user.name,
+                                              approver_roles=user.roles, note=note or None)
+            if decided.status != ApprovalStatus.APPROVED.value:  # the action itself was refused
+                raise Refused(f"复核已记录，但操作未能执行 Approved, but the action failed: "
+                              f"{decided.error_code or decided.status}", status_code=409)
             return done("/console/approvals", "approval_approved")
         if decision == "reject":
             if not note:
-                return await _approvals(request, user, status_code=400,
-                                        error="拒绝须填写原因 A reason is required to reject")
+                raise Refused("拒绝须填写原因 A reason is required to reject")
             await approvals.reject(db_of(request), _actions(request), approval_id=approval_id,
                                    approver=user.name, approver_roles=user.roles, reason=note)
             return done("/console/approvals", "approval_rejected")
-    except FulemaError as exc:
-        return await _approvals(request, user, error=refusal(exc),
-                                status_code=exc.code.http_status)
-    return await _approvals(request, user, status_code=404, error="未知操作 Unknown action")
+        return None
+
+    return await act(request, APPROVALS, _approvals, action)

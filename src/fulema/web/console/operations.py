@@ -15,7 +15,6 @@ from starlette.responses import Response
 from fulema.channels.registry import ChannelRegistry
 from fulema.channels.routing import GuardedChannel
 from fulema.core import audit
-from fulema.core.errors import FulemaError
 from fulema.marketing import service as marketing
 from fulema.payments.service import Deps
 from fulema.reconciliation import service as reconciliation
@@ -29,12 +28,13 @@ from fulema.web.console.common import (
     FINANCE,
     RISK,
     ConsoleUser,
+    Refused,
+    act,
     db_of,
     done,
-    form_of,
     guard,
     page,
-    refusal,
+    view,
 )
 
 router = APIRouter()
@@ -84,22 +84,13 @@ async def _risk(request: Request, user: ConsoleUser, *, error: str = "",
 
 @router.get("/console/risk")
 async def risk_cases(request: Request) -> Response:
-    user = await guard(request, RISK)
-    if isinstance(user, Response):
-        return user
-    return await _risk(request, user)
+    return await view(request, RISK, _risk)
 
 
 @router.post("/console/risk/{case_id}/{action}")
 async def risk_action(request: Request, case_id: str, action: str) -> Response:
-    user = await guard(request, RISK)
-    if isinstance(user, Response):
-        return user
-    fields = await form_of(request, user)
-    if isinstance(fields, Response):
-        return fields
-    db = db_of(request)
-    try:
+    async def change(user: ConsoleUser, fields: dict[str, str]) -> Response | None:
+        db = db_of(request)
         if action == "investigate":
             await cases.investigate(db, case_id=case_id, operator=user.name)
             return done("/console/risk", "case_taken")
@@ -108,17 +99,16 @@ async def risk_action(request: Request, case_id: str, action: str) -> Response:
             verdict = fields.get("verdict", "")
             if verdict not in ("fraud", "no_fraud") or not resolution \
                     or len(resolution) > _TEXT_MAX:
-                return await _risk(request, user, status_code=400,
-                                   error="结案须选择结论并填写说明 Choose a verdict and write a "
-                                         "resolution (at most 256 characters)")
+                raise Refused("结案须选择结论并填写说明 Choose a verdict and write a resolution "
+                              "(at most 256 characters)")
             await cases.close(db, case_id=case_id, fraud=verdict == "fraud",
                               resolution=resolution, operator=user.name,
                               freeze=fields.get("freeze") == "on",
                               hold_settlement=fields.get("hold_settlement") == "on")
             return done("/console/risk", "case_closed")
-    except FulemaError as exc:
-        return await _risk(request, user, error=refusal(exc), status_code=exc.code.http_status)
-    return await _risk(request, user, status_code=404, error="未知操作 Unknown action")
+        return None
+
+    return await act(request, RISK, _risk, change)
 
 
 # --- reconciliation ------------------------------------------------------------------------------
@@ -140,32 +130,21 @@ async def _discrepancies(request: Request, user: ConsoleUser, *, error: str = ""
 
 @router.get("/console/reconciliation")
 async def discrepancies(request: Request) -> Response:
-    user = await guard(request, FINANCE)
-    if isinstance(user, Response):
-        return user
-    return await _discrepancies(request, user)
+    return await view(request, FINANCE, _discrepancies)
 
 
 @router.post("/console/reconciliation/{discrepancy_id}/resolve")
 async def resolve(request: Request, discrepancy_id: str) -> Response:
-    user = await guard(request, FINANCE)
-    if isinstance(user, Response):
-        return user
-    fields = await form_of(request, user)
-    if isinstance(fields, Response):
-        return fields
-    action_text, note = fields.get("action", ""), fields.get("note", "").strip()
-    if action_text not in {a.value for a in _RESOLVE_BY_HAND} or len(note) > 1000:
-        return await _discrepancies(request, user, status_code=400,
-                                    error="请选择处理方式 Choose how to resolve it")
-    deps: Deps = request.app.state.payments
-    try:
+    async def action(user: ConsoleUser, fields: dict[str, str]) -> Response:
+        action_text, note = fields.get("action", ""), fields.get("note", "").strip()
+        if action_text not in {a.value for a in _RESOLVE_BY_HAND} or len(note) > 1000:
+            raise Refused("请选择处理方式 Choose how to resolve it")
+        deps: Deps = request.app.state.payments
         await reconciliation.resolve(deps, discrepancy_id=discrepancy_id, actor=user.name,
                                      action=Action(action_text), note=note, amount=None)
-    except FulemaError as exc:
-        return await _discrepancies(request, user, error=refusal(exc),
-                                    status_code=exc.code.http_status)
-    return done("/console/reconciliation", "resolved")
+        return done("/console/reconciliation", "resolved")
+
+    return await act(request, FINANCE, _discrepancies, action)
 
 
 # --- settlement and the audit trail --------------------------------------------------------------

@@ -106,8 +106,8 @@
     var started = Date.now();
     function done(s) { return FINAL.indexOf(s) >= 0; }
     function later(ms) {
-      /* every 2 s for a minute, then every 5 s (the cashier's per-IP rate limit is shared by
-       * payers behind one carrier address); give up after 30 min, past any order's expiry */
+      /* every 2 s for a minute, then every 5 s (payers behind one carrier address share the
+       * poll's per-IP budget); give up after 30 min, past any order's expiry */
       var waited = Date.now() - started;
       if (waited < 30 * 60 * 1000) { window.setTimeout(tick, Math.max(ms, waited < 60000 ? 2000 : 5000)); }
     }
