@@ -20,6 +20,8 @@ from fulema.core.config import Settings
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 NAME = re.compile(r"FULEMA_[A-Z0-9_]*[A-Z0-9](?![A-Z0-9_])")
+# read by one command for one run, as typer's envvar of an option (merchants/users_cli.py)
+COMMAND_INPUTS = {"FULEMA_NEW_PASSWORD"}
 TABLE_OF = re.compile(r"\(`(FULEMA_[A-Z0-9_]+_)\*`")  # "## Settings (`FULEMA_ALIPAY_*`, ..."
 
 
@@ -58,7 +60,9 @@ def documented() -> set[str]:
     for doc in DOCS:
         text = doc.read_text(encoding="utf-8")
         names |= set(NAME.findall(text)) | _table_names(text)
-    return {n for n in names if not n.startswith("FULEMA_TEST_")}  # the suite's, not the app's
+    # the suite's and the benchmark's variables, and a command's input, are not the app's settings
+    return {n for n in names if not n.startswith(("FULEMA_TEST_", "FULEMA_BENCH_", "FULEMA_PGBENCH_"))
+            and n not in COMMAND_INPUTS}
 
 
 def place(variable: str) -> tuple[str | None, str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import os
 from collections.abc import Callable
 
 import typer
@@ -36,10 +35,13 @@ def _actor() -> str:
 @user_app.command("create")
 def create(merchant_id: str, login_name: str,
            role: str = typer.Option("owner", help="owner | cashier | accountant"),
-           display_name: str = typer.Option("", help="a person's name, for pages")) -> None:
-    """Create a portal user (the password is asked for, never an argument)."""
-    password = os.environ.get("FULEMA_NEW_PASSWORD") or typer.prompt(
-        "password", hide_input=True, confirmation_prompt=True)
+           display_name: str = typer.Option("", help="a person's name, for pages"),
+           password: str = typer.Option(
+               ..., envvar="FULEMA_NEW_PASSWORD", prompt=True, hide_input=True,
+               confirmation_prompt=True, show_default=False,
+               help="asked for twice; scripts set FULEMA_NEW_PASSWORD (never an argument in "
+                    "a shell history)")) -> None:
+    """Create a portal user."""
 
     async def main() -> users.UserView:
         settings = _settings_source[0]()
