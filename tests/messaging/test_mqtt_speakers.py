@@ -84,8 +84,13 @@ async def test_a_payment_delivered_twice_is_announced_once(db: Database,
 
         await eventually(acked)
         await asyncio.sleep(0.3)  # room for a second message, were there one
+        recorded = await speakers.search_messages(db)
+    assert len(recorded) == 1  # the second delivery of the event made no second message
     assert [b["text"] for b in spk.played] == ["付了码收款十二元五角"]
-    assert spk.duplicates == 0
+    # Not asserted: `spk.duplicates == 0`. MQTT QoS 1 is at-least-once, and the device's hello
+    # (sent on subscribe) makes the hub resend what is unacknowledged: when the hub reads that
+    # hello only after the first send, the same message id arrives twice, and the device drops
+    # it by id, as the protocol says (docs/messaging.md). What the payer hears is asserted above.
     assert spk.rejected == 0
 
 
