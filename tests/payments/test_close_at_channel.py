@@ -62,10 +62,10 @@ async def test_a_close_refused_because_the_channel_already_closed_it_is_a_close(
 
 
 async def test_expired_wechat_order_is_closed_at_wechat(platform: Platform) -> None:
+    clock.freeze()  # before the order: a slow create must not eat into the 60 seconds
     order = (await platform.order(out_trade_no="EXPIREWX01", amount=300, channel="wechat",
                                   expire_seconds=60)).json()
     assert order["status"] == "PAYING"
-    clock.freeze()
     clock.advance(timedelta(seconds=59))
     await platform.settle_background(rounds=1)
     assert await _channel_state(platform, "wechat", order["order_id"]) == TradeState.PAYING
