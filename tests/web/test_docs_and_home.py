@@ -71,7 +71,7 @@ async def test_docs_pages_load_everything_from_this_server(client: Client, page:
         assert resp.headers["content-type"].startswith("text/html")
         assert_names_no_other_host(resp.text)
 
-        assets = [u for u in refs(resp.text) if u.startswith("/docs-static/")]
+        assets = [u for u in refs(resp.text) if u.startswith(("/docs-static/", "/docs-assets/"))]
         seen = set()
         for url in assets:
             asset = await http.get(url)
@@ -96,6 +96,14 @@ async def test_swagger_ui_files_are_the_real_swagger_ui(client: Client) -> None:
         css = await http.get("/docs-static/swagger-ui.css")
     assert b"SwaggerUIBundle" in js.content
     assert b".swagger-ui" in css.content
+
+
+async def test_redoc_bundle_is_the_real_redoc_without_its_cdn_logo(client: Client) -> None:
+    async with client() as http:
+        js = await http.get("/docs-assets/redoc.standalone.js")
+    assert js.status_code == 200
+    assert b"Redoc" in js.content and len(js.content) > 500_000
+    assert b"cdn.redoc.ly" not in js.content
 
 
 @pytest.mark.parametrize("path", [
