@@ -19,4 +19,10 @@ fi
 .venv/bin/ruff check src tests bench
 .venv/bin/mypy
 .venv/bin/lint-imports
-exec .venv/bin/pytest -q "$@"
+# pytest-xdist: test files spread over FULEMA_TEST_WORKERS processes, each with its own
+# PostgreSQL/MariaDB databases (tests/conftest.py); 0 runs in this process.
+WORKERS=${FULEMA_TEST_WORKERS:-2}
+if [ "$WORKERS" = 0 ]; then
+    exec .venv/bin/pytest -q "$@"
+fi
+exec .venv/bin/pytest -q -n "$WORKERS" --dist loadfile "$@"

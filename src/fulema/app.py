@@ -30,7 +30,7 @@ from fulema.channels.ops_api import router as channels_ops_router
 from fulema.channels.registry import build_channels
 from fulema.core import approvals as _approval_models  # noqa: F401 - registers tables
 from fulema.core import audit as _audit_models  # registers tables; the hash choice
-from fulema.core import vault
+from fulema.core import passwords, vault
 from fulema.core.approvals import ApprovalAction
 from fulema.core.config import Settings, get_settings
 from fulema.core.db import Database
@@ -147,6 +147,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
     settings.check_production()  # outside development: refuses, naming every variable to fix
     vault.install(settings.keyring())  # what the sealed columns open and seal with
     _audit_models.use_algorithm(settings.audit_hash_algorithm)
+    passwords.configure(settings)  # the argon2 cost of page logins
     db = db or Database(settings.database_url)
     # Commits wake this process's own dispatcher in process; a NOTIFY (one statement per
     # publishing transaction) is needed only where the dispatcher runs elsewhere, i.e. API

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from argon2 import PasswordHasher
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from fulema.app import create_app
@@ -21,6 +22,7 @@ from fulema.core.db import Database
 from fulema.core.errors import FulemaError
 from fulema.merchants import user_rules, users
 from fulema.merchants.domain import MerchantStatus
+from fulema.merchants.models import MerchantUser
 from fulema.merchants.user_rules import Permission, may
 from tests.merchants.factories import OPERATOR, merchant_in
 
@@ -105,6 +107,36 @@ async def test_concurrent_wrong_passwords_count_every_one(db: Database) -> None:
         await users.authenticate(db, login_name="racer", password="right-pass-01",
                                  client_ip="127.0.0.1")
     assert caught.value.code == "LOGIN_LOCKED"
+
+
+async def _hash_of(db: Database, login_name: str) -> str:
+    async with db.transaction() as s:
+        found = await s.scalar(select(MerchantUser.password_hash)
+                               .where(MerchantUser.login_name == login_name))
+    assert found is not None
+    return found
+
+
+async def test_a_login_after_the_bank_changes_the_cost_rehashes_at_the_new_cost(
+        db: Database, settings: Settings) -> None:
+    m = await merchant_in(db, MerchantStatus.ACTIVE)
+    await users.create_user(db, merchant_id=m.id, login_name="old-hash", display_name="o",
+                            role="cashier", password="kept-pass-01", actor=OPERATOR)
+    before = await _hash_of(db, "old-hash")
+    assert "m=8,t=1" in before
+    passwords.configure(settings.model_copy(update={"password_hash_time_cost": 2,
+                                                    "password_hash_memory_kib": 8192}))
+    with pytest.raises(FulemaError):
+        await users.authenticate(db, login_name="old-hash", password="wrong-pass-01",
+                                 client_ip="127.0.0.1")
+    assert await _hash_of(db, "old-hash") == before  # a wrong password changes nothing
+    await users.authenticate(db, login_name="old-hash", password="kept-pass-01",
+                             client_ip="127.0.0.1")
+    after = await _hash_of(db, "old-hash")
+    assert "m=8192,t=2" in after
+    await users.authenticate(db, login_name="old-hash", password="kept-pass-01",
+                             client_ip="127.0.0.1")  # still the same password
+    assert await _hash_of(db, "old-hash") == after  # at today's cost: not made again
 
 
 @pytest.fixture

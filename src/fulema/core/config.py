@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     # development unless metrics_public is true, for a scraper on a closed network segment).
     metrics_token: str = ""
     metrics_public: bool = False
+    # Page logins' password hashes (core/passwords.py): argon2id passes and memory. A change
+    # applies to new passwords and to each stored one at its owner's next login.
+    password_hash_time_cost: int = Field(default=3, ge=1, le=20)
+    password_hash_memory_kib: int = Field(default=65536, ge=8192, le=1_048_576)
 
     max_body_bytes: int = 64 * 1024
     signature_tolerance_seconds: int = 300

@@ -21,7 +21,7 @@ from fulema.core.clock import clock
 from fulema.core.db import Database
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.ids import new_id
-from fulema.core.passwords import DUMMY_HASH, hash_password, needs_rehash, verify_password
+from fulema.core.passwords import DUMMY_HASH, hash_password, needs_rehash, rehash, verify_password
 from fulema.merchants.domain import MerchantStatus
 from fulema.merchants.lifecycle import lock_open, record
 from fulema.merchants.models import Merchant, MerchantUser, MerchantUserLogin
@@ -144,7 +144,7 @@ async def authenticate(db: Database, *, login_name: str, password: str,
                 user.failed_attempts, user.locked_until = 0, None
                 user.last_login_at = user.updated_at = now
                 if needs_rehash(user.password_hash):
-                    user.password_hash = hash_password(password)
+                    user.password_hash = rehash(password)
                 view = _view(user)
         s.add(MerchantUserLogin(id=new_id("mul"), login_name=name,
                                 user_id=user.id if user else None,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import typer
 
-from fulema.core import audit, vault
+from fulema.core import audit, passwords, vault
 from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.core.errors import FulemaError
@@ -47,6 +47,7 @@ def create(merchant_id: str, login_name: str,
         settings = _settings_source[0]()
         vault.install(settings.keyring())
         audit.use_algorithm(settings.audit_hash_algorithm)
+        passwords.configure(settings)
         db = Database(settings.database_url)
         try:
             return await users.create_user(db, merchant_id=merchant_id, login_name=login_name,

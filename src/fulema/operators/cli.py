@@ -13,6 +13,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from fulema.core import audit
+from fulema.core import passwords as core_passwords
 from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.core.errors import FulemaError
@@ -56,6 +57,7 @@ def _run(work: Callable[[Database], Awaitable[T]]) -> T:
     async def main() -> T:
         settings = _settings()
         audit.use_algorithm(settings.audit_hash_algorithm)
+        core_passwords.configure(settings)
         db = Database(settings.database_url)
         try:
             return await work(db)

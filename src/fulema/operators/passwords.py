@@ -11,7 +11,7 @@ gets the same answer as a wrong password, so the page does not tell names apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import select
@@ -21,12 +21,18 @@ from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.core.errors import ErrorCode, FulemaError
-from fulema.core.passwords import DUMMY_HASH, check_strength, hash_password, verify_password
+from fulema.core.passwords import (
+    DUMMY_HASH,
+    check_strength,
+    hash_password,
+    needs_rehash,
+    rehash,
+    verify_password,
+)
 from fulema.core.web import OperatorIdentity
 from fulema.operators import domain, service
 from fulema.operators.domain import OperatorStatus
 from fulema.operators.models import Operator
-from fulema.web import sessions
 
 MAX_FAILURES = 5
 LOCKOUT = timedelta(minutes=15)
@@ -50,9 +56,10 @@ class LoginResult:
 
 
 async def set_password(db: Database, *, name: str, password: str, actor: str) -> None:
-    """Sets (or replaces) an operator's console password; clears a lockout and ends every
-    console session of that operator (a changed password must not leave old sessions open).
-    The audit record says who set it, never the password or its hash."""
+    """Sets (or replaces) an operator's console password and clears a lockout. Every console
+    session that began before this moment stops working (`identity` refuses it): a changed
+    password must not leave old sessions open. The audit record says who set it, never the
+    password or its hash."""
     check_strength(password)
     digest = hash_password(password)
     now = clock.now()
@@ -62,10 +69,8 @@ async def set_password(db: Database, *, name: str, password: str, actor: str) ->
             raise FulemaError(ErrorCode.OPERATOR_NOT_FOUND, f"no operator {name}")
         op.password_hash, op.password_changed_at = digest, now
         op.failed_logins, op.locked_until, op.updated_at = 0, None, now
-        operator_id = op.id
         await audit.record(s, actor=actor, action="operator.set_password",
                            target_type="operator", target_id=name, detail={})
-    await sessions.end_all(db, realm="console", principal_id=operator_id)
 
 
 async def login(db: Database, *, name: str, password: str) -> LoginResult:
@@ -92,17 +97,24 @@ async def login(db: Database, *, name: str, password: str) -> LoginResult:
                     return LoginResult(LoginOutcome.LOCKED)
             return LoginResult(LoginOutcome.BAD_CREDENTIALS)
         op.failed_logins, op.locked_until = 0, None
+        if needs_rehash(op.password_hash):
+            op.password_hash = rehash(password)
         await audit.record(s, actor=op.name, action="operator.login", target_type="operator",
                            target_id=op.name, detail={"via": "console"})
         return LoginResult(LoginOutcome.OK, operator_id=op.id, name=op.name)
 
 
-async def identity(db: Database, *, operator_id: str) -> OperatorIdentity | None:
+async def identity(db: Database, *, operator_id: str,
+                   session_started: datetime) -> OperatorIdentity | None:
     """The ACTIVE operator behind a console session, with its roles as they are now (a role
-    taken away applies on the next page), or None."""
+    taken away applies on the next page), or None: unknown, disabled, or its password changed
+    after the session began. The console asks on every page, so this is what ends sessions;
+    operators know nothing of the web's session store."""
     async with db.transaction() as s:
         op = await s.get(Operator, operator_id)
     if op is None or op.status != OperatorStatus.ACTIVE.value:
+        return None
+    if op.password_changed_at is not None and op.password_changed_at > session_started:
         return None
     return OperatorIdentity(name=op.name, roles=domain.decode_roles(op.roles))
 

@@ -20,7 +20,6 @@ from fulema.core.web import OperatorIdentity
 from fulema.operators import domain
 from fulema.operators.domain import OperatorStatus
 from fulema.operators.models import Operator, OperatorToken
-from fulema.web import sessions
 
 
 @dataclass(frozen=True)
@@ -149,8 +148,7 @@ async def set_status(db: Database, *, name: str, status: OperatorStatus,
                            target_type="operator", target_id=name,
                            detail={"from": before, "to": status.value})
         view = _view(op)
-    if status is OperatorStatus.DISABLED:  # a disabled operator's console sessions end now
-        await sessions.end_all(db, realm="console", principal_id=view.id)
+    # a disabled operator's console sessions end at its next page (passwords.identity)
     return view
 
 

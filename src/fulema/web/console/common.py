@@ -98,8 +98,10 @@ async def guard(request: Request, roles: tuple[str, ...]) -> ConsoleUser | Respo
     session = await sessions.current(request, REALM)
     if session is None:
         return login_redirect(request)
-    who = await passwords.identity(db_of(request), operator_id=session.principal_id)
-    if who is None:
+    who = await passwords.identity(db_of(request), operator_id=session.principal_id,
+                                   session_started=session.created_at)
+    if who is None:  # disabled, or a new password since this session began: end them all
+        await sessions.end_all(db_of(request), realm=REALM, principal_id=session.principal_id)
         return login_redirect(request)
     user = ConsoleUser(operator_id=session.principal_id, name=who.name, roles=who.roles,
                        csrf_token=session.csrf_token)
