@@ -392,13 +392,11 @@ async def plate_png(code: str, db: Db, settings: Conf, _: Reader) -> Response:
              responses=error_responses(*_OPEN, E.MERCHANT_USER_EXISTS))
 async def create_portal_user(merchant_id: str, body: MerchantUserBody, db: Db,
                              operator: Onboarding) -> MerchantUserOut:
-    view = await users.create_user(db, merchant_id=merchant_id, login_name=body.login_name,
+    return await users.create_user(db, merchant_id=merchant_id, login_name=body.login_name,
                                    display_name=body.display_name, role=body.role,
                                    password=body.password, actor=operator)
-    return MerchantUserOut.model_validate(view)
 
 
 @router.get("/merchants/{merchant_id}/users", summary="A merchant's portal users")
 async def list_portal_users(merchant_id: str, db: Db, _: Reader) -> MerchantUserListOut:
-    return MerchantUserListOut(data=[MerchantUserOut.model_validate(u)
-                                     for u in await users.list_users(db, merchant_id=merchant_id)])
+    return MerchantUserListOut(data=await users.list_users(db, merchant_id=merchant_id))

@@ -25,6 +25,7 @@ from fulema.core.passwords import DUMMY_HASH, hash_password, needs_rehash, rehas
 from fulema.merchants.domain import MerchantStatus
 from fulema.merchants.lifecycle import lock_open, record
 from fulema.merchants.models import Merchant, MerchantUser, MerchantUserLogin
+from fulema.merchants.schemas import MerchantUserOut
 from fulema.merchants.user_rules import (
     UserRole,
     UserStatus,
@@ -38,23 +39,10 @@ _TAKEN = "用户名已被使用 · This login name is taken"
 
 
 @dataclass(frozen=True)
-class UserView:
-    user_id: str
-    merchant_id: str
-    login_name: str
-    display_name: str
-    role: str
-    status: str
-    locked_until: datetime | None
-    last_login_at: datetime | None
-    created_at: datetime
-
-
-@dataclass(frozen=True)
 class Principal:
     """Who a portal session belongs to, as of now (read on every portal request)."""
 
-    user: UserView
+    user: MerchantUserOut
     merchant_name: str
     merchant_status: str
     password_changed_at: datetime
@@ -73,15 +61,16 @@ class LoginView:
     at: datetime
 
 
-def _view(u: MerchantUser) -> UserView:
-    return UserView(user_id=u.id, merchant_id=u.merchant_id, login_name=u.login_name,
-                    display_name=u.display_name, role=u.role, status=u.status,
-                    locked_until=u.locked_until, last_login_at=u.last_login_at,
-                    created_at=u.created_at)
+def _view(u: MerchantUser) -> MerchantUserOut:
+    """The one view of a portal user: what the operator API answers and the portal shows."""
+    return MerchantUserOut(user_id=u.id, merchant_id=u.merchant_id, login_name=u.login_name,
+                           display_name=u.display_name, role=u.role, status=u.status,
+                           locked_until=u.locked_until, last_login_at=u.last_login_at,
+                           created_at=u.created_at)
 
 
 async def create_user(db: Database, *, merchant_id: str, login_name: str, display_name: str,
-                      role: str, password: str, actor: str) -> UserView:
+                      role: str, password: str, actor: str) -> MerchantUserOut:
     """A new ACTIVE portal user of an open merchant (MERCHANT_USER_EXISTS if the name is taken
     by anyone, on any merchant: login names are global)."""
     name = check_login_name(login_name)
@@ -111,7 +100,7 @@ async def create_user(db: Database, *, merchant_id: str, login_name: str, displa
 
 
 async def authenticate(db: Database, *, login_name: str, password: str,
-                       client_ip: str) -> UserView:
+                       client_ip: str) -> MerchantUserOut:
     """The user for this name and password, or LOGIN_FAILED / LOGIN_LOCKED. The attempt is
     recorded whatever the outcome (committed before the error is raised)."""
     name = login_name.strip().lower()[:32]
@@ -171,7 +160,7 @@ async def principal(db: Database, *, user_id: str) -> Principal | None:
                      password_changed_at=user.password_changed_at)
 
 
-async def list_users(db: Database, *, merchant_id: str) -> list[UserView]:
+async def list_users(db: Database, *, merchant_id: str) -> list[MerchantUserOut]:
     async with db.transaction() as s:
         rows = await s.scalars(select(MerchantUser).where(MerchantUser.merchant_id == merchant_id)
                                .order_by(MerchantUser.created_at, MerchantUser.id))
@@ -197,7 +186,7 @@ async def change_password(db: Database, *, user_id: str, old_password: str,
 
 
 async def set_status(db: Database, *, merchant_id: str, user_id: str, status: str,
-                     actor: str) -> UserView:
+                     actor: str) -> MerchantUserOut:
     """Disable or re-enable a user of this merchant (MERCHANT_USER_NOT_FOUND for another's)."""
     try:
         new = UserStatus(status)

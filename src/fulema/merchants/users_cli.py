@@ -15,6 +15,7 @@ from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.core.errors import FulemaError
 from fulema.merchants import users
+from fulema.merchants.schemas import MerchantUserOut
 
 user_app = typer.Typer(help="Merchant portal users (docs/portal.md)", no_args_is_help=True)
 _settings_source: list[Callable[[], Settings]] = []
@@ -43,7 +44,7 @@ def create(merchant_id: str, login_name: str,
                     "a shell history)")) -> None:
     """Create a portal user."""
 
-    async def main() -> users.UserView:
+    async def main() -> MerchantUserOut:
         settings = _settings_source[0]()
         vault.install(settings.keyring())
         audit.use_algorithm(settings.audit_hash_algorithm)
