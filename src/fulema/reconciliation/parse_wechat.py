@@ -13,7 +13,7 @@ import zlib
 
 import polars as pl
 
-from fulema.reconciliation.statement import YUAN, StatementError, finish, first_bad, yuan_to_fen
+from fulema.reconciliation.statement import YUAN, StatementError, any_bad, finish, first_bad, yuan_to_fen
 from fulema.reconciliation.table import read_table
 
 REQUIRED = ("交易时间", "微信订单号", "商户订单号", "交易状态", "微信退款单号", "商户退款单号",
@@ -62,9 +62,10 @@ def parse(data: bytes) -> pl.DataFrame:
     is_pay = pl.col("交易状态") == "SUCCESS"
     amount_col = pl.when(is_pay).then(pl.col("订单金额")).otherwise(pl.col("申请退款金额"))
     frame = frame.with_columns(kind.alias("kind"), amount_col.alias("_amount"))
-    for bad, why in ((pl.col("kind").is_null(), "unknown 交易状态"),
-                     (~pl.col("_amount").str.contains(YUAN), "bad amount"),
-                     (pl.col("商户订单号") == "", "no 商户订单号")):
+    checks = ((pl.col("kind").is_null(), "unknown 交易状态"),
+              (~pl.col("_amount").str.contains(YUAN), "bad amount"),
+              (pl.col("商户订单号") == "", "no 商户订单号"))
+    for bad, why in checks if any_bad(frame, checks) else ():
         row = first_bad(frame, bad)
         if row is not None:
             raise StatementError(int(frame["_line"][row]),
