@@ -65,8 +65,8 @@ def header_of(data: bytes, first_line: int = 1) -> list[str]:
 
 
 def _check_cells(data: bytes, first_line: int, width: int) -> None:
-    """Every line's cell count, in one streamed pass (the lines are counted batch by batch,
-    never held as one column of the whole file)."""
+    """Every line's cell count, in one lazy query that answers only the first wrong line
+    (a file without a quote; one with quotes goes to the csv module)."""
     if b'"' in data:
         # a quoted cell may hold commas: let the csv module count (rare: slow but exact)
         bad = diagnose(data, first_line, width)
