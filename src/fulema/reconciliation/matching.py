@@ -45,9 +45,11 @@ def match_day(lines: pl.DataFrame, ours: pl.DataFrame, *, day_start_ms: int,
               day_end_ms: int) -> FirstPass:
     main = lines.filter(pl.col("kind") != "REVERSAL")
     # a second line for the same payment or refund is money the channel moved twice: 长款
-    first_seen = pl.struct("kind", "ref").is_first_distinct()
+    # (computed once; the usual file repeats nothing, and then main is not copied)
+    first_seen = main.select(pl.struct("kind", "ref").is_first_distinct().alias("f"))["f"]
     repeated = main.filter(~first_seen)
-    main = main.filter(first_seen)
+    if repeated.height:
+        main = main.filter(first_seen)
     joined = main.join(ours, on=["kind", "ref"], how="full", coalesce=True, suffix="_ours")
     has_line, has_ours = pl.col("line").is_not_null(), pl.col("order_id").is_not_null()
     near_midnight = ((pl.col("at_ms") < day_start_ms + CROSS_DAY_WINDOW_MS)

@@ -15,7 +15,7 @@ import zlib
 import polars as pl
 
 from fulema.channels.alipay.bill import DETAIL_SUFFIX, DETAIL_TITLE
-from fulema.reconciliation.statement import YUAN, StatementError, finish, first_bad, yuan_to_fen
+from fulema.reconciliation.statement import YUAN, StatementError, any_bad, finish, first_bad, yuan_to_fen
 from fulema.reconciliation.table import read_table
 
 REQUIRED = ("支付宝交易号", "商户订单号", "业务类型", "完成时间", "订单金额（元）", "退款批次号/请求号")
@@ -78,9 +78,10 @@ def parse(data: bytes) -> pl.DataFrame:
     frame = read_table(table, first_line=first, columns=REQUIRED)
     frame = frame.with_columns(pl.col(REQUIRED).str.strip_chars())
     frame = frame.with_columns(pl.col("业务类型").replace_strict(KIND, default=None).alias("kind"))
-    for bad, why in ((pl.col("kind").is_null(), "unknown 业务类型"),
-                     (~pl.col("订单金额（元）").str.contains(YUAN), "bad amount"),
-                     (pl.col("商户订单号") == "", "no 商户订单号")):
+    checks = ((pl.col("kind").is_null(), "unknown 业务类型"),
+              (~pl.col("订单金额（元）").str.contains(YUAN), "bad amount"),
+              (pl.col("商户订单号") == "", "no 商户订单号"))
+    for bad, why in checks if any_bad(frame, checks) else ():
         row = first_bad(frame, bad)
         if row is not None:
             raise StatementError(int(frame["_line"][row]),

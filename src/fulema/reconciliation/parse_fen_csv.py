@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from fulema.reconciliation.statement import FEN, StatementError, finish, first_bad
+from fulema.reconciliation.statement import FEN, StatementError, any_bad, finish, first_bad
 from fulema.reconciliation.table import read_table
 
 KIND = {"PAY": "PAY", "REFUND": "REFUND", "REVERSE": "REVERSAL", "REVOKE": "REVERSAL"}
@@ -24,9 +24,10 @@ def parse(data: bytes, channel: str) -> pl.DataFrame:
     frame = read_table(data.removeprefix(b"\xef\xbb\xbf"), first_line=1, columns=columns)
     frame = frame.with_columns(pl.col("record_type").str.strip_chars()
                                .replace_strict(KIND, default=None).alias("kind"))
-    for bad, why in ((pl.col("kind").is_null(), "unknown record_type"),
-                     (~pl.col("amount_fen").str.contains(FEN), "bad amount"),
-                     (pl.col("out_trade_no") == "", "no out_trade_no")):
+    checks = ((pl.col("kind").is_null(), "unknown record_type"),
+              (~pl.col("amount_fen").str.contains(FEN), "bad amount"),
+              (pl.col("out_trade_no") == "", "no out_trade_no"))
+    for bad, why in checks if any_bad(frame, checks) else ():
         row = first_bad(frame, bad)
         if row is not None:
             raise StatementError(int(frame["_line"][row]),

@@ -16,7 +16,7 @@ import io
 import polars as pl
 
 from fulema.channels.unionpay.bill import CONSUME, FIELDS, LINE_LENGTH, REFUND, VOID, zm_from_archive
-from fulema.reconciliation.statement import StatementError, empty, finish, first_bad
+from fulema.reconciliation.statement import StatementError, any_bad, empty, finish, first_bad
 
 KIND = {CONSUME: "PAY", REFUND: "REFUND", VOID: "REVERSAL"}
 OFFSETS: dict[str, tuple[int, int]] = {}
@@ -85,10 +85,11 @@ def parse(data: bytes) -> pl.DataFrame:
     frame = raw.select(**{n: col.str.slice(OFFSETS[n][0], OFFSETS[n][1]).str.strip_chars()
                           for n in NEEDED})
     frame = frame.with_columns(pl.col("tradeNo").replace_strict(KIND, default=None).alias("kind"))
-    for bad, why in ((pl.col("kind").is_null(), "unknown tradeNo"),
-                     (~pl.col("txnAmt").str.contains(r"^\d{12}$"), "bad amount (txnAmt)"),
-                     ((pl.col("queryId") == "") | (pl.col("orderId") == ""),
-                      "no queryId or orderId")):
+    checks = ((pl.col("kind").is_null(), "unknown tradeNo"),
+              (~pl.col("txnAmt").str.contains(r"^\d{12}$"), "bad amount (txnAmt)"),
+              ((pl.col("queryId") == "") | (pl.col("orderId") == ""),
+               "no queryId or orderId"))
+    for bad, why in checks if any_bad(frame, checks) else ():
         row = first_bad(frame, bad)
         if row is not None:
             raise StatementError(row + 1, f"{why} ({frame['tradeNo'][row]!r}, "

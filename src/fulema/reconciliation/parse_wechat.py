@@ -13,7 +13,7 @@ import zlib
 
 import polars as pl
 
-from fulema.reconciliation.statement import YUAN, StatementError, finish, first_bad, yuan_to_fen
+from fulema.reconciliation.statement import YUAN, StatementError, any_bad, finish, first_bad, yuan_to_fen
 from fulema.reconciliation.table import read_table
 
 REQUIRED = ("交易时间", "微信订单号", "商户订单号", "交易状态", "微信退款单号", "商户退款单号",
@@ -22,10 +22,22 @@ SUMMARY_HEAD = "总交易单数".encode()
 KIND = {"SUCCESS": "PAY", "REFUND": "REFUND", "REVOKED": "REVERSAL"}
 
 
+def _gunzip(data: bytes) -> bytes:
+    """One inflate pass that also checks the gzip trailer's CRC (gzip.decompress runs a second
+    pass over the output for the CRC); a file of several gzip members goes the long way."""
+    inflate = zlib.decompressobj(wbits=31)
+    out = inflate.decompress(data)
+    if not inflate.eof:
+        raise zlib.error("the gzip stream is cut short")
+    if inflate.unused_data:
+        return gzip.decompress(data)
+    return out
+
+
 def _plain(data: bytes) -> bytes:
     if data[:2] == b"\x1f\x8b":
         try:
-            data = gzip.decompress(data)
+            data = _gunzip(data)
         except (OSError, EOFError, zlib.error) as exc:
             raise StatementError(0, f"not a gzip file: {exc}", encoding=True) from exc
     return data.removeprefix(b"\xef\xbb\xbf")
@@ -37,21 +49,23 @@ def parse(data: bytes) -> pl.DataFrame:
     if cut < 0:
         raise StatementError(data.count(b"\n") + 1, "no summary part (a 总交易单数 row)")
     detail, summary = data[:cut + 1], data[cut + 1:]
-    summary_line = detail.count(b"\n") + 1
     frame = read_table(detail, first_line=1, columns=REQUIRED)
     frame = frame.with_columns(pl.col(REQUIRED).str.strip_chars().str.strip_prefix("`"))
     rows = summary.split(b"\n")
     count = rows[1].split(b",")[0].strip().lstrip(b"`") if len(rows) > 1 else b""
     if not count.isdigit() or int(count) != frame.height:
-        raise StatementError(summary_line + 1, f"summary counts {count.decode(errors='replace')!r}"
-                                               f" rows, the bill has {frame.height}")
+        # the summary's line number is counted only here: a pass over the whole file
+        raise StatementError(detail.count(b"\n") + 2,
+                             f"summary counts {count.decode(errors='replace')!r} rows, the "
+                             f"bill has {frame.height}")
     kind = pl.col("交易状态").replace_strict(KIND, default=None)
     is_pay = pl.col("交易状态") == "SUCCESS"
     amount_col = pl.when(is_pay).then(pl.col("订单金额")).otherwise(pl.col("申请退款金额"))
     frame = frame.with_columns(kind.alias("kind"), amount_col.alias("_amount"))
-    for bad, why in ((pl.col("kind").is_null(), "unknown 交易状态"),
-                     (~pl.col("_amount").str.contains(YUAN), "bad amount"),
-                     (pl.col("商户订单号") == "", "no 商户订单号")):
+    checks = ((pl.col("kind").is_null(), "unknown 交易状态"),
+              (~pl.col("_amount").str.contains(YUAN), "bad amount"),
+              (pl.col("商户订单号") == "", "no 商户订单号"))
+    for bad, why in checks if any_bad(frame, checks) else ():
         row = first_bad(frame, bad)
         if row is not None:
             raise StatementError(int(frame["_line"][row]),

@@ -10,7 +10,6 @@ A cross-day line closes the other day's open CROSS_DAY discrepancy for the same 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
@@ -27,10 +26,9 @@ from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.ids import new_id
 from fulema.core.money import Money
 from fulema.payments import service as payments
-from fulema.reconciliation import matching
+from fulema.reconciliation import matching, pipeline
 from fulema.reconciliation.domain import Action, DiscrepancyStatus, Result
 from fulema.reconciliation.models import Discrepancy, ReconRun, ReconTotal
-from fulema.reconciliation.parsers import parse_statement
 from fulema.reconciliation.schemas import RunOut
 from fulema.reconciliation.statement import digest
 
@@ -74,23 +72,15 @@ async def download(deps: payments.Deps, *, channel: str, day: date) -> bytes:
 
 async def classify(deps: payments.Deps, *, channel: str, day: date, data: bytes,
                    progress: Progress | None = None) -> tuple[str, pl.DataFrame, int, int]:
-    """(sha256, classified rows, statement lines, our records): parse, match, classify."""
+    """(sha256, classified rows, statement lines, our records): parse and read our side of
+    the day at the same time (`pipeline.load`), then match and classify."""
     tell = progress or (lambda _step, _done: None)
-    statement = await asyncio.to_thread(parse_statement, channel, data)
-    tell("parsed", 0.3)
     start, end = day_bounds(day)
-    ours = matching.read_ours(await payments.export_channel_day(
-        deps.db, channel=channel, start=start, end=end))
-    tell("read our records", 0.5)
-    first = await asyncio.to_thread(
-        matching.match_day, statement.lines, ours,
-        day_start_ms=int(start.timestamp() * 1000), day_end_ms=int(end.timestamp() * 1000))
-    order_ids, refund_ids = matching.lookup_ids(first.leftover)
-    found = matching.read_ours(await payments.lookup_records(
-        deps.db, channel=channel, order_ids=order_ids, refund_ids=refund_ids))
-    rest = matching.classify_rest(first.leftover, found)
+    loaded = await pipeline.load(deps.db, channel=channel, data=data, start=start, end=end)
+    tell("parsed and read our records", 0.5)
+    rows = await pipeline.classify(deps.db, loaded, channel=channel, start=start, end=end)
     tell("matched", 0.8)
-    return statement.sha256, matching.combine(first, rest), statement.lines.height, ours.height
+    return loaded.statement.sha256, rows, loaded.statement.lines.height, loaded.ours.height
 
 
 async def reconcile(deps: payments.Deps, *, channel: str, day: date, data: bytes | None = None,

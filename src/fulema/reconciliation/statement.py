@@ -74,6 +74,14 @@ def first_bad(frame: pl.DataFrame, bad: pl.Expr) -> int | None:
     return int(flags.arg_max() or 0)
 
 
+def any_bad(frame: pl.DataFrame, checks: tuple[tuple[pl.Expr, str], ...]) -> bool:
+    """Whether any row fails any of the `(bad, why)` checks: all of them in one parallel
+    pass over the frame (the common case: nothing fails, and nothing more is computed)."""
+    flags = frame.select([bad.fill_null(True).any().alias(f"c{i}")
+                          for i, (bad, _) in enumerate(checks)])
+    return any(flags.row(0))
+
+
 def check_header(header: list[str], required: tuple[str, ...], line: int = 1) -> None:
     missing = [c for c in required if c not in header]
     if missing:

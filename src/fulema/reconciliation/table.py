@@ -65,25 +65,27 @@ def header_of(data: bytes, first_line: int = 1) -> list[str]:
 
 
 def _check_cells(data: bytes, first_line: int, width: int) -> None:
-    try:
-        raw = pl.read_csv(io.BytesIO(data), has_header=False, separator="\x1f",
-                          quote_char=None, infer_schema=False, new_columns=["l"],
-                          raise_if_empty=False, truncate_ragged_lines=True)
-    except pl.exceptions.ComputeError as exc:
-        raise encoding_error(data, first_line) from exc
-    lines = raw.with_row_index("_n").filter(pl.col("_n") > 0)
-    if lines.select(pl.col("l").str.contains('"', literal=True).any()).item():
+    """Every line's cell count, in one lazy query that answers only the first wrong line
+    (a file without a quote; one with quotes goes to the csv module)."""
+    if b'"' in data:
         # a quoted cell may hold commas: let the csv module count (rare: slow but exact)
         bad = diagnose(data, first_line, width)
         if bad.reason != "unreadable table":
             raise bad
         return
-    counts = lines.filter(pl.col("l").str.len_bytes() > 0).select(
-        "_n", c=pl.col("l").str.count_matches(",", literal=True))
-    wrong = counts.filter(pl.col("c") != width - 1).head(1)
-    if wrong.height:
-        raise StatementError(int(wrong["_n"][0]) + first_line,
-                             f"wrong column count: {int(wrong['c'][0]) + 1} columns, the "
+    lines = pl.scan_csv(io.BytesIO(data), has_header=False, separator="\x1f", quote_char=None,
+                        infer_schema=False, new_columns=["l"], raise_if_empty=False,
+                        truncate_ragged_lines=True).with_row_index("_n")
+    wrong = (lines.filter(pl.col("_n") > 0)
+             .select("_n", c=pl.col("l").str.count_matches(",", literal=True))
+             .filter((pl.col("c") != width - 1) & pl.col("c").is_not_null()).head(1))
+    try:
+        found = wrong.collect()
+    except pl.exceptions.ComputeError as exc:
+        raise encoding_error(data, first_line) from exc
+    if found.height:
+        raise StatementError(int(found["_n"][0]) + first_line,
+                             f"wrong column count: {int(found['c'][0]) + 1} columns, the "
                              f"header has {width}")
 
 
