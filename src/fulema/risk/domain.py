@@ -331,10 +331,22 @@ class RuleSet:
     rules: tuple[Rule, ...]
     lists: Lists = field(default_factory=Lists)
     broken: tuple[str, ...] = ()  # stored rules that no longer compile: every decision REVIEWs
+    _match: Callable[[Mapping[str, Any]], Match] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Once per rule-set version: the rules become one function (risk/compiler.py).
+        from fulema.risk.compiler import compile_match
+
+        object.__setattr__(self, "_match", compile_match(self.rules, self.lists, self.broken))
 
     def match(self, facts: Mapping[str, Any]) -> Match:
         """Step one: the rules whose conditions hold, and the counters they need. A rule that
-        raises is reported in `errors` (the decision then fails safe to REVIEW)."""
+        raises is reported in `errors` (the decision then fails safe to REVIEW). Runs the
+        compiled function; `match_interpreted` is the reference it must agree with."""
+        return self._match(facts)
+
+    def match_interpreted(self, facts: Mapping[str, Any]) -> Match:
+        """`match` by walking each rule's checks: the reference semantics (tests compare)."""
         fired: list[Rule] = []
         pending: list[tuple[Rule, CounterOp]] = []
         errors: list[str] = [f"{b}: does not compile" for b in self.broken]
