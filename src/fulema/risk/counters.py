@@ -146,10 +146,14 @@ class MemoryCounters:
                 w = windows.get(key)
                 if w is None:
                     v = inc if kind == "sc" else inc * amount
+                    found.append(key)
                 else:
-                    w.prune(t - op.window)  # type: ignore[operator]
-                    v = len(w.items) + inc if kind == "sc" else w.total + inc * amount
-                found.append(key)
+                    items = w.items
+                    cutoff = t - op.window  # type: ignore[operator]
+                    while items and items[0][0] <= cutoff:  # _Window.prune, inline
+                        w.total -= items.popleft()[1]
+                    v = len(items) + inc if kind == "sc" else w.total + inc * amount
+                    found.append(w)
             values.append(v)
             if op.deny and v > op.threshold:
                 blocked = True
@@ -168,8 +172,8 @@ class MemoryCounters:
                             members = distinct[key] = OrderedDict()
                         members.pop(op.payer, None)
                         members[op.payer] = t
-                else:
-                    w = windows.get(key)
+                else:  # a window found in step one, or the key of one to make
+                    w = key if key.__class__ is _Window else windows.get(key)
                     if w is None:
                         w = windows[key] = _Window()
                     w.items.append((t, op.amount))

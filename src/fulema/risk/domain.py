@@ -383,22 +383,30 @@ class RuleSet:
     def finish(match: Match, values: Sequence[int]) -> Verdict:
         """Step two: the counters' values (this transaction included) decide the counter
         rules; the worst outcome wins, whitelists silence what is not regulatory."""
-        fired = list(match.fired)
-        for (rule, op), value in zip(match.pending, values, strict=True):
-            if op.measure == "refund_ratio" and op.action != "refund":
-                continue  # payments only feed the ratio's denominator
-            if value > rule.threshold:
-                fired.append(rule)
-        if any(r.outcome == Outcome.ALLOW for r in fired):
-            fired = [r for r in fired if r.regulatory or r.outcome == Outcome.ALLOW]
+        fired = match.fired
+        if match.pending:
+            fired = list(fired)
+            for (rule, op), value in zip(match.pending, values, strict=True):
+                # payments only feed a refund ratio's denominator: it judges refunds
+                if value > rule.threshold and (rule.kind != "rr" or op.action == "refund"):
+                    fired.append(rule)
+        if not fired and not match.errors:
+            return ALLOWED  # the usual answer, made once
+        for r in fired:
+            if r.outcome is Outcome.ALLOW:
+                fired = [r for r in fired if r.regulatory or r.outcome is Outcome.ALLOW]
+                break
         outcome, reason = Outcome.ALLOW, ""
         for r in fired:
             if r.outcome > outcome:
                 outcome, reason = r.outcome, r.reason
         if match.errors and outcome < Outcome.REVIEW:
             outcome, reason = Outcome.REVIEW, "RULE_ERROR"
-        return Verdict(outcome=outcome, reason=reason, fired=tuple(r.id for r in fired),
+        return Verdict(outcome=outcome, reason=reason, fired=tuple([r.id for r in fired]),
                        errors=tuple(match.errors))
+
+
+ALLOWED = Verdict(outcome=Outcome.ALLOW, reason="", fired=())
 
 
 # Facts that a rule set must not deny all of: typical payments of every channel and way.
