@@ -18,7 +18,7 @@ once per rule-set version (an edit bumps the version and the engine loads a new 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from fulema.risk.domain import FIELDS, CounterOp, Lists, Match, Outcome, Rule
 
@@ -50,7 +50,8 @@ def _var(field_name: str) -> str:
 def _condition(src: _Source, cond: Mapping[str, Any], lists: Lists) -> str:
     """One condition of a compiled rule as an expression, evaluated as `domain._check` does."""
     v = _var(str(cond["field"]))
-    op, value = str(cond["op"]), cond.get("value")
+    op, value = str(cond["op"]), cond.get("value")  # checked by compile_rule
+    value = cast(Any, value)
     if op == "present":
         return f"{v} is not None"
     if op == "absent":
