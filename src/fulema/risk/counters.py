@@ -86,6 +86,9 @@ class MemoryCounters:
 
     def apply_sync(self, ops: Sequence[CounterOp], *, now: datetime, txn_key: str,
                    record: bool) -> list[int]:
+        """Every counter's value with this transaction, then (unless refused or seen) the
+        transaction recorded in each. One loop per step with the containers it found kept for
+        the second, no method call per counter: this runs with every order."""
         t = now.timestamp()
         order = self._seen_order
         while order and order[0][0] <= t:
@@ -95,86 +98,89 @@ class MemoryCounters:
         seen = txn_key in self._seen
         inc = 0 if seen else 1
         values: list[int] = []
-        keys: list[str] = []
+        found: list[Any] = []  # per op: what step two records into
         blocked = False
-        names = _names(int((t + BEIJING_SECONDS) // DAY))
+        day, month = _names(int((t + BEIJING_SECONDS) // DAY))
+        buckets, windows, distinct = self._buckets, self._windows, self._distinct
         for op in ops:
-            key, v = self._value(op, names, t, inc)
-            keys.append(key)
+            kind = op.kind or measure_kind(op)
+            amount = op.amount
+            if kind == "cc" or kind == "cs":
+                key = f"{op.rule_id}|{op.key}|{day if op.window == 'day' else month}"
+                stored = buckets.get(key)
+                base = stored[0] if stored is not None and stored[1] > t else 0
+                v = base + inc * (1 if kind == "cc" else amount)
+                found.append(key)
+            elif kind == "dp":
+                key = f"{op.rule_id}|{op.key}"
+                members = distinct.get(key)
+                payer = op.payer
+                if members is None:
+                    v = inc if payer else 0
+                else:
+                    cutoff = t - op.window  # type: ignore[operator]
+                    while members and next(iter(members.values())) <= cutoff:
+                        members.popitem(last=False)
+                    v = len(members) + (inc if payer and payer not in members else 0)
+                found.append(key)
+            elif kind == "rr":
+                cutoff = t - op.window  # type: ignore[operator]
+                refunds = windows.get(f"{op.rule_id}|R|{op.key}")
+                pays = windows.get(f"{op.rule_id}|P|{op.key}")
+                num = den = 0
+                if refunds is not None:
+                    refunds.prune(cutoff)
+                    num = refunds.total
+                if pays is not None:
+                    pays.prune(cutoff)
+                    den = pays.total
+                if op.action == "refund":
+                    num += inc * amount
+                    found.append(f"{op.rule_id}|R|{op.key}")
+                else:
+                    den += inc * amount
+                    found.append(f"{op.rule_id}|P|{op.key}")
+                v = num * 1000 // max(den, 1)
+            else:
+                key = f"{op.rule_id}|{op.key}"
+                w = windows.get(key)
+                if w is None:
+                    v = inc if kind == "sc" else inc * amount
+                    found.append(key)
+                else:
+                    items = w.items
+                    cutoff = t - op.window  # type: ignore[operator]
+                    while items and items[0][0] <= cutoff:  # _Window.prune, inline
+                        w.total -= items.popleft()[1]
+                    v = len(items) + inc if kind == "sc" else w.total + inc * amount
+                    found.append(w)
             values.append(v)
             if op.deny and v > op.threshold:
                 blocked = True
         if record and not seen and not blocked:
-            for op, key in zip(ops, keys, strict=True):
-                self._record(op, key, t)
+            for op, key in zip(ops, found, strict=True):
+                kind = op.kind or measure_kind(op)
+                if kind == "cc" or kind == "cs":
+                    stored = buckets.get(key)
+                    base = stored[0] if stored is not None and stored[1] > t else 0
+                    ttl = 2 * DAY if op.window == "day" else 32 * DAY
+                    buckets[key] = (base + (1 if kind == "cc" else op.amount), t + ttl)
+                elif kind == "dp":
+                    if op.payer:
+                        members = distinct.get(key)
+                        if members is None:
+                            members = distinct[key] = OrderedDict()
+                        members.pop(op.payer, None)
+                        members[op.payer] = t
+                else:  # a window found in step one, or the key of one to make
+                    w = key if key.__class__ is _Window else windows.get(key)
+                    if w is None:
+                        w = windows[key] = _Window()
+                    w.items.append((t, op.amount))
+                    w.total += op.amount
             self._seen[txn_key] = t + MAX_WINDOW_SECONDS
             order.append((t + MAX_WINDOW_SECONDS, txn_key))
         return values
-
-    def _value(self, op: CounterOp, names: tuple[str, str], t: float, inc: int
-               ) -> tuple[str, int]:
-        """The counter's key and its value with this transaction (when `inc`)."""
-        kind = op.kind or measure_kind(op)
-        if kind == "cc" or kind == "cs":
-            key = f"{op.rule_id}|{op.key}|{names[0] if op.window == 'day' else names[1]}"
-            stored = self._buckets.get(key)
-            base = stored[0] if stored is not None and stored[1] > t else 0
-            return key, base + inc * (1 if kind == "cc" else op.amount)
-        assert isinstance(op.window, int)
-        cutoff = t - op.window
-        key = f"{op.rule_id}|{op.key}"
-        if kind == "dp":
-            seen = self._distinct.get(key)
-            if seen is None:
-                return key, inc if op.payer else 0
-            while seen and next(iter(seen.values())) <= cutoff:
-                seen.popitem(last=False)
-            return key, len(seen) + (inc if op.payer and op.payer not in seen else 0)
-        if kind == "rr":
-            num = self._window_total(f"{op.rule_id}|R|{op.key}", cutoff)
-            den = self._window_total(f"{op.rule_id}|P|{op.key}", cutoff)
-            if op.action == "refund":
-                num += inc * op.amount
-            else:
-                den += inc * op.amount
-            return key, num * 1000 // max(den, 1)
-        w = self._windows.get(key)
-        if w is None:
-            return key, inc if kind == "sc" else inc * op.amount
-        w.prune(cutoff)
-        if kind == "sc":
-            return key, len(w.items) + inc
-        return key, w.total + inc * op.amount
-
-    def _window_total(self, key: str, cutoff: float) -> int:
-        w = self._windows.get(key)
-        if w is None:
-            return 0
-        w.prune(cutoff)
-        return w.total
-
-    def _record(self, op: CounterOp, key: str, t: float) -> None:
-        kind = op.kind or measure_kind(op)
-        if kind == "cc" or kind == "cs":
-            stored = self._buckets.get(key)
-            base = stored[0] if stored is not None and stored[1] > t else 0
-            ttl = 2 * DAY if op.window == "day" else 32 * DAY
-            self._buckets[key] = (base + (1 if kind == "cc" else op.amount), t + ttl)
-        elif kind == "dp":
-            if op.payer:
-                seen = self._distinct.get(key)
-                if seen is None:
-                    seen = self._distinct[key] = OrderedDict()
-                seen.pop(op.payer, None)
-                seen[op.payer] = t
-        else:
-            if kind == "rr":
-                key = f"{op.rule_id}|{'R' if op.action == 'refund' else 'P'}|{op.key}"
-            w = self._windows.get(key)
-            if w is None:
-                w = self._windows[key] = _Window()
-            w.items.append((t, op.amount))
-            w.total += op.amount
 
     def _sweep(self, t: float) -> None:
         """Drops what has expired, every few hours: keys of payers never seen again."""

@@ -331,10 +331,22 @@ class RuleSet:
     rules: tuple[Rule, ...]
     lists: Lists = field(default_factory=Lists)
     broken: tuple[str, ...] = ()  # stored rules that no longer compile: every decision REVIEWs
+    _match: Callable[[Mapping[str, Any]], Match] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Once per rule-set version: the rules become one function (risk/compiler.py).
+        from fulema.risk.compiler import compile_match
+
+        object.__setattr__(self, "_match", compile_match(self.rules, self.lists, self.broken))
 
     def match(self, facts: Mapping[str, Any]) -> Match:
         """Step one: the rules whose conditions hold, and the counters they need. A rule that
-        raises is reported in `errors` (the decision then fails safe to REVIEW)."""
+        raises is reported in `errors` (the decision then fails safe to REVIEW). Runs the
+        compiled function; `match_interpreted` is the reference it must agree with."""
+        return self._match(facts)
+
+    def match_interpreted(self, facts: Mapping[str, Any]) -> Match:
+        """`match` by walking each rule's checks: the reference semantics (tests compare)."""
         fired: list[Rule] = []
         pending: list[tuple[Rule, CounterOp]] = []
         errors: list[str] = [f"{b}: does not compile" for b in self.broken]
@@ -371,22 +383,30 @@ class RuleSet:
     def finish(match: Match, values: Sequence[int]) -> Verdict:
         """Step two: the counters' values (this transaction included) decide the counter
         rules; the worst outcome wins, whitelists silence what is not regulatory."""
-        fired = list(match.fired)
-        for (rule, op), value in zip(match.pending, values, strict=True):
-            if op.measure == "refund_ratio" and op.action != "refund":
-                continue  # payments only feed the ratio's denominator
-            if value > rule.threshold:
-                fired.append(rule)
-        if any(r.outcome == Outcome.ALLOW for r in fired):
-            fired = [r for r in fired if r.regulatory or r.outcome == Outcome.ALLOW]
+        fired = match.fired
+        if match.pending:
+            fired = list(fired)
+            for (rule, op), value in zip(match.pending, values, strict=True):
+                # payments only feed a refund ratio's denominator: it judges refunds
+                if value > rule.threshold and (rule.kind != "rr" or op.action == "refund"):
+                    fired.append(rule)
+        if not fired and not match.errors:
+            return ALLOWED  # the usual answer, made once
+        for r in fired:
+            if r.outcome is Outcome.ALLOW:
+                fired = [r for r in fired if r.regulatory or r.outcome is Outcome.ALLOW]
+                break
         outcome, reason = Outcome.ALLOW, ""
         for r in fired:
             if r.outcome > outcome:
                 outcome, reason = r.outcome, r.reason
         if match.errors and outcome < Outcome.REVIEW:
             outcome, reason = Outcome.REVIEW, "RULE_ERROR"
-        return Verdict(outcome=outcome, reason=reason, fired=tuple(r.id for r in fired),
+        return Verdict(outcome=outcome, reason=reason, fired=tuple([r.id for r in fired]),
                        errors=tuple(match.errors))
+
+
+ALLOWED = Verdict(outcome=Outcome.ALLOW, reason="", fired=())
 
 
 # Facts that a rule set must not deny all of: typical payments of every channel and way.

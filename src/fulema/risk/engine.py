@@ -24,7 +24,7 @@ from fulema.core.errors import FulemaError
 from fulema.merchants import service as merchants
 from fulema.risk import rules
 from fulema.risk.counters import CounterStore, MemoryCounters, RedisCounters, redis_client
-from fulema.risk.domain import RuleSet, Verdict
+from fulema.risk.domain import Outcome, RuleSet, Verdict
 
 log = structlog.get_logger(__name__)
 
@@ -106,9 +106,16 @@ class Engine:
         match = ruleset.match(facts)
         values: list[int] = []
         if match.pending:
-            values = await self.counters.apply(
-                [op for _r, op in match.pending], now=now, txn_key=txn_key,
-                record=not any(r.outcome.name == "DENY" for r in match.fired))
+            record = True  # a payment a rule denies outright must not count
+            for r in match.fired:
+                if r.outcome is Outcome.DENY:
+                    record = False
+            counters = self.counters
+            ops = [op for _r, op in match.pending]
+            if isinstance(counters, MemoryCounters):  # no coroutine for what never waits
+                values = counters.apply_sync(ops, now=now, txn_key=txn_key, record=record)
+            else:
+                values = await counters.apply(ops, now=now, txn_key=txn_key, record=record)
         return RuleSet.finish(match, values), ruleset.version
 
 

@@ -14,8 +14,9 @@ since the step cannot be asked for.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import insert, select
@@ -26,7 +27,6 @@ from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.core.events import publish_now
-from fulema.core.ids import new_id
 from fulema.core.money import Money
 from fulema.merchants import service as merchants
 from fulema.risk.alerts import raise_alert
@@ -61,6 +61,33 @@ class Decision:
 
 
 SKIPPED = Decision(allow=True)
+_ID_POOL_BYTES = 8 * 512
+
+
+class _DecisionIds:
+    """`core.ids.new_id("rdc")`'s format (prefix, 12 hex digits of milliseconds, 16 hex digits
+    of randomness) from the `now` the decision already read and the randomness drawn from
+    os.urandom 512 ids at a time: one system call and one clock read less per order. The pool
+    is dropped in a forked child, so two processes never share random bits."""
+
+    def __init__(self) -> None:
+        self._pool = ""
+        self._at = 0
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self._pool, self._at = "", 0
+
+    def make(self, now: datetime) -> str:
+        at = self._at
+        if at >= len(self._pool):
+            self._pool, at = os.urandom(_ID_POOL_BYTES).hex(), 0
+        self._at = at + 16
+        return f"rdc_{int(now.timestamp() * 1000):012x}{self._pool[at:at + 16]}"
+
+
+_ids = _DecisionIds()
+_NAMES = tuple(o.name for o in Outcome)  # Enum.name is a descriptor: slow on every order
 _INSERT_DECISION = insert(RiskDecision.__table__)  # type: ignore[arg-type]
 
 
@@ -101,8 +128,8 @@ async def decide(db: Database, *, settings: Settings, merchant_id: str, out_no: 
     if outcome == Outcome.CHALLENGE and channel not in STEP_UP_CHANNELS:
         outcome = Outcome.DENY
     decision = Decision(
-        allow=outcome != Outcome.DENY, reason=verdict.reason, outcome=outcome.name,
-        challenge=outcome == Outcome.CHALLENGE, decision_id=new_id("rdc"), fired=verdict.fired,
+        allow=outcome != Outcome.DENY, reason=verdict.reason, outcome=_NAMES[outcome],
+        challenge=outcome == Outcome.CHALLENGE, decision_id=_ids.make(now), fired=verdict.fired,
         errors=verdict.errors, action=action, merchant_id=merchant_id, out_no=out_no,
         amount_fen=amount.fen, channel=channel, way_code=way_code, ruleset_version=version)
     if not decision.allow:
