@@ -12,6 +12,7 @@ operator. Seeding twice, or from two processes at once, leaves one of each.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -39,8 +40,9 @@ class DemoBilling:
 
 
 async def _organisation(db: Database, name: str, short_name: str, licence: str,
-                        mcc: str) -> str:
-    """The organisation's ACTIVE merchant id (created once, found by name afterwards)."""
+                        mcc: str) -> tuple[str, bool]:
+    """The organisation's merchant id, and whether this call created it (ACTIVE); created once
+    whoever races for it (the licence is unique), found by name afterwards."""
     try:
         m = await merchants.apply_merchant(
             db, name=name, short_name=short_name, licence_no=licence, legal_person="李四",
@@ -50,10 +52,15 @@ async def _organisation(db: Database, name: str, short_name: str, licence: str,
         if exc.code is not ErrorCode.DUPLICATE_LICENCE:
             raise
         page = await merchants.list_merchants(db, name_contains=name, limit=5)
-        return next(m.id for m in page.data if m.licence_no == licence)
+        return next(m.id for m in page.data if m.licence_no == licence), False
     await merchants.approve(db, merchant_id=m.id, operator=_OPERATOR, reason="demo")
     await merchants.activate(db, merchant_id=m.id, operator=_OPERATOR, reason="demo")
-    return m.id
+    return m.id, True
+
+
+async def _demo_project(db: Database) -> charity.ProjectView | None:
+    return next((p for p in await charity.list_projects(db) if p.name == DEMO_CHARITY_NAME),
+                None)
 
 
 async def seed_demo_billing(db: Database, *, settings: Settings) -> DemoBilling:
@@ -64,21 +71,29 @@ async def seed_demo_billing(db: Database, *, settings: Settings) -> DemoBilling:
     except FulemaError as exc:
         if exc.code is not ErrorCode.BILLER_NOT_FOUND:
             raise
-        water = await _organisation(db, *_WATER)
+        water, _ = await _organisation(db, *_WATER)
         try:
             await bills.register_biller(db, code=DEMO_BILLER_CODE, name=_WATER[0],
                                         category="water", merchant_id=water)
         except FulemaError as again:  # another process registered it meanwhile
             if again.code is not ErrorCode.VALIDATION_ERROR:
                 raise
-    project = next((p for p in await charity.list_projects(db) if p.name == DEMO_CHARITY_NAME),
-                   None)
+    project = await _demo_project(db)
     if project is None:
-        fund = await _organisation(db, *_CHARITY)
-        now = clock.now()
-        project = await charity.create_project(
-            db, name=DEMO_CHARITY_NAME, organisation=_CHARITY[0], merchant_id=fund,
-            target=Money(5_000_000), starts_at=now - timedelta(minutes=1),
-            ends_at=now + timedelta(days=365))
+        fund, created = await _organisation(db, *_CHARITY)
+        if created:  # the process that created the fund creates its project
+            now = clock.now()
+            project = await charity.create_project(
+                db, name=DEMO_CHARITY_NAME, organisation=_CHARITY[0], merchant_id=fund,
+                target=Money(5_000_000), starts_at=now - timedelta(minutes=1),
+                ends_at=now + timedelta(days=365))
+        for _ in range(100):  # another process is creating it: wait for it (at most 10 s)
+            if project is not None:
+                break
+            await asyncio.sleep(0.1)
+            project = await _demo_project(db)
+        if project is None:
+            raise RuntimeError("the demo charity's fund exists without its project; reset "
+                               "the database")
     return DemoBilling(biller_code=DEMO_BILLER_CODE, bill_account=DEMO_BILL_ACCOUNT,
                        charity_project_id=project.project_id)
