@@ -169,11 +169,12 @@ class PushDeliverer:
 
 
 def build_deliverers(settings: Settings, http: httpx.AsyncClient) -> dict[str, Deliverer]:
-    """The configured providers by delivery channel (`sms`, `push`); an empty base URL means
-    the sandbox gateway mounted with the app (development)."""
+    """The configured providers by delivery channel (`sms`, `push`). An empty base URL means
+    the sandbox gateway mounted with the app in development, and no provider elsewhere (the
+    channel's messages are then DEAD at once, "no provider")."""
     policy = settings.outbound_policy()
     sandbox = settings.sandbox_url("notify")
-    return {
+    deliverers: dict[str, Deliverer] = {
         "sms": SmsDeliverer(base_url=(settings.sms_provider_url or sandbox).rstrip("/"),
                             key_id=settings.sms_access_key_id,
                             key_secret=settings.sms_access_key_secret,
@@ -183,3 +184,9 @@ def build_deliverers(settings: Settings, http: httpx.AsyncClient) -> dict[str, D
                               master_secret=settings.push_master_secret, http=http,
                               policy=policy),
     }
+    if not settings.is_development:
+        for channel, url in (("sms", settings.sms_provider_url),
+                             ("push", settings.push_provider_url)):
+            if not url:
+                del deliverers[channel]
+    return deliverers
