@@ -68,17 +68,19 @@ async def fan_out(db: Database, events: list[Event]) -> int:
               for topic in {e.topic for e in wanted}}
         to = await subscriptions.recipients(s, merchant_ids)
         for event in wanted:
-            if not await first_delivery(s, CONSUMER, event.id):
-                continue
             merchant_id = event.payload["merchant_id"]
             settings_row = to.get(merchant_id)
-            for channel in SENT_BY_US:
-                if channel not in on[event.topic][merchant_id] or settings_row is None:
-                    continue
-                recipient = settings_row.sms_phone if channel == "sms" \
-                    else settings_row.push_target
-                if not recipient:
-                    continue
+            if settings_row is None:
+                continue
+            channels = [(c, settings_row.sms_phone if c == "sms" else settings_row.push_target)
+                        for c in SENT_BY_US if c in on[event.topic][merchant_id]]
+            # Most merchants subscribe to neither: nothing is written for their events (no
+            # receipt either: there is nothing to do twice).
+            channels = [(c, r) for c, r in channels if r]
+            if not channels or not await first_delivery(s, CONSUMER, event.id):
+                continue
+            for channel, recipient in channels:
+                assert recipient is not None
                 try:
                     text = templates.render(event.topic, channel, _fields(event))
                 except Exception:  # a payload the template cannot read: log, send nothing
