@@ -55,6 +55,9 @@ from fulema.messaging import jobs as messaging_jobs
 from fulema.messaging import models as _messaging_models  # noqa: F401 - registers tables
 from fulema.messaging.api import feed_router as speaker_feed_router
 from fulema.messaging.api import router as messaging_router
+from fulema.messaging.delivery import build_deliverers
+from fulema.messaging.delivery_api import merchant_router as messaging_merchant_router
+from fulema.messaging.delivery_api import ops_router as messaging_delivery_router
 from fulema.messaging.hub import SpeakerHub
 from fulema.onboarding import jobs as onboarding_jobs
 from fulema.onboarding import models as _onboarding_models  # noqa: F401 - registers tables
@@ -168,6 +171,9 @@ def create_app(settings: Settings, *, db: Database | None = None,
             from fulema.operators.passwords import seed_demo_operator
 
             await seed_demo_operator(db, settings=settings)  # the console's demo login
+            from fulema.billing.demo_seed import seed_demo_billing
+
+            await seed_demo_billing(db, settings=settings)  # a water company and a charity
         if settings.run_background:
             from fulema.ops.worker import background_tasks
 
@@ -201,6 +207,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
     app.state.operator_directory = OperatorDirectory(db)  # core.web.OperatorDirectory
     app.state.approval_actions = declared_approval_actions()
     app.state.speakers = SpeakerHub(db, settings)  # MQTT, or the log feed without a broker
+    app.state.deliverers = build_deliverers(settings, http)  # SMS and push providers
     app.state.billers = BillerRegistry()  # biller adapters (sandbox billers in memory)
     install_error_handlers(app)
     protection = Protection(settings.ratelimit, _bucket_store(settings))
@@ -218,7 +225,8 @@ def create_app(settings: Settings, *, db: Database | None = None,
                    reconciliation_router, ledger_router, settlement_router, bills_router,
                    marketing_router, marketing_ops_router, points_ops_router,
                    risk_router,
-                   messaging_router, speaker_feed_router, billing_router, billing_ops_router,
+                   messaging_router, messaging_delivery_router, messaging_merchant_router,
+                   speaker_feed_router, billing_router, billing_ops_router,
                    onboarding_ops_router, onboarding_merchant_router):
         app.include_router(router)
     app.include_router(console_router)  # /console: the operations console's pages

@@ -79,6 +79,8 @@ class DemoOutcome:
     final: dict[str, Any]  # the order queried at the end
     notifications: list[dict[str, Any]]  # every body received, with "signature_valid"
     registrations: list[dict[str, Any]] = field(default_factory=list)  # at the channels
+    bills: list[dict[str, Any]] = field(default_factory=list)  # the demo biller's sandbox bill
+    charity: list[dict[str, Any]] = field(default_factory=list)  # the seeded projects
 
 
 def step(n: int, text: str) -> None:
@@ -229,13 +231,35 @@ async def _story(base: str, operator_token: str, receiver: Receiver, notify_port
         step(9, "The merchant queries the order")
         order = await api("GET", f"/api/v1/orders/by-out-trade-no/{order['out_trade_no']}")
         show(order, ["order_id", "status", "amount", "refunded_amount", "paid_at"])
+        step(10, "The same platform takes bill payments and donations (缴费与公益)")
+        extras = await _bills_and_charity(http)
         console.print(Panel.fit("paid ¥12.50, refunded ¥2.50, merchant told twice, "
                                 "every message signed", style="bold green"))
         received = [{**orjson.loads(body), "signature_valid": verify_notification(
             secret, headers.get("fulema-signature", ""), body, now=clock.timestamp())}
             for headers, body in receiver.got]
         return DemoOutcome(paid=paid_order, refund=refund, final=order, notifications=received,
-                           registrations=registrations)
+                           registrations=registrations, bills=extras["bills"],
+                           charity=extras["charity"])
+
+
+async def _bills_and_charity(http: httpx.AsyncClient) -> dict[str, list[dict[str, Any]]]:
+    """The seeded water company's bill for the demo account and the charity projects (a
+    platform seeded before they existed shows none)."""
+    from fulema.billing.demo_seed import DEMO_BILL_ACCOUNT, DEMO_BILLER_CODE
+
+    found: dict[str, list[dict[str, Any]]] = {"bills": [], "charity": []}
+    r = await http.get(f"/bills/v1/billers/{DEMO_BILLER_CODE}/accounts/{DEMO_BILL_ACCOUNT}/bills")
+    if r.status_code == 200:
+        found["bills"] = r.json()["data"]
+        for bill in found["bills"]:
+            show(bill, ["bill_id", "account_no", "period", "amount", "due_date"])
+    r = await http.get("/charity/v1/projects")
+    if r.status_code == 200:
+        found["charity"] = r.json()["data"]
+        for project in found["charity"]:
+            show(project, ["name", "organisation", "target_amount", "raised_amount"])
+    return found
 
 
 async def _print_announcement(http: httpx.AsyncClient, speaker_id: str) -> None:

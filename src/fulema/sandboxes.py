@@ -116,6 +116,19 @@ def build_sandboxes(settings: Settings, http: httpx.AsyncClient) -> dict[str, Fa
             for name in settings.enabled_channels if name in BUILDERS}
 
 
+def notify_gateway_app(settings: Settings) -> FastAPI:
+    """The sandbox SMS and push provider, issued the keys our settings hold (the way a bank
+    copies them from the provider's console); it reads the platform's clock, so a test that
+    moves time does not see our signatures as stale."""
+    from fulema.core.clock import clock
+    from fulema.sandbox.notify_gateway import NotifyGateway, build_notify_gateway
+
+    return build_notify_gateway(NotifyGateway(
+        sms_key_id=settings.sms_access_key_id, sms_key_secret=settings.sms_access_key_secret,
+        push_app_key=settings.push_app_key, push_master_secret=settings.push_master_secret,
+        now=clock.timestamp))
+
+
 def mount_sandboxes(app: FastAPI, settings: Settings, http: httpx.AsyncClient) -> None:
     """The enabled channels' sandboxes, and the app shell that plays the payer's app in a
     browser (sandbox/appshell: only ever mounted here, with the sandboxes)."""
@@ -123,6 +136,7 @@ def mount_sandboxes(app: FastAPI, settings: Settings, http: httpx.AsyncClient) -
 
     for name, sandbox in build_sandboxes(settings, http).items():
         app.mount(f"/sandbox/{name}", sandbox)
+    app.mount("/sandbox/notify", notify_gateway_app(settings))
     app.mount("/sandbox/app", build_app_shell())
 
 

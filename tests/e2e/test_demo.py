@@ -36,3 +36,9 @@ async def test_the_demo_story_pays_1250_refunds_250_and_tells_the_merchant_twice
     regs = {r["channel"]: r for r in outcome.registrations}
     assert set(regs) == {"wechat", "alipay"}
     assert all(r["state"] == "ACTIVE" and r["sub_merchant_id"] for r in regs.values())
+
+    # the embedded platform also shows the seeded water company's bill and the charity project
+    [bill] = outcome.bills
+    assert bill["account_no"] == "0000123456"
+    assert bill["amount"] > 0
+    assert [p["name"] for p in outcome.charity] == ["乡村小学图书角"]

@@ -83,7 +83,8 @@ async def test_every_error_answer_is_error_out_with_codes_of_its_status(
 async def test_every_merchant_operation_has_its_body_answer_and_signature_errors(
         doc: dict[str, Any]) -> None:
     merchant_api = [(m, p, op) for m, p, op in operations(doc) if p.startswith("/api/v1/")]
-    assert len(merchant_api) == 14  # 9 for orders and refunds, bills, 3 for marketing, onboarding
+    assert len(merchant_api) == 16  # 9 for orders and refunds, bills, 3 for marketing, onboarding,
+    # 2 for message subscriptions
     for method, path, op in merchant_api:
         ok = [s for s in op["responses"] if s in {"200", "201"}]
         assert len(ok) == 1, (method, path)
@@ -100,7 +101,8 @@ async def test_every_merchant_operation_has_its_body_answer_and_signature_errors
     with_body = {(m, p) for m, p, op in merchant_api if "requestBody" in op}
     assert with_body == {("POST", "/api/v1/orders"), ("POST", "/api/v1/orders/{order_id}/refunds"),
                          ("POST", "/api/v1/marketing/quote"),
-                         ("POST", "/api/v1/marketing/coupons/claim")}
+                         ("POST", "/api/v1/marketing/coupons/claim"),
+                         ("PUT", "/api/v1/message-subscriptions")}
     create = doc["paths"]["/api/v1/orders"]["post"]
     body = resolve(doc, create["requestBody"]["content"]["application/json"]["schema"])
     assert {"out_trade_no", "amount", "subject", "way_code"} <= set(body["required"])

@@ -178,7 +178,9 @@ async def test_the_readme_curl_line_works_on_the_embedded_default(sqlite_db: Dat
     async with app.router.lifespan_context(app):
         resp = await http.get(path, headers={"Authorization": f"Bearer {token}"})
         assert resp.status_code == 200, resp.text
-        assert [m["name"] for m in resp.json()["data"]] == ["付了码演示商户"]
+        # the demo merchant, and the demo's water company and charity fund (billing/demo_seed)
+        assert [m["name"] for m in resp.json()["data"]] == ["付了码演示商户", "演示自来水公司",
+                                                            "演示公益基金会"]
         wrong = await http.get(path, headers={"Authorization": "Bearer dev-only-change-m"})
         assert wrong.status_code == 401
 

@@ -201,6 +201,20 @@ class Settings(BaseSettings):
     speaker_ack_timeout_seconds: float = Field(default=3.0, gt=0)
     speaker_catchup_seconds: int = Field(default=600, ge=1)
     speaker_catchup_max: int = Field(default=20, ge=1)
+    # SMS and app push (messaging/delivery.py, docs/messaging.md): each provider's base URL
+    # (empty: the sandbox gateway mounted at <public_base_url>/sandbox/notify in development;
+    # outside it, no provider: such messages are DEAD at once) and the keys it issued us; SMS
+    # requests are HMAC-SHA256 signed with the access key secret, push requests carry HTTP
+    # Basic app_key:master_secret. A failed message is retried after each of
+    # `message_retry_seconds` in turn, then marked DEAD.
+    sms_provider_url: str = ""
+    sms_access_key_id: str = "fulema-dev-sms"
+    sms_access_key_secret: str = ""
+    sms_sign_name: str = "付了码"
+    push_provider_url: str = ""
+    push_app_key: str = "fulema-dev-push"
+    push_master_secret: str = ""
+    message_retry_seconds: list[int] = Field(default_factory=lambda: [10, 30, 120, 600, 1800])
     # Bill payment (billing/, docs/billing.md): how long a failing write-off is retried, and
     # how often, before the payment is refunded.
     billing_writeoff_deadline_seconds: int = Field(default=1800, ge=1)
@@ -305,6 +319,11 @@ class Settings(BaseSettings):
                 problems.append(f"FULEMA_{name.upper()} must be at least {MIN_SECRET_LENGTH} "
                                 "characters (e.g. `python -c 'import secrets; "
                                 "print(secrets.token_urlsafe(32))'`)")
+        for url, name in ((self.sms_provider_url, "sms_access_key_secret"),
+                          (self.push_provider_url, "push_master_secret")):
+            if url and len(getattr(self, name)) < 16:
+                problems.append(f"FULEMA_{name.upper()} must be the key the provider issued "
+                                "(at least 16 characters) when its provider URL is set")
         if self.outbound_allow_loopback:
             problems.append("FULEMA_OUTBOUND_ALLOW_LOOPBACK must not be true (loopback "
                             "notify URLs are for the development demo only)")

@@ -115,6 +115,11 @@ class ErrorCode(StrEnum):
     RISK_ALERT_NOT_FOUND = "RISK_ALERT_NOT_FOUND"
     # messaging
     MESSAGE_NOT_FOUND = "MESSAGE_NOT_FOUND"
+    MESSAGE_DELIVERY_NOT_FOUND = "MESSAGE_DELIVERY_NOT_FOUND"
+    UNKNOWN_MESSAGE_EVENT = "UNKNOWN_MESSAGE_EVENT"
+    UNKNOWN_MESSAGE_CHANNEL = "UNKNOWN_MESSAGE_CHANNEL"
+    INVALID_PHONE = "INVALID_PHONE"
+    MESSAGE_RECIPIENT_MISSING = "MESSAGE_RECIPIENT_MISSING"
     # billing: bills and charity
     BILLER_NOT_FOUND = "BILLER_NOT_FOUND"
     BILL_NOT_FOUND = "BILL_NOT_FOUND"
@@ -282,6 +287,14 @@ _META: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.RISK_CASE_NOT_FOUND: (404, "No such risk case."),
     ErrorCode.RISK_ALERT_NOT_FOUND: (404, "No such risk alert."),
     ErrorCode.MESSAGE_NOT_FOUND: (404, "No speaker message with this id."),
+    ErrorCode.MESSAGE_DELIVERY_NOT_FOUND: (404, "No SMS or push delivery with this id."),
+    ErrorCode.UNKNOWN_MESSAGE_EVENT: (400, "Not an event messages can be subscribed to "
+                                           "(payment.succeeded, refund.succeeded, risk.alert)."),
+    ErrorCode.UNKNOWN_MESSAGE_CHANNEL: (400, "Not a delivery channel (speaker, webhook, sms, "
+                                             "push, notice)."),
+    ErrorCode.INVALID_PHONE: (400, "Not a mainland mobile number (11 digits, starting 13 to 19)."),
+    ErrorCode.MESSAGE_RECIPIENT_MISSING: (400, "SMS or push is switched on without a phone "
+                                               "number or push target to send to."),
     ErrorCode.BILLER_NOT_FOUND: (404, "No active biller with this code."),
     ErrorCode.BILL_NOT_FOUND: (404, "The biller knows no unpaid bill for this account (or no "
                                     "such bill id)."),

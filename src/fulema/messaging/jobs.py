@@ -4,6 +4,8 @@
   Idempotent by event id (receipt) and by (event, speaker) (unique row); DEAD_LETTER: one
   store's broken data must not silence every other store. Starts NOW: history is not spoken.
 - `messaging.notices`: risk.alert -> an operator's in-portal notice, once per event.
+- `messaging.fanout`: payment.succeeded, refund.succeeded, risk.alert -> the SMS and push
+  messages the merchant subscribed to, once per event (messaging/fanout.py). Starts NOW.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.core.events import Consumer, Event, Poison, Start
-from fulema.messaging import notices, speakers
+from fulema.messaging import fanout, notices, speakers
 
 
 def consumers(settings: Settings) -> list[Consumer]:
@@ -21,6 +23,12 @@ def consumers(settings: Settings) -> list[Consumer]:
     async def announce_all(db: Database, events: list[Event]) -> None:
         await speakers.announce_payments(db, events, settings=settings)
 
+    async def fan_out_one(db: Database, event: Event) -> None:
+        await fanout.fan_out(db, [event])
+
+    async def fan_out_all(db: Database, events: list[Event]) -> None:
+        await fanout.fan_out(db, events)
+
     return [
         Consumer(name=speakers.CONSUMER, handler=announce, topics=("payment.succeeded",),
                  on_poison=Poison.DEAD_LETTER, max_attempts=5, start=Start.NOW,
@@ -28,4 +36,7 @@ def consumers(settings: Settings) -> list[Consumer]:
         Consumer(name=notices.CONSUMER, handler=notices.notice_from_alert,
                  topics=("risk.alert",), on_poison=Poison.DEAD_LETTER, max_attempts=5,
                  start=Start.NOW),
+        Consumer(name=fanout.CONSUMER, handler=fan_out_one, topics=fanout.TOPICS,
+                 on_poison=Poison.DEAD_LETTER, max_attempts=5, start=Start.NOW,
+                 batch_handler=fan_out_all),  # a round's messages in one commit
     ]

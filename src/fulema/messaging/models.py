@@ -1,4 +1,5 @@
-"""Message center tables: the speaker delivery log and operators' in-portal notices.
+"""Message center tables: the speaker delivery log, operators' in-portal notices, merchants'
+subscriptions and recipients, and the SMS/push delivery log.
 
 `speaker_messages` is both the outbox of the speakers and their delivery log: one row per
 announcement and speaker, unique per (event, speaker), so an event delivered twice announces
@@ -10,11 +11,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fulema.core.db import Base, MoneyType, UTCDateTime
 from fulema.core.money import Money
+from fulema.core.vault import Encrypted
 
 
 class SpeakerMessage(Base):
@@ -69,4 +71,63 @@ class Notice(Base):
     __table_args__ = (
         UniqueConstraint("event_id", name="uq_message_notices_event"),
         Index("ix_message_notices_read", "read_at", "created_at"),
+    )
+
+
+class MessageSettings(Base):
+    """A merchant's recipients for SMS and app push. The phone is personal data: stored sealed
+    (core.vault, purpose `phone`) and shown masked; the push target is the registration id the
+    merchant's app got from the push provider."""
+
+    __tablename__ = "message_settings"
+
+    merchant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    sms_phone: Mapped[str | None] = mapped_column(Encrypted("phone", 11), nullable=True)
+    push_target: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by: Mapped[str] = mapped_column(String(64))
+
+
+class MessageSubscription(Base):
+    """One switch: does this merchant get this event on this delivery channel. No row: the
+    default (messaging.subscriptions.DEFAULTS), which keeps today's behaviour."""
+
+    __tablename__ = "message_subscriptions"
+
+    merchant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    event: Mapped[str] = mapped_column(String(32), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class MessageDelivery(Base):
+    """The delivery log of SMS and app push: one row per (event, channel), unique, so an event
+    delivered twice sends once. QUEUED -> SENT; a failed attempt -> FAILED (due again after the
+    backoff) -> ... -> DEAD when the schedule is spent. Claimed for sending with a conditional
+    UPDATE of `claimed_until` (never SKIP LOCKED)."""
+
+    __tablename__ = "message_deliveries"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(40))
+    event: Mapped[str] = mapped_column(String(32))
+    merchant_id: Mapped[str] = mapped_column(String(40))
+    channel: Mapped[str] = mapped_column(String(16))
+    recipient: Mapped[str] = mapped_column(Encrypted("phone", 128))  # phone or push target
+    recipient_masked: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    provider_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "channel", name="uq_message_deliveries_event_channel"),
+        Index("ix_message_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_message_deliveries_merchant", "merchant_id", "created_at"),
     )

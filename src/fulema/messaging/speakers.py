@@ -27,7 +27,7 @@ from fulema.core.ids import new_id
 from fulema.core.money import Money
 from fulema.core.signal import Signal
 from fulema.merchants import service as merchants
-from fulema.messaging import domain, templates
+from fulema.messaging import domain, subscriptions, templates
 from fulema.messaging.models import SpeakerMessage
 
 log = structlog.get_logger(__name__)
@@ -74,8 +74,14 @@ async def announce_payments(db: Database, events: list[Event], *, settings: Sett
     expects_ack = bool(settings.speaker_mqtt_url)
     outgoing: list[Outgoing] = []
     async with db.transaction() as s:
+        # Only merchants whose payments go to the speaker (the default; a merchant may switch
+        # it off, messaging.subscriptions): one query per round, in the same transaction.
+        on = await subscriptions.enabled_channels(
+            s, {p["merchant_id"] for _, p, _ in planned}, "payment.succeeded")
         for event, p, found in planned:
             if not await first_delivery(s, CONSUMER, event.id):
+                continue
+            if "speaker" not in on[p["merchant_id"]]:
                 continue
             outgoing += _messages(s, event, p, found, now=now, settings=settings,
                                   expects_ack=expects_ack)

@@ -21,7 +21,11 @@ TEMPLATES: dict[tuple[str, str], str] = {
     ("payment.succeeded", "speaker"): "{{ brand }}收款{{ amount_words }}",
     ("payment.succeeded", "sms"): "【{{ brand }}】您的门店收款{{ amount_yuan }}元，订单{{ order_id }}。",
     ("payment.succeeded", "push"): "收款 {{ amount_yuan }} 元",
+    ("refund.succeeded", "sms"): "【{{ brand }}】您的门店退款{{ amount_yuan }}元已成功，订单{{ order_id }}。",
+    ("refund.succeeded", "push"): "退款 {{ amount_yuan }} 元",
     ("risk.alert", "notice"): "[{{ severity }}] {{ kind }}: {{ summary }}",
+    ("risk.alert", "sms"): "【{{ brand }}】风险提示（{{ severity }}）：{{ summary }}",
+    ("risk.alert", "push"): "风险提示：{{ summary }}",
 }
 
 _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)

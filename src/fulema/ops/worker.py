@@ -18,6 +18,7 @@ from fulema.billing import jobs as billing_jobs
 from fulema.core.events import admin as events_admin
 from fulema.gateway.service import purge_nonces
 from fulema.marketing import service as marketing
+from fulema.messaging import fanout
 from fulema.onboarding import jobs as onboarding_jobs
 from fulema.ops import monitoring, scheduler
 from fulema.ops.scheduler import Job
@@ -42,6 +43,9 @@ def declared_jobs(app: FastAPI) -> list[Job]:
         # payment within milliseconds rather than at the next half-second poll.
         Job("notify", 0.5, lambda: notifications.deliver_due(deps.db, deps.settings, http),
             wake=deps.db.committed),
+        # SMS and app push: woken like the notifications, retried on their own schedule.
+        Job("messaging.deliveries", 1.0, lambda: fanout.deliver_due(
+            deps.db, deps.settings, app.state.deliverers), wake=deps.db.committed),
         Job("orders", 1.0, lambda: jobs.run_order_jobs(deps)),
         Job("refunds", 5.0, lambda: refunds.run_refund_jobs(deps)),
         Job("events.archive", 3600.0, lambda: events_admin.archive(
@@ -97,6 +101,7 @@ async def run_all_once(app: FastAPI) -> None:
     await billing_jobs.run_writeoffs(deps, app.state.billers)
     await app.state.dispatcher.drain()
     await notifications.deliver_due(deps.db, deps.settings, app.state.http)
+    await fanout.deliver_due(deps.db, deps.settings, app.state.deliverers)
     await monitoring.sample_backlogs(deps.db)
     await settlement_jobs.settle_due(deps.db, deps.settings)
     await settlement_jobs.send_payouts(deps.db, deps.settings, app.state.payouts)
