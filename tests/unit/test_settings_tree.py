@@ -84,6 +84,7 @@ def every_variable() -> set[str]:
 
 JSON_SAMPLES: dict[str, Any] = {
     "enabled_channels": ["bankpay"], "notify_schedule_seconds": [1, 2, 3],
+    "message_retry_seconds": [5, 60],
     "outbound_allow_hosts": ["notify-test.bank.example"], "outbound_allow_loopback": False,
     "ua_markers": {"bankpay": ["MyBankApp"]},
     "payer_code_rules": {"bankpay": {"prefixes": ["88"], "lengths": [18]}},
