@@ -84,8 +84,16 @@ class CouponTemplate(_RuleColumns, Base):
     per_day_limit: Mapped[int] = mapped_column(Integer)
     quantity: Mapped[int] = mapped_column(Integer)
     issued: Mapped[int] = mapped_column(Integer)
+    # Grant on event (None: claimed or granted by hand only): after a `grant_event` (only
+    # "payment.succeeded") of at least `grant_min_amount` at `grant_merchant_ids` (None: the
+    # template's own merchant scope), one coupon to that payer.
+    grant_event: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    grant_min_amount: Mapped[Money | None] = mapped_column(MoneyType(), nullable=True)
+    grant_merchant_ids: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_marketing_coupon_templates_grant", "grant_event", "status"),)
 
 
 class Coupon(Base):
@@ -103,10 +111,15 @@ class Coupon(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     order_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     claimed_day: Mapped[str] = mapped_column(String(10))
+    # The paid order a grant on event issued it for: unique per template, so one payment
+    # grants at most one coupon of a template, whatever the deliveries.
+    source_order_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (
+        UniqueConstraint("template_id", "source_order_id",
+                         name="uq_marketing_coupons_template_source"),
         Index("ix_marketing_coupons_payer", "payer_key", "state"),
         Index("ix_marketing_coupons_template_payer", "template_id", "payer_key"),
         Index("ix_marketing_coupons_state_expires", "state", "expires_at"),

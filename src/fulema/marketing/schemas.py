@@ -91,6 +91,26 @@ class CampaignListOut(BaseModel):
     data: list[CampaignOut]
 
 
+class GrantRuleIn(BaseModel):
+    """Grant on event: after a paid order of at least `min_amount` fen at a merchant in
+    `merchant_ids` (None: the template's own merchant scope), one coupon to that payer, at most
+    once per order and within the template's limits and quantity."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    on: str = Field(default="payment.succeeded", max_length=32,
+                    description="the event; only payment.succeeded")
+    min_amount: StrictInt = Field(default=1, description="the order's amount at least (fen)")
+    merchant_ids: list[str] | None = Field(
+        default=None, description="None: every merchant the template's coupons are for")
+
+
+class GrantRuleOut(BaseModel):
+    on: str
+    min_amount: int
+    merchant_ids: list[str] | None
+
+
 class CouponTemplateIn(RuleIn):
     name: str = Field(min_length=1, max_length=128)
     funder: Literal["platform", "merchant"]
@@ -102,6 +122,8 @@ class CouponTemplateIn(RuleIn):
     per_payer_limit: StrictInt = Field(default=1, ge=1)
     per_day_limit: StrictInt = Field(default=1, ge=1)
     quantity: StrictInt = Field(gt=0, description="coupons this template may issue")
+    grant: GrantRuleIn | None = Field(default=None, description="grant on event; None: "
+                                                                "claim and operator grant only")
 
 
 class CouponTemplateOut(BaseModel):
@@ -122,6 +144,7 @@ class CouponTemplateOut(BaseModel):
     per_day_limit: int
     quantity: int
     issued: int
+    grant: GrantRuleOut | None = None
     created_at: datetime
 
 
