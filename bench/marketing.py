@@ -49,7 +49,7 @@ async def _build(url: str, tmp: Path) -> tuple[FastAPI, httpx.AsyncClient, Datab
 
     settings = Settings(environment="test", public_base_url="http://bench", data_dir=tmp,
                         database_url=url, run_background=False, seed_demo=False,
-                        enabled_channels=["bankpay"])
+                        enabled_channels=["bankpay"], ratelimit_enabled=False)
     db = Database(url, pool_size=20)
     await db.drop_all()
     await db.create_all()

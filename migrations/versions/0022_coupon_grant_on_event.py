@@ -1,5 +1,6 @@
 """Coupon templates that grant on events (grant_event, grant_min_amount, grant_merchant_ids),
-and the paid order a granted coupon came from (one per template and order).
+and the paid order a granted coupon came from (one per template and order); sharded campaign
+budgets (marketing_campaigns.budget_shards, marketing_budget_shards).
 
 Revision ID: 0022
 Revises: 0017
@@ -19,6 +20,15 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table('marketing_budget_shards',
+    sa.Column('campaign_id', sa.String(length=40), nullable=False),
+    sa.Column('shard', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('remaining', fulema.core.db.MoneyType(), nullable=False),
+    sa.PrimaryKeyConstraint('campaign_id', 'shard')
+    )
+    with op.batch_alter_table('marketing_campaigns', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('budget_shards', sa.Integer(), server_default='1',
+                                      nullable=False))
     with op.batch_alter_table('marketing_coupon_templates', schema=None) as batch_op:
         batch_op.add_column(sa.Column('grant_event', sa.String(length=32), nullable=True))
         batch_op.add_column(sa.Column('grant_min_amount', fulema.core.db.MoneyType(),
@@ -41,3 +51,6 @@ def downgrade() -> None:
         batch_op.drop_column('grant_merchant_ids')
         batch_op.drop_column('grant_min_amount')
         batch_op.drop_column('grant_event')
+    with op.batch_alter_table('marketing_campaigns', schema=None) as batch_op:
+        batch_op.drop_column('budget_shards')
+    op.drop_table('marketing_budget_shards')

@@ -51,6 +51,11 @@ class Campaign(_RuleColumns, Base):
     budget_total: Mapped[Money] = mapped_column(MoneyType())
     budget_remaining: Mapped[Money] = mapped_column(MoneyType())
     daily_budget: Mapped[Money | None] = mapped_column(MoneyType(), nullable=True)
+    # 1: budget_remaining is the one counter. N > 1: the budget is spread over N rows of
+    # marketing_budget_shards (orders reserve from a random one), and budget_remaining holds
+    # what is not in a shard (what releases and refunds give back); the remaining budget is
+    # budget_remaining + the shards' sum.
+    budget_shards: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -66,6 +71,17 @@ class CampaignDay(Base):
     campaign_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD (UTC)
     used: Mapped[int] = mapped_column(BigInteger)  # fen reserved or consumed that day
+
+
+class BudgetShard(Base):
+    """One slice of a sharded campaign's budget: concurrent orders of one campaign reserve from
+    different rows instead of queueing on the campaign's row (budget.py)."""
+
+    __tablename__ = "marketing_budget_shards"
+
+    campaign_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    remaining: Mapped[Money] = mapped_column(MoneyType())
 
 
 class CouponTemplate(_RuleColumns, Base):

@@ -41,6 +41,9 @@ class CampaignIn(RuleIn):
     points_multiplier: StrictInt = Field(default=1, ge=1, le=100)
     budget_total: StrictInt = Field(gt=0, description="fen")
     daily_budget: StrictInt | None = Field(default=None, gt=0, description="fen per UTC day")
+    budget_shards: StrictInt = Field(default=1, ge=1, le=64, description=(
+        "spread the budget over this many counters so concurrent orders of the campaign do "
+        "not queue on one row (docs/marketing.md); 1: one counter"))
 
 
 class CampaignOut(BaseModel):
@@ -68,6 +71,7 @@ class CampaignOut(BaseModel):
     budget_total: int
     budget_remaining: int
     daily_budget: int | None
+    budget_shards: int = 1
     created_at: datetime
 
 
