@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, exists, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -62,15 +62,33 @@ GIVE_DAY = (update(table_of(CampaignDay))
             .where(_d.campaign_id == bindparam("b_id"), _d.day == bindparam("b_day"))
             .values(used=_d.used - bindparam("b_fen")))
 _sh = table_of(BudgetShard).c
-# A sharded campaign's slice, taken only while the campaign is live (the subquery reads the
-# campaign's row without locking it: orders of one campaign never queue on that row).
+# A sharded campaign's slice. Whether the campaign is live is read just before, without a lock
+# (LIVE_NOW): a lock there (or a subquery, which MariaDB runs as a locking read) would put
+# every order of the campaign back on one row, and its shared locks deadlock with the row's
+# own UPDATE in the fallback.
 TAKE_SHARD = (update(table_of(BudgetShard))
               .where(_sh.campaign_id == bindparam("b_id"), _sh.shard == bindparam("b_shard"),
-                     _sh.remaining >= _x,
-                     exists().where(_c.id == bindparam("b_id"), _c.status == ACTIVE,
-                                    _c.starts_at <= bindparam("b_now"),
-                                    _c.ends_at > bindparam("b_now")))
+                     _sh.remaining >= _x)
               .values(remaining=_sh.remaining - _x))
+LIVE_NOW = select(_c.id).where(_c.id == bindparam("b_id"), _c.status == ACTIVE,
+                               _c.starts_at <= bindparam("b_now"), _c.ends_at > bindparam("b_now"))
+
+
+def _pick(*, above: bool | None, skip_locked: bool) -> Any:
+    """The first shard (in shard order, a range scan of the primary key) that covers the
+    amount, locked: from `b_first` up (above=True), below it (False) or all (None)."""
+    where = [_sh.campaign_id == bindparam("b_id"), _sh.remaining >= _x]
+    if above is True:
+        where.append(_sh.shard >= bindparam("b_first"))
+    elif above is False:
+        where.append(_sh.shard < bindparam("b_first"))
+    return (select(_sh.shard).where(*where).order_by(_sh.shard).limit(1)
+            .with_for_update(skip_locked=skip_locked))
+
+
+PICK_FREE_ABOVE = _pick(above=True, skip_locked=True)
+PICK_FREE_BELOW = _pick(above=False, skip_locked=True)
+PICK_WAITING = _pick(above=None, skip_locked=False)
 INSERT_REDEMPTION = insert(table_of(Redemption))
 ROW = -1  # the redemption's `detail.shard` when the campaign's own row was taken
 
@@ -108,19 +126,29 @@ async def take_budget(s: AsyncSession, campaign_id: str, amount: Money, *, now: 
     """Take `amount` from a live campaign's budget by atomic conditional UPDATEs: which
     counter gave it (a shard's number, or ROW), or None if none could (spent, or not live).
 
-    Sharded: a random shard first, then the others in turn, then the campaign's row (where
-    releases and refunds put budget back). Each UPDATE takes only if that counter covers the
-    whole amount, so no counter and no sum ever goes below zero. A failed UPDATE holds no lock
-    (PostgreSQL; MariaDB runs READ COMMITTED), so two orders falling back through the shards
-    cannot deadlock. Up to `amount - 1` fen per counter can be left that no single order can
-    take (documented in docs/marketing.md)."""
+    Sharded: the campaign is read (not locked) to be live; then the first shard from a random
+    one up (wrapping round) that covers the amount and no other order holds is locked
+    (`FOR UPDATE SKIP LOCKED`) and taken; if every such shard is held, the first that covers
+    it is waited for, in shard order; if none covers it, the campaign's row (where releases and
+    refunds put budget back). Each take is a conditional UPDATE, so no counter and no sum ever
+    goes below zero. An order never waits while holding a shard, and waits in shard order, so
+    orders cannot deadlock (a point UPDATE that fails keeps its lock on MariaDB even in READ
+    COMMITTED, which is why shards are picked by a locking range read, not tried one by one).
+    Up to `amount - 1` fen per counter can be left that no single order can take (documented
+    in docs/marketing.md)."""
     if shards > 1:
-        first = random.randrange(shards)  # spreading load, not a secret
-        for k in (first, *[i for i in range(shards) if i != first]):
+        if (await s.execute(LIVE_NOW, {"b_id": campaign_id, "b_now": now})).first() is None:
+            return None
+        args = {"b_id": campaign_id, "b_x": amount,
+                "b_first": random.randrange(shards)}  # spreading load, not a secret
+        for pick in (PICK_FREE_ABOVE, PICK_FREE_BELOW, PICK_WAITING):
+            k = (await s.execute(pick, args)).scalar()
+            if k is None:
+                continue
             took = await s.execute(TAKE_SHARD, {"b_id": campaign_id, "b_shard": k,
-                                                 "b_now": now, "b_x": amount})
+                                                 "b_x": amount})
             if took.rowcount == 1:  # type: ignore[attr-defined]
-                return k
+                return int(k)
     taken = await s.execute(TAKE_BUDGET, {"b_id": campaign_id, "b_now": now, "b_x": amount})
     return ROW if taken.rowcount == 1 else None  # type: ignore[attr-defined]
 
