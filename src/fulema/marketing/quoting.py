@@ -114,7 +114,9 @@ async def quote(db: Database, settings: Settings, *, merchant_id: str, amount: M
         new_payer = (any(c.eligibility == "NEW_PAYER" for c in live)
                      and await is_new_payer(s, key))
         if campaign_id is not None:
-            picked = await s.get(Campaign, campaign_id)
+            # a live campaign is in the memo (advice, as for the best choice); others are read
+            picked = next((c for c in live if c.id == campaign_id), None) or await s.get(
+                Campaign, campaign_id)
             if picked is None:
                 raise FulemaError(ErrorCode.CAMPAIGN_NOT_FOUND)
             why = campaign_refusal(picked, new_payer=new_payer, **where)  # type: ignore[arg-type]
