@@ -17,8 +17,8 @@ from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.money import Money
 from fulema.marketing import quotes
 from fulema.marketing import service as marketing
-from fulema.marketing.domain import Funder, Kind, Line
 from fulema.marketing.campaigns import split_budget
+from fulema.marketing.domain import Funder, Kind, Line
 from fulema.marketing.models import BudgetShard, Campaign, Coupon, Redemption
 from tests.marketing import factories
 
