@@ -12,7 +12,13 @@ loop of `--concurrency` signed merchants for `--seconds`:
                 (goal: at least 0.8x);
 3. `hot_plain` and `hot_campaign`: the same two at `--payers` (200) concurrent payers, every
    discounted order taking budget from ONE campaign row: if that row serialised the orders,
-   `hot_campaign` would fall far below `hot_plain`.
+   `hot_campaign` would fall far below `hot_plain`;
+4. `hot_sharded`: the same 200 payers on ONE campaign whose budget is spread over
+   `--shards` counters (docs/marketing.md, "Sharded budgets").
+
+The rate limits and load shedding are off (`RateLimitSection(enabled=False)`): at 200 closed-loop
+clients on a small machine they would answer OVERLOADED and measure the shedding, not the
+order path.
 
 Prints one JSON document; never asserts a timing.
 """
@@ -35,6 +41,7 @@ import orjson
 from fastapi import FastAPI
 
 from fulema.app import create_app
+from fulema.core.channel_settings import RateLimitSection
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.db import Database
@@ -49,7 +56,8 @@ async def _build(url: str, tmp: Path) -> tuple[FastAPI, httpx.AsyncClient, Datab
 
     settings = Settings(environment="test", public_base_url="http://bench", data_dir=tmp,
                         database_url=url, run_background=False, seed_demo=False,
-                        enabled_channels=["bankpay"])
+                        enabled_channels=["bankpay"],
+                        ratelimit=RateLimitSection(enabled=False))
     db = Database(url, pool_size=20)
     await db.drop_all()
     await db.create_all()
@@ -103,17 +111,23 @@ async def _loop(http: httpx.AsyncClient, *, discounted: bool, concurrency: int,
             "orders_per_s": round(ok / elapsed, 1), "concurrency": concurrency}
 
 
-async def measure(*, url: str, seconds: float, concurrency: int, payers: int) -> dict[str, Any]:
+async def _campaign(db: Database, name: str, shards: int) -> str:
+    now = clock.now()
+    camp = await marketing.create_campaign(db, actor="bench", body=CampaignIn(
+        name=name, funder="platform", discount_type="INSTANT_OFF", off=50,
+        starts_at=now - timedelta(hours=1), ends_at=now + timedelta(days=1),
+        budget_total=10**12, budget_shards=shards))
+    return camp.campaign_id
+
+
+async def measure(*, url: str, seconds: float, concurrency: int, payers: int,
+                  shards: int = 8) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         _app, http, db = await _build(url, Path(tmp))
         try:
-            now = clock.now()
-            camp = await marketing.create_campaign(db, actor="bench", body=CampaignIn(
-                name="bench 立减", funder="platform", discount_type="INSTANT_OFF", off=50,
-                starts_at=now - timedelta(hours=1), ends_at=now + timedelta(days=1),
-                budget_total=10**12))
+            camp = await _campaign(db, "bench 立减", 1)
             await _loop(http, discounted=True, concurrency=2, seconds=min(1.0, seconds))  # warm
-            out: dict[str, Any] = {"db": db.dialect, "campaign_id": camp.campaign_id}
+            out: dict[str, Any] = {"db": db.dialect, "campaign_id": camp, "shards": shards}
             out["plain"] = await _loop(http, discounted=False, concurrency=concurrency,
                                        seconds=seconds)
             out["discounted"] = await _loop(http, discounted=True, concurrency=concurrency,
@@ -122,14 +136,23 @@ async def measure(*, url: str, seconds: float, concurrency: int, payers: int) ->
                                            seconds=seconds)
             out["hot_campaign"] = await _loop(http, discounted=True, concurrency=payers,
                                               seconds=seconds)
+            # the same discount from a sharded campaign, the only one left running
+            await marketing.move_campaign(db, actor="bench", campaign_id=camp, action="end")
+            sharded = await _campaign(db, "bench 立减 sharded", shards)
+            out["hot_sharded"] = await _loop(http, discounted=True, concurrency=payers,
+                                             seconds=seconds)
             base = out["plain"]["orders_per_s"] or 1.0
             hot_base = out["hot_plain"]["orders_per_s"] or 1.0
             out["ratio_discounted_vs_plain"] = round(out["discounted"]["orders_per_s"] / base, 2)
             out["goal_met"] = out["ratio_discounted_vs_plain"] >= 0.8
             out["ratio_hot_campaign_vs_hot_plain"] = round(
                 out["hot_campaign"]["orders_per_s"] / hot_base, 2)
-            stats = await marketing.stats(db, campaign_id=camp.campaign_id)
-            out["campaign_budget_spent_fen"] = 10**12 - stats.remaining
+            out["ratio_hot_sharded_vs_hot_plain"] = round(
+                out["hot_sharded"]["orders_per_s"] / hot_base, 2)
+            for key, cid in (("campaign_budget_spent_fen", camp),
+                             ("sharded_budget_spent_fen", sharded)):
+                stats = await marketing.stats(db, campaign_id=cid)
+                out[key] = 10**12 - stats.remaining
             return out
         finally:
             await http.aclose()
@@ -142,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--concurrency", type=int, default=20)
     p.add_argument("--payers", type=int, default=200)
+    p.add_argument("--shards", type=int, default=8, help="budget counters of hot_sharded")
     a = p.parse_args(sys.argv[1:] if argv is None else argv)
     if a.db == "postgres":
         url = os.environ.get("FULEMA_TEST_POSTGRES_URL", "")
@@ -152,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         url = f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/bench.db"
     result = asyncio.run(measure(url=url, seconds=a.seconds, concurrency=a.concurrency,
-                                 payers=a.payers))
+                                 payers=a.payers, shards=a.shards))
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     return 0
 

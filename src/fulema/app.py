@@ -167,7 +167,11 @@ def create_app(settings: Settings, *, db: Database | None = None,
         if settings.seed_demo:
             from fulema.merchants.service import onboard_demo_merchant
 
-            await onboard_demo_merchant(db, settings=settings)
+            demo = await onboard_demo_merchant(db, settings=settings)
+            from fulema.marketing.service import seed_demo_marketing
+
+            # the cashier of the demo plate shows a discount out of the box (docs/marketing.md)
+            await seed_demo_marketing(db, merchant_id=demo.merchant_id)
             from fulema.operators.passwords import seed_demo_operator
 
             await seed_demo_operator(db, settings=settings)  # the console's demo login

@@ -171,3 +171,26 @@ def test_sandbox_wallets_exist_for_every_app(live_site: LiveSite) -> None:
     for app, (_, _, payer) in SHELL_APPS.items():
         found = httpx.get(f"{live_site.url}/sandbox/{app}/wallet/payers/{payer}")
         assert found.status_code == 200, (app, found.text)
+
+
+def test_the_demo_plate_shows_the_seeded_discount_before_the_payer_confirms(
+        live_site: LiveSite, open_page: Callable[..., Any]) -> None:
+    """`fulema demo`/serve in development seed a 满20减2 campaign at the demo merchant: the
+    payer who types 25.00 sees amount, discount and what they pay, then pays 23.00."""
+    page = open_page("phone", user_agent=APPS["bankpay"])
+    page.goto(f"{live_site.url}/sandbox/app/")
+    page.click("button[type=submit]")
+    page.wait_for_selector("input[name=amount]")
+    page.fill("input[name=amount]", "25.00")
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=确认付款")
+    assert page.get_attribute("[data-discount]", "data-discount") == "2.00"
+    assert page.get_attribute("[data-payable]", "data-payable") == "23.00"
+    check_page(page, "cashier-demo-discount")
+    page.click("text=确认付款")
+    page.wait_for_load_state()
+    page.click("a[data-app-pay]")
+    page.wait_for_selector("[data-sheet=amount]:has-text('¥')", timeout=TIMEOUT)
+    assert "23.00" in page.inner_text("[data-sheet=amount]")
+    page.click("[data-sheet=confirm]")
+    page.wait_for_selector(f"#pay-state:has-text('{PAID}')", timeout=TIMEOUT)

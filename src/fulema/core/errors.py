@@ -104,6 +104,7 @@ class ErrorCode(StrEnum):
     COUPON_EXPIRED = "COUPON_EXPIRED"
     COUPON_NOT_AVAILABLE = "COUPON_NOT_AVAILABLE"
     COUPON_LIMIT_REACHED = "COUPON_LIMIT_REACHED"
+    COUPON_GRANT_RULE_INVALID = "COUPON_GRANT_RULE_INVALID"
     PAYER_REQUIRED_FOR_DISCOUNT = "PAYER_REQUIRED_FOR_DISCOUNT"
     INVALID_POINTS = "INVALID_POINTS"
     POINTS_INSUFFICIENT = "POINTS_INSUFFICIENT"
@@ -273,6 +274,10 @@ _META: dict[ErrorCode, tuple[int, str]] = {
                                           "revoked."),
     ErrorCode.COUPON_LIMIT_REACHED: (409, "The payer has claimed as many coupons of this template "
                                           "as allowed (per payer or per day), or none are left."),
+    ErrorCode.COUPON_GRANT_RULE_INVALID: (400, "The coupon template's grant rule is not valid: "
+                                               "an unknown event, a minimum amount below 1 fen "
+                                               "or above the order limit, or merchants outside "
+                                               "the template's scope."),
     ErrorCode.PAYER_REQUIRED_FOR_DISCOUNT: (400, "Coupons, points and new-payer campaigns need "
                                                  "the payer's id (payer_id)."),
     ErrorCode.INVALID_POINTS: (400, "Points must be a whole number, not negative."),

@@ -136,8 +136,10 @@ for _action in ("pause", "resume", "end"):
 
 @ops_router.post("/coupon-templates", status_code=201, summary="Create a coupon template",
                  responses=error_responses(E.VALIDATION_ERROR))
-async def create_template(body: CouponTemplateIn, db: Db, actor: Finance) -> CouponTemplateOut:
-    return await marketing.create_template(db, actor=actor, body=body)
+async def create_template(body: CouponTemplateIn, request: Request, db: Db, actor: Finance
+                          ) -> CouponTemplateOut:
+    return await marketing.create_template(
+        db, actor=actor, body=body, max_order_fen=request.app.state.settings.max_order_fen)
 
 
 @ops_router.post("/coupon-templates/{template_id}/grant", status_code=201,

@@ -11,6 +11,8 @@ WHERE state = 'AVAILABLE' AND payer = :p`), so twenty orders racing for it lock 
 
 from __future__ import annotations
 
+import random
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -29,6 +31,7 @@ from fulema.marketing.campaigns import ACTIVE, is_live
 from fulema.marketing.coupons import AVAILABLE, EXPIRED, LOCKED, USED, refusal
 from fulema.marketing.domain import Kind
 from fulema.marketing.models import (
+    BudgetShard,
     Campaign,
     CampaignDay,
     Coupon,
@@ -58,7 +61,96 @@ TAKE_DAY = (update(table_of(CampaignDay))
 GIVE_DAY = (update(table_of(CampaignDay))
             .where(_d.campaign_id == bindparam("b_id"), _d.day == bindparam("b_day"))
             .values(used=_d.used - bindparam("b_fen")))
+_sh = table_of(BudgetShard).c
+# A sharded campaign's slice. Whether the campaign is live is read just before, without a lock
+# (LIVE_NOW): a lock there (or a subquery, which MariaDB runs as a locking read) would put
+# every order of the campaign back on one row, and its shared locks deadlock with the row's
+# own UPDATE in the fallback.
+TAKE_SHARD = (update(table_of(BudgetShard))
+              .where(_sh.campaign_id == bindparam("b_id"), _sh.shard == bindparam("b_shard"),
+                     _sh.remaining >= _x)
+              .values(remaining=_sh.remaining - _x))
+LIVE_NOW = select(_c.id).where(_c.id == bindparam("b_id"), _c.status == ACTIVE,
+                               _c.starts_at <= bindparam("b_now"), _c.ends_at > bindparam("b_now"))
+
+
+def _pick(*, above: bool | None, skip_locked: bool) -> Any:
+    """The first shard (in shard order, a range scan of the primary key) that covers the
+    amount, locked: from `b_first` up (above=True), below it (False) or all (None)."""
+    where = [_sh.campaign_id == bindparam("b_id"), _sh.remaining >= _x]
+    if above is True:
+        where.append(_sh.shard >= bindparam("b_first"))
+    elif above is False:
+        where.append(_sh.shard < bindparam("b_first"))
+    return (select(_sh.shard).where(*where).order_by(_sh.shard).limit(1)
+            .with_for_update(skip_locked=skip_locked))
+
+
+PICK_FREE_ABOVE = _pick(above=True, skip_locked=True)
+PICK_FREE_BELOW = _pick(above=False, skip_locked=True)
+PICK_WAITING = _pick(above=None, skip_locked=False)
 INSERT_REDEMPTION = insert(table_of(Redemption))
+ROW = -1  # the redemption's `detail.shard` when the campaign's own row was taken
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What never changes after a campaign is created (only its status moves), kept per
+    process so the order path reserves without reading the campaign first."""
+
+    eligibility: str
+    daily_budget: Money | None
+    shards: int
+
+
+_FACTS: dict[str, _Facts] = {}
+_FACTS_MAX = 10_000
+
+
+async def _facts(s: AsyncSession, campaign_id: str) -> _Facts:
+    found = _FACTS.get(campaign_id)
+    if found is not None:
+        return found
+    c = await s.get(Campaign, campaign_id)
+    if c is None:
+        raise FulemaError(ErrorCode.CAMPAIGN_NOT_FOUND)
+    if len(_FACTS) >= _FACTS_MAX:
+        _FACTS.clear()
+    found = _Facts(c.eligibility, c.daily_budget, c.budget_shards)
+    _FACTS[campaign_id] = found
+    return found
+
+
+async def take_budget(s: AsyncSession, campaign_id: str, amount: Money, *, now: Any,
+                      shards: int) -> int | None:
+    """Take `amount` from a live campaign's budget by atomic conditional UPDATEs: which
+    counter gave it (a shard's number, or ROW), or None if none could (spent, or not live).
+
+    Sharded: the campaign is read (not locked) to be live; then the first shard from a random
+    one up (wrapping round) that covers the amount and no other order holds is locked
+    (`FOR UPDATE SKIP LOCKED`) and taken; if every such shard is held, the first that covers
+    it is waited for, in shard order; if none covers it, the campaign's row (where releases and
+    refunds put budget back). Each take is a conditional UPDATE, so no counter and no sum ever
+    goes below zero. An order never waits while holding a shard, and waits in shard order, so
+    orders cannot deadlock (a point UPDATE that fails keeps its lock on MariaDB even in READ
+    COMMITTED, which is why shards are picked by a locking range read, not tried one by one).
+    Up to `amount - 1` fen per counter can be left that no single order can take (documented
+    in docs/marketing.md)."""
+    if shards > 1:
+        if (await s.execute(LIVE_NOW, {"b_id": campaign_id, "b_now": now})).first() is None:
+            return None
+        args = {"b_id": campaign_id, "b_x": amount,
+                "b_first": random.randrange(shards)}  # spreading load, not a secret
+        for pick in (PICK_FREE_ABOVE, PICK_FREE_BELOW, PICK_WAITING):
+            k = (await s.execute(pick, args)).scalar()
+            if k is None:
+                continue
+            took = await s.execute(TAKE_SHARD, {"b_id": campaign_id, "b_shard": k,
+                                                 "b_x": amount})
+            if took.rowcount == 1:  # type: ignore[attr-defined]
+                return int(k)
+    taken = await s.execute(TAKE_BUDGET, {"b_id": campaign_id, "b_now": now, "b_x": amount})
+    return ROW if taken.rowcount == 1 else None  # type: ignore[attr-defined]
 
 
 def _insert_day_if_missing(dialect: str, campaign_id: str, day: str) -> Any:
@@ -92,7 +184,7 @@ async def reserve(s: AsyncSession, *, order_id: str, merchant_id: str, quote: qu
         line = q.line
         detail: dict[str, Any] = {}
         if line.kind == Kind.CAMPAIGN:
-            await _take_campaign(s, dialect, line, key=key, now=now, day=day)
+            detail["shard"] = await _take_campaign(s, dialect, line, key=key, now=now, day=day)
         elif line.kind == Kind.COUPON:
             await _lock_coupon(s, line, order_id=order_id, key=key, merchant_id=merchant_id,
                                channel=quote.channel, now=now)
@@ -108,27 +200,29 @@ async def reserve(s: AsyncSession, *, order_id: str, merchant_id: str, quote: qu
 
 
 async def _take_campaign(s: AsyncSession, dialect: str, line: domain.Line, *, key: str | None,
-                         now: Any, day: str) -> None:
-    c = await s.get(Campaign, line.ref)
-    if c is None:
-        raise FulemaError(ErrorCode.CAMPAIGN_NOT_FOUND)
-    if c.eligibility == "NEW_PAYER" and (key is None
-                                         or await s.get(KnownPayer, key) is not None):
+                         now: Any, day: str) -> int:
+    """Reserve the campaign's line: eligibility, then the budget (and the day's budget)."""
+    facts = await _facts(s, line.ref)
+    if facts.eligibility == "NEW_PAYER" and (key is None
+                                             or await s.get(KnownPayer, key) is not None):
         raise FulemaError(ErrorCode.CAMPAIGN_NOT_APPLICABLE, "the campaign is for new payers")
-    taken = await s.execute(TAKE_BUDGET, {"b_id": c.id, "b_now": now, "b_x": line.amount})
-    if taken.rowcount != 1:  # type: ignore[attr-defined]
-        await s.refresh(c)
+    shard = await take_budget(s, line.ref, line.amount, now=now, shards=facts.shards)
+    if shard is None:
+        c = await s.get(Campaign, line.ref, populate_existing=True)
+        if c is None:
+            raise FulemaError(ErrorCode.CAMPAIGN_NOT_FOUND)
         if not is_live(c, now):
             raise FulemaError(ErrorCode.CAMPAIGN_NOT_ACTIVE)
         raise FulemaError(ErrorCode.BUDGET_EXHAUSTED,
-                          f"the campaign has {c.budget_remaining.fen} fen left, "
-                          f"{line.amount.fen} needed")
-    if c.daily_budget is not None:
-        await s.execute(_insert_day_if_missing(dialect, c.id, day))
-        ok = await s.execute(TAKE_DAY, {"b_id": c.id, "b_day": day, "b_fen": line.amount.fen,
-                                        "b_limit": c.daily_budget.fen})
+                          f"the campaign cannot cover {line.amount.fen} fen")
+    if facts.daily_budget is not None:
+        await s.execute(_insert_day_if_missing(dialect, line.ref, day))
+        ok = await s.execute(TAKE_DAY, {"b_id": line.ref, "b_day": day,
+                                        "b_fen": line.amount.fen,
+                                        "b_limit": facts.daily_budget.fen})
         if ok.rowcount != 1:  # type: ignore[attr-defined]
             raise FulemaError(ErrorCode.BUDGET_EXHAUSTED, "the campaign's daily budget is spent")
+    return shard
 
 
 async def _lock_coupon(s: AsyncSession, line: domain.Line, *, order_id: str, key: str | None,
@@ -196,10 +290,7 @@ async def on_paid_after_close(s: AsyncSession, *, order_id: str, payer_key: str 
             continue
         r.state, r.updated_at = "CONSUMED", now
         if r.kind == Kind.CAMPAIGN:
-            taken = await s.execute(update(Campaign).where(
-                Campaign.id == r.ref, Campaign.budget_remaining >= r.amount).values(
-                budget_remaining=Campaign.budget_remaining - r.amount))
-            if taken.rowcount != 1:  # type: ignore[attr-defined]
+            if not await _retake(s, r.ref, r.amount):
                 r.overrun = True
                 log.warning("marketing.budget_overrun", order_id=order_id, campaign_id=r.ref,
                             amount=r.amount.fen)
@@ -208,6 +299,24 @@ async def on_paid_after_close(s: AsyncSession, *, order_id: str, payer_key: str 
                 state=USED, order_id=order_id, updated_at=now))
         else:
             await points_service.retake_hold(s, order_id=order_id)
+
+
+async def _retake(s: AsyncSession, campaign_id: str, amount: Money) -> bool:
+    """Take `amount` again for an order paid after its close, whatever the campaign's state:
+    from its row, else from any shard that covers it (never below zero)."""
+    taken = await s.execute(update(Campaign).where(
+        Campaign.id == campaign_id, Campaign.budget_remaining >= amount).values(
+        budget_remaining=Campaign.budget_remaining - amount))
+    if taken.rowcount == 1:  # type: ignore[attr-defined]
+        return True
+    for k in (await s.scalars(select(BudgetShard.shard).where(
+            BudgetShard.campaign_id == campaign_id).order_by(BudgetShard.shard))).all():
+        took = await s.execute(update(BudgetShard).where(
+            BudgetShard.campaign_id == campaign_id, BudgetShard.shard == k,
+            BudgetShard.remaining >= amount).values(remaining=BudgetShard.remaining - amount))
+        if took.rowcount == 1:  # type: ignore[attr-defined]
+            return True
+    return False
 
 
 async def on_refund(s: AsyncSession, settings: Settings, *, order_id: str, refund_id: str,

@@ -17,7 +17,13 @@ from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.ids import new_id
 from fulema.core.money import Money
 from fulema.marketing import domain
-from fulema.marketing.models import Campaign, CampaignDay, CouponTemplate, Redemption
+from fulema.marketing.models import (
+    BudgetShard,
+    Campaign,
+    CampaignDay,
+    CouponTemplate,
+    Redemption,
+)
 from fulema.marketing.schemas import (
     CampaignDayOut,
     CampaignIn,
@@ -63,7 +69,29 @@ def is_live(c: Campaign, now: datetime) -> bool:
     return c.status == ACTIVE and c.starts_at <= now < c.ends_at
 
 
-def campaign_view(c: Campaign) -> CampaignOut:
+def split_budget(total: int, shards: int) -> list[int]:
+    """`total` fen over `shards` counters, exactly: the first `total mod shards` get 1 fen more."""
+    q, r = divmod(total, shards)
+    return [q + 1 if i < r else q for i in range(shards)]
+
+
+async def shard_sums(s: AsyncSession, campaign_ids: list[str]) -> dict[str, Money]:
+    """What the shards of these (sharded) campaigns hold, by campaign."""
+    if not campaign_ids:
+        return {}
+    rows = (await s.execute(select(BudgetShard.campaign_id, func.sum(BudgetShard.remaining))
+                            .where(BudgetShard.campaign_id.in_(campaign_ids))
+                            .group_by(BudgetShard.campaign_id))).all()
+    return {cid: Money(int(total.fen if isinstance(total, Money) else total or 0))
+            for cid, total in rows}
+
+
+def remaining_of(c: Campaign, sums: dict[str, Money]) -> Money:
+    """The campaign's remaining budget: its row's counter plus its shards (if sharded)."""
+    return c.budget_remaining + sums.get(c.id, Money(0))
+
+
+def campaign_view(c: Campaign, sums: dict[str, Money] | None = None) -> CampaignOut:
     return CampaignOut(
         campaign_id=c.id, name=c.name, funder=c.funder, owner_merchant_id=c.owner_merchant_id,
         status=c.status, discount_type=c.discount_type, threshold=c.threshold.fen,
@@ -72,7 +100,7 @@ def campaign_view(c: Campaign) -> CampaignOut:
         ends_at=c.ends_at, merchant_ids=c.merchant_ids, mccs=c.mccs, store_ids=c.store_ids,
         channels=c.channels, eligibility=c.eligibility, exclusive=c.exclusive,
         points_multiplier=c.points_multiplier, budget_total=c.budget_total.fen,
-        budget_remaining=c.budget_remaining.fen,
+        budget_remaining=remaining_of(c, sums or {}).fen, budget_shards=c.budget_shards,
         daily_budget=c.daily_budget.fen if c.daily_budget else None, created_at=c.created_at)
 
 
@@ -95,17 +123,23 @@ async def create(db: Database, *, actor: str, body: CampaignIn) -> CampaignOut:
         channels=[c.value for c in body.channels] if body.channels is not None else None,
         eligibility=body.eligibility, exclusive=body.exclusive,
         points_multiplier=body.points_multiplier, budget_total=Money(body.budget_total),
-        budget_remaining=Money(body.budget_total),
+        budget_remaining=Money(body.budget_total if body.budget_shards == 1 else 0),
+        budget_shards=body.budget_shards,
         daily_budget=Money(body.daily_budget) if body.daily_budget else None,
         created_by=actor, created_at=now, updated_at=now, **rule_columns(body))
+    shards = [BudgetShard(campaign_id=row.id, shard=i, remaining=Money(fen)) for i, fen in
+              enumerate(split_budget(body.budget_total, body.budget_shards))
+              ] if body.budget_shards > 1 else []
     async with db.transaction() as s:
         s.add(row)
+        await s.flush()
+        s.add_all(shards)
         await s.flush()
         await audit.record(s, actor=actor, action="campaign.create", target_type="campaign",
                            target_id=row.id, detail={"name": body.name, "funder": body.funder,
                                                      "budget_total": body.budget_total})
     db.memo.pop(LIVE_MEMO, None)  # this process quotes it at once; others within seconds
-    return campaign_view(row)
+    return campaign_view(row, {row.id: Money(body.budget_total)} if shards else None)
 
 
 async def move(db: Database, *, actor: str, campaign_id: str, action: str) -> CampaignOut:
@@ -122,7 +156,7 @@ async def move(db: Database, *, actor: str, campaign_id: str, action: str) -> Ca
         c.status, c.updated_at = target, clock.now()
         await audit.record(s, actor=actor, action=f"campaign.{action}", target_type="campaign",
                            target_id=c.id, detail={"from": before, "to": target})
-        view = campaign_view(c)
+        view = campaign_view(c, await shard_sums(s, [c.id]) if c.budget_shards > 1 else None)
     db.memo.pop(LIVE_MEMO, None)
     return view
 
@@ -130,7 +164,8 @@ async def move(db: Database, *, actor: str, campaign_id: str, action: str) -> Ca
 async def list_campaigns(db: Database) -> list[CampaignOut]:
     async with db.transaction() as s:
         rows = (await s.scalars(select(Campaign).order_by(Campaign.created_at))).all()
-        return [campaign_view(c) for c in rows]
+        sums = await shard_sums(s, [c.id for c in rows if c.budget_shards > 1])
+        return [campaign_view(c, sums) for c in rows]
 
 
 async def stats(db: Database, *, campaign_id: str) -> CampaignStatsOut:
@@ -146,7 +181,7 @@ async def stats(db: Database, *, campaign_id: str) -> CampaignStatsOut:
             .group_by(Redemption.day, Redemption.state))).all()
         used = {d.day: d.used for d in (await s.scalars(select(CampaignDay).where(
             CampaignDay.campaign_id == campaign_id))).all()}
-        view = campaign_view(c)
+        view = campaign_view(c, await shard_sums(s, [c.id]) if c.budget_shards > 1 else None)
     days: dict[str, dict[str, int]] = {}
     for day, state, count, amount, refunded in rows:
         d = days.setdefault(day, {"redemptions": 0, "spend": 0, "reserved": 0})

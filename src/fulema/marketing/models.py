@@ -51,6 +51,11 @@ class Campaign(_RuleColumns, Base):
     budget_total: Mapped[Money] = mapped_column(MoneyType())
     budget_remaining: Mapped[Money] = mapped_column(MoneyType())
     daily_budget: Mapped[Money | None] = mapped_column(MoneyType(), nullable=True)
+    # 1: budget_remaining is the one counter. N > 1: the budget is spread over N rows of
+    # marketing_budget_shards (orders reserve from a random one), and budget_remaining holds
+    # what is not in a shard (what releases and refunds give back); the remaining budget is
+    # budget_remaining + the shards' sum.
+    budget_shards: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -66,6 +71,17 @@ class CampaignDay(Base):
     campaign_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD (UTC)
     used: Mapped[int] = mapped_column(BigInteger)  # fen reserved or consumed that day
+
+
+class BudgetShard(Base):
+    """One slice of a sharded campaign's budget: concurrent orders of one campaign reserve from
+    different rows instead of queueing on the campaign's row (budget.py)."""
+
+    __tablename__ = "marketing_budget_shards"
+
+    campaign_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    remaining: Mapped[Money] = mapped_column(MoneyType())
 
 
 class CouponTemplate(_RuleColumns, Base):
@@ -84,8 +100,16 @@ class CouponTemplate(_RuleColumns, Base):
     per_day_limit: Mapped[int] = mapped_column(Integer)
     quantity: Mapped[int] = mapped_column(Integer)
     issued: Mapped[int] = mapped_column(Integer)
+    # Grant on event (None: claimed or granted by hand only): after a `grant_event` (only
+    # "payment.succeeded") of at least `grant_min_amount` at `grant_merchant_ids` (None: the
+    # template's own merchant scope), one coupon to that payer.
+    grant_event: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    grant_min_amount: Mapped[Money | None] = mapped_column(MoneyType(), nullable=True)
+    grant_merchant_ids: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_marketing_coupon_templates_grant", "grant_event", "status"),)
 
 
 class Coupon(Base):
@@ -103,10 +127,15 @@ class Coupon(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     order_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     claimed_day: Mapped[str] = mapped_column(String(10))
+    # The paid order a grant on event issued it for: unique per template, so one payment
+    # grants at most one coupon of a template, whatever the deliveries.
+    source_order_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (
+        UniqueConstraint("template_id", "source_order_id",
+                         name="uq_marketing_coupons_template_source"),
         Index("ix_marketing_coupons_payer", "payer_key", "state"),
         Index("ix_marketing_coupons_template_payer", "template_id", "payer_key"),
         Index("ix_marketing_coupons_state_expires", "state", "expires_at"),

@@ -18,7 +18,15 @@ from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.ids import new_token
 from fulema.core.money import Money
 from fulema.marketing import domain, quotes
-from fulema.marketing.campaigns import LIVE_MEMO, is_live, live_campaigns, rule_of, scope_of
+from fulema.marketing.campaigns import (
+    LIVE_MEMO,
+    is_live,
+    live_campaigns,
+    remaining_of,
+    rule_of,
+    scope_of,
+    shard_sums,
+)
 from fulema.marketing.coupons import refusal, usable
 from fulema.marketing.coupons import scope_of as coupon_scope
 from fulema.marketing.domain import Candidate, Funder, Kind
@@ -102,11 +110,13 @@ async def quote(db: Database, settings: Settings, *, merchant_id: str, amount: M
         merchant = await merchants.check_can_pay_in(s, merchant_id=merchant_id)
         where = dict(now=now, merchant_id=merchant_id, mcc=merchant.mcc, store_id=store_id,
                      channel=channel, payer_key=key)
-        live = await _live(db, s, now)
+        live, sums = await _live(db, s, now)
         new_payer = (any(c.eligibility == "NEW_PAYER" for c in live)
                      and await is_new_payer(s, key))
         if campaign_id is not None:
-            picked = await s.get(Campaign, campaign_id)
+            # a live campaign is in the memo (advice, as for the best choice); others are read
+            picked = next((c for c in live if c.id == campaign_id), None) or await s.get(
+                Campaign, campaign_id)
             if picked is None:
                 raise FulemaError(ErrorCode.CAMPAIGN_NOT_FOUND)
             why = campaign_refusal(picked, new_payer=new_payer, **where)  # type: ignore[arg-type]
@@ -114,6 +124,8 @@ async def quote(db: Database, settings: Settings, *, merchant_id: str, amount: M
                 raise FulemaError(why)
             if not domain.threshold_met(rule_of(picked), amount):
                 raise FulemaError(ErrorCode.THRESHOLD_NOT_MET)
+            if picked.budget_shards > 1:
+                sums = {**sums, **await shard_sums(s, [picked.id])}
             camps = [picked]
         else:
             camps = [c for c in live
@@ -141,7 +153,7 @@ async def quote(db: Database, settings: Settings, *, merchant_id: str, amount: M
                      must_coupon=coupon_id is not None)
     # a campaign whose budget cannot cover its discount is left out (BUDGET_EXHAUSTED if picked)
     for line in chosen.lines:
-        if line.kind == Kind.CAMPAIGN and by_ref[line.ref].budget_remaining < line.amount:
+        if line.kind == Kind.CAMPAIGN and remaining_of(by_ref[line.ref], sums) < line.amount:
             if campaign_id is not None:
                 raise FulemaError(ErrorCode.BUDGET_EXHAUSTED)
             cands = [x for x in cands if x.ref != line.ref]
@@ -172,18 +184,20 @@ async def quote(db: Database, settings: Settings, *, merchant_id: str, amount: M
 LIVE_MEMO_SECONDS = 2.0
 
 
-async def _live(db: Database, s: AsyncSession, now: datetime) -> list[Campaign]:
-    """The live campaigns, read at most every LIVE_MEMO_SECONDS per process: a quote is advice
-    (the order's reservation checks status, window and budget again under the row's lock), so
-    a campaign paused a second ago may still be quoted, never reserved."""
+async def _live(db: Database, s: AsyncSession, now: datetime
+                ) -> tuple[list[Campaign], dict[str, Money]]:
+    """The live campaigns and what their shards hold, read at most every LIVE_MEMO_SECONDS per
+    process: a quote is advice (the order's reservation checks status, window and budget again
+    atomically), so a campaign paused a second ago may still be quoted, never reserved."""
     memo = db.memo.get(LIVE_MEMO)
     if memo is not None and memo[0] > now:
-        return list(memo[1])
+        return list(memo[1]), dict(memo[2])
     rows = await live_campaigns(s, now)
+    sums = await shard_sums(s, [c.id for c in rows if c.budget_shards > 1])
     for row in rows:
         s.expunge(row)
-    db.memo[LIVE_MEMO] = (now + timedelta(seconds=LIVE_MEMO_SECONDS), rows)
-    return rows
+    db.memo[LIVE_MEMO] = (now + timedelta(seconds=LIVE_MEMO_SECONDS), rows, sums)
+    return rows, sums
 
 
 def _choose(amount: Money, camps: list[Candidate], coups: list[Candidate], *,

@@ -41,6 +41,9 @@ class CampaignIn(RuleIn):
     points_multiplier: StrictInt = Field(default=1, ge=1, le=100)
     budget_total: StrictInt = Field(gt=0, description="fen")
     daily_budget: StrictInt | None = Field(default=None, gt=0, description="fen per UTC day")
+    budget_shards: StrictInt = Field(default=1, ge=1, le=64, description=(
+        "spread the budget over this many counters so concurrent orders of the campaign do "
+        "not queue on one row (docs/marketing.md); 1: one counter"))
 
 
 class CampaignOut(BaseModel):
@@ -68,6 +71,7 @@ class CampaignOut(BaseModel):
     budget_total: int
     budget_remaining: int
     daily_budget: int | None
+    budget_shards: int = 1
     created_at: datetime
 
 
@@ -91,6 +95,26 @@ class CampaignListOut(BaseModel):
     data: list[CampaignOut]
 
 
+class GrantRuleIn(BaseModel):
+    """Grant on event: after a paid order of at least `min_amount` fen at a merchant in
+    `merchant_ids` (None: the template's own merchant scope), one coupon to that payer, at most
+    once per order and within the template's limits and quantity."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    on: str = Field(default="payment.succeeded", max_length=32,
+                    description="the event; only payment.succeeded")
+    min_amount: StrictInt = Field(default=1, description="the order's amount at least (fen)")
+    merchant_ids: list[str] | None = Field(
+        default=None, description="None: every merchant the template's coupons are for")
+
+
+class GrantRuleOut(BaseModel):
+    on: str
+    min_amount: int
+    merchant_ids: list[str] | None
+
+
 class CouponTemplateIn(RuleIn):
     name: str = Field(min_length=1, max_length=128)
     funder: Literal["platform", "merchant"]
@@ -102,6 +126,8 @@ class CouponTemplateIn(RuleIn):
     per_payer_limit: StrictInt = Field(default=1, ge=1)
     per_day_limit: StrictInt = Field(default=1, ge=1)
     quantity: StrictInt = Field(gt=0, description="coupons this template may issue")
+    grant: GrantRuleIn | None = Field(default=None, description="grant on event; None: "
+                                                                "claim and operator grant only")
 
 
 class CouponTemplateOut(BaseModel):
@@ -122,6 +148,7 @@ class CouponTemplateOut(BaseModel):
     per_day_limit: int
     quantity: int
     issued: int
+    grant: GrantRuleOut | None = None
     created_at: datetime
 
 

@@ -6,7 +6,8 @@ subject:
 - `budget`    verify a quote and reserve it in the order's transaction; settle on payment
               events; split a refund between cash and each discount
 - `campaigns` operator use cases and per-day figures
-- `coupons`   templates, claim and grant, revoke, expiry
+- `coupons`   templates, claim and grant (also on events), revoke, expiry
+- `demo_seed` the demo merchant's campaign and coupon template (development only)
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ from fulema.marketing.coupons import (
     list_for_payer,
     revoke,
 )
+from fulema.marketing.demo_seed import DemoMarketing, seed_demo_marketing
 from fulema.marketing.quotes import Quote
 from fulema.marketing.quoting import key_of, no_discount_quote, quote
 
 __all__ = [
+    "DemoMarketing",
     "Quote",
     "create_campaign",
     "create_template",
@@ -54,6 +57,7 @@ __all__ = [
     "refund_split",
     "reserve",
     "revoke",
+    "seed_demo_marketing",
     "stats",
     "verify",
 ]
