@@ -3,7 +3,7 @@ and the paid order a granted coupon came from (one per template and order); shar
 budgets (marketing_campaigns.budget_shards, marketing_budget_shards).
 
 Revision ID: 0022
-Revises: 0017
+Revises: 0021
 Create Date: 2026-11-26 09:25:00
 """
 from collections.abc import Sequence
@@ -14,7 +14,7 @@ from alembic import op
 import fulema.core.db
 
 revision: str = '0022'
-down_revision: str | None = '0017'
+down_revision: str | None = '0021'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
