@@ -29,6 +29,7 @@ from fastapi import FastAPI
 from sqlalchemy import event
 
 from bench.scenarios import DEMO_APP_ID, DEMO_SECRET, order_body
+from fulema.core.channel_settings import RateLimitSection
 from fulema.core.config import Settings
 from fulema.core.db import Database, StatementCounter
 from fulema.gateway.signing import sign_request
@@ -48,7 +49,7 @@ async def measure(database_url: str, *, seconds: float, concurrency: int,
     settings = Settings(database_url=database_url, public_base_url=BASE,
                         data_dir=Path(tempfile.mkdtemp(prefix="fulema-hidden-")),
                         enabled_channels=["bankpay"], run_background=False, seed_demo=False,
-                        environment="development", ratelimit_enabled=False)
+                        environment="development", ratelimit=RateLimitSection(enabled=False))
     db = Database(database_url)
     commits = [0]
 
