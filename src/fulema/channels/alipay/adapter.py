@@ -179,7 +179,7 @@ class AlipayChannel(AlipayGateway):
         return TradeResult(state=state, channel_trade_no=node.get("trade_no"),
                            error_code=None if state != TradeState.UNKNOWN else status, raw=node)
 
-    async def query(self, order_id: str) -> TradeResult:
+    async def query(self, order_id: str, *, sub_merchant_id: str | None = None) -> TradeResult:
         node = await self._call("alipay.trade.query", {"out_trade_no": order_id})
         if node.get("code") == SUCCESS:
             return self._trade(node, node.get("buyer_user_id"), node.get("send_pay_date"))
@@ -188,7 +188,7 @@ class AlipayChannel(AlipayGateway):
         state = TradeState.NOT_FOUND if sub_code == NOT_EXIST else TradeState.UNKNOWN
         return TradeResult(state=state, error_code=sub_code, error_message=sub_msg, raw=node)
 
-    async def close(self, order_id: str) -> None:
+    async def close(self, order_id: str, *, sub_merchant_id: str | None = None) -> None:
         node = await self._call("alipay.trade.close", {"out_trade_no": order_id})
         sub_code, _ = refusal(node)
         if sub_code == NOT_EXIST:
@@ -200,7 +200,7 @@ class AlipayChannel(AlipayGateway):
             return
         self._raise_for(node)
 
-    async def cancel(self, order_id: str) -> None:
+    async def cancel(self, order_id: str, *, sub_merchant_id: str | None = None) -> None:
         node = await self._call("alipay.trade.cancel", {"out_trade_no": order_id})
         self._raise_for(node)
         if node.get("retry_flag") == "Y":
@@ -227,7 +227,8 @@ class AlipayChannel(AlipayGateway):
         return RefundResult(state=RefundState.FAILED, error_code=sub_code, error_message=sub_msg,
                             raw=node)
 
-    async def refund_query(self, order_id: str, refund_id: str) -> RefundResult:
+    async def refund_query(self, order_id: str, refund_id: str, *,
+                           sub_merchant_id: str | None = None) -> RefundResult:
         """ChannelError REFUND_NOT_FOUND when Alipay never got the refund (send it again)."""
         node = await self._call("alipay.trade.fastpay.refund.query",
                                 {"out_trade_no": order_id, "out_request_no": refund_id})
