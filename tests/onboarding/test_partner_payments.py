@@ -105,30 +105,51 @@ async def test_an_unregistered_merchant_pays_in_the_direct_form(platform: Platfo
     await p.wait_status(order["order_id"], "SUCCESS")
 
 
-async def test_a_sub_merchant_suspended_at_wechat_is_refused_with_a_documented_code(
-        platform: Platform) -> None:
+async def test_a_registered_merchant_pays_in_the_alipay_partner_form(platform: Platform) -> None:
     p = platform
-    await registered(p, "wechat")
-    reg = await current(p, "wechat")
-    await decide(p, "wechat", reg["id"], "suspend")  # WeChat stops it; our row is still ACTIVE
-    resp = await p.order(channel="wechat", out_trade_no="SPSUSP01")
+    smid = await registered(p, "alipay")
+    order = (await p.order(channel="alipay", amount=1250)).json()
+    assert order["status"] == "PAYING", order
+    assert await stored_sub(p, order["order_id"]) == smid
+    paid = await p.wallet("alipay", "/scan", {"code_url": order["code_url"],
+                                              "payer_id": RICH["alipay"]})
+    assert paid.status_code == 200, paid.text
+    trades = sandbox_state(p, "alipay").sandbox.books.trades
+    assert trades[order["order_id"]].smid == smid  # sub_merchant.merchant_id reached Alipay
+    await p.wait_status(order["order_id"], "SUCCESS")
+    refund = await refunded(p, order["order_id"], "RFSPA001", 250)
+    assert refund["status"] == "SUCCESS", refund
+
+
+REFUSED = {"wechat": "NO_AUTH", "alipay": "ACQ.SECONDARY_MERCHANT_STATUS_ERROR"}
+
+
+@pytest.mark.parametrize("channel", ["wechat", "alipay"])
+async def test_a_sub_merchant_suspended_at_the_channel_is_refused_with_a_documented_code(
+        platform: Platform, channel: str) -> None:
+    p = platform
+    await registered(p, channel)
+    reg = await current(p, channel)
+    await decide(p, channel, reg["id"], "suspend")  # the channel stops it; our row stays ACTIVE
+    no = f"SPSUSP{channel[:2].upper()}1"
+    resp = await p.order(channel=channel, out_trade_no=no)
     assert resp.status_code == 403, resp.text
     body = resp.json()
     assert body["code"] == "SUB_MERCHANT_REFUSED"
-    assert "NO_AUTH" in body["message"]
-    order = (await p.call("GET", "/api/v1/orders/by-out-trade-no/SPSUSP01")).json()
-    assert (order["status"], order["failure_code"]) == ("FAILED", "NO_AUTH"), order
+    assert REFUSED[channel] in body["message"]
+    order = (await p.call("GET", f"/api/v1/orders/by-out-trade-no/{no}")).json()
+    assert (order["status"], order["failure_code"]) == ("FAILED", REFUSED[channel]), order
     # a payer code is refused the same way, and nothing is charged
-    code = (await p.wallet("wechat", f"/payers/{RICH['wechat']}/code")).json()
-    resp = await p.order(out_trade_no="SPSUSP02", way_code="BARCODE", channel=None,
+    code = (await p.wallet(channel, f"/payers/{RICH[channel]}/code")).json()
+    resp = await p.order(out_trade_no=no + "B", way_code="BARCODE", channel=None,
                          auth_code=code.get("auth_code") or code["data"]["auth_code"])
     assert resp.status_code == 403, resp.text
     assert resp.json()["code"] == "SUB_MERCHANT_REFUSED"
-    order = (await p.call("GET", "/api/v1/orders/by-out-trade-no/SPSUSP02")).json()
+    order = (await p.call("GET", f"/api/v1/orders/by-out-trade-no/{no}B")).json()
     assert order["status"] == "FAILED", order
-    # resumed at WeChat: accepted again
-    await decide(p, "wechat", reg["id"], "resume")
-    assert (await p.order(channel="wechat")).status_code == 200
+    # resumed at the channel: accepted again
+    await decide(p, channel, reg["id"], "resume")
+    assert (await p.order(channel=channel)).status_code == 200
 
 
 async def test_a_callback_for_another_sub_merchant_is_refused(platform: Platform) -> None:
@@ -138,7 +159,7 @@ async def test_a_callback_for_another_sub_merchant_is_refused(platform: Platform
 
     def callback(named: str | None) -> CallbackResult:
         return CallbackResult(kind=CallbackKind.PAYMENT, order_id=order["order_id"],
-                              sub_merchant_id=named)
+                              sub_merchant_id=named, names_sub_merchant=True)
 
     await check_sub_merchant(p.db, callback(sub))  # the order's own: passes
     for wrong in ("1999999999", None):

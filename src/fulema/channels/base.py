@@ -149,23 +149,29 @@ class CallbackResult:
     refund_id: str | None = None
     refund: RefundResult | None = None
     # The sub-merchant the channel says the notification is for (partner form), None in the
-    # direct form: payments checks it is the order's before applying anything.
+    # direct form: payments checks it is the order's before applying anything, when the
+    # channel's notifications state it (`names_sub_merchant`: WeChat's do; Alipay's carry no
+    # smid, so an Alipay notification is matched by our order number and signature alone).
     sub_merchant_id: str | None = None
+    names_sub_merchant: bool = False
 
 
 def event_callback(event: str, data: dict[str, Any], *, payment_prefix: str,
                    trade: Callable[[dict[str, Any]], TradeResult],
                    refund: Callable[[dict[str, Any]], RefundResult],
-                   sub_merchant_id: str | None = None) -> CallbackResult:
+                   sub_merchant_id: str | None = None,
+                   names_sub_merchant: bool = False) -> CallbackResult:
     """A verified notification's object by its event type: `payment_prefix` (TRADE.,
     TRANSACTION.) or REFUND.; ValueError for any other event type."""
     if event.startswith(payment_prefix):
         return CallbackResult(kind=CallbackKind.PAYMENT, order_id=data["out_trade_no"],
-                              trade=trade(data), sub_merchant_id=sub_merchant_id)
+                              trade=trade(data), sub_merchant_id=sub_merchant_id,
+                              names_sub_merchant=names_sub_merchant)
     if event.startswith("REFUND."):
         return CallbackResult(kind=CallbackKind.REFUND, order_id=data["out_trade_no"],
                               refund_id=data["out_refund_no"], refund=refund(data),
-                              sub_merchant_id=sub_merchant_id)
+                              sub_merchant_id=sub_merchant_id,
+                              names_sub_merchant=names_sub_merchant)
     raise ValueError(f"unknown event_type {event!r}")
 
 

@@ -20,7 +20,12 @@ from urllib.parse import parse_qsl, urlencode
 import httpx
 
 from fulema.channels.alipay.bill import parse_bill
-from fulema.channels.alipay.client import RETRYABLE, AlipayGateway, refusal
+from fulema.channels.alipay.client import (
+    RETRYABLE,
+    SUB_MERCHANT_REFUSALS,
+    AlipayGateway,
+    refusal,
+)
 from fulema.channels.alipay.protocol import (
     PAYING,
     SUCCESS,
@@ -43,6 +48,7 @@ from fulema.channels.base import (
     RefundRequest,
     RefundResult,
     RefundState,
+    SubMerchantRefused,
     TradeResult,
     TradeState,
     in_app_static_way,
@@ -75,6 +81,13 @@ REFUND_STATES: dict[str, RefundState] = {
 NOT_EXIST = "ACQ.TRADE_NOT_EXIST"
 
 
+def sub_merchant(smid: str | None) -> dict[str, Any]:
+    """The indirect merchant a trade is for (partner form): `sub_merchant.merchant_id` in the
+    biz_content of precreate, create, wap.pay and pay. Query, close, cancel and refunds name the
+    trade by our out_trade_no under our app, which Alipay keeps apart per app: no smid there."""
+    return {"sub_merchant": {"merchant_id": smid}} if smid else {}
+
+
 def _money(value: Any) -> Money | None:
     try:
         return Money.from_yuan(str(value)) if value not in (None, "") else None
@@ -100,7 +113,8 @@ class AlipayChannel(AlipayGateway):
 
     def _order_biz(self, req: CreatePaymentRequest) -> dict[str, Any]:
         return {"out_trade_no": req.order_id, "total_amount": req.amount.to_yuan(),
-                "subject": req.subject[:256], "time_expire": beijing_time(req.expire_at)}
+                "subject": req.subject[:256], "time_expire": beijing_time(req.expire_at),
+                **sub_merchant(req.sub_merchant_id)}
 
     def static_code_way(self, payer_id: str | None) -> WayCode:
         return in_app_static_way(payer_id)  # the plate's cashier runs inside the app
@@ -142,7 +156,7 @@ class AlipayChannel(AlipayGateway):
     async def barcode_pay(self, req: BarcodePayRequest) -> TradeResult:
         biz = {"out_trade_no": req.order_id, "scene": "bar_code", "auth_code": req.auth_code,
                "product_code": "FACE_TO_FACE_PAYMENT", "subject": req.subject[:256],
-               "total_amount": req.amount.to_yuan()}
+               "total_amount": req.amount.to_yuan(), **sub_merchant(req.sub_merchant_id)}
         # ChannelUnavailable propagates: the breaker must count it, and payments turns it
         # into "paying, query it" (the payer may have been charged).
         node = await self._call("alipay.trade.pay", biz, self.settings.callback_url("alipay"))
@@ -158,6 +172,8 @@ class AlipayChannel(AlipayGateway):
         if code == "20000" or sub_code in RETRYABLE:
             return TradeResult(state=TradeState.UNKNOWN, error_code=sub_code,
                                error_message=sub_msg, raw=node)
+        if sub_code in SUB_MERCHANT_REFUSALS:
+            raise SubMerchantRefused(sub_code, sub_msg)
         return TradeResult(state=TradeState.FAILED, error_code=sub_code, error_message=sub_msg,
                            raw=node)
 

@@ -310,7 +310,8 @@ class WechatChannel:
             if sub is not None and (not isinstance(sub, str) or not sub):
                 raise ValueError("a partner-form resource without a sub_mchid")
             return event_callback(event, data, payment_prefix="TRANSACTION.", trade=trade_result,
-                                  refund=refund_result, sub_merchant_id=sub)
+                                  refund=refund_result, sub_merchant_id=sub,
+                                  names_sub_merchant=True)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise FulemaError(ErrorCode.CALLBACK_INVALID, f"wechat callback: {exc}") from exc
 
