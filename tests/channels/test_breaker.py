@@ -81,21 +81,22 @@ class ScriptedChannel:
         await self._act("barcode_pay")
         return TradeResult(state=TradeState.SUCCESS, channel_trade_no=f"{self.label}-{req.order_id}")
 
-    async def query(self, order_id: str) -> TradeResult:
+    async def query(self, order_id: str, *, sub_merchant_id: str | None = None) -> TradeResult:
         await self._act("query")
         return TradeResult(state=TradeState.SUCCESS, channel_trade_no=f"{self.label}-{order_id}")
 
-    async def close(self, order_id: str) -> None:
+    async def close(self, order_id: str, *, sub_merchant_id: str | None = None) -> None:
         await self._act("close")
 
-    async def cancel(self, order_id: str) -> None:
+    async def cancel(self, order_id: str, *, sub_merchant_id: str | None = None) -> None:
         await self._act("cancel")
 
     async def refund(self, req: RefundRequest) -> RefundResult:
         await self._act("refund")
         return RefundResult(state=RefundState.PROCESSING, channel_refund_no=self.label)
 
-    async def refund_query(self, order_id: str, refund_id: str) -> RefundResult:
+    async def refund_query(self, order_id: str, refund_id: str, *,
+                           sub_merchant_id: str | None = None) -> RefundResult:
         await self._act("refund_query")
         return RefundResult(state=RefundState.SUCCESS, channel_refund_no=self.label)
 

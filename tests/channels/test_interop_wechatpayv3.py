@@ -54,7 +54,8 @@ class Merchant:
         return body
 
 
-def _client(settings: Settings, gateway: str, inbox: Inbox, *, certificate: bool) -> Any:
+def _client(settings: Settings, gateway: str, inbox: Inbox, *, certificate: bool,
+            partner: bool = False) -> Any:
     wx = settings.wechat
     key = wx_keys.merchant_private_key(settings, wx)
     platform = wx_keys.dev_platform_private_key(settings)
@@ -76,7 +77,8 @@ def _client(settings: Settings, gateway: str, inbox: Inbox, *, certificate: bool
         pay = WeChatPay(wechatpay_type=WeChatPayType.NATIVE, mchid=MCHID,
                         private_key=crypto.private_key_pem(key),
                         cert_serial_no=wx_keys.merchant_serial_no(settings, wx),
-                        appid=APPID, apiv3_key=wx.apiv3_key, notify_url=inbox.url, **public)
+                        appid=APPID, apiv3_key=wx.apiv3_key, notify_url=inbox.url,
+                        partner_mode=partner, **public)
     pay._core._gate_way = gateway
     return pay
 
@@ -170,3 +172,114 @@ def test_certificate_mode_downloads_the_platform_certificate(settings: Settings)
             assert notice["resource"]["trade_state"] == "SUCCESS"
     finally:
         inbox.close()
+
+
+# -- the service-provider (partner) form -------------------------------------------------------
+
+APPLICATION = {
+    "contact_info": {"contact_type": "LEGAL", "contact_name": "张三",
+                     "mobile_phone": "13800000000", "contact_email": "zhangsan@example.com"},
+    "subject_info": {"subject_type": "SUBJECT_TYPE_ENTERPRISE",
+                     "business_license_info": {"license_number": "91330106MA2B000000",
+                                               "merchant_name": "杭州面馆有限公司",
+                                               "legal_person": "张三"},
+                     "identity_info": {"id_doc_type": "IDENTIFICATION_TYPE_IDCARD",
+                                       "id_card_info": {"id_card_name": "张三"}}},
+    "business_info": {"merchant_shortname": "面馆", "service_phone": "057188886666",
+                      "sales_info": {"sales_scenes_type": ["SALES_SCENES_STORE"],
+                                     "biz_store_info": {"biz_store_name": "面馆",
+                                                        "biz_store_address": "杭州市西湖区"}}},
+    "settlement_info": {"settlement_id": "716", "qualification_type": "餐饮"},
+    "bank_account_info": {"bank_account_type": "BANK_ACCOUNT_TYPE_CORPORATE",
+                          "account_name": "杭州面馆有限公司", "account_bank": "中国工商银行",
+                          "account_number": "6230910000000000001"},
+}
+
+
+@pytest.fixture
+def provider(settings: Settings) -> Iterator[Merchant]:
+    """The bank as a service provider (partner_mode) against `fulema sandbox wechat`."""
+    inbox = Inbox(b"")
+    with serve(standalone_app("wechat", settings)) as base:
+        yield Merchant(_client(settings, base, inbox, certificate=False, partner=True), base,
+                       inbox)
+    inbox.close()
+
+
+def _onboard(p: Merchant, business_code: str) -> str:
+    """The library submits the applyment (encrypting the identity fields itself); the sandbox
+    operator approves it; the library reads the sub_mchid back."""
+    code, text = p.pay.applyment_submit(business_code=business_code,
+                                        **json.loads(json.dumps(APPLICATION)))
+    assert code == 200, text
+    resp = requests.post(f"{p.base}/sandbox-ops/applyments/{business_code}", timeout=5,
+                         json={"decision": "approve"})
+    assert resp.status_code == 200, resp.text
+    code, text = p.pay.applyment_query(business_code=business_code)
+    state = json.loads(text)
+    assert (code, state["applyment_state"]) == (200, "APPLYMENT_STATE_FINISHED"), text
+    sub: str = state["sub_mchid"]
+    return sub
+
+
+def test_partner_mode_pays_queries_refunds_and_closes_for_a_sub_merchant(
+        provider: Merchant) -> None:
+    pay = provider.pay
+    sub = _onboard(provider, "V3SPAPPLY01")
+    code, text = pay.pay(description="面馆-牛肉面", out_trade_no="V3SP0001",
+                         amount={"total": 1800}, sub_mchid=sub)
+    assert code == 200, text
+    assert json.loads(text)["code_url"].startswith("weixin://wxpay/bizpayurl?pr=")
+    code, text = pay.query(out_trade_no="V3SP0001", sub_mchid=sub)
+    order = json.loads(text)
+    assert (code, order["trade_state"], order["sp_mchid"], order["sub_mchid"]) == (
+        200, "NOTPAY", MCHID, sub)
+    assert "mchid" not in order
+
+    provider.scan("V3SP0001")
+    headers, body = provider.inbox.wait(1)[0]
+    notice = pay.callback(headers, body)
+    assert notice is not None, "wechatpayv3 refused the sandbox's partner callback"
+    resource = notice["resource"]
+    assert (resource["sp_mchid"], resource["sub_mchid"], resource["trade_state"]) == (
+        MCHID, sub, "SUCCESS")
+    assert resource["payer"]["sp_openid"] == RICH_OPENID
+
+    code, text = pay.refund(out_refund_no="V3SPR0001", out_trade_no="V3SP0001",
+                            amount={"refund": 300, "total": 1800, "currency": "CNY"},
+                            sub_mchid=sub)
+    assert (code, json.loads(text)["status"]) == (200, "PROCESSING"), text
+    code, text = pay.query_refund(out_refund_no="V3SPR0001", sub_mchid=sub)
+    assert (code, json.loads(text)["amount"]["refund"]) == (200, 300)
+    # the refund is the sub-merchant's: asked under another sub_mchid it is not found
+    code, _ = pay.query_refund(out_refund_no="V3SPR0001", sub_mchid="1999999999")
+    assert code == 404
+
+    pay.pay(description="面馆-可乐", out_trade_no="V3SP0002", amount={"total": 500},
+            sub_mchid=sub)
+    code, _ = pay.close(out_trade_no="V3SP0002", sub_mchid=sub)
+    assert code == 204
+    code, text = pay.query(out_trade_no="V3SP0002", sub_mchid=sub)
+    assert json.loads(text)["trade_state"] == "CLOSED"
+
+
+def test_partner_mode_refuses_an_unknown_or_suspended_sub_merchant(provider: Merchant) -> None:
+    pay = provider.pay
+    code, text = pay.pay(description="无此商户", out_trade_no="V3SPX001", amount={"total": 100},
+                         sub_mchid="1999999999")
+    assert (code, json.loads(text)["code"]) == (400, "MCH_NOT_EXISTS")
+    sub = _onboard(provider, "V3SPAPPLY02")
+    resp = requests.post(f"{provider.base}/sandbox-ops/applyments/V3SPAPPLY02", timeout=5,
+                         json={"decision": "suspend"})
+    assert resp.status_code == 200, resp.text
+    code, text = pay.pay(description="暂停交易", out_trade_no="V3SPX002", amount={"total": 100},
+                         sub_mchid=sub)
+    assert (code, json.loads(text)["code"]) == (403, "NO_AUTH")
+    # a partner order is not found in the direct form, nor a direct one in the partner form
+    requests.post(f"{provider.base}/sandbox-ops/applyments/V3SPAPPLY02", timeout=5,
+                  json={"decision": "resume"})
+    code, _ = pay.pay(description="恢复", out_trade_no="V3SPX003", amount={"total": 100},
+                      sub_mchid=sub)
+    assert code == 200
+    code, text = pay.query(out_trade_no="V3SPX003", sub_mchid="1999999999")
+    assert (code, json.loads(text)["code"]) == (404, "ORDER_NOT_EXIST")

@@ -62,6 +62,10 @@ class CreatePaymentRequest:
     return_url: str | None = None
     # risk's CHALLENGE: ask the payer's strong authentication (channels that can force it)
     strong_auth: bool = False
+    # The merchant's id at the channel (WeChat sub_mchid, Alipay smid, ...) from its ACTIVE
+    # registration (docs/onboarding.md): set, the adapter uses the channel's partner
+    # (service-provider) form; None, the direct form under the platform's own merchant id.
+    sub_merchant_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ class BarcodePayRequest:
     auth_code: str
     client_ip: str = "127.0.0.1"
     strong_auth: bool = False  # risk's CHALLENGE: force the payer's password step
+    sub_merchant_id: str | None = None  # partner form when set (see CreatePaymentRequest)
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,13 @@ class RefundRequest:
     order_amount: Money
     reason: str
     notify_url: str
+    sub_merchant_id: str | None = None  # the order's: a refund goes in the order's form
+
+
+class SubMerchantRefused(ChannelError):
+    """The channel refused the sub-merchant itself (unknown to it, not yet completed, or
+    suspended there): nothing about this order, so payments names it apart
+    (SUB_MERCHANT_REFUSED) instead of a generic channel error."""
 
 
 @dataclass(frozen=True)
@@ -136,19 +148,30 @@ class CallbackResult:
     trade: TradeResult | None = None
     refund_id: str | None = None
     refund: RefundResult | None = None
+    # The sub-merchant the channel says the notification is for (partner form), None in the
+    # direct form: payments checks it is the order's before applying anything, when the
+    # channel's notifications state it (`names_sub_merchant`: WeChat's do; Alipay's carry no
+    # smid, so an Alipay notification is matched by our order number and signature alone).
+    sub_merchant_id: str | None = None
+    names_sub_merchant: bool = False
 
 
 def event_callback(event: str, data: dict[str, Any], *, payment_prefix: str,
                    trade: Callable[[dict[str, Any]], TradeResult],
-                   refund: Callable[[dict[str, Any]], RefundResult]) -> CallbackResult:
+                   refund: Callable[[dict[str, Any]], RefundResult],
+                   sub_merchant_id: str | None = None,
+                   names_sub_merchant: bool = False) -> CallbackResult:
     """A verified notification's object by its event type: `payment_prefix` (TRADE.,
     TRANSACTION.) or REFUND.; ValueError for any other event type."""
     if event.startswith(payment_prefix):
         return CallbackResult(kind=CallbackKind.PAYMENT, order_id=data["out_trade_no"],
-                              trade=trade(data))
+                              trade=trade(data), sub_merchant_id=sub_merchant_id,
+                              names_sub_merchant=names_sub_merchant)
     if event.startswith("REFUND."):
         return CallbackResult(kind=CallbackKind.REFUND, order_id=data["out_trade_no"],
-                              refund_id=data["out_refund_no"], refund=refund(data))
+                              refund_id=data["out_refund_no"], refund=refund(data),
+                              sub_merchant_id=sub_merchant_id,
+                              names_sub_merchant=names_sub_merchant)
     raise ValueError(f"unknown event_type {event!r}")
 
 
@@ -186,17 +209,20 @@ class Channel(Protocol):
 
     async def barcode_pay(self, req: BarcodePayRequest) -> TradeResult: ...
 
-    async def query(self, order_id: str) -> TradeResult: ...
+    # `sub_merchant_id`: the order's (None in the direct form); the partner form asks in it.
+    async def query(self, order_id: str, *, sub_merchant_id: str | None = None
+                    ) -> TradeResult: ...
 
-    async def close(self, order_id: str) -> None: ...
+    async def close(self, order_id: str, *, sub_merchant_id: str | None = None) -> None: ...
 
-    async def cancel(self, order_id: str) -> None:
+    async def cancel(self, order_id: str, *, sub_merchant_id: str | None = None) -> None:
         """Reverse a payer-code payment (撤销): closes if unpaid, refunds if paid."""
         ...
 
     async def refund(self, req: RefundRequest) -> RefundResult: ...
 
-    async def refund_query(self, order_id: str, refund_id: str) -> RefundResult: ...
+    async def refund_query(self, order_id: str, refund_id: str, *,
+                           sub_merchant_id: str | None = None) -> RefundResult: ...
 
     async def parse_callback(self, headers: dict[str, str], body: bytes) -> CallbackResult:
         """Verify and decode a callback; raise FulemaError(CALLBACK_INVALID) if it fails."""

@@ -127,20 +127,25 @@ class GuardedChannel:
     async def barcode_pay(self, req: BarcodePayRequest) -> TradeResult:
         return await self._once("barcode_pay", lambda ch: ch.barcode_pay(req))
 
-    async def query(self, order_id: str) -> TradeResult:
-        return await self._retrying("query", lambda ch: ch.query(order_id))
+    async def query(self, order_id: str, *, sub_merchant_id: str | None = None) -> TradeResult:
+        return await self._retrying(
+            "query", lambda ch: ch.query(order_id, sub_merchant_id=sub_merchant_id))
 
-    async def close(self, order_id: str) -> None:
-        await self._retrying("close", lambda ch: ch.close(order_id))
+    async def close(self, order_id: str, *, sub_merchant_id: str | None = None) -> None:
+        await self._retrying(
+            "close", lambda ch: ch.close(order_id, sub_merchant_id=sub_merchant_id))
 
-    async def cancel(self, order_id: str) -> None:
-        await self._once("cancel", lambda ch: ch.cancel(order_id))
+    async def cancel(self, order_id: str, *, sub_merchant_id: str | None = None) -> None:
+        await self._once(
+            "cancel", lambda ch: ch.cancel(order_id, sub_merchant_id=sub_merchant_id))
 
     async def refund(self, req: RefundRequest) -> RefundResult:
         return await self._once("refund", lambda ch: ch.refund(req))
 
-    async def refund_query(self, order_id: str, refund_id: str) -> RefundResult:
-        return await self._retrying("refund_query", lambda ch: ch.refund_query(order_id, refund_id))
+    async def refund_query(self, order_id: str, refund_id: str, *,
+                           sub_merchant_id: str | None = None) -> RefundResult:
+        return await self._retrying("refund_query", lambda ch: ch.refund_query(
+            order_id, refund_id, sub_merchant_id=sub_merchant_id))
 
     async def parse_callback(self, headers: dict[str, str], body: bytes) -> CallbackResult:
         # Local verification of a message the channel sent us: no endpoint is called, so the

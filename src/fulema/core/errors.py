@@ -136,6 +136,7 @@ class ErrorCode(StrEnum):
     REGISTRATION_STATE_INVALID = "REGISTRATION_STATE_INVALID"
     ONBOARDING_NOT_SUPPORTED = "ONBOARDING_NOT_SUPPORTED"
     CHANNEL_NOT_REGISTERED = "CHANNEL_NOT_REGISTERED"
+    SUB_MERCHANT_REFUSED = "SUB_MERCHANT_REFUSED"
     # merchant portal users (web/portal)
     MERCHANT_USER_EXISTS = "MERCHANT_USER_EXISTS"
     MERCHANT_USER_NOT_FOUND = "MERCHANT_USER_NOT_FOUND"
@@ -321,6 +322,10 @@ _META: dict[ErrorCode, tuple[int, str]] = {
                                               "or is not enabled."),
     ErrorCode.CHANNEL_NOT_REGISTERED: (403, "The merchant is not registered (or is suspended) "
                                             "at this channel; payments there are refused."),
+    ErrorCode.SUB_MERCHANT_REFUSED: (403, "The channel refused the merchant's registration "
+                                          "there (unknown to it, not completed, or suspended "
+                                          "by the channel); the order FAILED, nothing was "
+                                          "charged."),
     ErrorCode.MERCHANT_USER_EXISTS: (409, "A portal user with this login name exists."),
     ErrorCode.MERCHANT_USER_NOT_FOUND: (404, "No portal user with this id for this merchant."),
     ErrorCode.LOGIN_FAILED: (401, "Wrong login name or password (which one is not said)."),

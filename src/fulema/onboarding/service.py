@@ -400,12 +400,11 @@ async def active_sub_merchant(s: AsyncSession, *, merchant_id: str, channel: str
 async def check_can_take(s: AsyncSession, settings: Settings, *, merchant_id: str,
                          channel: str) -> str | None:
     """Payments asks before it records an order: with onboarding required, CHANNEL_NOT_REGISTERED
-    unless the merchant's registration at the channel is ACTIVE; answers the sub-merchant id
-    (None in the single-merchant mode)."""
-    if not settings.onboarding_required:
-        return None
+    unless the merchant's registration at the channel is ACTIVE. Answers the sub-merchant id
+    the order goes out under (the channel's partner form), required or not: None when the
+    merchant has no ACTIVE registration there (the direct form, single-merchant mode)."""
     sub = await active_sub_merchant(s, merchant_id=merchant_id, channel=channel)
-    if sub is None:
+    if sub is None and settings.onboarding_required:
         raise FulemaError(ErrorCode.CHANNEL_NOT_REGISTERED,
                           f"the merchant is not registered (or is suspended) at {channel}")
     return sub

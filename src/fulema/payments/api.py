@@ -34,7 +34,7 @@ router = APIRouter(prefix="/api/v1", tags=["merchant API"])
 MERCHANT_WAY_CODES = tuple(w for w in WayCode if w is not WayCode.QR_STATIC)
 
 E = ErrorCode
-CHANNEL = (E.CHANNEL_NOT_ENABLED, E.CHANNEL_ERROR, E.CHANNEL_UNAVAILABLE)
+CHANNEL = (E.CHANNEL_NOT_ENABLED, E.CHANNEL_ERROR, E.CHANNEL_UNAVAILABLE, E.SUB_MERCHANT_REFUSED)
 # What an order with a marketing quote can refuse (its discounts are reserved with the order).
 QUOTED = (E.QUOTE_INVALID, E.QUOTE_EXPIRED, E.QUOTE_MISMATCH, E.CAMPAIGN_NOT_FOUND,
           E.CAMPAIGN_NOT_ACTIVE, E.CAMPAIGN_NOT_APPLICABLE, E.BUDGET_EXHAUSTED,

@@ -27,6 +27,10 @@ class Order(Base):
     subject: Mapped[str] = mapped_column(String(128))
     way_code: Mapped[str] = mapped_column(String(16))
     channel: Mapped[str] = mapped_column(String(16))
+    # The merchant's id at the channel when the order was created (its ACTIVE registration,
+    # docs/onboarding.md): the order, its queries, closes and refunds go in the channel's
+    # partner form under it; None: the direct form under the platform's own merchant id.
+    channel_sub_merchant_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     status: Mapped[str] = mapped_column(String(24))
     # The channel's payer id (openid, Alipay user id): sealed at rest (core/vault.py), returned
     # to the merchant that owns the order; searched through payer_id_hash (HMAC-SM3).

@@ -127,10 +127,13 @@ def success_problem(result: TradeResult, expected: Money) -> str | None:
     return None
 
 
-async def ask_channel(deps: Deps, channel_name: str, order_id: str) -> TradeResult:
-    """What the channel says of the order; UNKNOWN when it cannot say (never FAILED)."""
+async def ask_channel(deps: Deps, channel_name: str, order_id: str,
+                      sub_merchant_id: str | None = None) -> TradeResult:
+    """What the channel says of the order (asked in the form it was created in: under its
+    sub-merchant id when it has one); UNKNOWN when it cannot say (never FAILED)."""
     try:
-        return await deps.channels.get(channel_name).query(order_id)
+        return await deps.channels.get(channel_name).query(order_id,
+                                                           sub_merchant_id=sub_merchant_id)
     except (ChannelUnavailable, ChannelError):
         return TradeResult(state=TradeState.UNKNOWN)
 
@@ -141,6 +144,6 @@ async def sync_with_channel(deps: Deps, *, order_id: str) -> OrderOut:
         order = await s.get(Order, order_id)
         if order is None:
             raise FulemaError(ErrorCode.ORDER_NOT_FOUND)
-        channel_name = order.channel
-    result = await ask_channel(deps, channel_name, order_id)
+        channel_name, sub = order.channel, order.channel_sub_merchant_id
+    result = await ask_channel(deps, channel_name, order_id, sub)
     return await apply_trade_result(deps, order_id=order_id, result=result, source="query")

@@ -13,6 +13,7 @@ from fulema.channels.base import (
     ChannelError,
     ChannelUnavailable,
     CreatePaymentRequest,
+    SubMerchantRefused,
     TradeResult,
     TradeState,
 )
@@ -43,13 +44,17 @@ async def channel_create(deps: Deps, order: Order, *, strong_auth: bool = False)
         notify_url=deps.settings.callback_url(order.channel),
         expire_at=order.expire_at, payer_id=order.payer_id, client_ip=order.client_ip,
         return_url=f"{deps.settings.public_base_url}/pay/result/{order.id}",
-        strong_auth=strong_auth)
+        strong_auth=strong_auth, sub_merchant_id=order.channel_sub_merchant_id)
     try:
         result = await channel.create(req)
     except ChannelError as exc:
         failed = TradeResult(state=TradeState.FAILED, error_code=exc.code,
                              error_message=exc.message)
         await apply_trade_result(deps, order_id=order.id, result=failed, source="create")
+        if isinstance(exc, SubMerchantRefused):  # not this order: the merchant at the channel
+            raise FulemaError(ErrorCode.SUB_MERCHANT_REFUSED,
+                              f"{order.channel} refused the merchant's registration there "
+                              f"({exc.code}: {exc.message})") from exc
         raise FulemaError(ErrorCode.CHANNEL_ERROR, f"{exc.code}: {exc.message}") from exc
     except ChannelUnavailable as exc:
         # The channel may or may not have the order; it stays CREATED and a retry of the same
@@ -85,9 +90,19 @@ async def barcode_pay(deps: Deps, order: Order, auth_code: str, *,
     channel = deps.channels.get(order.channel)
     req = BarcodePayRequest(order_id=order.id, amount=order.payable, subject=order.subject,
                             auth_code=auth_code, client_ip=order.client_ip,
-                            strong_auth=strong_auth)
+                            strong_auth=strong_auth,
+                            sub_merchant_id=order.channel_sub_merchant_id)
     try:
         result = await channel.barcode_pay(req)
+    except SubMerchantRefused as exc:
+        # Nothing was charged (the channel refused before the payer's code was used): the
+        # order FAILS and the merchant is told why, as for a created order.
+        failed = TradeResult(state=TradeState.FAILED, error_code=exc.code,
+                             error_message=exc.message)
+        await apply_trade_result(deps, order_id=order.id, result=failed, source="barcode_pay")
+        raise FulemaError(ErrorCode.SUB_MERCHANT_REFUSED,
+                          f"{order.channel} refused the merchant's registration there "
+                          f"({exc.code}: {exc.message})") from exc
     except ChannelError as exc:
         result = TradeResult(state=TradeState.FAILED, error_code=exc.code,
                              error_message=exc.message)

@@ -33,10 +33,11 @@ async def close_order(deps: Deps, *, merchant_id: str, order_id: str,
     channel = deps.channels.get(order.channel)
     if order.status == OrderStatus.PAYING or order.next_query_at is not None:
         try:
+            sub = order.channel_sub_merchant_id
             if order.way_code == WayCode.BARCODE.value:
-                await channel.cancel(order.id)
+                await channel.cancel(order.id, sub_merchant_id=sub)
             else:
-                await channel.close(order.id)
+                await channel.close(order.id, sub_merchant_id=sub)
         except ChannelError as exc:
             # The channel refused (already paid, busy, ...): its own state decides.
             view = await _after_refused_close(deps, order, exc)
@@ -54,7 +55,7 @@ async def close_order(deps: Deps, *, merchant_id: str, order_id: str,
 async def _after_refused_close(deps: Deps, order: Order, exc: ChannelError) -> OrderOut | None:
     """The order's view when the channel's state settles it, None when it may be closed
     here (the channel never had it); refuses while the channel still has it open."""
-    result = await ask_channel(deps, order.channel, order.id)
+    result = await ask_channel(deps, order.channel, order.id, order.channel_sub_merchant_id)
     view = await apply_trade_result(deps, order_id=order.id, result=result, source="query")
     if view.status in PAID_STATUSES:
         raise FulemaError(ErrorCode.ORDER_ALREADY_FINAL, "the payer paid before the close")

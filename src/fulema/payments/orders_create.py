@@ -157,7 +157,7 @@ async def _insert_or_get(deps: Deps, *, merchant_id: str, app_id: str, new: NewO
         id=new_id("ord"), merchant_id=merchant_id, app_id=app_id, store_id=new.store_id,
         out_trade_no=new.out_trade_no, request_hash=digest, amount=new.amount,
         subject=new.subject, way_code=new.way_code.value, channel=channel.value,
-        status=OrderStatus.CREATED.value, payer_id=new.payer_id,
+        channel_sub_merchant_id=None, status=OrderStatus.CREATED.value, payer_id=new.payer_id,
         payer_id_hash=payer_index(new.payer_id),
         payer_code_masked=mask_code(new.auth_code) if new.auth_code else None,
         notify_url=notify_url, attach=new.attach, client_ip=new.client_ip,
@@ -173,9 +173,10 @@ async def _insert_or_get(deps: Deps, *, merchant_id: str, app_id: str, new: NewO
     try:
         async with db.transaction() as s:
             await merchants.check_can_pay_in(s, merchant_id=merchant_id)
-            # Onboarding on: only a channel the merchant is registered (ACTIVE) at.
-            await onboarding.check_can_take(s, deps.settings, merchant_id=merchant_id,
-                                            channel=channel.value)
+            # Onboarding on: only a channel the merchant is registered (ACTIVE) at. Either
+            # way an ACTIVE registration's sub-merchant id sends the order in the partner form.
+            values["channel_sub_merchant_id"] = await onboarding.check_can_take(
+                s, deps.settings, merchant_id=merchant_id, channel=channel.value)
             if nonce is not None:
                 await gateway.insert_nonce(s, app_id=app_id, nonce=nonce)
             # Core INSERTs, not the ORM unit of work (see orders_state). The Order built below

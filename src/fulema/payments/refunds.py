@@ -146,7 +146,8 @@ async def _submit(deps: Deps, refund_id: str) -> RefundOut:
         # payable amount; the discount shares go back to their funders (marketing.settle).
         req = RefundRequest(order_id=order.id, refund_id=refund.id, amount=cash,
                             order_amount=order.payable, reason=refund.reason or "refund",
-                            notify_url=deps.settings.callback_url(order.channel))
+                            notify_url=deps.settings.callback_url(order.channel),
+                            sub_merchant_id=order.channel_sub_merchant_id)
         channel_name = order.channel
     if not cash.is_positive:
         # All of it is discount (a small refund of a heavily discounted order): nothing to
@@ -230,11 +231,13 @@ async def run_refund_jobs(deps: Deps, *, limit: int = 100) -> int:
     now = clock.now()
     async with deps.db.transaction() as s:
         due = list((await s.execute(select(Refund.id, Refund.order_id, Refund.channel,
-                                           Refund.next_query_at).where(and_(
+                                           Refund.next_query_at,
+                                           Order.channel_sub_merchant_id)
+                                    .join(Order, Order.id == Refund.order_id).where(and_(
             Refund.status == RefundStatus.PROCESSING.value,
             Refund.next_query_at <= now)).limit(limit))).all())
     done = 0
-    for refund_id, order_id, channel_name, seen in due:
+    for refund_id, order_id, channel_name, seen, sub in due:
         async with deps.db.transaction() as s:
             claimed = await s.execute(update(Refund).where(
                 Refund.id == refund_id, Refund.next_query_at == seen).values(
@@ -242,7 +245,8 @@ async def run_refund_jobs(deps: Deps, *, limit: int = 100) -> int:
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             continue
         try:
-            result = await deps.channels.get(channel_name).refund_query(order_id, refund_id)
+            result = await deps.channels.get(channel_name).refund_query(
+                order_id, refund_id, sub_merchant_id=sub)
         except ChannelUnavailable:
             continue
         except ChannelError:

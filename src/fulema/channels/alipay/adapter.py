@@ -20,7 +20,12 @@ from urllib.parse import parse_qsl, urlencode
 import httpx
 
 from fulema.channels.alipay.bill import parse_bill
-from fulema.channels.alipay.client import RETRYABLE, AlipayGateway, refusal
+from fulema.channels.alipay.client import (
+    RETRYABLE,
+    SUB_MERCHANT_REFUSALS,
+    AlipayGateway,
+    refusal,
+)
 from fulema.channels.alipay.protocol import (
     PAYING,
     SUCCESS,
@@ -43,6 +48,7 @@ from fulema.channels.base import (
     RefundRequest,
     RefundResult,
     RefundState,
+    SubMerchantRefused,
     TradeResult,
     TradeState,
     in_app_static_way,
@@ -75,6 +81,13 @@ REFUND_STATES: dict[str, RefundState] = {
 NOT_EXIST = "ACQ.TRADE_NOT_EXIST"
 
 
+def sub_merchant(smid: str | None) -> dict[str, Any]:
+    """The indirect merchant a trade is for (partner form): `sub_merchant.merchant_id` in the
+    biz_content of precreate, create, wap.pay and pay. Query, close, cancel and refunds name the
+    trade by our out_trade_no under our app, which Alipay keeps apart per app: no smid there."""
+    return {"sub_merchant": {"merchant_id": smid}} if smid else {}
+
+
 def _money(value: Any) -> Money | None:
     try:
         return Money.from_yuan(str(value)) if value not in (None, "") else None
@@ -100,7 +113,8 @@ class AlipayChannel(AlipayGateway):
 
     def _order_biz(self, req: CreatePaymentRequest) -> dict[str, Any]:
         return {"out_trade_no": req.order_id, "total_amount": req.amount.to_yuan(),
-                "subject": req.subject[:256], "time_expire": beijing_time(req.expire_at)}
+                "subject": req.subject[:256], "time_expire": beijing_time(req.expire_at),
+                **sub_merchant(req.sub_merchant_id)}
 
     def static_code_way(self, payer_id: str | None) -> WayCode:
         return in_app_static_way(payer_id)  # the plate's cashier runs inside the app
@@ -142,7 +156,7 @@ class AlipayChannel(AlipayGateway):
     async def barcode_pay(self, req: BarcodePayRequest) -> TradeResult:
         biz = {"out_trade_no": req.order_id, "scene": "bar_code", "auth_code": req.auth_code,
                "product_code": "FACE_TO_FACE_PAYMENT", "subject": req.subject[:256],
-               "total_amount": req.amount.to_yuan()}
+               "total_amount": req.amount.to_yuan(), **sub_merchant(req.sub_merchant_id)}
         # ChannelUnavailable propagates: the breaker must count it, and payments turns it
         # into "paying, query it" (the payer may have been charged).
         node = await self._call("alipay.trade.pay", biz, self.settings.callback_url("alipay"))
@@ -158,6 +172,8 @@ class AlipayChannel(AlipayGateway):
         if code == "20000" or sub_code in RETRYABLE:
             return TradeResult(state=TradeState.UNKNOWN, error_code=sub_code,
                                error_message=sub_msg, raw=node)
+        if sub_code in SUB_MERCHANT_REFUSALS:
+            raise SubMerchantRefused(sub_code, sub_msg)
         return TradeResult(state=TradeState.FAILED, error_code=sub_code, error_message=sub_msg,
                            raw=node)
 
@@ -179,7 +195,7 @@ class AlipayChannel(AlipayGateway):
         return TradeResult(state=state, channel_trade_no=node.get("trade_no"),
                            error_code=None if state != TradeState.UNKNOWN else status, raw=node)
 
-    async def query(self, order_id: str) -> TradeResult:
+    async def query(self, order_id: str, *, sub_merchant_id: str | None = None) -> TradeResult:
         node = await self._call("alipay.trade.query", {"out_trade_no": order_id})
         if node.get("code") == SUCCESS:
             return self._trade(node, node.get("buyer_user_id"), node.get("send_pay_date"))
@@ -188,7 +204,7 @@ class AlipayChannel(AlipayGateway):
         state = TradeState.NOT_FOUND if sub_code == NOT_EXIST else TradeState.UNKNOWN
         return TradeResult(state=state, error_code=sub_code, error_message=sub_msg, raw=node)
 
-    async def close(self, order_id: str) -> None:
+    async def close(self, order_id: str, *, sub_merchant_id: str | None = None) -> None:
         node = await self._call("alipay.trade.close", {"out_trade_no": order_id})
         sub_code, _ = refusal(node)
         if sub_code == NOT_EXIST:
@@ -200,7 +216,7 @@ class AlipayChannel(AlipayGateway):
             return
         self._raise_for(node)
 
-    async def cancel(self, order_id: str) -> None:
+    async def cancel(self, order_id: str, *, sub_merchant_id: str | None = None) -> None:
         node = await self._call("alipay.trade.cancel", {"out_trade_no": order_id})
         self._raise_for(node)
         if node.get("retry_flag") == "Y":
@@ -227,7 +243,8 @@ class AlipayChannel(AlipayGateway):
         return RefundResult(state=RefundState.FAILED, error_code=sub_code, error_message=sub_msg,
                             raw=node)
 
-    async def refund_query(self, order_id: str, refund_id: str) -> RefundResult:
+    async def refund_query(self, order_id: str, refund_id: str, *,
+                           sub_merchant_id: str | None = None) -> RefundResult:
         """ChannelError REFUND_NOT_FOUND when Alipay never got the refund (send it again)."""
         node = await self._call("alipay.trade.fastpay.refund.query",
                                 {"out_trade_no": order_id, "out_request_no": refund_id})

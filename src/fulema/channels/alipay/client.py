@@ -30,11 +30,15 @@ from fulema.channels.alipay.protocol import (
     signed_node_verifies,
     top_level,
 )
-from fulema.channels.base import ChannelError, ChannelUnavailable
+from fulema.channels.base import ChannelError, ChannelUnavailable, SubMerchantRefused
 from fulema.core.channel_settings import AlipaySection
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 
+# Sub-codes refusing the indirect sub-merchant (`sub_merchant.merchant_id`, smid) itself: not
+# registered (or not yet approved) under our app, or its payments stopped.
+SUB_MERCHANT_REFUSALS = frozenset({"ACQ.SECONDARY_MERCHANT_ID_INVALID",
+                                   "ACQ.SECONDARY_MERCHANT_STATUS_ERROR"})
 # Sub-codes that mean "no answer yet", never a refusal.
 RETRYABLE = ("ACQ.SYSTEM_ERROR", "AQC.SYSTEM_ERROR", "isp.unknow-error", "isp.unknown-error")
 
@@ -119,5 +123,7 @@ class AlipayGateway:
         sub_code, sub_msg = refusal(node)
         if code == "20000" or sub_code in RETRYABLE:
             raise ChannelUnavailable(f"alipay: {sub_code} {sub_msg}".strip())
+        if sub_code in SUB_MERCHANT_REFUSALS:
+            raise SubMerchantRefused(sub_code, sub_msg)
         raise ChannelError(sub_code, sub_msg)
 

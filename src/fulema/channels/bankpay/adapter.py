@@ -231,7 +231,7 @@ class BankpayChannel:
             **({"payer_auth": "PASSWORD"} if req.strong_auth else {})})
         return trade_result(data)
 
-    async def query(self, order_id: str) -> TradeResult:
+    async def query(self, order_id: str, *, sub_merchant_id: str | None = None) -> TradeResult:
         try:
             data = await self._call("GET", f"/api/orders/{order_id}")
         except ChannelError as exc:
@@ -241,10 +241,10 @@ class BankpayChannel:
             raise
         return trade_result(data)
 
-    async def close(self, order_id: str) -> None:
+    async def close(self, order_id: str, *, sub_merchant_id: str | None = None) -> None:
         await self._call("POST", f"/api/orders/{order_id}/close", self._base())
 
-    async def cancel(self, order_id: str) -> None:
+    async def cancel(self, order_id: str, *, sub_merchant_id: str | None = None) -> None:
         await self._call("POST", f"/api/orders/{order_id}/cancel", self._base())
 
     async def refund(self, req: RefundRequest) -> RefundResult:
@@ -254,7 +254,8 @@ class BankpayChannel:
             "reason": req.reason[:80], "notify_url": req.notify_url})
         return refund_result(data)
 
-    async def refund_query(self, order_id: str, refund_id: str) -> RefundResult:
+    async def refund_query(self, order_id: str, refund_id: str, *,
+                           sub_merchant_id: str | None = None) -> RefundResult:
         data = await self._call("GET", f"/api/refunds/{refund_id}")
         if data.get("out_trade_no") != order_id:
             raise ChannelError("REFUND_NOT_FOUND", "the bank's refund belongs to another order")

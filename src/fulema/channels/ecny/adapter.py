@@ -222,7 +222,7 @@ class EcnyChannel:
             "notify_url": self.settings.callback_url("ecny"), "payee": self._payee(req.order_id)})
         return self._checked_trade(data)
 
-    async def query(self, order_id: str) -> TradeResult:
+    async def query(self, order_id: str, *, sub_merchant_id: str | None = None) -> TradeResult:
         try:
             data = await self._call("GET", f"/v1/orders/{order_id}")
         except ChannelError as exc:
@@ -232,11 +232,11 @@ class EcnyChannel:
             raise
         return self._checked_trade(data)
 
-    async def close(self, order_id: str) -> None:
+    async def close(self, order_id: str, *, sub_merchant_id: str | None = None) -> None:
         await self._call("POST", f"/v1/orders/{order_id}/close",
                          {"merchant_id": self.ecny.merchant_id})
 
-    async def cancel(self, order_id: str) -> None:
+    async def cancel(self, order_id: str, *, sub_merchant_id: str | None = None) -> None:
         await self._call("POST", f"/v1/orders/{order_id}/reverse",
                          {"merchant_id": self.ecny.merchant_id})
 
@@ -248,7 +248,8 @@ class EcnyChannel:
             "notify_url": req.notify_url})
         return refund_result(data)
 
-    async def refund_query(self, order_id: str, refund_id: str) -> RefundResult:
+    async def refund_query(self, order_id: str, refund_id: str, *,
+                           sub_merchant_id: str | None = None) -> RefundResult:
         data = await self._call("GET", f"/v1/refunds/{refund_id}")
         if data.get("out_trade_no") != order_id:
             raise ChannelError("REFUND_NOT_FOUND", "the refund belongs to another order")

@@ -245,7 +245,7 @@ class UnionpayChannel:
             error_code=None if state == TradeState.SUCCESS else code,
             error_message=answer.get("origRespMsg") or answer.get("respMsg"), raw=answer)
 
-    async def query(self, order_id: str) -> TradeResult:
+    async def query(self, order_id: str, *, sub_merchant_id: str | None = None) -> TradeResult:
         answer = await self._query_raw(order_id)
         code = answer["respCode"]
         if code == NOT_FOUND:
@@ -256,7 +256,7 @@ class UnionpayChannel:
                                error_message=answer.get("respMsg"), raw=answer)
         return self._trade(answer)
 
-    async def close(self, order_id: str) -> None:
+    async def close(self, order_id: str, *, sub_merchant_id: str | None = None) -> None:
         """UnionPay has no close for a 主扫 order QR: it lapses at payTimeout (= the order's expiry).
 
         A paid order cannot be closed (ChannelError ORDER_PAID); a payer-code payment still
@@ -270,7 +270,7 @@ class UnionpayChannel:
         if found.state == TradeState.PAYING and found.raw.get("txnSubType") == "06":
             await self._void(order_id, found)
 
-    async def cancel(self, order_id: str) -> None:
+    async def cancel(self, order_id: str, *, sub_merchant_id: str | None = None) -> None:
         """撤销: void the payer-code payment whether it is paid or still waiting for the payer."""
         found = await self.query(order_id)
         if found.state == TradeState.UNKNOWN:
@@ -315,7 +315,8 @@ class UnionpayChannel:
         return RefundResult(state=RefundState.FAILED, error_code=code,
                             error_message=answer.get("respMsg"), raw=answer)
 
-    async def refund_query(self, order_id: str, refund_id: str) -> RefundResult:
+    async def refund_query(self, order_id: str, refund_id: str, *,
+                           sub_merchant_id: str | None = None) -> RefundResult:
         found = await self.query(refund_id)
         return RefundResult(state=REFUND_STATES[found.state],
                             channel_refund_no=found.channel_trade_no,

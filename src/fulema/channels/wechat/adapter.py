@@ -1,4 +1,10 @@
-"""WeChat Pay API v3, direct-merchant mode (普通商户直连): the adapter.
+"""WeChat Pay API v3, direct-merchant mode (普通商户直连) and service-provider mode (服务商):
+the adapter.
+
+An order that carries the merchant's `sub_mchid` (its ACTIVE registration, docs/onboarding.md)
+goes through the partner endpoints (`/v3/pay/partner/transactions/...`) with `sp_appid`,
+`sp_mchid` (ours) and `sub_mchid`; refunds carry `sub_mchid` in the body, refund queries in the
+query string. An order without one goes out in the direct form as before.
 
 JSON over HTTPS, amounts in integer fen (amount.total), every request signed with the
 merchant's RSA key (`wechat_sign.authorization`), every answer and callback signed by the
@@ -28,6 +34,7 @@ from fulema.channels.base import (
     RefundRequest,
     RefundResult,
     RefundState,
+    SubMerchantRefused,
     TradeResult,
     TradeState,
     event_callback,
@@ -71,6 +78,10 @@ REFUND_STATES: dict[str, RefundState] = {
     "CLOSED": RefundState.FAILED,
     "ABNORMAL": RefundState.FAILED,
 }
+# What WeChat answers when the sub-merchant itself cannot trade: MCH_NOT_EXISTS (no such
+# sub_mchid under our sp_mchid, or its applyment not completed) and NO_AUTH (its payments
+# stopped). Only in the partner form: in the direct form these are about our own mchid.
+SUB_MERCHANT_REFUSALS = frozenset({"MCH_NOT_EXISTS", "NO_AUTH"})
 # codepay refusals that are about the payer, not our request: the payment FAILED.
 PAYER_REFUSALS = {"NOTENOUGH", "NOT_ENOUGH", "AUTH_CODE_INVALID", "AUTHCODEEXPIRE",
                   "AUTH_CODE_ERROR", "PAYER_ACCOUNT_ABNORMAL", "USER_ACCOUNT_ABNORMAL",
@@ -106,7 +117,9 @@ def trade_result(data: dict[str, Any]) -> TradeResult:
         amount=Money(total) if total is not None and state == TradeState.SUCCESS else None,
         currency=str(amount["currency"]) if isinstance(amount, dict) and amount.get("currency")
         else None,
-        payer_id=payer.get("openid") if isinstance(payer, dict) else None,
+        # direct form: openid; partner form: sp_openid (under our appid)
+        payer_id=(payer.get("openid") or payer.get("sp_openid")) if isinstance(payer, dict)
+        else None,
         paid_at=parse_time(data.get("success_time")),
         error_code=data.get("trade_state") if failed else None,
         error_message=data.get("trade_state_desc") if failed else None, raw=data)
@@ -141,34 +154,57 @@ class WechatChannel:
         v2 = settings.wechat_v2  # the older XML API for payer codes, where a bank needs it
         self.v2 = WechatV2Codepay(settings, http, self.wx, v2) if v2.enabled else None
 
+    def _who(self, sub: str | None) -> dict[str, str]:
+        """Whose order it is: ours (direct) or the sub-merchant's under us (partner)."""
+        if sub:
+            return {"sp_appid": self.wx.appid, "sp_mchid": self.wx.mchid, "sub_mchid": sub}
+        return {"appid": self.wx.appid, "mchid": self.wx.mchid}
+
+    @staticmethod
+    def _path(sub: str | None, tail: str) -> str:
+        return ("/v3/pay/partner/transactions/" if sub else "/v3/pay/transactions/") + tail
+
     def _order(self, req: CreatePaymentRequest) -> dict[str, Any]:
-        return {"appid": self.wx.appid, "mchid": self.wx.mchid,
+        return {**self._who(req.sub_merchant_id),
                 "description": req.subject[:127] or "-", "out_trade_no": req.order_id,
                 "time_expire": rfc3339(req.expire_at), "notify_url": req.notify_url,
                 "amount": {"total": req.amount.fen, "currency": "CNY"}}
+
+    async def _ok(self, sub: str | None, method: str, path: str,
+                  payload: dict[str, Any] | None = None) -> dict[str, Any]:
+        status, doc = await self.api.call(method, path, payload)
+        self._raise_for(sub, status, doc)
+        return doc
+
+    def _raise_for(self, sub: str | None, status: int, doc: dict[str, Any]) -> None:
+        if sub and status >= 400 and doc.get("code") in SUB_MERCHANT_REFUSALS:
+            raise SubMerchantRefused(str(doc["code"]), str(doc.get("message", "")))
+        self.api.raise_for(status, doc)
 
     def static_code_way(self, payer_id: str | None) -> WayCode:
         return in_app_static_way(payer_id)  # the plate's cashier runs inside the app
 
     async def create(self, req: CreatePaymentRequest) -> CreatePaymentResult:
         body = self._order(req)
+        sub = req.sub_merchant_id
         way = req.way_code
         if way == WayCode.QR_STATIC:
             way = self.static_code_way(req.payer_id)
         if way == WayCode.QR_DYNAMIC:
-            data = await self.api.ok("POST", "/v3/pay/transactions/native", body)
+            data = await self._ok(sub, "POST", self._path(sub, "native"), body)
             return CreatePaymentResult(TradeState.PAYING, code_url=data.get("code_url"), raw=data)
         if way == WayCode.H5:
             body["scene_info"] = {"payer_client_ip": req.client_ip, "h5_info": {"type": "Wap"}}
-            data = await self.api.ok("POST", "/v3/pay/transactions/h5", body)
+            data = await self._ok(sub, "POST", self._path(sub, "h5"), body)
             return CreatePaymentResult(TradeState.PAYING, h5_url=data.get("h5_url"), raw=data)
         if way in (WayCode.JSAPI, WayCode.APP):
             if way == WayCode.JSAPI:
                 if not req.payer_id:
                     raise ChannelError("PARAM_ERROR", "JSAPI needs the payer's openid")
-                body["payer"] = {"openid": req.payer_id}
-            path = "/v3/pay/transactions/" + ("jsapi" if way == WayCode.JSAPI else "app")
-            data = await self.api.ok("POST", path, body)
+                # the payer's openid is under our appid: sp_openid in the partner form
+                body["payer"] = {"sp_openid" if sub else "openid": req.payer_id}
+            path = self._path(sub, "jsapi" if way == WayCode.JSAPI else "app")
+            data = await self._ok(sub, "POST", path, body)
             prepay_id = data.get("prepay_id")
             if not isinstance(prepay_id, str) or not prepay_id:
                 raise ChannelUnavailable("wechat: answer has no prepay_id")
@@ -179,13 +215,14 @@ class WechatChannel:
     async def barcode_pay(self, req: BarcodePayRequest) -> TradeResult:
         if self.v2 is not None:
             return await self.v2.barcode_pay(req)
-        body = {"appid": self.wx.appid, "mchid": self.wx.mchid,
+        sub = req.sub_merchant_id
+        body = {**self._who(sub),
                 "description": req.subject[:127] or "-", "out_trade_no": req.order_id,
                 "payer": {"auth_code": req.auth_code},
                 "amount": {"total": req.amount.fen, "currency": "CNY"},
                 "scene_info": {"device_ip": req.client_ip,
                                "store_info": {"out_id": self.wx.store_out_id}}}
-        status, doc = await self.api.call("POST", "/v3/pay/transactions/codepay", body)
+        status, doc = await self.api.call("POST", self._path(sub, "codepay"), body)
         if status in (200, 202) and doc.get("trade_state"):
             return trade_result(doc)
         code, message = str(doc.get("code", "")), str(doc.get("message", ""))
@@ -196,47 +233,60 @@ class WechatChannel:
             return TradeResult(state=TradeState.FAILED, error_code=code, error_message=message,
                                raw=doc)
         if status >= 400:
-            raise ChannelError(code or f"HTTP_{status}", message)
+            self._raise_for(sub, status, doc)
         raise ChannelUnavailable("wechat codepay: answer has no trade_state")
 
-    async def query(self, order_id: str) -> TradeResult:
+    async def query(self, order_id: str, *, sub_merchant_id: str | None = None) -> TradeResult:
         if self.v2 is not None:
-            return await self.v2.query(order_id)
-        path = f"/v3/pay/transactions/out-trade-no/{quote(order_id, safe='')}?mchid={self.wx.mchid}"
+            return await self.v2.query(order_id, sub_merchant_id=sub_merchant_id)
+        sub = sub_merchant_id
+        who = f"sp_mchid={self.wx.mchid}&sub_mchid={quote(sub, safe='')}" if sub else \
+            f"mchid={self.wx.mchid}"
+        path = self._path(sub, f"out-trade-no/{quote(order_id, safe='')}?{who}")
         status, doc = await self.api.call("GET", path, None)
         if status == 404 and doc.get("code") == "ORDER_NOT_EXIST":
             return TradeResult(state=TradeState.NOT_FOUND, error_code="ORDER_NOT_EXIST",
                                error_message=str(doc.get("message", "")), raw=doc)
-        self.api.raise_for(status, doc)
-        if doc.get("out_trade_no") != order_id or doc.get("mchid") != self.wx.mchid:
+        self._raise_for(sub, status, doc)
+        mine = (doc.get("sp_mchid") == self.wx.mchid and doc.get("sub_mchid") == sub) if sub \
+            else doc.get("mchid") == self.wx.mchid
+        if doc.get("out_trade_no") != order_id or not mine:
             raise ChannelUnavailable("wechat query: the answer is about another order")
         return trade_result(doc)
 
-    async def close(self, order_id: str) -> None:
-        await self.api.ok("POST", f"/v3/pay/transactions/out-trade-no/{quote(order_id, safe='')}"
-                          "/close", {"mchid": self.wx.mchid})
+    async def close(self, order_id: str, *, sub_merchant_id: str | None = None) -> None:
+        sub = sub_merchant_id
+        who = {"sp_mchid": self.wx.mchid, "sub_mchid": sub} if sub else {"mchid": self.wx.mchid}
+        await self._ok(sub, "POST", self._path(sub, f"out-trade-no/{quote(order_id, safe='')}"
+                                                    "/close"), who)
 
-    async def cancel(self, order_id: str) -> None:
+    async def cancel(self, order_id: str, *, sub_merchant_id: str | None = None) -> None:
         if self.v2 is not None:
-            await self.v2.cancel(order_id)
+            await self.v2.cancel(order_id, sub_merchant_id=sub_merchant_id)
             return
+        sub = sub_merchant_id
         status, doc = await self.api.call(
-            "POST", f"/v3/pay/transactions/out-trade-no/{quote(order_id, safe='')}/reverse",
-            {"appid": self.wx.appid, "mchid": self.wx.mchid})
+            "POST", self._path(sub, f"out-trade-no/{quote(order_id, safe='')}/reverse"),
+            self._who(sub))
         if status == 404 and doc.get("code") == "ORDER_NOT_EXIST":
             return  # nothing reached WeChat: nothing to reverse
-        self.api.raise_for(status, doc)
+        self._raise_for(sub, status, doc)
 
     async def refund(self, req: RefundRequest) -> RefundResult:
-        data = await self.api.ok("POST", "/v3/refund/domestic/refunds", {
+        data = await self._ok(req.sub_merchant_id, "POST", "/v3/refund/domestic/refunds", {
+            "sub_mchid": req.sub_merchant_id,  # dropped when None (the direct form)
             "out_trade_no": req.order_id, "out_refund_no": req.refund_id,
             "reason": req.reason[:80] or None, "notify_url": req.notify_url,
             "amount": {"refund": req.amount.fen, "total": req.order_amount.fen,
                        "currency": "CNY"}})
         return refund_result(data)
 
-    async def refund_query(self, order_id: str, refund_id: str) -> RefundResult:
-        data = await self.api.ok("GET", f"/v3/refund/domestic/refunds/{quote(refund_id, safe='')}")
+    async def refund_query(self, order_id: str, refund_id: str, *,
+                           sub_merchant_id: str | None = None) -> RefundResult:
+        sub = sub_merchant_id
+        path = f"/v3/refund/domestic/refunds/{quote(refund_id, safe='')}"
+        data = await self._ok(sub, "GET", path + (f"?sub_mchid={quote(sub, safe='')}"
+                                                  if sub else ""))
         if data.get("out_trade_no") != order_id:
             raise ChannelError("RESOURCE_NOT_EXISTS", "the refund belongs to another order")
         return refund_result(data)
@@ -252,10 +302,16 @@ class WechatChannel:
                 raise ValueError("resource_type is not encrypt-resource")
             event = str(doc["event_type"])
             data = decrypt_resource(self.apiv3_key, doc["resource"])
-            if data.get("mchid") != self.wx.mchid:
+            # direct form: our mchid; partner form: our sp_mchid and the sub-merchant's
+            # sub_mchid, which payments checks against the order's
+            sub = data.get("sub_mchid") if "sp_mchid" in data else None
+            if (data.get("sp_mchid") if sub is not None else data.get("mchid")) != self.wx.mchid:
                 raise ValueError("the resource is not this merchant's")
+            if sub is not None and (not isinstance(sub, str) or not sub):
+                raise ValueError("a partner-form resource without a sub_mchid")
             return event_callback(event, data, payment_prefix="TRANSACTION.", trade=trade_result,
-                                  refund=refund_result)
+                                  refund=refund_result, sub_merchant_id=sub,
+                                  names_sub_merchant=True)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise FulemaError(ErrorCode.CALLBACK_INVALID, f"wechat callback: {exc}") from exc
 

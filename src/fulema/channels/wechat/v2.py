@@ -172,6 +172,11 @@ def trade_result(doc: Mapping[str, str], state: TradeState) -> TradeResult:
         raw=dict(doc))
 
 
+def _sub(sub_merchant_id: str | None) -> dict[str, str]:
+    """v2's service-provider form: the sub-merchant as `sub_mch_id` beside our mch_id."""
+    return {"sub_mch_id": sub_merchant_id} if sub_merchant_id else {}
+
+
 # --- the client ------------------------------------------------------------------------------
 
 class WechatV2Codepay:
@@ -235,7 +240,8 @@ class WechatV2Codepay:
         doc = await self.call("/pay/micropay", {
             "body": req.subject[:127] or "-", "out_trade_no": req.order_id,
             "total_fee": str(req.amount.fen), "fee_type": "CNY",
-            "spbill_create_ip": req.client_ip, "auth_code": req.auth_code})
+            "spbill_create_ip": req.client_ip, "auth_code": req.auth_code,
+            **_sub(req.sub_merchant_id)})
         if doc.get("result_code") == "SUCCESS":
             if doc.get("out_trade_no") != req.order_id or _fen(doc.get("total_fee")) != \
                     req.amount.fen:
@@ -249,8 +255,9 @@ class WechatV2Codepay:
             return await self.query(req.order_id)
         return TradeResult(state=outcome, error_code=code, error_message=desc, raw=doc)
 
-    async def query(self, order_id: str) -> TradeResult:
-        doc = await self.call("/pay/orderquery", {"out_trade_no": order_id})
+    async def query(self, order_id: str, *, sub_merchant_id: str | None = None) -> TradeResult:
+        doc = await self.call("/pay/orderquery", {"out_trade_no": order_id,
+                                                  **_sub(sub_merchant_id)})
         if doc.get("result_code") != "SUCCESS":
             code, desc = doc.get("err_code", ""), doc.get("err_code_des", "")
             if code == "ORDERNOTEXIST":
@@ -263,7 +270,7 @@ class WechatV2Codepay:
             raise ChannelUnavailable("wechat v2 orderquery: the answer is about another order")
         return trade_result(doc, TRADE_STATES.get(doc.get("trade_state", ""), TradeState.UNKNOWN))
 
-    async def cancel(self, order_id: str) -> None:
+    async def cancel(self, order_id: str, *, sub_merchant_id: str | None = None) -> None:
         """Reverse (撤销): closes an unpaid payment, refunds a paid one. WeChat asks callers to
         call again while it answers recall=Y, or when the call gets no answer."""
         last: Exception = ChannelUnavailable("wechat v2 reverse: no attempt made")
@@ -271,7 +278,8 @@ class WechatV2Codepay:
             if attempt:
                 await asyncio.sleep(self.v2.reverse_retry_seconds)
             try:
-                doc = await self.call("/secapi/pay/reverse", {"out_trade_no": order_id})
+                doc = await self.call("/secapi/pay/reverse", {"out_trade_no": order_id,
+                                                              **_sub(sub_merchant_id)})
             except ChannelUnavailable as exc:
                 last = exc
                 continue
@@ -284,8 +292,10 @@ class WechatV2Codepay:
             raise ChannelError(code or "FAIL", desc)
         raise last
 
-    async def refund_query(self, order_id: str, refund_id: str) -> RefundResult:
-        doc = await self.call("/pay/refundquery", {"out_refund_no": refund_id})
+    async def refund_query(self, order_id: str, refund_id: str, *,
+                           sub_merchant_id: str | None = None) -> RefundResult:
+        doc = await self.call("/pay/refundquery", {"out_refund_no": refund_id,
+                                                   **_sub(sub_merchant_id)})
         if doc.get("result_code") != "SUCCESS":
             code, desc = doc.get("err_code", ""), doc.get("err_code_des", "")
             if code in ("SYSTEMERROR", ""):

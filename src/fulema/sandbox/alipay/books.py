@@ -113,6 +113,7 @@ class Trade:
     closed_at: datetime | None = None
     cancelled: bool = False
     refunds: dict[str, Refund] = field(default_factory=dict)
+    smid: str = ""  # the indirect merchant (`sub_merchant.merchant_id`) the trade is for
 
     @property
     def refunded_fen(self) -> int:
@@ -124,6 +125,7 @@ class Trade:
                 "total_fen": self.total_fen, "subject": self.subject, "product": self.product,
                 "buyer_id": self.buyer_id or None, "qr_code": self.qr_code or None,
                 "refunded_fen": self.refunded_fen, "cancelled": self.cancelled,
+                "smid": self.smid or None,
                 "paid_at": self.paid_at.isoformat() if self.paid_at else None,
                 "refunds": [{"out_request_no": r.out_request_no, "fen": r.fen}
                             for r in self.refunds.values()]}

@@ -52,6 +52,18 @@ class IndirectBook:
         return any(i.smid == smid and i.audit_status == "PASS" and not i.suspended
                    for i in self.by_external.values())
 
+    def check_trading(self, smid: Any) -> None:
+        """Refusal unless `sub_merchant.merchant_id` may trade under this app: not registered
+        or not approved (ACQ.SECONDARY_MERCHANT_ID_INVALID), or suspended by the sandbox
+        operator (ACQ.SECONDARY_MERCHANT_STATUS_ERROR)."""
+        if not isinstance(smid, str) or not smid:
+            raise Refusal("ACQ.SECONDARY_MERCHANT_ID_BLANK", "受理商户号不能为空")
+        if self.usable(smid):
+            return
+        if any(i.smid == smid and i.audit_status == "PASS" for i in self.by_external.values()):
+            raise Refusal("ACQ.SECONDARY_MERCHANT_STATUS_ERROR", "二级商户状态异常，已暂停交易")
+        raise Refusal("ACQ.SECONDARY_MERCHANT_ID_INVALID", "二级商户不存在或未审核通过")
+
     def create(self, _params: dict[str, str], biz: dict[str, Any]) -> dict[str, Any]:
         ext = biz.get("external_id")
         if not isinstance(ext, str) or not EXTERNAL_ID.match(ext):

@@ -39,7 +39,7 @@ from fulema.sandbox.alipay.books import (
     Trade,
 )
 from fulema.sandbox.alipay.config import AlipaySandboxConfig
-from fulema.sandbox.alipay.indirect import add_indirect
+from fulema.sandbox.alipay.indirect import IndirectBook, add_indirect
 from fulema.sandbox.alipay.notify import Notifier
 from fulema.sandbox.alipay.oauth import add_oauth_routes
 from fulema.sandbox.alipay.protocol import (
@@ -95,6 +95,7 @@ class AlipaySandbox:
         self.notifier = Notifier(http, self.key, self.app_id, self.seller_id, self.books)
         self.tasks = self.notifier.tasks  # background deliveries (tests cancel them)
         self.bill_secret = secrets.token_bytes(16)
+        self.indirect: IndirectBook | None = None  # the indirect merchants (indirect.py)
         self.handlers: dict[str, Callable[[dict[str, str], dict[str, Any]], dict[str, Any]]] = {
             "alipay.trade.precreate": self.precreate, "alipay.trade.create": self.create,
             "alipay.trade.pay": self.pay, "alipay.trade.wap.pay": self.wap_pay,
@@ -178,9 +179,17 @@ class AlipaySandbox:
                 expire = parse_beijing(str(biz["time_expire"]))
             except ValueError as exc:
                 raise Refusal("ACQ.INVALID_PARAMETER", "time_expire 不合法") from exc
+        smid = ""
+        if "sub_merchant" in biz:  # the service provider's form: an indirect merchant's trade
+            node = biz["sub_merchant"]
+            smid_value = node.get("merchant_id") if isinstance(node, dict) else None
+            if self.indirect is None:
+                raise Refusal("ACQ.SECONDARY_MERCHANT_ID_INVALID", "二级商户不存在或未审核通过")
+            self.indirect.check_trading(smid_value)
+            smid = str(smid_value)
         return Trade(out_trade_no=_text(biz, "out_trade_no"), total_fen=_amount(biz, "total_amount"),
                      subject=_text(biz, "subject", 256), product=product,
-                     notify_url=params.get("notify_url", ""), expire_at=expire)
+                     notify_url=params.get("notify_url", ""), expire_at=expire, smid=smid)
 
     def _paid_fields(self, trade: Trade) -> dict[str, Any]:
         payer = self.books.wallet.get(trade.buyer_id)
@@ -334,4 +343,5 @@ def build_sandbox(config: AlipaySandboxConfig, http: httpx.AsyncClient) -> FastA
     install_routes(app, sb)
     add_oauth_routes(app, sb)
     app.state.indirect = add_indirect(app, sb.handlers)  # sub-merchant registration
+    sb.indirect = app.state.indirect  # the trade APIs ask it about sub_merchant.merchant_id
     return app

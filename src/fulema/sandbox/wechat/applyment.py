@@ -150,6 +150,7 @@ class Applyments:
 
 def add_applyment_routes(app: FastAPI, sb: WechatSandbox) -> Applyments:
     book = Applyments(sb)
+    sb.applyments = book  # the partner payment APIs ask it which sub_mchids may trade
 
     @app.post("/v3/applyment4sub/applyment/")
     async def apply(request: Request) -> Response:

@@ -1,6 +1,11 @@
-"""The WeChat Pay v3 endpoints the sandbox serves (direct-merchant mode), with WeChat's error
-codes: PARAM_ERROR / INVALID_REQUEST (400), SIGN_ERROR (401), business refusals (403),
-ORDER_NOT_EXIST / RESOURCE_NOT_EXISTS (404), SYSTEM_ERROR (500)."""
+"""The WeChat Pay v3 endpoints the sandbox serves, in the direct-merchant form and the
+service-provider (partner) form (`/v3/pay/partner/transactions/...` with sp_appid, sp_mchid
+and sub_mchid), with WeChat's error codes: PARAM_ERROR / INVALID_REQUEST (400), SIGN_ERROR
+(401), business refusals (403), ORDER_NOT_EXIST / RESOURCE_NOT_EXISTS (404), SYSTEM_ERROR (500).
+
+A partner-form request for a sub_mchid that has no completed applyment here is refused with
+MCH_NOT_EXISTS (400), one whose payments the sandbox operator suspended with NO_AUTH (403).
+An order belongs to the form it was made in: the other form does not find it."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import hashlib
 import re
 import secrets
 import string
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -64,14 +70,29 @@ def _prepay_answer(sb: WechatSandbox, o: Order, kind: str) -> Answer:
     return 200, {"prepay_id": o.prepay_id}
 
 
-def prepay(sb: WechatSandbox, body: dict[str, Any], kind: str) -> Answer:
+def partner_refusal(sb: WechatSandbox, body: dict[str, Any], *,
+                    trading: bool = True) -> Answer | None:
+    """The partner form's own checks: our sp_mchid and sp_appid, and a sub_mchid that may
+    trade (for a new payment; closing or reversing one only needs it named)."""
+    if body.get("sp_mchid") != sb.config.mchid:
+        return err(400, "PARAM_ERROR", "sp_mchid 必填且须与请求头中的商户号一致")
+    if "sp_appid" in body and body["sp_appid"] != sb.config.appid:
+        return err(400, "APPID_MCHID_NOT_MATCH", "sp_appid和sp_mchid不匹配")
+    if not trading:
+        sub = body.get("sub_mchid")
+        return None if isinstance(sub, str) and sub else err(400, "PARAM_ERROR", "sub_mchid 必填")
+    return sb.sub_refusal(body.get("sub_mchid"))
+
+
+def prepay(sb: WechatSandbox, body: dict[str, Any], kind: str, sub: str = "") -> Answer:
     bad = _check_order(body, notify=True)
     if bad:
         return bad
     payer = body.get("payer") if isinstance(body.get("payer"), dict) else {}
-    openid = payer.get("openid", "") if isinstance(payer, dict) else ""
+    # the payer's openid under the provider's appid is sp_openid in the partner form
+    openid = payer.get("sp_openid" if sub else "openid", "") if isinstance(payer, dict) else ""
     if kind == "jsapi" and (not isinstance(openid, str) or not openid):
-        return err(400, "PARAM_ERROR", "payer.openid 必填")
+        return err(400, "PARAM_ERROR", "payer.sp_openid 必填" if sub else "payer.openid 必填")
     scene = body.get("scene_info")
     if kind == "h5" and (not isinstance(scene, dict) or not scene.get("payer_client_ip")
                          or not isinstance(scene.get("h5_info"), dict)):
@@ -84,8 +105,8 @@ def prepay(sb: WechatSandbox, body: dict[str, Any], kind: str) -> Answer:
             return err(400, "ORDERPAID", "该订单已支付")
         if found.state in ("CLOSED", "REVOKED"):
             return err(400, "ORDER_CLOSED", "该订单已关闭")
-        if (found.total, found.trade_type, found.description, found.openid) != \
-                (total, trade_type, body["description"], openid):
+        if (found.total, found.trade_type, found.description, found.openid, found.sub_mchid) != \
+                (total, trade_type, body["description"], openid, sub):
             return err(400, "INVALID_REQUEST", "该订单号已使用，且请求参数与首次请求时不一致")
         return _prepay_answer(sb, found, kind)
     now = clock.now()
@@ -94,8 +115,9 @@ def prepay(sb: WechatSandbox, body: dict[str, Any], kind: str) -> Answer:
         expire = datetime.fromisoformat(str(body["time_expire"]))
     suffix = secrets.token_hex(11)
     o = Order(body["out_trade_no"], trade_type, total, body["description"], body["notify_url"],
-              now, expire, body.get("appid", sb.config.appid), openid=openid,
-              prepay_id=f"wx{now.astimezone(CST):%d%H%M%S}{suffix}")
+              now, expire, body.get("sp_appid" if sub else "appid", sb.config.appid),
+              openid=openid, prepay_id=f"wx{now.astimezone(CST):%d%H%M%S}{suffix}",
+              sub_mchid=sub)
     o.code_url = "weixin://wxpay/bizpayurl?pr=" + "".join(
         secrets.choice(string.ascii_letters + string.digits) for _ in range(7))
     o.h5_url = f"{sb.public}/h5pay?prepay_id={o.prepay_id}&package={secrets.randbelow(10**10)}"
@@ -103,7 +125,7 @@ def prepay(sb: WechatSandbox, body: dict[str, Any], kind: str) -> Answer:
     return _prepay_answer(sb, o, kind)
 
 
-def codepay(sb: WechatSandbox, body: dict[str, Any]) -> Answer:
+def codepay(sb: WechatSandbox, body: dict[str, Any], sub: str = "") -> Answer:
     bad = _check_order(body, notify=False)
     if bad:
         return bad
@@ -115,13 +137,15 @@ def codepay(sb: WechatSandbox, body: dict[str, Any]) -> Answer:
         return err(400, "PARAM_ERROR", "scene_info 必填")
     found = sb.orders.get(body["out_trade_no"])
     if found is not None:
-        if found.auth_code != code or found.total != body["amount"]["total"]:
+        if found.auth_code != code or found.total != body["amount"]["total"] \
+                or found.sub_mchid != sub:
             return err(400, "INVALID_REQUEST", "更换授权码或金额须更换商户订单号")
         return 200, sb.order_view(found)
     now = clock.now()
     o = Order(body["out_trade_no"], "MICROPAY", body["amount"]["total"], body["description"],
-              None, now, now + timedelta(minutes=5), body.get("appid", sb.config.appid),
-              auth_code=code, transaction_id=sb.new_transaction_id(), state="USERPAYING")
+              None, now, now + timedelta(minutes=5),
+              body.get("sp_appid" if sub else "appid", sb.config.appid), auth_code=code,
+              transaction_id=sb.new_transaction_id(), state="USERPAYING", sub_mchid=sub)
     sb.orders[o.out_trade_no] = o
     payer_obj = sb.wallet.redeem(code)
     if not AUTH_CODE.match(code) or payer_obj is CodeRefusal.UNKNOWN:
@@ -134,7 +158,7 @@ def codepay(sb: WechatSandbox, body: dict[str, Any]) -> Answer:
     # Refused before the password is asked for; the balance only once it is entered.
     refused = payer_obj.refusal(o.total, balance=not payer_obj.password_required)
     if refused is None and payer_obj.password_required:  # USERPAYING until the password
-        return 200, {"appid": o.appid, "mchid": sb.config.mchid, "out_trade_no": o.out_trade_no,
+        return 200, {**sb.owner(o), "out_trade_no": o.out_trade_no,
                      "trade_type": "MICROPAY", "trade_state": "USERPAYING"}
     refused = refused or sb.settle(o, payer_obj)
     if refused is not None:
@@ -144,9 +168,9 @@ def codepay(sb: WechatSandbox, body: dict[str, Any]) -> Answer:
     return 200, sb.order_view(o)
 
 
-def close(sb: WechatSandbox, no: str, *, reverse: bool) -> Answer:
+def close(sb: WechatSandbox, no: str, *, reverse: bool, sub: str = "") -> Answer:
     o = sb.orders.get(no)
-    if o is None:
+    if o is None or o.sub_mchid != sub:  # the other form's order is not this merchant's
         return err(404, "ORDER_NOT_EXIST", "订单不存在")
     sb.refresh(o)
     if o.state == "REFUND":
@@ -173,7 +197,7 @@ def refund(sb: WechatSandbox, body: dict[str, Any]) -> Answer:
             or _pos_int(amount.get("total")) is None or amount.get("currency") != "CNY":
         return err(400, "PARAM_ERROR", "amount.refund、amount.total（分）与 amount.currency 必填")
     o = sb.orders.get(no)
-    if o is None:
+    if o is None or o.sub_mchid != (body.get("sub_mchid") or ""):  # the partner's: sub_mchid
         return err(404, "RESOURCE_NOT_EXISTS", "订单不存在")
     found = sb.refunds.get(rno)
     if found is not None:
@@ -260,8 +284,11 @@ def api_routes(app: FastAPI, sb: WechatSandbox) -> None:
             if request.query_params.get("mchid") != sb.config.mchid:
                 return err(400, "PARAM_ERROR", "查询参数mchid必填且须与请求头一致")
             o = sb.orders.get(no)
-            return (200, sb.order_view(o)) if o else err(404, "ORDER_NOT_EXIST", "订单不存在")
+            return (200, sb.order_view(o)) if o and not o.sub_mchid else err(
+                404, "ORDER_NOT_EXIST", "订单不存在")
         return await sb.api(request, handle)
+
+    partner_routes(app, sb)
 
     @app.post("/v3/pay/transactions/out-trade-no/{no}/close")
     async def close_order(no: str, request: Request) -> Response:
@@ -279,7 +306,9 @@ def api_routes(app: FastAPI, sb: WechatSandbox) -> None:
     async def query_refund(rno: str, request: Request) -> Response:
         def handle(_: dict[str, Any]) -> Answer:
             r = sb.refunds.get(rno)
-            return (200, sb.refund_view(r)) if r else err(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
+            sub = request.query_params.get("sub_mchid", "")  # the partner form names it
+            return (200, sb.refund_view(r)) if r and r.order.sub_mchid == sub else err(
+                404, "RESOURCE_NOT_EXISTS", "退款单不存在")
         return await sb.api(request, handle)
 
     @app.get("/v3/bill/tradebill")
@@ -296,3 +325,47 @@ def api_routes(app: FastAPI, sb: WechatSandbox) -> None:
         if data is None:
             return sb.answer(*err(404, "RESOURCE_NOT_EXISTS", "账单文件不存在或下载链接已失效"))
         return Response(data, 200, media_type="application/octet-stream")
+
+
+def partner_routes(app: FastAPI, sb: WechatSandbox) -> None:
+    """The service-provider form of the same operations (普通服务商)."""
+    base = "/v3/pay/partner/transactions"
+
+    def checked(body: dict[str, Any], then: Callable[[str], Answer], *,
+                trading: bool = True) -> Answer:
+        refused = partner_refusal(sb, body, trading=trading)
+        return refused if refused is not None else then(str(body["sub_mchid"]))
+
+    for kind in PREPAY_TYPES:
+        def bind(k: str) -> None:
+            @app.post(f"{base}/{k}", name=f"partner_prepay_{k}")
+            async def create(request: Request) -> Response:
+                return await sb.api(request, lambda b: checked(
+                    b, lambda sub: prepay(sb, b, k, sub)))
+        bind(kind)
+
+    @app.post(f"{base}/codepay")
+    async def code_pay(request: Request) -> Response:
+        return await sb.api(request, lambda b: checked(b, lambda sub: codepay(sb, b, sub)))
+
+    @app.get(f"{base}/out-trade-no/{{no}}")
+    async def query(no: str, request: Request) -> Response:
+        def handle(_: dict[str, Any]) -> Answer:
+            q = request.query_params
+            if q.get("sp_mchid") != sb.config.mchid or not q.get("sub_mchid"):
+                return err(400, "PARAM_ERROR", "查询参数sp_mchid、sub_mchid必填，"
+                                               "sp_mchid须与请求头一致")
+            o = sb.orders.get(no)
+            return (200, sb.order_view(o)) if o and o.sub_mchid == q["sub_mchid"] else err(
+                404, "ORDER_NOT_EXIST", "订单不存在")
+        return await sb.api(request, handle)
+
+    @app.post(f"{base}/out-trade-no/{{no}}/close")
+    async def close_order(no: str, request: Request) -> Response:
+        return await sb.api(request, lambda b: checked(
+            b, lambda sub: close(sb, no, reverse=False, sub=sub), trading=False))
+
+    @app.post(f"{base}/out-trade-no/{{no}}/reverse")
+    async def reverse_order(no: str, request: Request) -> Response:
+        return await sb.api(request, lambda b: checked(
+            b, lambda sub: close(sb, no, reverse=True, sub=sub), trading=False))

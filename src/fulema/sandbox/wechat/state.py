@@ -13,7 +13,7 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -38,6 +38,9 @@ from fulema.sandbox.wechat.protocol import (
     request_message,
     rfc3339,
 )
+
+if TYPE_CHECKING:
+    from fulema.sandbox.wechat.applyment import Applyments
 
 CODE_TTL = timedelta(seconds=60)  # a payer code refreshes every minute in the app; single use
 PASSWORD_TIMEOUT = timedelta(seconds=60)  # USERPAYING that long without a password: PAYERROR
@@ -103,6 +106,7 @@ class Order:
     state_desc: str = ""
     success_at: datetime | None = None
     refunded: int = 0
+    sub_mchid: str = ""  # the service-provider form: the sub-merchant whose order it is
 
 
 @dataclass
@@ -140,6 +144,7 @@ class WechatSandbox:
         self.nonces: dict[str, int] = {}
         self.faults = Faults()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.applyments: Applyments | None = None  # the onboarding book (applyment.py)
 
     # payer codes ----------------------------------------------------------------
     def issue_code(self, payer: WechatPayer) -> tuple[str, datetime | None]:
@@ -154,17 +159,37 @@ class WechatSandbox:
         if o.state == "USERPAYING" and clock.now() - o.created_at > PASSWORD_TIMEOUT:
             o.state, o.state_desc = "PAYERROR", "用户支付超时"
 
+    def owner(self, o: Order) -> dict[str, str]:
+        """Whose order: the merchant's (appid, mchid) or, in the service-provider form, the
+        provider's (sp_appid, sp_mchid) and the sub-merchant's sub_mchid."""
+        if o.sub_mchid:
+            return {"sp_appid": o.appid, "sp_mchid": self.config.mchid, "sub_mchid": o.sub_mchid}
+        return {"appid": o.appid, "mchid": self.config.mchid}
+
+    def sub_refusal(self, sub: Any) -> Answer | None:
+        """WeChat's refusal of a sub_mchid that cannot trade under our sp_mchid: unknown or its
+        applyment not completed (MCH_NOT_EXISTS), or its payments stopped (NO_AUTH)."""
+        if not isinstance(sub, str) or not sub:
+            return err(400, "PARAM_ERROR", "sub_mchid 必填")
+        a = self.applyments.registered(sub) if self.applyments is not None else None
+        if a is None or a.state != "APPLYMENT_STATE_FINISHED":
+            return err(400, "MCH_NOT_EXISTS", "特约商户号不存在或未与服务商建立受理关系")
+        if a.suspended:
+            return err(403, "NO_AUTH", "特约商户已被暂停交易权限，请联系服务商")
+        return None
+
     def order_view(self, o: Order) -> dict[str, Any]:
         """The transaction object of 查询订单 / callbacks: payment facts only once paid."""
         self.refresh(o)
         doc: dict[str, Any] = {
-            "appid": o.appid, "mchid": self.config.mchid, "out_trade_no": o.out_trade_no,
+            **self.owner(o), "out_trade_no": o.out_trade_no,
             "trade_type": o.trade_type, "trade_state": o.state,
             "trade_state_desc": o.state_desc or _DESC.get(o.state, ""),
             "amount": {"total": o.total, "currency": "CNY"}}
         if o.state in ("SUCCESS", "REFUND", "REVOKED") and o.success_at is not None:
             doc.update({"transaction_id": o.transaction_id, "bank_type": "OTHERS",
-                        "success_time": rfc3339(o.success_at), "payer": {"openid": o.openid},
+                        "success_time": rfc3339(o.success_at),
+                        "payer": {"sp_openid" if o.sub_mchid else "openid": o.openid},
                         "attach": ""})
             doc["amount"] = {"total": o.total, "payer_total": o.total, "currency": "CNY",
                              "payer_currency": "CNY"}
@@ -202,7 +227,10 @@ class WechatSandbox:
     def complete_refund(self, r: Refund) -> None:
         r.status, r.success_at = "SUCCESS", clock.now()
         view = self.refund_view(r)
-        view["mchid"] = self.config.mchid
+        if r.order.sub_mchid:
+            view.update(sp_mchid=self.config.mchid, sub_mchid=r.order.sub_mchid)
+        else:
+            view["mchid"] = self.config.mchid
         view["refund_status"] = view.pop("status")
         self.notify(r.notify_url, "REFUND.SUCCESS", "退款成功", "refund", view)
 

@@ -1,0 +1,172 @@
+"""Payments in the channels' partner (service-provider) form, end to end over HTTP against the
+mounted sandboxes: a merchant with an ACTIVE registration pays under its sub-merchant id
+(create, pay in the sandbox's wallet, the partner-form callback, query, refund, close), one
+without a registration in the direct form as before, and a sub-merchant the channel itself
+suspended ends as SUB_MERCHANT_REFUSED (403) with the order FAILED, never a 500."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from fulema.channels.base import CallbackKind, CallbackResult, TradeState
+from fulema.core.clock import clock
+from fulema.core.errors import FulemaError
+from fulema.payments.callback_routing import check_sub_merchant
+from fulema.payments.models import Order
+from tests.onboarding.test_flow import current, decide, platform, rounds, sandbox_state, supplied
+from tests.payments.conftest import Platform
+
+__all__ = ["platform"]  # the fixture, shared with test_flow
+
+RICH = {"wechat": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o", "alipay": "2088102146225135"}
+
+
+async def registered(p: Platform, channel: str) -> str:
+    """The merchant's registration at `channel`, approved there: its sub-merchant id."""
+    await supplied(p)
+    reg = await current(p, channel)
+    await decide(p, channel, reg["id"], "approve")
+    await rounds(p)
+    reg = await current(p, channel)
+    assert reg["state"] == "ACTIVE", reg
+    sub: str = reg["sub_merchant_id"]
+    return sub
+
+
+async def stored_sub(p: Platform, order_id: str) -> str | None:
+    async with p.db.transaction() as s:
+        return await s.scalar(select(Order.channel_sub_merchant_id).where(Order.id == order_id))
+
+
+async def refunded(p: Platform, order_id: str, out_refund_no: str, amount: int
+                   ) -> dict[str, Any]:
+    refund = (await p.call("POST", f"/api/v1/orders/{order_id}/refunds",
+                           {"out_refund_no": out_refund_no, "amount": amount})).json()
+    assert refund.get("status") in {"SUCCESS", "PROCESSING"}, refund
+    for _ in range(40):
+        await p.settle_background(rounds=1)
+        refund = (await p.call("GET", f"/api/v1/refunds/{refund['refund_id']}")).json()
+        if refund["status"] != "PROCESSING":
+            break
+        clock.freeze()
+        clock.advance(timedelta(seconds=11))  # the refund job asks the channel (partner form)
+    return refund
+
+
+async def test_a_registered_merchant_pays_in_the_wechat_partner_form(platform: Platform) -> None:
+    p = platform
+    sub = await registered(p, "wechat")
+    order = (await p.order(channel="wechat", amount=1800)).json()
+    assert order["status"] == "PAYING", order
+    assert await stored_sub(p, order["order_id"]) == sub
+    wechat = sandbox_state(p, "wechat").sandbox
+    assert wechat.orders[order["order_id"]].sub_mchid == sub  # it reached the partner API
+
+    # still unpaid: the merchant's query asks WeChat in the partner form
+    view = (await p.call("GET", f"/api/v1/orders/{order['order_id']}")).json()
+    assert view["status"] == "PAYING"
+    paid = await p.wallet("wechat", "/scan", {"code_url": order["code_url"],
+                                              "payer_id": RICH["wechat"]})
+    assert paid.status_code == 200, paid.text
+    view = await p.wait_status(order["order_id"], "SUCCESS")  # the partner-form callback
+    assert view["amount"] == 1800
+
+    channel = p.app.state.payments.channels.get("wechat")
+    asked = await channel.query(order["order_id"], sub_merchant_id=sub)
+    assert (asked.state, asked.amount.fen if asked.amount else None) == (TradeState.SUCCESS, 1800)
+    assert (await channel.query(order["order_id"])).state == TradeState.NOT_FOUND  # not ours
+
+    refund = await refunded(p, order["order_id"], "RFSP0001", 300)
+    assert refund["status"] == "SUCCESS", refund
+    assert wechat.refunds[refund["refund_id"]].order.sub_mchid == sub
+    view = (await p.call("GET", f"/api/v1/orders/{order['order_id']}")).json()
+    assert (view["status"], view["refunded_amount"]) == ("PARTIALLY_REFUNDED", 300)
+
+    other = (await p.order(channel="wechat", amount=500)).json()
+    closed = await p.call("POST", f"/api/v1/orders/{other['order_id']}/close")
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["status"] == "CLOSED"
+    assert wechat.orders[other["order_id"]].state == "CLOSED"
+
+
+async def test_an_unregistered_merchant_pays_in_the_direct_form(platform: Platform) -> None:
+    p = platform
+    order = (await p.order(channel="wechat", amount=700)).json()
+    assert order["status"] == "PAYING", order
+    assert await stored_sub(p, order["order_id"]) is None
+    assert sandbox_state(p, "wechat").sandbox.orders[order["order_id"]].sub_mchid == ""
+    paid = await p.wallet("wechat", "/scan", {"code_url": order["code_url"],
+                                              "payer_id": RICH["wechat"]})
+    assert paid.status_code == 200, paid.text
+    await p.wait_status(order["order_id"], "SUCCESS")
+
+
+async def test_a_registered_merchant_pays_in_the_alipay_partner_form(platform: Platform) -> None:
+    p = platform
+    smid = await registered(p, "alipay")
+    order = (await p.order(channel="alipay", amount=1250)).json()
+    assert order["status"] == "PAYING", order
+    assert await stored_sub(p, order["order_id"]) == smid
+    paid = await p.wallet("alipay", "/scan", {"code_url": order["code_url"],
+                                              "payer_id": RICH["alipay"]})
+    assert paid.status_code == 200, paid.text
+    trades = sandbox_state(p, "alipay").sandbox.books.trades
+    assert trades[order["order_id"]].smid == smid  # sub_merchant.merchant_id reached Alipay
+    await p.wait_status(order["order_id"], "SUCCESS")
+    refund = await refunded(p, order["order_id"], "RFSPA001", 250)
+    assert refund["status"] == "SUCCESS", refund
+
+
+REFUSED = {"wechat": "NO_AUTH", "alipay": "ACQ.SECONDARY_MERCHANT_STATUS_ERROR"}
+
+
+@pytest.mark.parametrize("channel", ["wechat", "alipay"])
+async def test_a_sub_merchant_suspended_at_the_channel_is_refused_with_a_documented_code(
+        platform: Platform, channel: str) -> None:
+    p = platform
+    await registered(p, channel)
+    reg = await current(p, channel)
+    await decide(p, channel, reg["id"], "suspend")  # the channel stops it; our row stays ACTIVE
+    no = f"SPSUSP{channel[:2].upper()}1"
+    resp = await p.order(channel=channel, out_trade_no=no)
+    assert resp.status_code == 403, resp.text
+    body = resp.json()
+    assert body["code"] == "SUB_MERCHANT_REFUSED"
+    assert REFUSED[channel] in body["message"]
+    order = (await p.call("GET", f"/api/v1/orders/by-out-trade-no/{no}")).json()
+    assert (order["status"], order["failure_code"]) == ("FAILED", REFUSED[channel]), order
+    # a payer code is refused the same way, and nothing is charged
+    code = (await p.wallet(channel, f"/payers/{RICH[channel]}/code")).json()
+    resp = await p.order(out_trade_no=no + "B", way_code="BARCODE", channel=None,
+                         auth_code=code.get("auth_code") or code["data"]["auth_code"])
+    assert resp.status_code == 403, resp.text
+    assert resp.json()["code"] == "SUB_MERCHANT_REFUSED"
+    order = (await p.call("GET", f"/api/v1/orders/by-out-trade-no/{no}B")).json()
+    assert order["status"] == "FAILED", order
+    # resumed at the channel: accepted again
+    await decide(p, channel, reg["id"], "resume")
+    assert (await p.order(channel=channel)).status_code == 200
+
+
+async def test_a_callback_for_another_sub_merchant_is_refused(platform: Platform) -> None:
+    p = platform
+    sub = await registered(p, "wechat")
+    order = (await p.order(channel="wechat")).json()
+
+    def callback(named: str | None) -> CallbackResult:
+        return CallbackResult(kind=CallbackKind.PAYMENT, order_id=order["order_id"],
+                              sub_merchant_id=named, names_sub_merchant=True)
+
+    await check_sub_merchant(p.db, callback(sub))  # the order's own: passes
+    for wrong in ("1999999999", None):
+        with pytest.raises(FulemaError) as refused:
+            await check_sub_merchant(p.db, callback(wrong))
+        assert refused.value.code == "CALLBACK_INVALID"
+    # the callback route answers WeChat's failure ack and applies nothing
+    await p.settle_background(rounds=1)
+    assert (await p.call("GET", f"/api/v1/orders/{order['order_id']}")).json()["status"] == \
+        "PAYING"
