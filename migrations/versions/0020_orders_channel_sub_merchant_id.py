@@ -1,7 +1,7 @@
 """The sub-merchant id an order went to its channel under (partner form), on orders.
 
 Revision ID: 0020
-Revises: 0017
+Revises: 0022
 Create Date: 2026-11-26 09:30:00
 """
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0020'
-down_revision: str | None = '0017'
+down_revision: str | None = '0022'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
