@@ -26,7 +26,7 @@ async def test_a_close_the_channel_refuses_leaves_the_order_payable_and_open(
     order = (await platform.order(out_trade_no="CLOSEREF01", amount=300)).json()
     channel = platform.app.state.channels.get("bankpay")
 
-    async def refuse(order_id: str) -> Any:
+    async def refuse(order_id: str, *, sub_merchant_id: str | None = None) -> Any:
         raise ChannelError("SYSTEM_BUSY", "try again later")
 
     monkeypatch.setattr(channel, "close", refuse)
@@ -50,8 +50,8 @@ async def test_a_close_refused_because_the_channel_already_closed_it_is_a_close(
     channel = platform.app.state.channels.get("bankpay")
     real_close = channel.close
 
-    async def close_then_complain(order_id: str) -> Any:
-        await real_close(order_id)
+    async def close_then_complain(order_id: str, *, sub_merchant_id: str | None = None) -> Any:
+        await real_close(order_id, sub_merchant_id=sub_merchant_id)
         raise ChannelError("ORDER_CLOSED", "the order is already closed")
 
     monkeypatch.setattr(channel, "close", close_then_complain)
@@ -85,7 +85,7 @@ async def test_expiry_waits_while_the_channel_refuses_to_close(
     channel = platform.app.state.channels.get("wechat")
     real_close = channel.close
 
-    async def busy(order_id: str) -> Any:
+    async def busy(order_id: str, *, sub_merchant_id: str | None = None) -> Any:
         raise ChannelError("SYSTEM_ERROR", "系统错误")
 
     monkeypatch.setattr(channel, "close", busy)
