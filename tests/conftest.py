@@ -147,3 +147,4 @@ def _reset_clock() -> Iterator[None]:
     clock.reset()
     yield
     clock.reset()
+
