@@ -168,3 +168,13 @@ def test_nothing_but_the_entry_points_reads_the_environment() -> None:
             if call.search(line):
                 offenders.append(f"{rel}:{n}: {line.strip()}")
     assert offenders == []
+
+
+def test_a_misspelt_keyword_is_refused_while_foreign_variables_are_ignored(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Code that builds Settings by keyword must name real settings (a typo would otherwise
+    silently be the default); the environment may hold anything."""
+    with pytest.raises(TypeError, match="ratelimit_enabled"):
+        Settings(ratelimit_enabled=False)
+    monkeypatch.setenv("FULEMA_NOT_A_SETTING", "1")
+    assert Settings(port=8123).port == 8123

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -71,6 +71,19 @@ DEFAULT_PAYER_CODE_RULES: dict[str, dict[str, list[int] | list[str]]] = {
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FULEMA_", env_file=".env", extra="ignore")
+
+    def __init__(self, **values: Any) -> None:
+        """Refuse keyword names that are no setting.
+
+        `extra="ignore"` is for the environment and `.env`, which also hold other programs'
+        variables; a misspelt keyword in code, though, would silently be the default (a benchmark
+        once ran with rate limits on because it passed `ratelimit_enabled=False`).
+        """
+        fields = type(self).model_fields
+        unknown = sorted(k for k in values if not k.startswith("_") and k not in fields)
+        if unknown:
+            raise TypeError(f"Settings has no setting named {', '.join(unknown)}")
+        super().__init__(**values)
 
     environment: str = "development"
     database_url: str = "sqlite+aiosqlite:///./fulema.db"
