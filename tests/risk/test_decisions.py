@@ -126,6 +126,10 @@ async def test_a_list_change_that_would_deny_everything_is_refused(platform: Pla
     assert [e["value"] for e in listed] == ["wechat"]
     blocked = (await ops(p, "GET", "/lists/ip-blacklist")).json()["data"]
     assert [e["value"] for e in blocked] == ["10.0.0.0/8"]
+    # an IP range comes off its list like any entry, its slash and all
+    removed = await ops(p, "DELETE", "/lists/ip-blacklist/10.0.0.0/8")
+    assert removed.json() == {"changed": True}
+    assert (await ops(p, "GET", "/lists/ip-blacklist")).json()["data"] == []
 
 
 async def test_review_allows_and_opens_one_case(platform: Platform) -> None:

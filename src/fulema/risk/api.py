@@ -99,7 +99,8 @@ async def add_to_list(list_name: str, body: ListEntryBody, db: Db, operator: Ope
         db, list_name=list_name, value=body.value, reason=body.reason, operator=operator))
 
 
-@router.delete("/lists/{list_name}/{value}", summary="Remove from a list",
+# `:path`: an IP range's slash is part of the value (`/lists/ip-blacklist/10.0.0.0/8`)
+@router.delete("/lists/{list_name}/{value:path}", summary="Remove from a list",
                responses=error_responses(E.RISK_RULE_INVALID))
 async def remove_from_list(list_name: str, value: str, db: Db, operator: Operator) -> ChangedOut:
     return ChangedOut(changed=await rules.remove_from_list(db, list_name=list_name, value=value,
