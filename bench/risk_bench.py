@@ -1,9 +1,9 @@
 """`python -m bench.risk_bench`: what risk control costs, measured in one run.
 
 1. Decisions with the shipped rules (23 active, 5 of them the PBOC caps) in process: decisions/s
-   and CPU microseconds per decision (goal: at most 50), the rule set alone (compiled, and
-   interpreted as the baseline of the same run) and the whole `risk.service.decide` (merchant
-   facts cached, as on the hot path).
+   and CPU microseconds per decision, the rule set alone (compiled, and interpreted as the
+   baseline of the same run) and the whole `risk.service.decide` (merchant facts cached, as on
+   the hot path; goal: at most 50 us of CPU), printed beside the goal and the load average.
 2. The same with the counters in Redis (when one answers at --redis): decisions/s, CPU per
    decision on this side, and the round trips per decision (one EVALSHA).
 3. Order creates/s through the merchant API (in process, SQLite, the bank channel's sandbox)
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import random
 import secrets
@@ -117,8 +118,19 @@ async def bench_redis(url: str, n: int) -> tuple[float, float, float] | None:
     return n / wall, cpu / n * 1e6, calls / n
 
 
-async def bench_decide(n: int) -> tuple[float, float]:
-    """The whole `risk.service.decide` on an in-memory database with a seeded merchant."""
+GOAL_DECIDE_US = 50.0  # the issue's goal: one decision with 20 active rules, CPU, in process
+WARM_DECISIONS = 300
+DECIDE_CHUNK = 500
+
+
+async def bench_decide(n: int) -> tuple[float, float, float]:
+    """The whole `risk.service.decide` on an in-memory database with a seeded merchant: its
+    decisions/s and CPU us per decision, the median of chunks of 500 and the mean (this
+    process's CPU: a DENY's write runs on aiosqlite's thread; the median, because on a shared
+    machine another process's burst inflates a chunk's CPU time too). The first decisions
+    are not timed, and they include a DENY: the first DENY's write compiles its INSERT and the
+    first transaction's statements, a one-time cost of tens of milliseconds that, timed over
+    1,000 decisions, read as 100 us more per decision."""
     from fulema.app import create_app  # noqa: F401 - registers every table
     from fulema.core.config import Settings
     from fulema.core.db import Database
@@ -132,19 +144,33 @@ async def bench_decide(n: int) -> tuple[float, float]:
         db = Database(url)
         await db.create_all()
         demo = await merchants.onboard_demo_merchant(db, settings=settings)
-        facts = _facts(n, seed=3)
-        await risk.decide(db, settings=settings, merchant_id=demo.merchant_id, out_no="warm",
-                          amount=Money.of(100), channel="wechat", way_code="QR_DYNAMIC")
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        for i, f in enumerate(facts):
-            await risk.decide(db, settings=settings, merchant_id=demo.merchant_id,
-                              out_no=f"o{i}", amount=Money.of(min(f["amount"], 20_000)),
-                              channel=f["channel"], way_code=f["way_code"],
-                              payer_id=f["payer_id"], terminal_id=f["terminal_id"],
-                              client_ip=f["client_ip"])
-        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        facts = _facts(n + WARM_DECISIONS, seed=3)
+
+        async def decide(i: int, f: dict[str, Any]) -> risk.Decision:
+            return await risk.decide(db, settings=settings, merchant_id=demo.merchant_id,
+                                     out_no=f"o{i}", amount=Money.of(min(f["amount"], 20_000)),
+                                     channel=f["channel"], way_code=f["way_code"],
+                                     payer_id=f["payer_id"], terminal_id=f["terminal_id"],
+                                     client_ip=f["client_ip"])
+
+        denied = await risk.decide(  # above the PBOC level B cap: DENY, written
+            db, settings=settings, merchant_id=demo.merchant_id, out_no="warm-deny",
+            amount=Money.of(500_001), channel="bankpay", way_code="BARCODE")
+        assert not denied.allow, "the warm-up DENY was allowed"
+        for i in range(WARM_DECISIONS):
+            await decide(i, facts[i])
+        gc.collect()  # the garbage of the bench's earlier phases is not this phase's to collect
+        chunks: list[float] = []  # CPU us per decision, per chunk of DECIDE_CHUNK
+        wall = 0.0
+        for start in range(WARM_DECISIONS, WARM_DECISIONS + n, DECIDE_CHUNK):
+            stop = min(start + DECIDE_CHUNK, WARM_DECISIONS + n)
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            for i in range(start, stop):
+                await decide(i, facts[i])
+            chunks.append((time.process_time() - cpu0) / (stop - start) * 1e6)
+            wall += time.perf_counter() - wall0
         await db.dispose()
-    return n / wall, cpu / n * 1e6
+    return n / wall, statistics.median(chunks), statistics.fmean(chunks)
 
 
 async def bench_creates(rounds: int, per_round: int
@@ -227,9 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rules in process ({len(DEFAULT_RULES)} active): {rps:,.0f} decisions/s, "
           f"{cpu:.1f} us CPU per decision ({flagged} of {n} not ALLOW); the same rules "
           f"interpreted: {icpu:.1f} us, compiled / interpreted {cpu / icpu:.2f}")
-    drps, dcpu = asyncio.run(bench_decide(n // 5))
-    print(f"risk.service.decide in process: {drps:,.0f} decisions/s, "
-          f"{dcpu:.1f} us CPU per decision")
+    drps, dcpu, dmean = asyncio.run(bench_decide(n // 5))
+    load = os.getloadavg()
+    print(f"risk.service.decide in process: {drps:,.0f} decisions/s, {dcpu:.1f} us CPU per "
+          f"decision (median of chunks; mean {dmean:.1f}); goal <= {GOAL_DECIDE_US:.0f} us: "
+          f"{'met' if dcpu <= GOAL_DECIDE_US else 'NOT met'}; the rules and counters alone "
+          f"{cpu:.1f} us; load average {load[0]:.2f}")
     redis = asyncio.run(bench_redis(a.redis, n // 10))
     if redis is None:
         print(f"redis: nothing answers at {a.redis}; phase skipped")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from fulema.core.audit import AuditRecord
@@ -13,8 +14,10 @@ from fulema.core.clock import clock
 from fulema.core.db import Database
 from fulema.core.events import Event, OutboxEvent
 from fulema.risk import analysis, monitor
+from fulema.risk.evaluation import format_report
 from fulema.risk.models import RiskAlert, RiskCase, RiskDailyStat, RiskListEntry, RiskTxn
-from fulema.risk.traffic import generate
+from fulema.risk.scoring import Features, score, strongest
+from fulema.risk.traffic import PATTERNS, generate
 from tests.risk.conftest import Platform
 from tests.risk.test_decisions import ops
 
@@ -179,6 +182,10 @@ def _check(report: Any) -> None:
         assert r.recall >= 0.75, r
     assert report.rules_fpr <= 0.05
     assert report.scoring_precision >= 0.8
+    # per pattern: each honest merchant flagged counts for one pattern (or "other")
+    assert sum(report.rules_fpr_by_pattern.values()) == pytest.approx(report.rules_fpr)
+    assert sum(report.scoring_fpr_by_pattern.values()) == pytest.approx(report.scoring_fpr)
+    assert max(report.scoring_fpr_by_pattern.values()) <= 0.05
 
 
 def test_the_rules_find_the_planted_patterns_and_leave_honest_merchants_alone() -> None:
@@ -188,6 +195,23 @@ def test_the_rules_find_the_planted_patterns_and_leave_honest_merchants_alone() 
     report = evaluate(generate(merchants=80, bad_per_pattern=4, days=14, seed=3), DEFAULT_RULES,
                       top=20)
     _check(report)
+    table = format_report(report).splitlines()
+    assert table[0].split() == ["pattern", "merchants", "rules", "recall", "rules", "FPR",
+                                "scoring", "recall", "scoring", "FPR"]
+    assert [line.split()[0] for line in table[1:5]] == list(PATTERNS)
+
+
+def test_a_case_names_the_pattern_whose_signal_made_its_score() -> None:
+    def merchant(*, round_share: float, refund_ratio: float) -> Features:
+        return Features(count=50, round_share=round_share, night_share=0.0,
+                        repeat_payer_share=0.1, ticket_ratio=1.0, refund_ratio=refund_ratio,
+                        split_share=0.0, burst_share=0.0)
+
+    refunds, rounds = merchant(round_share=0.0, refund_ratio=0.6), \
+        merchant(round_share=0.9, refund_ratio=0.0)
+    assert (strongest(refunds), score(refunds)) == ("refund_abuse", 1000)
+    assert strongest(rounds) == "cash_out"
+    assert 420 <= score(rounds) <= 430  # round share 0.4 of the weight, repeat payers 0.03
 
 
 async def test_the_daily_scoring_runs_once_a_day_after_two(db: Database) -> None:

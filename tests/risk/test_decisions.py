@@ -105,6 +105,33 @@ async def test_rules_change_without_restart_and_bad_rules_are_refused(platform: 
     assert (await p.order(amount=500)).status_code == 200
 
 
+async def test_a_list_change_that_would_deny_everything_is_refused(platform: Platform) -> None:
+    p = platform
+    everyone = await ops(p, "POST", "/lists/ip-blacklist", {"value": "0.0.0.0/0", "reason": "x"})
+    assert everyone.status_code == 422, everyone.text
+    assert everyone.json()["code"] == "RISK_RULE_INVALID"
+    assert "deny every ordinary payment" in everyone.json()["message"]
+    one_block = await ops(p, "POST", "/lists/ip-blacklist", {"value": "10.0.0.0/8", "reason": "x"})
+    assert one_block.json() == {"changed": True}
+    # channels the bank has opened: taking the last one off would refuse every payment
+    assert (await ops(p, "POST", "/lists/open-channels",
+                      {"value": "wechat", "reason": "opened"})).json() == {"changed": True}
+    saved = await put_rule(p, {"id": "closed-channels", "outcome": "DENY", "reason": "CLOSED",
+                               "when": [{"field": "channel", "op": "not_in_list",
+                                         "value": "open-channels"}]})
+    assert saved.status_code == 200, saved.text
+    last = await ops(p, "DELETE", "/lists/open-channels/wechat")
+    assert last.json()["code"] == "RISK_RULE_INVALID"
+    listed = (await ops(p, "GET", "/lists/open-channels")).json()["data"]
+    assert [e["value"] for e in listed] == ["wechat"]
+    blocked = (await ops(p, "GET", "/lists/ip-blacklist")).json()["data"]
+    assert [e["value"] for e in blocked] == ["10.0.0.0/8"]
+    # an IP range comes off its list like any entry, its slash and all
+    removed = await ops(p, "DELETE", "/lists/ip-blacklist/10.0.0.0/8")
+    assert removed.json() == {"changed": True}
+    assert (await ops(p, "GET", "/lists/ip-blacklist")).json()["data"] == []
+
+
 async def test_review_allows_and_opens_one_case(platform: Platform) -> None:
     p = platform
     await put_rule(p, {"id": "watch", "outcome": "REVIEW", "reason": "WATCHED",

@@ -287,7 +287,8 @@ _META: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.RISK_REJECTED: (403, "The risk engine refused this transaction; the answer "
                                    "carries a reason code (docs/risk.md), never a threshold."),
     ErrorCode.RISK_RULE_INVALID: (422, "The risk rule does not parse, names an unknown field or "
-                                       "operator, or would deny every ordinary payment."),
+                                       "operator, or the rule or list change would deny every "
+                                       "ordinary payment."),
     ErrorCode.RISK_RULE_NOT_FOUND: (404, "No such risk rule."),
     ErrorCode.RISK_RULE_CONFLICT: (409, "The risk rule changed since the version you edited."),
     ErrorCode.RISK_CASE_NOT_FOUND: (404, "No such risk case."),

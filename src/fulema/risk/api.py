@@ -92,14 +92,16 @@ async def list_entries(list_name: str, db: Db, _: Operator) -> dict[str, list[Li
 
 
 @router.post("/lists/{list_name}", summary="Add to a list (blacklists, whitelists)",
-             responses=error_responses(E.VALIDATION_ERROR))
+             responses=error_responses(E.VALIDATION_ERROR, E.RISK_RULE_INVALID))
 async def add_to_list(list_name: str, body: ListEntryBody, db: Db, operator: Operator
                       ) -> ChangedOut:
     return ChangedOut(changed=await rules.add_to_list(
         db, list_name=list_name, value=body.value, reason=body.reason, operator=operator))
 
 
-@router.delete("/lists/{list_name}/{value}", summary="Remove from a list")
+# `:path`: an IP range's slash is part of the value (`/lists/ip-blacklist/10.0.0.0/8`)
+@router.delete("/lists/{list_name}/{value:path}", summary="Remove from a list",
+               responses=error_responses(E.RISK_RULE_INVALID))
 async def remove_from_list(list_name: str, value: str, db: Db, operator: Operator) -> ChangedOut:
     return ChangedOut(changed=await rules.remove_from_list(db, list_name=list_name, value=value,
                                                            operator=operator))

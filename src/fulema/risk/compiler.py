@@ -102,6 +102,15 @@ def compile_match(rules: Sequence[Rule], lists: Lists, broken: Sequence[str]) ->
     src.emit(1, "action = get('action', 'pay')")
     src.emit(1, "amount = get('amount', 0)")
     src.emit(1, "payer = get('payer_id')")
+    if any(r.counter is not None for r in rules):
+        # int(amount) and str(action) once, not once per counter; where one raises (a fact of
+        # the wrong type) each counter rule calls it again inside its own `try`, so the error
+        # is still reported by that rule's id, as the interpreted rules do
+        src.emit(1, "try:")
+        src.emit(2, "amount_i = int(amount)")
+        src.emit(2, "action_s = str(action)")
+        src.emit(1, "except Exception:")
+        src.emit(2, "amount_i = action_s = None")
     src.emit(1, f"errors = list({src.const(tuple(f'{b}: does not compile' for b in broken))})")
     src.emit(1, "fired = []")
     src.emit(1, "pending = []")
@@ -122,9 +131,10 @@ def compile_match(rules: Sequence[Rule], lists: Lists, broken: Sequence[str]) ->
             else:
                 src.emit(body, f"key = {_var(rule.by_field)} if action == 'pay' else None")
             op_args = ", ".join(src.const(x) for x in (rule.id, spec.measure)) + ", str(key), " \
-                + src.const(spec.window) + ", int(amount), payer, " + ", ".join(
+                + src.const(spec.window) + ", int(amount) if amount_i is None else amount_i, payer, " \
+                + ", ".join(
                     src.const(x) for x in (rule.threshold, rule.outcome == Outcome.DENY)) \
-                + f", str(action), {src.const(rule.kind)}"
+                + f", str(action) if action_s is None else action_s, {src.const(rule.kind)}"
             src.emit(body, "if key is not None:")
             src.emit(body + 1, f"pending.append(({r}, _CounterOp({op_args})))")
         src.emit(1, "except Exception as exc:")

@@ -73,9 +73,12 @@ class MemoryCounters:
     """In process (the embedded default: one process serves every request)."""
 
     def __init__(self) -> None:
-        self._windows: dict[str, _Window] = {}
-        self._distinct: dict[str, OrderedDict[str, float]] = {}
-        self._buckets: dict[str, tuple[int, float]] = {}  # key -> (value, expires)
+        # Keyed by tuples (the counter's rule id, the `by` value[, the bucket's name]): a
+        # tuple of strings whose hashes are cached costs less per counter than formatting and
+        # hashing a new string key on every order.
+        self._windows: dict[tuple[str, ...], _Window] = {}
+        self._distinct: dict[tuple[str, str], OrderedDict[str, float]] = {}
+        self._buckets: dict[tuple[str, str, str], tuple[int, float]] = {}  # -> (value, expires)
         self._seen: dict[str, float] = {}
         self._seen_order: deque[tuple[float, str]] = deque()  # expiries are in arrival order
         self._sweep_at = 0.0
@@ -106,14 +109,14 @@ class MemoryCounters:
             kind = op.kind or measure_kind(op)
             amount = op.amount
             if kind == "cc" or kind == "cs":
-                key = f"{op.rule_id}|{op.key}|{day if op.window == 'day' else month}"
-                stored = buckets.get(key)
+                ckey = (op.rule_id, op.key, day if op.window == "day" else month)
+                stored = buckets.get(ckey)
                 base = stored[0] if stored is not None and stored[1] > t else 0
                 v = base + inc * (1 if kind == "cc" else amount)
-                found.append(key)
+                found.append(ckey)
             elif kind == "dp":
-                key = f"{op.rule_id}|{op.key}"
-                members = distinct.get(key)
+                dkey = (op.rule_id, op.key)
+                members = distinct.get(dkey)
                 payer = op.payer
                 if members is None:
                     v = inc if payer else 0
@@ -122,11 +125,11 @@ class MemoryCounters:
                     while members and next(iter(members.values())) <= cutoff:
                         members.popitem(last=False)
                     v = len(members) + (inc if payer and payer not in members else 0)
-                found.append(key)
+                found.append(dkey)
             elif kind == "rr":
                 cutoff = t - op.window  # type: ignore[operator]
-                refunds = windows.get(f"{op.rule_id}|R|{op.key}")
-                pays = windows.get(f"{op.rule_id}|P|{op.key}")
+                rkey, pkey = (op.rule_id, "R", op.key), (op.rule_id, "P", op.key)
+                refunds, pays = windows.get(rkey), windows.get(pkey)
                 num = den = 0
                 if refunds is not None:
                     refunds.prune(cutoff)
@@ -136,17 +139,17 @@ class MemoryCounters:
                     den = pays.total
                 if op.action == "refund":
                     num += inc * amount
-                    found.append(f"{op.rule_id}|R|{op.key}")
+                    found.append(rkey)
                 else:
                     den += inc * amount
-                    found.append(f"{op.rule_id}|P|{op.key}")
+                    found.append(pkey)
                 v = num * 1000 // max(den, 1)
             else:
-                key = f"{op.rule_id}|{op.key}"
-                w = windows.get(key)
+                wkey = (op.rule_id, op.key)
+                w = windows.get(wkey)
                 if w is None:
                     v = inc if kind == "sc" else inc * amount
-                    found.append(key)
+                    found.append(wkey)
                 else:
                     items = w.items
                     cutoff = t - op.window  # type: ignore[operator]

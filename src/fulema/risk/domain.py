@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 DAY = 86_400
 MAX_WINDOW_SECONDS = 31 * DAY
@@ -313,8 +313,11 @@ class Match:
     errors: list[str]
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
+    """Immutable; a NamedTuple built positionally, because `finish` makes one for every
+    decision where a rule fires (a frozen dataclass built by keyword cost about three times
+    as much CPU)."""
+
     outcome: Outcome
     reason: str
     fired: tuple[str, ...]
@@ -402,18 +405,21 @@ class RuleSet:
                 outcome, reason = r.outcome, r.reason
         if match.errors and outcome < Outcome.REVIEW:
             outcome, reason = Outcome.REVIEW, "RULE_ERROR"
-        return Verdict(outcome=outcome, reason=reason, fired=tuple([r.id for r in fired]),
-                       errors=tuple(match.errors))
+        return Verdict(outcome, reason, tuple([r.id for r in fired]), tuple(match.errors))
 
 
 ALLOWED = Verdict(outcome=Outcome.ALLOW, reason="", fired=())
 
 
-# Facts that a rule set must not deny all of: typical payments of every channel and way.
+# Facts that a rule set must not deny all of: typical payments of every channel and way, from
+# addresses in four different IPv4 blocks (so blacklisting one range is not "everything", and
+# blacklisting 0.0.0.0/0 is).
+PROBE_IPS = ("10.0.0.1", "192.0.2.33", "198.51.100.20", "203.0.113.7")
 PROBES: tuple[dict[str, Any], ...] = tuple(
     {"action": "pay", "amount": amount, "channel": channel, "way_code": way,
      "merchant_id": "probe-merchant", "mcc": "5411", "payer_id": f"probe-payer-{i}",
-     "client_ip": "10.0.0.1", "hour": 12, "weekday": 2, "merchant_age_days": 365}
+     "client_ip": PROBE_IPS[i % len(PROBE_IPS)], "hour": 12, "weekday": 2,
+     "merchant_age_days": 365}
     for i, (channel, way, amount) in enumerate(
         (c, w, a) for c in ("wechat", "alipay", "unionpay", "ecny", "bankpay")
         for w in ("QR_DYNAMIC", "BARCODE", "QR_STATIC", "JSAPI") for a in (100, 1_500, 8_800)))

@@ -84,6 +84,13 @@ class Engine:
         """The next decision re-reads the version (tests; an operator's own process)."""
         self._next_check = 0.0
 
+    def cached_merchant(self, merchant_id: str) -> MerchantFacts | None:
+        """The merchant's facts while cached (the hot path: no coroutine), else None."""
+        cached = self._merchants.get(merchant_id)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        return None
+
     async def merchant(self, merchant_id: str) -> MerchantFacts:
         now = time.monotonic()
         cached = self._merchants.get(merchant_id)
@@ -102,7 +109,9 @@ class Engine:
 
     async def evaluate(self, facts: Mapping[str, Any], *, now: datetime, txn_key: str
                        ) -> tuple[Verdict, int]:
-        ruleset = await self.ruleset()
+        ruleset = self._ruleset  # the usual case, without the coroutine of `ruleset()`
+        if ruleset is None or time.monotonic() >= self._next_check:
+            ruleset = await self.ruleset()
         match = ruleset.match(facts)
         values: list[int] = []
         if match.pending:
@@ -126,15 +135,25 @@ def _counters(settings: Settings) -> CounterStore:
 
 
 _engines: weakref.WeakKeyDictionary[Database, Engine] = weakref.WeakKeyDictionary()
+# The last database asked about and its engine: a process has one database, and looking it up
+# in the WeakKeyDictionary made a weak reference on every order. Held weakly, like the dict.
+_last: tuple[weakref.ref[Database], Engine] | None = None
 
 
 def engine_for(db: Database, settings: Settings) -> Engine:
+    global _last  # a one-entry cache in front of _engines
+    last = _last
+    if last is not None and last[0]() is db:
+        return last[1]
     found = _engines.get(db)
     if found is None:
         found = _engines[db] = Engine(db, settings)
+    _last = (weakref.ref(db), found)
     return found
 
 
 def install_engine(db: Database, engine: Engine) -> None:
     """Tests and the benchmark: an engine with counters of their choosing."""
+    global _last  # a one-entry cache in front of _engines
     _engines[db] = engine
+    _last = None

@@ -12,11 +12,17 @@ from datetime import timedelta
 
 from fulema.risk.counters import MemoryCounters
 from fulema.risk.domain import Outcome, RuleSet, compile_rule
-from fulema.risk.scoring import Txn, category_tickets, features, score
+from fulema.risk.scoring import Txn, category_tickets, features, score, strongest
 from fulema.risk.traffic import PATTERNS, SimPayment, SimRefund, Traffic
 
 BEIJING = timedelta(hours=8)
 FLAG_MIN = 2  # a merchant is flagged by the rules after this many REVIEW/DENY decisions
+# The pattern a shipped rule's reason code looks for: an honest merchant flagged mostly for
+# one of these is that pattern's false positive (any other reason: "other").
+REASON_PATTERNS = {"ROUND_AMOUNT_BURST": "cash_out", "ROUND_AMOUNT_REPEAT": "cash_out",
+                   "UNUSUAL_HOUR": "cash_out", "AMOUNT_UNUSUAL": "cash_out",
+                   "SPLIT_TRANSACTIONS": "split", "COLLECTION_PATTERN": "collection",
+                   "REFUND_RATIO": "refund_abuse"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,11 @@ class Report:
     rules_fpr: float  # honest merchants flagged / honest merchants
     scoring: tuple[PatternResult, ...]
     scoring_fpr: float
+    # honest merchants flagged for a pattern / honest merchants: by the rules (the pattern of
+    # the reason they were flagged for most, "other" for reasons of no pattern) and by the
+    # scoring (the pattern whose signal made the case's score)
+    rules_fpr_by_pattern: dict[str, float]
+    scoring_fpr_by_pattern: dict[str, float]
     scoring_precision: float  # planted among the cases the scoring opens
     cases: int
     reasons: dict[str, int]
@@ -73,7 +84,8 @@ def replay_rules(traffic: Traffic, rules: Sequence[dict[str, object]]) -> dict[s
     return flags
 
 
-def score_merchants(traffic: Traffic) -> dict[str, int]:
+def score_merchants(traffic: Traffic) -> dict[str, tuple[int, str]]:
+    """Each merchant's score and the pattern whose signal made it."""
     refunded: Counter[str] = Counter()
     for r in traffic.refunds:
         refunded[r.order_id] += r.amount_fen
@@ -84,8 +96,9 @@ def score_merchants(traffic: Traffic) -> dict[str, int]:
                                               refunded_fen=refunded[p.order_id], at=p.at))
     mcc = {m.id: m.mcc for m in traffic.merchants}
     tickets = category_tickets(by_merchant, mcc)
-    return {mid: score(features(txns, category_ticket_fen=tickets[mcc[mid]]))
-            for mid, txns in by_merchant.items()}
+    found = {mid: features(txns, category_ticket_fen=tickets[mcc[mid]])
+             for mid, txns in by_merchant.items()}
+    return {mid: (score(f), strongest(f)) for mid, f in found.items()}
 
 
 def _per_pattern(traffic: Traffic, flagged: set[str]) -> tuple[tuple[PatternResult, ...], float]:
@@ -104,8 +117,8 @@ def evaluate(traffic: Traffic, rules: Sequence[dict[str, object]], *, top: int =
     rule_flagged = {m for m, c in flags.items() if sum(c.values()) >= FLAG_MIN}
     rules_res, rules_fpr = _per_pattern(traffic, rule_flagged)
     scores = score_merchants(traffic)
-    ranked = sorted(scores.items(), key=lambda kv: -kv[1])
-    cases = [m for m, s in ranked[:top] if s >= min_score]
+    ranked = sorted(scores.items(), key=lambda kv: -kv[1][0])
+    cases = [m for m, (s, _p) in ranked[:top] if s >= min_score]
     case_set = set(cases)
     score_res, score_fpr = _per_pattern(traffic, case_set)
     planted = {m.id for m in traffic.merchants if m.pattern is not None}
@@ -113,15 +126,30 @@ def evaluate(traffic: Traffic, rules: Sequence[dict[str, object]], *, top: int =
     reasons: Counter[str] = Counter()
     for c in flags.values():
         reasons.update(c)
+    honest = [m.id for m in traffic.merchants if m.pattern is None]
+    by_rules = Counter(REASON_PATTERNS.get(flags[m].most_common(1)[0][0], "other")
+                       for m in honest if m in rule_flagged)
+    by_scoring = Counter(scores[m][1] for m in honest if m in case_set)
     return Report(rules=rules_res, rules_fpr=rules_fpr, scoring=score_res,
                   scoring_fpr=score_fpr, scoring_precision=precision, cases=len(cases),
-                  reasons=dict(reasons))
+                  reasons=dict(reasons),
+                  rules_fpr_by_pattern=_shares(by_rules, len(honest), [*PATTERNS, "other"]),
+                  scoring_fpr_by_pattern=_shares(by_scoring, len(honest), PATTERNS))
+
+
+def _shares(counts: Counter[str], total: int, keys: Sequence[str]) -> dict[str, float]:
+    return {k: counts[k] / total if total else 0.0 for k in keys}
 
 
 def format_report(r: Report) -> str:
-    lines = ["pattern        merchants  rules recall  scoring recall"]
+    """The table `python -m bench.risk_bench` prints: recall over the planted merchants of a
+    pattern, false-positive rate over the honest merchants (flagged for that pattern)."""
+    lines = ["pattern        merchants  rules recall  rules FPR  scoring recall  scoring FPR"]
     for a, b in zip(r.rules, r.scoring, strict=True):
-        lines.append(f"{a.pattern:<14} {a.merchants:>9}  {a.recall:>12.0%}  {b.recall:>14.0%}")
+        lines.append(f"{a.pattern:<14} {a.merchants:>9}  {a.recall:>12.0%}  "
+                     f"{r.rules_fpr_by_pattern[a.pattern]:>9.1%}  {b.recall:>14.0%}  "
+                     f"{r.scoring_fpr_by_pattern[b.pattern]:>11.1%}")
+    lines.append(f"{'other reasons':<14} {'':>9}  {'':>12}  {r.rules_fpr_by_pattern['other']:>9.1%}")
     lines.append(f"honest merchants flagged (false-positive rate): rules {r.rules_fpr:.1%}, "
                  f"scoring {r.scoring_fpr:.1%}")
     lines.append(f"scoring: {r.cases} cases opened, precision {r.scoring_precision:.0%}")

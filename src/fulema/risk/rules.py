@@ -92,14 +92,18 @@ async def install_defaults(db: Database) -> None:
         return  # another process installed them first
 
 
-async def load_ruleset(db: Database) -> RuleSet:
-    """The enabled rules, compiled, with the lists: what every decision runs."""
+async def _stored(db: Database) -> tuple[int, list[RiskRule], list[tuple[str, str]]]:
+    """The rule-set version, the enabled rules and the list entries, read together."""
     async with db.transaction() as s:
         version = int(await s.scalar(select(RiskState.version).where(
             RiskState.key == STATE_KEY)) or 0)
         rows = list(await s.scalars(select(RiskRule).where(RiskRule.enabled.is_(True))
                                     .order_by(RiskRule.id)))
         entries = [(e.list_name, e.value) for e in await s.scalars(select(RiskListEntry))]
+    return version, rows, entries
+
+
+def _compiled(rows: list[RiskRule]) -> tuple[list[Rule], list[str]]:
     compiled: list[Rule] = []
     broken: list[str] = []
     for row in rows:
@@ -107,8 +111,30 @@ async def load_ruleset(db: Database) -> RuleSet:
             compiled.append(compile_rule(row.body))
         except RuleError:
             broken.append(row.id)  # written around the API: fail safe, never crash the payment
+    return compiled, broken
+
+
+async def load_ruleset(db: Database) -> RuleSet:
+    """The enabled rules, compiled, with the lists: what every decision runs."""
+    version, rows, entries = await _stored(db)
+    compiled, broken = _compiled(rows)
     return RuleSet(version=version, rules=tuple(compiled), lists=build_lists(entries),
                    broken=tuple(broken))
+
+
+async def _check_list_change(db: Database, *, list_name: str, value: str, adding: bool) -> None:
+    """A list change can make the rules deny everything too: an IP range that holds every
+    address on a blacklist, or the last entry taken off the list a `not_in_list` DENY rule
+    exempts. Refused like a rule that would (`RISK_RULE_INVALID`), before it takes effect."""
+    _version, rows, entries = await _stored(db)
+    if adding:
+        entries.append((list_name, value))
+    else:
+        entries = [e for e in entries if e != (list_name, value)]
+    try:
+        check_not_deny_all(_compiled(rows)[0], build_lists(entries))
+    except RuleError as exc:
+        raise _refuse(exc) from None
 
 
 def _refuse(exc: RuleError) -> FulemaError:
@@ -214,6 +240,8 @@ async def add_to_list_in(s: AsyncSession, *, list_name: str, value: str, reason:
 async def add_to_list(db: Database, *, list_name: str, value: str, reason: str,
                       operator: str) -> bool:
     await install_defaults(db)  # the first change must not stand in for the shipped rules
+    _check_list(list_name, value)
+    await _check_list_change(db, list_name=list_name, value=value, adding=True)
     try:
         async with db.transaction() as s:
             return await add_to_list_in(s, list_name=list_name, value=value, reason=reason,
@@ -224,6 +252,7 @@ async def add_to_list(db: Database, *, list_name: str, value: str, reason: str,
 
 async def remove_from_list(db: Database, *, list_name: str, value: str, operator: str) -> bool:
     await install_defaults(db)
+    await _check_list_change(db, list_name=list_name, value=value, adding=False)
     async with db.transaction() as s:
         row = (await s.scalars(select(RiskListEntry).where(
             RiskListEntry.list_name == list_name, RiskListEntry.value == value))).first()

@@ -107,17 +107,29 @@ def features(txns: Sequence[Txn], *, category_ticket_fen: float) -> Features:
         burst_share=_burst_share(txns))
 
 
+def signals(f: Features) -> dict[str, float]:
+    """Each pattern's signal, 0..1 (keyed as `traffic.PATTERNS`): the score is the strongest,
+    and the strongest names the pattern a case is opened for."""
+    cash_out = min(1.0, f.round_share * 1.5) * 0.4 + min(1.0, f.repeat_payer_share) * 0.3 \
+        + min(1.0, max(0.0, f.ticket_ratio - 2) / 4) * 0.2 + min(1.0, f.night_share * 2) * 0.1
+    return {"cash_out": cash_out,
+            "split": min(1.0, f.split_share * 8),  # a few runs a week: a few percent
+            "collection": min(1.0, f.burst_share * 2),
+            "refund_abuse": min(1.0, max(0.0, f.refund_ratio - 0.05) / 0.3)}
+
+
 def score(f: Features) -> int:
     """0..1000: each pattern's strongest signal counts, weighted by how rarely honest trade
     shows it; a merchant with too little history scores low (not enough to judge)."""
     if f.count < 5:
         return 0
-    cash_out = min(1.0, f.round_share * 1.5) * 0.4 + min(1.0, f.repeat_payer_share) * 0.3 \
-        + min(1.0, max(0.0, f.ticket_ratio - 2) / 4) * 0.2 + min(1.0, f.night_share * 2) * 0.1
-    split = min(1.0, f.split_share * 8)  # a few runs a week are a few percent of payments
-    burst = min(1.0, f.burst_share * 2)
-    refunds = min(1.0, max(0.0, f.refund_ratio - 0.05) / 0.3)
-    return int(1000 * max(cash_out, split, burst, refunds))
+    return int(1000 * max(signals(f).values()))
+
+
+def strongest(f: Features) -> str:
+    """The pattern whose signal makes the score."""
+    found = signals(f)
+    return max(found, key=lambda p: found[p])
 
 
 def category_tickets(by_merchant: Mapping[str, Sequence[Txn]], mcc_of: Mapping[str, str]

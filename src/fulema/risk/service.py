@@ -15,8 +15,8 @@ since the step cannot be asked for.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
+from typing import NamedTuple
 
 import structlog
 from sqlalchemy import insert, select
@@ -39,10 +39,16 @@ log = structlog.get_logger(__name__)
 
 STEP_UP_CHANNELS = frozenset({"bankpay"})
 BEIJING = timedelta(hours=8)
+BEIJING_SECONDS = 8 * 3600
+DAY_SECONDS = 86_400
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
+    """What risk answers payments, and what `record_decision` writes. Immutable; a NamedTuple
+    and built with positional arguments, because one is made for every order: a 17-field
+    frozen dataclass built by keyword cost 1.5 us of CPU per order (4 us at load 7), this
+    about a third of a microsecond."""
+
     allow: bool
     reason: str = ""
     outcome: str = "ALLOW"
@@ -66,7 +72,7 @@ _ID_POOL_BYTES = 8 * 512
 
 class _DecisionIds:
     """`core.ids.new_id("rdc")`'s format (prefix, 12 hex digits of milliseconds, 16 hex digits
-    of randomness) from the `now` the decision already read and the randomness drawn from
+    of randomness) from the time the decision already read and the randomness drawn from
     os.urandom 512 ids at a time: one system call and one clock read less per order. The pool
     is dropped in a forked child, so two processes never share random bits."""
 
@@ -78,12 +84,12 @@ class _DecisionIds:
     def reset(self) -> None:
         self._pool, self._at = "", 0
 
-    def make(self, now: datetime) -> str:
+    def make(self, t: float) -> str:
         at = self._at
         if at >= len(self._pool):
             self._pool, at = os.urandom(_ID_POOL_BYTES).hex(), 0
         self._at = at + 16
-        return f"rdc_{int(now.timestamp() * 1000):012x}{self._pool[at:at + 16]}"
+        return f"rdc_{int(t * 1000):012x}{self._pool[at:at + 16]}"
 
 
 _ids = _DecisionIds()
@@ -105,14 +111,16 @@ async def decide(db: Database, *, settings: Settings, merchant_id: str, out_no: 
         return SKIPPED
     engine = engine_for(db, settings)
     now = clock.now()
-    local = now + BEIJING
-    facts = {"action": action, "amount": amount.fen, "channel": channel, "way_code": way_code,
+    t = now.timestamp()
+    local_days, local_seconds = divmod(int(t) + BEIJING_SECONDS, DAY_SECONDS)
+    fen = amount.fen
+    facts = {"action": action, "amount": fen, "channel": channel, "way_code": way_code,
              "merchant_id": merchant_id, "store_id": store_id, "terminal_id": terminal_id,
              "payer_id": payer_id, "device_id": device_id, "client_ip": client_ip,
-             "hour": local.hour, "weekday": local.weekday()}
+             "hour": local_seconds // 3600, "weekday": (local_days + 3) % 7}  # 1970-01-01: Thu
     version = 0
     try:
-        merchant = await engine.merchant(merchant_id)
+        merchant = engine.cached_merchant(merchant_id) or await engine.merchant(merchant_id)
         facts["mcc"] = merchant.mcc
         if merchant.activated_at is not None:
             facts["merchant_age_days"] = (now - merchant.activated_at).days
@@ -127,11 +135,10 @@ async def decide(db: Database, *, settings: Settings, merchant_id: str, out_no: 
     outcome = verdict.outcome
     if outcome == Outcome.CHALLENGE and channel not in STEP_UP_CHANNELS:
         outcome = Outcome.DENY
-    decision = Decision(
-        allow=outcome != Outcome.DENY, reason=verdict.reason, outcome=_NAMES[outcome],
-        challenge=outcome == Outcome.CHALLENGE, decision_id=_ids.make(now), fired=verdict.fired,
-        errors=verdict.errors, action=action, merchant_id=merchant_id, out_no=out_no,
-        amount_fen=amount.fen, channel=channel, way_code=way_code, ruleset_version=version)
+    decision = Decision(  # positional, in the fields' order (see the class)
+        outcome != Outcome.DENY, verdict.reason, _NAMES[outcome], outcome == Outcome.CHALLENGE,
+        _ids.make(t), verdict.fired, verdict.errors, action, merchant_id, out_no, fen,
+        channel, way_code, version)
     if not decision.allow:
         async with db.transaction() as s:
             await record_decision(s, decision)
