@@ -32,11 +32,13 @@ from tests.payments.conftest import Platform
 __all__ = ["platform"]  # the fixture, shared with test_flow
 
 CHANNELS = ["unionpay", "ecny", "bankpay"]
-RICH = {"unionpay": "up_rich", "ecny": "payer_rich", "bankpay": "payer_rich"}
+RICH = {"wechat": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o", "alipay": "2088102146225135",
+        "unionpay": "up_rich", "ecny": "payer_rich", "bankpay": "payer_rich"}
 # each channel's own code for a sub-merchant it does not know / has suspended
 UNKNOWN = {"unionpay": "31", "ecny": "SUB_MERCHANT_NOT_REGISTERED",
            "bankpay": "SUB_MERCHANT_INVALID"}
-SUSPENDED = {"unionpay": "31", "ecny": "SUB_MERCHANT_SUSPENDED", "bankpay": "SUB_MERCHANT_FROZEN"}
+SUSPENDED = {"wechat": "NO_AUTH", "alipay": "ACQ.SECONDARY_MERCHANT_STATUS_ERROR",
+             "unionpay": "31", "ecny": "SUB_MERCHANT_SUSPENDED", "bankpay": "SUB_MERCHANT_FROZEN"}
 
 
 def seen_sub(p: Platform, channel: str, order_id: str) -> str:
@@ -114,7 +116,7 @@ async def test_a_payer_code_in_the_partner_form(platform: Platform, channel: str
     assert order["amount"] == 660
 
 
-@pytest.mark.parametrize("channel", CHANNELS)
+@pytest.mark.parametrize("channel", ["wechat", "alipay", *CHANNELS])
 async def test_a_sub_merchant_suspended_at_the_channel_is_refused_with_its_code(
         platform: Platform, channel: str) -> None:
     p = platform
@@ -131,9 +133,9 @@ async def test_a_sub_merchant_suspended_at_the_channel_is_refused_with_its_code(
     assert (order["status"], order["failure_code"]) == ("FAILED", SUSPENDED[channel]), order
     # a payer code is refused the same way, and nothing is charged
     payer = f"/payers/{RICH[channel]}"
+    code = auth_code((await p.wallet(channel, f"{payer}/code")).json())
     before = await p.http.get(f"/sandbox/{channel}/wallet{payer}")
     assert before.status_code == 200, before.text
-    code = auth_code((await p.wallet(channel, f"{payer}/code")).json())
     resp = await p.order(out_trade_no=no + "B", way_code="BARCODE", channel=None,
                          auth_code=code)
     assert resp.status_code == 403, resp.text

@@ -1,8 +1,8 @@
 """Payments in the channels' partner (service-provider) form, end to end over HTTP against the
 mounted sandboxes: a merchant with an ACTIVE registration pays under its sub-merchant id
 (create, pay in the sandbox's wallet, the partner-form callback, query, refund, close), one
-without a registration in the direct form as before, and a sub-merchant the channel itself
-suspended ends as SUB_MERCHANT_REFUSED (403) with the order FAILED, never a 500."""
+without a registration in the direct form as before (a sub-merchant the channel itself
+suspended: test_partner_channels, for every channel)."""
 
 from __future__ import annotations
 
@@ -128,37 +128,6 @@ async def test_a_registered_merchant_pays_in_the_alipay_partner_form(platform: P
     await p.wait_status(order["order_id"], "SUCCESS")
     refund = await refunded(p, order["order_id"], "RFSPA001", 250)
     assert refund["status"] == "SUCCESS", refund
-
-
-REFUSED = {"wechat": "NO_AUTH", "alipay": "ACQ.SECONDARY_MERCHANT_STATUS_ERROR"}
-
-
-@pytest.mark.parametrize("channel", ["wechat", "alipay"])
-async def test_a_sub_merchant_suspended_at_the_channel_is_refused_with_a_documented_code(
-        platform: Platform, channel: str) -> None:
-    p = platform
-    await registered(p, channel)
-    reg = await current(p, channel)
-    await decide(p, channel, reg["id"], "suspend")  # the channel stops it; our row stays ACTIVE
-    no = f"SPSUSP{channel[:2].upper()}1"
-    resp = await p.order(channel=channel, out_trade_no=no)
-    assert resp.status_code == 403, resp.text
-    body = resp.json()
-    assert body["code"] == "SUB_MERCHANT_REFUSED"
-    assert REFUSED[channel] in body["message"]
-    order = (await p.call("GET", f"/api/v1/orders/by-out-trade-no/{no}")).json()
-    assert (order["status"], order["failure_code"]) == ("FAILED", REFUSED[channel]), order
-    # a payer code is refused the same way, and nothing is charged
-    code = (await p.wallet(channel, f"/payers/{RICH[channel]}/code")).json()
-    resp = await p.order(out_trade_no=no + "B", way_code="BARCODE", channel=None,
-                         auth_code=code.get("auth_code") or code["data"]["auth_code"])
-    assert resp.status_code == 403, resp.text
-    assert resp.json()["code"] == "SUB_MERCHANT_REFUSED"
-    order = (await p.call("GET", f"/api/v1/orders/by-out-trade-no/{no}B")).json()
-    assert order["status"] == "FAILED", order
-    # resumed at the channel: accepted again
-    await decide(p, channel, reg["id"], "resume")
-    assert (await p.order(channel=channel)).status_code == 200
 
 
 async def test_a_callback_for_another_sub_merchant_is_refused(platform: Platform) -> None:
