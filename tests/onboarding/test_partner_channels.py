@@ -147,6 +147,24 @@ async def test_a_sub_merchant_suspended_at_the_channel_is_refused_with_its_code(
 
 
 @pytest.mark.parametrize("channel", CHANNELS)
+async def test_a_suspended_sub_merchants_earlier_payment_is_still_refunded(
+        platform: Platform, channel: str) -> None:
+    """Suspension stops new payments only: what was paid before is queried and refunded."""
+    p = platform
+    await registered(p, channel)
+    order = (await p.order(channel=channel, amount=900)).json()
+    paid = await p.wallet(channel, "/scan", {"code_url": order["code_url"],
+                                             "payer_id": RICH[channel]})
+    assert paid.status_code == 200, paid.text
+    assert await status_in_db(p, order["order_id"], "SUCCESS") == "SUCCESS"
+    await decide(p, channel, (await current(p, channel))["id"], "suspend")
+    refund = await refunded(p, order["order_id"], f"RFS{channel[:3].upper()}01", 900)
+    assert refund["status"] == "SUCCESS", refund
+    view = (await p.call("GET", f"/api/v1/orders/{order['order_id']}")).json()
+    assert (view["status"], view["refunded_amount"]) == ("REFUNDED", 900)
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
 async def test_an_unknown_sub_merchant_is_refused_by_the_channel(platform: Platform,
                                                                  channel: str) -> None:
     p = platform

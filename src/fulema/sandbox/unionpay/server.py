@@ -240,10 +240,13 @@ class UnionpaySandbox:
         return self._answer(fields, out)
 
     def _sub_merchant(self, f: dict[str, str]) -> None:
-        """A payment in the acquirer form (accessType=1) is the sub-merchant's: its merId must
-        be one UnionPay registered for this acquirer, in effect and not suspended, else 31
-        商户状态不正确 (the code UnionPay gives a merchant that may not trade)."""
-        if f["accessType"] == "1" and not self.registrations.usable(f["merId"]):
+        """A new payment (申码, 消费: txnType 01) in the acquirer form (accessType=1) is the
+        sub-merchant's: its merId must be one UnionPay registered for this acquirer, in effect
+        and not suspended, else 31 商户状态不正确 (the code UnionPay gives a merchant that may
+        not trade). Queries, voids and refunds of its earlier payments go on (found only under
+        the merId they were made under)."""
+        if f["accessType"] == "1" and f["txnType"] == "01" \
+                and not self.registrations.usable(f["merId"]):
             raise Refusal("31")
 
     def _new_txn(self, f: dict[str, str], txn_type: str, sub: str) -> Txn:
@@ -293,7 +296,6 @@ class UnionpaySandbox:
     def query(self, f: dict[str, str]) -> dict[str, str]:
         if f["txnType"] != "00":
             raise Refusal("10")
-        self._sub_merchant(f)
         txn = self.books.find(f["orderId"], f["txnTime"])
         if txn.mer_id != f["merId"]:  # another merchant's order (or the other form's)
             raise Refusal("34")
