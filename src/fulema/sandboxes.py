@@ -53,8 +53,8 @@ def _alipay(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
 def _unionpay(settings: Settings, http: httpx.AsyncClient) -> FastAPI:
     """UnionPay knows our merId, the public halves of our signing keys with their certIds,
     and the secure key we share; the development UnionPay keys are its own."""
+    from fulema.channels.unionpay.adapter import acq_ins_code
     from fulema.channels.unionpay.config import merchant_keys, platform_dev_keys, secure_key
-    from fulema.channels.unionpay.onboarding import acq_ins_code
     from fulema.sandbox.unionpay.config import UnionpaySandboxConfig
     from fulema.sandbox.unionpay.server import build_sandbox
 

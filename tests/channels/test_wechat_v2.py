@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from fulema.channels.base import (
     ChannelUnavailable,
     RefundRequest,
     RefundState,
+    SubMerchantRefused,
     TradeState,
 )
 from fulema.channels.wechat.adapter import build_channel
@@ -357,3 +358,38 @@ async def test_v2_and_v3_share_payers_codes_and_orders(env: Env) -> None:
     assert (await v3.barcode_pay(v3_req)).state == TradeState.PAYING
     await env.client.cancel(v3_req.order_id)
     assert (await v3.query(v3_req.order_id)).state == TradeState.CLOSED
+
+
+# --- the service-provider form: sub_mch_id ---------------------------------------------------
+
+async def test_micropay_for_a_sub_merchant_is_checked_like_v3(env: Env) -> None:
+    """sub_mch_id must name a sub-merchant whose applyment WeChat completed and has not
+    suspended (MCHID_NOT_EXIST / NO_AUTH, raised as SubMerchantRefused, nothing charged); a
+    completed one pays, and its order is found only under its sub_mch_id."""
+    from fulema.sandbox.wechat.applyment import Applyment
+
+    sub = "1900000777"
+    applyment = Applyment("V2SUB0001", 777, "测试特约商户")
+    assert env.sb.applyments is not None
+    env.sb.applyments.by_code[applyment.business_code] = applyment
+    before = await env.balance(RICH_OPENID)
+    with pytest.raises(SubMerchantRefused) as refused:  # still under review
+        await env.client.barcode_pay(replace(pay(100, await env.code(RICH_OPENID)),
+                                             sub_merchant_id=sub))
+    assert refused.value.code == "MCHID_NOT_EXIST"
+    applyment.state, applyment.sub_mchid = "APPLYMENT_STATE_FINISHED", sub
+    applyment.suspended = True
+    with pytest.raises(SubMerchantRefused) as refused:
+        await env.client.barcode_pay(replace(pay(100, await env.code(RICH_OPENID)),
+                                             sub_merchant_id=sub))
+    assert refused.value.code == "NO_AUTH"
+    assert await env.balance(RICH_OPENID) == before
+
+    applyment.suspended = False
+    req = replace(pay(100, await env.code(RICH_OPENID)), sub_merchant_id=sub)
+    paid = await env.client.barcode_pay(req)
+    assert paid.state == TradeState.SUCCESS
+    assert env.sb.orders[req.order_id].sub_mchid == sub
+    assert (await env.client.query(req.order_id, sub_merchant_id=sub)).state == \
+        TradeState.SUCCESS
+    assert (await env.client.query(req.order_id)).state == TradeState.NOT_FOUND  # not ours

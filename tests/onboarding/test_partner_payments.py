@@ -1,8 +1,8 @@
 """Payments in the channels' partner (service-provider) form, end to end over HTTP against the
 mounted sandboxes: a merchant with an ACTIVE registration pays under its sub-merchant id
 (create, pay in the sandbox's wallet, the partner-form callback, query, refund, close), one
-without a registration in the direct form as before, and a sub-merchant the channel itself
-suspended ends as SUB_MERCHANT_REFUSED (403) with the order FAILED, never a 500."""
+without a registration in the direct form as before (a sub-merchant the channel itself
+suspended: test_partner_channels, for every channel)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,16 @@ from fulema.core.clock import clock
 from fulema.core.errors import FulemaError
 from fulema.payments.callback_routing import check_sub_merchant
 from fulema.payments.models import Order
-from tests.onboarding.test_flow import current, decide, platform, rounds, sandbox_state, supplied
+from tests.onboarding.test_flow import (
+    OPS,
+    current,
+    decide,
+    platform,
+    registrations,
+    rounds,
+    sandbox_state,
+    supplied,
+)
 from tests.payments.conftest import Platform
 
 __all__ = ["platform"]  # the fixture, shared with test_flow
@@ -121,37 +130,6 @@ async def test_a_registered_merchant_pays_in_the_alipay_partner_form(platform: P
     assert refund["status"] == "SUCCESS", refund
 
 
-REFUSED = {"wechat": "NO_AUTH", "alipay": "ACQ.SECONDARY_MERCHANT_STATUS_ERROR"}
-
-
-@pytest.mark.parametrize("channel", ["wechat", "alipay"])
-async def test_a_sub_merchant_suspended_at_the_channel_is_refused_with_a_documented_code(
-        platform: Platform, channel: str) -> None:
-    p = platform
-    await registered(p, channel)
-    reg = await current(p, channel)
-    await decide(p, channel, reg["id"], "suspend")  # the channel stops it; our row stays ACTIVE
-    no = f"SPSUSP{channel[:2].upper()}1"
-    resp = await p.order(channel=channel, out_trade_no=no)
-    assert resp.status_code == 403, resp.text
-    body = resp.json()
-    assert body["code"] == "SUB_MERCHANT_REFUSED"
-    assert REFUSED[channel] in body["message"]
-    order = (await p.call("GET", f"/api/v1/orders/by-out-trade-no/{no}")).json()
-    assert (order["status"], order["failure_code"]) == ("FAILED", REFUSED[channel]), order
-    # a payer code is refused the same way, and nothing is charged
-    code = (await p.wallet(channel, f"/payers/{RICH[channel]}/code")).json()
-    resp = await p.order(out_trade_no=no + "B", way_code="BARCODE", channel=None,
-                         auth_code=code.get("auth_code") or code["data"]["auth_code"])
-    assert resp.status_code == 403, resp.text
-    assert resp.json()["code"] == "SUB_MERCHANT_REFUSED"
-    order = (await p.call("GET", f"/api/v1/orders/by-out-trade-no/{no}B")).json()
-    assert order["status"] == "FAILED", order
-    # resumed at the channel: accepted again
-    await decide(p, channel, reg["id"], "resume")
-    assert (await p.order(channel=channel)).status_code == 200
-
-
 async def test_a_callback_for_another_sub_merchant_is_refused(platform: Platform) -> None:
     p = platform
     sub = await registered(p, "wechat")
@@ -170,3 +148,60 @@ async def test_a_callback_for_another_sub_merchant_is_refused(platform: Platform
     await p.settle_background(rounds=1)
     assert (await p.call("GET", f"/api/v1/orders/{order['order_id']}")).json()["status"] == \
         "PAYING"
+
+
+SUB_APPID = "wx0123456789abcdef"
+
+
+async def test_the_merchants_own_app_is_sent_as_sub_appid(platform: Platform) -> None:
+    """A merchant with its own WeChat app: the orders that app makes (JSAPI, the payer's
+    openid under that app) carry sub_appid and sub_openid, and the app launches the payment
+    under its own appid; a QR order does not, and setting the app re-registers nothing."""
+    p = platform
+    sub = await registered(p, "wechat")
+    bad = await p.http.put(f"/ops/v1/onboarding/merchants/{p.merchant_id}/supplement",
+                           json={"wechat_sub_appid": "wx12345"}, headers=OPS)
+    assert bad.status_code == 400
+    assert bad.json()["code"] == "VALIDATION_ERROR"
+    resp = await p.http.put(f"/ops/v1/onboarding/merchants/{p.merchant_id}/supplement",
+                            json={"wechat_sub_appid": SUB_APPID}, headers=OPS)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["wechat_sub_appid"] == SUB_APPID
+    await rounds(p)
+    assert [r["state"] for r in await registrations(p, "wechat")] == ["ACTIVE"]
+
+    order = (await p.order(channel="wechat", way_code="JSAPI", payer_id=RICH["wechat"],
+                           amount=990)).json()
+    assert order["status"] == "PAYING", order
+    assert order["pay_params"]["appId"] == SUB_APPID
+    seen = sandbox_state(p, "wechat").sandbox.orders[order["order_id"]]
+    assert (seen.sub_mchid, seen.sub_appid, seen.openid) == (sub, SUB_APPID, RICH["wechat"])
+    prepay_id = order["pay_params"]["package"].removeprefix("prepay_id=")
+    paid = await p.wallet("wechat", "/scan", {"prepay_id": prepay_id,
+                                              "payer_id": RICH["wechat"]})
+    assert paid.status_code == 200, paid.text
+    await p.wait_status(order["order_id"], "SUCCESS")
+
+    qr = (await p.order(channel="wechat")).json()
+    assert sandbox_state(p, "wechat").sandbox.orders[qr["order_id"]].sub_appid == ""
+
+
+async def test_the_wechat_sandbox_checks_sub_appid_and_sub_openid(platform: Platform) -> None:
+    """WeChat's rules the sandbox keeps: sub_openid only with sub_appid, an appid's shape."""
+    p = platform
+    sub = await registered(p, "wechat")
+    channel = p.app.state.payments.channels.get("wechat").primary
+    base = {"sp_appid": channel.wx.appid, "sp_mchid": channel.wx.mchid, "sub_mchid": sub,
+            "description": "x", "out_trade_no": "SUBAPP0001", "notify_url": "https://x/n",
+            "amount": {"total": 100, "currency": "CNY"}}
+    path = "/v3/pay/partner/transactions/jsapi"
+    status, doc = await channel.api.call("POST", path, {**base,
+                                                        "payer": {"sub_openid": "o_x"}})
+    assert (status, doc["code"]) == (400, "PARAM_ERROR")
+    status, doc = await channel.api.call("POST", path, {**base, "sub_appid": "wxNOTHEX",
+                                                        "payer": {"sub_openid": "o_x"}})
+    assert (status, doc["code"]) == (400, "PARAM_ERROR")
+    status, doc = await channel.api.call("POST", path, {**base, "sub_appid": SUB_APPID,
+                                                        "payer": {"sub_openid": "o_x"}})
+    assert status == 200, doc
+    assert doc["prepay_id"]

@@ -32,11 +32,12 @@ MERCHANT = "888000000000001"
 ORDER_FIELDS = {"merchant_no", "out_trade_no", "trade_no", "trade_state", "way_code",
                 "amount_fen", "currency", "refunded_fen", "fee_fen", "same_day_settlement",
                 "settle_date", "payer", "subject", "create_time", "expire_time",
-                "success_time", "error_code", "error_message", "code_url", "h5_url"}
+                "success_time", "error_code", "error_message", "code_url", "h5_url",
+                "sub_merchant_id"}
 REFUND_FIELDS = {"merchant_no", "out_trade_no", "trade_no", "out_refund_no", "refund_no",
                  "refund_fen", "refund_state", "record_type", "reason", "fee_fen",
                  "same_day_settlement", "success_time", "settle_date", "error_code",
-                 "error_message"}
+                 "error_message", "sub_merchant_id"}
 STATEMENT_COLUMNS = ["trade_date", "trade_time", "merchant_no", "record_type", "out_trade_no",
                      "trade_no", "out_refund_no", "refund_no", "way_code", "amount_fen",
                      "fee_fen", "settle_fen", "settle_date", "same_day_settlement",

@@ -36,10 +36,11 @@ MERCHANT_ID, WALLET = "EC320500000001", "0099100000000001"
 ORDER_FIELDS = {"merchant_id", "out_trade_no", "trade_no", "trade_status", "way_code",
                 "amount_fen", "currency", "refunded_fen", "fee_fen", "subject", "create_time",
                 "expire_time", "success_time", "payer", "error_code", "error_message",
-                "code_url"}
+                "code_url", "sub_merchant_id"}
 REFUND_FIELDS = {"merchant_id", "out_trade_no", "trade_no", "out_refund_no", "refund_no",
                  "refund_fen", "refund_status", "record_type", "reason", "fee_fen",
-                 "create_time", "success_time", "error_code", "error_message"}
+                 "create_time", "success_time", "error_code", "error_message",
+                 "sub_merchant_id"}
 BILL_COLUMNS = ["bill_date", "trade_time", "merchant_id", "record_type", "out_trade_no",
                 "trade_no", "out_refund_no", "refund_no", "way_code", "amount_fen", "fee_fen",
                 "net_fen", "wallet_masked", "wallet_level", "status"]

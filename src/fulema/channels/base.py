@@ -66,6 +66,9 @@ class CreatePaymentRequest:
     # registration (docs/onboarding.md): set, the adapter uses the channel's partner
     # (service-provider) form; None, the direct form under the platform's own merchant id.
     sub_merchant_id: str | None = None
+    # The merchant's own app at the channel (WeChat sub_appid), partner form only: set when the
+    # order comes from that app, whose payer id (JSAPI) is then the payer's id under it.
+    sub_app_id: str | None = None
 
 
 @dataclass(frozen=True)

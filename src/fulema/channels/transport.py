@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any, NoReturn
+from urllib.parse import urlencode
 
 import httpx
 import orjson
 
-from fulema.channels.base import ChannelError, ChannelUnavailable
+from fulema.channels.base import ChannelError, ChannelUnavailable, SubMerchantRefused
 
 
 async def send(http: httpx.AsyncClient, method: str, url: str, *, content: bytes,
@@ -57,3 +58,36 @@ def raise_download_error(resp: httpx.Response, label: str) -> NoReturn:
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
         raise ChannelUnavailable(f"{label}: HTTP {resp.status_code}") from exc
     raise ChannelError(code, message)
+
+
+# --- the partner form of the JSON channels (e-CNY, the bank: our assumed interface) ------------
+
+def partner_request(path: str, payload: dict[str, Any] | None, sub: str | None
+                    ) -> tuple[str, dict[str, Any] | None]:
+    """Name the sub-merchant a request is for: `sub_merchant_id` in a body, or in the query of
+    a request that has none (a GET); unchanged in the direct form (`sub` None)."""
+    if not sub:
+        return path, payload
+    if payload is None:
+        return f"{path}?{urlencode({'sub_merchant_id': sub})}", None
+    return path, {**payload, "sub_merchant_id": sub}
+
+
+def answer_for(content: bytes, label: str, sub: str | None,
+               refusals: frozenset[str]) -> dict[str, Any]:
+    """`answer_data`, with a refusal of the sub-merchant itself (one of the channel's
+    `refusals`, in the partner form) raised as SubMerchantRefused: not this order's fault."""
+    try:
+        return answer_data(content, label)
+    except ChannelError as exc:
+        if sub and exc.code in refusals:
+            raise SubMerchantRefused(exc.code, exc.message) from exc
+        raise
+
+
+def notified_sub(data: dict[str, Any]) -> str | None:
+    """The sub-merchant a JSON channel's notification names (None: the direct form)."""
+    sub = data.get("sub_merchant_id")
+    if sub is not None and (not isinstance(sub, str) or not sub):
+        raise ValueError("sub_merchant_id is not a non-empty string")
+    return sub

@@ -179,7 +179,7 @@ class UnionpaySection(Section):
     backup_base_url: str = ""
     file_url: str = ""  # file transfer (对账文件); empty -> {base_url}/fileTransRequest.do
     mer_id: str = "777290058110048"
-    acq_ins_code: str = ""  # only for accessType=1 (收单机构接入); we send accessType=0
+    acq_ins_code: str = ""  # 收单机构代码: accessType=1 (sub-merchants, registration); dev default
     # 01 SHA256withRSA, 02 SM2 (Fulema-defined), 11 SHA-256 + secure key, 12 SM3 + secure key
     sign_method: Literal["01", "02", "11", "12"] = "01"
     cert_id: str = ""  # certId of the signing certificate (01/02); empty -> derived from dev key

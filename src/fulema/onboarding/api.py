@@ -60,6 +60,10 @@ class SupplementBody(BaseModel):
     settlement_bank: str | None = Field(default=None, min_length=2, max_length=64)
     address_code: str | None = Field(default=None, pattern=r"^[1-9]\d{5}$",
                                      description="6-digit administrative division code")
+    wechat_sub_appid: str | None = Field(
+        default=None, pattern=r"^wx[0-9a-f]{16}$",
+        description="the merchant's own WeChat app (official account, mini-program or mobile "
+                    "app) bound to its sub_mchid: its JSAPI/APP orders carry it as sub_appid")
 
 
 class ReasonBody(BaseModel):

@@ -56,5 +56,9 @@ class Supplement(Base):
     service_phone: Mapped[str | None] = mapped_column(String(20), nullable=True)
     settlement_bank: Mapped[str | None] = mapped_column(String(64), nullable=True)
     address_code: Mapped[str | None] = mapped_column(String(6), nullable=True)
+    # The merchant's own WeChat app (official account, mini-program or mobile app) bound to its
+    # sub_mchid: sent as sub_appid on the orders its own app makes (not part of the profile
+    # registered, so setting it re-registers nothing).
+    wechat_sub_appid: Mapped[str | None] = mapped_column(String(32), nullable=True)
     updated_by: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

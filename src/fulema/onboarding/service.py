@@ -64,6 +64,7 @@ class SupplementView(BaseModel):
     service_phone: str | None
     settlement_bank: str | None
     address_code: str | None
+    wechat_sub_appid: str | None
     updated_by: str
     updated_at: datetime
 
@@ -365,7 +366,8 @@ async def set_supplement(db: Database, *, merchant_id: str, actor: str,
                               contact_email=_mask_email(row.contact_email),
                               service_phone=mask_phone(row.service_phone),
                               settlement_bank=row.settlement_bank,
-                              address_code=row.address_code, updated_by=row.updated_by,
+                              address_code=row.address_code,
+                              wechat_sub_appid=row.wechat_sub_appid, updated_by=row.updated_by,
                               updated_at=row.updated_at)
 
 
@@ -408,6 +410,16 @@ async def check_can_take(s: AsyncSession, settings: Settings, *, merchant_id: st
         raise FulemaError(ErrorCode.CHANNEL_NOT_REGISTERED,
                           f"the merchant is not registered (or is suspended) at {channel}")
     return sub
+
+
+async def merchant_app_id(db: Database, *, merchant_id: str, channel: str) -> str | None:
+    """The merchant's own app at the channel (WeChat `sub_appid`), or None: the orders its own
+    app makes carry it, with the payer's id under that app (docs/onboarding.md)."""
+    if channel != "wechat":
+        return None
+    async with db.transaction() as s:
+        return await s.scalar(select(Supplement.wechat_sub_appid).where(
+            Supplement.merchant_id == merchant_id))
 
 
 async def channels_taking(s: AsyncSession, settings: Settings, *, merchant_id: str,

@@ -23,6 +23,7 @@ from fulema.core.db import retry_on_conflict
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.events import publish_now
 from fulema.core.vocab import WayCode
+from fulema.onboarding import service as onboarding
 from fulema.payments.deps import Deps
 from fulema.payments.domain import OrderStatus
 from fulema.payments.models import Order
@@ -30,6 +31,16 @@ from fulema.payments.orders_apply import apply_trade_result
 from fulema.payments.orders_state import core_move
 from fulema.payments.schemas import OrderOut
 from fulema.payments.views import order_payload, order_view
+
+
+async def _merchant_app(deps: Deps, order: Order) -> str | None:
+    """The merchant's own app at the channel (WeChat sub_appid) for an order its own app made
+    (JSAPI / APP asked for by the merchant, in the partner form); None for a plate payment
+    through our cashier, whose payer id is under our app."""
+    if not order.channel_sub_merchant_id or order.way_code not in (WayCode.JSAPI, WayCode.APP):
+        return None
+    return await onboarding.merchant_app_id(deps.db, merchant_id=order.merchant_id,
+                                            channel=order.channel)
 
 
 async def channel_create(deps: Deps, order: Order, *, strong_auth: bool = False) -> OrderOut:
@@ -44,7 +55,8 @@ async def channel_create(deps: Deps, order: Order, *, strong_auth: bool = False)
         notify_url=deps.settings.callback_url(order.channel),
         expire_at=order.expire_at, payer_id=order.payer_id, client_ip=order.client_ip,
         return_url=f"{deps.settings.public_base_url}/pay/result/{order.id}",
-        strong_auth=strong_auth, sub_merchant_id=order.channel_sub_merchant_id)
+        strong_auth=strong_auth, sub_merchant_id=order.channel_sub_merchant_id,
+        sub_app_id=await _merchant_app(deps, order))
     try:
         result = await channel.create(req)
     except ChannelError as exc:

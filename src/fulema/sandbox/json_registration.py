@@ -47,8 +47,30 @@ class RegistrationBook:
         self.seq = 0
 
     def usable(self, sub_merchant_id: str) -> bool:
-        return any(a.sub_merchant_id == sub_merchant_id and a.status == "ACTIVE"
-                   and not a.suspended for a in self.apps.values())
+        return self.standing(sub_merchant_id) == "ACTIVE"
+
+    def standing(self, sub_merchant_id: str) -> str:
+        """ACTIVE (may trade), SUSPENDED, or UNKNOWN (no approved application names it)."""
+        found = next((a for a in self.apps.values() if a.sub_merchant_id == sub_merchant_id
+                      and a.status == "ACTIVE"), None)
+        if found is None:
+            return "UNKNOWN"
+        return "SUSPENDED" if found.suspended else "ACTIVE"
+
+    def refusal(self, sub_merchant_id: object, codes: dict[str, str]) -> Result | None:
+        """A payment request's sub-merchant checked (partner form): None when it names none
+        (the direct form) or one that may trade; else 403 with the channel's code for UNKNOWN
+        or SUSPENDED (`codes`), 400 for a sub_merchant_id that is not a string."""
+        if sub_merchant_id is None or sub_merchant_id == "":
+            return None
+        if not isinstance(sub_merchant_id, str):
+            return 400, {"code": "PARAM_INVALID", "message": "sub_merchant_id is a string"}
+        standing = self.standing(sub_merchant_id)
+        if standing == "ACTIVE":
+            return None
+        return 403, {"code": codes[standing],
+                     "message": "the sub-merchant is suspended" if standing == "SUSPENDED"
+                     else "no sub-merchant registered (and approved) with this id"}
 
     def apply(self, body: dict[str, Any]) -> Result:
         no = body.get("application_no")
@@ -90,9 +112,9 @@ class RegistrationBook:
         return JSONResponse(a.view())
 
 
-def add_registration_routes(app: FastAPI, api: Api, path: str, id_prefix: str
+def add_registration_routes(app: FastAPI, api: Api, path: str, book: RegistrationBook
                             ) -> RegistrationBook:
-    book = RegistrationBook(id_prefix)
+    """Route `book` (the sandbox's own, which its payment handlers consult)."""
 
     @app.post(path)
     async def apply(request: Request) -> Response:

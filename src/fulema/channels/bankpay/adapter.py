@@ -36,7 +36,13 @@ from fulema.channels.base import (
     event_callback,
     with_backup,
 )
-from fulema.channels.transport import answer_data, raise_download_error, send
+from fulema.channels.transport import (
+    answer_for,
+    notified_sub,
+    partner_request,
+    raise_download_error,
+    send,
+)
 from fulema.core.channel_settings import (
     PUBLISHED,
     BankpaySection,
@@ -74,6 +80,8 @@ REFUND_STATES: dict[str, RefundState] = {
     "FAILED": RefundState.FAILED,
 }
 SUPPORTED_WAYS = {WayCode.QR_DYNAMIC, WayCode.QR_STATIC, WayCode.H5}  # create(); and barcode_pay()
+# The bank refusing the sub-merchant itself (partner form; our assumed codes)
+SUB_MERCHANT_REFUSALS = frozenset({"SUB_MERCHANT_INVALID", "SUB_MERCHANT_FROZEN"})
 
 
 # ------------------------------------------------------------------ signing (shared with sandbox)
@@ -193,11 +201,13 @@ class BankpayChannel:
             raise ChannelUnavailable(f"bankpay {path}: unverifiable response")
         return resp
 
-    async def _call(self, method: str, path: str,
-                    payload: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The `data` object of a successful answer; ChannelError for the bank's refusals."""
+    async def _call(self, method: str, path: str, payload: dict[str, Any] | None = None, *,
+                    sub: str | None = None) -> dict[str, Any]:
+        """The `data` object of a successful answer; ChannelError for the bank's refusals.
+        `sub`: the partner form, for that registered merchant."""
+        path, payload = partner_request(path, payload, sub)
         resp = await self._send(method, path, payload)
-        return answer_data(resp.content, f"bankpay {path}")
+        return answer_for(resp.content, f"bankpay {path}", sub, SUB_MERCHANT_REFUSALS)
 
     def _base(self) -> dict[str, Any]:
         return {"merchant_no": self.bank.merchant_no, "institution_id": self.bank.institution_id}
@@ -215,7 +225,7 @@ class BankpayChannel:
             "currency": "CNY", "subject": req.subject[:128], "way_code": req.way_code.value,
             "notify_url": req.notify_url, "expire_time": iso(req.expire_at),
             "client_ip": req.client_ip, "return_url": req.return_url,
-            **({"payer_auth": "PASSWORD"} if req.strong_auth else {})})
+            **({"payer_auth": "PASSWORD"} if req.strong_auth else {})}, sub=req.sub_merchant_id)
         trade = trade_result(data)
         state = trade.state if trade.state != TradeState.SUCCESS else TradeState.PAYING
         return CreatePaymentResult(state=state, code_url=data.get("code_url"),
@@ -228,12 +238,12 @@ class BankpayChannel:
             "currency": "CNY", "subject": req.subject[:128], "auth_code": req.auth_code,
             "client_ip": req.client_ip, "notify_url": self.settings.callback_url("bankpay"),
             # the bank asks the payer's password even where the payer waived it (risk CHALLENGE)
-            **({"payer_auth": "PASSWORD"} if req.strong_auth else {})})
+            **({"payer_auth": "PASSWORD"} if req.strong_auth else {})}, sub=req.sub_merchant_id)
         return trade_result(data)
 
     async def query(self, order_id: str, *, sub_merchant_id: str | None = None) -> TradeResult:
         try:
-            data = await self._call("GET", f"/api/orders/{order_id}")
+            data = await self._call("GET", f"/api/orders/{order_id}", sub=sub_merchant_id)
         except ChannelError as exc:
             if exc.code == "ORDER_NOT_FOUND":
                 return TradeResult(state=TradeState.NOT_FOUND, error_code=exc.code,
@@ -242,21 +252,23 @@ class BankpayChannel:
         return trade_result(data)
 
     async def close(self, order_id: str, *, sub_merchant_id: str | None = None) -> None:
-        await self._call("POST", f"/api/orders/{order_id}/close", self._base())
+        await self._call("POST", f"/api/orders/{order_id}/close", self._base(),
+                         sub=sub_merchant_id)
 
     async def cancel(self, order_id: str, *, sub_merchant_id: str | None = None) -> None:
-        await self._call("POST", f"/api/orders/{order_id}/cancel", self._base())
+        await self._call("POST", f"/api/orders/{order_id}/cancel", self._base(),
+                         sub=sub_merchant_id)
 
     async def refund(self, req: RefundRequest) -> RefundResult:
         data = await self._call("POST", "/api/refunds", {
             **self._base(), "out_trade_no": req.order_id, "out_refund_no": req.refund_id,
             "refund_fen": req.amount.fen, "total_fen": req.order_amount.fen,
-            "reason": req.reason[:80], "notify_url": req.notify_url})
+            "reason": req.reason[:80], "notify_url": req.notify_url}, sub=req.sub_merchant_id)
         return refund_result(data)
 
     async def refund_query(self, order_id: str, refund_id: str, *,
                            sub_merchant_id: str | None = None) -> RefundResult:
-        data = await self._call("GET", f"/api/refunds/{refund_id}")
+        data = await self._call("GET", f"/api/refunds/{refund_id}", sub=sub_merchant_id)
         if data.get("out_trade_no") != order_id:
             raise ChannelError("REFUND_NOT_FOUND", "the bank's refund belongs to another order")
         return refund_result(data)
@@ -271,7 +283,8 @@ class BankpayChannel:
             if not isinstance(data, dict) or data.get("merchant_no") != self.bank.merchant_no:
                 raise ValueError("data is not this merchant's object")
             return event_callback(event, data, payment_prefix="TRADE.", trade=trade_result,
-                                  refund=refund_result)
+                                  refund=refund_result, sub_merchant_id=notified_sub(data),
+                                  names_sub_merchant=True)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise FulemaError(ErrorCode.CALLBACK_INVALID, f"bankpay callback: {exc}") from exc
 

@@ -46,7 +46,13 @@ from fulema.channels.ecny.security import (
     signer_from,
     unseal,
 )
-from fulema.channels.transport import answer_data, raise_download_error, send
+from fulema.channels.transport import (
+    answer_for,
+    notified_sub,
+    partner_request,
+    raise_download_error,
+    send,
+)
 from fulema.core.channel_settings import EcnySection, refuse_outside_development
 from fulema.core.config import Settings
 from fulema.core.errors import ErrorCode, FulemaError
@@ -72,6 +78,8 @@ REFUND_STATES: dict[str, RefundState] = {
     "FAILED": RefundState.FAILED,
 }
 SUPPORTED_WAYS = {WayCode.QR_DYNAMIC, WayCode.QR_STATIC}  # create(); BARCODE is barcode_pay()
+# The institution refusing the sub-merchant itself (partner form; our assumed codes)
+SUB_MERCHANT_REFUSALS = frozenset({"SUB_MERCHANT_NOT_REGISTERED", "SUB_MERCHANT_SUSPENDED"})
 
 
 def _keys_dir(settings: Settings) -> Path:
@@ -159,10 +167,12 @@ class EcnyChannel:
             raise ChannelUnavailable(f"ecny {path}: response signature does not verify")
         return resp
 
-    async def _call(self, method: str, path: str,
-                    payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def _call(self, method: str, path: str, payload: dict[str, Any] | None = None, *,
+                    sub: str | None = None) -> dict[str, Any]:
+        """The answer's data; `sub`: the partner form, for that registered merchant."""
+        path, payload = partner_request(path, payload, sub)
         resp = await self._send(method, path, payload)
-        return answer_data(resp.content, f"ecny {path}")
+        return answer_for(resp.content, f"ecny {path}", sub, SUB_MERCHANT_REFUSALS)
 
     def _trade(self, data: dict[str, Any]) -> TradeResult:
         """Order object -> TradeResult. Decrypts the payer; ValueError if it does not open."""
@@ -208,7 +218,8 @@ class EcnyChannel:
             "amount_fen": req.amount.fen, "currency": "CNY", "subject": req.subject[:128],
             "way_code": req.way_code.value, "notify_url": req.notify_url,
             "expire_time": req.expire_at.astimezone(ECNY_TZ).isoformat(timespec="seconds"),
-            "client_ip": req.client_ip, "payee": self._payee(req.order_id)})
+            "client_ip": req.client_ip, "payee": self._payee(req.order_id)},
+            sub=req.sub_merchant_id)
         trade = self._checked_trade(data)
         state = TradeState.PAYING if trade.state == TradeState.SUCCESS else trade.state
         return CreatePaymentResult(state=state, code_url=data.get("code_url"),
@@ -219,12 +230,13 @@ class EcnyChannel:
             "merchant_id": self.ecny.merchant_id, "out_trade_no": req.order_id,
             "amount_fen": req.amount.fen, "currency": "CNY", "subject": req.subject[:128],
             "auth_code": req.auth_code, "client_ip": req.client_ip,
-            "notify_url": self.settings.callback_url("ecny"), "payee": self._payee(req.order_id)})
+            "notify_url": self.settings.callback_url("ecny"), "payee": self._payee(req.order_id)},
+            sub=req.sub_merchant_id)
         return self._checked_trade(data)
 
     async def query(self, order_id: str, *, sub_merchant_id: str | None = None) -> TradeResult:
         try:
-            data = await self._call("GET", f"/v1/orders/{order_id}")
+            data = await self._call("GET", f"/v1/orders/{order_id}", sub=sub_merchant_id)
         except ChannelError as exc:
             if exc.code == "ORDER_NOT_FOUND":
                 return TradeResult(state=TradeState.NOT_FOUND, error_code=exc.code,
@@ -234,23 +246,23 @@ class EcnyChannel:
 
     async def close(self, order_id: str, *, sub_merchant_id: str | None = None) -> None:
         await self._call("POST", f"/v1/orders/{order_id}/close",
-                         {"merchant_id": self.ecny.merchant_id})
+                         {"merchant_id": self.ecny.merchant_id}, sub=sub_merchant_id)
 
     async def cancel(self, order_id: str, *, sub_merchant_id: str | None = None) -> None:
         await self._call("POST", f"/v1/orders/{order_id}/reverse",
-                         {"merchant_id": self.ecny.merchant_id})
+                         {"merchant_id": self.ecny.merchant_id}, sub=sub_merchant_id)
 
     async def refund(self, req: RefundRequest) -> RefundResult:
         data = await self._call("POST", "/v1/refunds", {
             "merchant_id": self.ecny.merchant_id, "out_trade_no": req.order_id,
             "out_refund_no": req.refund_id, "refund_fen": req.amount.fen,
             "total_fen": req.order_amount.fen, "reason": req.reason[:80],
-            "notify_url": req.notify_url})
+            "notify_url": req.notify_url}, sub=req.sub_merchant_id)
         return refund_result(data)
 
     async def refund_query(self, order_id: str, refund_id: str, *,
                            sub_merchant_id: str | None = None) -> RefundResult:
-        data = await self._call("GET", f"/v1/refunds/{refund_id}")
+        data = await self._call("GET", f"/v1/refunds/{refund_id}", sub=sub_merchant_id)
         if data.get("out_trade_no") != order_id:
             raise ChannelError("REFUND_NOT_FOUND", "the refund belongs to another order")
         return refund_result(data)
@@ -265,7 +277,8 @@ class EcnyChannel:
             if not isinstance(data, dict) or data.get("merchant_id") != self.ecny.merchant_id:
                 raise ValueError("not this merchant's notification")
             return event_callback(event, data, payment_prefix="TRADE.", trade=self._trade,
-                                  refund=refund_result)
+                                  refund=refund_result, sub_merchant_id=notified_sub(data),
+                                  names_sub_merchant=True)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise FulemaError(ErrorCode.CALLBACK_INVALID, f"ecny callback: {exc}") from exc
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import zlib
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 import httpx
@@ -32,6 +33,7 @@ from fulema.channels.base import (
     RefundRequest,
     RefundResult,
     RefundState,
+    SubMerchantRefused,
     TradeResult,
     TradeState,
     with_backup,
@@ -84,6 +86,8 @@ REFUND_STATES: dict[TradeState, RefundState] = {
 }
 PENDING = ("03", "04", "05")  # respCode of a request: outcome unknown, query
 NOT_FOUND = "34"  # 查无此交易
+SUB_MERCHANT_REFUSED = "31"  # 商户状态不正确: in the acquirer form, the sub-merchant refused
+DEV_ACQ_INS_CODE = "48020000"  # development only: the sandbox's acquirer when none is set
 DUPLICATE = "12"  # 重复交易
 
 
@@ -136,10 +140,18 @@ class UnionpayChannel:
 
     # --- transport ---------------------------------------------------------------------------
 
+    def _access(self, sub: str | None) -> dict[str, str]:
+        """Who sells: the bank itself (`accessType=0`, its own merId: the direct form) or, in
+        the acquirer form, the sub-merchant UnionPay registered (`accessType=1`, the bank's
+        `acqInsCode`, the sub-merchant's merId)."""
+        if sub:
+            return {"merId": sub, "accessType": "1", "acqInsCode": acq_ins_code(self.up)}
+        return {"merId": self.up.mer_id, "accessType": "0"}
+
     def _signed(self, fields: dict[str, str]) -> dict[str, str]:
-        body = {k: v for k, v in fields.items() if v}
-        body.update(version=VERSION, encoding=ENCODING, signMethod=self.up.sign_method,
-                    merId=self.up.mer_id, accessType="0")
+        """The request signed; `fields` may name the access (`_access`), else the direct form."""
+        body = {**self._access(None), **{k: v for k, v in fields.items() if v}}
+        body.update(version=VERSION, encoding=ENCODING, signMethod=self.up.sign_method)
         if self.cert_id:
             body["certId"] = self.cert_id
         body["signature"] = sign_fields(body, method=self.up.sign_method,
@@ -182,13 +194,21 @@ class UnionpayChannel:
             raise ChannelUnavailable("unionpay: response signature does not verify")
         return answer
 
-    async def _back(self, fields: dict[str, str]) -> dict[str, str]:
-        return await self._call(f"{self.base_url}/gateway/api/backTransReq.do", fields)
+    async def _back(self, sub: str | None, fields: dict[str, str]) -> dict[str, str]:
+        return await self._call(f"{self.base_url}/gateway/api/backTransReq.do",
+                                {**self._access(sub), **fields})
 
-    async def _query_raw(self, fulema_id: str, suffix: str = "") -> dict[str, str]:
+    async def _query_raw(self, fulema_id: str, sub: str | None) -> dict[str, str]:
         return await self._call(f"{self.base_url}/gateway/api/queryTrans.do", {
-            "txnType": "00", "txnSubType": "00", "bizType": "000000",
-            "orderId": _order_id(fulema_id) + suffix, "txnTime": _txn_time(fulema_id)})
+            **self._access(sub), "txnType": "00", "txnSubType": "00", "bizType": "000000",
+            "orderId": _order_id(fulema_id), "txnTime": _txn_time(fulema_id)})
+
+    @staticmethod
+    def _refused_sub(sub: str | None, answer: dict[str, str]) -> None:
+        """In the acquirer form, 31 商户状态不正确 is UnionPay refusing the sub-merchant itself
+        (unknown to it, not yet in effect, or suspended): SubMerchantRefused, not this order."""
+        if sub and answer["respCode"] == SUB_MERCHANT_REFUSED:
+            raise SubMerchantRefused(SUB_MERCHANT_REFUSED, answer.get("respMsg", ""))
 
     # --- payments ----------------------------------------------------------------------------
 
@@ -200,11 +220,12 @@ class UnionpayChannel:
             raise ChannelError("UNSUPPORTED_WAY_CODE",
                                f"unionpay supports QR_DYNAMIC, QR_STATIC and BARCODE, not "
                                f"{req.way_code}")
-        answer = await self._back({
+        answer = await self._back(req.sub_merchant_id, {
             "txnType": "01", "txnSubType": "07", "bizType": "000000", "channelType": "08",
             "orderId": _order_id(req.order_id), "txnTime": _txn_time(req.order_id),
             "txnAmt": str(req.amount.fen), "currencyCode": "156", "backUrl": req.notify_url,
             "payTimeout": beijing(req.expire_at)})
+        self._refused_sub(req.sub_merchant_id, answer)
         code = answer["respCode"]
         if code == "00" and answer.get("qrCode"):
             return CreatePaymentResult(state=TradeState.PAYING, code_url=answer["qrCode"],
@@ -216,11 +237,12 @@ class UnionpayChannel:
     async def barcode_pay(self, req: BarcodePayRequest) -> TradeResult:
         # ChannelUnavailable propagates: the breaker must count it, and payments turns it
         # into "paying, query it" (the payer may have been charged).
-        answer = await self._back({
+        answer = await self._back(req.sub_merchant_id, {
             "txnType": "01", "txnSubType": "06", "bizType": "000000", "channelType": "08",
             "orderId": _order_id(req.order_id), "txnTime": _txn_time(req.order_id),
             "txnAmt": str(req.amount.fen), "currencyCode": "156", "qrNo": req.auth_code,
             "backUrl": self.settings.callback_url("unionpay")})
+        self._refused_sub(req.sub_merchant_id, answer)
         code = answer["respCode"]
         if code == "00":
             return TradeResult(state=TradeState.SUCCESS, channel_trade_no=answer.get("queryId"),
@@ -228,7 +250,7 @@ class UnionpayChannel:
                                currency=_currency(answer.get("currencyCode")),
                                paid_at=_paid_at(answer.get("traceTime")), raw=answer)
         if code in PENDING or code == DUPLICATE:
-            found = await self.query(req.order_id)
+            found = await self.query(req.order_id, sub_merchant_id=req.sub_merchant_id)
             return found if found.state != TradeState.NOT_FOUND else TradeResult(
                 state=TradeState.UNKNOWN, error_code=code, raw=answer)
         return TradeResult(state=TradeState.FAILED, error_code=code,
@@ -246,7 +268,7 @@ class UnionpayChannel:
             error_message=answer.get("origRespMsg") or answer.get("respMsg"), raw=answer)
 
     async def query(self, order_id: str, *, sub_merchant_id: str | None = None) -> TradeResult:
-        answer = await self._query_raw(order_id)
+        answer = await self._query_raw(order_id, sub_merchant_id)
         code = answer["respCode"]
         if code == NOT_FOUND:
             return TradeResult(state=TradeState.NOT_FOUND, error_code=code,
@@ -262,24 +284,24 @@ class UnionpayChannel:
         A paid order cannot be closed (ChannelError ORDER_PAID); a payer-code payment still
         waiting for the payer is voided.
         """
-        found = await self.query(order_id)
+        found = await self.query(order_id, sub_merchant_id=sub_merchant_id)
         if found.state == TradeState.UNKNOWN:
             raise ChannelUnavailable("unionpay: order state unknown")
         if found.state == TradeState.SUCCESS:
             raise ChannelError("ORDER_PAID", "the order is paid; refund it instead")
         if found.state == TradeState.PAYING and found.raw.get("txnSubType") == "06":
-            await self._void(order_id, found)
+            await self._void(order_id, found, sub_merchant_id)
 
     async def cancel(self, order_id: str, *, sub_merchant_id: str | None = None) -> None:
         """撤销: void the payer-code payment whether it is paid or still waiting for the payer."""
-        found = await self.query(order_id)
+        found = await self.query(order_id, sub_merchant_id=sub_merchant_id)
         if found.state == TradeState.UNKNOWN:
             raise ChannelUnavailable("unionpay: order state unknown")
         if found.state in (TradeState.SUCCESS, TradeState.PAYING):
-            await self._void(order_id, found)
+            await self._void(order_id, found, sub_merchant_id)
 
-    async def _void(self, order_id: str, found: TradeResult) -> None:
-        answer = await self._back({
+    async def _void(self, order_id: str, found: TradeResult, sub: str | None) -> None:
+        answer = await self._back(sub, {
             "txnType": "31", "txnSubType": "00", "bizType": "000000", "channelType": "08",
             "orderId": _void_order_id(order_id), "txnTime": _txn_time(order_id),
             "txnAmt": found.raw.get("txnAmt", ""), "origQryId": found.raw.get("queryId", ""),
@@ -294,13 +316,13 @@ class UnionpayChannel:
     # --- refunds -----------------------------------------------------------------------------
 
     async def refund(self, req: RefundRequest) -> RefundResult:
-        original = await self.query(req.order_id)
+        original = await self.query(req.order_id, sub_merchant_id=req.sub_merchant_id)
         if original.state == TradeState.UNKNOWN:
             return RefundResult(state=RefundState.UNKNOWN, error_message=original.error_message)
         if original.state != TradeState.SUCCESS:
             return RefundResult(state=RefundState.FAILED, error_code=original.error_code or "35",
                                 error_message="原交易不存在或状态不正确")
-        answer = await self._back({
+        answer = await self._back(req.sub_merchant_id, {
             "txnType": "04", "txnSubType": "00", "bizType": "000000", "channelType": "08",
             "orderId": _order_id(req.refund_id), "txnTime": _txn_time(req.refund_id),
             "txnAmt": str(req.amount.fen), "currencyCode": "156",
@@ -311,13 +333,14 @@ class UnionpayChannel:
             return RefundResult(state=RefundState.PROCESSING,
                                 channel_refund_no=answer.get("queryId"), raw=answer)
         if code in PENDING or code == DUPLICATE:
-            return await self.refund_query(req.order_id, req.refund_id)
+            return await self.refund_query(req.order_id, req.refund_id,
+                                           sub_merchant_id=req.sub_merchant_id)
         return RefundResult(state=RefundState.FAILED, error_code=code,
                             error_message=answer.get("respMsg"), raw=answer)
 
     async def refund_query(self, order_id: str, refund_id: str, *,
                            sub_merchant_id: str | None = None) -> RefundResult:
-        found = await self.query(refund_id)
+        found = await self.query(refund_id, sub_merchant_id=sub_merchant_id)
         return RefundResult(state=REFUND_STATES[found.state],
                             channel_refund_no=found.channel_trade_no,
                             error_code=found.error_code, error_message=found.error_message,
@@ -332,8 +355,10 @@ class UnionpayChannel:
             raise FulemaError(ErrorCode.CALLBACK_INVALID, "unionpay: not a form body") from exc
         if not self._verified(fields):
             raise FulemaError(ErrorCode.CALLBACK_INVALID, "unionpay: signature does not verify")
-        if fields.get("merId") != self.up.mer_id or not fields.get("orderId"):
-            raise FulemaError(ErrorCode.CALLBACK_INVALID, "unionpay: not for this merchant")
+        sub = self._notified_sub(fields)  # payments checks it is the order's (None: direct)
+        return replace(self._callback(fields), sub_merchant_id=sub, names_sub_merchant=True)
+
+    def _callback(self, fields: dict[str, str]) -> CallbackResult:
         result = self._trade(fields)
         txn_type, order_id = fields.get("txnType"), fields["orderId"]
         if txn_type == "01":
@@ -353,6 +378,18 @@ class UnionpayChannel:
                                   order_id=from_order_id(fields["reqReserved"]),
                                   refund_id=from_order_id(order_id), refund=refund)
         raise FulemaError(ErrorCode.CALLBACK_INVALID, f"unionpay: unexpected txnType {txn_type}")
+
+    def _notified_sub(self, fields: dict[str, str]) -> str | None:
+        """The sub-merchant a verified notification is for (None: the direct form), which
+        payments checks against the order's; CALLBACK_INVALID when it is not ours at all."""
+        if not fields.get("orderId"):
+            raise FulemaError(ErrorCode.CALLBACK_INVALID, "unionpay: no orderId")
+        access, mer_id = fields.get("accessType", "0"), fields.get("merId")
+        if access == "0" and mer_id == self.up.mer_id:
+            return None
+        if access == "1" and fields.get("acqInsCode") == acq_ins_code(self.up) and mer_id:
+            return mer_id
+        raise FulemaError(ErrorCode.CALLBACK_INVALID, "unionpay: not for this merchant")
 
     def callback_ack(self, ok: bool) -> CallbackAck:
         """UnionPay retries a back notification until it gets HTTP 200."""
@@ -414,6 +451,11 @@ def _txn_time(fulema_id: str) -> str:
         return txn_time_for(fulema_id)
     except ValueError as exc:
         raise ChannelError("INVALID_ORDER_ID", str(exc)) from exc
+
+
+def acq_ins_code(up: UnionpaySection) -> str:
+    """The bank's acquirer institution code (FULEMA_UNIONPAY_ACQ_INS_CODE)."""
+    return up.acq_ins_code or DEV_ACQ_INS_CODE
 
 
 def build_channel(settings: Settings, http: httpx.AsyncClient) -> UnionpayChannel:

@@ -14,16 +14,14 @@ import httpx
 
 from fulema.channels.base import ChannelError, ChannelUnavailable
 from fulema.channels.onboarding import Application, ReviewResult, ReviewStatus
-from fulema.channels.unionpay.adapter import UnionpayChannel
+from fulema.channels.unionpay.adapter import UnionpayChannel, acq_ins_code
 from fulema.channels.unionpay.config import adapter_keys
-from fulema.channels.unionpay.sign import ENCODING, VERSION, beijing, sign_fields
-from fulema.core.channel_settings import UnionpaySection
+from fulema.channels.unionpay.sign import beijing
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.vocab import ChannelName
 
 PATH = "/gateway/api/merRegister.do"
-DEV_ACQ_INS_CODE = "48020000"  # development only: the sandbox's acquirer when none is set
 
 STATES: dict[str, ReviewStatus] = {
     "01": ReviewStatus.REVIEWING,  # 审核中
@@ -37,35 +35,15 @@ REQUIRED = frozenset({"name", "short_name", "licence_no", "legal_person", "conta
                       "store_address", "address_code"})
 
 
-def acq_ins_code(up: UnionpaySection) -> str:
-    return up.acq_ins_code or DEV_ACQ_INS_CODE
-
-
 def order_id(application_no: str) -> str:
     """UnionPay's orderId is 8-40 letters and digits: our application number without '_'."""
     return application_no.replace("_", "")
 
 
-class _AcquirerForm(UnionpayChannel):
-    """The payment adapter's transport and answer checks, with the acquirer's access fields."""
-
-    def _signed(self, fields: dict[str, str]) -> dict[str, str]:
-        body = {k: v for k, v in fields.items() if v}
-        body.update(version=VERSION, encoding=ENCODING, signMethod=self.up.sign_method,
-                    merId=self.up.mer_id, accessType="1", acqInsCode=acq_ins_code(self.up))
-        if self.cert_id:
-            body["certId"] = self.cert_id
-        body["signature"] = sign_fields(body, method=self.up.sign_method,
-                                        rsa_key=self.keys.merchant.rsa,
-                                        sm2_key=self.keys.merchant.sm2,
-                                        secure_key=self.keys.secure_key)
-        return body
-
-
 class UnionpayOnboarding:
     name = ChannelName.UNIONPAY
 
-    def __init__(self, form: _AcquirerForm) -> None:
+    def __init__(self, form: UnionpayChannel) -> None:
         self.form = form
 
     @property
@@ -73,7 +51,9 @@ class UnionpayOnboarding:
         return REQUIRED
 
     async def _ask(self, fields: dict[str, str]) -> dict[str, str]:
+        # the acquirer itself reports (its own merId, accessType=1 with its acqInsCode)
         answer = await self.form._call(self.form.base_url + PATH, {
+            "accessType": "1", "acqInsCode": acq_ins_code(self.form.up),
             "txnSubType": "00", "bizType": "000000", "txnTime": beijing(clock.now()), **fields})
         code = answer.get("respCode", "")
         if code in ("03", "04", "05", "06"):
@@ -112,4 +92,4 @@ class UnionpayOnboarding:
 
 def build_onboarding(settings: Settings, http: httpx.AsyncClient) -> UnionpayOnboarding:
     up = settings.unionpay
-    return UnionpayOnboarding(_AcquirerForm(settings, up, http, adapter_keys(settings, up)))
+    return UnionpayOnboarding(UnionpayChannel(settings, up, http, adapter_keys(settings, up)))

@@ -133,6 +133,15 @@ def refund_result(data: dict[str, Any]) -> RefundResult:
                         raw=data)
 
 
+
+def _payer_key(order: dict[str, Any]) -> str:
+    """Whose openid the JSAPI payer's is: direct form `openid` (under our appid); partner form
+    `sub_openid` when the order comes from the merchant's own app (sub_appid), else
+    `sp_openid` (under our appid, the cashier's silent authorisation)."""
+    if "sub_mchid" not in order:
+        return "openid"
+    return "sub_openid" if "sub_appid" in order else "sp_openid"
+
 class WechatChannel:
     name = ChannelName.WECHAT
     supported_ways = frozenset(WayCode)  # native, H5, JSAPI, APP, codepay; the plate via the app
@@ -165,7 +174,9 @@ class WechatChannel:
         return ("/v3/pay/partner/transactions/" if sub else "/v3/pay/transactions/") + tail
 
     def _order(self, req: CreatePaymentRequest) -> dict[str, Any]:
-        return {**self._who(req.sub_merchant_id),
+        # the merchant's own app (sub_appid) only beside a sub_mchid: the partner form
+        app = {"sub_appid": req.sub_app_id} if req.sub_merchant_id and req.sub_app_id else {}
+        return {**self._who(req.sub_merchant_id), **app,
                 "description": req.subject[:127] or "-", "out_trade_no": req.order_id,
                 "time_expire": rfc3339(req.expire_at), "notify_url": req.notify_url,
                 "amount": {"total": req.amount.fen, "currency": "CNY"}}
@@ -201,14 +212,15 @@ class WechatChannel:
             if way == WayCode.JSAPI:
                 if not req.payer_id:
                     raise ChannelError("PARAM_ERROR", "JSAPI needs the payer's openid")
-                # the payer's openid is under our appid: sp_openid in the partner form
-                body["payer"] = {"sp_openid" if sub else "openid": req.payer_id}
+                body["payer"] = {_payer_key(body): req.payer_id}
             path = self._path(sub, "jsapi" if way == WayCode.JSAPI else "app")
             data = await self._ok(sub, "POST", path, body)
             prepay_id = data.get("prepay_id")
             if not isinstance(prepay_id, str) or not prepay_id:
                 raise ChannelUnavailable("wechat: answer has no prepay_id")
-            params = pay_params(way, self.key, self.wx.appid, self.wx.mchid, prepay_id)
+            # the payment is launched in the app that made the order: the merchant's own
+            app_id = str(body.get("sub_appid") or self.wx.appid)
+            params = pay_params(way, self.key, app_id, self.wx.mchid, prepay_id)
             return CreatePaymentResult(TradeState.PAYING, pay_params=params, raw=data)
         raise ChannelError("WAY_CODE_UNSUPPORTED", f"use barcode_pay for {req.way_code}")
 

@@ -39,6 +39,7 @@ from fulema.channels.base import (
     ChannelUnavailable,
     RefundResult,
     RefundState,
+    SubMerchantRefused,
     TradeResult,
     TradeState,
 )
@@ -81,6 +82,9 @@ MICROPAY_ERRORS: dict[str, TradeState | None] = {
                      "REQUIRE_POST_METHOD", "APPID_NOT_EXIST", "MCHID_NOT_EXIST",
                      "APPID_MCHID_NOT_MATCH", "OUT_TRADE_NO_USED", "INVALID_REQUEST"), None),
 }
+# In the service-provider form, WeChat refusing the sub-merchant itself: unknown to it or not
+# completed (MCHID_NOT_EXIST), its payments stopped (NO_AUTH, 商户无此接口权限).
+SUB_MERCHANT_REFUSALS = frozenset({"MCHID_NOT_EXIST", "NO_AUTH"})
 # refundquery refund_status_$n -> ours.
 REFUND_STATES: dict[str, RefundState] = {
     "SUCCESS": RefundState.SUCCESS,
@@ -248,6 +252,8 @@ class WechatV2Codepay:
                 raise ChannelUnavailable("wechat v2 micropay: the answer is about another payment")
             return trade_result(doc, TradeState.SUCCESS)
         code, desc = doc.get("err_code", ""), doc.get("err_code_des", "")
+        if req.sub_merchant_id and code in SUB_MERCHANT_REFUSALS:
+            raise SubMerchantRefused(code, desc)  # the sub-merchant, not this payment
         outcome = MICROPAY_ERRORS.get(code, TradeState.UNKNOWN)
         if outcome is None:
             raise ChannelError(code, desc)

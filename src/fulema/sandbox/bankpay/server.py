@@ -48,7 +48,7 @@ def _create(sb: BankpaySandbox, body: dict[str, Any]) -> tuple[int, dict[str, An
     way = body.get("way_code")
     if way not in ("QR_DYNAMIC", "QR_STATIC", "H5"):
         return err(400, "PARAM_INVALID", "way_code must be QR_DYNAMIC, QR_STATIC or H5")
-    bad = order_fields(body)
+    bad = order_fields(body) or sb.partner_refusal(body)
     if bad:
         return bad
     found = sb.orders.get(body["out_trade_no"])
@@ -67,7 +67,7 @@ def _create(sb: BankpaySandbox, body: dict[str, Any]) -> tuple[int, dict[str, An
 
 
 def _barcode(sb: BankpaySandbox, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    bad = order_fields(body)
+    bad = order_fields(body) or sb.partner_refusal(body)
     if bad:
         return bad
     code = body.get("auth_code")
@@ -102,8 +102,9 @@ def _barcode(sb: BankpaySandbox, body: dict[str, Any]) -> tuple[int, dict[str, A
     return ok(sb.order_view(o))
 
 
-def _close(sb: BankpaySandbox, no: str, *, cancel: bool) -> tuple[int, dict[str, Any]]:
-    o = sb.orders.get(no)
+def _close(sb: BankpaySandbox, no: str, *, cancel: bool, sub: object = None
+           ) -> tuple[int, dict[str, Any]]:
+    o = sb.mine(sb.orders.get(no), sub)
     if o is None:
         if cancel:  # cancel before arrival: refuse a late payment with this number
             sb.revoked.add(no)
@@ -135,7 +136,7 @@ def _refund(sb: BankpaySandbox, body: dict[str, Any]) -> tuple[int, dict[str, An
         return err(400, "PARAM_INVALID", "out_trade_no and out_refund_no (6-64) are required")
     if amount is None or total is None:
         return err(400, "PARAM_INVALID", "refund_fen and total_fen must be positive integers")
-    o = sb.orders.get(no)
+    o = sb.mine(sb.orders.get(no), body.get("sub_merchant_id"))
     if o is None:
         return err(404, "ORDER_NOT_FOUND", "no such order")
     found = sb.refunds.get(rno)
@@ -169,7 +170,8 @@ def build_sandbox(config: BankpaySandboxConfig, http: httpx.AsyncClient) -> Fast
     _api_routes(app, sb)
     install_wallet(app, sb)
     # merchants registered once the bank verified their settlement account (our assumption)
-    app.state.registrations = add_registration_routes(app, sb.api, "/api/merchants", "BKM")
+    app.state.registrations = add_registration_routes(app, sb.api, "/api/merchants",
+                                                      sb.registrations)
     return app
 
 
@@ -185,17 +187,19 @@ def _api_routes(app: FastAPI, sb: BankpaySandbox) -> None:
     @app.get("/api/orders/{no}")
     async def query(no: str, request: Request) -> Response:
         def handle(_: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-            o = sb.orders.get(no)
+            o = sb.mine(sb.orders.get(no), request.query_params.get("sub_merchant_id"))
             return ok(sb.order_view(o)) if o else err(404, "ORDER_NOT_FOUND", "no such order")
         return await sb.api(request, handle)
 
     @app.post("/api/orders/{no}/close")
     async def close(no: str, request: Request) -> Response:
-        return await sb.api(request, lambda _: _close(sb, no, cancel=False))
+        return await sb.api(request, lambda b: _close(sb, no, cancel=False,
+                                                      sub=b.get("sub_merchant_id")))
 
     @app.post("/api/orders/{no}/cancel")
     async def cancel(no: str, request: Request) -> Response:
-        return await sb.api(request, lambda _: _close(sb, no, cancel=True))
+        return await sb.api(request, lambda b: _close(sb, no, cancel=True,
+                                                      sub=b.get("sub_merchant_id")))
 
     @app.post("/api/refunds")
     async def refund(request: Request) -> Response:
@@ -205,6 +209,8 @@ def _api_routes(app: FastAPI, sb: BankpaySandbox) -> None:
     async def refund_query(rno: str, request: Request) -> Response:
         def handle(_: dict[str, Any]) -> tuple[int, dict[str, Any]]:
             r = sb.refunds.get(rno)
+            if r is not None and not sb.mine(r.order, request.query_params.get("sub_merchant_id")):
+                r = None  # another merchant's (or the other form's) refund
             return ok(sb.refund_view(r)) if r else err(404, "REFUND_NOT_FOUND", "no such refund")
         return await sb.api(request, handle)
 

@@ -25,6 +25,7 @@ from fulema.sandbox.bankpay.config import BankpaySandboxConfig
 from fulema.sandbox.bankpay.protocol import CST as BANK_TZ
 from fulema.sandbox.bankpay.protocol import H_MERCHANT, RequestGuard, iso, sign_headers
 from fulema.sandbox.json_common import Faults, with_body
+from fulema.sandbox.json_registration import RegistrationBook
 from fulema.sandbox.wallet import Payer, PayerBook, Refusal, digits, three_codes
 
 CODE_TTL = timedelta(seconds=60)  # a payer code is valid for one minute, once
@@ -75,6 +76,7 @@ class Order:
     error_message: str | None = None
     code_url: str | None = None
     h5_url: str | None = None
+    sub_merchant_id: str = ""  # the partner form: the registered merchant whose order it is
 
 
 @dataclass
@@ -87,6 +89,10 @@ class Refund:
     record_type: str  # REFUND, or REVOKE for a cancelled paid payer-code payment
     success_at: datetime
     state: str = "SUCCESS"
+
+
+# The bank's refusal of a sub-merchant in the partner form (our assumed codes).
+SUB_MERCHANT_CODES = {"UNKNOWN": "SUB_MERCHANT_INVALID", "SUSPENDED": "SUB_MERCHANT_FROZEN"}
 
 
 def err(status: int, code: str, message: str) -> tuple[int, dict[str, Any]]:
@@ -108,6 +114,7 @@ class BankpaySandbox:
         self.faults = Faults()
         self.guard = RequestGuard(config.secret)
         self.tasks: set[asyncio.Task[None]] = set()
+        self.registrations = RegistrationBook("BKM")  # merchants whose account the bank verified
         self.add_payer("payer_rich", 100_000_000, password_required=False)
         self.add_payer("payer_poor", 100, password_required=False)
         self.add_payer("payer_pin", 1_000_000, password_required=True)
@@ -140,6 +147,7 @@ class BankpaySandbox:
             "success_time": iso(o.success_at) if o.success_at else None,
             "error_code": o.error_code, "error_message": o.error_message,
             "code_url": o.code_url, "h5_url": o.h5_url,
+            "sub_merchant_id": o.sub_merchant_id or None,
         }
 
     def refund_view(self, r: Refund) -> dict[str, Any]:
@@ -149,7 +157,8 @@ class BankpaySandbox:
                 "record_type": r.record_type, "reason": r.reason, "fee_fen": 0,
                 "same_day_settlement": True, "success_time": iso(r.success_at),
                 "settle_date": r.success_at.astimezone(BANK_TZ).date().isoformat(),
-                "error_code": None, "error_message": None}
+                "error_code": None, "error_message": None,
+                "sub_merchant_id": r.order.sub_merchant_id or None}
 
     def refresh(self, o: Order) -> None:
         """Time-driven transitions, applied whenever the order is looked at."""
@@ -186,7 +195,17 @@ class BankpaySandbox:
         return Order(out_trade_no=body["out_trade_no"], trade_no=trade_no,
                      amount_fen=body["amount_fen"], subject=str(body.get("subject", ""))[:128],
                      way_code=way_code, notify_url=body.get("notify_url") or None,
-                     created_at=now, expire_at=expire, auth_code=body.get("auth_code"))
+                     created_at=now, expire_at=expire, auth_code=body.get("auth_code"),
+                     sub_merchant_id=str(body.get("sub_merchant_id") or ""))
+
+    def partner_refusal(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        """A new payment's sub-merchant (partner form) must be registered and not frozen."""
+        return self.registrations.refusal(body.get("sub_merchant_id"), SUB_MERCHANT_CODES)
+
+    @staticmethod
+    def mine(o: Order | None, sub: object) -> Order | None:
+        """The order if it was made in the form (and for the sub-merchant) now asking."""
+        return o if o is not None and o.sub_merchant_id == (sub or "") else None
 
     # callbacks ---------------------------------------------------------------
     def notify(self, url: str | None, event_type: str, data: dict[str, Any]) -> None:

@@ -39,7 +39,7 @@ def create(sb: EcnySandbox, body: dict[str, Any]) -> Result:
     way = body.get("way_code")
     if way not in ("QR_DYNAMIC", "QR_STATIC"):
         return err(400, "PARAM_INVALID", "way_code must be QR_DYNAMIC or QR_STATIC")
-    bad = order_fields(body) or sb.check_payee(body)
+    bad = order_fields(body) or sb.partner_refusal(body) or sb.check_payee(body)
     if bad:
         return bad
     found = sb.orders.get(body["out_trade_no"])
@@ -54,7 +54,7 @@ def create(sb: EcnySandbox, body: dict[str, Any]) -> Result:
 
 
 def micropay(sb: EcnySandbox, body: dict[str, Any]) -> Result:
-    bad = order_fields(body) or sb.check_payee(body)
+    bad = order_fields(body) or sb.partner_refusal(body) or sb.check_payee(body)
     if bad:
         return bad
     code = body.get("auth_code")
@@ -86,8 +86,8 @@ def micropay(sb: EcnySandbox, body: dict[str, Any]) -> Result:
     return ok(sb.order_view(o))
 
 
-def close(sb: EcnySandbox, no: str, *, reverse: bool) -> Result:
-    o = sb.orders.get(no)
+def close(sb: EcnySandbox, no: str, *, reverse: bool, sub: object = None) -> Result:
+    o = sb.mine(sb.orders.get(no), sub)
     if o is None:
         if reverse:  # reversed before it arrived: refuse a late payment with this number
             sb.revoked.add(no)
@@ -120,7 +120,7 @@ def refund(sb: EcnySandbox, body: dict[str, Any]) -> Result:
         return err(400, "PARAM_INVALID", "out_trade_no and out_refund_no (6-64) are required")
     if amount is None or total is None:
         return err(400, "PARAM_INVALID", "refund_fen and total_fen must be positive integers")
-    o = sb.orders.get(no)
+    o = sb.mine(sb.orders.get(no), body.get("sub_merchant_id"))
     if o is None:
         return err(404, "ORDER_NOT_FOUND", "no such order")
     found = sb.refunds.get(rno)
@@ -234,17 +234,19 @@ def install_api(app: FastAPI, sb: EcnySandbox) -> None:
     @app.get("/v1/orders/{no}")
     async def query_route(no: str, request: Request) -> Response:
         def handle(_: dict[str, Any]) -> Result:
-            o = sb.orders.get(no)
+            o = sb.mine(sb.orders.get(no), request.query_params.get("sub_merchant_id"))
             return ok(sb.order_view(o)) if o else err(404, "ORDER_NOT_FOUND", "no such order")
         return await sb.api(request, handle)
 
     @app.post("/v1/orders/{no}/close")
     async def close_route(no: str, request: Request) -> Response:
-        return await sb.api(request, lambda _: close(sb, no, reverse=False))
+        return await sb.api(request, lambda b: close(sb, no, reverse=False,
+                                                     sub=b.get("sub_merchant_id")))
 
     @app.post("/v1/orders/{no}/reverse")
     async def reverse_route(no: str, request: Request) -> Response:
-        return await sb.api(request, lambda _: close(sb, no, reverse=True))
+        return await sb.api(request, lambda b: close(sb, no, reverse=True,
+                                                     sub=b.get("sub_merchant_id")))
 
     @app.post("/v1/refunds")
     async def refund_route(request: Request) -> Response:
@@ -254,6 +256,8 @@ def install_api(app: FastAPI, sb: EcnySandbox) -> None:
     async def refund_query_route(rno: str, request: Request) -> Response:
         def handle(_: dict[str, Any]) -> Result:
             r = sb.refunds.get(rno)
+            if r is not None and not sb.mine(r.order, request.query_params.get("sub_merchant_id")):
+                r = None  # another merchant's (or the other form's) refund
             return ok(sb.refund_view(r)) if r else err(404, "REFUND_NOT_FOUND", "no such refund")
         return await sb.api(request, handle)
 

@@ -44,6 +44,7 @@ from fulema.sandbox.ecny.wallet import (
     refusal_answer,
 )
 from fulema.sandbox.json_common import Faults, Result, with_body
+from fulema.sandbox.json_registration import RegistrationBook
 from fulema.sandbox.wallet import PayerBook
 
 CODE_TTL = timedelta(seconds=60)
@@ -71,6 +72,7 @@ class Order:
     error_code: str | None = None
     error_message: str | None = None
     code_url: str | None = None
+    sub_merchant_id: str = ""  # the partner form: the registered merchant whose order it is
 
 
 @dataclass
@@ -87,6 +89,11 @@ class Refund:
     success_at: datetime | None = None
     error_code: str | None = None
     error_message: str | None = None
+
+
+# The institution's refusal of a sub-merchant in the partner form (our assumed codes).
+SUB_MERCHANT_CODES = {"UNKNOWN": "SUB_MERCHANT_NOT_REGISTERED",
+                      "SUSPENDED": "SUB_MERCHANT_SUSPENDED"}
 
 
 def err(status: int, code: str, message: str) -> Result:
@@ -113,6 +120,7 @@ class EcnySandbox:
         self.faults = Faults()
         self.guard = RequestGuard(config.merchant_public_key)
         self.tasks: set[asyncio.Task[None]] = set()
+        self.registrations = RegistrationBook("ECNYM")  # merchants the institution registered
         self.add_wallet("payer_rich", 100_000_000, level=1, name="王*明")
         self.add_wallet("payer_anon", 500_000, level=4, name=None)
         self.add_wallet("payer_poor", 100, level=2, name="李*")
@@ -171,7 +179,7 @@ class EcnySandbox:
             "expire_time": iso(o.expire_at),
             "success_time": iso(o.success_at) if o.success_at else None,
             "payer": payer, "error_code": o.error_code, "error_message": o.error_message,
-            "code_url": o.code_url,
+            "code_url": o.code_url, "sub_merchant_id": o.sub_merchant_id or None,
         }
 
     def refund_view(self, r: Refund) -> dict[str, Any]:
@@ -181,7 +189,8 @@ class EcnySandbox:
                 "record_type": r.record_type, "reason": r.reason, "fee_fen": 0,
                 "create_time": iso(r.created_at),
                 "success_time": iso(r.success_at) if r.success_at else None,
-                "error_code": r.error_code, "error_message": r.error_message}
+                "error_code": r.error_code, "error_message": r.error_message,
+                "sub_merchant_id": r.order.sub_merchant_id or None}
 
     # callbacks ---------------------------------------------------------------
     def spawn(self, coro: Any) -> None:
@@ -263,7 +272,17 @@ class EcnySandbox:
         trade_no = f"EC{now.astimezone(ECNY_TZ):%Y%m%d%H%M%S}{secrets.randbelow(10**10):010d}"
         return Order(body["out_trade_no"], trade_no, body["amount_fen"],
                      str(body.get("subject", ""))[:128], way_code,
-                     body.get("notify_url") or None, now, expire, body.get("auth_code"))
+                     body.get("notify_url") or None, now, expire, body.get("auth_code"),
+                     sub_merchant_id=str(body.get("sub_merchant_id") or ""))
+
+    def partner_refusal(self, body: dict[str, Any]) -> Result | None:
+        """A new payment's sub-merchant (partner form) must be registered and not suspended."""
+        return self.registrations.refusal(body.get("sub_merchant_id"), SUB_MERCHANT_CODES)
+
+    @staticmethod
+    def mine(o: Order | None, sub: object) -> Order | None:
+        """The order if it was made in the form (and for the sub-merchant) now asking."""
+        return o if o is not None and o.sub_merchant_id == (sub or "") else None
 
 
 def api_paths(request: Request) -> list[str]:
@@ -286,5 +305,6 @@ def build_sandbox(config: EcnySandboxConfig, http: httpx.AsyncClient) -> FastAPI
     install_api(app, sb)
     install_wallet(app, sb)
     # the institution's merchant registration (our documented assumption)
-    app.state.registrations = add_registration_routes(app, sb.api, "/v1/merchants", "ECNYM")
+    app.state.registrations = add_registration_routes(app, sb.api, "/v1/merchants",
+                                                      sb.registrations)
     return app

@@ -104,9 +104,9 @@ class Registrations:
         return JSONResponse(r.answer())
 
 
-def add_register_routes(app: FastAPI, sb: UnionpaySandbox, acq_ins_code: str
-                        ) -> Registrations:
-    book = Registrations(acq_ins_code)
+def add_register_routes(app: FastAPI, sb: UnionpaySandbox) -> Registrations:
+    """Route the sandbox's registrations (`sb.registrations`, which its payments consult)."""
+    book = sb.registrations
 
     @app.post("/gateway/api/merRegister.do")
     async def register(request: Request) -> Response:

@@ -48,12 +48,12 @@ from fulema.sandbox.unionpay.protocol import (
     write_answer,
     write_form,
 )
-from fulema.sandbox.unionpay.register import add_register_routes
+from fulema.sandbox.unionpay.register import Registrations, add_register_routes
 from fulema.sandbox.unionpay.state import Books, Refusal, Txn
 
 NOTIFY_DELAYS = (0.0, 0.2, 0.5, 1.0, 2.0)  # seconds before each delivery attempt
-ECHOED = ("version", "encoding", "bizType", "txnType", "txnSubType", "accessType", "merId",
-          "orderId", "txnTime", "txnAmt", "currencyCode", "reqReserved")
+ECHOED = ("version", "encoding", "bizType", "txnType", "txnSubType", "accessType", "acqInsCode",
+          "merId", "orderId", "txnTime", "txnAmt", "currencyCode", "reqReserved")
 
 
 # The fields ACP 5.1.0 marks M (mandatory) for each txnType, beyond version, encoding,
@@ -92,6 +92,21 @@ FORMATS: dict[str, Callable[[str], bool]] = {
     "txnAmt": _is_fen,
     "currencyCode": lambda v: v == "156",  # CNY only
 }
+
+
+def _access_refusal(fields: dict[str, str], mer_id: str, acq_ins_code: str
+                    ) -> tuple[str, str] | None:
+    """accessType 0 (商户直连): our own merId only. accessType 1 (收单机构接入): the acquirer
+    names itself in acqInsCode (13 when missing, 31 when it is not the acquirer this sandbox
+    serves); its merId is the sub-merchant's, checked by the payment handlers."""
+    access = fields["accessType"]
+    if access == "0":
+        return None if fields["merId"] == mer_id else ("31", MESSAGES["31"])
+    if access != "1":
+        return _malformed("accessType")
+    if not fields.get("acqInsCode"):
+        return _missing("acqInsCode")
+    return None if fields["acqInsCode"] == acq_ins_code else ("31", MESSAGES["31"])
 
 
 def _missing(key: str) -> tuple[str, str]:
@@ -144,6 +159,7 @@ class UnionpaySandbox:
         self.books = Books()
         self.faults = Faults()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.registrations = Registrations(config.acq_ins_code)  # build_sandbox's, routed
 
     # --- signing -----------------------------------------------------------------------------
 
@@ -187,8 +203,9 @@ class UnionpaySandbox:
         for key, valid in FORMATS.items():
             if key in fields and not valid(fields[key]):
                 return _malformed(key)
-        if fields["merId"] != self.mer_id:
-            return "31", MESSAGES["31"]
+        access = _access_refusal(fields, self.mer_id, self.config.acq_ins_code)
+        if access is not None:
+            return access
         if method in CERT_METHODS and fields["certId"] != self.cert_ids[method]:
             return "11", MESSAGES["11"]
         if not verify(fields, rsa_public=self.config.merchant_rsa_public,
@@ -222,6 +239,16 @@ class UnionpaySandbox:
             out = {"respCode": "13"}
         return self._answer(fields, out)
 
+    def _sub_merchant(self, f: dict[str, str]) -> None:
+        """A new payment (申码, 消费: txnType 01) in the acquirer form (accessType=1) is the
+        sub-merchant's: its merId must be one UnionPay registered for this acquirer, in effect
+        and not suspended, else 31 商户状态不正确 (the code UnionPay gives a merchant that may
+        not trade). Queries, voids and refunds of its earlier payments go on (found only under
+        the merId they were made under)."""
+        if f["accessType"] == "1" and f["txnType"] == "01" \
+                and not self.registrations.usable(f["merId"]):
+            raise Refusal("31")
+
     def _new_txn(self, f: dict[str, str], txn_type: str, sub: str) -> Txn:
         order_id, txn_time, amount = f["orderId"], f["txnTime"], f["txnAmt"]
         if not (order_id.isascii() and order_id.isalnum() and 8 <= len(order_id) <= 40):
@@ -230,10 +257,15 @@ class UnionpaySandbox:
             raise Refusal("10")
         return Txn(order_id=order_id, txn_type=txn_type, txn_sub_type=sub, txn_time=txn_time,
                    amount=int(amount), back_url=f["backUrl"], sign_method=f["signMethod"],
-                   mer_id=f["merId"], orig_query_id=f.get("origQryId"),
+                   mer_id=f["merId"], acq_ins_code=f.get("acqInsCode", ""),
+                   orig_query_id=f.get("origQryId"),
                    req_reserved=f.get("reqReserved", ""))
 
     def back(self, f: dict[str, str]) -> dict[str, str]:
+        self._sub_merchant(f)
+        original = self.books.by_query_id.get(f.get("origQryId", ""))
+        if original is not None and original.mer_id != f["merId"]:
+            raise Refusal("35")  # a void or refund of another merchant's transaction
         kind = (f["txnType"], f.get("txnSubType", ""))
         if kind == ("01", "07"):
             pay_timeout = parse_txn_time(f["payTimeout"]) if f.get("payTimeout") else None
@@ -265,6 +297,8 @@ class UnionpaySandbox:
         if f["txnType"] != "00":
             raise Refusal("10")
         txn = self.books.find(f["orderId"], f["txnTime"])
+        if txn.mer_id != f["merId"]:  # another merchant's order (or the other form's)
+            raise Refusal("34")
         # The answer describes the original transaction (its type, amount, state).
         return {"respCode": "00", "origRespCode": txn.code,
                 "origRespMsg": MESSAGES.get(txn.code, ""), "queryId": txn.query_id,
@@ -288,8 +322,10 @@ class UnionpaySandbox:
 
     def _notify(self, txn: Txn) -> None:
         fields = {"version": VERSION, "encoding": "UTF-8", "bizType": "000000",
-                  "txnType": txn.txn_type, "txnSubType": txn.txn_sub_type, "accessType": "0",
-                  "merId": txn.mer_id, "orderId": txn.order_id, "txnTime": txn.txn_time,
+                  "txnType": txn.txn_type, "txnSubType": txn.txn_sub_type,
+                  "accessType": "1" if txn.acq_ins_code else "0",
+                  "acqInsCode": txn.acq_ins_code, "merId": txn.mer_id,
+                  "orderId": txn.order_id, "txnTime": txn.txn_time,
                   "txnAmt": str(txn.amount), "currencyCode": "156", "queryId": txn.query_id,
                   "respCode": txn.code, "respMsg": MESSAGES.get(txn.code, ""),
                   "origRespCode": txn.code, "origRespMsg": MESSAGES.get(txn.code, ""),
@@ -341,7 +377,7 @@ def build_sandbox(config: UnionpaySandboxConfig, http: httpx.AsyncClient) -> Fas
     app = FastAPI(title="UnionPay sandbox", docs_url=None, redoc_url=None)
     app.state.sandbox = sb
     # acquirer registration of sub-merchants (accessType=1), our documented assumption
-    app.state.registrations = add_register_routes(app, sb, config.acq_ins_code)
+    app.state.registrations = add_register_routes(app, sb)
 
     @app.post("/gateway/api/backTransReq.do")
     async def back_trans(request: Request) -> Response:

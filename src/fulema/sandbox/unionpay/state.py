@@ -59,6 +59,7 @@ class Txn:
     back_url: str
     sign_method: str
     mer_id: str
+    acq_ins_code: str = ""  # set: sent in the acquirer form (accessType=1) for sub-merchant mer_id
     query_id: str = field(default_factory=lambda: clock.now().astimezone(BEIJING).strftime(
         "%Y%m%d%H%M%S") + "".join(secrets.choice("0123456789") for _ in range(7)))
     code: str = "05"  # origRespCode

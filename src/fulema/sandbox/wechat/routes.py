@@ -32,6 +32,7 @@ from fulema.sandbox.wechat.state import V3_REFUSALS, Answer, Order, Refund, Wech
 
 OUT_NO = re.compile(r"^[0-9A-Za-z_\-|*]{6,32}$")
 AUTH_CODE = re.compile(r"^1[0-5]\d{16}$")
+APPID = re.compile(r"^wx[0-9a-f]{16}$")  # an appid: wx and 16 lower-case hex digits
 _BALANCE_DESC = "用户余额不足"  # trade_state_desc of an order the balance could not pay
 PREPAY_TYPES = {"native": "NATIVE", "jsapi": "JSAPI", "h5": "MWEB", "app": "APP"}
 
@@ -84,15 +85,34 @@ def partner_refusal(sb: WechatSandbox, body: dict[str, Any], *,
     return sb.sub_refusal(body.get("sub_mchid"))
 
 
+def _payer(body: dict[str, Any], sub: str) -> tuple[Any, Answer | None]:
+    """The JSAPI payer's openid: `openid` (direct form); in the partner form `sp_openid`
+    (under the provider's appid) or `sub_openid` (under the sub-merchant's own app, which
+    needs `sub_appid`). The sandbox keeps one id per payer, whichever app it is under."""
+    payer = body.get("payer") if isinstance(body.get("payer"), dict) else {}
+    assert isinstance(payer, dict)
+    if not sub:
+        return payer.get("openid", ""), None
+    sub_appid = body.get("sub_appid")
+    if sub_appid is not None and (not isinstance(sub_appid, str) or not APPID.match(sub_appid)):
+        return "", err(400, "PARAM_ERROR", "sub_appid 格式错误")
+    if "sub_openid" in payer:
+        if sub_appid is None:
+            return "", err(400, "PARAM_ERROR", "传入sub_openid时sub_appid必填")
+        return payer["sub_openid"], None
+    return payer.get("sp_openid", ""), None
+
+
 def prepay(sb: WechatSandbox, body: dict[str, Any], kind: str, sub: str = "") -> Answer:
     bad = _check_order(body, notify=True)
     if bad:
         return bad
-    payer = body.get("payer") if isinstance(body.get("payer"), dict) else {}
-    # the payer's openid under the provider's appid is sp_openid in the partner form
-    openid = payer.get("sp_openid" if sub else "openid", "") if isinstance(payer, dict) else ""
+    openid, bad = _payer(body, sub)
+    if bad:
+        return bad
     if kind == "jsapi" and (not isinstance(openid, str) or not openid):
-        return err(400, "PARAM_ERROR", "payer.sp_openid 必填" if sub else "payer.openid 必填")
+        return err(400, "PARAM_ERROR", "payer.sp_openid 或 payer.sub_openid 必填" if sub
+                   else "payer.openid 必填")
     scene = body.get("scene_info")
     if kind == "h5" and (not isinstance(scene, dict) or not scene.get("payer_client_ip")
                          or not isinstance(scene.get("h5_info"), dict)):
@@ -117,7 +137,7 @@ def prepay(sb: WechatSandbox, body: dict[str, Any], kind: str, sub: str = "") ->
     o = Order(body["out_trade_no"], trade_type, total, body["description"], body["notify_url"],
               now, expire, body.get("sp_appid" if sub else "appid", sb.config.appid),
               openid=openid, prepay_id=f"wx{now.astimezone(CST):%d%H%M%S}{suffix}",
-              sub_mchid=sub)
+              sub_mchid=sub, sub_appid=str(body.get("sub_appid") or "") if sub else "")
     o.code_url = "weixin://wxpay/bizpayurl?pr=" + "".join(
         secrets.choice(string.ascii_letters + string.digits) for _ in range(7))
     o.h5_url = f"{sb.public}/h5pay?prepay_id={o.prepay_id}&package={secrets.randbelow(10**10)}"

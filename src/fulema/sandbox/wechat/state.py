@@ -107,6 +107,7 @@ class Order:
     success_at: datetime | None = None
     refunded: int = 0
     sub_mchid: str = ""  # the service-provider form: the sub-merchant whose order it is
+    sub_appid: str = ""  # ... made in the sub-merchant's own app (its payer: sub_openid)
 
 
 @dataclass
@@ -163,7 +164,8 @@ class WechatSandbox:
         """Whose order: the merchant's (appid, mchid) or, in the service-provider form, the
         provider's (sp_appid, sp_mchid) and the sub-merchant's sub_mchid."""
         if o.sub_mchid:
-            return {"sp_appid": o.appid, "sp_mchid": self.config.mchid, "sub_mchid": o.sub_mchid}
+            return {"sp_appid": o.appid, "sp_mchid": self.config.mchid, "sub_mchid": o.sub_mchid,
+                    **({"sub_appid": o.sub_appid} if o.sub_appid else {})}
         return {"appid": o.appid, "mchid": self.config.mchid}
 
     def sub_refusal(self, sub: Any) -> Answer | None:

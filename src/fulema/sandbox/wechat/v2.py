@@ -130,7 +130,30 @@ class V2Api:
         return fail("ORDERCLOSED" if o.state == "CLOSED" else "TRADE_ERROR",
                     o.state_desc or _DESC.get(o.state, o.state))
 
+    def sub_refusal(self, p: Fields) -> Fields | None:
+        """v2's service-provider form names the sub-merchant as `sub_mch_id` beside our
+        mch_id. As v3 does (`WechatSandbox.sub_refusal`), a new payment is refused for a
+        sub-merchant that cannot trade: unknown or its applyment not completed
+        (MCHID_NOT_EXIST, v2's code for a merchant number WeChat does not know), or its
+        payments stopped (NO_AUTH, v2's 商户无此接口权限)."""
+        sub = p.get("sub_mch_id")
+        if sub is None:
+            return None
+        refused = self.sb.sub_refusal(sub)
+        if refused is None:
+            return None
+        if (refused[1] or {}).get("code") == "NO_AUTH":
+            return fail("NO_AUTH", "商户无此接口权限")
+        return fail("MCHID_NOT_EXIST", "特约商户号不存在或未与服务商建立受理关系")
+
+    def _mine(self, o: Order | None, p: Fields) -> Order | None:
+        """The order if it was made in the form (and for the sub-merchant) now asking."""
+        return o if o is not None and o.sub_mchid == p.get("sub_mch_id", "") else None
+
     def micropay(self, p: Fields) -> Fields:
+        not_trading = self.sub_refusal(p)
+        if not_trading is not None:
+            return not_trading
         body, no, total, code = p.get("body", ""), p.get("out_trade_no", ""), \
             p.get("total_fee", ""), p.get("auth_code", "")
         if not 1 <= len(body) <= 128:
@@ -149,7 +172,7 @@ class V2Api:
         now = clock.now()
         o = Order(no, "MICROPAY", int(total), body, None, now, now + timedelta(minutes=5),
                   p["appid"], auth_code=code, transaction_id=self.sb.new_transaction_id(),
-                  state="USERPAYING")
+                  state="USERPAYING", sub_mchid=p.get("sub_mch_id", ""))
         self.sb.orders[no] = o
         payer = self.sb.wallet.redeem(code)
         if not AUTH_CODE.match(code) or payer is CodeRefusal.UNKNOWN:
@@ -172,9 +195,9 @@ class V2Api:
 
     def _order(self, p: Fields) -> Order | None:
         if p.get("transaction_id"):
-            return next((o for o in self.sb.orders.values()
-                         if o.transaction_id == p["transaction_id"]), None)
-        return self.sb.orders.get(p.get("out_trade_no", ""))
+            return self._mine(next((o for o in self.sb.orders.values()
+                                    if o.transaction_id == p["transaction_id"]), None), p)
+        return self._mine(self.sb.orders.get(p.get("out_trade_no", "")), p)
 
     def orderquery(self, p: Fields) -> Fields:
         if not p.get("out_trade_no") and not p.get("transaction_id"):
@@ -208,8 +231,9 @@ class V2Api:
 
     def refundquery(self, p: Fields) -> Fields:
         refunds = [r for r in self.sb.refunds.values()
-                   if (p.get("refund_id") and r.refund_id == p["refund_id"])
-                   or (p.get("out_refund_no") and r.out_refund_no == p["out_refund_no"])]
+                   if ((p.get("refund_id") and r.refund_id == p["refund_id"])
+                       or (p.get("out_refund_no") and r.out_refund_no == p["out_refund_no"]))
+                   and self._mine(r.order, p) is not None]
         if not refunds and (p.get("out_trade_no") or p.get("transaction_id")):
             o = self._order(p)
             refunds = [r for r in self.sb.refunds.values() if r.order is o]
