@@ -11,6 +11,7 @@ WHERE state = 'AVAILABLE' AND payer = :p`), so twenty orders racing for it lock 
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +71,9 @@ TAKE_SHARD = (update(table_of(BudgetShard))
               .where(_sh.campaign_id == bindparam("b_id"), _sh.shard == bindparam("b_shard"),
                      _sh.remaining >= _x)
               .values(remaining=_sh.remaining - _x))
+GIVE_SHARD = (update(table_of(BudgetShard))
+              .where(_sh.campaign_id == bindparam("b_id"), _sh.shard == bindparam("b_shard"))
+              .values(remaining=_sh.remaining + _x))
 LIVE_NOW = select(_c.id).where(_c.id == bindparam("b_id"), _c.status == ACTIVE,
                                _c.starts_at <= bindparam("b_now"), _c.ends_at > bindparam("b_now"))
 
@@ -172,19 +176,39 @@ def verify(settings: Settings, token: str, *, merchant_id: str, amount: Money, c
     return q
 
 
-async def reserve(s: AsyncSession, *, order_id: str, merchant_id: str, quote: quotes.Quote
-                  ) -> None:
+# What makes a best-discount order go on without the campaign it was quoted (the quote is
+# advice read from a memo; the campaign ran out or stopped between the choice and the take).
+_SPENT = frozenset({ErrorCode.BUDGET_EXHAUSTED, ErrorCode.CAMPAIGN_NOT_ACTIVE,
+                    ErrorCode.CAMPAIGN_NOT_APPLICABLE})
+
+
+async def reserve(s: AsyncSession, *, order_id: str, merchant_id: str, quote: quotes.Quote,
+                  best: bool = False) -> quotes.Quote:
     """Take the quote's budget, coupon and points for the order, in the order's transaction;
-    raises (and so rolls the whole creation back) if any of them is no longer there."""
+    raises (and so rolls the whole creation back) if any of them is no longer there.
+
+    `best` (an order made with `"discount": "best"`, whose campaign the platform chose): a
+    campaign that can no longer be taken is left out instead, and the quote actually reserved
+    (without that line) is returned, so the order is made at the price it can have. The
+    payer's own coupon and points are still refused (their race is the payer's own)."""
     now = clock.now()
     day = now.strftime("%Y-%m-%d")
     key = points_service.payer_key(quote.channel, quote.payer_id) if quote.payer_id else None
     dialect = s.get_bind().dialect.name
+    kept: list[quotes.QuotedLine] = []
     for q in quote.lines:
         line = q.line
         detail: dict[str, Any] = {}
         if line.kind == Kind.CAMPAIGN:
-            detail["shard"] = await _take_campaign(s, dialect, line, key=key, now=now, day=day)
+            try:
+                detail["shard"] = await _take_campaign(s, dialect, line, key=key, now=now,
+                                                       day=day)
+            except FulemaError as exc:
+                if not best or exc.code not in _SPENT:
+                    raise
+                log.info("marketing.campaign_left_out", order_id=order_id,
+                         campaign_id=line.ref, code=exc.code.value)
+                continue
         elif line.kind == Kind.COUPON:
             await _lock_coupon(s, line, order_id=order_id, key=key, merchant_id=merchant_id,
                                channel=quote.channel, now=now)
@@ -197,6 +221,9 @@ async def reserve(s: AsyncSession, *, order_id: str, merchant_id: str, quote: qu
             ref=line.ref[:40], funder=line.funder.value, amount=line.amount, refunded=Money(0),
             points=q.points, seed=q.seed, state="RESERVED", overrun=False, day=day,
             created_at=now, updated_at=now, detail=detail))
+        kept.append(q)
+    return quote if len(kept) == len(quote.lines) else dataclasses.replace(quote,
+                                                                           lines=tuple(kept))
 
 
 async def _take_campaign(s: AsyncSession, dialect: str, line: domain.Line, *, key: str | None,
@@ -221,6 +248,12 @@ async def _take_campaign(s: AsyncSession, dialect: str, line: domain.Line, *, ke
                                         "b_fen": line.amount.fen,
                                         "b_limit": facts.daily_budget.fen})
         if ok.rowcount != 1:  # type: ignore[attr-defined]
+            # given back at once: a best-discount order goes on without the campaign
+            if shard == ROW:
+                await s.execute(GIVE_BUDGET, {"b_id": line.ref, "b_x": line.amount})
+            else:
+                await s.execute(GIVE_SHARD, {"b_id": line.ref, "b_shard": shard,
+                                             "b_x": line.amount})
             raise FulemaError(ErrorCode.BUDGET_EXHAUSTED, "the campaign's daily budget is spent")
     return shard
 
