@@ -7,8 +7,10 @@ created, inside its transaction (`reserve`), so a quote that is never used holds
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,13 +30,15 @@ from fulema.marketing.campaigns import (
     scope_of,
     shard_sums,
 )
-from fulema.marketing.coupons import refusal, usable
+from fulema.marketing.coupons import TEMPLATES_MEMO, refusal, template_scopes, usable
 from fulema.marketing.coupons import scope_of as coupon_scope
 from fulema.marketing.domain import Candidate, Funder, Kind
 from fulema.marketing.models import Campaign, Coupon, CouponTemplate, KnownPayer
 from fulema.marketing.schemas import DiscountOut, QuoteOut
 from fulema.merchants import service as merchants
 from fulema.points import service as points_service
+
+_T = TypeVar("_T")
 
 
 def key_of(channel: str, payer_id: str | None) -> str | None:
@@ -178,7 +182,8 @@ async def best_in(s: AsyncSession, db: Database, settings: Settings, *, merchant
         assert c is not None
         assert t is not None
         coups = [(c, t)]
-    elif key is not None:
+    elif key is not None and await _coupons_possible(db, s, now, merchant_id=merchant_id,
+                                                     channel=channel):
         coups = [(c, t) for c, t in await usable(s, payer_key=key, now=now)
                  if coupon_scope(t).covers(merchant_id=merchant_id, mcc=None, store_id=None,
                                            channel=channel)]
@@ -221,20 +226,45 @@ async def best_in(s: AsyncSession, db: Database, settings: Settings, *, merchant
 LIVE_MEMO_SECONDS = 2.0
 
 
+async def _memoised(db: Database, key: str, now: datetime,
+                    load: Callable[[], Awaitable[_T]]) -> _T:
+    """`load()`, kept per process for LIVE_MEMO_SECONDS. One request refreshes a stale value;
+    the requests that come while it reads keep the stale one (no herd of identical reads)."""
+    memo = db.memo.get(key)
+    if memo is not None:
+        if memo[0] > now:
+            return cast(_T, memo[1])
+        db.memo[key] = (now + timedelta(seconds=LIVE_MEMO_SECONDS), memo[1])
+    value = await load()
+    db.memo[key] = (now + timedelta(seconds=LIVE_MEMO_SECONDS), value)
+    return value
+
+
 async def _live(db: Database, s: AsyncSession, now: datetime
                 ) -> tuple[list[Campaign], dict[str, Money]]:
     """The live campaigns and what their shards hold, read at most every LIVE_MEMO_SECONDS per
     process: a quote is advice (the order's reservation checks status, window and budget again
     atomically), so a campaign paused a second ago may still be quoted, never reserved."""
-    memo = db.memo.get(LIVE_MEMO)
-    if memo is not None and memo[0] > now:
-        return list(memo[1]), dict(memo[2])
-    rows = await live_campaigns(s, now)
-    sums = await shard_sums(s, [c.id for c in rows if c.budget_shards > 1])
-    for row in rows:
-        s.expunge(row)
-    db.memo[LIVE_MEMO] = (now + timedelta(seconds=LIVE_MEMO_SECONDS), rows, sums)
-    return rows, sums
+    async def load() -> tuple[list[Campaign], dict[str, Money]]:
+        rows = await live_campaigns(s, now)
+        sums = await shard_sums(s, [c.id for c in rows if c.budget_shards > 1])
+        for row in rows:
+            s.expunge(row)
+        return rows, sums
+
+    rows, sums = await _memoised(db, LIVE_MEMO, now, load)
+    return list(rows), dict(sums)
+
+
+async def _coupons_possible(db: Database, s: AsyncSession, now: datetime, *, merchant_id: str,
+                            channel: str) -> bool:
+    """Whether any coupon template covers this merchant and channel (every template's scope,
+    memoised like the campaigns): without one no payer holds a coupon usable here, and the
+    payer's coupons are not read. A template made in this process is seen at once
+    (create_template clears the memo), one made by another process within seconds."""
+    scopes = await _memoised(db, TEMPLATES_MEMO, now, lambda: template_scopes(s))
+    return any(sc.covers(merchant_id=merchant_id, mcc=None, store_id=None, channel=channel)
+               for sc in scopes)
 
 
 def _choose(amount: Money, camps: list[Candidate], coups: list[Candidate], *,

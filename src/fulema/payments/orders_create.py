@@ -31,7 +31,7 @@ from fulema.merchants import service as merchants
 from fulema.onboarding import service as onboarding
 from fulema.payments.deps import Deps
 from fulema.payments.domain import OrderStatus, check_amount
-from fulema.payments.models import Order, payer_index
+from fulema.payments.models import Order, OrderEvent, payer_index
 from fulema.payments.orders_channel import barcode_pay, channel_create
 from fulema.payments.orders_state import INSERT_EVENT, INSERT_ORDER, event_row
 from fulema.payments.schemas import OrderOut
@@ -178,12 +178,23 @@ def _priced(amount: Money, quote: marketing.Quote | None) -> dict[str, Any]:
                 discounts=[q.line.as_dict() for q in quote.lines])
 
 
-# A best-discount order whose campaign was left out at the reservation (spent meanwhile).
+def _created_detail(new: NewOrder, channel: ChannelName, values: dict[str, Any],
+                    quote: marketing.Quote | None) -> dict[str, Any]:
+    return {"amount": new.amount.fen, "channel": channel.value,
+            **({"payable": values["payable_amount"].fen} if quote else {})}
+
+
+# A best-discount order whose campaign was left out at the reservation (spent meanwhile): the
+# order and its CREATED event (both written moments ago in this same transaction) get the price
+# it was actually made at.
 _o = table_of(Order).c
 REPRICE_ORDER = (update(table_of(Order)).where(_o.id == bindparam("b_id"))
                  .values(payable_amount=bindparam("b_payable", type_=_o.payable_amount.type),
                          discount_amount=bindparam("b_discount", type_=_o.discount_amount.type),
                          discounts=bindparam("b_discounts", type_=_o.discounts.type)))
+_e = table_of(OrderEvent).c
+REPRICE_EVENT = (update(table_of(OrderEvent)).where(_e.id == bindparam("b_event"))
+                 .values(detail=bindparam("b_detail", type_=_e.detail.type)))
 
 
 async def _insert_or_get(deps: Deps, *, merchant_id: str, app_id: str, new: NewOrder,
@@ -235,22 +246,24 @@ async def _insert_or_get(deps: Deps, *, merchant_id: str, app_id: str, new: NewO
             # Core INSERTs, not the ORM unit of work (see orders_state). The Order built below
             # is a plain carrier for the channel step and the answer; it never joins the session.
             await s.execute(INSERT_ORDER, values)
+            event = event_row(
+                order_id=values["id"], kind="CREATED", before=None, after=OrderStatus.CREATED,
+                detail=_created_detail(new, channel, values, quote), at=now)
+            await s.execute(INSERT_EVENT, event)
             await risk.record_decision(s, decision)
-            if quote is not None and quote.lines:
+            if quote is not None and quote.lines:  # last: see marketing.reserve
                 reserved = await marketing.reserve(s, order_id=values["id"],
                                                    merchant_id=merchant_id, quote=quote,
                                                    best=picks is not None)
-                if reserved is not quote:
+                if reserved is not quote:  # rare: the campaign ran out since the choice
                     values.update(_priced(new.amount, reserved if reserved.lines else None))
                     await s.execute(REPRICE_ORDER, {
                         "b_id": values["id"], "b_payable": values["payable_amount"],
                         "b_discount": values["discount_amount"],
                         "b_discounts": values["discounts"]})
-            await s.execute(INSERT_EVENT, event_row(
-                order_id=values["id"], kind="CREATED", before=None, after=OrderStatus.CREATED,
-                detail={"amount": new.amount.fen, "channel": channel.value,
-                        **({"payable": values["payable_amount"].fen} if quote else {})},
-                at=now))
+                    await s.execute(REPRICE_EVENT, {
+                        "b_event": event["id"],
+                        "b_detail": _created_detail(new, channel, values, reserved)})
         order = Order(**values)
         return order, True
     except (IntegrityError, DBAPIError) as exc:
