@@ -19,7 +19,9 @@ loop of `--concurrency` signed merchants for `--seconds`:
    `--shards` counters (docs/marketing.md, "Sharded budgets").
 
 Each phase reports the load average before and after it (the machine is shared) and the SQL
-statements per order. `--profile FILE` runs cProfile over the discounted phase.
+statements per order. `--interleave N` runs phases 1-3 N times, alternated, and merges them
+(the load of a shared machine moves within seconds); `--profile FILE` runs cProfile over the
+discounted phase.
 
 The rate limits and load shedding are off (`RateLimitSection(enabled=False)`): at 200 closed-loop
 clients on a small machine they would answer OVERLOADED and measure the shedding, not the
@@ -144,7 +146,8 @@ async def _campaign(db: Database, name: str, shards: int) -> str:
 
 
 async def measure(*, url: str, seconds: float, concurrency: int, payers: int,
-                  shards: int = 8, profile: Path | None = None) -> dict[str, Any]:
+                  shards: int = 8, profile: Path | None = None,
+                  interleave: int = 1) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         _app, http, db = await _build(url, Path(tmp))
         try:
@@ -152,18 +155,23 @@ async def measure(*, url: str, seconds: float, concurrency: int, payers: int,
             await _loop(http, mode=BEST, concurrency=2, seconds=min(1.0, seconds))  # warm
             await _loop(http, mode=QUOTED, concurrency=2, seconds=min(0.5, seconds))
             out: dict[str, Any] = {"db": db.dialect, "campaign_id": camp, "shards": shards}
-            out["plain"] = await _loop(http, mode=PLAIN, concurrency=concurrency,
-                                       seconds=seconds)
+            rounds: dict[str, list[dict[str, Any]]] = {PLAIN: [], BEST: [], QUOTED: []}
             profiler = cProfile.Profile() if profile is not None else None
-            if profiler is not None:
-                profiler.enable()
-            out["discounted"] = await _loop(http, mode=BEST, concurrency=concurrency,
-                                            seconds=seconds)
+            for _ in range(max(1, interleave)):  # alternated: the machine's load moves
+                for mode in (PLAIN, BEST, QUOTED):
+                    if profiler is not None and mode == BEST:
+                        profiler.enable()
+                    rounds[mode].append(await _loop(http, mode=mode, concurrency=concurrency,
+                                                    seconds=seconds))
+                    if profiler is not None and mode == BEST:
+                        profiler.disable()
             if profiler is not None and profile is not None:
-                profiler.disable()
                 profiler.dump_stats(profile)
-            out["quoted"] = await _loop(http, mode=QUOTED, concurrency=concurrency,
-                                        seconds=seconds)
+            out["plain"], out["discounted"], out["quoted"] = (
+                _merged(rounds[m]) for m in (PLAIN, BEST, QUOTED))
+            out["ratio_discounted_vs_plain_per_round"] = [
+                round(b["orders_per_s"] / (p["orders_per_s"] or 1.0), 2)
+                for p, b in zip(rounds[PLAIN], rounds[BEST], strict=True)]
             out["hot_plain"] = await _loop(http, mode=PLAIN, concurrency=payers,
                                            seconds=seconds)
             out["hot_campaign"] = await _loop(http, mode=BEST, concurrency=payers,
@@ -192,6 +200,27 @@ async def measure(*, url: str, seconds: float, concurrency: int, payers: int,
             await db.dispose()
 
 
+def _merged(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several runs of one phase as one: orders over the seconds they took together."""
+    if len(runs) == 1:
+        return runs[0]
+    orders = sum(r["orders"] for r in runs)
+    seconds = sum(r["seconds"] for r in runs)
+    codes: dict[str, int] = {}
+    for r in runs:
+        for code, n in r["error_codes"].items():
+            codes[code] = codes.get(code, 0) + n
+    return {**runs[-1], "orders": orders, "errors": sum(r["errors"] for r in runs),
+            "error_codes": codes, "seconds": round(seconds, 2),
+            "orders_per_s": round(orders / seconds, 1), "rounds": len(runs),
+            "statements_per_order": round(sum(r["statements_per_order"] * (r["orders"]
+                                                                          + r["errors"])
+                                              for r in runs)
+                                          / max(1, sum(r["orders"] + r["errors"] for r in runs)),
+                                          1),
+            "loadavg_before": runs[0]["loadavg_before"]}
+
+
 def _print_profile(path: Path, top: int = 25) -> None:
     stream = io.StringIO()
     pstats.Stats(str(path), stream=stream).sort_stats("tottime").print_stats(top)
@@ -205,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=20)
     p.add_argument("--payers", type=int, default=200)
     p.add_argument("--shards", type=int, default=8, help="budget counters of hot_sharded")
+    p.add_argument("--interleave", type=int, default=1,
+                   help="run plain, discounted and quoted this many times, alternated, "
+                        "each --seconds long (a shared machine's load moves during a run)")
     p.add_argument("--profile", type=Path, default=None,
                    help="cProfile the discounted phase into this file; top functions by own "
                         "time go to stderr")
@@ -218,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         url = f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/bench.db"
     result = asyncio.run(measure(url=url, seconds=a.seconds, concurrency=a.concurrency,
-                                 payers=a.payers, shards=a.shards, profile=a.profile))
+                                 payers=a.payers, shards=a.shards, profile=a.profile,
+                                 interleave=a.interleave))
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     if a.profile is not None:
         _print_profile(a.profile)
