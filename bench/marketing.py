@@ -7,14 +7,21 @@ FULEMA_TEST_POSTGRES_URL database, `--db postgres`) or a SQLite file. Phases, ea
 loop of `--concurrency` signed merchants for `--seconds`:
 
 1. `plain`      POST /api/v1/orders without a discount (the baseline of this run);
-2. `discounted` POST /api/v1/marketing/quote, then POST /api/v1/orders with the quote (a 立减
-                campaign with a budget that never runs out): orders/s against `plain`
-                (goal: at least 0.8x);
-3. `hot_plain` and `hot_campaign`: the same two at `--payers` (200) concurrent payers, every
-   discounted order taking budget from ONE campaign row: if that row serialised the orders,
-   `hot_campaign` would fall far below `hot_plain`;
-4. `hot_sharded`: the same 200 payers on ONE campaign whose budget is spread over
+2. `discounted` POST /api/v1/orders with `"discount": "best"`: one request chooses and
+                reserves the discount (a 立减 campaign with a budget that never runs out):
+                orders/s against `plain` (goal: at least 0.8x);
+3. `quoted`     the older path, POST /api/v1/marketing/quote then POST /api/v1/orders with the
+                quote (two signed requests), for comparison;
+4. `hot_plain` and `hot_campaign`: plain and best-discount orders at `--payers` (200)
+   concurrent payers, every discounted order taking budget from ONE campaign row: if that row
+   serialised the orders, `hot_campaign` would fall far below `hot_plain`;
+5. `hot_sharded`: the same 200 payers on ONE campaign whose budget is spread over
    `--shards` counters (docs/marketing.md, "Sharded budgets").
+
+Each phase reports the load average before and after it (the machine is shared) and the SQL
+statements per order. `--interleave N` runs phases 1-3 N times, alternated, and merges them
+(the load of a shared machine moves within seconds); `--profile FILE` runs cProfile over the
+discounted phase.
 
 The rate limits and load shedding are off (`RateLimitSection(enabled=False)`): at 200 closed-loop
 clients on a small machine they would answer OVERLOADED and measure the shedding, not the
@@ -27,7 +34,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import io
 import os
+import pstats
 import secrets
 import sys
 import tempfile
@@ -44,7 +54,7 @@ from fulema.app import create_app
 from fulema.core.channel_settings import RateLimitSection
 from fulema.core.clock import clock
 from fulema.core.config import Settings
-from fulema.core.db import Database
+from fulema.core.db import Database, StatementCounter
 from fulema.gateway.signing import sign_request
 from fulema.marketing import service as marketing
 from fulema.marketing.schemas import CampaignIn
@@ -78,8 +88,14 @@ async def _call(http: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dic
     return doc
 
 
-async def _loop(http: httpx.AsyncClient, *, discounted: bool, concurrency: int,
+PLAIN, BEST, QUOTED = "plain", "best", "quoted"
+
+
+async def _loop(http: httpx.AsyncClient, *, mode: str, concurrency: int,
                 seconds: float) -> dict[str, Any]:
+    """`mode`: PLAIN (no discount), BEST (`"discount": "best"`, one request) or QUOTED (a quote,
+    then the order with it: two requests). An order counts if it is PAYING and, unless plain,
+    discounted. Statements per order are counted (core.db.StatementCounter)."""
     ok = errors = 0
     codes: dict[str, int] = {}
     stop = time.perf_counter() + seconds
@@ -91,12 +107,14 @@ async def _loop(http: httpx.AsyncClient, *, discounted: bool, concurrency: int,
             body: dict[str, Any] = {"out_trade_no": f"B{secrets.token_hex(8)}", "amount": 1250,
                                     "subject": "bench", "way_code": "QR_DYNAMIC",
                                     "channel": "bankpay", "payer_id": payer}
-            if discounted:
+            if mode == QUOTED:
                 q = await _call(http, "/api/v1/marketing/quote",
                                 {"amount": 1250, "channel": "bankpay", "payer_id": payer})
                 body["quote"] = q.get("quote_id")
+            elif mode == BEST:
+                body["discount"] = "best"
             doc = await _call(http, "/api/v1/orders", body)
-            if doc.get("status") == "PAYING" and (not discounted
+            if doc.get("status") == "PAYING" and (mode == PLAIN
                                                   or doc.get("discount_amount", 0) > 0):
                 ok += 1
             else:
@@ -104,11 +122,18 @@ async def _loop(http: httpx.AsyncClient, *, discounted: bool, concurrency: int,
                 code = str(doc.get("code", doc.get("status")))
                 codes[code] = codes.get(code, 0) + 1
 
+    load_before = os.getloadavg()
+    statements = StatementCounter.total
     started = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     elapsed = time.perf_counter() - started
-    return {"orders": ok, "errors": errors, "error_codes": codes, "seconds": round(elapsed, 2),
-            "orders_per_s": round(ok / elapsed, 1), "concurrency": concurrency}
+    statements = StatementCounter.total - statements
+    return {"mode": mode, "orders": ok, "errors": errors, "error_codes": codes,
+            "seconds": round(elapsed, 2), "orders_per_s": round(ok / elapsed, 1),
+            "concurrency": concurrency,
+            "statements_per_order": round(statements / max(1, ok + errors), 1),
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
 
 
 async def _campaign(db: Database, name: str, shards: int) -> str:
@@ -121,29 +146,45 @@ async def _campaign(db: Database, name: str, shards: int) -> str:
 
 
 async def measure(*, url: str, seconds: float, concurrency: int, payers: int,
-                  shards: int = 8) -> dict[str, Any]:
+                  shards: int = 8, profile: Path | None = None,
+                  interleave: int = 1) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         _app, http, db = await _build(url, Path(tmp))
         try:
             camp = await _campaign(db, "bench 立减", 1)
-            await _loop(http, discounted=True, concurrency=2, seconds=min(1.0, seconds))  # warm
+            await _loop(http, mode=BEST, concurrency=2, seconds=min(1.0, seconds))  # warm
+            await _loop(http, mode=QUOTED, concurrency=2, seconds=min(0.5, seconds))
             out: dict[str, Any] = {"db": db.dialect, "campaign_id": camp, "shards": shards}
-            out["plain"] = await _loop(http, discounted=False, concurrency=concurrency,
-                                       seconds=seconds)
-            out["discounted"] = await _loop(http, discounted=True, concurrency=concurrency,
-                                            seconds=seconds)
-            out["hot_plain"] = await _loop(http, discounted=False, concurrency=payers,
+            rounds: dict[str, list[dict[str, Any]]] = {PLAIN: [], BEST: [], QUOTED: []}
+            profiler = cProfile.Profile() if profile is not None else None
+            for _ in range(max(1, interleave)):  # alternated: the machine's load moves
+                for mode in (PLAIN, BEST, QUOTED):
+                    if profiler is not None and mode == BEST:
+                        profiler.enable()
+                    rounds[mode].append(await _loop(http, mode=mode, concurrency=concurrency,
+                                                    seconds=seconds))
+                    if profiler is not None and mode == BEST:
+                        profiler.disable()
+            if profiler is not None and profile is not None:
+                profiler.dump_stats(profile)
+            out["plain"], out["discounted"], out["quoted"] = (
+                _merged(rounds[m]) for m in (PLAIN, BEST, QUOTED))
+            out["ratio_discounted_vs_plain_per_round"] = [
+                round(b["orders_per_s"] / (p["orders_per_s"] or 1.0), 2)
+                for p, b in zip(rounds[PLAIN], rounds[BEST], strict=True)]
+            out["hot_plain"] = await _loop(http, mode=PLAIN, concurrency=payers,
                                            seconds=seconds)
-            out["hot_campaign"] = await _loop(http, discounted=True, concurrency=payers,
+            out["hot_campaign"] = await _loop(http, mode=BEST, concurrency=payers,
                                               seconds=seconds)
             # the same discount from a sharded campaign, the only one left running
             await marketing.move_campaign(db, actor="bench", campaign_id=camp, action="end")
             sharded = await _campaign(db, "bench 立减 sharded", shards)
-            out["hot_sharded"] = await _loop(http, discounted=True, concurrency=payers,
+            out["hot_sharded"] = await _loop(http, mode=BEST, concurrency=payers,
                                              seconds=seconds)
             base = out["plain"]["orders_per_s"] or 1.0
             hot_base = out["hot_plain"]["orders_per_s"] or 1.0
             out["ratio_discounted_vs_plain"] = round(out["discounted"]["orders_per_s"] / base, 2)
+            out["ratio_quoted_vs_plain"] = round(out["quoted"]["orders_per_s"] / base, 2)
             out["goal_met"] = out["ratio_discounted_vs_plain"] >= 0.8
             out["ratio_hot_campaign_vs_hot_plain"] = round(
                 out["hot_campaign"]["orders_per_s"] / hot_base, 2)
@@ -159,6 +200,33 @@ async def measure(*, url: str, seconds: float, concurrency: int, payers: int,
             await db.dispose()
 
 
+def _merged(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several runs of one phase as one: orders over the seconds they took together."""
+    if len(runs) == 1:
+        return runs[0]
+    orders = sum(r["orders"] for r in runs)
+    seconds = sum(r["seconds"] for r in runs)
+    codes: dict[str, int] = {}
+    for r in runs:
+        for code, n in r["error_codes"].items():
+            codes[code] = codes.get(code, 0) + n
+    return {**runs[-1], "orders": orders, "errors": sum(r["errors"] for r in runs),
+            "error_codes": codes, "seconds": round(seconds, 2),
+            "orders_per_s": round(orders / seconds, 1), "rounds": len(runs),
+            "statements_per_order": round(sum(r["statements_per_order"] * (r["orders"]
+                                                                          + r["errors"])
+                                              for r in runs)
+                                          / max(1, sum(r["orders"] + r["errors"] for r in runs)),
+                                          1),
+            "loadavg_before": runs[0]["loadavg_before"]}
+
+
+def _print_profile(path: Path, top: int = 25) -> None:
+    stream = io.StringIO()
+    pstats.Stats(str(path), stream=stream).sort_stats("tottime").print_stats(top)
+    print(stream.getvalue(), file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.marketing", description=__doc__)
     p.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
@@ -166,6 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=20)
     p.add_argument("--payers", type=int, default=200)
     p.add_argument("--shards", type=int, default=8, help="budget counters of hot_sharded")
+    p.add_argument("--interleave", type=int, default=1,
+                   help="run plain, discounted and quoted this many times, alternated, "
+                        "each --seconds long (a shared machine's load moves during a run)")
+    p.add_argument("--profile", type=Path, default=None,
+                   help="cProfile the discounted phase into this file; top functions by own "
+                        "time go to stderr")
     a = p.parse_args(sys.argv[1:] if argv is None else argv)
     if a.db == "postgres":
         url = os.environ.get("FULEMA_TEST_POSTGRES_URL", "")
@@ -176,8 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         url = f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/bench.db"
     result = asyncio.run(measure(url=url, seconds=a.seconds, concurrency=a.concurrency,
-                                 payers=a.payers, shards=a.shards))
+                                 payers=a.payers, shards=a.shards, profile=a.profile,
+                                 interleave=a.interleave))
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    if a.profile is not None:
+        _print_profile(a.profile)
     return 0
 
 

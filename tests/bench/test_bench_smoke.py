@@ -141,11 +141,16 @@ async def test_marketing_bench_runs_and_spends_the_campaign(tmp_path: Path) -> N
     from bench.marketing import measure
 
     out = await measure(url=f"sqlite+aiosqlite:///{tmp_path / 'b.db'}", seconds=0.5,
-                        concurrency=2, payers=4)
-    for phase in ("plain", "discounted", "hot_plain", "hot_campaign", "hot_sharded"):
+                        concurrency=2, payers=4, interleave=2)
+    for phase in ("plain", "discounted", "quoted", "hot_plain", "hot_campaign", "hot_sharded"):
         assert out[phase]["orders"] > 0, out[phase]
         assert out[phase]["errors"] == 0, out[phase]
-    discounted = out["discounted"]["orders"] + out["hot_campaign"]["orders"]
+    discounted = (out["discounted"]["orders"] + out["quoted"]["orders"]
+                  + out["hot_campaign"]["orders"])
     assert out["campaign_budget_spent_fen"] >= 50 * discounted
     assert out["sharded_budget_spent_fen"] >= 50 * out["hot_sharded"]["orders"]
     assert isinstance(out["goal_met"], bool)
+    assert out["discounted"]["mode"] == "best"  # one request per discounted order
+    assert out["plain"]["rounds"] == 2  # alternated with the discounted runs, then merged
+    assert len(out["ratio_discounted_vs_plain_per_round"]) == 2
+    assert out["discounted"]["statements_per_order"] > out["plain"]["statements_per_order"]

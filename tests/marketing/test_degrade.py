@@ -49,6 +49,45 @@ async def test_a_degraded_quote_falls_back_to_no_discount(platform: Platform) ->
     assert reserved == 0
 
 
+async def test_a_degraded_best_discount_order_pays_the_full_amount(platform: Platform) -> None:
+    """`"discount": "best"` past the soft level: the order is made at the full amount, nothing
+    looked up or reserved, and the answer says so (`X-Fulema-Degraded: 1`); the same request
+    again later answers that order, still at the full amount."""
+    camp = await setup_campaign(platform)
+    normal = await platform.order(amount=6000, discount="best")
+    assert normal.json()["discount_amount"] == 1000
+    assert "X-Fulema-Degraded" not in normal.headers
+    protection = platform.app.state.protection
+    limit = protection.per_class["create"]
+    _degrade(platform, "create")
+    clock.freeze(clock.now())
+    try:
+        fresh = [await platform.order(amount=6000, discount="best") for _ in range(8)]
+        assert [a.json()["discount_amount"] for a in fresh] == [1000] * 8
+        shed = await platform.order(amount=6000, discount="best", out_trade_no="SHED000001",
+                                    payer_id="payer_rich", discount_picks={"points": 100})
+    finally:
+        clock.reset()
+        protection.per_class["create"] = limit  # the load is over
+        protection.store = type(protection.store)()
+    assert shed.status_code == 200, shed.text
+    assert shed.headers["X-Fulema-Degraded"] == "1"
+    body = shed.json()
+    assert (body["amount"], body["discount_amount"], body["payable_amount"], body["discounts"]
+            ) == (6000, 0, 6000, [])
+    async with platform.db.transaction() as s:
+        reserved = await s.scalar(select(func.count()).select_from(Redemption)
+                                  .where(Redemption.order_id == body["order_id"]))
+    assert reserved == 0
+    again = await platform.order(amount=6000, discount="best", out_trade_no="SHED000001",
+                                 payer_id="payer_rich", discount_picks={"points": 100})
+    assert "X-Fulema-Degraded" not in again.headers
+    assert (again.json()["order_id"], again.json()["payable_amount"]) == (body["order_id"], 6000)
+    stats = (await platform.http.get(f"/ops/v1/marketing/campaigns/{camp['campaign_id']}",
+                                     headers=OPS)).json()
+    assert stats["remaining"] == 100_000 - 9 * 1000
+
+
 async def test_a_bad_amount_is_still_refused_under_degrade(platform: Platform) -> None:
     _degrade(platform, "merchant", burst=2)
     clock.freeze(clock.now())

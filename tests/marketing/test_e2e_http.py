@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from fulema.core.clock import clock
@@ -36,22 +37,28 @@ async def quote(p: Platform, **body: Any) -> Any:
                         {"amount": 6000, "channel": "bankpay", "payer_id": PAYER, **body})
 
 
-async def test_pay_with_a_campaign_and_points_then_refund(platform: Platform) -> None:
+@pytest.mark.parametrize("how", ["quote", "best"])
+async def test_pay_with_a_campaign_and_points_then_refund(platform: Platform, how: str) -> None:
+    """`how`: a quote then the order with it (two requests), or the order alone with
+    `"discount": "best"` and the payer's points pick (one request): the same order."""
     p = platform
     camp = await setup_campaign(p)
     resp = await p.http.post(f"/ops/v1/points/accounts/{KEY}/adjust",
                              json={"points": 500, "reason": "welcome"}, headers=OPS)
     assert resp.status_code == 200, resp.text
 
-    q = await quote(p, points=300)
-    assert q.status_code == 200, q.text
-    qv = q.json()
-    assert (qv["amount"], qv["discount_amount"], qv["payable_amount"]) == (6000, 1300, 4700)
-    assert [(d["kind"], d["amount"]) for d in qv["discounts"]] == [("campaign", 1000),
-                                                                  ("points", 300)]
-    assert qv["points_balance"] == 500
-
-    created = await p.order(amount=6000, payer_id=PAYER, quote=qv["quote_id"])
+    if how == "quote":
+        q = await quote(p, points=300)
+        assert q.status_code == 200, q.text
+        qv = q.json()
+        assert (qv["amount"], qv["discount_amount"], qv["payable_amount"]) == (6000, 1300, 4700)
+        assert [(d["kind"], d["amount"]) for d in qv["discounts"]] == [("campaign", 1000),
+                                                                      ("points", 300)]
+        assert qv["points_balance"] == 500
+        created = await p.order(amount=6000, payer_id=PAYER, quote=qv["quote_id"])
+    else:
+        created = await p.order(amount=6000, payer_id=PAYER, discount="best",
+                                discount_picks={"points": 300})
     assert created.status_code == 200, created.text
     order = created.json()
     assert (order["amount"], order["payable_amount"], order["discount_amount"]) == (6000, 4700,

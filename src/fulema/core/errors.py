@@ -91,6 +91,7 @@ class ErrorCode(StrEnum):
     QUOTE_INVALID = "QUOTE_INVALID"
     QUOTE_EXPIRED = "QUOTE_EXPIRED"
     QUOTE_MISMATCH = "QUOTE_MISMATCH"
+    DISCOUNT_REQUEST_INVALID = "DISCOUNT_REQUEST_INVALID"
     CAMPAIGN_NOT_FOUND = "CAMPAIGN_NOT_FOUND"
     CAMPAIGN_NOT_ACTIVE = "CAMPAIGN_NOT_ACTIVE"
     CAMPAIGN_NOT_APPLICABLE = "CAMPAIGN_NOT_APPLICABLE"
@@ -255,6 +256,9 @@ _META: dict[ErrorCode, tuple[int, str]] = {
                                    "for a new quote."),
     ErrorCode.QUOTE_MISMATCH: (400, "The quote was made for another merchant, amount, channel, "
                                     "payer or store than this order."),
+    ErrorCode.DISCOUNT_REQUEST_INVALID: (400, "An order's discount request is not one we take: "
+                                              "`discount` must be \"best\", is not combined "
+                                              "with `quote`, and `discount_picks` needs it."),
     ErrorCode.CAMPAIGN_NOT_FOUND: (404, "No such campaign."),
     ErrorCode.CAMPAIGN_NOT_ACTIVE: (409, "The campaign is paused, ended, or outside its time "
                                          "window."),

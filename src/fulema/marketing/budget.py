@@ -11,12 +11,13 @@ WHERE state = 'AVAILABLE' AND payer = :p`), so twenty orders racing for it lock 
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -70,6 +71,9 @@ TAKE_SHARD = (update(table_of(BudgetShard))
               .where(_sh.campaign_id == bindparam("b_id"), _sh.shard == bindparam("b_shard"),
                      _sh.remaining >= _x)
               .values(remaining=_sh.remaining - _x))
+GIVE_SHARD = (update(table_of(BudgetShard))
+              .where(_sh.campaign_id == bindparam("b_id"), _sh.shard == bindparam("b_shard"))
+              .values(remaining=_sh.remaining + _x))
 LIVE_NOW = select(_c.id).where(_c.id == bindparam("b_id"), _c.status == ACTIVE,
                                _c.starts_at <= bindparam("b_now"), _c.ends_at > bindparam("b_now"))
 
@@ -90,7 +94,10 @@ PICK_FREE_ABOVE = _pick(above=True, skip_locked=True)
 PICK_FREE_BELOW = _pick(above=False, skip_locked=True)
 PICK_WAITING = _pick(above=None, skip_locked=False)
 INSERT_REDEMPTION = insert(table_of(Redemption))
-ROW = -1  # the redemption's `detail.shard` when the campaign's own row was taken
+_r = table_of(Redemption).c
+DROP_REDEMPTION = delete(table_of(Redemption)).where(_r.order_id == bindparam("b_order"),
+                                                     _r.kind == bindparam("b_kind"))
+ROW = -1  # `take_budget`'s answer when the campaign's own row was taken
 
 
 @dataclass(frozen=True)
@@ -172,19 +179,36 @@ def verify(settings: Settings, token: str, *, merchant_id: str, amount: Money, c
     return q
 
 
-async def reserve(s: AsyncSession, *, order_id: str, merchant_id: str, quote: quotes.Quote
-                  ) -> None:
+# What makes a best-discount order go on without the campaign it was quoted (the quote is
+# advice read from a memo; the campaign ran out or stopped between the choice and the take).
+_SPENT = frozenset({ErrorCode.BUDGET_EXHAUSTED, ErrorCode.CAMPAIGN_NOT_ACTIVE,
+                    ErrorCode.CAMPAIGN_NOT_APPLICABLE})
+
+
+async def reserve(s: AsyncSession, *, order_id: str, merchant_id: str, quote: quotes.Quote,
+                  best: bool = False) -> quotes.Quote:
     """Take the quote's budget, coupon and points for the order, in the order's transaction;
-    raises (and so rolls the whole creation back) if any of them is no longer there."""
+    raises (and so rolls the whole creation back) if any of them is no longer there.
+
+    The campaign's budget is taken LAST, after the coupon, the points and the redemptions'
+    INSERT (one statement for all lines), so the counter it locks (the campaign's row or a
+    shard) is held only until the commit that follows: in one busy process every statement
+    after the lock waits its turn on the event loop, and the campaign's other orders with it.
+
+    `best` (an order made with `"discount": "best"`, whose campaign the platform chose): a
+    campaign that can no longer be taken is left out instead (its redemption deleted), and the
+    quote actually reserved, without that line, is returned, so the order is made at the price
+    it can have. The payer's own coupon and points are still refused (their race is the
+    payer's own)."""
     now = clock.now()
     day = now.strftime("%Y-%m-%d")
     key = points_service.payer_key(quote.channel, quote.payer_id) if quote.payer_id else None
-    dialect = s.get_bind().dialect.name
+    campaign: quotes.QuotedLine | None = None
+    rows: list[dict[str, Any]] = []
     for q in quote.lines:
         line = q.line
-        detail: dict[str, Any] = {}
         if line.kind == Kind.CAMPAIGN:
-            detail["shard"] = await _take_campaign(s, dialect, line, key=key, now=now, day=day)
+            campaign = q
         elif line.kind == Kind.COUPON:
             await _lock_coupon(s, line, order_id=order_id, key=key, merchant_id=merchant_id,
                                channel=quote.channel, now=now)
@@ -192,11 +216,26 @@ async def reserve(s: AsyncSession, *, order_id: str, merchant_id: str, quote: qu
             assert key is not None
             assert q.points is not None
             await points_service.hold(s, order_id=order_id, key=key, points=q.points)
-        await s.execute(INSERT_REDEMPTION, dict(
+        rows.append(dict(
             id=new_id("rdm"), order_id=order_id, merchant_id=merchant_id, kind=line.kind.value,
             ref=line.ref[:40], funder=line.funder.value, amount=line.amount, refunded=Money(0),
             points=q.points, seed=q.seed, state="RESERVED", overrun=False, day=day,
-            created_at=now, updated_at=now, detail=detail))
+            created_at=now, updated_at=now, detail={}))
+    if rows:
+        await s.execute(INSERT_REDEMPTION, rows)
+    if campaign is None:
+        return quote
+    try:
+        await _take_campaign(s, s.get_bind().dialect.name, campaign.line, key=key, now=now,
+                             day=day)
+    except FulemaError as exc:
+        if not best or exc.code not in _SPENT:
+            raise
+        log.info("marketing.campaign_left_out", order_id=order_id,
+                 campaign_id=campaign.line.ref, code=exc.code.value)
+        await s.execute(DROP_REDEMPTION, {"b_order": order_id, "b_kind": Kind.CAMPAIGN.value})
+        return dataclasses.replace(quote, lines=tuple(q for q in quote.lines if q != campaign))
+    return quote
 
 
 async def _take_campaign(s: AsyncSession, dialect: str, line: domain.Line, *, key: str | None,
@@ -221,6 +260,12 @@ async def _take_campaign(s: AsyncSession, dialect: str, line: domain.Line, *, ke
                                         "b_fen": line.amount.fen,
                                         "b_limit": facts.daily_budget.fen})
         if ok.rowcount != 1:  # type: ignore[attr-defined]
+            # given back at once: a best-discount order goes on without the campaign
+            if shard == ROW:
+                await s.execute(GIVE_BUDGET, {"b_id": line.ref, "b_x": line.amount})
+            else:
+                await s.execute(GIVE_SHARD, {"b_id": line.ref, "b_shard": shard,
+                                             "b_x": line.amount})
             raise FulemaError(ErrorCode.BUDGET_EXHAUSTED, "the campaign's daily budget is spent")
     return shard
 
@@ -241,8 +286,11 @@ async def _lock_coupon(s: AsyncSession, line: domain.Line, *, order_id: str, key
 
 
 async def _redemptions(s: AsyncSession, order_id: str) -> list[Redemption]:
-    return list((await s.scalars(select(Redemption).where(
-        Redemption.order_id == order_id).with_for_update())).all())
+    """The order's redemptions, locked, the campaign's last: its counter is locked after the
+    payer's coupon and points, in the order `reserve` takes them, so the two cannot deadlock."""
+    rows = (await s.scalars(select(Redemption).where(
+        Redemption.order_id == order_id).with_for_update())).all()
+    return sorted(rows, key=lambda r: r.kind == Kind.CAMPAIGN)
 
 
 async def on_paid(s: AsyncSession, *, order_id: str, payer_key: str | None) -> None:

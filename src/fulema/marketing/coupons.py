@@ -54,6 +54,17 @@ def coupon_view(c: Coupon) -> CouponOut:
                      valid_from=c.valid_from, expires_at=c.expires_at, order_id=c.order_id)
 
 
+TEMPLATES_MEMO = "marketing.template_scopes"  # the quote's per-process memo of template scopes
+
+
+async def template_scopes(s: AsyncSession) -> list[domain.Scope]:
+    """Every template's merchant and channel scope (the quote skips the payer's coupons where
+    none covers the order)."""
+    rows = (await s.execute(select(CouponTemplate.merchant_ids, CouponTemplate.channels))).all()
+    return [domain.Scope(merchant_ids=tuple(m) if m else None, channels=tuple(c) if c else None)
+            for m, c in rows]
+
+
 def scope_of(t: CouponTemplate) -> domain.Scope:
     return domain.Scope(merchant_ids=tuple(t.merchant_ids) if t.merchant_ids else None,
                         channels=tuple(t.channels) if t.channels else None)
@@ -109,6 +120,7 @@ async def create_template(db: Database, *, actor: str, body: CouponTemplateIn,
                            target_type="coupon_template", target_id=row.id,
                            detail={"name": body.name, "quantity": body.quantity,
                                    "grant": rule.model_dump() if rule else None})
+    db.memo.pop(TEMPLATES_MEMO, None)  # this process quotes its coupons at once
     return template_view(row)
 
 

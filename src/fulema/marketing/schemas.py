@@ -176,18 +176,24 @@ class CouponListOut(BaseModel):
     data: list[CouponOut]
 
 
-class QuoteBody(BaseModel):
+class DiscountPicksIn(BaseModel):
+    """The payer's picks, on a quote and on an order made with `"discount": "best"` (None and
+    false: the platform chooses the best)."""
+
     model_config = ConfigDict(extra="forbid")
 
+    campaign_id: str | None = Field(default=None, max_length=40, description="the payer's pick")
+    coupon_id: str | None = Field(default=None, max_length=40, description="the payer's pick")
+    points: StrictInt | None = Field(default=None, description="points to use; omit for none")
+    max_points: bool = Field(default=False, description="use as many points as allowed")
+
+
+class QuoteBody(DiscountPicksIn):
     amount: StrictInt = Field(description="the order's amount in fen")
     channel: ChannelName
     payer_id: str | None = Field(default=None, max_length=128,
                                  description="needed for coupons, points, new-payer campaigns")
     store_id: str | None = Field(default=None, max_length=40)
-    campaign_id: str | None = Field(default=None, max_length=40, description="the payer's pick")
-    coupon_id: str | None = Field(default=None, max_length=40, description="the payer's pick")
-    points: StrictInt | None = Field(default=None, description="points to use; omit for none")
-    max_points: bool = Field(default=False, description="use as many points as allowed")
 
 
 class DiscountOut(BaseModel):

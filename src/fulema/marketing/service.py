@@ -2,7 +2,8 @@
 call (`from fulema.marketing import service as marketing`). A facade over one module per
 subject:
 
-- `quoting`   the best discount for an order (or the payer's pick), signed into a quote
+- `quoting`   the best discount for an order (or the payer's pick), signed into a quote,
+              or chosen inside the order's own transaction (`best_in`)
 - `budget`    verify a quote and reserve it in the order's transaction; settle on payment
               events; split a refund between cash and each discount
 - `campaigns` operator use cases and per-day figures
@@ -34,11 +35,13 @@ from fulema.marketing.coupons import (
 )
 from fulema.marketing.demo_seed import DemoMarketing, seed_demo_marketing
 from fulema.marketing.quotes import Quote
-from fulema.marketing.quoting import key_of, no_discount_quote, quote
+from fulema.marketing.quoting import Picks, best_in, key_of, no_discount_quote, quote
 
 __all__ = [
     "DemoMarketing",
+    "Picks",
     "Quote",
+    "best_in",
     "create_campaign",
     "create_template",
     "expire_coupons",

@@ -18,6 +18,7 @@ from fulema.core.vocab import WayCode
 from fulema.core.web import error_responses, json_body, json_response
 from fulema.gateway.protection import RecentAnswers, degraded
 from fulema.gateway.signed import SIGNED, Signed, SignedDeferredNonce, parse_body
+from fulema.marketing import service as marketing
 from fulema.payments import notifications, refunds
 from fulema.payments import service as payments
 from fulema.payments.schemas import (
@@ -39,7 +40,10 @@ CHANNEL = (E.CHANNEL_NOT_ENABLED, E.CHANNEL_ERROR, E.CHANNEL_UNAVAILABLE, E.SUB_
 QUOTED = (E.QUOTE_INVALID, E.QUOTE_EXPIRED, E.QUOTE_MISMATCH, E.CAMPAIGN_NOT_FOUND,
           E.CAMPAIGN_NOT_ACTIVE, E.CAMPAIGN_NOT_APPLICABLE, E.BUDGET_EXHAUSTED,
           E.COUPON_NOT_FOUND, E.COUPON_NOT_OWNED, E.COUPON_NOT_APPLICABLE, E.COUPON_EXPIRED,
-          E.COUPON_NOT_AVAILABLE, E.INVALID_POINTS, E.POINTS_INSUFFICIENT)
+          E.COUPON_NOT_AVAILABLE, E.INVALID_POINTS, E.POINTS_INSUFFICIENT,
+          # and what `"discount": "best"` can refuse besides
+          E.DISCOUNT_REQUEST_INVALID, E.PAYER_REQUIRED_FOR_DISCOUNT, E.THRESHOLD_NOT_MET,
+          E.DISCOUNTS_NOT_STACKABLE)
 
 
 def deps_of(request: Request) -> payments.Deps:
@@ -77,11 +81,14 @@ async def create_order(request: Request, signed: SignedDeferredNonce) -> Respons
         auth_code=body.auth_code, payer_id=body.payer_id, store_id=body.store_id,
         notify_url=body.notify_url, attach=body.attach, expire_seconds=body.expire_seconds,
         client_ip=body.client_ip or (request.client.host if request.client else "127.0.0.1"),
-        quote=body.quote, terminal_id=body.terminal_id, device_id=body.device_id)
+        quote=body.quote, discount=body.discount,
+        discount_picks=marketing.Picks(**body.discount_picks.model_dump())
+        if body.discount_picks is not None else None,
+        terminal_id=body.terminal_id, device_id=body.device_id)
     view = await payments.create_order(deps_of(request), merchant_id=cred.merchant_id,
                                        app_id=cred.app_id, new=new,
                                        default_notify_url=cred.notify_url,
-                                       nonce=signed.nonce)
+                                       nonce=signed.nonce, shed_marketing=degraded(request))
     logctx.bind(order_id=view.order_id)
     return json_response(view)
 

@@ -14,13 +14,13 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from fulema.channels.detect import detect_payer_code
 from fulema.core.clock import clock
 from fulema.core.config import Settings
-from fulema.core.db import Database, is_retryable
+from fulema.core.db import Database, is_retryable, table_of
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.ids import new_id
 from fulema.core.money import Money
@@ -31,7 +31,7 @@ from fulema.merchants import service as merchants
 from fulema.onboarding import service as onboarding
 from fulema.payments.deps import Deps
 from fulema.payments.domain import OrderStatus, check_amount
-from fulema.payments.models import Order, payer_index
+from fulema.payments.models import Order, OrderEvent, payer_index
 from fulema.payments.orders_channel import barcode_pay, channel_create
 from fulema.payments.orders_state import INSERT_EVENT, INSERT_ORDER, event_row
 from fulema.payments.schemas import OrderOut
@@ -57,16 +57,41 @@ class NewOrder:
     expire_seconds: int | None = None
     client_ip: str = "127.0.0.1"
     quote: str | None = None  # a marketing quote (its discounts are reserved with the order)
+    discount: str | None = None  # "best": the order chooses its discount itself
+    discount_picks: marketing.Picks | None = None  # the payer's picks for "best"
     terminal_id: str | None = None  # for risk's velocity rules; not stored on the order
     device_id: str | None = None
 
     def request_hash(self) -> str:
-        """What makes two requests with one out_trade_no 'the same request'. The risk-only
-        fields are left out, so an order's hash is what it was before they existed."""
+        """What makes two requests with one out_trade_no 'the same request'. The fields added
+        later (risk's, the best discount's) are left out when unset, so an order's hash is what
+        it was before they existed."""
         fields = {k: v for k, v in self.__dict__.items()
-                  if k != "client_ip" and not (k in ("terminal_id", "device_id") and v is None)}
+                  if k != "client_ip" and not (k in _LATER and v is None)}
         fields["amount"] = self.amount.fen
         return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+_LATER = frozenset({"terminal_id", "device_id", "discount", "discount_picks"})
+BEST = "best"
+
+
+def check_discount_request(new: NewOrder, channel: ChannelName) -> marketing.Picks | None:
+    """The picks of a best-discount order (None: the order does not ask for one), or
+    DISCOUNT_REQUEST_INVALID / INVALID_POINTS / PAYER_REQUIRED_FOR_DISCOUNT; reads nothing."""
+    if new.discount is None:
+        if new.discount_picks is not None:
+            raise FulemaError(ErrorCode.DISCOUNT_REQUEST_INVALID,
+                              'discount_picks needs "discount": "best"')
+        return None
+    if new.discount != BEST:
+        raise FulemaError(ErrorCode.DISCOUNT_REQUEST_INVALID, 'discount must be "best"')
+    if new.quote is not None:
+        raise FulemaError(ErrorCode.DISCOUNT_REQUEST_INVALID,
+                          "discount and quote: one or the other (a quote already chose)")
+    picks = new.discount_picks or marketing.Picks()
+    picks.check(marketing.key_of(channel.value, new.payer_id))
+    return picks
 
 
 def mask_code(code: str) -> str:
@@ -75,18 +100,23 @@ def mask_code(code: str) -> str:
 
 async def create_order(deps: Deps, *, merchant_id: str, app_id: str, new: NewOrder,
                        default_notify_url: str | None = None,
-                       nonce: str | None = None) -> OrderOut:
+                       nonce: str | None = None, shed_marketing: bool = False) -> OrderOut:
     """Record the order and hand it to the channel.
 
     The hot path is two short transactions around the channel call: (1) the merchant's status,
     the request's nonce, the order and its first event; (2) the channel's answer. `nonce`, when
     given, is the signed request's nonce: recording it here saves a transaction per order.
+    `"discount": "best"` chooses and reserves the discount in (1) as well; `shed_marketing`
+    (the request is degraded) makes such an order at the full amount, nothing looked up.
     """
     settings = deps.settings
     check_amount(new.amount, max_fen=settings.max_order_fen)
     channel = _resolve_channel(new, settings)
     deps.channels.check_way(channel, new.way_code)  # not enabled, or not this way: refused
     deps.settings.outbound_policy().check_notify_url(new.notify_url)
+    picks = check_discount_request(new, channel)
+    if shed_marketing:
+        picks = None  # marketing is shed first under load: the full amount
     quote: marketing.Quote | None = None
     if new.quote is not None:
         try:
@@ -114,7 +144,7 @@ async def create_order(deps: Deps, *, merchant_id: str, app_id: str, new: NewOrd
     order, mine = await _insert_or_get(deps, merchant_id=merchant_id, app_id=app_id, new=new,
                                        channel=channel, nonce=nonce, quote=quote,
                                        notify_url=new.notify_url or default_notify_url,
-                                       decision=decision)
+                                       decision=decision, picks=picks)
     if mine or (order.status == OrderStatus.CREATED
                 and await _claim_channel_step(deps.db, order.id)):
         if new.way_code == WayCode.BARCODE:
@@ -140,15 +170,45 @@ def _resolve_channel(new: NewOrder, settings: Settings) -> ChannelName:
     return new.channel
 
 
+def _priced(amount: Money, quote: marketing.Quote | None) -> dict[str, Any]:
+    """The order's payable amount, discount and discount lines under `quote`."""
+    if quote is None:
+        return dict(payable_amount=amount, discount_amount=Money.zero(), discounts=None)
+    return dict(payable_amount=quote.payable, discount_amount=quote.discount,
+                discounts=[q.line.as_dict() for q in quote.lines])
+
+
+def _created_detail(new: NewOrder, channel: ChannelName, values: dict[str, Any],
+                    quote: marketing.Quote | None) -> dict[str, Any]:
+    return {"amount": new.amount.fen, "channel": channel.value,
+            **({"payable": values["payable_amount"].fen} if quote else {})}
+
+
+# A best-discount order whose campaign was left out at the reservation (spent meanwhile): the
+# order and its CREATED event (both written moments ago in this same transaction) get the price
+# it was actually made at.
+_o = table_of(Order).c
+REPRICE_ORDER = (update(table_of(Order)).where(_o.id == bindparam("b_id"))
+                 .values(payable_amount=bindparam("b_payable", type_=_o.payable_amount.type),
+                         discount_amount=bindparam("b_discount", type_=_o.discount_amount.type),
+                         discounts=bindparam("b_discounts", type_=_o.discounts.type)))
+_e = table_of(OrderEvent).c
+REPRICE_EVENT = (update(table_of(OrderEvent)).where(_e.id == bindparam("b_event"))
+                 .values(detail=bindparam("b_detail", type_=_e.detail.type)))
+
+
 async def _insert_or_get(deps: Deps, *, merchant_id: str, app_id: str, new: NewOrder,
                          channel: ChannelName, notify_url: str | None, nonce: str | None,
-                         decision: risk.Decision,
-                         quote: marketing.Quote | None = None) -> tuple[Order, bool]:
+                         decision: risk.Decision, quote: marketing.Quote | None = None,
+                         picks: marketing.Picks | None = None) -> tuple[Order, bool]:
     """The order for this request and whether this request created it (and so holds the
     right to call the channel). Optimistic: insert first, read only on a conflict.
 
-    A quote's discounts are reserved (budget, coupon, points) last in the same transaction,
-    so a create that fails reserves nothing and the budget row is locked only until commit."""
+    A quote's discounts are reserved (budget, coupon, points) in the same transaction, after
+    the order's INSERT, so a create that fails reserves nothing and the budget row is locked
+    only until commit. With `picks` (`"discount": "best"`) the discount is chosen in that
+    transaction too (`marketing.best_in`: no second request, no signed quote); a campaign spent
+    between the choice and the take is left out and the order repriced without it."""
     db = deps.db
     digest = new.request_hash()
     now = clock.now()
@@ -164,38 +224,58 @@ async def _insert_or_get(deps: Deps, *, merchant_id: str, app_id: str, new: NewO
         channel_trade_no=None, code_url=None, h5_url=None, pay_params=None,
         failure_code=None, failure_message=None, paid_at=None,
         refunded_amount=Money.zero(), refund_pending_amount=Money.zero(),
-        payable_amount=quote.payable if quote else new.amount,
-        discount_amount=quote.discount if quote else Money.zero(),
-        discounts=[q.line.as_dict() for q in quote.lines] if quote else None,
+        **_priced(new.amount, quote),
         expire_at=now + timedelta(seconds=expire),
         next_query_at=now + timedelta(seconds=CHANNEL_CLAIM_SECONDS),  # the inserter's claim
         created_at=now, updated_at=now)
     try:
         async with db.transaction() as s:
-            await merchants.check_can_pay_in(s, merchant_id=merchant_id)
+            merchant = await merchants.check_can_pay_in(s, merchant_id=merchant_id)
             # Onboarding on: only a channel the merchant is registered (ACTIVE) at. Either
             # way an ACTIVE registration's sub-merchant id sends the order in the partner form.
             values["channel_sub_merchant_id"] = await onboarding.check_can_take(
                 s, deps.settings, merchant_id=merchant_id, channel=channel.value)
             if nonce is not None:
                 await gateway.insert_nonce(s, app_id=app_id, nonce=nonce)
+            if picks is not None:
+                quote, _ = await marketing.best_in(
+                    s, db, deps.settings, merchant_id=merchant_id, mcc=merchant.mcc,
+                    amount=new.amount, channel=channel.value, payer_id=new.payer_id,
+                    store_id=new.store_id, picks=picks, show_balance=False)
+                values.update(_priced(new.amount, quote if quote.lines else None))
             # Core INSERTs, not the ORM unit of work (see orders_state). The Order built below
             # is a plain carrier for the channel step and the answer; it never joins the session.
             await s.execute(INSERT_ORDER, values)
-            await s.execute(INSERT_EVENT, event_row(
+            event = event_row(
                 order_id=values["id"], kind="CREATED", before=None, after=OrderStatus.CREATED,
-                detail={"amount": new.amount.fen, "channel": channel.value,
-                        **({"payable": quote.payable.fen} if quote else {})}, at=now))
+                detail=_created_detail(new, channel, values, quote), at=now)
+            await s.execute(INSERT_EVENT, event)
             await risk.record_decision(s, decision)
-            if quote is not None and quote.lines:
-                await marketing.reserve(s, order_id=values["id"], merchant_id=merchant_id,
-                                        quote=quote)
+            if quote is not None and quote.lines:  # last: see marketing.reserve
+                reserved = await marketing.reserve(s, order_id=values["id"],
+                                                   merchant_id=merchant_id, quote=quote,
+                                                   best=picks is not None)
+                if reserved is not quote:  # rare: the campaign ran out since the choice
+                    values.update(_priced(new.amount, reserved if reserved.lines else None))
+                    await s.execute(REPRICE_ORDER, {
+                        "b_id": values["id"], "b_payable": values["payable_amount"],
+                        "b_discount": values["discount_amount"],
+                        "b_discounts": values["discounts"]})
+                    await s.execute(REPRICE_EVENT, {
+                        "b_event": event["id"],
+                        "b_detail": _created_detail(new, channel, values, reserved)})
         order = Order(**values)
         return order, True
     except (IntegrityError, DBAPIError) as exc:
         # A concurrent request with the same out_trade_no won the insert (InnoDB may report
         # that as a deadlock), or the nonce was replayed: tell the two apart.
         if not isinstance(exc, IntegrityError) and not is_retryable(exc):
+            raise
+    except FulemaError:
+        # A best-discount order asked again may find its discount gone (its coupon locked by
+        # the order it made, the campaign spent): the order it made answers, as it was.
+        if picks is None or await _find_by_out_trade_no(db, merchant_id,
+                                                        new.out_trade_no) is None:
             raise
     if nonce is not None:
         await gateway.remember_nonce(db, app_id=app_id, nonce=nonce)  # NONCE_REPLAYED

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from fulema.core.vocab import ChannelName, WayCode
+from fulema.marketing.schemas import DiscountPicksIn
 from fulema.payments.domain import OrderStatus, RefundStatus
 
 _NO = r"^[A-Za-z0-9_\-|*@.]{6,64}$"
@@ -39,6 +40,14 @@ class CreateOrderBody(BaseModel):
     quote: str | None = Field(default=None, max_length=4096,
                               description="quote_id from POST /api/v1/marketing/quote: the "
                                           "channel is then charged the quote's payable amount")
+    discount: str | None = Field(default=None, max_length=16, description=(
+        '"best": the order chooses the best discount itself and reserves it, in one request '
+        "(no quote first); not with `quote`. A campaign spent meanwhile is left out (the order "
+        "is made without it). Another value: DISCOUNT_REQUEST_INVALID. While the platform "
+        "is degraded (`X-Fulema-Degraded: 1`) the order is made at the full amount"))
+    discount_picks: DiscountPicksIn | None = Field(default=None, description=(
+        'with "discount": "best": the payer\'s campaign, coupon and points (the quote\'s '
+        "fields); a coupon or points need payer_id (PAYER_REQUIRED_FOR_DISCOUNT)"))
 
 
 class DiscountLine(BaseModel):
