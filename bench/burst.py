@@ -27,6 +27,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,8 +35,8 @@ from typing import Any
 
 import orjson
 
-from bench import dbstats, limiter_cost, server
-from bench.burst_report import analyse, render
+from bench import cpu, dbstats, limiter_cost, server
+from bench.burst_report import analyse, cpu_figures, render
 from bench.harness import RESULTS_DIR, run_loadgen
 from bench.scenarios import PER_WORKER_CONCURRENCY
 from bench.server import Proc
@@ -54,9 +55,10 @@ class BurstPlan:
     normal_share: float = 0.25  # each merchant's normal rate, as a share of S
     app_share: float = 0.5  # the per-app create limit, as a share of S (see limits_env)
     warmup: float = 2.0
+    idle: float = 4.0  # the server's CPU with no request (its background loops)
 
 
-QUICK = BurstPlan(calibrate=1.0, unloaded=1.0, burst=1.0, recovery=1.5, warmup=0.5)
+QUICK = BurstPlan(calibrate=1.0, unloaded=1.0, burst=1.0, recovery=1.5, warmup=0.5, idle=0.5)
 
 
 @dataclass(frozen=True)
@@ -186,16 +188,21 @@ async def measured(run: Run, plan: BurstPlan, limits: Limits, sustainable: float
     normal = max(1.0, sustainable * plan.normal_share)
     fulema = await _start(run, limits, "limited")
     phases: dict[str, Any] = {}
+    cpu_use: dict[str, Any] = {}
     try:
         await run.gen(_spec(run, fulema, "A", f"W{tag}m", mode="closed", concurrency=4,
                             duration=plan.warmup))
         await asyncio.sleep(1.0)  # the warm-up's bucket debt refills
+        with server_cpu(fulema, cpu_use, "idle"):  # its own job loops, no request
+            await asyncio.sleep(plan.idle)
         for who in ("A", "B"):
-            phases[f"{who}_alone"] = await run.gen(_spec(
-                run, fulema, who, f"{who}{tag}u", mode="open", rate=normal,
-                duration=plan.unloaded))
+            with server_cpu(fulema, cpu_use, f"{who}_alone"):
+                phases[f"{who}_alone"] = await run.gen(_spec(
+                    run, fulema, who, f"{who}{tag}u", mode="open", rate=normal,
+                    duration=plan.unloaded))
         await asyncio.sleep(1.0)
         start = time.time() + 3.0  # all three generators are up and waiting by then
+        cpu_use["burst"] = asyncio.create_task(_cpu_over(fulema, start, plan.burst))
         a_burst, b_during, a_after = await asyncio.gather(
             run.gen(_spec(run, fulema, "A", f"A{tag}x", mode="open",
                           rate=sustainable * plan.factor, duration=plan.burst, start_at=start,
@@ -205,6 +212,7 @@ async def measured(run: Run, plan: BurstPlan, limits: Limits, sustainable: float
             run.gen(_spec(run, fulema, "A", f"A{tag}r", mode="open", rate=normal,
                           duration=plan.recovery, start_at=start + plan.burst, timeline=True)))
         phases.update(A_burst=a_burst, B_during=b_during, A_recovery=a_after)
+        cpu_use["burst"] = await cpu_use["burst"]
     finally:
         server.stop(fulema)
     lost = {}
@@ -215,7 +223,28 @@ async def measured(run: Run, plan: BurstPlan, limits: Limits, sustainable: float
         check["refused_in_db"] = sum(1 for i in phases[name].get("refused_ids", [])
                                      if f"{prefix}{i:08d}" in found)
         lost[name] = check
-    return {"normal_rate": normal, "phases": phases, "lost_check": lost}
+    return {"normal_rate": normal, "phases": phases, "lost_check": lost,
+            "server_cpu_s": cpu_use}
+
+
+@contextlib.contextmanager
+def server_cpu(fulema: Proc, into: dict[str, Any], name: str) -> Iterator[None]:
+    """The server's CPU seconds and wall seconds over the block: is it busy or starved?"""
+    pid = fulema.popen.pid
+    cpu0, wait0, t0 = cpu.tree_cpu(pid), cpu.tree_runqueue_wait(pid), time.monotonic()
+    yield
+    into[name] = {"cpu_s": round(cpu.tree_cpu(pid) - cpu0, 3),
+                  "runqueue_wait_s": round(cpu.tree_runqueue_wait(pid) - wait0, 3),
+                  "wall_s": round(time.monotonic() - t0, 3)}
+
+
+async def _cpu_over(fulema: Proc, start: float, seconds: float) -> dict[str, Any]:
+    """The server's CPU over the burst's own window, from its first arrival to its last."""
+    await asyncio.sleep(max(0.0, start - time.time()))
+    into: dict[str, Any] = {}
+    with server_cpu(fulema, into, "burst"):
+        await asyncio.sleep(seconds)
+    return dict(into["burst"])
 
 
 async def run(*, quick: bool = False, db: str = "postgres", plan: BurstPlan | None = None,
@@ -259,6 +288,7 @@ async def run(*, quick: bool = False, db: str = "postgres", plan: BurstPlan | No
             server.stop(sandbox)
     results["normal_rate"] = m["normal_rate"]
     results["lost_check"] = m["lost_check"]
+    results["server_cpu"] = cpu_figures(m["server_cpu_s"], m["phases"])
     results["phases"] = {k: _brief(v) for k, v in m["phases"].items()}
     results["analysis"] = analyse(m["phases"], m["lost_check"], plan=plan)
     results["limiter_cost"] = await limiter_cost.measure(2_000 if quick else 20_000)

@@ -31,8 +31,10 @@ async def _receive() -> Message:
 
 
 def _scope(source: str) -> dict[str, Any]:
-    return {"type": "http", "method": "POST", "path": "/api/v1/orders", "headers": [],
-            "client": (source, 40000), "state": {}}
+    return {"type": "http", "method": "POST", "path": "/api/v1/orders",
+            "raw_path": b"/api/v1/orders", "query_string": b"", "headers": [],
+            "client": (source, 40000), "server": ("127.0.0.1", 8000), "scheme": "http",
+            "http_version": "1.1", "root_path": "", "state": {}}
 
 
 async def _per_call(app: Any, source: str, n: int) -> tuple[float, set[int]]:

@@ -39,6 +39,7 @@ async def test_tiny_burst_on_sqlite_reports_everything_and_loses_nothing(tmp_pat
     assert [g["goal"] for g in a["goals"]][2].startswith("accepted but lost")
     assert all(g["met"] in (True, False, None) for g in a["goals"])
     assert results["limiter_cost"]["refused_us"] > 0
+    assert set(results["server_cpu"]) >= {"A_alone", "B_alone", "burst"}
     assert len(results["loadavg_before"]) == 3
 
 
