@@ -105,16 +105,14 @@ def cpu_figures(used: dict[str, dict[str, float]], phases: dict[str, Any]
     """The server's cores busy per phase, and its CPU per answer beyond its idle use (its own
     job loops): a server near one core is saturated (its event loop queues); one below that
     while long `waiting_for_cpu` is starved by the other processes on the machine. The burst's
-    CPU per refusal is what its window used beyond idle and beyond its accepted creates at the
-    cost a create had when A was alone (the create's background work included)."""
+    figure per answer includes the background work that answers cause (an accepted order is
+    asked about at the channel until it is paid or expires), so it grows with open orders."""
     idle = used["idle"]["cpu_s"] / used["idle"]["wall_s"] if used.get("idle") else 0.0
     answers = {"A_alone": phases["A_alone"]["sent"], "B_alone": phases["B_alone"]["sent"]}
-    b_ok = 0
     if "burst" in used:
         b_in = [s for start, _, s in phases["B_during"].get("timeline", [])
                 if start < used["burst"]["wall_s"]]
         answers["burst"] = phases["A_burst"]["sent"] + len(b_in)
-        b_ok = sum(1 for s in b_in if s == 200)
 
     def beyond_idle(u: dict[str, float]) -> float:
         return max(0.0, u["cpu_s"] - idle * u["wall_s"]) * 1000
@@ -126,12 +124,6 @@ def cpu_figures(used: dict[str, dict[str, float]], phases: dict[str, Any]
                "cpu_ms_per_answer": round(beyond_idle(u) / answers[name], 2)
                if answers.get(name) else None}
         for name, u in used.items() if u["wall_s"]}
-    per_create = out.get("A_alone", {}).get("cpu_ms_per_answer")
-    burst = phases["A_burst"]
-    refused = burst["sent"] - burst["ok"]
-    if per_create and "burst" in used and refused:
-        spare = beyond_idle(used["burst"]) - per_create * (burst["ok"] + b_ok)
-        out["cpu_ms_per_refusal_estimate"] = round(spare / refused, 3)
     return out
 
 
@@ -165,11 +157,10 @@ def render(results: dict[str, Any]) -> str:
         "  server CPU: " + ", ".join(
             f"{k} {v['cores_busy']} cores busy ({v['waiting_for_cpu']} waiting for a CPU), "
             f"{v['cpu_ms_per_answer']} ms per answer"
-            for k, v in results["server_cpu"].items() if isinstance(v, dict))
-        + f"; per refusal ~{results['server_cpu'].get('cpu_ms_per_refusal_estimate')} ms",
-        "  limiter's own cost in process: admitted +{admitted_overhead_us} us, refused "
-        "{refused_us} us per request (bare ASGI call {bare_us} us)".format(
-            **results["limiter_cost"]),
+            for k, v in results["server_cpu"].items()),
+        "  in process: the limiter adds {admitted_overhead_us} us to an admitted request and "
+        "refuses in {refused_us} us; the whole app refuses in {app_refused_us} us (bare ASGI "
+        "call {bare_us} us)".format(**results["limiter_cost"]),
         f"  lost or half-written: {a['lost']}  ({results['lost_check']})",
         "  goals:"]
     for g in a["goals"]:

@@ -10,9 +10,12 @@ apart. `python -m bench.limiter_cost` prints it; `bench.burst` includes it in it
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
@@ -50,8 +53,21 @@ async def _per_call(app: Any, source: str, n: int) -> tuple[float, set[int]]:
     return (time.perf_counter() - start) / n, statuses
 
 
+def _refusing_app(tmp: Path) -> Any:
+    """The real application (every middleware, in its order), with a per-IP limit of one: what
+    a refusal costs in the app, short of uvicorn's own parsing and writing."""
+    from fulema.app import create_app
+    from fulema.core.config import Settings
+
+    base = Settings(database_url=f"sqlite+aiosqlite:///{tmp / 'cost.db'}", data_dir=tmp,
+                    environment="development", run_background=False, seed_demo=False)
+    tight = base.ratelimit.model_copy(update={"ip_api_rate": 0.001, "ip_api_burst": 1})
+    return create_app(base.model_copy(update={"ratelimit": tight}))
+
+
 async def measure(n: int = 20_000) -> dict[str, Any]:
-    """Microseconds per call: bare, through the limiter (admitted), and refused."""
+    """Microseconds per call: bare, through the limiter (admitted), refused by the limiter
+    alone, and refused by the whole application."""
     roomy = RateLimitSection(ip_api_rate=1e9, ip_api_burst=10**9, global_rate=1e9,
                              global_burst=10**9)
     tight = RateLimitSection(ip_api_rate=0.001, ip_api_burst=1)
@@ -60,19 +76,27 @@ async def measure(n: int = 20_000) -> dict[str, Any]:
     refused, no = await _per_call(ProtectionMiddleware(_ok, Protection(tight)), "10.0.0.2", n)
     if ok != {200} or no != {200, 429}:  # the refused run's first call takes its one token
         raise RuntimeError(f"unexpected answers: admitted {ok}, refused {no}")
-    return {"calls": n, "bare_us": round(bare * 1e6, 2),
+    with tempfile.TemporaryDirectory(prefix="fulema-cost-") as tmp:
+        app = _refusing_app(Path(tmp))
+        await _per_call(app, "10.0.0.3", 10)  # the first passes (and builds the stack)
+        in_app, _ = await _per_call(app, "10.0.0.3", n)
+    return {"calls": n, "bare_us": round(bare * 1e6, 2), "app_refused_us": round(in_app * 1e6, 2),
             "admitted_us": round(admitted * 1e6, 2), "refused_us": round(refused * 1e6, 2),
             "admitted_overhead_us": round((admitted - bare) * 1e6, 2),
             "loadavg": [round(x, 2) for x in os.getloadavg()]}
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
     r = asyncio.run(measure())
+    if "--json" in argv:  # for bench.burst, which runs it apart (create_app installs a keyring)
+        sys.stdout.write(json.dumps(r) + "\n")
+        return 0
     print(f"limiter cost in process ({r['calls']} calls each, load {r['loadavg']}): bare ASGI "
           f"call {r['bare_us']} us, admitted {r['admitted_us']} us (+{r['admitted_overhead_us']}"
-          f" us), refused 429 {r['refused_us']} us")
+          f" us), refused 429 {r['refused_us']} us; refused by the whole app "
+          f"{r['app_refused_us']} us")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
