@@ -32,3 +32,15 @@ def process_tree(pid: int) -> list[int]:
 
 def tree_cpu(pid: int) -> float:
     return sum(_cpu(p) for p in process_tree(pid))
+
+
+def tree_runqueue_wait(pid: int) -> float:
+    """Seconds the tree's threads spent runnable but waiting for a CPU (/proc/.../schedstat,
+    second field, ns). Its growth per wall second says how starved the server is by other
+    processes: CPU use below one core with a long wait is a machine too busy, not a server."""
+    total = 0
+    for p in process_tree(pid):
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9

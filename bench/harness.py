@@ -69,13 +69,20 @@ class Ctx:
 async def loadgen(ctx: Ctx, spec: dict[str, Any]) -> dict[str, Any]:
     """One phase in its own process: python -m bench.loadgen SPEC OUT."""
     ctx.specs += 1
-    spec_path = ctx.run_dir / f"spec{ctx.specs:02d}.json"
-    out_path = ctx.run_dir / f"out{ctx.specs:02d}.json"
+    return await run_loadgen(ctx.run_dir, f"{ctx.specs:02d}", spec)
+
+
+async def run_loadgen(run_dir: Path, tag: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """python -m bench.loadgen SPEC OUT in its own process; its files are named by `tag`.
+    Several may run at once (bench.burst drives two merchants side by side)."""
+    spec_path = run_dir / f"spec{tag}.json"
+    out_path = run_dir / f"out{tag}.json"
     spec_path.write_bytes(orjson.dumps(spec))
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}"}
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.loadgen",
                                                 str(spec_path), str(out_path), cwd=ROOT, env=env)
-    limit = float(spec["duration"]) + float(spec.get("grace", 20)) + 300
+    wait = max(0.0, float(spec.get("start_at", 0)) - time.time())
+    limit = float(spec["duration"]) + float(spec.get("grace", 20)) + 300 + wait
     try:
         code = await asyncio.wait_for(proc.wait(), limit)
     except TimeoutError:
@@ -131,7 +138,8 @@ async def idle_rate(pg_db: str, *, window: float = 5.0, tries: int = 3) -> dict[
 
 
 def summarize_phase(result: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in result.items() if k not in {"records", "unresolved"}}
+    return {k: v for k, v in result.items()
+            if k not in {"records", "unresolved", "refused_ids", "timeline"}}
 
 
 async def run_config(ctx: Ctx, kind: str, workers: int, *, hot_only: bool = False

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from bench.httpclient import HttpError, Pool
-from bench.scenarios import Op, OpResult, Targets, build_op
+from bench.scenarios import DEMO_APP_ID, DEMO_SECRET, Op, OpResult, Targets, build_op
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 
@@ -45,15 +45,30 @@ def summarize(latencies: list[float]) -> dict[str, float | None]:
     return out
 
 
+REFUSALS = frozenset({429, 503})  # the limiter's answers: timed on their own (bench.burst)
+
+
 class Tally:
-    def __init__(self) -> None:
+    def __init__(self, *, timeline: bool = False) -> None:
         self.latencies: list[float] = []
         self.errors: Counter[str] = Counter()
         self.records: list[dict[str, Any]] = []
         self.failed: list[int] = []
         self.ok = 0
+        self.refused: list[float] = []  # latencies of 429/503 answers
+        self.refused_ids: list[int] = []
+        # (start offset in s, latency in s, status): per-second figures, e.g. a recovery curve
+        self.timeline: list[tuple[float, float, int]] | None = [] if timeline else None
+        self.t0 = time.perf_counter()
 
-    def add(self, i: int, result: OpResult, latency: float) -> None:
+    def add(self, i: int, result: OpResult, latency: float, started: float | None = None
+            ) -> None:
+        if self.timeline is not None and started is not None:
+            self.timeline.append((round(started - self.t0, 4), round(latency, 5),
+                                  200 if result.ok else result.status or 0))
+        if not result.ok and result.status in REFUSALS:
+            self.refused.append(latency)
+            self.refused_ids.append(i)
         if result.ok:
             self.ok += 1
             self.latencies.append(result.latency if result.latency is not None else latency)
@@ -71,7 +86,7 @@ async def _run_one(op: Op, i: int, started: float, tally: Tally) -> None:
         result = OpResult(ok=False, error=f"transport {exc}")
     except (KeyError, ValueError, orjson.JSONDecodeError) as exc:
         result = OpResult(ok=False, error=f"bad answer {type(exc).__name__}")
-    tally.add(i, result, time.perf_counter() - started)
+    tally.add(i, result, time.perf_counter() - started, started)
 
 
 async def closed_loop(op: Op, *, concurrency: int, duration: float, max_ops: int,
@@ -92,9 +107,9 @@ async def closed_loop(op: Op, *, concurrency: int, duration: float, max_ops: int
 
 
 async def open_loop(op: Op, *, rate: float, duration: float, max_ops: int,
-                    grace: float = 20.0) -> tuple[Tally, float, int]:
+                    grace: float = 20.0, timeline: bool = False) -> tuple[Tally, float, int]:
     """Arrivals at a fixed rate whatever the answers; latency from the scheduled start."""
-    tally = Tally()
+    tally = Tally(timeline=timeline)
     tasks: dict[asyncio.Task[None], int] = {}
     n = min(max_ops, int(rate * duration))
     t0 = time.perf_counter()
@@ -136,8 +151,13 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                       sandbox=_pool(spec.get("sandbox") or spec["server"], pool_size, timeout),
                       receiver=_pool(spec.get("receiver") or spec["server"], pool_size, 70.0),
                       receiver_url=spec.get("receiver") or "", prefix=spec.get("prefix", "B"),
-                      order_ids=list(spec.get("order_ids", [])))
+                      order_ids=list(spec.get("order_ids", [])),
+                      app_id=spec.get("app_id", DEMO_APP_ID), secret=spec.get("secret", DEMO_SECRET),
+                      headers=dict(spec.get("headers", {})))
     op = build_op(spec["op"], targets)
+    start_at = float(spec.get("start_at", 0))  # wall clock: phases in other processes line up
+    if start_at > time.time():
+        await asyncio.sleep(start_at - time.time())
     cpu0 = time.process_time()
     result: dict[str, Any] = {"op": spec["op"], "mode": spec.get("mode", "closed"),
                               "concurrency": conc}
@@ -145,7 +165,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         tally, elapsed, sent = await open_loop(op, rate=float(spec["rate"]),
                                                duration=float(spec["duration"]),
                                                max_ops=int(spec.get("max_ops", 200_000)),
-                                               grace=float(spec.get("grace", 20.0)))
+                                               grace=float(spec.get("grace", 20.0)),
+                                               timeline=bool(spec.get("timeline")))
         result.update(target_rate=float(spec["rate"]), sent=sent)
     else:
         tally, elapsed = await closed_loop(op, concurrency=conc, duration=float(spec["duration"]),
@@ -173,6 +194,11 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                            "errors": dict(retry.errors)}
         tally.records.extend(retry.records)
         result["unresolved"] = sorted(retry.failed)
+    if tally.refused:
+        result["refused_latency_ms"] = summarize(tally.refused)
+        result["refused_ids"] = tally.refused_ids
+    if tally.timeline is not None:
+        result["timeline"] = tally.timeline
     result["records"] = tally.records
     for pool in (targets.server, targets.sandbox, targets.receiver):
         await pool.close()

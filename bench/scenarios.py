@@ -32,6 +32,7 @@ class OpResult:
     error: str | None = None
     latency: float | None = None  # seconds; None -> the runner's own measurement
     record: dict[str, Any] | None = None
+    status: int | None = None  # the HTTP status of a refused or failed answer, if there was one
 
 
 Op = Callable[[int], Awaitable[OpResult]]
@@ -79,15 +80,17 @@ PER_WORKER_CONCURRENCY = 8  # below the server's DB pool (10): no overflow conne
 class Merchant:
     """Signs requests exactly as docs/api.md says a merchant must."""
 
-    def __init__(self, pool: Pool, *, app_id: str = DEMO_APP_ID, secret: str = DEMO_SECRET
-                 ) -> None:
+    def __init__(self, pool: Pool, *, app_id: str = DEMO_APP_ID, secret: str = DEMO_SECRET,
+                 headers: dict[str, str] | None = None) -> None:
         self.pool, self.app_id, self.secret = pool, app_id, secret
+        self.headers = headers or {}  # e.g. X-Forwarded-For: the merchant's own address
 
     async def call(self, method: str, path: str, body: dict[str, Any] | None = None
                    ) -> tuple[int, dict[str, Any]]:
         raw = orjson.dumps(body) if body is not None else b""
         headers = sign_request(app_id=self.app_id, secret=self.secret, method=method, path=path,
                                body=raw, timestamp=int(time.time()))
+        headers.update(self.headers)
         resp = await self.pool.request(method, path, body=raw, headers=headers)
         try:
             doc = orjson.loads(resp.body) if resp.body else {}
@@ -105,7 +108,7 @@ def order_body(out_trade_no: str, *, notify_url: str | None = None) -> dict[str,
 
 
 def _fail(status: int, doc: dict[str, Any]) -> OpResult:
-    return OpResult(ok=False, error=f"{status} {doc.get('code', '')}".strip())
+    return OpResult(ok=False, error=f"{status} {doc.get('code', '')}".strip(), status=status)
 
 
 def path_of(url: str) -> str:
@@ -120,10 +123,13 @@ class Targets:
     receiver_url: str
     prefix: str
     order_ids: list[str] = field(default_factory=list)
+    app_id: str = DEMO_APP_ID  # which merchant app signs (bench.burst drives two)
+    secret: str = DEMO_SECRET
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def build_op(name: str, t: Targets) -> Op:
-    merchant = Merchant(t.server)
+    merchant = Merchant(t.server, app_id=t.app_id, secret=t.secret, headers=t.headers)
 
     async def ping(i: int) -> OpResult:
         resp = await t.server.request("GET", "/ping")

@@ -72,7 +72,7 @@ from fulema.ops import scheduler as _scheduler_models  # noqa: F401 - registers 
 from fulema.ops.api import router as ops_router
 from fulema.ops.bus import NatsPublisher
 from fulema.ops.events_api import router as events_router
-from fulema.ops.monitoring import RequestMetricsMiddleware
+from fulema.ops.monitoring import RequestMetricsMiddleware, count_refusal
 from fulema.payments.api import router as payments_router
 from fulema.payments.callbacks import router as callbacks_router
 from fulema.payments.service import Deps
@@ -217,11 +217,12 @@ def create_app(settings: Settings, *, db: Database | None = None,
     protection = Protection(settings.ratelimit, _bucket_store(settings))
     app.state.protection = protection
     app.state.recent_answers = RecentAnswers()
-    # Added first, so it runs inside the request-id middleware: refusals carry the request id.
-    app.add_middleware(ProtectionMiddleware, protection=protection)
     app.add_middleware(RequestMetricsMiddleware)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware)  # CSP on pages, nosniff, DENY framing
+    # Added last, so it runs first: a refusal costs the limiter only (it adds the request id,
+    # the security headers and its count in the request metrics itself).
+    app.add_middleware(ProtectionMiddleware, protection=protection, on_refuse=count_refusal)
 
     for router in (ops_router, events_router, channels_ops_router, merchants_router,
                    operators_router,

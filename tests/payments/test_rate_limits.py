@@ -8,11 +8,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from fulema.core.channel_settings import RateLimitSection
 from fulema.core.clock import clock
 from fulema.core.config import Settings
+from fulema.gateway.ratelimit import Limit
 from fulema.merchants import service as merchants
 from fulema.payments.models import Order
 from tests.merchants.factories import OPERATOR, active_with_store
@@ -127,3 +129,37 @@ async def test_a_degraded_query_is_answered_from_the_last_seconds(platform: Plat
         clock.reset()
     assert "X-Fulema-Cached" not in late.headers
     assert late.json()["status"] == "CLOSED"
+
+
+def _refusals(endpoint: str) -> float:
+    return REGISTRY.get_sample_value("fulema_http_requests_total",
+                                     {"endpoint": endpoint, "status": "429"}) or 0.0
+
+
+async def test_a_refusal_before_every_middleware_still_carries_what_they_add(
+        platform: Platform) -> None:
+    """The limiter runs first (a refusal must cost as little as possible), so its answer
+    brings its own request id, security headers and count in the request metrics."""
+    before = _refusals("cashier")
+    answers = [await platform.http.post("/pay/q/DEMO000001", headers={"User-Agent": BANK_APP},
+                                        data={"amount": "1.00"}) for _ in range(8)]
+    refused = [a for a in answers if a.status_code == 429]
+    assert refused
+    assert _refusals("cashier") - before == len(refused)
+    ids = {a.headers["X-Request-Id"] for a in refused}
+    assert len(ids) == len(refused)
+    assert all(i.startswith("req_") for i in ids)
+    page = refused[-1]
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    platform.app.state.protection.ip_api = Limit(rate=0.01, burst=1)
+    clock.freeze(clock.now())
+    try:
+        await platform.call("GET", "/api/v1/orders/ord_none")
+        api = await platform.call("GET", "/api/v1/orders/ord_none")
+    finally:
+        clock.reset()
+    assert api.status_code == 429
+    assert api.json()["request_id"] == api.headers["X-Request-Id"]
+    assert api.headers["X-Content-Type-Options"] == "nosniff"

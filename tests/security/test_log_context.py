@@ -18,7 +18,7 @@ from fulema.core.config import Settings
 from fulema.core.logs import configure_logging
 from fulema.points import service as points_service
 from fulema.risk.engine import Engine
-from tests.payments.conftest import APP_ID, Platform, platform
+from tests.payments.conftest import APP_ID, SECRET, Platform, platform
 
 __all__ = ["platform"]
 
@@ -80,3 +80,51 @@ async def test_event_and_notification_lines_name_the_order(
     assert failed[0]["topic"] == "payment.succeeded"
     sent = _lines(log_lines, "notify.attempt")
     assert {x["order_id"] for x in sent} == {order["order_id"]}
+
+
+
+def _test_client_call(line: dict[str, Any], calls: set[str]) -> bool:
+    """A line the test's own HTTP client wrote (it shares the platform's client): not ours."""
+    return line.get("logger") == "httpx" and any(c in line["event"] for c in calls)
+
+
+async def test_one_payment_cycle_names_its_ids_and_leaks_no_secret_or_payer_id(
+        platform: Platform, log_lines: io.StringIO) -> None:
+    """create -> pay -> notify as production logs it (JSON, INFO): the lines written while the
+    create request is handled name that request, the app and the order; every line about the
+    order (channel calls, event handlers, the notification and its HTTP call, the speaker)
+    names the order; no secret, signature or full payer id appears on any line."""
+    payer = "payer_rich"
+    created = await platform.order(amount=2000, payer_id=payer, out_trade_no="LOG-CYCLE-1")
+    assert created.status_code == 200, created.text
+    order = created.json()
+    scan = await platform.wallet("bankpay", "/scan", {"code_url": order["code_url"],
+                                                      "payer_id": payer})
+    assert scan.status_code == 200, scan.text
+    await platform.wait_status(order["order_id"], "SUCCESS")
+    await platform.settle_background()
+    [notified] = platform.receiver.received
+    oid, create_rid = order["order_id"], created.headers["X-Request-Id"]
+    calls = {"POST http://testserver/api/v1/orders ", "/sandbox/bankpay/wallet/scan",
+             f"GET http://testserver/api/v1/orders/{oid} "}
+    raw = log_lines.getvalue()
+    lines = [orjson.loads(x) for x in raw.splitlines() if x.strip()]
+    # the bankpay sandbox is mounted in process: its side of the scan is the channel's, not ours
+    ours = [x for x in lines if not _test_client_call(x, calls)
+            and x.get("request_id") != scan.headers["X-Request-Id"]]
+
+    in_create = [x for x in ours if x.get("request_id") == create_rid]
+    assert any("/sandbox/bankpay/api/orders" in x["event"] for x in in_create), in_create
+    for x in in_create:
+        assert (x["app_id"], x["out_trade_no"], x["order_id"]) == (APP_ID, "LOG-CYCLE-1", oid)
+    about = [x for x in ours if oid in orjson.dumps(x).decode() or "order_id" in x]
+    events = {x["event"].split(" ")[0] for x in about}
+    assert {"notify.attempt", "speaker.feed", "HTTP"} <= events, events
+    assert [x for x in about if x.get("order_id") != oid] == []
+    assert any("/merchant/notify" in x["event"] for x in about)  # the notifier's own call
+    for x in ours:  # a line inside any request names it; outside, a job's line is not in one
+        assert "request_id" in x or "order_id" in x or oid not in orjson.dumps(x).decode()
+
+    signature = notified["headers"]["fulema-signature"].rsplit("v1=", 1)[1]
+    for leak in (SECRET, signature, payer, notified["headers"]["fulema-signature"]):
+        assert leak not in raw

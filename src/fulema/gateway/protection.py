@@ -11,7 +11,9 @@ Three layers, cheapest first, so refused work costs as little as possible:
    IP); answered 429 `RATE_LIMITED` with `Retry-After`. The result pages' status poll
    (`GET /pay/result/{id}/status`, one primary-key read) has its own, larger per-IP bucket:
    payers behind one carrier NAT address share an IP, and their polling must neither starve
-   each other nor spend the budget that limits cashier submissions.
+   each other nor spend the budget that limits cashier submissions. The merchant portal's
+   CSV downloads are charged like the merchant API (global and per IP), so they are marked
+   degraded under load and wait (`shed_when_degraded`); the portal's pages are not limited.
 3. **After authentication** (`admit_app`, called by the merchant API once the signature is
    good, so nobody can spend another merchant's quota by naming its app id): the app's bucket
    per endpoint class (create, query, refund, other) and the app's share of concurrency, so
@@ -38,10 +40,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from fulema.core.channel_settings import RateLimitSection
 from fulema.core.clock import clock
 from fulema.core.errors import ErrorCode, FulemaError
+from fulema.core.ids import new_id
 from fulema.gateway.ratelimit import BucketStore, Charge, Decision, Limit, MemoryBuckets
 
 CALLBACK, CASHIER, CREATE, QUERY, REFUND, MERCHANT, OPS, EXEMPT = (
     "callback", "cashier", "create", "query", "refund", "merchant", "ops", "exempt")
+EXPORT = "export"  # the merchant portal's CSV downloads: charged, so they can be shed
 POLL = "cashier-poll"  # the result pages' status poll: its own, larger per-IP budget
 
 _REFUND = re.compile(r"^/api/v1/orders/[^/]+/refunds$")
@@ -63,6 +67,8 @@ def classify(method: str, path: str) -> str:
         return QUERY if method == "GET" else MERCHANT
     if path.startswith("/ops/"):
         return OPS
+    if path.startswith("/portal/") and path.endswith(".csv"):
+        return EXPORT
     return EXEMPT
 
 
@@ -178,12 +184,19 @@ async def admit_app(request: Request, app_id: str) -> None:
 
 
 class ProtectionMiddleware:
-    """Pure ASGI, outermost after the request id, so refused work is cheap."""
+    """Pure ASGI and the outermost middleware, so a refusal costs the limiter and nothing
+    else: measured in process (bench/limiter_cost.py), the request-id, metrics and security
+    header middlewares in front of it made a 429 cost three to four times the limiter's own
+    work, and under a 10x burst the refusals are most of the requests. A refusal carries
+    what those would have added: a request id, the security headers, and a count in the
+    request metrics through `on_refuse(endpoint class, status)`."""
 
-    def __init__(self, app: ASGIApp, protection: Protection) -> None:
+    def __init__(self, app: ASGIApp, protection: Protection,
+                 on_refuse: Callable[[str, int], None] | None = None) -> None:
         self.app = app
         self.protection = protection
         self.trusted = frozenset(protection.config.trusted_proxies)
+        self.on_refuse = on_refuse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         p = self.protection
@@ -195,11 +208,11 @@ class ProtectionMiddleware:
             await self.app(scope, receive, send)
             return
         if p.overloaded():
-            await _refuse(scope, send, klass, 503, ErrorCode.OVERLOADED, 1.0)
+            await self._refuse(send, klass, 503, ErrorCode.OVERLOADED, 1.0)
             return
         decision = await p.before_auth(klass, _client_ip(scope, self.trusted), scope["path"])
         if not decision.allowed:
-            await _refuse(scope, send, klass, 429, ErrorCode.RATE_LIMITED, decision.retry_after)
+            await self._refuse(send, klass, 429, ErrorCode.RATE_LIMITED, decision.retry_after)
             return
         state = scope.setdefault("state", {})
         if decision.degraded:
@@ -221,23 +234,37 @@ class ProtectionMiddleware:
             for release in scope.get("fulema.release", []):
                 release()
 
+    async def _refuse(self, send: Send, klass: str, status: int, code: ErrorCode,
+                      retry_after: float) -> None:
+        if self.on_refuse is not None:
+            self.on_refuse(klass, status)
+        await _refuse(send, klass, status, code, retry_after)
 
-async def _refuse(scope: Scope, send: Send, klass: str, status: int, code: ErrorCode,
+
+# What web.security_headers adds to every answer (a refusal never reaches it); the refusal
+# page loads nothing, so its policy allows nothing.
+_REFUSAL_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"no-referrer")]
+_PAGE_POLICY = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+
+
+async def _refuse(send: Send, klass: str, status: int, code: ErrorCode,
                   retry_after: float) -> None:
     wait = str(max(1, round(retry_after)))
-    rid = (scope.get("state") or {}).get("request_id", "-")
+    rid = new_id("req")
+    headers = [(b"retry-after", wait.encode()), (b"x-request-id", rid.encode()),
+               *_REFUSAL_HEADERS]
     if klass == CASHIER:  # a payer's phone: a page in their language, not JSON
         body = (f"<!doctype html><meta charset=utf-8><meta name=viewport "
                 f"content='width=device-width'><title>稍后再试</title><p>付款人数较多，请 {wait} "
                 f"秒后再试。</p><p lang=en>Too many requests: please try again in {wait} s.</p>"
                 ).encode()
-        ctype = b"text/html; charset=utf-8"
+        headers += [(b"content-type", b"text/html; charset=utf-8"), _PAGE_POLICY]
     else:
         body = orjson.dumps({"code": code.value, "message": code.description, "request_id": rid})
-        ctype = b"application/json"
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", ctype), (b"retry-after", wait.encode()),
-                            (b"content-length", str(len(body)).encode())]})
+        headers.append((b"content-type", b"application/json"))
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -13,6 +13,7 @@ from collections.abc import Awaitable
 
 import structlog
 
+from fulema.core import logctx
 from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.messaging import speakers
@@ -46,8 +47,8 @@ class SpeakerHub:
                                        expects_ack=self.transport.expects_ack)
             if out is not None:
                 claimed.append(out)
-        results = await asyncio.gather(*(self.transport.send(o.speaker_id, o.body)
-                                         for o in claimed), return_exceptions=True)
+        results = await asyncio.gather(*(self._send(o) for o in claimed),
+                                       return_exceptions=True)
         for out, result in zip(claimed, results, strict=True):
             if isinstance(result, TransportDown):
                 log.warning("speaker.send_deferred", message_id=out.message_id,
@@ -57,6 +58,12 @@ class SpeakerHub:
             else:
                 sent += 1
         return sent
+
+    async def _send(self, out: speakers.Outgoing) -> None:
+        """One message, its transport's log lines naming the order it announces."""
+        with logctx.scope(order_id=str(out.body.get("order_id") or "") or None,
+                          message_id=out.message_id):
+            await self.transport.send(out.speaker_id, out.body)
 
     async def on_up(self, speaker_id: str, kind: str, payload: bytes) -> None:
         """A device's acknowledgement or hello. A malformed or foreign acknowledgement is

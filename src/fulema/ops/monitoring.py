@@ -124,9 +124,16 @@ async def readiness(db: Database, *, redis_url: str, max_unsequenced_seconds: fl
     return all(v == "ok" for v in checks.values()), checks
 
 
+def count_refusal(endpoint: str, status: int) -> None:
+    """A request the limits refused before this middleware saw it (gateway/protection.py
+    runs first, so a refusal costs as little as possible): counted like any answer."""
+    REQUESTS.labels(endpoint, str(status)).inc()
+
+
 class RequestMetricsMiddleware:
     """Requests, latency and in-flight count by endpoint class (never by path: order ids in
-    paths would make one time series per order). Refusals by the limits are counted too."""
+    paths would make one time series per order). Refusals by the limits, which never reach
+    it, are counted by `count_refusal`."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -30,7 +30,7 @@ import structlog
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fulema.core import payer_ids
+from fulema.core import logctx, payer_ids
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.db import Database
@@ -152,8 +152,10 @@ async def deliver_due(db: Database, settings: Settings, http: httpx.AsyncClient,
     gate = asyncio.Semaphore(DELIVERY_CONCURRENCY)
 
     async def one(notification_id: str) -> int:
+        # each delivery's lines (the HTTP call's too) name it and, once read, its order
         async with gate:
-            return await _deliver_one(db, settings, http, notification_id, policy)
+            with logctx.scope(notification_id=notification_id):
+                return await _deliver_one(db, settings, http, notification_id, policy)
 
     return sum(await asyncio.gather(*(one(n) for n in due)))
 
@@ -172,6 +174,7 @@ async def _deliver_one(db: Database, settings: Settings, http: httpx.AsyncClient
         assert n is not None
         url, body, app_id, attempts = n.url, wire_body(n.body), n.app_id, n.attempts
         order_id = n.order_id
+    logctx.bind(order_id=order_id)
     started = time.perf_counter()
     status: int | None = None
     error: str | None = None

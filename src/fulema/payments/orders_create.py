@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from fulema.channels.detect import detect_payer_code
+from fulema.core import logctx
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.db import Database, is_retryable, table_of
@@ -145,6 +146,7 @@ async def create_order(deps: Deps, *, merchant_id: str, app_id: str, new: NewOrd
                                        channel=channel, nonce=nonce, quote=quote,
                                        notify_url=new.notify_url or default_notify_url,
                                        decision=decision, picks=picks)
+    logctx.bind(order_id=order.id)  # the channel call's lines (and any failure's) name it
     if mine or (order.status == OrderStatus.CREATED
                 and await _claim_channel_step(deps.db, order.id)):
         if new.way_code == WayCode.BARCODE:

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from fulema.core.clock import clock
 from fulema.payments import portal_reads as reads
 from tests.web.portal.kit import Kit, csrf
 
@@ -189,4 +190,28 @@ async def test_a_post_without_the_csrf_token_changes_nothing(kit: Kit) -> None:
         assert rotate.status_code == 403
     view = (await kit.p.call("GET", f"/api/v1/orders/{order['order_id']}")).json()
     assert view["refunded_amount"] == 0  # and the demo secret still signs (the call worked)
+    await http.aclose()
+
+
+async def test_exports_wait_while_the_platform_is_degraded_and_pages_do_not(kit: Kit) -> None:
+    """Past the soft level (gateway/protection.py) the portal's CSV downloads answer 429
+    RATE_LIMITED with Retry-After before reading anything; the pages themselves are served."""
+    http = await kit.login("a-owner")
+    protection = kit.p.app.state.protection
+    protection.global_limit = type(protection.global_limit)(rate=0.01, burst=10)
+    clock.freeze(clock.now())  # the global bucket does not refill meanwhile
+    try:
+        fresh = [await http.get("/portal/reports.csv") for _ in range(8)]  # 10 -> 2 tokens
+        report = await http.get("/portal/reports.csv")  # 1 left: under the soft level
+        statement = await http.get("/portal/statements/stb_a_0001.csv")
+        page = await http.get("/portal/reports")
+    finally:
+        clock.reset()
+    assert [r.status_code for r in fresh] == [200] * 8
+    for resp in (report, statement):
+        assert resp.status_code == 429, resp.text
+        assert resp.json()["code"] == "RATE_LIMITED"
+        assert "reports and exports wait" in resp.json()["message"]
+        assert int(resp.headers["Retry-After"]) >= 1
+    assert page.status_code == 200
     await http.aclose()

@@ -11,10 +11,11 @@ import io
 from typing import Any
 
 import segno
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from starlette.responses import RedirectResponse, Response
 
 from fulema.core.errors import ErrorCode, FulemaError
+from fulema.gateway.protection import shed_when_degraded
 from fulema.merchants import plates, users
 from fulema.merchants import service as merchants
 from fulema.merchants.user_rules import Permission
@@ -39,7 +40,7 @@ async def statements(request: Request) -> Response:
                   can_export=ctx.may(Permission.EXPORT), **ctx.page())
 
 
-@router.get("/statements/{batch_id}.csv")
+@router.get("/statements/{batch_id}.csv", dependencies=[Depends(shed_when_degraded)])
 @auth.page(Permission.EXPORT)
 async def statement_csv(request: Request, batch_id: str) -> Response:
     ctx = auth.ctx_of(request)

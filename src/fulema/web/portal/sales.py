@@ -13,13 +13,14 @@ import secrets
 from datetime import date, timedelta
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from starlette.responses import RedirectResponse, Response
 
 from fulema.core.clock import clock
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.money import Money
 from fulema.core.vocab import ChannelName
+from fulema.gateway.protection import shed_when_degraded
 from fulema.merchants import service as merchants
 from fulema.merchants.user_rules import Permission
 from fulema.payments import portal_reads as reads
@@ -225,7 +226,7 @@ async def reports(request: Request) -> Response:
                   can_export=ctx.may(Permission.EXPORT), **ctx.page())
 
 
-@router.get("/reports.csv")
+@router.get("/reports.csv", dependencies=[Depends(shed_when_degraded)])
 @auth.page(Permission.EXPORT)
 async def reports_csv(request: Request) -> Response:
     ctx = auth.ctx_of(request)
