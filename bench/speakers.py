@@ -225,6 +225,8 @@ async def run(args: argparse.Namespace) -> None:
 
     n = int(args.rate * args.seconds)
     interval = 1.0 / args.rate
+    load_before = os.getloadavg()
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     rtt_task = asyncio.create_task(rtt_in_own_process(args.broker, prefix,
                                                       max(50, int(args.seconds * 30))))
     start = time.perf_counter()
@@ -240,6 +242,9 @@ async def run(args: argparse.Namespace) -> None:
         if delay > 0:
             await asyncio.sleep(delay)
     sent_for = time.perf_counter() - start
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_used = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime
+                                                             - cpu_before.ru_stime)
     rtt_during = await rtt_task
 
     deadline = time.monotonic() + 30
@@ -292,6 +297,15 @@ async def run(args: argparse.Namespace) -> None:
           f"p99 {pct(latencies, .99) / pct(rtt_during, .99):.1f}x; goal p99 <= 200 ms: "
           f"{'met' if pct(latencies, .99) <= 200 else 'NOT met'}")
     print(f"mean {statistics.fmean(latencies):.1f} ms")
+    print(f"platform process CPU while paying: {cpu_used:.1f} s in {sent_for:.1f} s "
+          f"({100 * cpu_used / sent_for:.0f}% of one core, {1000 * cpu_used / n:.1f} ms a "
+          f"payment, the load generator's own commits included)")
+    print(f"load average before {fmt_load(load_before)}, after {fmt_load(os.getloadavg())} "
+          f"({os.cpu_count()} cores)")
+
+
+def fmt_load(load: tuple[float, float, float]) -> str:
+    return " ".join(f"{x:.2f}" for x in load)
 
 
 def main() -> None:

@@ -39,6 +39,7 @@ from fulema.core.ids import new_id
 from fulema.core.outbound import OutboundPolicy, OutboundRefused, pinned_request
 from fulema.gateway.signing import notification_signature
 from fulema.merchants import service as merchants
+from fulema.payments.deps import WebhookSwitch
 from fulema.payments.models import Notification, NotificationAttempt, Order
 from fulema.payments.schemas import NotificationAttemptOut, NotificationOut
 from fulema.payments.views import attempt_view, notification_view
@@ -85,6 +86,20 @@ def stage(session: AsyncSession, *, event_id: str, topic: str, payload: dict[str
         app_id=payload["app_id"], order_id=payload["order_id"], kind=topic, url=url,
         body=orjson.dumps(body).decode(), status=PENDING, attempts=0,
         next_attempt_at=now, created_at=now))
+
+
+async def stage_if_wanted(session: AsyncSession, switch: WebhookSwitch, *, event_id: str,
+                          topic: str, payload: dict[str, Any]) -> bool:
+    """`stage`, if the payload names a notify_url and the merchant's webhook switch for the
+    topic is on (docs/messaging.md, Subscriptions). Answers whether it was staged."""
+    if not payload.get("notify_url"):
+        return False
+    if not await switch(session, merchant_id=str(payload["merchant_id"]), topic=topic):
+        log.info("notify.switched_off", merchant_id=payload["merchant_id"], topic=topic,
+                 event_id=event_id)
+        return False
+    stage(session, event_id=event_id, topic=topic, payload=payload)
+    return True
 
 
 async def _post(policy: OutboundPolicy, http: httpx.AsyncClient, url: str, body: bytes,
