@@ -15,7 +15,6 @@ retries and backoff, and the operator's search and resend.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,6 +32,7 @@ from fulema.core.masking import mask_identifier, mask_phone
 from fulema.messaging import subscriptions, templates
 from fulema.messaging.delivery import Deliverer, Outcome, OutgoingMessage
 from fulema.messaging.models import MessageDelivery
+from fulema.messaging.schemas import DeliveryOut
 
 log = structlog.get_logger(__name__)
 
@@ -160,37 +160,19 @@ async def _deliver_one(db: Database, settings: Settings, deliverers: dict[str, D
 # --- the operator's view: search and resend ----------------------------------------------
 
 
-@dataclass(frozen=True)
-class DeliveryView:
-    delivery_id: str
-    event_id: str
-    event: str
-    merchant_id: str
-    channel: str
-    recipient: str  # masked
-    text: str
-    status: str
-    attempts: int
-    next_attempt_at: datetime | None
-    last_error: str | None
-    provider_ref: str | None
-    sent_at: datetime | None
-    created_at: datetime
-
-
-def delivery_view(d: MessageDelivery) -> DeliveryView:
-    return DeliveryView(delivery_id=d.id, event_id=d.event_id, event=d.event,
-                        merchant_id=d.merchant_id, channel=d.channel,
-                        recipient=d.recipient_masked, text=d.text, status=d.status,
-                        attempts=d.attempts, next_attempt_at=d.next_attempt_at,
-                        last_error=d.last_error, provider_ref=d.provider_ref,
-                        sent_at=d.sent_at, created_at=d.created_at)
+def delivery_view(d: MessageDelivery) -> DeliveryOut:
+    return DeliveryOut(delivery_id=d.id, event_id=d.event_id, event=d.event,
+                       merchant_id=d.merchant_id, channel=d.channel,
+                       recipient=d.recipient_masked, text=d.text, status=d.status,
+                       attempts=d.attempts, next_attempt_at=d.next_attempt_at,
+                       last_error=d.last_error, provider_ref=d.provider_ref,
+                       sent_at=d.sent_at, created_at=d.created_at)
 
 
 async def search(db: Database, *, merchant_id: str | None = None, channel: str | None = None,
                  status: str | None = None, since: datetime | None = None,
                  until: datetime | None = None, event_id: str | None = None, limit: int = 50,
-                 starting_after: str | None = None) -> list[DeliveryView]:
+                 starting_after: str | None = None) -> list[DeliveryOut]:
     """Newest first (ids are time-ordered); `starting_after` is the previous page's last id."""
     q = select(MessageDelivery).order_by(MessageDelivery.id.desc()).limit(limit)
     for column, value in ((MessageDelivery.merchant_id, merchant_id),
@@ -208,7 +190,7 @@ async def search(db: Database, *, merchant_id: str | None = None, channel: str |
         return [delivery_view(d) for d in await s.scalars(q)]
 
 
-async def resend(db: Database, *, delivery_id: str, operator: str) -> DeliveryView:
+async def resend(db: Database, *, delivery_id: str, operator: str) -> DeliveryOut:
     """Queue a message again now, whatever its state (a DEAD one gets one more attempt; the
     provider drops an id it has already sent). Written to the audit trail."""
     async with db.transaction() as s:
