@@ -96,6 +96,7 @@ class Dispatcher:
         self.poll_seconds = poll_seconds
         self._registered = False
         self._head = 0  # the newest seq this process has seen numbered
+        self._archived = 0  # the archive boundary it has seen
         self._known: dict[str, int] = {}  # each consumer's position when last read here
 
     # -- registration -------------------------------------------------------------------
@@ -126,9 +127,17 @@ class Dispatcher:
         async with self.db.transaction() as s:
             waiting = await s.scalar(select(OutboxEvent.id).where(OutboxEvent.seq.is_(None))
                                      .limit(1))
+            self._saw(await s.get(EventStream, STREAM))
         if waiting is None:
             return 0
         return await retry_on_conflict(self._sequence_locked)
+
+    def _saw(self, stream: EventStream | None) -> None:
+        """Remember the newest head and archive boundary seen (hints for the consumer loops:
+        a stale one costs a wasted claim or a later wake, never a skipped event)."""
+        if stream is not None:
+            self._head = max(self._head, stream.last_seq)
+            self._archived = max(self._archived, stream.archived_through)
 
     async def _sequence_locked(self) -> int:
         async with self.db.transaction() as s:
@@ -143,6 +152,7 @@ class Dispatcher:
             first = stream.last_seq + 1
             await s.execute(_SET_SEQ, [{"b_id": i, "b_seq": first + n} for n, i in enumerate(ids)])
             stream.last_seq = first + len(ids) - 1
+            self._saw(stream)
         return len(ids)
 
     # -- delivery -----------------------------------------------------------------------
@@ -172,7 +182,7 @@ class Dispatcher:
             state = await s.get(ConsumerState, name)
         if stream is None or state is None:
             return 0, False
-        self._head = max(self._head, stream.last_seq)
+        self._saw(stream)
         self._known[name] = state.position
         metrics.LAG.labels(name).set(stream.last_seq - state.position)
         due = state.retry_at is None or state.retry_at <= now
@@ -193,7 +203,8 @@ class Dispatcher:
                 update(ConsumerState).where(
                     ConsumerState.name == name,
                     or_(ConsumerState.claimed_until.is_(None), ConsumerState.claimed_until < now),
-                    or_(ConsumerState.retry_at.is_(None), ConsumerState.retry_at <= now))
+                    or_(ConsumerState.retry_at.is_(None), ConsumerState.retry_at <= now),
+                    ConsumerState.position < head)
                 .values(claimed_by=self.worker_id,
                         claimed_until=now + timedelta(seconds=self.claim_seconds))
                 .execution_options(synchronize_session=False))
@@ -264,6 +275,7 @@ class Dispatcher:
         metrics.DELIVERED.labels(consumer.name).inc(delivered)
         metrics.LAG.labels(consumer.name).set(head - position)
         metrics.BLOCKED.labels(consumer.name).set(1 if blocked_since else 0)
+        self._known[consumer.name] = position
         return delivered, position != start
 
     async def _serve_batch(self, consumer: Consumer, events: list[Event], attempts: int) -> bool:
@@ -320,10 +332,6 @@ class Dispatcher:
                     if not self._registered:
                         await self.register()
                     await self._sequence_all()
-                    async with self.db.transaction() as s:
-                        self._head = max(self._head, await s.scalar(
-                            select(EventStream.last_seq).where(EventStream.name == STREAM))
-                            or 0)
                 except Exception as exc:
                     log.error("events.round_failed", error=short_error(exc))
                 numbered.notify()
@@ -346,11 +354,19 @@ class Dispatcher:
         while True:
             seen = numbered.generation
             moved = False
-            if timed_out or self._head > self._known.get(name, -1):
-                try:
+            head = self._head
+            try:
+                if timed_out:  # read the truth now and then: retries come due, others move
                     _, moved = await self._serve_if_due(name)
-                except Exception as exc:
-                    log.error("events.round_failed", consumer=name, error=short_error(exc))
+                elif head > self._known.get(name, -1):
+                    # Woken by numbering: straight to the claim, which checks that the
+                    # consumer is behind, due and free (no read before it on the hot path).
+                    _, moved = await self._serve_moved(self.consumers[name], head,
+                                                       self._archived)
+                    if not moved:
+                        self._known[name] = max(self._known.get(name, -1), head)
+            except Exception as exc:
+                log.error("events.round_failed", consumer=name, error=short_error(exc))
             if not moved:
                 await numbered.wait(seen, self.poll_seconds)
                 timed_out = numbered.generation == seen
