@@ -6,7 +6,9 @@ payment.succeeded event in the transaction that commits it) to `acked_at` (the m
 platform recorded the speaker's acknowledgement). In between: the outbox dispatcher wakes on
 the commit, the `messaging.speaker` consumer records the signed message, the speaker hub sends
 it (QoS 1), the broker delivers it, the device checks the signature and acknowledges (QoS 1),
-the hub reads the ack and records it.
+the hub reads the ack and records it. Printed beside: the broker's own round trip and the
+database's own (a one-row read), each from a process of its own, in the same run, and the
+platform process's CPU time per payment; with the load average before and after.
 
 Payments arrive at a fixed rate (default 30/s, about the full payment cycle's rate in
 docs/performance.md) on stores chosen at random among the 1,000, each with its own speaker.
@@ -41,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 
 from fulema.core.clock import clock
 from fulema.core.config import Settings
@@ -158,6 +160,23 @@ async def device_worker(args: argparse.Namespace) -> None:
         t.cancel()
 
 
+async def db_rtt_worker(args: argparse.Namespace) -> None:
+    """The database's own round trip, from a process of its own: a transaction that reads one
+    row, every 30 ms, while the payments flow (what any query of the path costs at least)."""
+    db = Database(args.url)
+    out = []
+    try:
+        for _ in range(args.count):
+            t0 = time.perf_counter()
+            async with db.transaction() as s:
+                await s.execute(text("SELECT 1"))
+            out.append((time.perf_counter() - t0) * 1000)
+            await asyncio.sleep(0.03)
+    finally:
+        await db.dispose()
+    print(json.dumps(out), flush=True)
+
+
 async def rtt_worker(args: argparse.Namespace) -> None:
     host, _, port_text = args.broker.partition(":")
     values = await broker_round_trip(host, int(port_text or 1883), args.prefix, args.count)
@@ -171,7 +190,11 @@ async def spawn(*argv: str) -> asyncio.subprocess.Process:
 
 
 async def rtt_in_own_process(broker: str, prefix: str, n: int) -> list[float]:
-    proc = await spawn("--rtt-worker", "--count", str(n), "--prefix", prefix, "--broker", broker)
+    return await values_of(await spawn("--rtt-worker", "--count", str(n), "--prefix", prefix,
+                                       "--broker", broker))
+
+
+async def values_of(proc: asyncio.subprocess.Process) -> list[float]:
     out, _ = await proc.communicate()
     values: list[float] = json.loads(out.decode().strip().splitlines()[-1])
     return values
@@ -225,8 +248,12 @@ async def run(args: argparse.Namespace) -> None:
 
     n = int(args.rate * args.seconds)
     interval = 1.0 / args.rate
+    load_before = os.getloadavg()
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     rtt_task = asyncio.create_task(rtt_in_own_process(args.broker, prefix,
                                                       max(50, int(args.seconds * 30))))
+    db_rtt_task = asyncio.create_task(values_of(await spawn(
+        "--db-rtt-worker", "--count", str(max(50, int(args.seconds * 25))), "--url", url)))
     start = time.perf_counter()
     for i in range(n):
         store = random.choice(stores)
@@ -240,7 +267,11 @@ async def run(args: argparse.Namespace) -> None:
         if delay > 0:
             await asyncio.sleep(delay)
     sent_for = time.perf_counter() - start
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_used = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime
+                                                             - cpu_before.ru_stime)
     rtt_during = await rtt_task
+    db_rtt = await db_rtt_task
 
     deadline = time.monotonic() + 30
     latencies: list[float] = []
@@ -248,22 +279,22 @@ async def run(args: argparse.Namespace) -> None:
         async with db.transaction() as s:
             rows = (await s.execute(select(SpeakerMessage.paid_at, SpeakerMessage.acked_at,
                                            SpeakerMessage.created_at,
-                                           SpeakerMessage.last_sent_at,
                                            SpeakerMessage.attempts)
                                     .where(SpeakerMessage.status == "ACKED"))).all()
         if len(rows) >= n:
             break
         await asyncio.sleep(0.2)
     latencies = [(r.acked_at - r.paid_at).total_seconds() * 1000 for r in rows]
-    # where the time goes: event -> consumer recorded it; recorded -> hub sent it (first
-    # sends only); sent -> acknowledgement recorded (broker, device, broker, hub)
+    # where the time goes: event committed -> the consumer recorded the announcement (numbered,
+    # consumer woken, claimed, recorded); recorded -> acknowledgement recorded (the record's
+    # commit, the hub's QoS 1 publish, the broker, the device, its ack, the ack's batch write).
+    # The consumer claims the first send in its own transaction (`last_sent_at` = recorded), so
+    # the hub's pickup is inside the second stage; first sends only.
     first = [r for r in rows if r.attempts == 1]
     stages = {
         "dispatch (paid -> recorded)": [(r.created_at - r.paid_at).total_seconds() * 1000
                                         for r in rows],
-        "hub pickup (recorded -> sent)": [(r.last_sent_at - r.created_at).total_seconds() * 1000
-                                          for r in first],
-        "round trip (sent -> ack)": [(r.acked_at - r.last_sent_at).total_seconds() * 1000
+        "recorded -> ack recorded": [(r.acked_at - r.created_at).total_seconds() * 1000
                                      for r in first],
     }
 
@@ -288,10 +319,20 @@ async def run(args: argparse.Namespace) -> None:
             print(f"  {name:<30} {summary(values)}")
     print(f"broker round trip, idle          {summary(idle_rtt)}")
     print(f"broker round trip, under load    {summary(rtt_during)}")
+    print(f"database round trip, under load {summary(db_rtt)} (BEGIN; SELECT 1; COMMIT)")
     print(f"ratio p50 platform/broker(load)  {pct(latencies, .5) / pct(rtt_during, .5):.1f}x; "
           f"p99 {pct(latencies, .99) / pct(rtt_during, .99):.1f}x; goal p99 <= 200 ms: "
           f"{'met' if pct(latencies, .99) <= 200 else 'NOT met'}")
     print(f"mean {statistics.fmean(latencies):.1f} ms")
+    print(f"platform process CPU while paying: {cpu_used:.1f} s in {sent_for:.1f} s "
+          f"({100 * cpu_used / sent_for:.0f}% of one core, {1000 * cpu_used / n:.1f} ms a "
+          f"payment, the load generator's own commits included)")
+    print(f"load average before {fmt_load(load_before)}, after {fmt_load(os.getloadavg())} "
+          f"({os.cpu_count()} cores)")
+
+
+def fmt_load(load: tuple[float, float, float]) -> str:
+    return " ".join(f"{x:.2f}" for x in load)
 
 
 def main() -> None:
@@ -308,9 +349,13 @@ def main() -> None:
     p.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--prefix", default="", help=argparse.SUPPRESS)
+    p.add_argument("--url", default="", help=argparse.SUPPRESS)
+    p.add_argument("--db-rtt-worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.device_worker:
         asyncio.run(device_worker(args))
+    elif args.db_rtt_worker:
+        asyncio.run(db_rtt_worker(args))
     elif args.rtt_worker:
         asyncio.run(rtt_worker(args))
     else:

@@ -53,6 +53,7 @@ from fulema.merchants.demo_seed import DEMO_PLATE
 from fulema.merchants.service import approval_actions as merchant_approval_actions
 from fulema.messaging import jobs as messaging_jobs
 from fulema.messaging import models as _messaging_models  # noqa: F401 - registers tables
+from fulema.messaging import subscriptions as message_subscriptions
 from fulema.messaging.api import feed_router as speaker_feed_router
 from fulema.messaging.api import router as messaging_router
 from fulema.messaging.delivery import build_deliverers
@@ -207,7 +208,10 @@ def create_app(settings: Settings, *, db: Database | None = None,
     app.state.channels = channels
     app.state.onboarding_ports = build_onboarding(settings, http)  # sub-merchant registration
     app.state.payouts = payouts or build_payouts(settings)
-    app.state.payments = Deps(db=db, settings=settings, channels=channels)
+    # The merchant's webhook switch lives in the message center; the payment core asks it
+    # through its port (payments/deps.py), never importing messaging.
+    app.state.payments = Deps(db=db, settings=settings, channels=channels,
+                              webhook_switch=message_subscriptions.webhook_enabled)
     app.state.operator_directory = OperatorDirectory(db)  # core.web.OperatorDirectory
     app.state.approval_actions = declared_approval_actions()
     app.state.speakers = SpeakerHub(db, settings)  # MQTT, or the log feed without a broker

@@ -262,6 +262,42 @@ async def test_a_commit_wakes_the_dispatcher_without_waiting_for_a_poll(db: Data
             await task
 
 
+async def test_a_slow_consumer_does_not_hold_back_another_while_running(db: Database) -> None:
+    """`run_forever` serves each consumer in a loop of its own: the speakers hear a payment
+    while the ledger is still busy with the one before (docs/events.md, Wake-ups)."""
+    release, speaker_got = asyncio.Event(), Recorder()
+    ledger_got: list[int] = []
+
+    async def slow_ledger(_db: Database, event: Event) -> None:
+        await release.wait()
+        ledger_got.append(int(event.payload["n"]))
+
+    d = Dispatcher(db, [Consumer("ledger.postings", slow_ledger, start=Start.NOW),
+                        Consumer("messaging.speakers", speaker_got, start=Start.NOW)],
+                   poll_seconds=3600)
+    await d.register()
+    task = asyncio.create_task(d.run_forever())
+    try:
+        await asyncio.sleep(0.05)
+        await publish_many(db, range(2))
+        for _ in range(200):
+            if speaker_got.got == [0, 1]:
+                break
+            await asyncio.sleep(0.05)
+        assert speaker_got.got == [0, 1]  # heard while the ledger is stuck at the first
+        assert ledger_got == []
+        release.set()
+        for _ in range(200):
+            if ledger_got == [0, 1]:
+                break
+            await asyncio.sleep(0.05)
+        assert ledger_got == [0, 1]  # and the ledger, released, gets both, in order
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
 @pytest.mark.parametrize("backend", ["postgres", "mysql"])
 async def test_an_event_that_commits_late_is_not_skipped(backend: str, tmp_path: object) -> None:
     """Ids and created_at are made before commit; a transaction that began first may commit

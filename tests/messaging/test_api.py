@@ -52,8 +52,8 @@ async def test_a_risk_alert_becomes_one_notice_until_read(platform: Platform) ->
     event = Event(id=new_id("evt"), topic="risk.alert", payload={
         "alert_id": "ral_1", "kind": "velocity", "merchant_id": p.merchant_id,
         "severity": "high", "summary": "30 payments in a minute from one payer"})
-    await notices.notice_from_alert(p.db, event)
-    await notices.notice_from_alert(p.db, event)  # delivered again
+    await notices.notice_from_event(p.db, event)
+    await notices.notice_from_event(p.db, event)  # delivered again
 
     [n] = (await p.http.get("/ops/v1/messages/notices", headers=OPS)).json()["data"]
     assert n["summary"] == "[high] velocity: 30 payments in a minute from one payer"

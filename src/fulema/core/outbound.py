@@ -33,7 +33,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
+import structlog
+
 from fulema.core.errors import ErrorCode, FulemaError
+
+log = structlog.get_logger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -172,6 +177,50 @@ def pinned_request(target: Target) -> tuple[str, dict[str, str], dict[str, str]]
     url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     return url, {"Host": host_header}, extensions
+
+
+@dataclass(frozen=True)
+class PostResult:
+    """What one outbound POST came to. `reason` (our own words, never the answer's text) is
+    set when no answer came: not sent (`permanent` when the policy will never allow the URL),
+    timed out, could not connect."""
+
+    status: int | None
+    head: bytes = b""
+    reason: str | None = None
+    permanent: bool = False
+
+
+async def post_bounded(policy: OutboundPolicy, http: httpx.AsyncClient, url: str, body: bytes,
+                       headers: dict[str, str], *, read_bytes: int,
+                       seconds: float = 10.0) -> PostResult:
+    """POST `body` where the policy allows: the URL checked again and its host resolved once
+    (`OutboundPolicy.resolve`), the request sent to the checked address (`pinned_request`),
+    redirects not followed, and no more than `read_bytes` of the answer read (an address that
+    answers without end cannot hold a worker). Every failure is a result, never an exception:
+    the merchant notifications and the SMS and push adapters share this one door."""
+    try:
+        target = await policy.resolve(url)
+    except OutboundRefused as exc:
+        return PostResult(None, reason=f"not sent: {exc.reason}", permanent=exc.permanent)
+    post_url, pinned, extensions = pinned_request(target)
+    try:
+        async with http.stream("POST", post_url, content=body, headers={**headers, **pinned},
+                               extensions=extensions, timeout=seconds,
+                               follow_redirects=False) as response:
+            head = b""
+            async for chunk in response.aiter_bytes():
+                head += chunk
+                if len(head) > read_bytes:
+                    break
+    except httpx.TimeoutException:
+        return PostResult(None, reason="timed out")
+    except httpx.TransportError as exc:
+        return PostResult(None, reason=f"could not connect or send ({type(exc).__name__})")
+    except Exception as exc:  # InvalidURL, a bad header, anything: a result, not a jam
+        log.warning("outbound.error", error_type=type(exc).__name__)
+        return PostResult(None, reason=f"delivery failed ({type(exc).__name__})")
+    return PostResult(response.status_code, head[:read_bytes])
 
 
 def parse_ip_literal(host: str) -> IPAddress | None:

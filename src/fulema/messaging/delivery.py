@@ -34,7 +34,7 @@ import structlog
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.crypto import hmac_sha256_hex
-from fulema.core.outbound import OutboundPolicy, OutboundRefused, pinned_request
+from fulema.core.outbound import OutboundPolicy, post_bounded
 
 log = structlog.get_logger(__name__)
 
@@ -71,26 +71,10 @@ def sms_signature(secret: str, *, timestamp: int, nonce: str, body: bytes) -> st
 
 async def _post(policy: OutboundPolicy, http: httpx.AsyncClient, url: str, body: bytes,
                 headers: dict[str, str]) -> tuple[int | None, bytes, str | None]:
-    """(status, the head of the answer, our reason when nothing came back)."""
-    try:
-        target = await policy.resolve(url)
-    except OutboundRefused as exc:
-        return None, b"", f"not sent: {exc.reason}"
-    post_url, pinned, extensions = pinned_request(target)
-    try:
-        async with http.stream("POST", post_url, content=body,
-                               headers={**headers, **pinned}, extensions=extensions,
-                               timeout=10.0, follow_redirects=False) as response:
-            head = b""
-            async for chunk in response.aiter_bytes():
-                head += chunk
-                if len(head) > READ_BYTES:
-                    break
-    except httpx.TimeoutException:
-        return None, b"", "timed out"
-    except httpx.TransportError as exc:
-        return None, b"", f"could not connect or send ({type(exc).__name__})"
-    return response.status_code, head[:READ_BYTES], None
+    """(status, the head of the answer, our reason when nothing came back), through the
+    outbound door shared with the merchant notifications (`core.outbound.post_bounded`)."""
+    result = await post_bounded(policy, http, url, body, headers, read_bytes=READ_BYTES)
+    return result.status, result.head, result.reason
 
 
 def _json(head: bytes) -> dict[str, object]:

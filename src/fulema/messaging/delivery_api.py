@@ -24,6 +24,7 @@ from fulema.core.web import (
 )
 from fulema.gateway.signed import SIGNED, Signed, parse_body
 from fulema.messaging import fanout, subscriptions
+from fulema.messaging.schemas import DeliveryOut, DeliveryStatus
 
 ops_router = APIRouter(prefix="/ops/v1/messages", tags=["operations: messages"],
                        route_class=OperatorRoute)
@@ -32,13 +33,13 @@ merchant_router = APIRouter(prefix="/api/v1", tags=["merchant API"])
 Db = Annotated[Database, Depends(get_db)]
 Reader = Annotated[str, Depends(require_role("admin", "reviewer"))]
 Admin = Annotated[str, Depends(require_role("admin"))]
-Status = Literal["QUEUED", "SENT", "FAILED", "DEAD"]
 SUBSCRIPTION_ERRORS = (E.UNKNOWN_MESSAGE_EVENT, E.UNKNOWN_MESSAGE_CHANNEL, E.INVALID_PHONE,
                        E.MESSAGE_RECIPIENT_MISSING)
 
 
 class SwitchIn(BaseModel):
-    event: str = Field(max_length=64, description="payment.succeeded, refund.succeeded, risk.alert")
+    event: str = Field(max_length=64, description="payment.succeeded, refund.succeeded, "
+                                                  "risk.alert, settlement.paid")
     channel: str = Field(max_length=32, description="speaker, webhook, sms, push, notice")
     enabled: bool
 
@@ -66,23 +67,6 @@ class SubscriptionsOut(BaseModel):
     subscriptions: list[SwitchOut] = Field(description="Every event and channel, as it applies")
     updated_at: datetime | None
     updated_by: str | None
-
-
-class DeliveryOut(BaseModel):
-    delivery_id: str
-    event_id: str
-    event: str
-    merchant_id: str
-    channel: Literal["sms", "push"]
-    recipient: str = Field(description="Masked phone or push target")
-    text: str
-    status: Status
-    attempts: int
-    next_attempt_at: datetime | None
-    last_error: str | None
-    provider_ref: str | None
-    sent_at: datetime | None
-    created_at: datetime
 
 
 class DeliveryListOut(BaseModel):
@@ -146,7 +130,7 @@ async def search_deliveries(
         db: Db, _: Reader,
         merchant_id: Annotated[str | None, Query(max_length=40)] = None,
         channel: Literal["sms", "push"] | None = None,
-        status: Status | None = None,
+        status: DeliveryStatus | None = None,
         event_id: Annotated[str | None, Query(max_length=40)] = None,
         since: datetime | None = None, until: datetime | None = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -155,11 +139,10 @@ async def search_deliveries(
     found = await fanout.search(db, merchant_id=merchant_id, channel=channel, status=status,
                                 event_id=event_id, since=since, until=until, limit=limit,
                                 starting_after=starting_after)
-    return DeliveryListOut(data=[DeliveryOut(**asdict(d)) for d in found])
+    return DeliveryListOut(data=found)
 
 
 @ops_router.post("/deliveries/{delivery_id}/resend", summary="Queue an SMS or push again now",
                  responses=error_responses(E.MESSAGE_DELIVERY_NOT_FOUND))
 async def resend_delivery(delivery_id: str, db: Db, operator: Admin) -> DeliveryOut:
-    return DeliveryOut(**asdict(await fanout.resend(db, delivery_id=delivery_id,
-                                                    operator=operator)))
+    return await fanout.resend(db, delivery_id=delivery_id, operator=operator)

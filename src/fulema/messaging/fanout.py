@@ -1,10 +1,11 @@
 """SMS and push: the consumer that fans events out by subscription, the sending loop with
 retries and backoff, and the operator's search and resend.
 
-- Consumer `messaging.fanout` (payment.succeeded, refund.succeeded, risk.alert naming a
-  merchant): per event, one `message_deliveries` row per subscribed channel (sms, push) that
-  has a recipient, QUEUED. Exactly once: an event receipt and the unique (event, channel),
-  in one transaction; a round of events is recorded in one commit (batch handler).
+- Consumer `messaging.fanout` (payment.succeeded, refund.succeeded, settlement.paid,
+  risk.alert naming a merchant): per event, one `message_deliveries` row per subscribed
+  channel (sms, push) that has a recipient, QUEUED. Exactly once: an event receipt (written
+  for every event, sent or not) and the unique (event, channel), in one transaction; a round
+  of events is recorded in one commit (batch handler).
 - `deliver_due`: claims each due row with a conditional UPDATE of `claimed_until` (never SKIP
   LOCKED), sends it through its channel's `Deliverer`, and records SENT, or FAILED with the next
   attempt after `message_retry_seconds[attempts-1]`, or DEAD when the schedule is spent or the
@@ -14,7 +15,6 @@ retries and backoff, and the operator's search and resend.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,17 +26,18 @@ from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.core.errors import ErrorCode, FulemaError
-from fulema.core.events import Event, first_delivery
+from fulema.core.events import Event, fresh_events
 from fulema.core.ids import new_id
 from fulema.core.masking import mask_identifier, mask_phone
 from fulema.messaging import subscriptions, templates
 from fulema.messaging.delivery import Deliverer, Outcome, OutgoingMessage
 from fulema.messaging.models import MessageDelivery
+from fulema.messaging.schemas import DeliveryOut
 
 log = structlog.get_logger(__name__)
 
 CONSUMER = "messaging.fanout"
-TOPICS = ("payment.succeeded", "refund.succeeded", "risk.alert")
+TOPICS = ("payment.succeeded", "refund.succeeded", "risk.alert", "settlement.paid")
 SENT_BY_US = ("sms", "push")
 DUE = ("QUEUED", "FAILED")
 STATUSES = ("QUEUED", "SENT", "FAILED", "DEAD")
@@ -63,6 +64,10 @@ async def fan_out(db: Database, events: list[Event]) -> int:
     now = clock.now()
     made = 0
     async with db.transaction() as s:
+        # Every event leaves its receipt, whether or not anything is sent for it: redelivered
+        # after the merchant subscribes (an operator's replay, a crash before the position
+        # moved), an event that sent nothing then sends nothing.
+        wanted = await fresh_events(s, CONSUMER, wanted)
         merchant_ids = {e.payload["merchant_id"] for e in wanted}
         on = {topic: await subscriptions.enabled_channels(s, merchant_ids, topic)
               for topic in {e.topic for e in wanted}}
@@ -74,13 +79,9 @@ async def fan_out(db: Database, events: list[Event]) -> int:
                 continue
             channels = [(c, settings_row.sms_phone if c == "sms" else settings_row.push_target)
                         for c in SENT_BY_US if c in on[event.topic][merchant_id]]
-            # Most merchants subscribe to neither: nothing is written for their events (no
-            # receipt either: there is nothing to do twice).
-            channels = [(c, r) for c, r in channels if r]
-            if not channels or not await first_delivery(s, CONSUMER, event.id):
-                continue
             for channel, recipient in channels:
-                assert recipient is not None
+                if not recipient:
+                    continue
                 try:
                     text = templates.render(event.topic, channel, _fields(event))
                 except Exception:  # a payload the template cannot read: log, send nothing
@@ -159,37 +160,19 @@ async def _deliver_one(db: Database, settings: Settings, deliverers: dict[str, D
 # --- the operator's view: search and resend ----------------------------------------------
 
 
-@dataclass(frozen=True)
-class DeliveryView:
-    delivery_id: str
-    event_id: str
-    event: str
-    merchant_id: str
-    channel: str
-    recipient: str  # masked
-    text: str
-    status: str
-    attempts: int
-    next_attempt_at: datetime | None
-    last_error: str | None
-    provider_ref: str | None
-    sent_at: datetime | None
-    created_at: datetime
-
-
-def delivery_view(d: MessageDelivery) -> DeliveryView:
-    return DeliveryView(delivery_id=d.id, event_id=d.event_id, event=d.event,
-                        merchant_id=d.merchant_id, channel=d.channel,
-                        recipient=d.recipient_masked, text=d.text, status=d.status,
-                        attempts=d.attempts, next_attempt_at=d.next_attempt_at,
-                        last_error=d.last_error, provider_ref=d.provider_ref,
-                        sent_at=d.sent_at, created_at=d.created_at)
+def delivery_view(d: MessageDelivery) -> DeliveryOut:
+    return DeliveryOut(delivery_id=d.id, event_id=d.event_id, event=d.event,
+                       merchant_id=d.merchant_id, channel=d.channel,
+                       recipient=d.recipient_masked, text=d.text, status=d.status,
+                       attempts=d.attempts, next_attempt_at=d.next_attempt_at,
+                       last_error=d.last_error, provider_ref=d.provider_ref,
+                       sent_at=d.sent_at, created_at=d.created_at)
 
 
 async def search(db: Database, *, merchant_id: str | None = None, channel: str | None = None,
                  status: str | None = None, since: datetime | None = None,
                  until: datetime | None = None, event_id: str | None = None, limit: int = 50,
-                 starting_after: str | None = None) -> list[DeliveryView]:
+                 starting_after: str | None = None) -> list[DeliveryOut]:
     """Newest first (ids are time-ordered); `starting_after` is the previous page's last id."""
     q = select(MessageDelivery).order_by(MessageDelivery.id.desc()).limit(limit)
     for column, value in ((MessageDelivery.merchant_id, merchant_id),
@@ -207,7 +190,7 @@ async def search(db: Database, *, merchant_id: str | None = None, channel: str |
         return [delivery_view(d) for d in await s.scalars(q)]
 
 
-async def resend(db: Database, *, delivery_id: str, operator: str) -> DeliveryView:
+async def resend(db: Database, *, delivery_id: str, operator: str) -> DeliveryOut:
     """Queue a message again now, whatever its state (a DEAD one gets one more attempt; the
     provider drops an id it has already sent). Written to the audit trail."""
     async with db.transaction() as s:

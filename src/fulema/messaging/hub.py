@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable
 
 import structlog
@@ -38,17 +39,29 @@ class SpeakerHub:
         return self.transport if isinstance(self.transport, LogFeed) else None
 
     async def deliver_due(self) -> int:
-        """Send every due message once (claimed first, so two processes never both send)."""
-        sent = 0
+        """Send every due message once (claimed first, so two processes never both send).
+        Answers how many were sent (the broker has them)."""
+        return await self._send_all(self._take_fast() + await self._claim_due())
+
+    def _take_fast(self) -> list[speakers.Outgoing]:
+        """What this process's consumer recorded and claimed just now."""
         queue = speakers.fast_queue(self.db)
-        claimed = [queue.popleft() for _ in range(len(queue))]  # recorded and claimed just now
+        return [queue.popleft() for _ in range(len(queue))]
+
+    async def _claim_due(self) -> list[speakers.Outgoing]:
+        """Due resends, catch-ups and operators' resends, each claimed."""
+        claimed: list[speakers.Outgoing] = []
         for message_id in await speakers.due_messages(self.db):
             out = await speakers.claim(self.db, message_id, settings=self.settings,
                                        expects_ack=self.transport.expects_ack)
             if out is not None:
                 claimed.append(out)
+        return claimed
+
+    async def _send_all(self, claimed: list[speakers.Outgoing]) -> int:
         results = await asyncio.gather(*(self._send(o) for o in claimed),
                                        return_exceptions=True)
+        sent = 0
         for out, result in zip(claimed, results, strict=True):
             if isinstance(result, TransportDown):
                 log.warning("speaker.send_deferred", message_id=out.message_id,
@@ -130,17 +143,33 @@ class SpeakerHub:
         writer = asyncio.create_task(self._write_ups())
         wake = speakers.wake_signal(self.db)
         period = max(0.05, self.settings.speaker_ack_timeout_seconds / 2)
+        sending: set[asyncio.Task[int]] = set()
+        next_read = 0.0
         try:
             while True:
                 seen = wake.generation
                 try:
-                    await self.deliver_due()
+                    # Sent without waiting for the broker's PUBACKs of the previous round: a
+                    # message recorded meanwhile goes out now, not after the round's slowest
+                    # acknowledgement (an unsent one is simply due again at its ack timeout).
+                    # The due rows are read each half ack timeout, or at once when a catch-up
+                    # or a resend made some due: not on every payment's wake-up.
+                    batches = [self._take_fast()]
+                    if speakers.take_due_mark(self.db) or time.monotonic() >= next_read:
+                        next_read = time.monotonic() + period
+                        batches.append(await self._claim_due())
+                    for batch in batches:
+                        if batch:
+                            task = asyncio.create_task(self._send_all(batch))
+                            sending.add(task)
+                            task.add_done_callback(sending.discard)
                 except Exception as exc:
                     log.error("job.failed", job="speakers", error=repr(exc))
                 await wake.wait(seen, period)
         finally:
-            for task in (reader, writer):
-                task.cancel()
-            for task in (reader, writer):
+            loops: list[asyncio.Task[object]] = [reader, writer, *sending]
+            for each in loops:
+                each.cancel()
+            for each in loops:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                    await each

@@ -3,9 +3,11 @@
 - `messaging.speaker`: payment.succeeded -> a signed announcement per speaker of the store.
   Idempotent by event id (receipt) and by (event, speaker) (unique row); DEAD_LETTER: one
   store's broken data must not silence every other store. Starts NOW: history is not spoken.
-- `messaging.notices`: risk.alert -> an operator's in-portal notice, once per event.
-- `messaging.fanout`: payment.succeeded, refund.succeeded, risk.alert -> the SMS and push
-  messages the merchant subscribed to, once per event (messaging/fanout.py). Starts NOW.
+- `messaging.notices`: risk.alert, settlement.paid -> an in-portal notice, once per event,
+  unless the merchant switched notices off.
+- `messaging.fanout`: payment.succeeded, refund.succeeded, settlement.paid, risk.alert -> the
+  SMS and push messages the merchant subscribed to, once per event (messaging/fanout.py).
+  Starts NOW.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ def consumers(settings: Settings) -> list[Consumer]:
         Consumer(name=speakers.CONSUMER, handler=announce, topics=("payment.succeeded",),
                  on_poison=Poison.DEAD_LETTER, max_attempts=5, start=Start.NOW,
                  batch_handler=announce_all),  # a round's announcements in one commit
-        Consumer(name=notices.CONSUMER, handler=notices.notice_from_alert,
-                 topics=("risk.alert",), on_poison=Poison.DEAD_LETTER, max_attempts=5,
+        Consumer(name=notices.CONSUMER, handler=notices.notice_from_event,
+                 topics=notices.TOPICS, on_poison=Poison.DEAD_LETTER, max_attempts=5,
                  start=Start.NOW),
         Consumer(name=fanout.CONSUMER, handler=fan_out_one, topics=fanout.TOPICS,
                  on_poison=Poison.DEAD_LETTER, max_attempts=5, start=Start.NOW,

@@ -1,26 +1,34 @@
-"""In-portal notices for operators: risk alerts, delivered once per event.
+"""In-portal notices: risk alerts and settlement payouts, delivered once per event.
 
-The risk context publishes `risk.alert` {alert_id, kind, merchant_id, severity, summary}; each
-becomes one unread notice, listed under /ops/v1/messages/notices until an operator marks it read.
+The risk context publishes `risk.alert` {alert_id, kind, merchant_id, severity, summary}; the
+settlement context `settlement.paid` {payout_id, merchant_id, amount, ...} when a payout
+reached the merchant's account ("结算款 12.50 元已到账"). Each becomes one unread notice,
+unless the merchant it names switched notices off for that event (`messaging.subscriptions`),
+listed under /ops/v1/messages/notices until an operator marks it read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+import structlog
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from fulema.core.clock import clock
 from fulema.core.db import Database
 from fulema.core.errors import ErrorCode, FulemaError
-from fulema.core.events import Event
+from fulema.core.events import Event, first_delivery
 from fulema.core.ids import new_id
-from fulema.messaging import templates
+from fulema.messaging import subscriptions, templates
 from fulema.messaging.models import Notice
 
+log = structlog.get_logger(__name__)
+
 CONSUMER = "messaging.notices"
+TOPICS = ("risk.alert", "settlement.paid")
 
 
 @dataclass(frozen=True)
@@ -41,17 +49,43 @@ def _view(n: Notice) -> NoticeView:
                       read_by=n.read_by)
 
 
-async def notice_from_alert(db: Database, event: Event) -> None:
-    """risk.alert -> one notice; a second delivery of the event hits the unique event id."""
+SEVERITY_INFO = "info"
+
+
+def _fields(event: Event) -> dict[str, Any] | None:
+    """The notice's kind, severity and text fields for an event, or None for a payload it
+    cannot be about (logged by the caller)."""
     p = event.payload
-    fields = {"kind": str(p.get("kind", "alert")), "severity": str(p.get("severity", "info")),
-              "summary": str(p.get("summary", ""))}
+    if event.topic == "settlement.paid":
+        if not isinstance(p.get("amount"), int) or not isinstance(p.get("merchant_id"), str):
+            return None
+        return {"kind": "settlement.paid", "severity": SEVERITY_INFO, "amount": p["amount"]}
+    return {"kind": str(p.get("kind", "alert")), "severity": str(p.get("severity", "info")),
+            "summary": str(p.get("summary", ""))}
+
+
+async def notice_from_event(db: Database, event: Event) -> None:
+    """risk.alert or settlement.paid -> one notice, unless the merchant the event names
+    switched its notices off (messaging.subscriptions). Every event leaves its receipt, so a
+    redelivery after the switch is turned on writes nothing; the unique event id on the
+    notice stays as a second lock (notices written before receipts were kept)."""
+    fields = _fields(event)
+    if fields is None:
+        log.warning("notice.event_ignored", event_id=event.id, topic=event.topic)
+        return
+    merchant_id = event.payload.get("merchant_id") or None
     try:
         async with db.transaction() as s:
+            if not await first_delivery(s, CONSUMER, event.id):
+                return
+            if isinstance(merchant_id, str) and "notice" not in (
+                    await subscriptions.enabled_channels(s, {merchant_id}, event.topic)
+            )[merchant_id]:
+                return
             s.add(Notice(id=new_id("ntc"), event_id=event.id, kind=fields["kind"][:32],
                          severity=fields["severity"][:16],
-                         merchant_id=p.get("merchant_id") or None,
-                         summary=templates.render("risk.alert", "notice", fields)[:512],
+                         merchant_id=merchant_id if isinstance(merchant_id, str) else None,
+                         summary=templates.render(event.topic, "notice", fields)[:512],
                          created_at=clock.now(), read_at=None, read_by=None))
     except IntegrityError:
         return  # already delivered

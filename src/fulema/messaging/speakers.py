@@ -22,7 +22,7 @@ from fulema.core.clock import as_utc, clock
 from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.core.errors import ErrorCode, FulemaError
-from fulema.core.events import Event, first_delivery
+from fulema.core.events import Event, fresh_events
 from fulema.core.ids import new_id
 from fulema.core.money import Money
 from fulema.core.signal import Signal
@@ -35,6 +35,7 @@ log = structlog.get_logger(__name__)
 CONSUMER = "messaging.speaker"
 WAKE_KEY = "messaging.speaker_wake"
 FAST_KEY = "messaging.speaker_fast_queue"
+DUE_KEY = "messaging.speaker_due_now"
 OPEN = ("PENDING", "SENT")
 MAX_BACKOFF_SECONDS = 60.0
 
@@ -48,6 +49,17 @@ def wake_signal(db: Database) -> Signal:
     return signal
 
 
+def mark_due(db: Database) -> None:
+    """Rows were made due now (a device's catch-up, an operator's resend): the hub reads the
+    due rows at its next wake instead of at its next resend round."""
+    db.memo[DUE_KEY] = True
+    wake_signal(db).notify()
+
+
+def take_due_mark(db: Database) -> bool:
+    return bool(db.memo.pop(DUE_KEY, False))
+
+
 async def announce_payment(db: Database, event: Event, *, settings: Settings) -> int:
     """payment.succeeded -> one signed message per speaker of the order's store (or of the
     merchant's default store). Idempotent by event id (receipt) and by (event, speaker)."""
@@ -58,33 +70,30 @@ async def announce_payments(db: Database, events: list[Event], *, settings: Sett
     """Many payments' announcements in one transaction (the consumer's batch handler: at a few
     dozen payments a second, one commit per payment was what kept the speakers waiting, see
     docs/messaging.md), then handed to the hub at once. Each event is idempotent as above."""
-    planned: list[tuple[Event, dict[str, Any], list[merchants.TerminalInfo]]] = []
-    for event in events:
-        p = event.payload
-        if not (isinstance(p.get("merchant_id"), str) and isinstance(p.get("order_id"), str)
-                and isinstance(p.get("amount"), int) and isinstance(p.get("channel"), str)):
-            log.warning("speaker.event_ignored", event_id=event.id, reason="not an order's view")
-            continue
-        found = await _speakers(db, p["merchant_id"], p.get("store_id"))
-        if found:
-            planned.append((event, p, found))
-    if not planned:
-        return 0
+    views = [e for e in events if _is_order_view(e)]
+    await _remember_stores(db, {(e.payload["merchant_id"], e.payload["store_id"]) for e in views
+                                if isinstance(e.payload.get("store_id"), str)
+                                and e.payload["store_id"]})
+    found = {e.id: await _speakers(db, e.payload["merchant_id"], e.payload.get("store_id"))
+             for e in views}
     now = clock.now()
     expects_ack = bool(settings.speaker_mqtt_url)
     outgoing: list[Outgoing] = []
     async with db.transaction() as s:
+        # Every event leaves its receipt, announced or not (no speaker, switched off): a
+        # redelivery after the merchant binds a speaker or switches it on says nothing.
+        fresh = {e.id for e in await fresh_events(s, CONSUMER, events)}
+        planned = [e for e in views if e.id in fresh and found[e.id]]
         # Only merchants whose payments go to the speaker (the default; a merchant may switch
         # it off, messaging.subscriptions): one query per round, in the same transaction.
         on = await subscriptions.enabled_channels(
-            s, {p["merchant_id"] for _, p, _ in planned}, "payment.succeeded")
-        for event, p, found in planned:
-            if not await first_delivery(s, CONSUMER, event.id):
-                continue
-            if "speaker" not in on[p["merchant_id"]]:
-                continue
-            outgoing += _messages(s, event, p, found, now=now, settings=settings,
-                                  expects_ack=expects_ack)
+            s, {e.payload["merchant_id"] for e in planned}, "payment.succeeded")
+        for event in planned:
+            if "speaker" in on[event.payload["merchant_id"]]:
+                outgoing += _messages(s, event, event.payload, found[event.id], now=now,
+                                      settings=settings, expects_ack=expects_ack)
+    if not outgoing:
+        return 0
     fast_queue(db).extend(outgoing)
     wake_signal(db).notify()
     return len(outgoing)
@@ -125,21 +134,47 @@ SPEAKERS_KEY = "messaging.speakers_by_store"
 SPEAKERS_TTL_SECONDS = 30.0
 
 
+def _is_order_view(event: Event) -> bool:
+    p = event.payload
+    if isinstance(p.get("merchant_id"), str) and isinstance(p.get("order_id"), str) \
+            and isinstance(p.get("amount"), int) and isinstance(p.get("channel"), str):
+        return True
+    log.warning("speaker.event_ignored", event_id=event.id, reason="not an order's view")
+    return False
+
+
+def _speaker_memo(db: Database) -> dict[Any, Any]:
+    memo = db.memo.get(SPEAKERS_KEY)
+    if not isinstance(memo, dict):
+        memo = db.memo[SPEAKERS_KEY] = {}
+    if len(memo) > 50_000:
+        memo.clear()
+    return memo
+
+
+async def _remember_stores(db: Database, stores: set[tuple[str, str]]) -> None:
+    """The speakers of every store of a round that this process does not remember, in one
+    read (a round at a hundred stores would otherwise be a hundred reads before the first
+    announcement)."""
+    memo = _speaker_memo(db)
+    now = time.monotonic()
+    missing = {key for key in stores if (hit := memo.get(key)) is None or hit[0] <= now}
+    if missing:
+        for key, found in (await merchants.speakers_for_stores(db, missing)).items():
+            memo[key] = (now + SPEAKERS_TTL_SECONDS, found)
+
+
 async def _speakers(db: Database, merchant_id: str,
                     store_id: str | None) -> list[merchants.TerminalInfo]:
     """The store's speakers, remembered for 30 s in this process (a busy store pays every few
     seconds; its speakers change rarely): a speaker bound or unbound is heard, or silent, within
     that time."""
-    memo = db.memo.get(SPEAKERS_KEY)
-    if not isinstance(memo, dict):
-        memo = db.memo[SPEAKERS_KEY] = {}
+    memo = _speaker_memo(db)
     key = (merchant_id, store_id)
     hit = memo.get(key)
     if hit is not None and hit[0] > time.monotonic():
         return list(hit[1])
     found = await merchants.speakers_for_order(db, merchant_id=merchant_id, store_id=store_id)
-    if len(memo) > 50_000:
-        memo.clear()
     memo[key] = (time.monotonic() + SPEAKERS_TTL_SECONDS, found)
     return found
 
@@ -235,25 +270,27 @@ async def acknowledge(db: Database, *, speaker_id: str, message_id: str) -> bool
 
 
 async def acknowledge_many(db: Database, acks: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Acknowledgements (speaker id, message id) in one transaction: one commit for a burst of
-    acks instead of one each. Answers those that named no message of that speaker."""
+    """Acknowledgements (speaker id, message id) in one transaction of two statements,
+    whatever their number: one read of the named messages, one UPDATE of those that are this
+    speaker's and still open. Answers those that named no message of that speaker (an
+    acknowledgement repeated for a message already ACKED is fine)."""
     now = clock.now()
-    missed: list[tuple[str, str]] = []
+    ids = sorted({message_id for _, message_id in acks})
     async with db.transaction() as s:
-        for speaker_id, message_id in acks:
-            result = await s.execute(update(SpeakerMessage).where(
-                SpeakerMessage.id == message_id, SpeakerMessage.speaker_id == speaker_id,
-                SpeakerMessage.status.in_((*OPEN, "EXPIRED"))).values(
-                status="ACKED", acked_at=now, next_attempt_at=None))
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                missed.append((speaker_id, message_id))
-        if not missed:
-            return []
-        rows = (await s.execute(select(SpeakerMessage.speaker_id, SpeakerMessage.id).where(
-            SpeakerMessage.id.in_([m for _, m in missed]),
-            SpeakerMessage.status == "ACKED"))).all()
-        acked = {(speaker, message) for speaker, message in rows}
-    return [pair for pair in missed if pair not in acked]
+        rows = (await s.execute(select(SpeakerMessage.id, SpeakerMessage.speaker_id,
+                                       SpeakerMessage.status)
+                                .where(SpeakerMessage.id.in_(ids)))).all()
+        owner = {r.id: (r.speaker_id, r.status) for r in rows}
+        good = {pair for pair in acks
+                if owner.get(pair[1], ("", ""))[0] == pair[0]
+                and owner[pair[1]][1] in (*OPEN, "EXPIRED", "ACKED")}
+        open_ids = sorted({m for _, m in good if owner[m][1] != "ACKED"})
+        if open_ids:
+            await s.execute(update(SpeakerMessage).where(
+                SpeakerMessage.id.in_(open_ids), SpeakerMessage.status.in_((*OPEN, "EXPIRED")))
+                .values(status="ACKED", acked_at=now, next_attempt_at=None)
+                .execution_options(synchronize_session=False))
+    return [pair for pair in acks if pair not in good]
 
 
 async def catch_up(db: Database, *, speaker_id: str, settings: Settings) -> int:
@@ -271,7 +308,7 @@ async def catch_up(db: Database, *, speaker_id: str, settings: Settings) -> int:
                 SpeakerMessage.id.in_(ids), SpeakerMessage.status.in_(OPEN))
                 .values(next_attempt_at=now))
     if ids:
-        wake_signal(db).notify()
+        mark_due(db)
     return len(ids)
 
 
@@ -344,5 +381,5 @@ async def resend(db: Database, *, message_id: str, operator: str,
                            target_type="speaker_message", target_id=m.id,
                            detail={"status_before": before, "speaker_id": m.speaker_id})
         view = message_view(m)
-    wake_signal(db).notify()
+    mark_due(db)
     return view

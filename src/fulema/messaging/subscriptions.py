@@ -7,9 +7,10 @@ operators see risk alerts as notices; SMS and push are off until a merchant swit
 and names where to send. Every change is written to the audit trail (the phone masked).
 
 What each switch governs: `sms` and `push` are sent by the message center
-(`messaging.fanout`); `speaker` is honoured by the speaker consumer; `webhook` and `notice`
-are recorded for the merchant's portal but the payment core still notifies every order that
-names a notify_url, and risk notices are operators' (see docs/messaging.md).
+(`messaging.fanout`); `speaker` is honoured by the speaker consumer; `notice` by the notices
+consumer (`messaging.notices`); `webhook` by the payment core, which asks `webhook_enabled`
+through the port the composition root gives it (payments never imports messaging; see
+docs/messaging.md).
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ from fulema.core.masking import mask_identifier, mask_phone
 from fulema.merchants import service as merchants
 from fulema.messaging.models import MessageSettings, MessageSubscription
 
-EVENTS = ("payment.succeeded", "refund.succeeded", "risk.alert")
+EVENTS = ("payment.succeeded", "refund.succeeded", "risk.alert", "settlement.paid")
 CHANNELS = ("speaker", "webhook", "sms", "push", "notice")
 DEFAULTS: frozenset[tuple[str, str]] = frozenset({
     ("payment.succeeded", "speaker"), ("payment.succeeded", "webhook"),
-    ("refund.succeeded", "webhook"), ("risk.alert", "notice")})
+    ("refund.succeeded", "webhook"), ("risk.alert", "notice"), ("settlement.paid", "notice")})
 PHONE = re.compile(r"^1[3-9]\d{9}$")
 PUSH_TARGET = re.compile(r"^[A-Za-z0-9_\-:.]{4,128}$")
 
@@ -86,6 +87,15 @@ async def enabled_channels(s: AsyncSession, merchant_ids: set[str], event: str
         else:
             found[row.merchant_id].discard(row.channel)
     return found
+
+
+async def webhook_enabled(session: AsyncSession, *, merchant_id: str, topic: str) -> bool:
+    """The payment core's `WebhookSwitch` (payments/deps.py), plugged in by the composition
+    root: does the merchant want its notify_url called for this event? Read in the payment's
+    own transaction; an event with no webhook switch here is notified (today's behaviour)."""
+    if topic not in EVENTS:
+        return True
+    return "webhook" in (await enabled_channels(session, {merchant_id}, topic))[merchant_id]
 
 
 async def recipients(s: AsyncSession, merchant_ids: set[str]) -> dict[str, MessageSettings]:

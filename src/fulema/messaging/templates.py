@@ -26,6 +26,9 @@ TEMPLATES: dict[tuple[str, str], str] = {
     ("risk.alert", "notice"): "[{{ severity }}] {{ kind }}: {{ summary }}",
     ("risk.alert", "sms"): "【{{ brand }}】风险提示（{{ severity }}）：{{ summary }}",
     ("risk.alert", "push"): "风险提示：{{ summary }}",
+    ("settlement.paid", "sms"): "【{{ brand }}】结算款{{ amount_yuan }}元已到账。",
+    ("settlement.paid", "push"): "结算款 {{ amount_yuan }} 元已到账",
+    ("settlement.paid", "notice"): "结算款 {{ amount_yuan }} 元已到账",
 }
 
 _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)

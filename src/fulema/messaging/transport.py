@@ -33,6 +33,10 @@ log = structlog.get_logger(__name__)
 # for the peer's delayed ACK (~40 ms a hop, 80 ms a round trip measured on this machine).
 NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 
+# QoS 1 publishes awaiting the broker's PUBACK at once. paho's default, 20, queued a busy
+# round's announcements behind each other's round trips (docs/messaging.md, Latency).
+INFLIGHT = 1000
+
 UpHandler = Callable[[str, str, bytes], Awaitable[None]]  # (speaker_id, "ack"|"hello", payload)
 
 
@@ -148,7 +152,9 @@ class MqttTransport:
             try:
                 async with aiomqtt.Client(a.host, a.port, username=a.username,
                                           password=a.password, identifier=self.client_id,
-                                          keepalive=30, socket_options=NO_DELAY) as client:
+                                          keepalive=30, socket_options=NO_DELAY,
+                                          max_inflight_messages=INFLIGHT) as client:
+                    client.pending_calls_threshold = INFLIGHT  # a busy round is not a warning
                     for kind in ("ack", "hello"):
                         await client.subscribe(up_topic(self.prefix, "+", kind), qos=1)
                     self._client = client

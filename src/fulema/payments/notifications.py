@@ -36,9 +36,10 @@ from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.core.ids import new_id
-from fulema.core.outbound import OutboundPolicy, OutboundRefused, pinned_request
+from fulema.core.outbound import OutboundPolicy, post_bounded
 from fulema.gateway.signing import notification_signature
 from fulema.merchants import service as merchants
+from fulema.payments.deps import WebhookSwitch
 from fulema.payments.models import Notification, NotificationAttempt, Order
 from fulema.payments.schemas import NotificationAttemptOut, NotificationOut
 from fulema.payments.views import attempt_view, notification_view
@@ -87,41 +88,35 @@ def stage(session: AsyncSession, *, event_id: str, topic: str, payload: dict[str
         next_attempt_at=now, created_at=now))
 
 
+async def stage_if_wanted(session: AsyncSession, switch: WebhookSwitch, *, event_id: str,
+                          topic: str, payload: dict[str, Any]) -> bool:
+    """`stage`, if the payload names a notify_url and the merchant's webhook switch for the
+    topic is on (docs/messaging.md, Subscriptions). Answers whether it was staged."""
+    if not payload.get("notify_url"):
+        return False
+    if not await switch(session, merchant_id=str(payload["merchant_id"]), topic=topic):
+        log.info("notify.switched_off", merchant_id=payload["merchant_id"], topic=topic,
+                 event_id=event_id)
+        return False
+    stage(session, event_id=event_id, topic=topic, payload=payload)
+    return True
+
+
 async def _post(policy: OutboundPolicy, http: httpx.AsyncClient, url: str, body: bytes,
                 headers: dict[str, str]) -> tuple[int | None, bool, str | None, bool]:
-    """(HTTP status, acknowledged, short reason, give up) of one POST to a merchant's URL.
-
-    The URL is checked again and its host resolved once (`OutboundPolicy.resolve`); the POST
-    goes to the checked address (`pinned_request`), redirects are not followed, and no more
-    than ACK_READ_BYTES of the answer is read. Whatever goes wrong becomes a recorded attempt
-    with a short reason of our own wording: never the answer's text (a merchant must not read
-    what an address inside the bank answers), never an exception escaping the delivery loop."""
-    try:
-        target = await policy.resolve(url)
-    except OutboundRefused as exc:
-        return None, False, f"not sent: {exc.reason}", exc.permanent
-    post_url, pinned, extensions = pinned_request(target)
-    try:
-        async with http.stream("POST", post_url, content=body, headers={**headers, **pinned},
-                               extensions=extensions, timeout=10.0,
-                               follow_redirects=False) as response:
-            head = b""
-            async for chunk in response.aiter_bytes():
-                head += chunk
-                if len(head) > ACK_READ_BYTES:
-                    break
-    except httpx.TimeoutException:
-        return None, False, "timed out", False
-    except httpx.TransportError as exc:
-        return None, False, f"could not connect or send ({type(exc).__name__})", False
-    except Exception as exc:  # InvalidURL, a bad header, anything: record it, do not jam
-        log.warning("notify.error", error_type=type(exc).__name__)
-        return None, False, f"delivery failed ({type(exc).__name__})", False
-    ok = _acknowledged(response.status_code, head[:ACK_READ_BYTES])
+    """(HTTP status, acknowledged, short reason, give up) of one POST to a merchant's URL,
+    through the outbound door (`core.outbound.post_bounded`: checked again, pinned to the
+    checked address, no redirects, no more than ACK_READ_BYTES read). Whatever goes wrong
+    becomes a recorded attempt with a short reason of our own wording: never the answer's
+    text (a merchant must not read what an address inside the bank answers)."""
+    result = await post_bounded(policy, http, url, body, headers, read_bytes=ACK_READ_BYTES)
+    if result.status is None:
+        return None, False, result.reason, result.permanent
+    ok = _acknowledged(result.status, result.head)
     reason = None if ok else (
-        "redirect not followed" if 300 <= response.status_code < 400
+        "redirect not followed" if 300 <= result.status < 400
         else "not acknowledged (expected HTTP 2xx with body SUCCESS)")
-    return response.status_code, ok, reason, False
+    return result.status, ok, reason, False
 
 
 def _acknowledged(status_code: int, head: bytes) -> bool:

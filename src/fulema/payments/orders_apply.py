@@ -109,8 +109,8 @@ async def _apply_trade_result(deps: Deps, order_id: str, result: TradeResult,
             event_id = publish(s, "payment.succeeded", {
                 **payload, "fee_waived": result.fee_waived,
                 "same_day_settlement": result.same_day_settlement})
-            notifications.stage(s, event_id=event_id, topic="payment.succeeded",
-                                payload=payload)
+            await notifications.stage_if_wanted(s, deps.webhook_switch, event_id=event_id,
+                                                topic="payment.succeeded", payload=payload)
         else:
             publish(s, _TOPIC[target], payload)
         return view

@@ -202,7 +202,8 @@ async def _apply_refund_result(deps: Deps, refund_id: str, result: RefundResult,
                    detail={"refund_id": refund.id, "amount": refund.amount.fen, "source": source})
             payload = {**refund_payload(refund, order), "order_status": order.status}
             event_id = publish(s, "refund.succeeded", payload)
-            notifications.stage(s, event_id=event_id, topic="refund.succeeded", payload=payload)
+            await notifications.stage_if_wanted(s, deps.webhook_switch, event_id=event_id,
+                                                topic="refund.succeeded", payload=payload)
         else:
             refund.failure_code = result.error_code
             refund.failure_message = (result.error_message or "")[:256] or None

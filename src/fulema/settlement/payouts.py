@@ -26,6 +26,7 @@ from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.core.errors import ErrorCode, FulemaError
+from fulema.core.events import publish
 from fulema.ledger import service as ledger
 from fulema.merchants import service as merchants
 from fulema.settlement import domain
@@ -36,6 +37,7 @@ from fulema.settlement.models import Payout
 log = structlog.get_logger(__name__)
 CLAIM_SECONDS = 120
 UNKNOWN_RETRY_SECONDS = 60
+PAID_TOPIC = "settlement.paid"
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,12 @@ async def apply_answer(db: Database, settings: Settings, *, payout_id: str, requ
                                     business_ref=p.id, merchant_id=p.merchant_id,
                                     trade_date=ledger.business_date(now, settings.settlement_cutoff),
                                     lines=ledger.payout_lines(p.amount))
+            # With the payout's success, in its transaction (outbox): the merchant hears
+            # "结算款 xx 元已到账" by SMS, push or notice as it subscribed (messaging).
+            publish(s, PAID_TOPIC, {
+                "payout_id": p.id, "batch_id": p.batch_id, "merchant_id": p.merchant_id,
+                "amount": int(p.amount), "account_masked": p.account_masked,
+                "bank_ref": p.bank_ref, "paid_at": now.isoformat()})
         elif result.state is TransferState.FAILED:
             p.last_error = (result.reason or "FAILED")[:128]
             if p.attempt >= settings.payout_max_attempts:

@@ -14,6 +14,7 @@ from fulema.core.events.consumers import (
     Start,
     first_deliveries,
     first_delivery,
+    fresh_events,
 )
 from fulema.core.events.dispatcher import Dispatcher
 from fulema.core.events.outbox import (
@@ -28,5 +29,5 @@ from fulema.core.events.outbox import (
 __all__ = [
     "ArchivedEvent", "Consumer", "ConsumerState", "DeadLetter", "Dispatcher", "Event",
     "EventReceipt", "EventStream", "Handler", "OutboxEvent", "Poison", "Start",
-    "first_deliveries", "first_delivery", "publish", "publish_now",
+    "first_deliveries", "first_delivery", "fresh_events", "publish", "publish_now",
 ]

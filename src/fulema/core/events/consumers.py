@@ -169,6 +169,17 @@ async def first_deliveries(session: AsyncSession, consumer: str, events: list[Ev
     return fresh
 
 
+async def fresh_events(session: AsyncSession, consumer: str, events: list[Event]
+                       ) -> list[Event]:
+    """The events `consumer` has not handled yet, their receipts written, for a handler that
+    takes a round or one event: a round in one statement (`first_deliveries`), a lone event
+    (the dispatcher's retry, one by one) through `first_delivery`, which settles a receipt
+    written meanwhile by another process instead of failing."""
+    if len(events) == 1:
+        return list(events) if await first_delivery(session, consumer, events[0].id) else []
+    return await first_deliveries(session, consumer, events)
+
+
 def short_error(exc: BaseException) -> str:
     """The exception's type and first line, cut short: enough for an operator to act on,
     nothing like a traceback with local variables (which might carry secrets)."""

@@ -14,6 +14,7 @@ the events at their next poll.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ from fulema.core.events.consumers import (
 )
 from fulema.core.events.outbox import STREAM, ArchivedEvent, Event, EventStream, OutboxEvent
 from fulema.core.ids import new_id, new_token
+from fulema.core.signal import Signal
 
 log = structlog.get_logger(__name__)
 
@@ -93,6 +95,9 @@ class Dispatcher:
         self.sequence_batch = sequence_batch
         self.poll_seconds = poll_seconds
         self._registered = False
+        self._head = 0  # the newest seq this process has seen numbered
+        self._archived = 0  # the archive boundary it has seen
+        self._known: dict[str, int] = {}  # each consumer's position when last read here
 
     # -- registration -------------------------------------------------------------------
     async def register(self) -> None:
@@ -122,9 +127,17 @@ class Dispatcher:
         async with self.db.transaction() as s:
             waiting = await s.scalar(select(OutboxEvent.id).where(OutboxEvent.seq.is_(None))
                                      .limit(1))
+            self._saw(await s.get(EventStream, STREAM))
         if waiting is None:
             return 0
         return await retry_on_conflict(self._sequence_locked)
+
+    def _saw(self, stream: EventStream | None) -> None:
+        """Remember the newest head and archive boundary seen (hints for the consumer loops:
+        a stale one costs a wasted claim or a later wake, never a skipped event)."""
+        if stream is not None:
+            self._head = max(self._head, stream.last_seq)
+            self._archived = max(self._archived, stream.archived_through)
 
     async def _sequence_locked(self) -> int:
         async with self.db.transaction() as s:
@@ -139,6 +152,7 @@ class Dispatcher:
             first = stream.last_seq + 1
             await s.execute(_SET_SEQ, [{"b_id": i, "b_seq": first + n} for n, i in enumerate(ids)])
             stream.last_seq = first + len(ids) - 1
+            self._saw(stream)
         return len(ids)
 
     # -- delivery -----------------------------------------------------------------------
@@ -147,25 +161,36 @@ class Dispatcher:
         number of handler calls that succeeded."""
         if not self._registered:
             await self.register()
-        while await self.sequence() >= self.sequence_batch:
-            pass
+        await self._sequence_all()
         if not self.consumers:
             return 0
+        delivered = 0
+        for name in self.consumers:
+            delivered += (await self._serve_if_due(name))[0]
+        return delivered
+
+    async def _sequence_all(self) -> None:
+        while await self.sequence() >= self.sequence_batch:
+            pass
+
+    async def _serve_if_due(self, name: str) -> tuple[int, bool]:
+        """Serve one consumer if it is behind the head, due and not claimed elsewhere.
+        Answers (handler calls that succeeded, whether its position moved)."""
         now = clock.now()
         async with self.db.transaction() as s:
             stream = await s.get(EventStream, STREAM)
-            states = (await s.scalars(select(ConsumerState).where(
-                ConsumerState.name.in_(list(self.consumers))))).all()
-        assert stream is not None
-        delivered = 0
-        for state in states:
-            metrics.LAG.labels(state.name).set(stream.last_seq - state.position)
-            due = state.retry_at is None or state.retry_at <= now
-            free = state.claimed_until is None or state.claimed_until < now
-            if state.position < stream.last_seq and due and free:
-                delivered += await self._serve(self.consumers[state.name], stream.last_seq,
-                                               stream.archived_through)
-        return delivered
+            state = await s.get(ConsumerState, name)
+        if stream is None or state is None:
+            return 0, False
+        self._saw(stream)
+        self._known[name] = state.position
+        metrics.LAG.labels(name).set(stream.last_seq - state.position)
+        due = state.retry_at is None or state.retry_at <= now
+        free = state.claimed_until is None or state.claimed_until < now
+        if not (state.position < stream.last_seq and due and free):
+            return 0, False
+        return await self._serve_moved(self.consumers[name], stream.last_seq,
+                                       stream.archived_through)
 
     async def _claim(self, consumer: Consumer, head: int, archived_through: int
                      ) -> tuple[ConsumerState, list[Event]] | None:
@@ -178,7 +203,8 @@ class Dispatcher:
                 update(ConsumerState).where(
                     ConsumerState.name == name,
                     or_(ConsumerState.claimed_until.is_(None), ConsumerState.claimed_until < now),
-                    or_(ConsumerState.retry_at.is_(None), ConsumerState.retry_at <= now))
+                    or_(ConsumerState.retry_at.is_(None), ConsumerState.retry_at <= now),
+                    ConsumerState.position < head)
                 .values(claimed_by=self.worker_id,
                         claimed_until=now + timedelta(seconds=self.claim_seconds))
                 .execution_options(synchronize_session=False))
@@ -191,10 +217,15 @@ class Dispatcher:
             return state, events
 
     async def _serve(self, consumer: Consumer, head: int, archived_through: int) -> int:
+        return (await self._serve_moved(consumer, head, archived_through))[0]
+
+    async def _serve_moved(self, consumer: Consumer, head: int, archived_through: int
+                           ) -> tuple[int, bool]:
         claimed = await self._claim(consumer, head, archived_through)
         if claimed is None:
-            return 0
+            return 0, False
         state, events = claimed
+        start = state.position
         position, attempts = state.position, state.attempts
         error: str | None = state.last_error if attempts else None
         retry_at, blocked_since = None, state.blocked_since
@@ -244,7 +275,8 @@ class Dispatcher:
         metrics.DELIVERED.labels(consumer.name).inc(delivered)
         metrics.LAG.labels(consumer.name).set(head - position)
         metrics.BLOCKED.labels(consumer.name).set(1 if blocked_since else 0)
-        return delivered
+        self._known[consumer.name] = position
+        return delivered, position != start
 
     async def _serve_batch(self, consumer: Consumer, events: list[Event], attempts: int) -> bool:
         """The round in one go through the consumer's batch handler, when it has one, there
@@ -285,23 +317,59 @@ class Dispatcher:
             st.position < head and (st.retry_at is None or st.retry_at <= now) for st in states)
 
     async def run_forever(self) -> None:
-        """Serve until cancelled, waking on commits in this process, NOTIFY from others
-        (PostgreSQL), or every `poll_seconds`."""
+        """Serve until cancelled. One loop numbers the events, waking on commits in this
+        process, NOTIFY from others (PostgreSQL), or every `poll_seconds`; each consumer has a
+        loop of its own that it wakes, so a consumer is never kept waiting while another
+        handles its round (the speakers do not wait for the ledger: docs/messaging.md)."""
         listener = await self._listen()
+        numbered = Signal()
+        loops = [asyncio.create_task(self._consumer_loop(name, numbered))
+                 for name in self.consumers]
         try:
             while True:
                 seen = self.db.committed.generation
                 try:
-                    n = await self.run_once()
+                    if not self._registered:
+                        await self.register()
+                    await self._sequence_all()
                 except Exception as exc:
                     log.error("events.round_failed", error=short_error(exc))
-                    n = 0
-                if n == 0:
-                    await self.db.committed.wait(seen, self.poll_seconds)
+                numbered.notify()
+                await self.db.committed.wait(seen, self.poll_seconds)
         finally:
+            for task in loops:
+                task.cancel()
+            for task in loops:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if listener is not None:
                 with contextlib.suppress(Exception):
                     await listener.close()
+
+    async def _consumer_loop(self, name: str, numbered: Signal) -> None:
+        """One consumer: served again at once while it moves, else when events are numbered
+        (or every `poll_seconds`, for retries that come due). Woken with nothing past its
+        position, it reads nothing: a dozen consumers cost no dozen reads per commit."""
+        timed_out = True
+        while True:
+            seen = numbered.generation
+            moved = False
+            head = self._head
+            try:
+                if timed_out:  # read the truth now and then: retries come due, others move
+                    _, moved = await self._serve_if_due(name)
+                elif head > self._known.get(name, -1):
+                    # Woken by numbering: straight to the claim, which checks that the
+                    # consumer is behind, due and free (no read before it on the hot path).
+                    _, moved = await self._serve_moved(self.consumers[name], head,
+                                                       self._archived)
+                    if not moved:
+                        self._known[name] = max(self._known.get(name, -1), head)
+            except Exception as exc:
+                log.error("events.round_failed", consumer=name, error=short_error(exc))
+            if not moved:
+                await numbered.wait(seen, self.poll_seconds)
+                timed_out = numbered.generation == seen
 
     async def _listen(self) -> Any:
         """On PostgreSQL, a connection that LISTENs for other processes' commits."""
