@@ -5,8 +5,9 @@ The cycle is calibrate.py's (`bench.calibrate.in_process`, `InProcess.pay`), in 
 `httpx.ASGITransport` with the bank channel's sandbox mounted: signed create, the payer scans,
 the channel's callback, the dispatcher drains the outbox (every declared consumer), the
 merchant is notified. Phase "without" runs with the
-ledger's consumer removed from the dispatcher; then the consumer is put back, its backfill of
-the first phase is drained untimed, and phase "with" runs the same number of cycles. Payments
+ledger's consumer removed from the dispatcher; phase "with" puts it back, drains its backfill of
+what it missed untimed, and runs the same number of cycles. Rounds alternate the order
+(without-with, then with-without), so neither phase always runs first. Payments
 run `--concurrency` at a time; the dispatcher drains after each wave, so its work is inside the
 measured time. Besides wall-clock payments/s it prints this process's CPU milliseconds per
 payment (the app, the dispatcher and the sandbox share it; the database server's, on
@@ -51,24 +52,28 @@ async def measure(database_url: str, data_dir: Path, *, n: int, concurrency: int
             return time.perf_counter() - started, time.process_time() - cpu0
 
         await cycles("w")  # warm-up (first-use caches), not counted
-        without = with_ledger = [0.0, 0.0]
+        without = with_ledger = (0.0, 0.0)
         backfill = 0.0
         sql_without = sql_with = 0
         loads = [os.getloadavg()[0]]
-        for r in range(rounds):  # alternated, so a load change on the machine hits both
-            dispatcher.consumers.pop(CONSUMER, None)
-            before = StatementCounter.total
-            without = [a + b for a, b in zip(without, await cycles(f"a{r}"), strict=True)]
-            sql_without += StatementCounter.total - before
-            dispatcher.consumers[CONSUMER] = ledger_consumer
-            await dispatcher.register()  # first time: from the beginning of history
-            backfill_started = time.perf_counter()
-            await dispatcher.drain()  # the ledger catches up with what it missed, untimed
-            backfill += time.perf_counter() - backfill_started
-            before = StatementCounter.total
-            with_ledger = [a + b for a, b in zip(with_ledger, await cycles(f"b{r}"),
-                                                  strict=True)]
-            sql_with += StatementCounter.total - before
+        for r in range(rounds):  # A B, then B A: a drift in load or a phase's order hits both
+            for ledger_on in (False, True) if r % 2 == 0 else (True, False):
+                if ledger_on:
+                    dispatcher.consumers[CONSUMER] = ledger_consumer
+                    await dispatcher.register()  # first time: from the beginning of history
+                    backfill_started = time.perf_counter()
+                    await dispatcher.drain()  # it catches up with what it missed, untimed
+                    backfill += time.perf_counter() - backfill_started
+                else:
+                    dispatcher.consumers.pop(CONSUMER, None)
+                before = StatementCounter.total
+                spent = await cycles(f"{'b' if ledger_on else 'a'}{r}")
+                if ledger_on:
+                    with_ledger = (with_ledger[0] + spent[0], with_ledger[1] + spent[1])
+                    sql_with += StatementCounter.total - before
+                else:
+                    without = (without[0] + spent[0], without[1] + spent[1])
+                    sql_without += StatementCounter.total - before
             loads.append(os.getloadavg()[0])
         n_total = n * rounds
         tb = await ledger.trial_balance(run.db)
