@@ -75,6 +75,8 @@ async def measure(database_url: str, data_dir: Path, *, n: int, concurrency: int
                     without = (without[0] + spent[0], without[1] + spent[1])
                     sql_without += StatementCounter.total - before
             loads.append(os.getloadavg()[0])
+        dispatcher.consumers[CONSUMER] = ledger_consumer  # the books complete, untimed
+        await dispatcher.drain()
         n_total = n * rounds
         tb = await ledger.trial_balance(run.db)
         entries = len(await ledger.entries_for(run.db, business_ref=await _last_order(run.db)))
