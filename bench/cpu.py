@@ -19,6 +19,11 @@ def _cpu(pid: int) -> float:
     return 0.0
 
 
+def pid_cpu(pid: int) -> float:
+    """One process's CPU seconds so far (0 when it is gone)."""
+    return _cpu(pid)
+
+
 def process_tree(pid: int) -> list[int]:
     out, todo = [], [pid]
     while todo:

@@ -125,3 +125,43 @@ def test_an_unknown_record_type_is_refused_with_its_line() -> None:
 def test_a_cut_zm_file_is_refused() -> None:
     err = refused("unionpay", files.unionpay()[:-700])
     assert (err.code, err.line) == (ErrorCode.STATEMENT_INVALID, 2)
+
+
+def _quote_empty_cells(data: bytes) -> bytes:
+    """The same file as a writer that quotes every empty cell writes it (`,"",`)."""
+    out = []
+    for line in data.split(b"\n"):
+        cells = line.split(b",")
+        out.append(b",".join(c if c.strip(b"\r") else b'""' + c for c in cells)
+                   if line else line)
+    return b"\n".join(out)
+
+
+@pytest.mark.parametrize("channel", ["ecny", "bankpay"])
+def test_quoted_empty_cells_parse_and_a_short_row_among_them_is_named(channel: str) -> None:
+    data = _quote_empty_cells(files.fen_csv(channel))
+    assert b'""' in data
+    assert parse_statement(channel, data).lines["ref"].to_list() == ["ord_0", "ord_1", "ord_2"]
+    lines = data.split(b"\n")
+    lines[2] = lines[2].rsplit(b",", 1)[0]  # line 3 loses its last cell
+    width = lines[0].count(b",") + 1
+    err = refused(channel, b"\n".join(lines))
+    assert err.line == 3
+    assert err.reason == f"wrong column count: {width - 1} columns, the header has {width}"
+
+
+@pytest.mark.parametrize("channel", ["ecny", "bankpay"])
+def test_a_quoted_cell_holding_a_comma_is_one_cell(channel: str) -> None:
+    header, *rows = files.fen_csv(channel).split(b"\n")
+    names = header.decode().split(",")
+    at = names.index("trade_no")
+    cells = rows[1].split(b",")
+    cells[at] = b'"BP,1"'  # a comma inside a quoted cell: not a cell more
+    rows[1] = b",".join(cells)
+    lines = parse_statement(channel, b"\n".join([header, *rows])).lines
+    assert lines["txn_id"].to_list() == ["BP0", "BP,1", "BP2"]
+    cells[at + 1] = b'"x,"",y"'  # and one with a doubled quote too, on a row one cell short
+    rows[1] = b",".join(cells[:-1])
+    err = refused(channel, b"\n".join([header, *rows]))
+    assert err.line == 3
+    assert "column count" in err.reason

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from fulema.core.config import Settings
 from fulema.core.events import Consumer, Poison, Start
-from fulema.ledger.postings import TOPICS, make_handler
+from fulema.ledger.postings import TOPICS, FeeRates, make_batch_handler, make_handler
 
 CONSUMER = "ledger.postings"
 
 
 def consumers(settings: Settings) -> list[Consumer]:
-    return [Consumer(name=CONSUMER, handler=make_handler(settings.settlement_cutoff),
+    rates = FeeRates()
+    return [Consumer(name=CONSUMER, handler=make_handler(settings.settlement_cutoff, rates),
+                     batch_handler=make_batch_handler(settings.settlement_cutoff, rates),
                      topics=TOPICS, on_poison=Poison.STOP, max_attempts=8,
                      start=Start.BEGINNING)]

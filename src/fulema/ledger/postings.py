@@ -3,13 +3,14 @@
 `write_entry` is the only writer of entries and postings: it checks the lines balance and
 records the entry under its unique `source_key` (for an event, the event id), so a redelivered
 event finds its entry and posts nothing. `post_event` is the `ledger.postings` consumer's
-handler: it reads the event, asks the posting rules in `domain` and writes in one transaction.
+handler: it reads the event, asks the posting rules in `domain` and writes in one transaction;
+its batch handler does the same for a dispatcher round, a run of payments in three statements.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
@@ -27,7 +28,9 @@ from fulema.merchants import service as merchants
 
 TOPICS = ("payment.succeeded", "refund.requested", "refund.succeeded", "refund.failed",
           "reconciliation.adjustment")
+_INSERT_ENTRIES = insert(table_of(LedgerEntry))
 _INSERT_POSTINGS = insert(table_of(LedgerPosting))
+_INSERT_PAYMENTS = insert(table_of(LedgerPayment))
 
 
 async def already_posted(session: AsyncSession, source_key: str) -> bool:
@@ -35,27 +38,51 @@ async def already_posted(session: AsyncSession, source_key: str) -> bool:
         LedgerEntry.source_key == source_key))) is not None
 
 
-async def write_entry(session: AsyncSession, *, source_key: str, kind: str, business_ref: str,
-                      merchant_id: str | None, trade_date: date, lines: list[Line],
-                      same_day: bool = False, cleared_by: str | None = None,
-                      reverses: str | None = None, external_ref: str | None = None,
-                      channel: str | None = None) -> str:
-    """Record a balanced entry; `cleared_by` marks its merchant-payable lines as already
-    taken by that settlement batch (the batch's own settlement line)."""
+def entry_rows(*, source_key: str, kind: str, business_ref: str, merchant_id: str | None,
+               trade_date: date, lines: list[Line], same_day: bool = False,
+               cleared_by: str | None = None, reverses: str | None = None,
+               external_ref: str | None = None, channel: str | None = None
+               ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The rows of one balanced entry (`ledger_entries`, `ledger_postings`); ValueError when
+    the lines do not balance. `cleared_by` marks its merchant-payable lines as already taken
+    by that settlement batch (the batch's own settlement line)."""
     lines = domain.check_balanced(lines)
     entry_id = new_id("je")
-    session.add(LedgerEntry(id=entry_id, source_key=source_key, kind=kind,
-                            business_ref=business_ref, merchant_id=merchant_id,
-                            external_ref=external_ref, channel=channel, trade_date=trade_date,
-                            reverses=reverses, posted_at=clock.now()))
-    await session.flush()  # the unique source_key refuses a second entry here
+    entry = dict(id=entry_id, source_key=source_key, kind=kind, business_ref=business_ref,
+                 merchant_id=merchant_id, external_ref=external_ref, channel=channel,
+                 trade_date=trade_date, reverses=reverses, posted_at=clock.now())
     payable = domain.AccountKind.MERCHANT_PAYABLE.value + ":"
-    await session.execute(_INSERT_POSTINGS, [
+    postings = [
         dict(id=new_id("jp"), entry_id=entry_id, account=x.account, kind=x.kind.value,
              amount=x.fen, currency=domain.CURRENCY, trade_date=trade_date, same_day=same_day,
              cleared_by=cleared_by if x.account.startswith(payable) else None)
-        for x in lines])
-    return entry_id
+        for x in lines]
+    return entry, postings
+
+
+class EntryArgs(TypedDict, total=False):
+    """`entry_rows`' keyword arguments, for `write_entry`'s callers to be checked against."""
+
+    source_key: Required[str]
+    kind: Required[str]
+    business_ref: Required[str]
+    merchant_id: Required[str | None]
+    trade_date: Required[date]
+    lines: Required[list[Line]]
+    same_day: bool
+    cleared_by: str | None
+    reverses: str | None
+    external_ref: str | None
+    channel: str | None
+
+
+async def write_entry(session: AsyncSession, **entry: Unpack[EntryArgs]) -> str:
+    """Record a balanced entry (`entry_rows`' arguments); its id. The unique source_key
+    refuses a second entry for the same source (IntegrityError)."""
+    row, postings = entry_rows(**entry)
+    await session.execute(_INSERT_ENTRIES, [row])
+    await session.execute(_INSERT_POSTINGS, postings)
+    return str(row["id"])
 
 
 def _instant(payload: dict[str, Any], key: str, fallback: datetime | None) -> datetime:
@@ -106,7 +133,34 @@ def make_handler(cutoff: time, rates: FeeRates | None = None) -> Any:
     return post_event
 
 
-async def _post_payment(db: Database, event: Event, cutoff: time, rates: FeeRates) -> None:
+def make_batch_handler(cutoff: time, rates: FeeRates | None = None) -> Any:
+    """The consumer's batch handler: a dispatcher round's events in order, each run of
+    consecutive payments posted together (`_post_payments`: three statements for the run),
+    anything else as `make_handler` posts it. When it raises, the dispatcher redoes the round
+    event by event through `make_handler`'s handler; what this one had committed is found
+    posted then (its source keys) and not posted twice."""
+    fee_rates = rates or FeeRates()
+    one = make_handler(cutoff, fee_rates)
+
+    async def post_events(db: Database, events: list[Event]) -> None:
+        run: list[Event] = []
+        for event in events:
+            if event.topic == "payment.succeeded":
+                run.append(event)
+                continue
+            if run:
+                await _post_payments(db, run, cutoff, fee_rates)
+                run = []
+            await one(db, event)
+        if run:
+            await _post_payments(db, run, cutoff, fee_rates)
+
+    return post_events
+
+
+async def _payment_rows(db: Database, event: Event, cutoff: time, rates: FeeRates
+                       ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """A `payment.succeeded` event's entry, postings and `ledger_payments` row."""
     p = event.payload
     facts = domain.PaymentFacts.from_payload(p)
     waived = p.get("fee_waived") is True
@@ -115,23 +169,42 @@ async def _post_payment(db: Database, event: Event, cutoff: time, rates: FeeRate
     fee = domain.fee_for(facts.cash, bps, waived=waived)
     same_day = p.get("same_day_settlement") is True
     day = domain.business_date(_instant(p, "paid_at", event.created_at), cutoff)
+    entry, postings = entry_rows(
+        source_key=event.id, kind="payment", business_ref=str(p["order_id"]),
+        merchant_id=facts.merchant_id, trade_date=day, same_day=same_day,
+        external_ref=str(p.get("out_trade_no") or "") or None, channel=facts.channel,
+        lines=domain.payment_lines(facts, fee))
+    paid = dict(order_id=str(p["order_id"]), merchant_id=facts.merchant_id,
+                channel=facts.channel, cash=facts.cash, fee=fee, cash_refunded=0,
+                fee_refunded=0, same_day=same_day, created_at=clock.now())
+    return entry, postings, paid
+
+
+async def _post_payments(db: Database, events: list[Event], cutoff: time,
+                         rates: FeeRates) -> None:
+    """Payments' entries in one transaction of three statements whatever their number:
+    every entry in one INSERT, every posting in one, every `ledger_payments` row in one.
+    No look-up first (the hot path): the entries' unique source_key refuses a redelivery,
+    and then each event goes the careful way (`_post_payment`), which tells a redelivery
+    (nothing to do) from a second success for one order (stop the consumer)."""
+    rows = [await _payment_rows(db, e, cutoff, rates) for e in events]
     try:
-        # No look-up first (the hot path): the entry's unique source_key refuses a redelivery.
         async with db.transaction() as s:
-            await write_entry(s, source_key=event.id, kind="payment",
-                              business_ref=str(p["order_id"]), merchant_id=facts.merchant_id,
-                              trade_date=day, same_day=same_day,
-                              external_ref=str(p.get("out_trade_no") or "") or None,
-                              channel=facts.channel, lines=domain.payment_lines(facts, fee))
-            s.add(LedgerPayment(order_id=str(p["order_id"]), merchant_id=facts.merchant_id,
-                                channel=facts.channel, cash=facts.cash, fee=fee,
-                                cash_refunded=0, fee_refunded=0, same_day=same_day,
-                                created_at=clock.now()))
+            await s.execute(_INSERT_ENTRIES, [entry for entry, _, _ in rows])
+            await s.execute(_INSERT_POSTINGS, [x for _, postings, _ in rows for x in postings])
+            await s.execute(_INSERT_PAYMENTS, [paid for _, _, paid in rows])
     except IntegrityError:
-        async with db.transaction() as s:
-            if await already_posted(s, event.id):
-                return  # posted before: a redelivery or a replay
-        raise  # anything else (a second success event for one order) stops the consumer
+        if len(events) == 1:
+            async with db.transaction() as s:
+                if await already_posted(s, events[0].id):
+                    return  # posted before: a redelivery or a replay
+            raise  # anything else (a second success event for one order) stops the consumer
+        for event in events:
+            await _post_payments(db, [event], cutoff, rates)
+
+
+async def _post_payment(db: Database, event: Event, cutoff: time, rates: FeeRates) -> None:
+    await _post_payments(db, [event], cutoff, rates)
 
 
 async def _post_refund(db: Database, event: Event, cutoff: time) -> None:

@@ -12,7 +12,7 @@ each use case in a file of its own:
 - `orders_state`   the one path for state changes (ORM `record`, Core `ACCEPT`)
 - `views`          rows into typed views (`schemas.*Out`) and event payloads
 
-- `exports`        a channel's day as CSV columns, for reconciliation
+- `exports`        a channel's day as two CSV tables, for reconciliation
 
 Refunds and merchant notifications are `refunds` and `notifications`.
 """
@@ -20,7 +20,13 @@ Refunds and merchant notifications are `refunds` and `notifications`.
 from __future__ import annotations
 
 from fulema.payments.deps import Deps
-from fulema.payments.exports import EXPORT_COLUMNS, export_channel_day, lookup_records
+from fulema.payments.exports import (
+    PAY_COLUMNS,
+    REFUND_COLUMNS,
+    ChannelRecords,
+    export_channel_day,
+    lookup_records,
+)
 from fulema.payments.orders_apply import apply_trade_result, sync_with_channel
 from fulema.payments.orders_close import close_order
 from fulema.payments.orders_create import NewOrder, create_order
@@ -28,7 +34,9 @@ from fulema.payments.orders_query import get_order, order_by_id, query_order
 from fulema.payments.refunds import create_refund
 
 __all__ = [
-    "EXPORT_COLUMNS",
+    "PAY_COLUMNS",
+    "REFUND_COLUMNS",
+    "ChannelRecords",
     "Deps",
     "NewOrder",
     "apply_trade_result",

@@ -14,25 +14,33 @@ Every step is an expression over whole columns; no Python loop over rows.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import polars as pl
 
+from fulema.payments.service import ChannelRecords
 from fulema.reconciliation.domain import CROSS_DAY_WINDOW_MS, Result
 
-OURS_SCHEMA = {"kind": pl.String, "ref": pl.String, "order_id": pl.String,
-               "merchant_id": pl.String, "way_code": pl.String, "channel_txn_id": pl.String,
-               "amount_fen": pl.Int64, "status": pl.String, "at_ms": pl.Int64}
+_COMMON = {"merchant_id": pl.String, "way_code": pl.String, "channel_txn_id": pl.String,
+           "amount_fen": pl.Int64, "status": pl.String, "at_ms": pl.Int64}
+PAY_SCHEMA = {"ref": pl.String, **_COMMON}
+REFUND_SCHEMA = {"ref": pl.String, "order_id": pl.String, **_COMMON}
+OURS_SCHEMA = {"kind": pl.String, "ref": pl.String, "order_id": pl.String, **_COMMON}
 PAID = ("SUCCESS", "PARTIALLY_REFUNDED", "REFUNDED")
 OUT_COLUMNS = ["result", "kind", "ref", "order_id", "merchant_id", "way_code", "txn_id",
                "our_amount", "channel_amount", "our_status", "channel_status", "line", "at",
                "at_ms"]
 
 
-def read_ours(csv_bytes: bytes) -> pl.DataFrame:
-    """Payments' export CSV as a typed frame."""
-    return pl.read_csv(io.BytesIO(csv_bytes), schema=OURS_SCHEMA, has_header=True)
+def read_ours(records: ChannelRecords) -> pl.DataFrame:
+    """Payments' two export tables as one typed frame (`OURS_SCHEMA`): a payment's order id
+    is its ref."""
+    pays = pl.read_csv(records.pays, schema=PAY_SCHEMA, has_header=True)
+    refunds = pl.read_csv(records.refunds, schema=REFUND_SCHEMA, has_header=True)
+    return pl.concat([
+        pays.select(pl.lit("PAY").alias("kind"), "ref", pl.col("ref").alias("order_id"),
+                    *_COMMON),
+        refunds.select(pl.lit("REFUND").alias("kind"), *REFUND_SCHEMA)])
 
 
 @dataclass(frozen=True)

@@ -65,25 +65,34 @@ def header_of(data: bytes, first_line: int = 1) -> list[str]:
 
 
 def _check_cells(data: bytes, first_line: int, width: int) -> None:
-    """Every line's cell count, in one lazy query that answers only the first wrong line
-    (a file without a quote; one with quotes goes to the csv module)."""
-    if b'"' in data:
-        # a quoted cell may hold commas: let the csv module count (rare: slow but exact)
-        bad = diagnose(data, first_line, width)
-        if bad.reason != "unreadable table":
-            raise bad
-        return
+    """Every line's cell count, in one lazy query that answers only the first wrong line.
+
+    A line's commas count its cells exactly unless a quoted cell holds a comma (or a line
+    end). Quotes that vanish when every `""` pair is taken out cannot: such a line has only
+    empty quoted cells (`""`, as many writers quote them) or doubled quotes outside any
+    quoted cell, whereas a quoted cell holding a comma always leaves an odd run of quotes on
+    one side of it. So only a line with a quote left over is *uncertain*; when the first
+    flagged line is one, the csv module counts the whole file (slow but exact)."""
     lines = pl.scan_csv(io.BytesIO(data), has_header=False, separator="\x1f", quote_char=None,
                         infer_schema=False, new_columns=["l"], raise_if_empty=False,
                         truncate_ragged_lines=True).with_row_index("_n")
-    wrong = (lines.filter(pl.col("_n") > 0)
-             .select("_n", c=pl.col("l").str.count_matches(",", literal=True))
-             .filter((pl.col("c") != width - 1) & pl.col("c").is_not_null()).head(1))
+    line = pl.col("l")
+    uncertain = (pl.lit(False) if b'"' not in data else
+                 line.str.contains('"', literal=True)
+                 & line.str.replace_all('""', "", literal=True).str.contains('"', literal=True))
+    flagged = (lines.filter(pl.col("_n") > 0)
+               .select("_n", c=line.str.count_matches(",", literal=True), u=uncertain)
+               .filter(((pl.col("c") != width - 1) & pl.col("c").is_not_null()) | pl.col("u"))
+               .head(1))
     try:
-        found = wrong.collect()
+        found = flagged.collect()
     except pl.exceptions.ComputeError as exc:
         raise encoding_error(data, first_line) from exc
-    if found.height:
+    if found.height and found["u"][0]:
+        bad = diagnose(data, first_line, width)  # a quoted cell may hold commas
+        if bad.reason != "unreadable table":
+            raise bad
+    elif found.height:
         raise StatementError(int(found["_n"][0]) + first_line,
                              f"wrong column count: {int(found['c'][0]) + 1} columns, the "
                              f"header has {width}")
