@@ -34,6 +34,7 @@ async def test_tiny_burst_on_sqlite_reports_everything_and_loses_nothing(tmp_pat
     assert set(burst["error_kinds"]) <= {"429 RATE_LIMITED", "503 OVERLOADED"}
     assert burst["refusal_p50_ms"] is not None
     assert a["lost"] == 0, results["lost_check"]
+    assert set(a["recovery"]) >= {"first_good_second", "recovered_after_s", "seconds"}
     for check in results["lost_check"].values():
         assert check["lost"] == check["duplicates"] == check["refused_in_db"] == 0, check
     assert [g["goal"] for g in a["goals"]][2].startswith("accepted but lost")
