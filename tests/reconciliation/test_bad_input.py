@@ -165,3 +165,18 @@ def test_a_quoted_cell_holding_a_comma_is_one_cell(channel: str) -> None:
     err = refused(channel, b"\n".join([header, *rows]))
     assert err.line == 3
     assert "column count" in err.reason
+
+
+def test_wechat_rows_are_checked_up_to_the_summary_and_no_further() -> None:
+    # the summary part has 7 cells a line, the bill 27: only the bill's rows are counted
+    lines = files.wechat().split(b"\n")
+    assert lines[4].startswith("总交易单数".encode())
+    quoted = lines[:]
+    quoted[2] = quoted[2].replace(b"`ord_1", b'"`ord_1"').replace(b",`SUCCESS", b',"`SUC,CESS"')
+    err = refused("wechat", b"\n".join(quoted))  # one cell, but not a known state
+    assert err.line == 3
+    assert "交易状态" in err.reason
+    short = lines[:]
+    short[3] = short[3].rsplit(b",", 1)[0]  # the last row of the bill loses a cell
+    err = refused("wechat", b"\n".join(short))
+    assert (err.line, err.reason) == (4, "wrong column count: 26 columns, the header has 27")

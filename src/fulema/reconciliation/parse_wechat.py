@@ -48,14 +48,14 @@ def parse(data: bytes) -> pl.DataFrame:
     cut = data.rfind(b"\n" + SUMMARY_HEAD)
     if cut < 0:
         raise StatementError(data.count(b"\n") + 1, "no summary part (a 总交易单数 row)")
-    detail, summary = data[:cut + 1], data[cut + 1:]
-    frame = read_table(detail, first_line=1, columns=REQUIRED)
+    summary = data[cut + 1:]
+    frame = read_table(data, first_line=1, columns=REQUIRED, end=cut + 1)
     frame = frame.with_columns(pl.col(REQUIRED).str.strip_chars().str.strip_prefix("`"))
     rows = summary.split(b"\n")
     count = rows[1].split(b",")[0].strip().lstrip(b"`") if len(rows) > 1 else b""
     if not count.isdigit() or int(count) != frame.height:
         # the summary's line number is counted only here: a pass over the whole file
-        raise StatementError(detail.count(b"\n") + 2,
+        raise StatementError(data.count(b"\n", 0, cut + 1) + 2,
                              f"summary counts {count.decode(errors='replace')!r} rows, the "
                              f"bill has {frame.height}")
     kind = pl.col("交易状态").replace_strict(KIND, default=None)

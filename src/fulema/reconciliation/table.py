@@ -64,7 +64,8 @@ def header_of(data: bytes, first_line: int = 1) -> list[str]:
     return [c.strip().lstrip("`").strip() for c in next(_records(text), [])]
 
 
-def _check_cells(data: bytes, first_line: int, width: int) -> None:
+def _check_cells(data: bytes, first_line: int, width: int, end: int | None = None,
+                 rows: int = 0) -> None:
     """Every line's cell count, in one lazy query that answers only the first wrong line.
 
     A line's commas count its cells exactly unless a quoted cell holds a comma (or a line
@@ -80,6 +81,8 @@ def _check_cells(data: bytes, first_line: int, width: int) -> None:
     uncertain = (pl.lit(False) if b'"' not in data else
                  line.str.contains('"', literal=True)
                  & line.str.replace_all('""', "", literal=True).str.contains('"', literal=True))
+    if end is not None:  # the table stops at byte `end`: its header and `rows` lines
+        lines = lines.filter(pl.col("_n") <= rows)
     flagged = (lines.filter(pl.col("_n") > 0)
                .select("_n", c=line.str.count_matches(",", literal=True), u=uncertain)
                .filter(((pl.col("c") != width - 1) & pl.col("c").is_not_null()) | pl.col("u"))
@@ -89,7 +92,7 @@ def _check_cells(data: bytes, first_line: int, width: int) -> None:
     except pl.exceptions.ComputeError as exc:
         raise encoding_error(data, first_line) from exc
     if found.height and found["u"][0]:
-        bad = diagnose(data, first_line, width)  # a quoted cell may hold commas
+        bad = diagnose(data[:end], first_line, width)  # a quoted cell may hold commas
         if bad.reason != "unreadable table":
             raise bad
     elif found.height:
@@ -98,17 +101,20 @@ def _check_cells(data: bytes, first_line: int, width: int) -> None:
                              f"header has {width}")
 
 
-def read_table(data: bytes, *, first_line: int, columns: tuple[str, ...]) -> pl.DataFrame:
+def read_table(data: bytes, *, first_line: int, columns: tuple[str, ...],
+               end: int | None = None) -> pl.DataFrame:
     """The `columns` of the table (its header on `first_line`) as strings, blank lines
     dropped, plus `_line`. StatementError for a missing column, a row whose cell count
-    differs from the header's, or bytes that are not UTF-8."""
+    differs from the header's, or bytes that are not UTF-8. `end`: the table is `data[:end]`
+    (ending in a line end), read in place: a slice would copy it whole first."""
     header = header_of(data, first_line)
     check_header(header, columns, first_line)
-    _check_cells(data, first_line, len(header))
+    rows = None if end is None else data.count(b"\n", 0, end) - 1
+    _check_cells(data, first_line, len(header), end, rows or 0)
     try:
         frame = pl.read_csv(io.BytesIO(data), has_header=True, new_columns=header,
                             columns=list(columns), infer_schema=False, quote_char='"',
-                            raise_if_empty=False, row_index_name="_r")
+                            raise_if_empty=False, row_index_name="_r", n_rows=rows)
     except pl.exceptions.ComputeError as exc:
         raise encoding_error(data, first_line) from exc
     return frame.filter(~pl.all_horizontal(pl.exclude("_r").is_null())).select(
