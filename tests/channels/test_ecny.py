@@ -553,7 +553,7 @@ async def test_bill_file_from_sandbox_records_with_injected_differences(env: Env
     assert empty.decode().splitlines() == [",".join(
         ["bill_date", "trade_time", "merchant_id", "record_type", "out_trade_no", "trade_no",
          "out_refund_no", "refund_no", "way_code", "amount_fen", "fee_fen", "net_fen",
-         "wallet_masked", "wallet_level", "status"])]
+         "wallet_masked", "wallet_level", "status", "sub_merchant_id"])]
 
     await env.wallet("/faults", {"statement_diff": {
         "drop": ["ORD-BILL-B"], "amount": {"REF-BILL-1": 401},

@@ -41,7 +41,7 @@ REFUND_FIELDS = {"merchant_no", "out_trade_no", "trade_no", "out_refund_no", "re
 STATEMENT_COLUMNS = ["trade_date", "trade_time", "merchant_no", "record_type", "out_trade_no",
                      "trade_no", "out_refund_no", "refund_no", "way_code", "amount_fen",
                      "fee_fen", "settle_fen", "settle_date", "same_day_settlement",
-                     "payer_account", "state"]
+                     "payer_account", "state", "sub_merchant_id"]
 
 
 def doc_signature(ts: str, nonce: str, body: bytes) -> str:

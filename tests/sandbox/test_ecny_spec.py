@@ -43,7 +43,7 @@ REFUND_FIELDS = {"merchant_id", "out_trade_no", "trade_no", "out_refund_no", "re
                  "sub_merchant_id"}
 BILL_COLUMNS = ["bill_date", "trade_time", "merchant_id", "record_type", "out_trade_no",
                 "trade_no", "out_refund_no", "refund_no", "way_code", "amount_fen", "fee_fen",
-                "net_fen", "wallet_masked", "wallet_level", "status"]
+                "net_fen", "wallet_masked", "wallet_level", "status", "sub_merchant_id"]
 CALLBACKS: list[httpx.Request] = []
 CST = timezone(timedelta(hours=8))
 

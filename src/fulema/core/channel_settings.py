@@ -179,7 +179,9 @@ class UnionpaySection(Section):
     backup_base_url: str = ""
     file_url: str = ""  # file transfer (对账文件); empty -> {base_url}/fileTransRequest.do
     mer_id: str = "777290058110048"
-    acq_ins_code: str = ""  # 收单机构代码: accessType=1 (sub-merchants, registration); dev default
+    # 收单机构代码: sent with accessType=1 (sub-merchants' payments, their registration); empty
+    # -> the sandbox's 48020000, in development only
+    acq_ins_code: str = ""
     # 01 SHA256withRSA, 02 SM2 (Fulema-defined), 11 SHA-256 + secure key, 12 SM3 + secure key
     sign_method: Literal["01", "02", "11", "12"] = "01"
     cert_id: str = ""  # certId of the signing certificate (01/02); empty -> derived from dev key
@@ -193,6 +195,9 @@ class UnionpaySection(Section):
     timeout_seconds: float | None = None  # per call; None -> settings.channel_timeout_seconds
 
     def problems(self) -> list[str]:
+        return [*self._key_problems(), *_unset(self, "acq_ins_code")]
+
+    def _key_problems(self) -> list[str]:
         if self.sign_method == "01":
             return _files(self, "merchant_key_path", "unionpay_cert_path")
         if self.sign_method == "02":

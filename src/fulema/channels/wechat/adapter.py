@@ -333,10 +333,17 @@ class WechatChannel:
             return CallbackAck(204, b"", "application/json")
         return CallbackAck(400, b'{"code":"FAIL","message":"rejected"}', "application/json")
 
-    async def download_statement(self, day: date) -> bytes:
-        """The day's ALL trade bill exactly as downloaded (gzip'd); its SHA1 is checked."""
+    async def download_statement(self, day: date, *, sub_merchant_id: str | None = None
+                                 ) -> bytes:
+        """The day's ALL trade bill exactly as downloaded (gzip'd); its SHA1 is checked.
+
+        Without `sub_merchant_id` it is the service provider's whole bill (our direct-form
+        orders and every sub-merchant's, each row naming its 特约商户号), which reconciliation
+        imports; with it, WeChat's bill of that one sub-merchant (`sub_mchid`), e.g. to hand a
+        merchant its own statement."""
+        sub = f"&sub_mchid={quote(sub_merchant_id, safe='')}" if sub_merchant_id else ""
         info = await self.api.ok("GET", f"/v3/bill/tradebill?bill_date={day:%Y-%m-%d}"
-                                 "&bill_type=ALL&tar_type=GZIP")
+                                 f"&bill_type=ALL&tar_type=GZIP{sub}")
         url = info.get("download_url")
         if not isinstance(url, str) or not url:
             raise ChannelUnavailable("wechat tradebill: no download_url")

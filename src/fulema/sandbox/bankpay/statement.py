@@ -23,7 +23,7 @@ from fulema.sandbox.bankpay.state import BankpaySandbox, Order
 STATEMENT_COLUMNS = ["trade_date", "trade_time", "merchant_no", "record_type", "out_trade_no",
                      "trade_no", "out_refund_no", "refund_no", "way_code", "amount_fen",
                      "fee_fen", "settle_fen", "settle_date", "same_day_settlement",
-                     "payer_account", "state"]
+                     "payer_account", "state", "sub_merchant_id"]
 
 
 def statement_rows(sb: BankpaySandbox, day: date) -> list[dict[str, Any]]:
@@ -94,7 +94,7 @@ def _row(sb: BankpaySandbox, o: Order, at: datetime, kind: str, rno: str, refund
             "settle_fen": amount if kind == "PAY" else -amount,
             "settle_date": local.date().isoformat(), "same_day_settlement": "true",
             "payer_account": o.payer.masked()["account_masked"] if o.payer else "",
-            "state": "SUCCESS"}
+            "state": "SUCCESS", "sub_merchant_id": o.sub_merchant_id}
 
 
 def statement_csv(rows: list[dict[str, Any]]) -> bytes:

@@ -32,7 +32,7 @@ from fulema.sandbox.wallet import CodeRefusal, parse_rules
 
 BILL_COLUMNS = ["bill_date", "trade_time", "merchant_id", "record_type", "out_trade_no",
                 "trade_no", "out_refund_no", "refund_no", "way_code", "amount_fen", "fee_fen",
-                "net_fen", "wallet_masked", "wallet_level", "status"]
+                "net_fen", "wallet_masked", "wallet_level", "status", "sub_merchant_id"]
 
 
 def create(sb: EcnySandbox, body: dict[str, Any]) -> Result:
@@ -209,7 +209,8 @@ def _row(sb: EcnySandbox, o: Order, at: datetime | None, kind: str, r: Refund | 
             "way_code": o.way_code, "amount_fen": amount, "fee_fen": 0,
             "net_fen": amount if kind == "PAY" else -amount,
             "wallet_masked": mask_wallet(o.wallet.wallet_id) if o.wallet else "",
-            "wallet_level": o.wallet.level if o.wallet else "", "status": "SUCCESS"}
+            "wallet_level": o.wallet.level if o.wallet else "", "status": "SUCCESS",
+            "sub_merchant_id": o.sub_merchant_id}
 
 
 def bill_csv(rows: list[dict[str, Any]]) -> bytes:

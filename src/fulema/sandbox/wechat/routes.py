@@ -260,7 +260,10 @@ def tradebill(sb: WechatSandbox, request: Request) -> Answer:
     bill_type = q.get("bill_type", "ALL")
     if bill_type not in ("ALL", "SUCCESS", "REFUND"):
         return err(400, "PARAM_ERROR", "bill_type 须为ALL、SUCCESS或REFUND")
-    plain = wechat_statement.render(wechat_statement.bill_rows(sb, day, bill_type))
+    sub = q.get("sub_mchid", "")  # a service provider's bill of one 特约商户
+    if sub and (sb.applyments is None or sb.applyments.registered(sub) is None):
+        return err(400, "PARAM_ERROR", "sub_mchid 不存在或未与服务商建立受理关系")
+    plain = wechat_statement.render(wechat_statement.bill_rows(sb, day, bill_type, sub))
     token = secrets.token_urlsafe(24)
     sb.bills[token] = gzip.compress(plain, mtime=0) if q.get("tar_type") == "GZIP" else plain
     return 200, {"hash_type": "SHA1",

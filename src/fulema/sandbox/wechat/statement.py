@@ -1,5 +1,7 @@
 """The sandbox's trade bill (交易账单, ALL) for a day, made from its own records.
 
+商户号 is the sandbox's (the service provider's) mchid; 特约商户号 is the sub_mchid a
+partner-form order was made under, "0" on the provider's own (direct-form) orders.
 Payments appear on the (China Standard Time) day they succeeded, refunds on the day they were
 accepted, as WeChat documents; a reversed paid payer-code payment adds a refund row whose
 交易状态 is REVOKED. Fees are 0.60% per row, rounded half-up to the fen and returned (negative)
@@ -31,8 +33,9 @@ def _row(sb: WechatSandbox, o: Order, at: datetime, *, refund: dict[str, Any] | 
          amount: int) -> dict[str, str]:
     fee = Money(amount).times_bps(FEE_BPS).fen
     row = {"交易时间": at.astimezone(CST).strftime("%Y-%m-%d %H:%M:%S"), "公众账号ID": o.appid,
-           "商户号": sb.config.mchid, "特约商户号": "0", "设备号": "", "微信订单号": o.transaction_id,
-           "商户订单号": o.out_trade_no, "用户标识": o.openid, "交易类型": o.trade_type,
+           "商户号": sb.config.mchid, "特约商户号": o.sub_mchid or "0", "设备号": "",
+           "微信订单号": o.transaction_id, "商户订单号": o.out_trade_no,
+           "用户标识": o.openid, "交易类型": o.trade_type,
            "付款银行": "OTHERS", "货币种类": "CNY", "代金券金额": "0.00",
            "充值券退款金额": "0.00", "商品名称": o.description, "商户数据包": "",
            "费率": "0.60%", "费率备注": ""}
@@ -48,7 +51,16 @@ def _row(sb: WechatSandbox, o: Order, at: datetime, *, refund: dict[str, Any] | 
     return row
 
 
-def bill_rows(sb: WechatSandbox, day: date, bill_type: str = "ALL") -> list[dict[str, str]]:
+def bill_rows(sb: WechatSandbox, day: date, bill_type: str = "ALL",
+              sub_mchid: str = "") -> list[dict[str, str]]:
+    """The day's rows; with `sub_mchid` (a service provider asking for one 特约商户) only that
+    sub-merchant's, as WeChat's partner tradebill answers, else every row (the provider's own
+    and all its sub-merchants', each naming its 特约商户号)."""
+    rows = _all_rows(sb, day, bill_type)
+    return [r for r in rows if r["特约商户号"] == sub_mchid] if sub_mchid else rows
+
+
+def _all_rows(sb: WechatSandbox, day: date, bill_type: str) -> list[dict[str, str]]:
     diff = sb.faults.statement_diff
     moved = {str(k) for k in diff.get("cross_day", [])}
     rows = [(k, r) for k, r in _day_rows(sb, day, bill_type) if k not in moved]
