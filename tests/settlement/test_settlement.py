@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -13,6 +14,7 @@ from sqlalchemy import func, select
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.db import Database
+from fulema.core.events import OutboxEvent
 from fulema.ledger import service as ledger
 from fulema.ledger.models import LedgerEntry
 from fulema.merchants import service as merchants
@@ -55,6 +57,14 @@ async def payouts_of(db: Database, merchant_id: str) -> list[Payout]:
         for r in rows:
             s.expunge(r)
     return rows
+
+
+async def paid_events(db: Database) -> list[dict[str, Any]]:
+    """The `settlement.paid` events in the outbox (docs/settlement.md)."""
+    async with db.transaction() as s:
+        rows = (await s.scalars(select(OutboxEvent.payload)
+                                .where(OutboxEvent.topic == "settlement.paid"))).all()
+    return [dict(r) for r in rows]
 
 
 async def drive_payouts(db: Database, settings: Settings, bank: SandboxBank,
@@ -159,6 +169,7 @@ async def test_failed_payout_retries_then_returns_to_the_balance(db: Database,
     assert p.status == "RETURNED"
     assert p.attempt == 2
     assert sum(bank.paid.values()) == 0
+    assert await paid_events(db) == []  # nothing reached the account, nothing is told
     assert await ledger.account_balance(db, acct=ledger.merchant_payable(mid)) == -(10000 - 38)
     tue = await settlement.run_settlement(db, settings, settle_date=TUE)
     assert tue.settled == 1
@@ -166,6 +177,7 @@ async def test_failed_payout_retries_then_returns_to_the_balance(db: Database,
     await drive_payouts(db, settings, bank)
     assert sum(bank.paid.values()) == 10000 - 38
     assert (await ledger.trial_balance(db)).total == 0
+    assert [e["amount"] for e in await paid_events(db)] == [10000 - 38]
 
 
 @pytest.mark.parametrize("outcome", ["TIMEOUT", "LOST", "PENDING"])

@@ -1,27 +1,22 @@
 """`settlement.paid`: a payout that reached the merchant's account is told once, through the
-outbox, in the payout's own transaction; a failed or returned payout, or the same answer
-given again, tells nothing."""
+outbox, in the payout's own transaction; the same answer given again tells nothing (a
+returned payout tells nothing either: tests/settlement/test_settlement.py)."""
 
 from __future__ import annotations
-
-from typing import Any
-
-from sqlalchemy import select
 
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.db import Database
-from fulema.core.events import OutboxEvent
 from fulema.sandbox.banktransfer import SandboxBank
 from fulema.settlement import service as settlement
-from tests.settlement.test_settlement import MON, at, drive_payouts, payouts_of, settled_payout
-
-
-async def paid_events(db: Database) -> list[dict[str, Any]]:
-    async with db.transaction() as s:
-        rows = (await s.scalars(select(OutboxEvent.payload)
-                                .where(OutboxEvent.topic == "settlement.paid"))).all()
-    return [dict(r) for r in rows]
+from tests.settlement.test_settlement import (
+    MON,
+    at,
+    drive_payouts,
+    paid_events,
+    payouts_of,
+    settled_payout,
+)
 
 
 async def test_a_successful_payout_publishes_settlement_paid_once(db: Database,
@@ -43,15 +38,3 @@ async def test_a_successful_payout_publishes_settlement_paid_once(db: Database,
     await settlement.apply_answer(db, settings, payout_id=p.id, request_id=p.request_id,
                                   result=ok)
     assert len(await paid_events(db)) == 1  # the same answer again tells nothing
-
-
-async def test_a_returned_payout_publishes_nothing(db: Database, settings: Settings) -> None:
-    settings = settings.model_copy(update={"payout_max_attempts": 2, "payout_retry_seconds": 60})
-    mid = await settled_payout(db, settings)
-    bank = SandboxBank()
-    bank.script("FAILED", "FAILED")
-    clock.freeze(at(MON, 8))
-    await drive_payouts(db, settings, bank)
-    (p,) = await payouts_of(db, mid)
-    assert p.status == "RETURNED"
-    assert await paid_events(db) == []

@@ -300,7 +300,8 @@ _META: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.MESSAGE_NOT_FOUND: (404, "No speaker message with this id."),
     ErrorCode.MESSAGE_DELIVERY_NOT_FOUND: (404, "No SMS or push delivery with this id."),
     ErrorCode.UNKNOWN_MESSAGE_EVENT: (400, "Not an event messages can be subscribed to "
-                                           "(payment.succeeded, refund.succeeded, risk.alert)."),
+                                           "(payment.succeeded, refund.succeeded, risk.alert, "
+                                           "settlement.paid)."),
     ErrorCode.UNKNOWN_MESSAGE_CHANNEL: (400, "Not a delivery channel (speaker, webhook, sms, "
                                              "push, notice)."),
     ErrorCode.INVALID_PHONE: (400, "Not a mainland mobile number (11 digits, starting 13 to 19)."),

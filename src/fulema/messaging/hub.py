@@ -78,6 +78,13 @@ class SpeakerHub:
                           message_id=out.message_id):
             await self.transport.send(out.speaker_id, out.body)
 
+    def _spawn_send(self, batch: list[speakers.Outgoing], sending: set[asyncio.Task[int]]
+                    ) -> None:
+        if batch:
+            task = asyncio.create_task(self._send_all(batch))
+            sending.add(task)
+            task.add_done_callback(sending.discard)
+
     async def on_up(self, speaker_id: str, kind: str, payload: bytes) -> None:
         """A device's acknowledgement or hello. A malformed or foreign acknowledgement is
         logged and dropped: it changes nothing."""
@@ -154,15 +161,10 @@ class SpeakerHub:
                     # acknowledgement (an unsent one is simply due again at its ack timeout).
                     # The due rows are read each half ack timeout, or at once when a catch-up
                     # or a resend made some due: not on every payment's wake-up.
-                    batches = [self._take_fast()]
+                    self._spawn_send(self._take_fast(), sending)
                     if speakers.take_due_mark(self.db) or time.monotonic() >= next_read:
                         next_read = time.monotonic() + period
-                        batches.append(await self._claim_due())
-                    for batch in batches:
-                        if batch:
-                            task = asyncio.create_task(self._send_all(batch))
-                            sending.add(task)
-                            task.add_done_callback(sending.discard)
+                        self._spawn_send(await self._claim_due(), sending)
                 except Exception as exc:
                     log.error("job.failed", job="speakers", error=repr(exc))
                 await wake.wait(seen, period)

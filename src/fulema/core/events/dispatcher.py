@@ -87,8 +87,11 @@ def _order_of(payload: Any) -> str | None:
 class Dispatcher:
     def __init__(self, db: Database, consumers: Sequence[Consumer] = (), *,
                  claim_seconds: int = 60, sequence_batch: int = 1000,
-                 poll_seconds: float = 0.5) -> None:
+                 poll_seconds: float = 0.5, concurrency: int = 4) -> None:
         self.db = db
+        # At most this many consumers are served at once by `run_forever` (each holds a
+        # connection while it works: a dozen at once would starve the requests' pool).
+        self.concurrency = max(1, concurrency)
         self.consumers = check_unique(consumers)
         self.worker_id = f"{socket.gethostname()}-{new_token(6)}"
         self.claim_seconds = claim_seconds
@@ -152,7 +155,9 @@ class Dispatcher:
             first = stream.last_seq + 1
             await s.execute(_SET_SEQ, [{"b_id": i, "b_seq": first + n} for n, i in enumerate(ids)])
             stream.last_seq = first + len(ids) - 1
-            self._saw(stream)
+        # Only once committed: a consumer that claimed up to an uncommitted head would find
+        # nothing, note it had seen that head, and sleep through the wake-up that follows.
+        self._saw(stream)
         return len(ids)
 
     # -- delivery -----------------------------------------------------------------------
@@ -320,10 +325,12 @@ class Dispatcher:
         """Serve until cancelled. One loop numbers the events, waking on commits in this
         process, NOTIFY from others (PostgreSQL), or every `poll_seconds`; each consumer has a
         loop of its own that it wakes, so a consumer is never kept waiting while another
-        handles its round (the speakers do not wait for the ledger: docs/messaging.md)."""
+        handles its round (the speakers do not wait for the ledger: docs/messaging.md), at
+        most `concurrency` of them at once."""
         listener = await self._listen()
         numbered = Signal()
-        loops = [asyncio.create_task(self._consumer_loop(name, numbered))
+        slots = asyncio.Semaphore(self.concurrency)
+        loops = [asyncio.create_task(self._consumer_loop(name, numbered, slots))
                  for name in self.consumers]
         try:
             while True:
@@ -346,7 +353,8 @@ class Dispatcher:
                 with contextlib.suppress(Exception):
                     await listener.close()
 
-    async def _consumer_loop(self, name: str, numbered: Signal) -> None:
+    async def _consumer_loop(self, name: str, numbered: Signal,
+                             slots: asyncio.Semaphore) -> None:
         """One consumer: served again at once while it moves, else when events are numbered
         (or every `poll_seconds`, for retries that come due). Woken with nothing past its
         position, it reads nothing: a dozen consumers cost no dozen reads per commit."""
@@ -357,12 +365,14 @@ class Dispatcher:
             head = self._head
             try:
                 if timed_out:  # read the truth now and then: retries come due, others move
-                    _, moved = await self._serve_if_due(name)
+                    async with slots:
+                        _, moved = await self._serve_if_due(name)
                 elif head > self._known.get(name, -1):
                     # Woken by numbering: straight to the claim, which checks that the
                     # consumer is behind, due and free (no read before it on the hot path).
-                    _, moved = await self._serve_moved(self.consumers[name], head,
-                                                       self._archived)
+                    async with slots:
+                        _, moved = await self._serve_moved(self.consumers[name], head,
+                                                           self._archived)
                     if not moved:
                         self._known[name] = max(self._known.get(name, -1), head)
             except Exception as exc:
