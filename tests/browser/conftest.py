@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from fulema.core.channel_settings import RateLimitSection
 from fulema.core.config import Settings
 from fulema.core.db import Database
 from tests.channels.live_server import free_port, serve
@@ -77,7 +78,13 @@ def live_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
     settings = Settings(environment="development", public_base_url=url, data_dir=tmp,
                         database_url=f"sqlite+aiosqlite:///{tmp / 'site.db'}",
                         operator_token="browser-test-operator-token-0123456789",
-                        run_background=True, seed_demo=True, outbound_allow_loopback=True)
+                        run_background=True, seed_demo=True, outbound_allow_loopback=True,
+                        # Every page of the module comes from one address (127.0.0.1), where a
+                        # bank's payers each have their own: at the default per-IP cashier rate
+                        # (burst 20, degraded past 16) the later tests' payer was served degraded,
+                        # so without the discount it came to see. Limits stay on, sized for one
+                        # module of pages; tests/payments/test_rate_limits.py tests the limits.
+                        ratelimit=RateLimitSection(cashier_ip_rate=50, cashier_ip_burst=1000))
 
     async def create() -> None:
         db = Database(settings.database_url)
