@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import strategies as st
 from sqlalchemy import delete, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -27,13 +26,6 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.db import Base, Database
-
-# CPython 3.11 (3.11.7 here and in CI) can fail `ast.parse` with "SystemError: AST constructor
-# recursion depth mismatch" (python/cpython#106905, pytest-dev/pytest#10763; seen in processes
-# with threads, as ours have) when pytest's assertion rewriter compiles a module imported
-# lazily inside a test: once, hypothesis's regex module, imported on a test's first
-# `st.from_regex`. Validating one such strategy here imports it at collection, once per process.
-st.from_regex(r"\A[0-9]\Z").validate()
 
 BACKENDS = ["sqlite", "postgres", "mysql"]
 _created: set[str] = set()
