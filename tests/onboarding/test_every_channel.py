@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import pytest
 
-from tests.onboarding.test_flow import (
+from tests.onboarding.helpers import (
     OPS,
-    _approve_all,
+    approve_all,
     current,
     decide,
-    platform,
     registrations,
     rounds,
     sandbox_state,
+    stored_sub,
     supplied,
 )
-from tests.onboarding.test_partner_payments import stored_sub
 from tests.payments.conftest import Platform
-
-__all__ = ["platform"]  # the fixture, shared with test_flow
 
 ALL = ["wechat", "alipay", "unionpay", "ecny", "bankpay"]
 # the sandboxes' apps (sandbox/appshell): apps that confirm a plate payment themselves
@@ -58,7 +55,7 @@ async def test_payments_refused_before_active_and_accepted_after(platform: Platf
     refused = await p.order(channel=channel)
     assert refused.status_code == 403, refused.text
     assert refused.json()["code"] == "CHANNEL_NOT_REGISTERED"
-    reg = await _approve_all(p, channel)
+    reg = await approve_all(p, channel)
     assert reg["state"] == "ACTIVE"
     accepted = await p.order(channel=channel)
     assert accepted.status_code == 200, accepted.text
@@ -72,7 +69,7 @@ async def test_a_new_settlement_account_re_registers_at_every_channel(platform: 
 
     p = platform
     await supplied(p)
-    first = {c: (await _approve_all(p, c))["sub_merchant_id"] for c in ALL}
+    first = {c: (await approve_all(p, c))["sub_merchant_id"] for c in ALL}
     assert all(first.values()), first
     await merchants.change_settlement_account(
         p.db, merchant_id=p.merchant_id, settlement_account="6222020000000000003",
@@ -85,7 +82,7 @@ async def test_a_new_settlement_account_re_registers_at_every_channel(platform: 
     assert await stored_sub(p, (await p.order(channel="ecny")).json()["order_id"]) == \
         first["ecny"]
     for channel in ALL:
-        second = await _approve_all(p, channel)
+        second = await approve_all(p, channel)
         assert second["version"] == 2
         regs = await registrations(p, channel)
         assert [r["state"] for r in regs] == ["SUPERSEDED", "ACTIVE"]
@@ -106,7 +103,7 @@ async def test_the_cashier_offers_an_app_only_once_its_channel_is_active(
     assert page.status_code == 200
     assert "请使用以下应用扫码" in page.text
     assert APP[channel] not in page.text
-    await _approve_all(p, channel)
+    await approve_all(p, channel)
     page = await p.http.get("/pay/q/DEMO000001", headers=headers)
     assert page.status_code == 200
     assert "请使用以下应用扫码" not in page.text  # the amount pad, in that app

@@ -4,88 +4,23 @@ profile change re-registered, and payments refused before ACTIVE and accepted af
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from datetime import timedelta
-from typing import Any
-
-import httpx
 import pytest
-from fastapi import FastAPI
 
-from fulema.app import create_app
-from fulema.core.clock import clock
-from fulema.core.config import Settings
-from fulema.core.db import Database
 from fulema.core.events import publish
 from fulema.merchants import service as merchants
 from fulema.merchants.models import Merchant
-from fulema.ops.worker import run_all_once
-from tests.payments.conftest import Platform, Receiver
-
-OPS = {"Authorization": "Bearer test-operator"}
-SUPPLEMENT = {"contact_email": "zhangsan@example.com", "service_phone": "0571-88886666",
-              "settlement_bank": "中国工商银行", "address_code": "330106"}
-LEVER = {"wechat": "/sandbox/wechat/sandbox-ops/applyments/",
-         "alipay": "/sandbox/alipay/sandbox-ops/indirect/",
-         "unionpay": "/sandbox/unionpay/sandbox-ops/registrations/",
-         "ecny": "/sandbox/ecny/sandbox-ops/merchants/",
-         "bankpay": "/sandbox/bankpay/sandbox-ops/merchants/"}
-
-
-@pytest.fixture
-async def platform(db: Database, settings: Settings) -> AsyncIterator[Platform]:
-    settings = settings.model_copy(update={"enabled_channels": ["wechat", "alipay", "unionpay",
-                                                             "ecny", "bankpay"]})
-    transport = httpx.ASGITransport(app=FastAPI())
-    http = httpx.AsyncClient(transport=transport, base_url="http://testserver")
-    app = create_app(settings, db=db, http=http)
-    transport.app = app
-    receiver = Receiver()
-    app.add_api_route("/merchant/notify", receiver.handle, methods=["POST"])
-    demo = await merchants.onboard_demo_merchant(db, settings=settings)
-    yield Platform(app=app, http=http, db=db, settings=settings, receiver=receiver,
-                   merchant_id=demo.merchant_id)
-    await http.aclose()
-
-
-def sandbox_state(p: Platform, channel: str) -> Any:
-    mounted = next(r for r in p.app.routes if getattr(r, "path", "") == f"/sandbox/{channel}")
-    return mounted.app.state  # type: ignore[attr-defined]
-
-
-async def rounds(p: Platform, n: int = 2) -> None:
-    """Time passes (past the poll interval) and every job runs."""
-    for _ in range(n):
-        clock.advance(timedelta(seconds=p.settings.onboarding_poll_seconds + 1))
-        await run_all_once(p.app)
-
-
-async def registrations(p: Platform, channel: str) -> list[dict[str, Any]]:
-    resp = await p.http.get(f"/ops/v1/onboarding/merchants/{p.merchant_id}/registrations",
-                            headers=OPS)
-    assert resp.status_code == 200, resp.text
-    return [r for r in resp.json() if r["channel"] == channel]
-
-
-async def current(p: Platform, channel: str) -> dict[str, Any]:
-    return (await registrations(p, channel))[-1]
-
-
-async def decide(p: Platform, channel: str, application_no: str, decision: str,
-                 reason: str | None = None) -> None:
-    if channel == "unionpay":  # UnionPay's orderId: letters and digits only
-        application_no = application_no.replace("_", "")
-    resp = await p.http.post(LEVER[channel] + application_no,
-                             json={"decision": decision, "reason": reason})
-    assert resp.status_code == 200, resp.text
-
-
-async def supplied(p: Platform) -> None:
-    resp = await p.http.put(f"/ops/v1/onboarding/merchants/{p.merchant_id}/supplement",
-                            json=SUPPLEMENT, headers=OPS)
-    assert resp.status_code == 200, resp.text
-    assert resp.json()["contact_email"] == "z****@example.com"  # masked in the answer
-    await rounds(p)
+from tests.onboarding.helpers import (
+    OPS,
+    SUPPLEMENT,
+    approve_all,
+    current,
+    decide,
+    registrations,
+    rounds,
+    sandbox_state,
+    supplied,
+)
+from tests.payments.conftest import Platform
 
 
 async def test_missing_fields_are_listed_and_nothing_is_sent(platform: Platform) -> None:
@@ -231,17 +166,10 @@ async def test_single_merchant_mode_pays_without_registration(platform: Platform
     assert resp.status_code == 200, resp.text
 
 
-async def _approve_all(p: Platform, channel: str) -> dict[str, Any]:
-    reg = await current(p, channel)
-    await decide(p, channel, reg["id"], "approve")
-    await rounds(p)
-    return await current(p, channel)
-
-
 async def test_a_new_settlement_account_re_registers(platform: Platform) -> None:
     p = platform
     await supplied(p)
-    v1 = await _approve_all(p, "wechat")
+    v1 = await approve_all(p, "wechat")
     assert v1["state"] == "ACTIVE"
     await merchants.change_settlement_account(
         p.db, merchant_id=p.merchant_id, settlement_account="6222020000000000002",
@@ -251,7 +179,7 @@ async def test_a_new_settlement_account_re_registers(platform: Platform) -> None
     assert [(r["version"], r["state"]) for r in regs] == [(1, "ACTIVE"), (2, "UNDER_REVIEW")]
     seen = sandbox_state(p, "wechat").applyments.by_code[regs[1]["id"]].decrypted
     assert seen["account_number"] == "6222020000000000002"
-    v2 = await _approve_all(p, "wechat")
+    v2 = await approve_all(p, "wechat")
     regs = await registrations(p, "wechat")
     assert [(r["version"], r["state"]) for r in regs] == [(1, "SUPERSEDED"), (2, "ACTIVE")]
     assert v2["sub_merchant_id"]
@@ -260,7 +188,7 @@ async def test_a_new_settlement_account_re_registers(platform: Platform) -> None
 async def test_a_new_name_re_registers_and_the_same_profile_does_not(platform: Platform) -> None:
     p = platform
     await supplied(p)
-    await _approve_all(p, "alipay")
+    await approve_all(p, "alipay")
     # the same profile announced again: nothing new
     async with p.db.transaction() as s:
         publish(s, "merchant.profile_changed", {"merchant_id": p.merchant_id})
@@ -327,6 +255,6 @@ async def test_the_cashier_offers_only_channels_the_merchant_is_registered_at(
     assert page.status_code == 200
     assert "请使用以下应用扫码" in page.text
     assert "微信" not in page.text  # not offered: the merchant is not registered there yet
-    await _approve_all(p, "wechat")
+    await approve_all(p, "wechat")
     page = await p.http.get("/pay/q/DEMO000001", headers=wechat_ua)
     assert page.status_code == 302  # offered: on to WeChat's silent authorisation

@@ -7,12 +7,10 @@ notification naming another sub-merchant is refused."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from fulema.channels.base import (
     BarcodePayRequest,
@@ -24,16 +22,19 @@ from fulema.core.errors import FulemaError
 from fulema.core.ids import new_id
 from fulema.core.money import Money
 from fulema.core.vocab import WayCode
-from fulema.payments.models import Order
-from tests.onboarding.test_flow import current, decide, platform, sandbox_state
-from tests.onboarding.test_partner_payments import refunded, registered, stored_sub
+from tests.onboarding.helpers import (
+    RICH,
+    current,
+    decide,
+    refunded,
+    registered,
+    sandbox_state,
+    status_in_db,
+    stored_sub,
+)
 from tests.payments.conftest import Platform
 
-__all__ = ["platform"]  # the fixture, shared with test_flow
-
 CHANNELS = ["unionpay", "ecny", "bankpay"]
-RICH = {"wechat": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o", "alipay": "2088102146225135",
-        "unionpay": "up_rich", "ecny": "payer_rich", "bankpay": "payer_rich"}
 # each channel's own code for a sub-merchant it does not know / has suspended
 UNKNOWN = {"unionpay": "31", "ecny": "SUB_MERCHANT_NOT_REGISTERED",
            "bankpay": "SUB_MERCHANT_INVALID"}
@@ -49,19 +50,6 @@ def seen_sub(p: Platform, channel: str, order_id: str) -> str:
         assert txn is not None
         return str(txn.mer_id)
     return str(sb.orders[order_id].sub_merchant_id)
-
-
-async def status_in_db(p: Platform, order_id: str, wanted: str) -> str:
-    """The order's stored status once the channel's notification has been applied (read from
-    the table: the merchant API's GET would ask the channel itself)."""
-    status = ""
-    for _ in range(60):
-        async with p.db.transaction() as s:
-            status = str(await s.scalar(select(Order.status).where(Order.id == order_id)))
-        if status == wanted:
-            break
-        await asyncio.sleep(0.05)
-    return status
 
 
 def auth_code(doc: dict[str, Any]) -> str:

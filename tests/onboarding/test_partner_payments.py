@@ -6,64 +6,22 @@ suspended: test_partner_channels, for every channel)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
-
 import pytest
-from sqlalchemy import select
 
 from fulema.channels.base import CallbackKind, CallbackResult, TradeState
-from fulema.core.clock import clock
 from fulema.core.errors import FulemaError
 from fulema.payments.callback_routing import check_sub_merchant
-from fulema.payments.models import Order
-from tests.onboarding.test_flow import (
+from tests.onboarding.helpers import (
     OPS,
-    current,
-    decide,
-    platform,
+    RICH,
+    refunded,
+    registered,
     registrations,
     rounds,
     sandbox_state,
-    supplied,
+    stored_sub,
 )
 from tests.payments.conftest import Platform
-
-__all__ = ["platform"]  # the fixture, shared with test_flow
-
-RICH = {"wechat": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o", "alipay": "2088102146225135"}
-
-
-async def registered(p: Platform, channel: str) -> str:
-    """The merchant's registration at `channel`, approved there: its sub-merchant id."""
-    await supplied(p)
-    reg = await current(p, channel)
-    await decide(p, channel, reg["id"], "approve")
-    await rounds(p)
-    reg = await current(p, channel)
-    assert reg["state"] == "ACTIVE", reg
-    sub: str = reg["sub_merchant_id"]
-    return sub
-
-
-async def stored_sub(p: Platform, order_id: str) -> str | None:
-    async with p.db.transaction() as s:
-        return await s.scalar(select(Order.channel_sub_merchant_id).where(Order.id == order_id))
-
-
-async def refunded(p: Platform, order_id: str, out_refund_no: str, amount: int
-                   ) -> dict[str, Any]:
-    refund = (await p.call("POST", f"/api/v1/orders/{order_id}/refunds",
-                           {"out_refund_no": out_refund_no, "amount": amount})).json()
-    assert refund.get("status") in {"SUCCESS", "PROCESSING"}, refund
-    for _ in range(40):
-        await p.settle_background(rounds=1)
-        refund = (await p.call("GET", f"/api/v1/refunds/{refund['refund_id']}")).json()
-        if refund["status"] != "PROCESSING":
-            break
-        clock.freeze()
-        clock.advance(timedelta(seconds=11))  # the refund job asks the channel (partner form)
-    return refund
 
 
 async def test_a_registered_merchant_pays_in_the_wechat_partner_form(platform: Platform) -> None:

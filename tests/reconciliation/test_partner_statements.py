@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -16,13 +17,24 @@ import pytest
 from fulema.channels.unionpay.bill import parse_zm
 from fulema.channels.wechat.bill import parse_tradebill
 from fulema.core.clock import clock
+from fulema.core.config import Settings
+from fulema.core.db import Database
 from fulema.reconciliation import service as reconciliation
-from tests.onboarding.test_flow import platform
-from tests.onboarding.test_partner_channels import RICH, status_in_db
-from tests.onboarding.test_partner_payments import refunded, registered, stored_sub
+from tests.onboarding.helpers import (
+    RICH,
+    onboarding_platform,
+    refunded,
+    registered,
+    status_in_db,
+    stored_sub,
+)
 from tests.payments.conftest import Platform
 
-__all__ = ["platform"]  # the fixture, shared with tests/onboarding
+
+@pytest.fixture
+async def platform(db: Database, settings: Settings) -> AsyncIterator[Platform]:
+    async with onboarding_platform(db, settings) as p:
+        yield p
 
 CST = timezone(timedelta(hours=8))
 DAY = date(2026, 11, 24)
