@@ -1,6 +1,7 @@
 """What one order create costs the database *including the background rounds it causes*.
 
     python -m bench.hidden [--db URL] [--seconds 6] [--concurrency 8] [--publish-rate 200]
+    python -m bench.hidden --cycle-rate 10     # full payment cycles, open loop
 
 `bench.calibrate` counts the statements of the request itself with the background jobs off.
 But every create publishes an event, and every commit that publishes wakes the event
@@ -28,7 +29,7 @@ import orjson
 from fastapi import FastAPI
 from sqlalchemy import event
 
-from bench.scenarios import DEMO_APP_ID, DEMO_SECRET, order_body
+from bench.scenarios import DEMO_APP_ID, DEMO_SECRET, PAYER, order_body
 from fulema.core.channel_settings import RateLimitSection
 from fulema.core.config import Settings
 from fulema.core.db import Database, StatementCounter
@@ -119,6 +120,53 @@ async def measure(database_url: str, *, seconds: float, concurrency: int,
     return out
 
 
+async def measure_cycles(database_url: str, *, seconds: float, rate: float) -> dict[str, Any]:
+    """Full payment cycles offered open loop at `rate` per second (signed create, the payer
+    scans in the bank channel's sandbox, its callback lands), with the app's real background
+    loops delivering `payment.succeeded` to every consumer: what a payment costs the database
+    at the rate most hours have, where each consumer's rounds are not yet shared by many
+    events. The last events are given two seconds to be delivered before counting stops."""
+    from bench.calibrate import in_process
+    from fulema.ops.worker import background_tasks
+
+    async with in_process(database_url, Path(tempfile.mkdtemp(prefix="fulema-hidden-"))) as h:
+        commits = [0]
+
+        @event.listens_for(h.db.engine.sync_engine, "commit")
+        def _commit(*_a: Any) -> None:
+            commits[0] += 1
+
+        tag = f"Y{int(time.time() * 1000):x}"
+
+        async def cycle(no: str) -> None:
+            order = await h.call("POST", "/api/v1/orders", order_body(no))
+            (await h.http.post("/sandbox/bankpay/wallet/scan", json={
+                "code_url": order["code_url"], "payer_id": PAYER})).raise_for_status()
+
+        await h.pay([f"{tag}w{i:03d}" for i in range(5)])  # warm, drained by hand
+        tasks = background_tasks(h.app)
+        await asyncio.sleep(1.0)
+        s0, c0, cpu0, t0 = StatementCounter.total, commits[0], time.process_time(), time.monotonic()
+        n = 0
+        running: list[asyncio.Task[None]] = []
+        while time.monotonic() - t0 < seconds:
+            running.append(asyncio.create_task(cycle(f"{tag}c{n:06d}")))
+            n += 1
+            await asyncio.sleep(max(0.0, t0 + n / rate - time.monotonic()))
+        await asyncio.gather(*running)
+        await asyncio.sleep(2.0)  # the consumers' last rounds
+        out = {"what": "cycles", "ops": n, "rate_per_s": round(rate, 1),
+               "statements_per_create": round((StatementCounter.total - s0) / n, 2),
+               "transactions_per_create": round((commits[0] - c0) / n, 2),
+               "process_cpu_ms_per_create": round((time.process_time() - cpu0) * 1000 / n, 2)}
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        return out
+
+
 async def main_async(a: argparse.Namespace) -> None:
     if a.db is None:
         from bench import dbstats
@@ -128,8 +176,11 @@ async def main_async(a: argparse.Namespace) -> None:
         await dbstats.migrate(a.db)
     rows = []
     for rnd in range(a.rounds):
-        r = await measure(a.db, seconds=a.seconds, concurrency=a.concurrency,
-                          publish_rate=a.publish_rate)
+        if a.cycle_rate:
+            r = await measure_cycles(a.db, seconds=a.seconds, rate=a.cycle_rate)
+        else:
+            r = await measure(a.db, seconds=a.seconds, concurrency=a.concurrency,
+                              publish_rate=a.publish_rate)
         r["round"] = rnd
         rows.append(r)
         print(r, flush=True)
@@ -148,6 +199,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--publish-rate", type=float, default=0.0, metavar="PER_S",
                    help="publish bare events at this rate instead of creating orders")
+    p.add_argument("--cycle-rate", type=float, default=0.0, metavar="PER_S",
+                   help="full payment cycles offered at this rate instead of creates")
     asyncio.run(main_async(p.parse_args()))
 
 
