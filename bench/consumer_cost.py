@@ -15,6 +15,9 @@ load; they do move with the round size (batch handlers amortise), which is why i
 parameter.
 
     python -m bench.consumer_cost --db postgresql+asyncpg://postgres@127.0.0.1:5432/x --round 1 20
+
+`--db` names a migrated database without the demo merchant (a new one: the merchant's sealed
+columns are sealed with this run's own keyring, under its temporary data directory).
 """
 
 from __future__ import annotations

@@ -17,8 +17,9 @@ latency would not grow with N beyond what the extra processes cost the CPU: at a
 number in flight, latency = in flight / throughput. The goal (issue 15): `best` p99 and errors
 at 4 processes within 2x of 1 process.
 
-Then the budget that runs out: a new campaign whose budget covers about half of the orders
-the largest process count made in the `best` phase, driven the same way. Afterwards the
+Then the budget that runs out: a new campaign whose budget covers about a quarter of the
+orders the largest process count made in the `best` phase, driven the same way for half as
+long again. Afterwards the
 database is read, not the answers: the campaign's redemptions against its budget, its
 counters (none may be negative), the discounted orders against the redemptions. The run
 prints `overspent: 0` when the redemptions that hold budget sum to at most the budget.
@@ -60,7 +61,7 @@ class ContentionPlan:
     shards: int = 8
     off: int = 10  # fen per order (the orders are 1.00: payable 0.90)
     exhaust: bool = True
-    # the budget that runs out, in orders; None: half of what the `best` phase made
+    # the budget that runs out, in orders; None: a quarter of what the `best` phase made
     exhaust_orders: int | None = None
 
 
@@ -200,10 +201,11 @@ async def one_process_count(run: Run, plan: ContentionPlan, n: int, tag: str) ->
 
 async def exhaustion(run: Run, plan: ContentionPlan, n: int, best_orders: int, tag: str
                      ) -> dict[str, Any]:
-    """A budget for about half the orders the same drive made before, so it runs out mid-run;
-    a multiple of shards x off, so every shard can be spent to the last fen."""
+    """A budget for about a quarter of the orders the same drive made before, driven half as
+    long again, so it runs out early in the run; a multiple of shards x off, so every shard
+    can be spent to the last fen."""
     unit = plan.shards * plan.off
-    wanted = plan.exhaust_orders if plan.exhaust_orders is not None else best_orders // 2
+    wanted = plan.exhaust_orders if plan.exhaust_orders is not None else best_orders // 4
     budget = max(unit, wanted // plan.shards * unit)
     camp = await seed_campaign(run.database_url, name=f"exhausted x{n}", budget=budget,
                                shards=plan.shards, off=plan.off)
@@ -213,8 +215,9 @@ async def exhaustion(run: Run, plan: ContentionPlan, n: int, best_orders: int, t
         log=run.run_dir / f"fulema-exhaust-x{n}.log")
     try:
         prefix = f"E{tag}{n}"
+        # longer than the phase it was sized from: a shared machine's rate moves
         drive = await phase(run, fulema, "best", concurrency=plan.concurrency,
-                            seconds=plan.seconds, prefix=prefix)
+                            seconds=plan.seconds * 1.5, prefix=prefix)
     finally:
         server.stop(fulema)
     check = await budget_check(run.database_url, camp, [prefix])
@@ -337,7 +340,9 @@ def render(results: dict[str, Any]) -> str:
             f"  budget that runs out ({e['processes']} processes): budget {e['budget_fen']} fen, "
             f"{e['orders']} orders: {e['discounted_orders']} discounted "
             f"({e['redeemed_fen']} fen in {e['redemptions']} redemptions), "
-            f"{e['full_price_orders']} at full price; remaining {e['remaining_fen']} fen, "
+            f"{e['full_price_orders']} at full price "
+            f"({'ran out' if e['ran_out'] else 'did NOT run out: rerun'}); "
+            f"remaining {e['remaining_fen']} fen, "
             f"negative counters {e['negative_counters']}, balanced {e['balanced']}, "
             f"p99 {e['phase']['latency_ms'].get('p99')} ms, errors {e['phase']['errors']}")
         lines.append(f"  overspent: {e['overspent_fen']}")

@@ -33,29 +33,36 @@ class Inputs:
     burst: float = 2.0  # the busiest minutes against the peak-hour mean: the design rate
     queries_per_payment: float = 2.0  # merchants poll while the payer pays
     utilisation: float = 0.6  # API cores are sized to run at this
-    # Measured per operation (bench.ab, PostgreSQL, uvicorn x1; see `source`)
-    api_cpu_ms_cycle: float = 30.0  # create, pay, callback, consumers, notification
-    api_cpu_ms_query: float = 4.0
-    statements_cycle: float = 40.3  # counted in process (bench.calibrate)
+    # Measured per operation, API CPU on this machine's cores at load average 8-9 (quiet, the
+    # same code measured 3-4x less: 12.3 ms per cycle in run 20261125T142228Z):
+    # `python -m bench.ab --rounds 2 --env-b FULEMA_DB_POOL_SIZE=20 FULEMA_DB_MAX_OVERFLOW=0`,
+    # variant A (today's pool), 26 November 16:03-16:06 UTC
+    api_cpu_ms_cycle: float = 47.0  # create, pay, callback, consumers, notification
+    api_cpu_ms_query: float = 12.2
+    statements_cycle: float = 43.2  # counted in process on PostgreSQL (bench.calibrate, n=20)
     statements_query: float = 2.0
-    commits_cycle: float = 11.0  # consumers' and sequencer's included
-    commits_query: float = 2.0
+    commits_cycle: float = 12.7  # live, pg_stat_database, the same A/B (consumers included)
+    commits_query: float = 2.0  # the request's own two (run 20261125T144746Z)
     events_per_payment: float = 2.0  # outbox rows a payment publishes (bench.consumer_cost)
     # Serial work per payment, round trips (statements + 2 x commits) in full rounds (a
-    # consumer that falls behind is handed 100 events a round: about 50 payments;
-    # bench.consumer_cost --round 50): the largest consumers and the sequencer
+    # consumer that falls behind is handed 100 events a round: 50 payments), counted on
+    # PostgreSQL by `python -m bench.consumer_cost --round 1 10 50 --payments 100` (26 November
+    # 15:55 UTC): the consumers that cost most per payment, and the sequencer
     serial_round_trips: dict[str, float] = field(default_factory=lambda: {
-        "marketing.settle": 7.0, "messaging.speaker": 6.0, "ledger.postings": 4.0,
-        "(sequencer)": 2.0})
-    # Seconds per round trip (latency, what a serial line waits): PostgreSQL on the same
-    # host or rack; a distributed SQL statement inside a transaction (TiDB / TDSQL: a network
-    # hop to the SQL layer, another to the storage node, locks in TiKV)
+        "marketing.settle": 7.16, "marketing.grant": 6.16, "billing.orders": 3.16,
+        "billing.donations": 3.16, "risk.monitor": 0.44, "(sequencer)": 0.28})
+    # Seconds per round trip (latency, what a serial line waits, with the Python around it):
+    # PostgreSQL on the same host or rack (0.3-0.6 ms measured here on a quiet day,
+    # docs/performance.md); a distributed SQL statement inside a transaction (TiDB / TDSQL: a
+    # network hop to the SQL layer, another to the storage node, locks in TiKV; an assumption
+    # to replace with the bank's own measurement)
     rtt_ms_postgres: float = 0.4
     rtt_ms_distributed: float = 1.5
     # What one PostgreSQL primary sustains, pgbench TPC-B TPS (an assumption for a large
     # server: 32-64 cores with NVMe; this 2-vCPU box measured about 5,000)
     pgbench_one_primary: float = 30_000.0
-    source: str = "defaults: docs/performance.md round 2 (26 November)"
+    source: str = ("defaults: bench.ab 16:03-16:06 UTC 26 November (load 7.8-9.3), "
+                   "bench.calibrate and bench.consumer_cost 15:54-15:58 UTC (counts)")
 
 
 def design_rate(i: Inputs, scale: float = 1.0) -> float:
