@@ -38,6 +38,12 @@ def parse(argv: list[str]) -> Options:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse(sys.argv[1:] if argv is None else argv)
+    for ref in (opts.compare, opts.summary_only):
+        # before minutes of measuring, not after: a mistyped RUN must not cost the run's table
+        if ref and not summary.exists(ref, opts.out_dir):
+            print(f"no benchmark result {ref!r} (a JSON path, or a stamp in {opts.out_dir})",
+                  file=sys.stderr)
+            return 2
     if opts.summary_only:
         before = summary.load(opts.compare, opts.out_dir) if opts.compare else None
         summary.render(summary.load(opts.summary_only, opts.out_dir), before)

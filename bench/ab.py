@@ -72,7 +72,8 @@ async def loadgen(run_dir: Path, n: int, spec: dict[str, Any]) -> dict[str, Any]
 
 async def measure(variant: Variant, phases: list[tuple[str, int]], *, seconds: float,
                   workers: int, database_url: str, sandbox: Proc, receiver: Proc,
-                  run_dir: Path, tag: str, counter: list[int]) -> dict[str, Any]:
+                  run_dir: Path, tag: str, counter: list[int], idle_seconds: float = 3.0
+                  ) -> dict[str, Any]:
     fulema = await asyncio.to_thread(
         server.start_fulema, "uvicorn", workers, database_url=database_url,
         sandbox_url=sandbox.url, data_dir=run_dir / "data", log=run_dir / f"{variant.name}.log",
@@ -85,6 +86,13 @@ async def measure(variant: Variant, phases: list[tuple[str, int]], *, seconds: f
         counter[0] += 1
         await loadgen(run_dir, counter[0], {**base, "op": "create", "concurrency": 8,
                                             "duration": 1.5, "prefix": f"W{tag}"})
+        # The server's own CPU with no request (its background loops poll and sweep): paid
+        # per second, not per order, so its share of an order grows as the rate falls.
+        await asyncio.sleep(1.0)  # the warm-up's events and notifications drain first
+        cpu0, t0 = cpu.tree_cpu(fulema.popen.pid), time.monotonic()
+        await asyncio.sleep(idle_seconds)
+        idle = (cpu.tree_cpu(fulema.popen.pid) - cpu0) / (time.monotonic() - t0)
+        out["idle_cpu_ms_per_s"] = round(idle * 1000, 2)
         for op, conc in phases:
             counter[0] += 1
             spec = {**base, "op": op, "concurrency": conc, "duration": seconds,
@@ -98,6 +106,9 @@ async def measure(variant: Variant, phases: list[tuple[str, int]], *, seconds: f
             out[f"{op}:{conc}"] = {
                 "ops_s": r["throughput"], "p99_ms": (r["latency_ms"] or {}).get("p99"),
                 "errors": r["errors"], "cpu_ms_op": round(used * 1000 / (r["ok"] or 1), 3),
+                # less what the idle server would have spent in the same seconds
+                "cpu_ms_op_less_idle": round(max(0.0, used - idle * wall) * 1000
+                                             / (r["ok"] or 1), 3),
                 "cores": round(used / wall, 2),
                 # pg_stat_database, no settle wait: a connection opened is counted at once
                 # (sessions), transactions may be published up to 1 s late (an estimate)
@@ -167,8 +178,8 @@ def summary(variants: list[Variant], runs: list[dict[str, Any]],
         for v in variants:
             mine = [r[key] for r in runs if r["variant"] == v.name and key in r]
             row[v.name] = {m: median([x[m] for x in mine if x.get(m) is not None])
-                           for m in ("cpu_ms_op", "ops_s", "p99_ms", "db_sessions_per_op",
-                                     "xact_per_op")}
+                           for m in ("cpu_ms_op", "cpu_ms_op_less_idle", "ops_s", "p99_ms",
+                                     "db_sessions_per_op", "xact_per_op")}
             row[v.name]["errors"] = sum(x["errors"] for x in mine)
             row[v.name]["cpu_each"] = [x["cpu_ms_op"] for x in mine]
         rows.append(row)
@@ -178,7 +189,10 @@ def summary(variants: list[Variant], runs: list[dict[str, Any]],
 def show(variants: list[Variant], rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> None:
     a, b = variants[0].name, variants[-1].name
     loads = [r["loadavg"] for r in runs]
+    idle = {v.name: [r.get("idle_cpu_ms_per_s") for r in runs if r["variant"] == v.name]
+            for v in variants}
     print(f"\nA = {a}, B = {b}; load average (1 min) at each server start: {loads}")
+    print(f"idle server CPU (background loops), ms per second: {idle}")
     print(f"{'phase':<12} {'A cpu ms/op':>12} {'B cpu ms/op':>12} {'change':>8} "
           f"{'A ops/s':>9} {'B ops/s':>9} {'A p99':>8} {'B p99':>8} {'errors A/B':>11}")
     for row in rows:
@@ -189,7 +203,8 @@ def show(variants: list[Variant], rows: list[dict[str, Any]], runs: list[dict[st
               f"{row[a]['errors']:>5}/{row[b]['errors']:<5}")
         print(f"{'':<12} each A {row[a]['cpu_each']}  B {row[b]['cpu_each']}; new DB "
               f"sessions/op A {row[a]['db_sessions_per_op']} B {row[b]['db_sessions_per_op']}; "
-              f"xact/op A {row[a]['xact_per_op']} B {row[b]['xact_per_op']}")
+              f"xact/op A {row[a]['xact_per_op']} B {row[b]['xact_per_op']}; cpu ms/op "
+              f"less idle A {row[a]['cpu_ms_op_less_idle']} B {row[b]['cpu_ms_op_less_idle']}")
 
 
 def parse_env(pairs: list[str]) -> dict[str, str]:

@@ -69,11 +69,21 @@ FIGURES: list[tuple[str, Getter, bool, float | None]] = [
 ]
 
 
-def load(ref: str, results_dir: Path) -> dict[str, Any]:
+def path_of(ref: str, results_dir: Path) -> Path:
     """RUN as a path to a JSON file, or a stamp (`20261126T050000Z`) in the results folder."""
     path = Path(ref)
     if not path.exists():
         path = results_dir / (ref if ref.endswith(".json") else f"{ref}.json")
+    return path
+
+
+def exists(ref: str, results_dir: Path) -> bool:
+    return path_of(ref, results_dir).is_file()
+
+
+def load(ref: str, results_dir: Path) -> dict[str, Any]:
+    """RUN as a path to a JSON file, or a stamp (`20261126T050000Z`) in the results folder."""
+    path = path_of(ref, results_dir)
     doc: dict[str, Any] = orjson.loads(path.read_bytes())
     return doc
 

@@ -152,7 +152,8 @@ def create_app(settings: Settings, *, db: Database | None = None,
     vault.install(settings.keyring())  # what the sealed columns open and seal with
     _audit_models.use_algorithm(settings.audit_hash_algorithm)
     passwords.configure(settings)  # the argon2 cost of page logins
-    db = db or Database(settings.database_url)
+    db = db or Database(settings.database_url, pool_size=settings.db_pool_size,
+                        max_overflow=settings.db_max_overflow)
     # Commits wake this process's own dispatcher in process; a NOTIFY (one statement per
     # publishing transaction) is needed only where the dispatcher runs elsewhere, i.e. API
     # processes of a deployment with separate `fulema worker`s (FULEMA_RUN_BACKGROUND=false).

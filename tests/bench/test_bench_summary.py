@@ -79,3 +79,29 @@ def test_the_table_fits_one_screen() -> None:
     console = Console(width=120, record=True)
     summary.render(result("R1", create_cpu=1.0, c4=3.0, c64=6.0, statements=7), console=console)
     assert len(console.export_text().splitlines()) <= 30
+
+
+def test_a_compare_run_that_is_missing_is_refused_before_anything_is_measured(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # no database, no server: were the run started, this would take minutes (or fail later)
+    assert main(["--out", str(tmp_path), "--db", "sqlite", "--compare", "R9"]) == 2
+    assert "no benchmark result 'R9'" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_fulema_bench_hands_its_arguments_to_the_harness(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from typer.testing import CliRunner
+
+    from fulema.cli import app as cli
+
+    (tmp_path / "R0.json").write_bytes(orjson.dumps(
+        result("R0", create_cpu=4.0, c4=3.0, c64=3.0, statements=7)))
+    (tmp_path / "R1.json").write_bytes(orjson.dumps(
+        result("R1", create_cpu=2.0, c4=3.0, c64=3.0, statements=5)))
+    done = CliRunner().invoke(cli, ["bench", "--out", str(tmp_path), "--summary-only", "R1",
+                                    "--compare", "R0"])
+    assert done.exit_code == 0, done.output
+    out = capfd.readouterr().out  # the harness runs in a child process: its own stdout
+    assert "run R1 against R0" in out
+    assert "-50.0%" in out

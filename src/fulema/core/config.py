@@ -87,6 +87,14 @@ class Settings(BaseSettings):
 
     environment: str = "development"
     database_url: str = "sqlite+aiosqlite:///./fulema.db"
+    # Connections per process (PostgreSQL and MySQL-protocol databases): `db_pool_size` kept
+    # open, up to `db_max_overflow` more opened when all are busy and closed when returned
+    # while the pool is full. Each overflow connection costs a new server session (on
+    # PostgreSQL a backend process) and statements prepared again: size the pool to the
+    # requests a process has in flight and budget processes x (size + overflow) against the
+    # database's connection limit (docs/scaling.md, "Connections").
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
     data_dir: Path = Path(".fulema")
     public_base_url: str = "http://127.0.0.1:8000"
     host: str = "127.0.0.1"

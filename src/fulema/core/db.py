@@ -154,8 +154,12 @@ def make_sqlite_file_private(url: str) -> Path | None:
 class Database:
     """Engine plus session factory. Each use case runs in one `transaction()`."""
 
-    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10,
+                 max_overflow: int | None = None) -> None:
+        """`max_overflow`: connections opened beyond `pool_size` when all are busy (None: as
+        many as `pool_size`)."""
         self.url = url
+        overflow = pool_size if max_overflow is None else max_overflow
         kwargs: dict[str, Any] = {"echo": echo}
         if _is_sqlite(url):
             kwargs["connect_args"] = {"timeout": 30}
@@ -163,10 +167,10 @@ class Database:
                 raise ValueError("use a file for SQLite: the app and worker share it")
             make_sqlite_file_private(url.removesuffix("#nullpool"))
         elif "+aiomysql" in url or "+asyncmy" in url:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600,
+            kwargs.update(pool_size=pool_size, max_overflow=overflow, pool_recycle=3600,
                           isolation_level="READ COMMITTED")
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+            kwargs.update(pool_size=pool_size, max_overflow=overflow)
         if url.endswith("#nullpool"):
             self.url = url = url[: -len("#nullpool")]
             kwargs.pop("pool_size", None)
