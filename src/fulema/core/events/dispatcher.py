@@ -125,8 +125,15 @@ class Dispatcher:
         self._registered = True
 
     # -- sequencing ---------------------------------------------------------------------
-    async def sequence(self) -> int:
-        """Number the committed events that have no number yet. Returns how many."""
+    async def sequence(self, *, look_first: bool = True) -> int:
+        """Number the committed events that have no number yet. Returns how many.
+
+        `look_first=False` goes straight to the numbering under the stream row's lock: for a
+        wake-up that a commit with events caused, where the unlocked look ("anything
+        waiting?", a transaction of its own) would only delay the events it is sure to find.
+        Idle polls look first, so they never take the lock for nothing."""
+        if not look_first:
+            return await retry_on_conflict(self._sequence_locked)
         async with self.db.transaction() as s:
             waiting = await s.scalar(select(OutboxEvent.id).where(OutboxEvent.seq.is_(None))
                                      .limit(1))
@@ -174,9 +181,9 @@ class Dispatcher:
             delivered += (await self._serve_if_due(name))[0]
         return delivered
 
-    async def _sequence_all(self) -> None:
-        while await self.sequence() >= self.sequence_batch:
-            pass
+    async def _sequence_all(self, *, look_first: bool = True) -> None:
+        while await self.sequence(look_first=look_first) >= self.sequence_batch:
+            look_first = False  # a full batch: more are certainly waiting
 
     async def _serve_if_due(self, name: str) -> tuple[int, bool]:
         """Serve one consumer if it is behind the head, due and not claimed elsewhere.
@@ -332,17 +339,21 @@ class Dispatcher:
         slots = asyncio.Semaphore(self.concurrency)
         loops = [asyncio.create_task(self._consumer_loop(name, numbered, slots))
                  for name in self.consumers]
+        woken = False
         try:
             while True:
                 seen = self.db.committed.generation
                 try:
                     if not self._registered:
                         await self.register()
-                    await self._sequence_all()
+                    # woken by a commit that published (here, or NOTIFY from another
+                    # process): straight to numbering; a poll's timeout looks first
+                    await self._sequence_all(look_first=not woken)
                 except Exception as exc:
                     log.error("events.round_failed", error=short_error(exc))
                 numbered.notify()
                 await self.db.committed.wait(seen, self.poll_seconds)
+                woken = self.db.committed.generation != seen
         finally:
             for task in loops:
                 task.cancel()
