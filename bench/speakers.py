@@ -210,10 +210,15 @@ async def device_worker(args: argparse.Namespace) -> None:
     prints "ready", and on standard input closing prints what they played and exits."""
     broker = parse_broker(args.broker, args.private)
     secret = Settings(environment="test").speaker_secret
+    heard: dict[str, float] = {}  # order id -> ms from the announcement's recording to here
+
+    def played(body: dict[str, Any]) -> None:
+        heard[str(body.get("order_id"))] = time.time() * 1000 - float(body["ts"])
+
     devices = [SpeakerDevice(speaker_id=f"bspk-{i}", key=device_key(secret, f"bspk-{i}"),
                              host=broker.host, port=broker.port, prefix=args.prefix,
                              password=device_password(secret, f"bspk-{i}") if broker.private
-                             else None,
+                             else None, on_play=played,
                              client_id=f"bench-{secrets.token_hex(4)}-{i}")
                for i in range(args.first, args.first + args.count)]
     tasks = []
@@ -225,6 +230,7 @@ async def device_worker(args: argparse.Namespace) -> None:
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     print(f"played {sum(len(d.played) for d in devices)} "
           f"duplicates {sum(d.duplicates for d in devices)}", flush=True)
+    print(json.dumps(heard), flush=True)
     for t in tasks:
         t.cancel()
 
@@ -309,10 +315,26 @@ class Platform:
                                 poll_seconds=0.5)
         await dispatcher.register()
         hub = SpeakerHub(self.db, self.settings)
+        self._time_sends(hub)
         self.tasks = [asyncio.create_task(dispatcher.run_forever()),
                       asyncio.create_task(hub.run_forever())]
         transport: Any = hub.transport
-        await asyncio.wait_for(transport.connected.wait(), 10)
+        await asyncio.wait_for(transport.connected.wait(), 30)
+
+    def _time_sends(self, hub: SpeakerHub) -> None:
+        """Where the hub's time goes, per first send: recorded -> publish called, and the
+        publish itself (QoS 1: until the broker's PUBACK)."""
+        self.to_send: list[float] = []
+        self.publish: list[float] = []
+        send = hub.transport.send
+
+        async def timed(speaker_id: str, body: dict[str, Any]) -> None:
+            start = time.time() * 1000
+            self.to_send.append(start - float(body.get("ts", start)))
+            await send(speaker_id, body)
+            self.publish.append(time.time() * 1000 - start)
+
+        hub.transport.send = timed  # type: ignore[method-assign]
 
     async def stop(self) -> None:
         for t in self.tasks:
@@ -333,8 +355,21 @@ async def platform_worker(args: argparse.Namespace) -> None:
     print("ready", flush=True)
     assert (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "go"
     zero = platform.now()
+    profile = None
+    if os.environ.get("FULEMA_BENCH_PROFILE"):  # where the platform's CPU goes (stderr)
+        import cProfile
+
+        profile = cProfile.Profile()
+        profile.enable()
     await loop.run_in_executor(None, sys.stdin.readline)
     spent = platform.now().minus(zero)
+    print(f"recorded -> hub publishes {summary(platform.to_send)}; "
+          f"publish until PUBACK {summary(platform.publish)}", file=sys.stderr, flush=True)
+    if profile is not None:
+        import pstats
+
+        profile.disable()
+        pstats.Stats(profile, stream=sys.stderr).sort_stats("tottime").print_stats(30)
     await platform.stop()
     print(json.dumps({"cpu": spent.cpu, "statements": spent.statements,
                       "transactions": spent.transactions}), flush=True)
@@ -389,6 +424,7 @@ class Run:
     rtt: list[float] = field(default_factory=list)
     db_rtt: list[float] = field(default_factory=list)
     counts: Counts = field(default_factory=Counts)
+    orders: list[str] = field(default_factory=list)
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average before, after
 
 
@@ -468,8 +504,10 @@ class Bench:
                                  "--mqtt-url", self.broker.platform_url(), src=src)
             assert worker.stdout is not None
             assert worker.stdin is not None
-            line = await asyncio.wait_for(worker.stdout.readline(), 60)
-            assert line.strip() == b"ready", line
+            while (line := await asyncio.wait_for(worker.stdout.readline(), 60)).strip() \
+                    != b"ready":  # its log lines before it is ready
+                assert line, "the platform process ended before it was ready"
+                print(f"[{variant}] platform: {line.decode().rstrip()}")
             worker.stdin.write(b"go\n")
             await worker.stdin.drain()
         seconds = self.args.seconds
@@ -478,7 +516,7 @@ class Bench:
         db_rtt_task = asyncio.create_task(values_of(await spawn(
             "--db-rtt-worker", "--count", str(max(50, int(seconds * 25))), "--url", self.url)))
         load_before = os.getloadavg()
-        orders = await self.pay_all(run)
+        orders = run.orders = await self.pay_all(run)
         run.rtt = await rtt_task
         run.db_rtt = await db_rtt_task
         await self.collect(run, orders)
@@ -604,11 +642,17 @@ async def measure_all(args: argparse.Namespace, broker: Broker, prefix: str) -> 
     if payments_db is not db:
         await payments_db.dispose()
     played = dupes = 0
+    heard: dict[str, float] = {}
     for w in workers:
         out, _ = await w.communicate(b"")
-        words = out.decode().split()
+        lines = out.decode().strip().splitlines()
+        words = lines[-2].split()
         played += int(words[words.index("played") + 1])
         dupes += int(words[words.index("duplicates") + 1])
+        heard.update(json.loads(lines[-1]))
+    for r in runs:  # recorded -> played on the device (its clock is this machine's)
+        values = [heard[o] for o in r.orders if o in heard]
+        print(f"[{r.variant}] recorded -> heard by the device  {summary(values)}")
 
     print(f"\nall runs: played {played}, duplicates dropped {dupes}")
     for name, _ in variants:
