@@ -49,9 +49,14 @@ class SpeakerHub:
         return [queue.popleft() for _ in range(len(queue))]
 
     async def _claim_due(self) -> list[speakers.Outgoing]:
-        """Due resends, catch-ups and operators' resends, claimed in one transaction."""
-        return await speakers.claim_due(self.db, settings=self.settings,
-                                        expects_ack=self.transport.expects_ack)
+        """Due resends, catch-ups and operators' resends, each claimed."""
+        claimed: list[speakers.Outgoing] = []
+        for message_id in await speakers.due_messages(self.db):
+            out = await speakers.claim(self.db, message_id, settings=self.settings,
+                                       expects_ack=self.transport.expects_ack)
+            if out is not None:
+                claimed.append(out)
+        return claimed
 
     async def _send_all(self, claimed: list[speakers.Outgoing]) -> int:
         results = await asyncio.gather(*(self._send(o) for o in claimed),

@@ -2,8 +2,8 @@
 device acknowledges, caught up when a device comes back, expired past the catch-up window.
 
 The rows are the speakers' outbox and delivery log (`models.SpeakerMessage`). Sending is done
-by the hub (`messaging.hub`), which claims the due rows in one transaction, row-locked with
-FOR UPDATE (never SKIP LOCKED, ARCHITECTURE.md), so any number of processes can run it.
+by the hub (`messaging.hub`), which claims each due row with a conditional UPDATE (never SKIP
+LOCKED, ARCHITECTURE.md) so any number of processes can run it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fulema.core import audit
@@ -215,6 +215,15 @@ def _parse_time(value: Any) -> datetime | None:
     return None
 
 
+async def due_messages(db: Database, *, limit: int = 200) -> list[str]:
+    now = clock.now()
+    async with db.transaction() as s:
+        rows = await s.scalars(select(SpeakerMessage.id).where(
+            SpeakerMessage.status.in_(OPEN), SpeakerMessage.next_attempt_at <= now)
+            .order_by(SpeakerMessage.next_attempt_at).limit(limit))
+        return list(rows.all())
+
+
 @dataclass(frozen=True)
 class Outgoing:
     message_id: str
@@ -227,48 +236,35 @@ def backoff(attempts: int, ack_timeout: float) -> float:
     return float(min(ack_timeout * 2 ** max(0, min(attempts - 1, 6)), MAX_BACKOFF_SECONDS))
 
 
-async def claim_due(db: Database, *, settings: Settings, expects_ack: bool,
-                    limit: int = 200) -> list[Outgoing]:
-    """The right to send every due message now (resends, catch-ups, operators' resends), in
-    one transaction however many are due: the due rows read and locked in one statement
-    (`FOR UPDATE`, in the order of the due index, so two hubs lock in the same order; no SKIP
-    LOCKED, ARCHITECTURE.md), the expired marked EXPIRED in one UPDATE, the rest claimed in
-    one UPDATE per attempt count. A row another process claimed first is no longer due when
-    its lock is granted, so it is not read. One claim per message cost a transaction each,
-    and under load a burst of them was what kept the hub busy (docs/messaging.md, Latency)."""
+async def claim(db: Database, message_id: str, *, settings: Settings,
+                expects_ack: bool) -> Outgoing | None:
+    """The right to send one due message now (None if another process took it, it was
+    acknowledged meanwhile, or it expired: then it is marked EXPIRED)."""
     now = clock.now()
     async with db.transaction() as s:
-        rows = (await s.execute(
-            select(SpeakerMessage.id, SpeakerMessage.speaker_id, SpeakerMessage.attempts,
-                   SpeakerMessage.expires_at, SpeakerMessage.body)
-            .where(SpeakerMessage.status.in_(OPEN), SpeakerMessage.next_attempt_at <= now)
-            .order_by(SpeakerMessage.next_attempt_at, SpeakerMessage.id).limit(limit)
-            .with_for_update())).all()
-        expired = [r for r in rows if as_utc(r.expires_at) <= now]
-        live = [r for r in rows if as_utc(r.expires_at) > now]
-        if expired:
-            await s.execute(update(SpeakerMessage).where(
-                SpeakerMessage.id.in_([r.id for r in expired]),
-                SpeakerMessage.status.in_(OPEN)).values(status="EXPIRED", next_attempt_at=None)
-                .execution_options(synchronize_session=False))
-            for r in expired:
-                log.warning("speaker.expired", message_id=r.id, speaker_id=r.speaker_id,
-                            attempts=r.attempts)
-        by_attempts: dict[int, list[str]] = {}
-        for r in live:
-            by_attempts.setdefault(r.attempts, []).append(r.id)
-        for attempts, ids in by_attempts.items():
-            values: dict[str, Any] = {"attempts": attempts + 1, "last_sent_at": now}
-            if expects_ack:
-                values.update(status="SENT", next_attempt_at=now + timedelta(
-                    seconds=backoff(attempts + 1, settings.speaker_ack_timeout_seconds)))
-            else:
-                values.update(status="LOGGED", next_attempt_at=None)
-            await s.execute(update(SpeakerMessage).where(
-                SpeakerMessage.id.in_(ids), SpeakerMessage.attempts == attempts,
-                SpeakerMessage.status.in_(OPEN)).values(**values)
-                .execution_options(synchronize_session=False))
-    return [Outgoing(message_id=r.id, speaker_id=r.speaker_id, body=dict(r.body)) for r in live]
+        m = await s.get(SpeakerMessage, message_id)
+        if m is None or m.status not in OPEN or m.next_attempt_at is None \
+                or as_utc(m.next_attempt_at) > now:
+            return None
+        guard = and_(SpeakerMessage.id == m.id, SpeakerMessage.status == m.status,
+                     SpeakerMessage.attempts == m.attempts)
+        if as_utc(m.expires_at) <= now:
+            await s.execute(update(SpeakerMessage).where(guard).values(
+                status="EXPIRED", next_attempt_at=None))
+            log.warning("speaker.expired", message_id=m.id, speaker_id=m.speaker_id,
+                        attempts=m.attempts)
+            return None
+        attempts = m.attempts + 1
+        values: dict[str, Any] = {"attempts": attempts, "last_sent_at": now}
+        if expects_ack:
+            values.update(status="SENT", next_attempt_at=now + timedelta(
+                seconds=backoff(attempts, settings.speaker_ack_timeout_seconds)))
+        else:
+            values.update(status="LOGGED", next_attempt_at=None)
+        result = await s.execute(update(SpeakerMessage).where(guard).values(**values))
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        return Outgoing(message_id=m.id, speaker_id=m.speaker_id, body=dict(m.body))
 
 
 async def acknowledge(db: Database, *, speaker_id: str, message_id: str) -> bool:
