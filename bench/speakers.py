@@ -8,22 +8,31 @@ the commit, the `messaging.speaker` consumer records the signed message, the spe
 it (QoS 1), the broker delivers it, the device checks the signature and acknowledges (QoS 1),
 the hub reads the ack and records it. Printed beside: the broker's own round trip and the
 database's own (a one-row read), each from a process of its own, in the same run, and the
-platform process's CPU time per payment; with the load average before and after.
+platform's CPU time, SQL statements and transactions per payment; with the load average.
 
 Payments arrive at a fixed rate (default 30/s, about the full payment cycle's rate in
 docs/performance.md), open loop (each starts on its schedule whether or not the ones before
 have committed), on stores chosen at random among the 1,000, each with its own speaker.
-The speakers run in `--procs` processes of their own (250 each by default), so the platform's
-process holds only the platform: its dispatcher, consumer and speaker hub.
+The speakers run in `--procs` processes of their own (250 each by default).
 
-Beside it, in the same run and on the same broker, the broker's own round trip, from a process
-of its own: one client publishes QoS 1 to a topic another client answers on (message and
-acknowledgement, as a speaker does), timed with nothing of the platform in between, idle and
-while the payments flow. Both print p50 / p95 / p99 / max
-in milliseconds, and the ratio of the platform's figure to the broker's.
+On PostgreSQL the platform (dispatcher, consumers, speaker hub) runs in a process of its own,
+as `fulema worker` does, with its own connection pool, woken by LISTEN/NOTIFY; the payments
+commit from this process through another pool, as the API processes do. On SQLite (the
+embedded default: one process, one database) it runs in this process, woken in process.
+
+`--private-broker` starts a Mosquitto of our own on a free port, configured as
+docs/messaging.md tells production to be (passwords, the speakers' ACL, `set_tcp_nodelay
+true`; tests/messaging/mqtt_helpers.py), and measures on it; the shared broker's round trip
+(127.0.0.1:1883, Nagle on) is printed beside it. `--base REF` (PostgreSQL) runs the platform
+process alternately from REF's `src/` (extracted by `git archive`) and from the tree's, in
+`--rounds` rounds (A B, B A, ...), on the same connected speakers, database and broker, and
+prints each run and each side's pooled figures: an A/B in the same minutes.
 
 Usage: python -m bench.speakers [--speakers 1000] [--rate 30] [--seconds 10]
-       [--db sqlite|postgres] [--broker 127.0.0.1:1883]
+       [--db sqlite|postgres] [--broker 127.0.0.1:1883 | --private-broker]
+       [--base REF --rounds 2]
+PostgreSQL: the database FULEMA_BENCH_DB (created if missing, its tables dropped and made
+again) on 127.0.0.1, else FULEMA_TEST_POSTGRES_URL.
 """
 
 from __future__ import annotations
@@ -37,37 +46,87 @@ import random
 import resource
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
-from sqlalchemy import insert, select, text
+from sqlalchemy import event, insert, select, text
 
 from fulema.core.clock import clock
 from fulema.core.config import Settings
-from fulema.core.db import Database
+from fulema.core.db import Database, StatementCounter
 from fulema.core.events import Dispatcher, publish
 from fulema.core.ids import new_id
 from fulema.merchants import service as merchants
 from fulema.messaging import jobs as messaging_jobs
+from fulema.messaging.broker import PLATFORM_USER
 from fulema.messaging.device import SpeakerDevice
-from fulema.messaging.domain import device_key
+from fulema.messaging.domain import device_key, device_password
 from fulema.messaging.hub import SpeakerHub
 from fulema.messaging.models import SpeakerMessage
 from fulema.messaging.transport import NO_DELAY
 
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+SHARED_BROKER = "127.0.0.1:1883"
+PLATFORM_PASSWORD = "bench-platform-" + "0" * 8
+RTT_USER, RTT_PASSWORD = "bench-rtt", "bench-rtt-password"
+
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def summary(values: list[float]) -> str:
+    if not values:
+        return "n=0"
     return (f"n={len(values)} p50 {pct(values, 0.50):.1f} p95 {pct(values, 0.95):.1f} "
             f"p99 {pct(values, 0.99):.1f} max {max(values):.1f} ms")
+
+
+@dataclass(frozen=True)
+class Broker:
+    """Where the speakers, the platform and the round-trip clients connect, and as whom."""
+
+    host: str
+    port: int
+    private: bool  # passwords and ACL (the private Mosquitto) or anonymous (the shared one)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def platform_url(self) -> str:
+        if self.private:
+            return f"mqtt://{PLATFORM_USER}:{PLATFORM_PASSWORD}@{self.host}:{self.port}"
+        return f"mqtt://{self.host}:{self.port}"
+
+
+def parse_broker(text_: str, private: bool = False) -> Broker:
+    host, _, port = text_.partition(":")
+    return Broker(host=host, port=int(port or 1883), private=private)
+
+
+@contextlib.contextmanager
+def private_broker(prefix: str, speakers: int, secret: str) -> Iterator[Broker]:
+    """A Mosquitto of our own, as production should run it: each speaker with its password,
+    the platform's user, the ACL, TCP_NODELAY on (the tests' helper)."""
+    from tests.messaging.mqtt_helpers import private_mosquitto
+
+    users = {f"bspk-{i}": device_password(secret, f"bspk-{i}") for i in range(speakers)}
+    users[PLATFORM_USER] = PLATFORM_PASSWORD
+    users[RTT_USER] = RTT_PASSWORD
+    tmp = Path(tempfile.mkdtemp(prefix="fulema-mosquitto-"))
+    extra = f"\n# the benchmark's round-trip clients\nuser {RTT_USER}\ntopic readwrite {prefix}/rtt/#\n"
+    with private_mosquitto(tmp, prefix=prefix, users=users, extra_acl=extra) as port:
+        yield Broker(host="127.0.0.1", port=port, private=True)
 
 
 async def seed_stores(db: Database, settings: Settings, n: int) -> tuple[str, list[str]]:
@@ -91,17 +150,20 @@ async def seed_stores(db: Database, settings: Settings, n: int) -> tuple[str, li
     async with db.transaction() as s:
         await s.execute(insert(Store), stores)
         await s.execute(insert(Terminal), terminals)
-    return demo.merchant_id, [s["id"] for s in stores]
+    return demo.merchant_id, [str(row["id"]) for row in stores]
 
 
-async def broker_round_trip(host: str, port: int, prefix: str, n: int) -> list[float]:
+async def broker_round_trip(broker: Broker, prefix: str, n: int) -> list[float]:
     """QoS 1 there and QoS 1 back between two clients: what the broker alone costs."""
     got: asyncio.Queue[float] = asyncio.Queue()
     ready = asyncio.Event()
+    auth: dict[str, Any] = ({"username": RTT_USER, "password": RTT_PASSWORD} if broker.private
+                            else {})
 
     async def echo() -> None:
-        async with aiomqtt.Client(host, port, identifier=f"bench-echo-{secrets.token_hex(4)}",
-                                  socket_options=NO_DELAY) as c:
+        async with aiomqtt.Client(broker.host, broker.port,
+                                  identifier=f"bench-echo-{secrets.token_hex(4)}",
+                                  socket_options=NO_DELAY, **auth) as c:
             await c.subscribe(f"{prefix}/rtt/ping", qos=1)
             ready.set()
             async for m in c.messages:
@@ -109,8 +171,9 @@ async def broker_round_trip(host: str, port: int, prefix: str, n: int) -> list[f
 
     async def pinger() -> list[float]:
         out = []
-        async with aiomqtt.Client(host, port, identifier=f"bench-ping-{secrets.token_hex(4)}",
-                                  socket_options=NO_DELAY) as c:
+        async with aiomqtt.Client(broker.host, broker.port,
+                                  identifier=f"bench-ping-{secrets.token_hex(4)}",
+                                  socket_options=NO_DELAY, **auth) as c:
             await c.subscribe(f"{prefix}/rtt/pong", qos=1)
 
             async def reader() -> None:
@@ -139,13 +202,23 @@ async def broker_round_trip(host: str, port: int, prefix: str, n: int) -> list[f
             await e
 
 
+# --- the worker processes ----------------------------------------------------------------
+
+
 async def device_worker(args: argparse.Namespace) -> None:
     """A process of simulated speakers bspk-<first>..: connects them a hundred at a time,
     prints "ready", and on standard input closing prints what they played and exits."""
-    host, _, port_text = args.broker.partition(":")
+    broker = parse_broker(args.broker, args.private)
     secret = Settings(environment="test").speaker_secret
+    heard: dict[str, float] = {}  # order id -> ms from the announcement's recording to here
+
+    def played(body: dict[str, Any]) -> None:
+        heard[str(body.get("order_id"))] = time.time() * 1000 - float(body["ts"])
+
     devices = [SpeakerDevice(speaker_id=f"bspk-{i}", key=device_key(secret, f"bspk-{i}"),
-                             host=host, port=int(port_text or 1883), prefix=args.prefix,
+                             host=broker.host, port=broker.port, prefix=args.prefix,
+                             password=device_password(secret, f"bspk-{i}") if broker.private
+                             else None, on_play=played,
                              client_id=f"bench-{secrets.token_hex(4)}-{i}")
                for i in range(args.first, args.first + args.count)]
     tasks = []
@@ -157,6 +230,7 @@ async def device_worker(args: argparse.Namespace) -> None:
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     print(f"played {sum(len(d.played) for d in devices)} "
           f"duplicates {sum(d.duplicates for d in devices)}", flush=True)
+    print(json.dumps(heard), flush=True)
     for t in tasks:
         t.cancel()
 
@@ -179,20 +253,135 @@ async def db_rtt_worker(args: argparse.Namespace) -> None:
 
 
 async def rtt_worker(args: argparse.Namespace) -> None:
-    host, _, port_text = args.broker.partition(":")
-    values = await broker_round_trip(host, int(port_text or 1883), args.prefix, args.count)
+    values = await broker_round_trip(parse_broker(args.broker, args.private), args.prefix,
+                                     args.count)
     print(json.dumps(values), flush=True)
 
 
-async def spawn(*argv: str) -> asyncio.subprocess.Process:
+@dataclass
+class Counts:
+    """What the platform's own process spent: CPU seconds, SQL statements, transactions."""
+
+    cpu: float = 0.0
+    statements: int = 0
+    transactions: int = 0
+
+    def minus(self, other: Counts) -> Counts:
+        return Counts(self.cpu - other.cpu, self.statements - other.statements,
+                      self.transactions - other.transactions)
+
+
+def _transactions(db: Database) -> list[int]:
+    """A counter of the transactions this database's engine begins (each BEGIN and its
+    COMMIT or ROLLBACK are round trips of their own beside the statements); one per engine."""
+    counter = db.memo.get("bench.transactions")
+    if isinstance(counter, list):
+        return counter
+    counter = db.memo["bench.transactions"] = [0]
+
+    def begun(*_args: Any) -> None:
+        counter[0] += 1
+
+    event.listen(db.engine.sync_engine, "begin", begun)
+    return counter
+
+
+def _cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+class Platform:
+    """The dispatcher (with the message center's consumers) and the speaker hub, as a worker
+    process runs them; counted from `start_counting`."""
+
+    def __init__(self, db: Database, url: str, prefix: str, mqtt_url: str, *,
+                 own_db: bool) -> None:
+        self.settings = Settings(environment="test", database_url=url, run_background=False,
+                                 seed_demo=False, speaker_mqtt_url=mqtt_url,
+                                 speaker_topic_prefix=prefix, speaker_ack_timeout_seconds=2.0)
+        self.db = db
+        self.own_db = own_db
+        self.tx = _transactions(db)
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def now(self) -> Counts:
+        return Counts(_cpu(), StatementCounter.total, self.tx[0])
+
+    async def start(self) -> None:
+        import fulema.app  # noqa: F401 - registers every table
+
+        dispatcher = Dispatcher(self.db, messaging_jobs.consumers(self.settings),
+                                poll_seconds=0.5)
+        await dispatcher.register()
+        hub = SpeakerHub(self.db, self.settings)
+        self._time_sends(hub)
+        self.tasks = [asyncio.create_task(dispatcher.run_forever()),
+                      asyncio.create_task(hub.run_forever())]
+        transport: Any = hub.transport
+        await asyncio.wait_for(transport.connected.wait(), 30)
+
+    def _time_sends(self, hub: SpeakerHub) -> None:
+        """Where the hub's time goes, per first send: recorded -> publish called, and the
+        publish itself (QoS 1: until the broker's PUBACK)."""
+        self.to_send: list[float] = []
+        self.publish: list[float] = []
+        send = hub.transport.send
+
+        async def timed(speaker_id: str, body: dict[str, Any]) -> None:
+            start = time.time() * 1000
+            self.to_send.append(start - float(body.get("ts", start)))
+            await send(speaker_id, body)
+            self.publish.append(time.time() * 1000 - start)
+
+        hub.transport.send = timed  # type: ignore[method-assign]
+
+    async def stop(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        for t in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self.own_db:
+            await self.db.dispose()
+
+
+async def platform_worker(args: argparse.Namespace) -> None:
+    """The platform in a process of its own (PostgreSQL): "ready" once connected, counts
+    from "go" to "stop" on standard input, then prints them as JSON and exits."""
+    platform = Platform(Database(args.url), args.url, args.prefix, args.mqtt_url, own_db=True)
+    await platform.start()
+    loop = asyncio.get_running_loop()
+    print("ready", flush=True)
+    assert (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "go"
+    zero = platform.now()
+    profile = None
+    if os.environ.get("FULEMA_BENCH_PROFILE"):  # where the platform's CPU goes (stderr)
+        import cProfile
+
+        profile = cProfile.Profile()
+        profile.enable()
+    await loop.run_in_executor(None, sys.stdin.readline)
+    spent = platform.now().minus(zero)
+    print(f"recorded -> hub publishes {summary(platform.to_send)}; "
+          f"publish until PUBACK {summary(platform.publish)}", file=sys.stderr, flush=True)
+    if profile is not None:
+        import pstats
+
+        profile.disable()
+        pstats.Stats(profile, stream=sys.stderr).sort_stats("tottime").print_stats(30)
+    await platform.stop()
+    print(json.dumps({"cpu": spent.cpu, "statements": spent.statements,
+                      "transactions": spent.transactions}), flush=True)
+
+
+async def spawn(*argv: str, src: Path | None = None) -> asyncio.subprocess.Process:
+    env = dict(os.environ)
+    if src is not None:  # the platform from another tree's src/ (--base)
+        env["PYTHONPATH"] = os.pathsep.join([str(src), str(ROOT)])
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.speakers", *argv, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE)
-
-
-async def rtt_in_own_process(broker: str, prefix: str, n: int) -> list[float]:
-    return await values_of(await spawn("--rtt-worker", "--count", str(n), "--prefix", prefix,
-                                       "--broker", broker))
+        stdout=asyncio.subprocess.PIPE, env=env)
 
 
 async def values_of(proc: asyncio.subprocess.Process) -> list[float]:
@@ -201,34 +390,228 @@ async def values_of(proc: asyncio.subprocess.Process) -> list[float]:
     return values
 
 
+async def rtt_in_own_process(broker: Broker, prefix: str, n: int) -> list[float]:
+    return await values_of(await spawn("--rtt-worker", "--count", str(n), "--prefix", prefix,
+                                       "--broker", broker.address,
+                                       *(["--private"] if broker.private else [])))
+
+
+def extract_base(ref: str) -> tuple[Path, str]:
+    """REF's src/ under bench/results/ (git-ignored), for the platform process of side A."""
+    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", ref], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    dest = RESULTS / f"speakers-base-{sha}"
+    if not (dest / "src" / "fulema").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", sha, "src"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest / "src", sha
+
+
+# --- one measured run --------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    variant: str
+    offered: float = 0.0
+    committed_for: float = 0.0
+    n: int = 0
+    latencies: list[float] = field(default_factory=list)
+    dispatch: list[float] = field(default_factory=list)
+    to_ack: list[float] = field(default_factory=list)
+    rtt: list[float] = field(default_factory=list)
+    db_rtt: list[float] = field(default_factory=list)
+    counts: Counts = field(default_factory=Counts)
+    orders: list[str] = field(default_factory=list)
+    load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average before, after
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    url: str
+    db: Database
+    payments_db: Database
+    broker: Broker
+    prefix: str
+    merchant_id: str
+    stores: list[str]
+
+    async def pay_all(self, run: Run) -> list[str]:
+        """The payments of one run, open loop on schedule: each starts in a task of its own
+        whether or not the ones before have committed (a generator that waited for each
+        commit offered less than the rate whenever the database was slow)."""
+        n = int(self.args.rate * self.args.seconds)
+        interval = 1.0 / self.args.rate
+        orders = [new_id("ord") for _ in range(n)]
+
+        async def pay(order_id: str) -> None:
+            async with self.payments_db.transaction() as s:
+                publish(s, "payment.succeeded", {
+                    "order_id": order_id, "merchant_id": self.merchant_id,
+                    "store_id": random.choice(self.stores), "amount": random.randint(1, 500_000),
+                    "channel": "bankpay", "status": "SUCCESS",
+                    "paid_at": clock.now().isoformat()})
+
+        start = time.perf_counter()
+        paying = []
+        for i, order_id in enumerate(orders):
+            paying.append(asyncio.create_task(pay(order_id)))
+            delay = start + (i + 1) * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        run.offered = n / (time.perf_counter() - start)
+        await asyncio.gather(*paying)
+        run.committed_for = time.perf_counter() - start
+        run.n = n
+        return orders
+
+    async def collect(self, run: Run, orders: list[str]) -> None:
+        """Wait (at most 30 s) for every announcement of the run to be acknowledged, then
+        read the times: paid -> recorded (dispatch) -> acknowledged."""
+        wanted = set(orders)
+        deadline = time.monotonic() + 30
+        rows: list[Any] = []
+        while time.monotonic() < deadline:
+            async with self.db.transaction() as s:
+                rows = [r for r in (await s.execute(
+                    select(SpeakerMessage.order_id, SpeakerMessage.paid_at,
+                           SpeakerMessage.acked_at, SpeakerMessage.created_at,
+                           SpeakerMessage.attempts)
+                    .where(SpeakerMessage.status == "ACKED"))).all() if r.order_id in wanted]
+            if len(rows) >= len(orders):
+                break
+            await asyncio.sleep(0.2)
+        run.latencies = [(r.acked_at - r.paid_at).total_seconds() * 1000 for r in rows]
+        run.dispatch = [(r.created_at - r.paid_at).total_seconds() * 1000 for r in rows]
+        run.to_ack = [(r.acked_at - r.created_at).total_seconds() * 1000 for r in rows
+                      if r.attempts == 1]
+
+    async def measure(self, variant: str, src: Path | None, in_process: bool) -> Run:
+        run = Run(variant=variant)
+        platform: Platform | None = None
+        worker: asyncio.subprocess.Process | None = None
+        if in_process:
+            # one database, woken in process (SQLite, the embedded default)
+            platform = Platform(self.db, self.url, self.prefix, self.broker.platform_url(),
+                                own_db=False)
+            await platform.start()
+            zero = platform.now()
+        else:
+            worker = await spawn("--platform-worker", "--url", self.url, "--prefix", self.prefix,
+                                 "--mqtt-url", self.broker.platform_url(), src=src)
+            assert worker.stdout is not None
+            assert worker.stdin is not None
+            while (line := await asyncio.wait_for(worker.stdout.readline(), 60)).strip() \
+                    != b"ready":  # its log lines before it is ready
+                assert line, "the platform process ended before it was ready"
+                print(f"[{variant}] platform: {line.decode().rstrip()}")
+            worker.stdin.write(b"go\n")
+            await worker.stdin.drain()
+        seconds = self.args.seconds
+        rtt_task = asyncio.create_task(rtt_in_own_process(self.broker, self.prefix,
+                                                          max(50, int(seconds * 30))))
+        db_rtt_task = asyncio.create_task(values_of(await spawn(
+            "--db-rtt-worker", "--count", str(max(50, int(seconds * 25))), "--url", self.url)))
+        load_before = os.getloadavg()
+        orders = run.orders = await self.pay_all(run)
+        run.rtt = await rtt_task
+        run.db_rtt = await db_rtt_task
+        await self.collect(run, orders)
+        if platform is not None:
+            run.counts = platform.now().minus(zero)
+            await platform.stop()
+        elif worker is not None:
+            assert worker.stdin is not None
+            worker.stdin.write(b"stop\n")
+            out, _ = await worker.communicate()
+            spent = json.loads(out.decode().strip().splitlines()[-1])
+            run.counts = Counts(spent["cpu"], spent["statements"], spent["transactions"])
+        run.load = (load_before[0], os.getloadavg()[0])
+        report(run)
+        return run
+
+
+def report(run: Run) -> None:
+    n = max(1, run.n)
+    c = run.counts
+    print(f"[{run.variant}] {run.n} payments offered at {run.offered:.1f}/s, all committed in "
+          f"{run.committed_for:.1f} s; acknowledged {len(run.latencies)}")
+    print(f"[{run.variant}]   payment success -> speaker ack  {summary(run.latencies)}")
+    print(f"[{run.variant}]     paid -> recorded (dispatch)   {summary(run.dispatch)}")
+    print(f"[{run.variant}]     recorded -> ack recorded      {summary(run.to_ack)}")
+    print(f"[{run.variant}]   broker round trip (same run)    {summary(run.rtt)}")
+    print(f"[{run.variant}]   database round trip (same run)  {summary(run.db_rtt)}")
+    print(f"[{run.variant}]   platform per payment: {1000 * c.cpu / n:.2f} ms CPU, "
+          f"{c.statements / n:.1f} SQL statements, {c.transactions / n:.2f} transactions; "
+          f"load average {run.load[0]:.2f} before, {run.load[1]:.2f} after")
+
+
+def pooled(runs: list[Run], variant: str) -> None:
+    mine = [r for r in runs if r.variant == variant]
+    lat = [v for r in mine for v in r.latencies]
+    n = sum(r.n for r in mine) or 1
+    cpu = sum(r.counts.cpu for r in mine)
+    stm = sum(r.counts.statements for r in mine)
+    trx = sum(r.counts.transactions for r in mine)
+    p99s = ", ".join(f"{pct(r.latencies, .99):.0f}" for r in mine)
+    print(f"{variant:>5}: {summary(lat)} (p99 per run {p99s}); dispatch p50 "
+          f"{pct([v for r in mine for v in r.dispatch], .5):.1f} ms; per payment "
+          f"{1000 * cpu / n:.2f} ms CPU, {stm / n:.1f} statements, {trx / n:.2f} transactions; "
+          f"broker p50 {pct([v for r in mine for v in r.rtt], .5):.1f} ms")
+
+
 async def run(args: argparse.Namespace) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.speakers * 2 + 256)),
                                                 hard))
-    host, _, port_text = args.broker.partition(":")
-    port = int(port_text or 1883)
     prefix = f"fulema-bench/{secrets.token_hex(4)}"
-    tmp = Path(tempfile.mkdtemp(prefix="fulema-speakers-"))
-    url = (f"sqlite+aiosqlite:///{tmp / 'bench.db'}" if args.db == "sqlite"
-           else os.environ.get("FULEMA_TEST_POSTGRES_URL", ""))
+    with contextlib.ExitStack() as stack:
+        secret = Settings(environment="test").speaker_secret
+        broker = (stack.enter_context(private_broker(prefix, args.speakers, secret))
+                  if args.private_broker else parse_broker(args.broker))
+        await measure_all(args, broker, prefix)
+
+
+def database_url(args: argparse.Namespace, tmp: Path) -> str:
+    if args.db == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
+    name = os.environ.get("FULEMA_BENCH_DB")
+    if name:
+        from bench import dbstats
+
+        dbstats.ensure_database(name)
+        return dbstats.pg_url(name)
+    url = os.environ.get("FULEMA_TEST_POSTGRES_URL", "")
     if not url:
-        raise SystemExit("--db postgres needs FULEMA_TEST_POSTGRES_URL")
+        raise SystemExit("--db postgres needs FULEMA_BENCH_DB or FULEMA_TEST_POSTGRES_URL")
+    return url
+
+
+async def measure_all(args: argparse.Namespace, broker: Broker, prefix: str) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="fulema-speakers-"))
+    url = database_url(args, tmp)
+    in_process = args.db == "sqlite"
+    if args.base and in_process:
+        raise SystemExit("--base needs --db postgres (the platform then runs in its own process)")
     settings = Settings(environment="test", database_url=url, run_background=False,
-                        seed_demo=False, speaker_mqtt_url=f"mqtt://{host}:{port}",
-                        speaker_topic_prefix=prefix, speaker_ack_timeout_seconds=2.0)
+                        seed_demo=False)
     import fulema.app  # noqa: F401 - registers every table
 
     db = Database(url)
     await db.drop_all()
     await db.create_all()
     merchant_id, stores = await seed_stores(db, settings, args.speakers)
-    print(f"{args.speakers} stores with a speaker each on {db.dialect}; broker {host}:{port}")
+    print(f"{args.speakers} stores with a speaker each on {db.dialect}; broker {broker.address}"
+          f" ({'private: passwords, ACL, set_tcp_nodelay true' if broker.private else 'shared'})")
 
     t0 = time.perf_counter()
     per = -(-args.speakers // args.procs)
     workers = [await spawn("--device-worker", "--first", str(first), "--count",
                            str(min(per, args.speakers - first)), "--prefix", prefix,
-                           "--broker", args.broker)
+                           "--broker", broker.address, *(["--private"] if broker.private else []))
                for first in range(0, args.speakers, per)]
     for w in workers:
         assert w.stdout is not None
@@ -237,117 +620,54 @@ async def run(args: argparse.Namespace) -> None:
     print(f"{args.speakers} speakers in {len(workers)} processes connected and subscribed in "
           f"{time.perf_counter() - t0:.1f} s")
 
-    dispatcher = Dispatcher(db, messaging_jobs.consumers(settings), poll_seconds=0.5)
-    await dispatcher.register()
-    hub = SpeakerHub(db, settings)
-    platform = [asyncio.create_task(dispatcher.run_forever()),
-                asyncio.create_task(hub.run_forever())]
-    transport: Any = hub.transport
-    await asyncio.wait_for(transport.connected.wait(), 10)
+    idle_rtt = await rtt_in_own_process(broker, prefix, 100)
+    shared_rtt: list[float] = []
+    if broker.private:
+        with contextlib.suppress(Exception):  # the shared broker may be absent: said below
+            shared_rtt = await rtt_in_own_process(parse_broker(SHARED_BROKER), prefix, 100)
+    payments_db = Database(url) if not in_process else db
 
-    idle_rtt = await rtt_in_own_process(args.broker, prefix, 100)
+    variants: list[tuple[str, Path | None]] = [("tree", None)]
+    if args.base:
+        base_src, sha = extract_base(args.base)
+        variants = [(f"base {sha}", base_src), ("tree", None)]
+    bench = Bench(args=args, url=url, db=db, payments_db=payments_db, broker=broker,
+                  prefix=prefix, merchant_id=merchant_id, stores=stores)
+    runs: list[Run] = []
+    for i in range(args.rounds):
+        for name, src in (variants if i % 2 == 0 else list(reversed(variants))):
+            runs.append(await bench.measure(name, src, in_process))
 
-    n = int(args.rate * args.seconds)
-    interval = 1.0 / args.rate
-    load_before = os.getloadavg()
-    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-    rtt_task = asyncio.create_task(rtt_in_own_process(args.broker, prefix,
-                                                      max(50, int(args.seconds * 30))))
-    db_rtt_task = asyncio.create_task(values_of(await spawn(
-        "--db-rtt-worker", "--count", str(max(50, int(args.seconds * 25))), "--url", url)))
-    # On PostgreSQL the payments commit through a pool of their own, as the payment core's
-    # processes do in production (`fulema serve` apart from `fulema worker`): they neither
-    # queue the dispatcher's and the hub's transactions behind theirs for a connection nor
-    # wake them in process; the worker hears them by LISTEN/NOTIFY. SQLite is the embedded
-    # default: one process, one database, woken in process.
-    payments_db = Database(url) if db.dialect == "postgresql" else db
-
-    async def pay() -> None:
-        async with payments_db.transaction() as s:
-            now = clock.now()
-            publish(s, "payment.succeeded", {
-                "order_id": new_id("ord"), "merchant_id": merchant_id,
-                "store_id": random.choice(stores), "amount": random.randint(1, 500_000),
-                "channel": "bankpay", "status": "SUCCESS", "paid_at": now.isoformat()})
-
-    # Open loop: each payment starts on its schedule in a task of its own, as requests from
-    # many tills do, whether or not the ones before have committed (a generator that waited
-    # for each commit offered less than the rate whenever the database was slow).
-    start = time.perf_counter()
-    paying = []
-    for i in range(n):
-        paying.append(asyncio.create_task(pay()))
-        delay = start + (i + 1) * interval - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-    offered_for = time.perf_counter() - start
-    await asyncio.gather(*paying)
-    sent_for = time.perf_counter() - start
-    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
-    cpu_used = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime
-                                                             - cpu_before.ru_stime)
-    rtt_during = await rtt_task
-    db_rtt = await db_rtt_task
-
-    deadline = time.monotonic() + 30
-    latencies: list[float] = []
-    while time.monotonic() < deadline:
-        async with db.transaction() as s:
-            rows = (await s.execute(select(SpeakerMessage.paid_at, SpeakerMessage.acked_at,
-                                           SpeakerMessage.created_at,
-                                           SpeakerMessage.attempts)
-                                    .where(SpeakerMessage.status == "ACKED"))).all()
-        if len(rows) >= n:
-            break
-        await asyncio.sleep(0.2)
-    latencies = [(r.acked_at - r.paid_at).total_seconds() * 1000 for r in rows]
-    # where the time goes: event committed -> the consumer recorded the announcement (numbered,
-    # consumer woken, claimed, recorded); recorded -> acknowledgement recorded (the record's
-    # commit, the hub's QoS 1 publish, the broker, the device, its ack, the ack's batch write).
-    # The consumer claims the first send in its own transaction (`last_sent_at` = recorded), so
-    # the hub's pickup is inside the second stage; first sends only.
-    first = [r for r in rows if r.attempts == 1]
-    stages = {
-        "dispatch (paid -> recorded)": [(r.created_at - r.paid_at).total_seconds() * 1000
-                                        for r in rows],
-        "recorded -> ack recorded": [(r.acked_at - r.created_at).total_seconds() * 1000
-                                     for r in first],
-    }
-
-    for t in platform:
-        t.cancel()
-    for t in platform:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await t
     await db.dispose()
     if payments_db is not db:
         await payments_db.dispose()
-
     played = dupes = 0
+    heard: dict[str, float] = {}
     for w in workers:
         out, _ = await w.communicate(b"")
-        words = out.decode().split()
+        lines = out.decode().strip().splitlines()
+        words = lines[-2].split()
         played += int(words[words.index("played") + 1])
         dupes += int(words[words.index("duplicates") + 1])
-    print(f"{n} payments offered at {n / offered_for:.1f}/s, committed at {n / sent_for:.1f}/s "
-          f"(the last {sent_for:.1f} s after the first); acknowledged "
-          f"{len(latencies)}; played {played}, duplicates dropped {dupes}")
-    print(f"payment success -> speaker ack   {summary(latencies)}")
-    for name, values in stages.items():
-        if values:
-            print(f"  {name:<30} {summary(values)}")
-    print(f"broker round trip, idle          {summary(idle_rtt)}")
-    print(f"broker round trip, under load    {summary(rtt_during)}")
-    print(f"database round trip, under load {summary(db_rtt)} (BEGIN; SELECT 1; COMMIT)")
-    print(f"ratio p50 platform/broker(load)  {pct(latencies, .5) / pct(rtt_during, .5):.1f}x; "
-          f"p99 {pct(latencies, .99) / pct(rtt_during, .99):.1f}x; goal p99 <= 200 ms: "
-          f"{'met' if pct(latencies, .99) <= 200 else 'NOT met'}")
-    print(f"mean {statistics.fmean(latencies):.1f} ms")
-    print(f"platform process CPU while paying: {cpu_used:.1f} s in {sent_for:.1f} s "
-          f"({100 * cpu_used / sent_for:.0f}% of one core, {1000 * cpu_used / n:.1f} ms a "
-          f"payment, the load generator's own commits included)")
-    print(f"load average before {fmt_load(load_before)}, after {fmt_load(os.getloadavg())} "
-          f"({os.cpu_count()} cores)")
+        heard.update(json.loads(lines[-1]))
+    for r in runs:  # recorded -> played on the device (its clock is this machine's)
+        values = [heard[o] for o in r.orders if o in heard]
+        print(f"[{r.variant}] recorded -> heard by the device  {summary(values)}")
+
+    print(f"\nall runs: played {played}, duplicates dropped {dupes}")
+    for name, _ in variants:
+        pooled(runs, name)
+    print(f"broker round trip, idle ({broker.address})  {summary(idle_rtt)}")
+    if broker.private:
+        print(f"shared broker round trip, idle ({SHARED_BROKER}, Nagle on)  "
+              f"{summary(shared_rtt) if shared_rtt else 'not reachable'}")
+    tree = [v for r in runs if r.variant == "tree" for v in r.latencies]
+    rtt = [v for r in runs if r.variant == "tree" for v in r.rtt]
+    if tree and rtt:
+        print(f"tree: ratio to the broker's round trip p50 {pct(tree, .5) / pct(rtt, .5):.1f}x, "
+              f"p99 {pct(tree, .99) / pct(rtt, .99):.1f}x; goal p99 <= 200 ms: "
+              f"{'met' if pct(tree, .99) <= 200 else 'NOT met'}; mean {statistics.fmean(tree):.1f}"
+              f" ms; load average now {fmt_load(os.getloadavg())} ({os.cpu_count()} cores)")
 
 
 def fmt_load(load: tuple[float, float, float]) -> str:
@@ -361,15 +681,22 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=30.0, help="payments per second")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
-    p.add_argument("--broker", default="127.0.0.1:1883")
+    p.add_argument("--broker", default=SHARED_BROKER)
+    p.add_argument("--private-broker", action="store_true",
+                   help="start a Mosquitto of our own (passwords, ACL, set_tcp_nodelay true)")
+    p.add_argument("--base", default="", help="git ref: A/B its src/ against the tree's")
+    p.add_argument("--rounds", type=int, default=1, help="runs per side (alternated)")
     p.add_argument("--procs", type=int, default=4, help="processes the speakers run in")
     p.add_argument("--device-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--rtt-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--db-rtt-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--platform-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--private", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--prefix", default="", help=argparse.SUPPRESS)
     p.add_argument("--url", default="", help=argparse.SUPPRESS)
-    p.add_argument("--db-rtt-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--mqtt-url", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.device_worker:
         asyncio.run(device_worker(args))
@@ -377,6 +704,8 @@ def main() -> None:
         asyncio.run(db_rtt_worker(args))
     elif args.rtt_worker:
         asyncio.run(rtt_worker(args))
+    elif args.platform_worker:
+        asyncio.run(platform_worker(args))
     else:
         asyncio.run(run(args))
 

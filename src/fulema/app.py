@@ -60,6 +60,7 @@ from fulema.messaging.delivery import build_deliverers
 from fulema.messaging.delivery_api import merchant_router as messaging_merchant_router
 from fulema.messaging.delivery_api import ops_router as messaging_delivery_router
 from fulema.messaging.hub import SpeakerHub
+from fulema.messaging.notices_api import merchant_router as notices_merchant_router
 from fulema.onboarding import jobs as onboarding_jobs
 from fulema.onboarding import models as _onboarding_models  # noqa: F401 - registers tables
 from fulema.onboarding.api import merchant_router as onboarding_merchant_router
@@ -236,6 +237,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
                    marketing_router, marketing_ops_router, points_ops_router,
                    risk_router,
                    messaging_router, messaging_delivery_router, messaging_merchant_router,
+                   notices_merchant_router,
                    speaker_feed_router, billing_router, billing_ops_router,
                    onboarding_ops_router, onboarding_merchant_router):
         app.include_router(router)

@@ -9,19 +9,30 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
+from fulema.core.db import Database
+from fulema.core.events import Event
+from fulema.core.ids import new_id
 from fulema.gateway.signing import sign_request
-from fulema.merchants.demo_seed import DEMO_APP_ID, DEMO_OWNER_LOGIN, DEMO_OWNER_PASSWORD, DEMO_SECRET
+from fulema.merchants.demo_seed import (
+    DEMO_APP_ID,
+    DEMO_OWNER_LOGIN,
+    DEMO_OWNER_PASSWORD,
+    DEMO_SECRET,
+    onboard_demo_merchant,
+)
+from fulema.messaging import notices
 from tests.browser.conftest import LiveSite, check_page
 
 PAGES = ("/portal/", "/portal/orders", "/portal/reports", "/portal/statements",
          "/portal/plates", "/portal/speakers", "/portal/credentials", "/portal/notify",
-         "/portal/users", "/portal/password")
+         "/portal/users", "/portal/password", "/portal/notices")
 
 
 def _api(site: LiveSite, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -102,3 +113,48 @@ def test_every_portal_page_fits_the_screen(live_site: LiveSite, open_page: Calla
         assert page.url.endswith(path), page.url  # not sent back to the login page
         name = "portal-" + (path.strip("/").split("/")[-1] if path != "/portal/" else "today")
         check_page(page, name)
+
+
+def _payout_notice(site: LiveSite, fen: int) -> None:
+    """A settlement payout reached the demo merchant: its notice, as the consumer writes it."""
+    async def work(db: Database) -> None:
+        demo = await onboard_demo_merchant(db, settings=site.settings)
+        await notices.notice_from_event(db, Event(
+            id=new_id("evt"), topic="settlement.paid",
+            payload={"payout_id": new_id("po"), "merchant_id": demo.merchant_id,
+                     "amount": fen, "batch_id": "stb_web"}))
+    # on a thread of its own: Playwright's sync API keeps an event loop running on this one
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(site.run, work).result()
+
+
+def _badge(page: Any) -> str:
+    count = page.locator("header.top nav a[href='/portal/notices'] .count")
+    return str(count.inner_text()) if count.count() else ""
+
+
+@pytest.mark.parametrize("viewport", ["phone", "desktop"])
+def test_the_owner_reads_a_notice_and_the_unread_count_drops(
+        live_site: LiveSite, open_page: Callable[..., Any], viewport: str) -> None:
+    fen = 9000 + secrets.randbelow(999)
+    _payout_notice(live_site, fen)
+    text = f"结算款 {fen // 100}.{fen % 100:02d} 元已到账"
+    page = open_page(viewport)
+    _login(page, live_site)
+    unread = _api(live_site, "GET", "/api/v1/notices?unread=true&limit=100")["unread_count"]
+    assert unread >= 1
+    assert _badge(page) == str(unread)  # on every page's navigation, here the first
+    page.click("header.top nav a[href='/portal/notices']")
+    page.wait_for_url("**/portal/notices")
+    item = page.locator("ul.notices li", has_text=text)
+    assert item.count() == 1
+    check_page(page, "portal-notices-unread")
+    item.locator("button:has-text('标为已读')").click()
+    page.wait_for_url("**/portal/notices")
+    item = page.locator("ul.notices li", has_text=text)
+    assert "已读 Read" in item.inner_text()
+    assert _badge(page) == (str(unread - 1) if unread > 1 else "")
+    check_page(page, "portal-notices-read")
+    answer = _api(live_site, "GET", "/api/v1/notices?limit=100")
+    [mine] = [n for n in answer["data"] if n["summary"] == text]
+    assert mine["read_by"].startswith("portal:")

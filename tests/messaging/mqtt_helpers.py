@@ -43,21 +43,24 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def private_mosquitto(tmp_path: Path, *, prefix: str,
-                      users: dict[str, str]) -> Iterator[int]:
+def private_mosquitto(tmp_path: Path, *, prefix: str, users: dict[str, str],
+                      extra_acl: str = "") -> Iterator[int]:
     """A Mosquitto of our own: anonymous refused, a password file made by mosquitto_passwd,
-    the ACL of messaging.broker.acl_text. Yields its port; stopped (by pid) on exit."""
+    the ACL of messaging.broker.acl_text (plus `extra_acl`), `set_tcp_nodelay true`. Yields
+    its port; stopped (by pid) on exit. Also the speakers' benchmark's broker (bench/speakers.py
+    --private-broker: a thousand users, hashed in one `mosquitto_passwd -U`)."""
     mosquitto = shutil.which("mosquitto") or ("/usr/sbin/mosquitto"
                                               if Path("/usr/sbin/mosquitto").exists() else None)
     passwd_tool = shutil.which("mosquitto_passwd")
     if mosquitto is None or passwd_tool is None:
         pytest.skip("mosquitto and mosquitto_passwd are not installed (apt-get install mosquitto)")
     passwd, acl, conf = tmp_path / "passwd", tmp_path / "acl", tmp_path / "mosquitto.conf"
-    passwd.touch()
-    for user, password in users.items():
-        subprocess.run([passwd_tool, "-b", str(passwd), user, password], check=True,  # noqa: S603
-                       capture_output=True)
-    acl.write_text(acl_text(prefix, PLATFORM_USER), encoding="utf-8")
+    passwd.write_text("".join(f"{user}:{password}\n" for user, password in users.items()),
+                      encoding="utf-8")
+    passwd.chmod(0o600)
+    subprocess.run([passwd_tool, "-U", str(passwd)], check=True,  # noqa: S603
+                   capture_output=True)
+    acl.write_text(acl_text(prefix, PLATFORM_USER) + extra_acl, encoding="utf-8")
     port = free_port()
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\n"
                     f"password_file {passwd}\nacl_file {acl}\npersistence false\n"

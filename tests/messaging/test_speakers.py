@@ -3,6 +3,7 @@ sent, resent until acknowledged, caught up, expired; malformed or foreign acks c
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -223,3 +224,25 @@ async def test_an_event_that_is_not_an_order_view_announces_nothing(
         event = Event(id=new_id("evt"), topic="payment.succeeded", payload=payload)
         assert await speakers.announce_payment(db, event, settings=settings) == 0
     assert await count(db) == 0
+
+
+async def test_two_hubs_claiming_at_once_resend_each_due_message_once(
+        db: Database, settings: Settings) -> None:
+    settings = with_broker(settings)
+    clock.freeze()
+    demo = await merchants.onboard_demo_merchant(db, settings=settings)
+    for amount in range(100, 112):  # twelve payments, none acknowledged
+        await speakers.announce_payment(db, paid(demo.merchant_id, store_id=demo.store_id,
+                                                 amount=amount), settings=settings)
+    first = SpeakerHub(db, settings, transport=Recorder())
+    assert await first.deliver_due() == 12
+    clock.advance(timedelta(seconds=settings.speaker_ack_timeout_seconds + 0.1))
+
+    a, b = Recorder(), Recorder()
+    sent = await asyncio.gather(SpeakerHub(db, settings, transport=a).deliver_due(),
+                                SpeakerHub(db, settings, transport=b).deliver_due())
+    assert sum(sent) == 12
+    ids = [body["message_id"] for _, body in a.sent + b.sent]
+    assert len(ids) == len(set(ids)) == 12  # every due message resent once, by one of them
+    assert {(await status_of(db, i)).attempts for i in ids} == {2}
+    assert await first.deliver_due() == 0  # nothing is due again before the backoff

@@ -118,6 +118,7 @@ class ErrorCode(StrEnum):
     # messaging
     MESSAGE_NOT_FOUND = "MESSAGE_NOT_FOUND"
     MESSAGE_DELIVERY_NOT_FOUND = "MESSAGE_DELIVERY_NOT_FOUND"
+    NOTICE_NOT_FOUND = "NOTICE_NOT_FOUND"
     UNKNOWN_MESSAGE_EVENT = "UNKNOWN_MESSAGE_EVENT"
     UNKNOWN_MESSAGE_CHANNEL = "UNKNOWN_MESSAGE_CHANNEL"
     INVALID_PHONE = "INVALID_PHONE"
@@ -299,6 +300,8 @@ _META: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.RISK_ALERT_NOT_FOUND: (404, "No such risk alert."),
     ErrorCode.MESSAGE_NOT_FOUND: (404, "No speaker message with this id."),
     ErrorCode.MESSAGE_DELIVERY_NOT_FOUND: (404, "No SMS or push delivery with this id."),
+    ErrorCode.NOTICE_NOT_FOUND: (404, "No notice with this id for this merchant (another "
+                                      "merchant's notices are not found either)."),
     ErrorCode.UNKNOWN_MESSAGE_EVENT: (400, "Not an event messages can be subscribed to "
                                            "(payment.succeeded, refund.succeeded, risk.alert, "
                                            "settlement.paid)."),

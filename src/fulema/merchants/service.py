@@ -75,3 +75,4 @@ from fulema.merchants.stores import get_store as get_store
 from fulema.merchants.stores import speaker_by_id as speaker_by_id
 from fulema.merchants.stores import speakers_for_order as speakers_for_order
 from fulema.merchants.stores import speakers_for_stores as speakers_for_stores
+from fulema.merchants.stores import speakers_for_stores_in as speakers_for_stores_in

@@ -150,14 +150,24 @@ async def speakers_for_stores(db: Database, stores: set[tuple[str, str]]
                               ) -> dict[tuple[str, str], list[TerminalInfo]]:
     """`speakers_for_order` for many (merchant id, store id) pairs in one query: a round of
     payments at many stores costs one read, not one each (the speakers' latency)."""
+    if not stores:
+        return {}
+    async with db.transaction() as s:
+        return await speakers_for_stores_in(s, stores)
+
+
+async def speakers_for_stores_in(s: AsyncSession, stores: set[tuple[str, str]]
+                                 ) -> dict[tuple[str, str], list[TerminalInfo]]:
+    """`speakers_for_stores` read in the caller's transaction: the speakers' consumer reads
+    them in the transaction that records the announcements, one BEGIN/COMMIT fewer on the
+    way from a payment to its speaker."""
     found: dict[tuple[str, str], list[TerminalInfo]] = {pair: [] for pair in stores}
     if not stores:
         return found
-    async with db.transaction() as s:
-        rows = (await s.scalars(select(Terminal).where(
-            Terminal.store_id.in_(sorted({store for _, store in stores})),
-            Terminal.kind == TerminalKind.SPEAKER.value, Terminal.active.is_(True))
-            .order_by(Terminal.id))).all()
+    rows = (await s.scalars(select(Terminal).where(
+        Terminal.store_id.in_(sorted({store for _, store in stores})),
+        Terminal.kind == TerminalKind.SPEAKER.value, Terminal.active.is_(True))
+        .order_by(Terminal.id))).all()
     for t in rows:
         key = (t.merchant_id, t.store_id)
         if key in found:

@@ -54,7 +54,8 @@ class SpeakerMessage(Base):
 
 
 class Notice(Base):
-    """An in-portal notice for operators (today: risk alerts), shown until read."""
+    """An in-portal notice (risk alerts, settlement payouts), shown until read: the operators'
+    always, and the merchant's own when it names one."""
 
     __tablename__ = "message_notices"
 
@@ -71,6 +72,9 @@ class Notice(Base):
     __table_args__ = (
         UniqueConstraint("event_id", name="uq_message_notices_event"),
         Index("ix_message_notices_read", "read_at", "created_at"),
+        # the merchant's own list (newest first, by cursor) and its unread count
+        Index("ix_message_notices_merchant", "merchant_id", "id"),
+        Index("ix_message_notices_merchant_unread", "merchant_id", "read_at", "id"),
     )
 
 

@@ -5,6 +5,11 @@ settlement context `settlement.paid` {payout_id, merchant_id, amount, ...} when 
 reached the merchant's account ("结算款 12.50 元已到账"). Each becomes one unread notice,
 unless the merchant it names switched notices off for that event (`messaging.subscriptions`),
 listed under /ops/v1/messages/notices until an operator marks it read.
+
+A notice that names a merchant is also that merchant's own: it lists and marks it read through
+the signed merchant API (/api/v1/notices) and the portal (/portal/notices). Every merchant-side
+read is scoped by the merchant id in the statement itself, so another merchant's notice is
+simply not found (`NOTICE_NOT_FOUND`), never shown or changed.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from fulema.core.clock import clock
@@ -97,6 +102,51 @@ async def list_notices(db: Database, *, unread_only: bool, limit: int) -> list[N
         if unread_only:
             q = q.where(Notice.read_at.is_(None))
         return [_view(n) for n in await s.scalars(q)]
+
+
+async def list_notices_of(db: Database, *, merchant_id: str, unread_only: bool, limit: int,
+                          starting_after: str | None = None) -> tuple[list[NoticeView], bool]:
+    """One merchant's notices, newest first (ids are time-ordered), a page of `limit` after the
+    id `starting_after`, and whether more follow (one row more is read to know)."""
+    q = (select(Notice).where(Notice.merchant_id == merchant_id)
+         .order_by(Notice.id.desc()).limit(limit + 1))
+    if unread_only:
+        q = q.where(Notice.read_at.is_(None))
+    if starting_after:
+        q = q.where(Notice.id < starting_after)
+    async with db.transaction() as s:
+        found = [_view(n) for n in await s.scalars(q)]
+    return found[:limit], len(found) > limit
+
+
+UNREAD_SHOWN_MAX = 99
+
+
+async def unread_count(db: Database, *, merchant_id: str) -> int:
+    """How many of the merchant's notices are unread, counted up to UNREAD_SHOWN_MAX + 1 (the
+    portal shows "99+"): the navigation asks on every page, so the count reads a bounded
+    stretch of the (merchant_id, read_at, id) index however many notices pile up."""
+    some = (select(Notice.id).where(Notice.merchant_id == merchant_id, Notice.read_at.is_(None))
+            .limit(UNREAD_SHOWN_MAX + 1).subquery())
+    async with db.transaction() as s:
+        return int(await s.scalar(select(func.count()).select_from(some)) or 0)
+
+
+async def mark_read_of(db: Database, *, merchant_id: str, notice_id: str,
+                       reader: str) -> NoticeView:
+    """Mark one of the merchant's own notices read (again: a no-op keeping the first reader).
+    A notice of another merchant, or of no merchant (the operators' own), is NOTICE_NOT_FOUND
+    and stays as it was: the merchant id is part of the UPDATE's and the read's WHERE."""
+    async with db.transaction() as s:
+        await s.execute(update(Notice).where(Notice.id == notice_id,
+                                             Notice.merchant_id == merchant_id,
+                                             Notice.read_at.is_(None))
+                        .values(read_at=clock.now(), read_by=reader[:64]))
+        n = (await s.scalars(select(Notice).where(Notice.id == notice_id,
+                                                   Notice.merchant_id == merchant_id))).first()
+        if n is None:
+            raise FulemaError(ErrorCode.NOTICE_NOT_FOUND, f"no notice {notice_id[:40]}")
+        return _view(n)
 
 
 async def mark_read(db: Database, *, notice_id: str, operator: str) -> NoticeView:

@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import and_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from fulema.core import audit
 from fulema.core.clock import as_utc, clock
@@ -71,15 +72,20 @@ async def announce_payments(db: Database, events: list[Event], *, settings: Sett
     dozen payments a second, one commit per payment was what kept the speakers waiting, see
     docs/messaging.md), then handed to the hub at once. Each event is idempotent as above."""
     views = [e for e in events if _is_order_view(e)]
-    await _remember_stores(db, {(e.payload["merchant_id"], e.payload["store_id"]) for e in views
-                                if isinstance(e.payload.get("store_id"), str)
-                                and e.payload["store_id"]})
-    found = {e.id: await _speakers(db, e.payload["merchant_id"], e.payload.get("store_id"))
-             for e in views}
+    # An order without a store announces on the merchant's default store's speakers: looked
+    # up (and remembered) before the transaction; orders with a store, the usual case, read
+    # the stores this process does not remember inside it (no transaction of its own).
+    found = {e.id: await _speakers(db, e.payload["merchant_id"], None)
+             for e in views if not _store_of(e)}
     now = clock.now()
     expects_ack = bool(settings.speaker_mqtt_url)
     outgoing: list[Outgoing] = []
     async with db.transaction() as s:
+        memo = await _remember_stores(db, s, {(e.payload["merchant_id"], store) for e in views
+                                          if (store := _store_of(e))})
+        for e in views:
+            if (store := _store_of(e)):
+                found[e.id] = list(memo[(e.payload["merchant_id"], store)][1])
         # Every event leaves its receipt, announced or not (no speaker, switched off): a
         # redelivery after the merchant binds a speaker or switches it on says nothing.
         fresh = {e.id for e in await fresh_events(s, CONSUMER, events)}
@@ -152,16 +158,24 @@ def _speaker_memo(db: Database) -> dict[Any, Any]:
     return memo
 
 
-async def _remember_stores(db: Database, stores: set[tuple[str, str]]) -> None:
+def _store_of(event: Event) -> str | None:
+    store = event.payload.get("store_id")
+    return store if isinstance(store, str) and store else None
+
+
+async def _remember_stores(db: Database, s: AsyncSession,
+                           stores: set[tuple[str, str]]) -> dict[Any, Any]:
     """The speakers of every store of a round that this process does not remember, in one
-    read (a round at a hundred stores would otherwise be a hundred reads before the first
-    announcement)."""
+    read in the caller's transaction (a round at a hundred stores would otherwise be a
+    hundred reads before the first announcement). Answers the memo, every store of the round
+    in it."""
     memo = _speaker_memo(db)
     now = time.monotonic()
     missing = {key for key in stores if (hit := memo.get(key)) is None or hit[0] <= now}
     if missing:
-        for key, found in (await merchants.speakers_for_stores(db, missing)).items():
+        for key, found in (await merchants.speakers_for_stores_in(s, missing)).items():
             memo[key] = (now + SPEAKERS_TTL_SECONDS, found)
+    return memo
 
 
 async def _speakers(db: Database, merchant_id: str,

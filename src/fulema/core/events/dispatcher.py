@@ -159,8 +159,15 @@ class Dispatcher:
         self._registered = True
 
     # -- sequencing ---------------------------------------------------------------------
-    async def sequence(self) -> int:
-        """Number the committed events that have no number yet. Returns how many."""
+    async def sequence(self, *, look_first: bool = True) -> int:
+        """Number the committed events that have no number yet. Returns how many.
+
+        `look_first=False` goes straight to the numbering under the stream row's lock: for a
+        wake-up that a commit with events caused, where the unlocked look ("anything
+        waiting?", a transaction of its own) would only delay the events it is sure to find.
+        Idle polls look first, so they never take the lock for nothing."""
+        if not look_first:
+            return await retry_on_conflict(self._sequence_locked)
         async with self.db.transaction() as s:
             waiting = await s.scalar(select(OutboxEvent.id).where(OutboxEvent.seq.is_(None))
                                      .limit(1))
@@ -221,9 +228,9 @@ class Dispatcher:
             delivered += (await self._serve_if_due(name))[0]
         return delivered
 
-    async def _sequence_all(self) -> None:
-        while await self.sequence() >= self.sequence_batch:
-            pass
+    async def _sequence_all(self, *, look_first: bool = True) -> None:
+        while await self.sequence(look_first=look_first) >= self.sequence_batch:
+            look_first = False  # a full batch: more are certainly waiting
 
     async def _serve_if_due(self, name: str) -> tuple[int, bool]:
         """Serve one consumer if it is behind the head, due and not claimed elsewhere.
@@ -392,9 +399,7 @@ class Dispatcher:
                     if not self._registered:
                         await self.register()
                     if not timed_out or await self._refresh():
-                        while (await retry_on_conflict(self._sequence_locked)
-                               >= self.sequence_batch):
-                            pass  # more than one batch was waiting
+                        await self._sequence_all(look_first=False)
                 except Exception as exc:
                     log.error("events.round_failed", error=short_error(exc))
                 numbered.notify()

@@ -19,6 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from fulema.core.errors import ErrorCode, FulemaError
 from fulema.merchants import users
 from fulema.merchants.user_rules import Permission, may
+from fulema.messaging import notices
 from fulema.web import sessions
 from fulema.web.render import render
 
@@ -26,7 +27,8 @@ P = ParamSpec("P")
 LOGIN = "/portal/login"
 _NOT_FOUND = {ErrorCode.ORDER_NOT_FOUND, ErrorCode.NOT_FOUND, ErrorCode.PLATE_NOT_FOUND,
               ErrorCode.SETTLEMENT_BATCH_NOT_FOUND, ErrorCode.APP_NOT_FOUND,
-              ErrorCode.MERCHANT_USER_NOT_FOUND, ErrorCode.REFUND_NOT_FOUND}
+              ErrorCode.MERCHANT_USER_NOT_FOUND, ErrorCode.REFUND_NOT_FOUND,
+              ErrorCode.NOTICE_NOT_FOUND}
 
 ROLE_LABELS = {"owner": "店主 Owner", "cashier": "收银员 Cashier", "accountant": "财务 Accountant"}
 
@@ -35,6 +37,7 @@ ROLE_LABELS = {"owner": "店主 Owner", "cashier": "收银员 Cashier", "account
 class Ctx:
     session: sessions.Session
     principal: users.Principal
+    unread_notices: int = 0  # the merchant's, counted when the session is loaded
 
     @property
     def merchant_id(self) -> str:
@@ -51,12 +54,17 @@ class Ctx:
         """What every portal template needs from the session."""
         nav = [("/portal/", "今日 Today"), ("/portal/orders", "订单 Orders"),
                ("/portal/reports", "报表 Reports"), ("/portal/statements", "结算 Statements"),
-               ("/portal/plates", "码牌 Plates"), ("/portal/speakers", "云音箱 Speakers")]
+               ("/portal/plates", "码牌 Plates"), ("/portal/speakers", "云音箱 Speakers"),
+               ("/portal/notices", "消息 Notices")]
         if self.may(Permission.MANAGE):
             nav += [("/portal/credentials", "密钥 API keys"), ("/portal/notify", "通知 Notify"),
                     ("/portal/users", "用户 Users")]
         user = self.principal.user
+        unread = self.unread_notices
+        badge = "" if unread <= 0 else (
+            str(unread) if unread <= notices.UNREAD_SHOWN_MAX else f"{notices.UNREAD_SHOWN_MAX}+")
         return {"nav": nav, "csrf_token": self.session.csrf_token,
+                "nav_badges": {"/portal/notices": badge} if badge else {},
                 "user_label": f"{self.principal.merchant_name} · {user.display_name} "
                               f"({ROLE_LABELS.get(user.role, user.role)})",
                 "ctx": self}
@@ -73,7 +81,9 @@ async def load(request: Request) -> Ctx | None:
             or session.created_at < who.password_changed_at):
         await sessions.end(db, realm="portal", cookie=cookie)
         return None
-    return Ctx(session=session, principal=who)
+    # one bounded count per page, for the unread badge in the navigation
+    unread = await notices.unread_count(db, merchant_id=who.user.merchant_id)
+    return Ctx(session=session, principal=who, unread_notices=unread)
 
 
 def error_page(request: Request, ctx: Ctx | None, exc: FulemaError) -> Response:
