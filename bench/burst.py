@@ -92,9 +92,9 @@ def choose_limits(sustainable: float, p99_s: float, plan: BurstPlan) -> Limits:
     normal_share` of S: the lower, the less the accepted requests queue). The burst is half a
     second of that rate: a merchant's short spike passes, a sustained one is refused. The
     app's concurrency share carries its rate at twice the calibration's p99 (in flight = rate
-    x latency), at least 8: a tighter share refuses a merchant at its normal rate as soon as
-    the machine slows down. The per-IP bucket (before the signature: the cheapest refusal) is
-    twice the app rate; the global bucket is out of the way (it is shared: a burst that
+    x latency), at least 8 (it is enforced only while the process is filling up, on the app
+    holding the most: `Protection.over_share`). The per-IP bucket (before the signature: the
+    cheapest refusal) is twice the app rate; the global bucket is out of the way (it is shared: a burst that
     drained it would refuse B too)."""
     app_rate = max(1.0, sustainable * plan.app_share)
     return Limits(app_rate=app_rate, app_burst=max(2, round(app_rate / 2)),
