@@ -54,6 +54,7 @@ class BurstPlan:
     factor: float = 10.0
     normal_share: float = 0.25  # each merchant's normal rate, as a share of S
     app_share: float = 0.5  # the per-app create limit, as a share of S (see limits_env)
+    ip_factor: float = 2.0  # the per-IP limit, as a multiple of the per-app one
     warmup: float = 2.0
     idle: float = 4.0  # the server's CPU with no request (its background loops)
 
@@ -94,11 +95,12 @@ def choose_limits(sustainable: float, p99_s: float, plan: BurstPlan) -> Limits:
     app's concurrency share carries its rate at twice the calibration's p99 (in flight = rate
     x latency), at least 8 (it is enforced only while the process is filling up, on the app
     holding the most: `Protection.over_share`). The per-IP bucket (before the signature: the
-    cheapest refusal) is twice the app rate; the global bucket is out of the way (it is shared: a burst that
-    drained it would refuse B too)."""
+    cheapest refusal) is `ip_factor` x the app rate (default twice); the global bucket is out
+    of the way (it is shared: a burst that drained it would refuse B too)."""
     app_rate = max(1.0, sustainable * plan.app_share)
     return Limits(app_rate=app_rate, app_burst=max(2, round(app_rate / 2)),
-                  app_concurrency=max(8, math.ceil(app_rate * p99_s * 2)), ip_rate=2 * app_rate,
+                  app_concurrency=max(8, math.ceil(app_rate * p99_s * 2)),
+                  ip_rate=plan.ip_factor * app_rate,
                   global_rate=max(1000.0, 40 * sustainable))
 
 
@@ -331,8 +333,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the run folder (server logs)")
     p.add_argument("--app-share", type=float, default=BurstPlan.app_share,
                    help="per-app create limit as a share of the sustainable rate")
+    p.add_argument("--ip-factor", type=float, default=BurstPlan.ip_factor,
+                   help="per-IP limit as a multiple of the per-app one (refusals before the "
+                        "signature cost the server about a third of those after it)")
     a = p.parse_args(sys.argv[1:] if argv is None else argv)
-    plan = replace(QUICK if a.quick else BurstPlan(), app_share=a.app_share)
+    plan = replace(QUICK if a.quick else BurstPlan(), app_share=a.app_share,
+                   ip_factor=a.ip_factor)
     asyncio.run(run(plan=plan, db=a.db, out_dir=a.out, keep=a.keep))
     return 0
 

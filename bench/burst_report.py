@@ -132,20 +132,6 @@ def cpu_figures(used: dict[str, dict[str, float]], phases: dict[str, Any]
                "cpu_ms_per_answer": round(beyond_idle(u) / answers[name], 2)
                if answers.get(name) else None}
         for name, u in used.items() if u["wall_s"]}
-    out_burst = out.get("burst")
-    if out_burst is not None and out["A_alone"]["cpu_ms_per_answer"] is not None:
-        # What one refusal costs the server end to end (uvicorn's parsing and writing, the
-        # ASGI call, the limiter): the burst's CPU beyond idle, less its accepted answers at
-        # what an accepted answer cost when the merchant was alone, over the refusals.
-        burst = phases["A_burst"]
-        refused = len(burst.get("refused_ids", []))
-        b_ok = sum(1 for start, _, s in phases["B_during"].get("timeline", [])
-                   if start < used["burst"]["wall_s"] and s == 200)
-        accepted_ms = (burst["ok"] * out["A_alone"]["cpu_ms_per_answer"]
-                       + b_ok * (out["B_alone"]["cpu_ms_per_answer"] or 0.0))
-        out_burst["cpu_ms_per_refusal"] = (
-            round(max(0.0, beyond_idle(used["burst"]) - accepted_ms) / refused, 3)
-            if refused else None)
     return out
 
 
@@ -180,8 +166,6 @@ def render(results: dict[str, Any]) -> str:
         "  server CPU: " + ", ".join(
             f"{k} {v['cores_busy']} cores busy ({v['waiting_for_cpu']} waiting for a CPU), "
             f"{v['cpu_ms_per_answer']} ms per answer"
-            + (f", about {v['cpu_ms_per_refusal']} ms per refusal"
-               if v.get("cpu_ms_per_refusal") is not None else "")
             for k, v in results["server_cpu"].items()),
         "  in process: the limiter adds {admitted_overhead_us} us to an admitted request and "
         "refuses in {refused_us} us; the whole app refuses in {app_refused_us} us (bare ASGI "

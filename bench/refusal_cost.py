@@ -24,8 +24,8 @@ from bench.burst import Limits, Run, _spec, _start, server_cpu
 # Before the signature: the per-IP bucket refuses. After it: the app's create bucket does.
 MODES = {
     "before_signature": Limits(app_rate=1e6, app_burst=1_000_000, app_concurrency=100_000,
-                               ip_rate=0.001, global_rate=1e6),
-    "after_signature": Limits(app_rate=0.001, app_burst=1, app_concurrency=100_000,
+                               ip_rate=0.1, global_rate=1e6),
+    "after_signature": Limits(app_rate=0.1, app_burst=1, app_concurrency=100_000,
                               ip_rate=1e6, global_rate=1e6),
 }
 
