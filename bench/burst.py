@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,8 @@ class BurstPlan:
     ip_factor: float = 2.0  # the per-IP limit, as a multiple of the per-app one
     warmup: float = 2.0
     idle: float = 4.0  # the server's CPU with no request (its background loops)
+    workers: int = 1  # uvicorn worker processes (their limits shared through `redis_url`)
+    redis_url: str = ""  # FULEMA_RATELIMIT_REDIS_URL of the servers ("": in process)
 
 
 QUICK = BurstPlan(calibrate=1.0, unloaded=1.0, burst=1.0, recovery=1.5, warmup=0.5, idle=0.5)
@@ -111,6 +113,8 @@ class Run:
     sandbox: Proc
     b_app: tuple[str, str]
     n: int = 0
+    workers: int = 1
+    shared: dict[str, str] = field(default_factory=dict)  # the shared limits' settings
 
     async def gen(self, spec: dict[str, Any]) -> dict[str, Any]:
         self.n += 1
@@ -176,9 +180,9 @@ async def _start(run: Run, limits: Limits, name: str, *, tries: int = 3) -> Proc
     for attempt in range(tries):
         try:
             return await asyncio.to_thread(
-                server.start_fulema, "uvicorn", 1, database_url=run.database_url,
+                server.start_fulema, "uvicorn", run.workers, database_url=run.database_url,
                 sandbox_url=run.sandbox.url, data_dir=run.run_dir / "data",
-                log=run.run_dir / f"fulema-{name}.log", extra_env=limits.env())
+                log=run.run_dir / f"fulema-{name}.log", extra_env={**limits.env(), **run.shared})
         except RuntimeError as exc:
             if "address already in use" not in str(exc) or attempt == tries - 1:
                 raise
@@ -275,7 +279,12 @@ async def run(*, quick: bool = False, db: str = "postgres", plan: BurstPlan | No
         b_app = await seed_second_app(database_url, run_dir / "data")
         sandbox = server.start_sandbox(data_dir=run_dir / "data", log=run_dir / "sandbox.log")
         try:
-            state = Run(run_dir, database_url, sandbox, b_app)
+            # every server of this run shares one set of buckets; another run's keys differ
+            shared = ({"FULEMA_RATELIMIT_REDIS_URL": plan.redis_url,
+                       "FULEMA_RATELIMIT_REDIS_PREFIX": f"fulema:rl:burst{stamp}:"}
+                      if plan.redis_url else {})
+            state = Run(run_dir, database_url, sandbox, b_app, workers=plan.workers,
+                        shared=shared)
             cal = await calibrate(state, plan, tag)
             sustainable = max(1.0, float(cal["throughput"]))
             limits = choose_limits(sustainable, (cal["latency_ms"]["p99"] or 100) / 1000, plan)
@@ -336,9 +345,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ip-factor", type=float, default=BurstPlan.ip_factor,
                    help="per-IP limit as a multiple of the per-app one (refusals before the "
                         "signature cost the server about a third of those after it)")
+    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    p.add_argument("--redis-url", default="",
+                   help="share the limits between the workers through this Redis")
     a = p.parse_args(sys.argv[1:] if argv is None else argv)
     plan = replace(QUICK if a.quick else BurstPlan(), app_share=a.app_share,
-                   ip_factor=a.ip_factor)
+                   ip_factor=a.ip_factor, workers=a.workers, redis_url=a.redis_url)
     asyncio.run(run(plan=plan, db=a.db, out_dir=a.out, keep=a.keep))
     return 0
 
