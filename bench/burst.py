@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,9 +53,17 @@ class BurstPlan:
     recovery: float = 10.0  # A back at its normal rate
     factor: float = 10.0
     normal_share: float = 0.25  # each merchant's normal rate, as a share of S
-    app_share: float = 0.5  # the per-app create limit, as a share of S (see limits_env)
+    # The per-app create limit as a share of S: one merchant at its limit plus the other at its
+    # normal rate is 0.6 S (docs/operations.md, "Setting the limits from S"; at 0.5 + 0.25 the
+    # accepted answers queued to 5-78x their unloaded p99 on a loaded machine).
+    app_share: float = 0.35
+    # The per-IP limit as a multiple of the per-app one: close to it, so a burst is refused
+    # before the signature, at about a third of the server CPU of a refusal after it.
+    ip_factor: float = 1.25
     warmup: float = 2.0
     idle: float = 4.0  # the server's CPU with no request (its background loops)
+    workers: int = 1  # uvicorn worker processes (their limits shared through `redis_url`)
+    redis_url: str = ""  # FULEMA_RATELIMIT_REDIS_URL of the servers ("": in process)
 
 
 QUICK = BurstPlan(calibrate=1.0, unloaded=1.0, burst=1.0, recovery=1.5, warmup=0.5, idle=0.5)
@@ -89,16 +97,18 @@ UNLIMITED = Limits(app_rate=1e6, app_burst=1_000_000, app_concurrency=100_000, i
 def choose_limits(sustainable: float, p99_s: float, plan: BurstPlan) -> Limits:
     """Per-app create rate = `app_share` x S: a merchant at its limit leaves the rest of the
     process to the others (A at its limit plus B at its normal rate is `app_share +
-    normal_share` of S: the lower, the less the accepted requests queue). The burst is half a
+    normal_share` of S: the lower, the less the accepted requests queue; it must stay above
+    `normal_share`, or B at its normal rate is refused by its own bucket). The burst is half a
     second of that rate: a merchant's short spike passes, a sustained one is refused. The
     app's concurrency share carries its rate at twice the calibration's p99 (in flight = rate
-    x latency), at least 8: a tighter share refuses a merchant at its normal rate as soon as
-    the machine slows down. The per-IP bucket (before the signature: the cheapest refusal) is
-    twice the app rate; the global bucket is out of the way (it is shared: a burst that
-    drained it would refuse B too)."""
+    x latency), at least 8 (it is enforced only while the process is filling up, on the app
+    holding the most: `Protection.over_share`). The per-IP bucket (before the signature: the
+    cheapest refusal) is `ip_factor` x the app rate (default twice); the global bucket is out
+    of the way (it is shared: a burst that drained it would refuse B too)."""
     app_rate = max(1.0, sustainable * plan.app_share)
     return Limits(app_rate=app_rate, app_burst=max(2, round(app_rate / 2)),
-                  app_concurrency=max(8, math.ceil(app_rate * p99_s * 2)), ip_rate=2 * app_rate,
+                  app_concurrency=max(8, math.ceil(app_rate * p99_s * 2)),
+                  ip_rate=plan.ip_factor * app_rate,
                   global_rate=max(1000.0, 40 * sustainable))
 
 
@@ -109,6 +119,8 @@ class Run:
     sandbox: Proc
     b_app: tuple[str, str]
     n: int = 0
+    workers: int = 1
+    shared: dict[str, str] = field(default_factory=dict)  # the shared limits' settings
 
     async def gen(self, spec: dict[str, Any]) -> dict[str, Any]:
         self.n += 1
@@ -174,9 +186,9 @@ async def _start(run: Run, limits: Limits, name: str, *, tries: int = 3) -> Proc
     for attempt in range(tries):
         try:
             return await asyncio.to_thread(
-                server.start_fulema, "uvicorn", 1, database_url=run.database_url,
+                server.start_fulema, "uvicorn", run.workers, database_url=run.database_url,
                 sandbox_url=run.sandbox.url, data_dir=run.run_dir / "data",
-                log=run.run_dir / f"fulema-{name}.log", extra_env=limits.env())
+                log=run.run_dir / f"fulema-{name}.log", extra_env={**limits.env(), **run.shared})
         except RuntimeError as exc:
             if "address already in use" not in str(exc) or attempt == tries - 1:
                 raise
@@ -273,7 +285,12 @@ async def run(*, quick: bool = False, db: str = "postgres", plan: BurstPlan | No
         b_app = await seed_second_app(database_url, run_dir / "data")
         sandbox = server.start_sandbox(data_dir=run_dir / "data", log=run_dir / "sandbox.log")
         try:
-            state = Run(run_dir, database_url, sandbox, b_app)
+            # every server of this run shares one set of buckets; another run's keys differ
+            shared = ({"FULEMA_RATELIMIT_REDIS_URL": plan.redis_url,
+                       "FULEMA_RATELIMIT_REDIS_PREFIX": f"fulema:rl:burst{stamp}:"}
+                      if plan.redis_url else {})
+            state = Run(run_dir, database_url, sandbox, b_app, workers=plan.workers,
+                        shared=shared)
             cal = await calibrate(state, plan, tag)
             sustainable = max(1.0, float(cal["throughput"]))
             limits = choose_limits(sustainable, (cal["latency_ms"]["p99"] or 100) / 1000, plan)
@@ -331,8 +348,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the run folder (server logs)")
     p.add_argument("--app-share", type=float, default=BurstPlan.app_share,
                    help="per-app create limit as a share of the sustainable rate")
+    p.add_argument("--ip-factor", type=float, default=BurstPlan.ip_factor,
+                   help="per-IP limit as a multiple of the per-app one (refusals before the "
+                        "signature cost the server about a third of those after it)")
+    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    p.add_argument("--redis-url", default="",
+                   help="share the limits between the workers through this Redis")
     a = p.parse_args(sys.argv[1:] if argv is None else argv)
-    plan = replace(QUICK if a.quick else BurstPlan(), app_share=a.app_share)
+    plan = replace(QUICK if a.quick else BurstPlan(), app_share=a.app_share,
+                   ip_factor=a.ip_factor, workers=a.workers, redis_url=a.redis_url)
     asyncio.run(run(plan=plan, db=a.db, out_dir=a.out, keep=a.keep))
     return 0
 

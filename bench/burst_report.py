@@ -144,7 +144,9 @@ def render(results: dict[str, Any]) -> str:
     a = results["analysis"]
     lim = results["limits"]
     lines = [
-        f"burst benchmark {results['stamp']} ({results['db']}, uvicorn x1, limits ON)",
+        f"burst benchmark {results['stamp']} ({results['db']}, uvicorn "
+        f"x{results['plan'].get('workers', 1)}, limits ON"
+        f"{', shared through Redis' if results['plan'].get('redis_url') else ''})",
         f"  load average before {results['loadavg_before']} after {results['loadavg_after']}"
         f" (cpus {os.cpu_count()})",
         f"  sustainable create rate S = {results['sustainable_rate']:.1f}/s; normal rate "

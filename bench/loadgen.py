@@ -46,6 +46,9 @@ def summarize(latencies: list[float]) -> dict[str, float | None]:
 
 
 REFUSALS = frozenset({429, 503})  # the limiter's answers: timed on their own (bench.burst)
+# ... by their code: a 503 CHANNEL_UNAVAILABLE comes from the handler after the order was
+# written (the channel failed), not from the limiter, and is not a refusal
+LIMITER_CODES = frozenset({"RATE_LIMITED", "OVERLOADED"})
 
 
 class Tally:
@@ -66,7 +69,8 @@ class Tally:
         if self.timeline is not None and started is not None:
             self.timeline.append((round(started - self.t0, 4), round(latency, 5),
                                   200 if result.ok else result.status or 0))
-        if not result.ok and result.status in REFUSALS:
+        if (not result.ok and result.status in REFUSALS
+                and (result.error or "").rpartition(" ")[2] in LIMITER_CODES):
             self.refused.append(latency)
             self.refused_ids.append(i)
         if result.ok:

@@ -45,7 +45,7 @@ async def test_tiny_burst_on_sqlite_reports_everything_and_loses_nothing(tmp_pat
 
 
 def test_the_limits_follow_the_measured_rate() -> None:
-    plan = QUICK.__class__(**{**QUICK.__dict__, "app_share": 0.5})
+    plan = QUICK.__class__(**{**QUICK.__dict__, "app_share": 0.5, "ip_factor": 2.0})
     limits = choose_limits(200.0, 0.05, plan)
     assert limits.app_rate == 100.0
     assert limits.app_burst == 50
@@ -54,6 +54,16 @@ def test_the_limits_follow_the_measured_rate() -> None:
     env = limits.env()
     assert env["FULEMA_RATELIMIT_ENABLED"] == "true"
     assert env["FULEMA_RATELIMIT_APP_CREATE_RATE"] == "100.0"
+
+
+def test_the_default_limits_leave_headroom_and_refuse_before_the_signature() -> None:
+    # one merchant at its limit plus the other at its normal rate: 0.6 S; the per-IP limit
+    # close to the app's, and the app's limit above a merchant's normal rate
+    plan = QUICK
+    limits = choose_limits(100.0, 0.05, plan)
+    assert limits.app_rate + 100.0 * plan.normal_share == 60.0
+    assert limits.app_rate > 100.0 * plan.normal_share
+    assert limits.ip_rate == 1.25 * limits.app_rate
 
 
 def test_recovery_is_the_first_second_from_which_every_second_is_good() -> None:

@@ -1,0 +1,91 @@
+"""`python -m bench.refusal_cost`: what one refused request costs the real server, end to end
+(uvicorn's parsing and writing, the ASGI call, the limiter), refused before the signature (the
+per-IP bucket, in `ProtectionMiddleware`) and after it (the app's bucket, in `admit_app`).
+
+Why: under a 10x burst the refusals are most of the requests, so their CPU is taken from the
+accepted ones. `bench.limiter_cost` isolates the limiter in process; this measures the server
+process's CPU over an open-loop stream of requests that are all refused, less its idle CPU
+over the same seconds, per refusal. It also prints the refusals' p50/p99 and the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench import dbstats, server
+from bench.burst import Limits, Run, _spec, _start, server_cpu
+
+# Before the signature: the per-IP bucket refuses. After it: the app's create bucket does.
+MODES = {
+    "before_signature": Limits(app_rate=1e6, app_burst=1_000_000, app_concurrency=100_000,
+                               ip_rate=0.1, global_rate=1e6),
+    "after_signature": Limits(app_rate=0.1, app_burst=1, app_concurrency=100_000,
+                              ip_rate=1e6, global_rate=1e6),
+}
+
+
+async def measure(run: Run, mode: str, *, rate: float, seconds: float) -> dict[str, Any]:
+    fulema = await _start(run, MODES[mode], mode)
+    used: dict[str, Any] = {}
+    try:
+        await run.gen(_spec(run, fulema, "A", f"W{mode[:1]}", mode="closed", concurrency=2,
+                            duration=1.0))  # warm: the first answers compile and cache
+        with server_cpu(fulema, used, "idle"):
+            await asyncio.sleep(3.0)
+        with server_cpu(fulema, used, "refusing"):
+            result = await run.gen(_spec(run, fulema, "A", f"R{mode[:1]}", mode="open",
+                                         rate=rate, duration=seconds))
+    finally:
+        server.stop(fulema)
+    idle = used["idle"]["cpu_s"] / used["idle"]["wall_s"]
+    busy = used["refusing"]
+    refused = len(result.get("refused_ids", []))
+    beyond = max(0.0, busy["cpu_s"] - idle * busy["wall_s"])
+    lat = result.get("refused_latency_ms", {})
+    return {"mode": mode, "sent": result["sent"], "refused": refused, "ok": result["ok"],
+            "cpu_us_per_refusal": round(beyond / refused * 1e6, 1) if refused else None,
+            "cores_busy": round(busy["cpu_s"] / busy["wall_s"], 2),
+            "waiting_for_cpu": round(busy["runqueue_wait_s"] / busy["wall_s"], 2),
+            "refusal_p50_ms": lat.get("p50"), "refusal_p99_ms": lat.get("p99")}
+
+
+async def run(*, rate: float, seconds: float) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="fulema-refusal-") as tmp:
+        run_dir = Path(tmp)
+        (run_dir / "data").mkdir()
+        database_url = dbstats.sqlite_url(run_dir / "bench.db")  # refusals write nothing
+        await dbstats.migrate(database_url)
+        sandbox = server.start_sandbox(data_dir=run_dir / "data", log=run_dir / "sandbox.log")
+        try:
+            state = Run(run_dir, database_url, sandbox, ("", ""))
+            return [await measure(state, mode, rate=rate, seconds=seconds) for mode in MODES]
+        finally:
+            server.stop(sandbox)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.refusal_cost",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--rate", type=float, default=300.0, help="requests per second, all refused")
+    p.add_argument("--seconds", type=float, default=8.0)
+    a = p.parse_args(sys.argv[1:] if argv is None else argv)
+    before = [round(x, 2) for x in os.getloadavg()]
+    rows = asyncio.run(run(rate=a.rate, seconds=a.seconds))
+    print(f"refusal cost, {a.rate:.0f}/s for {a.seconds:.0f} s, uvicorn x1; load average "
+          f"before {before} after {[round(x, 2) for x in os.getloadavg()]} "
+          f"(cpus {os.cpu_count()})")
+    for r in rows:
+        print("  {mode}: sent {sent}, refused {refused}, ok {ok}; {cpu_us_per_refusal} us of "
+              "server CPU per refusal; {cores_busy} cores busy ({waiting_for_cpu} waiting for "
+              "a CPU); p50 {refusal_p50_ms} ms p99 {refusal_p99_ms} ms".format(**r))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
