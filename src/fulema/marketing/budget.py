@@ -1,5 +1,5 @@
-"""Reserving a quote's discounts when its order is created, and settling them when the order
-is paid, fails or closes, or is refunded.
+"""Reserving a quote's discounts when its order is created, and splitting a refund between
+cash and each discount (settling the reservations on payment events is `settlement.py`).
 
 `reserve` runs inside the order's creation transaction, so a create that fails for any reason
 reserves nothing. A campaign's budget is taken by one conditional UPDATE
@@ -29,7 +29,7 @@ from fulema.core.ids import new_id
 from fulema.core.money import Money
 from fulema.marketing import domain, quotes
 from fulema.marketing.campaigns import ACTIVE, is_live
-from fulema.marketing.coupons import AVAILABLE, EXPIRED, LOCKED, USED, refusal
+from fulema.marketing.coupons import AVAILABLE, LOCKED, refusal
 from fulema.marketing.domain import Kind
 from fulema.marketing.models import (
     BudgetShard,
@@ -282,110 +282,8 @@ async def _lock_coupon(s: AsyncSession, line: domain.Line, *, order_id: str, key
         raise FulemaError(why or ErrorCode.COUPON_NOT_AVAILABLE)
 
 
-# ------------------------------------------------------------------------- settlement
-
-
-async def _redemptions(s: AsyncSession, order_id: str) -> list[Redemption]:
-    """The order's redemptions, locked, the campaign's last: its counter is locked after the
-    payer's coupon and points, in the order `reserve` takes them, so the two cannot deadlock."""
-    rows = (await s.scalars(select(Redemption).where(
-        Redemption.order_id == order_id).with_for_update())).all()
-    return sorted(rows, key=lambda r: r.kind == Kind.CAMPAIGN)
-
-
-async def on_paid(s: AsyncSession, *, order_id: str, payer_key: str | None) -> None:
-    """The order is paid: its reservations are consumed, its coupon used."""
-    now = clock.now()
-    if payer_key is not None and await s.get(KnownPayer, payer_key) is None:
-        s.add(KnownPayer(payer_key=payer_key, first_paid_at=now))
-    for r in await _redemptions(s, order_id):
-        if r.state != "RESERVED":
-            continue
-        r.state, r.updated_at = "CONSUMED", now
-        if r.kind == Kind.COUPON:
-            await s.execute(update(Coupon).where(Coupon.id == r.ref, Coupon.state == LOCKED)
-                            .values(state=USED, updated_at=now))
-        elif r.kind == Kind.POINTS:
-            await points_service.consume_hold(s, order_id=order_id)
-
-
-async def on_unpaid(s: AsyncSession, *, order_id: str) -> None:
-    """The order failed or closed: its budget, coupon and points go back."""
-    now = clock.now()
-    for r in await _redemptions(s, order_id):
-        if r.state != "RESERVED":
-            continue
-        r.state, r.updated_at = "RELEASED", now
-        if r.kind == Kind.CAMPAIGN:
-            await s.execute(GIVE_BUDGET, {"b_id": r.ref, "b_x": r.amount})
-            await s.execute(GIVE_DAY, {"b_id": r.ref, "b_day": r.day, "b_fen": r.amount.fen})
-        elif r.kind == Kind.COUPON:
-            c = await s.get(Coupon, r.ref, with_for_update=True)
-            if c is not None and c.state == LOCKED and c.order_id == order_id:
-                c.state = AVAILABLE if c.expires_at > now else EXPIRED
-                c.order_id, c.updated_at = None, now
-        else:
-            await points_service.release_hold(s, order_id=order_id)
-
-
-async def on_paid_after_close(s: AsyncSession, *, order_id: str, payer_key: str | None) -> None:
-    """Money moved after we had released the reservations: take them again. A budget that
-    cannot cover it any more is not taken below zero; the redemption is marked `overrun` for
-    the funder to settle by hand."""
-    now = clock.now()
-    for r in await _redemptions(s, order_id):
-        if r.state != "RELEASED":
-            continue
-        r.state, r.updated_at = "CONSUMED", now
-        if r.kind == Kind.CAMPAIGN:
-            if not await _retake(s, r.ref, r.amount):
-                r.overrun = True
-                log.warning("marketing.budget_overrun", order_id=order_id, campaign_id=r.ref,
-                            amount=r.amount.fen)
-        elif r.kind == Kind.COUPON:
-            await s.execute(update(Coupon).where(Coupon.id == r.ref).values(
-                state=USED, order_id=order_id, updated_at=now))
-        else:
-            await points_service.retake_hold(s, order_id=order_id)
-
-
-async def _retake(s: AsyncSession, campaign_id: str, amount: Money) -> bool:
-    """Take `amount` again for an order paid after its close, whatever the campaign's state:
-    from its row, else from any shard that covers it (never below zero)."""
-    taken = await s.execute(update(Campaign).where(
-        Campaign.id == campaign_id, Campaign.budget_remaining >= amount).values(
-        budget_remaining=Campaign.budget_remaining - amount))
-    if taken.rowcount == 1:  # type: ignore[attr-defined]
-        return True
-    for k in (await s.scalars(select(BudgetShard.shard).where(
-            BudgetShard.campaign_id == campaign_id).order_by(BudgetShard.shard))).all():
-        took = await s.execute(update(BudgetShard).where(
-            BudgetShard.campaign_id == campaign_id, BudgetShard.shard == k,
-            BudgetShard.remaining >= amount).values(remaining=BudgetShard.remaining - amount))
-        if took.rowcount == 1:  # type: ignore[attr-defined]
-            return True
-    return False
-
-
-async def on_refund(s: AsyncSession, settings: Settings, *, order_id: str, refund_id: str,
-                    shares: list[dict[str, Any]]) -> None:
-    """A refund's discount shares go back to their funders: a campaign's budget grows again,
-    redeemed points return to the payer; a coupon stays used (its share is recorded)."""
-    by_kind = {r.kind: r for r in await _redemptions(s, order_id)}
-    for share in shares:
-        amount = Money(int(share.get("amount", 0)))
-        r = by_kind.get(str(share.get("kind")))
-        if r is None or amount.fen <= 0 or r.state != "CONSUMED":
-            continue
-        amount = Money(min(amount.fen, (r.amount - r.refunded).fen))
-        r.refunded = r.refunded + amount
-        r.updated_at = clock.now()
-        if r.kind == Kind.CAMPAIGN:
-            await s.execute(GIVE_BUDGET, {"b_id": r.ref, "b_x": amount})
-        elif r.kind == Kind.POINTS:
-            await points_service.return_points(s, settings, order_id=order_id,
-                                               points=amount.fen * settings.points_per_fen,
-                                               ref=refund_id)
+# Settlement (paid, unpaid, paid after close, refunded) is in `settlement.py`; it gives budget
+# back with GIVE_BUDGET and GIVE_DAY above.
 
 
 async def points_multiplier(s: AsyncSession, *, campaign_ids: list[str]) -> int:
