@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from fulema.billing.domain import check_project_open, donor_shown, progress_bps
 from fulema.billing.models import CharityProject, Donation
 from fulema.core.clock import as_utc, clock
 from fulema.core.db import Database
 from fulema.core.errors import ErrorCode, FulemaError
-from fulema.core.events import Event, first_delivery
+from fulema.core.events import Event, first_delivery, receipts_among, write_receipts
 from fulema.core.ids import new_id
 from fulema.core.money import Money
 from fulema.core.vocab import ChannelName, WayCode
@@ -164,15 +165,47 @@ async def on_donation_event(db: Database, event: Event) -> None:
             return
         if not await first_delivery(s, CONSUMER, event.id):
             return
-        if event.topic != "payment.succeeded":
-            d.status = "CLOSED"
+        await _apply(s, event, d)
+
+
+async def on_donation_events(db: Database, events: list[Event]) -> None:
+    """A dispatcher round in one transaction: one locking look-up of the round's orders
+    (`order_id IN (...)`) finds the few that are donations; only their events are checked for
+    a receipt and, in order, handled as `on_donation_event` handles one (a receipt only for an
+    event that found its donation CREATED). A round of ordinary payments costs that SELECT."""
+    ids = sorted({str(e.payload["order_id"]) for e in events if e.payload.get("order_id")})
+    if not ids:
+        return
+    async with db.transaction() as s:
+        donations = {d.order_id: d for d in (await s.scalars(
+            select(Donation).where(Donation.order_id.in_(ids)).order_by(Donation.id)
+            .with_for_update())).all()}
+        if not donations:
             return
-        now = clock.now()
-        d.status, d.paid_at, d.paid_on = "PAID", now, now.date()
-        d.certificate_no = "JZ" + d.id.split("_", 1)[1].upper()
-        await s.execute(update(CharityProject).where(CharityProject.id == d.project_id).values(
-            raised_amount=CharityProject.raised_amount + d.amount,
-            donations=CharityProject.donations + 1))
+        mine = [e for e in events if e.payload.get("order_id") in donations]
+        seen = await receipts_among(s, CONSUMER, [e.id for e in mine])
+        acted: list[str] = []
+        for event in mine:
+            d = donations[str(event.payload["order_id"])]
+            if d.status != "CREATED" or event.id in seen:
+                continue
+            seen.add(event.id)
+            acted.append(event.id)
+            await _apply(s, event, d)
+        await write_receipts(s, CONSUMER, acted)
+
+
+async def _apply(s: AsyncSession, event: Event, d: Donation) -> None:
+    """One event's change to a CREATED donation (its receipt written or about to be)."""
+    if event.topic != "payment.succeeded":
+        d.status = "CLOSED"
+        return
+    now = clock.now()
+    d.status, d.paid_at, d.paid_on = "PAID", now, now.date()
+    d.certificate_no = "JZ" + d.id.split("_", 1)[1].upper()
+    await s.execute(update(CharityProject).where(CharityProject.id == d.project_id).values(
+        raised_amount=CharityProject.raised_amount + d.amount,
+        donations=CharityProject.donations + 1))
 
 
 async def get_donation(db: Database, *, donation_id: str) -> DonationView:

@@ -5,6 +5,9 @@
   neither written off nor refunded, so an operator must look.
 - `billing.donations`: payment.* of donation orders mark donations paid and move the project's
   total, once (`charity.on_donation_event`).
+
+Both take a dispatcher round in one transaction (`batch_handler`): one `order_id IN (...)`
+look-up finds the round's few bill or donation orders; the rest cost nothing more.
 - `run_writeoffs` (every few seconds): write-offs due, retries, refunds past the deadline.
 """
 
@@ -25,12 +28,17 @@ def consumers(settings: Settings) -> list[Consumer]:
         await writeoffs.on_order_event(
             db, event, deadline_seconds=settings.billing_writeoff_deadline_seconds)
 
+    async def orders_round(db: Database, events: list[Event]) -> None:
+        await writeoffs.on_order_events(
+            db, events, deadline_seconds=settings.billing_writeoff_deadline_seconds)
+
     return [
         Consumer(name=writeoffs.CONSUMER, handler=orders,
                  topics=(*ORDER_TOPICS, "refund.succeeded"), on_poison=Poison.STOP,
-                 max_attempts=8, start=Start.BEGINNING),
+                 max_attempts=8, start=Start.BEGINNING, batch_handler=orders_round),
         Consumer(name=charity.CONSUMER, handler=charity.on_donation_event, topics=ORDER_TOPICS,
-                 on_poison=Poison.STOP, max_attempts=8, start=Start.BEGINNING),
+                 on_poison=Poison.STOP, max_attempts=8, start=Start.BEGINNING,
+                 batch_handler=charity.on_donation_events),
     ]
 
 

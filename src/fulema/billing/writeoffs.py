@@ -28,7 +28,7 @@ from fulema.billing.models import Biller, BillPayment
 from fulema.core.clock import as_utc, clock
 from fulema.core.db import Database
 from fulema.core.errors import FulemaError
-from fulema.core.events import Event, first_delivery, publish
+from fulema.core.events import Event, first_deliveries, first_delivery, publish
 from fulema.core.money import Money
 from fulema.payments import service as payments
 
@@ -40,8 +40,7 @@ CLAIM_SECONDS = 60
 
 
 async def on_order_event(db: Database, event: Event, *, deadline_seconds: int) -> None:
-    p = event.payload
-    order_id = p.get("order_id")
+    order_id = event.payload.get("order_id")
     if not order_id:
         return
     async with db.transaction() as s:
@@ -50,27 +49,53 @@ async def on_order_event(db: Database, event: Event, *, deadline_seconds: int) -
             return
         if not await first_delivery(s, CONSUMER, event.id):
             return
-        now = clock.now()
-        guard = (BillPayment.id == payment.id)
-        if event.topic == "payment.succeeded":
-            values: dict[str, Any] = dict(
-                status=S.PAID.value, paid_at=now, next_writeoff_at=now, updated_at=now,
-                writeoff_deadline=now + timedelta(seconds=deadline_seconds))
-            refused = merchant_funded_discount(p.get("discounts", []))
-            if refused:  # the biller writes off the whole bill: it cannot fund a discount
-                values.update(status=S.REFUNDING.value, writeoff_deadline=now,
-                              last_error=f"merchant-funded discount of {refused} fen on a bill")
-            await s.execute(update(BillPayment).where(
-                guard, BillPayment.status == S.CREATED.value).values(**values))
-        elif event.topic in {"payment.failed", "payment.closed"}:
-            await s.execute(update(BillPayment).where(
-                guard, BillPayment.status == S.CREATED.value).values(
-                status=S.CLOSED.value, live_key=None, updated_at=now))
-        elif event.topic == "refund.succeeded":
-            await s.execute(update(BillPayment).where(
-                guard, BillPayment.status == S.REFUNDING.value).values(
-                status=S.REFUNDED.value, live_key=None, refunded_at=now, updated_at=now))
-            await _published_if_changed(s, payment.id, S.REFUNDED)
+        await _apply(s, event, payment.id, deadline_seconds)
+
+
+async def on_order_events(db: Database, events: list[Event], *, deadline_seconds: int) -> None:
+    """A dispatcher round of `billing.orders` in one transaction: one look-up of the round's
+    orders (`order_id IN (...)`) finds the few that are bill orders, and only their events get
+    a receipt and their work, in order, as `on_order_event` does one by one. Most payments are
+    not bills: a round of them costs that one SELECT."""
+    ids = sorted({str(e.payload["order_id"]) for e in events if e.payload.get("order_id")})
+    if not ids:
+        return
+    async with db.transaction() as s:
+        bills = {str(r.order_id): r.id for r in (await s.execute(
+            select(BillPayment.order_id, BillPayment.id).where(
+                BillPayment.order_id.in_(ids)))).all()}
+        if not bills:
+            return
+        mine = [e for e in events if e.payload.get("order_id") in bills]
+        for event in await first_deliveries(s, CONSUMER, mine):
+            await _apply(s, event, bills[str(event.payload["order_id"])], deadline_seconds)
+
+
+async def _apply(s: Any, event: Event, payment_id: str, deadline_seconds: int) -> None:
+    """One event's change to its bill payment (its receipt already written): each a
+    conditional UPDATE from the state it expects, so a second delivery changes nothing."""
+    p = event.payload
+    now = clock.now()
+    guard = (BillPayment.id == payment_id)
+    if event.topic == "payment.succeeded":
+        values: dict[str, Any] = dict(
+            status=S.PAID.value, paid_at=now, next_writeoff_at=now, updated_at=now,
+            writeoff_deadline=now + timedelta(seconds=deadline_seconds))
+        refused = merchant_funded_discount(p.get("discounts", []))
+        if refused:  # the biller writes off the whole bill: it cannot fund a discount
+            values.update(status=S.REFUNDING.value, writeoff_deadline=now,
+                          last_error=f"merchant-funded discount of {refused} fen on a bill")
+        await s.execute(update(BillPayment).where(
+            guard, BillPayment.status == S.CREATED.value).values(**values))
+    elif event.topic in {"payment.failed", "payment.closed"}:
+        await s.execute(update(BillPayment).where(
+            guard, BillPayment.status == S.CREATED.value).values(
+            status=S.CLOSED.value, live_key=None, updated_at=now))
+    elif event.topic == "refund.succeeded":
+        await s.execute(update(BillPayment).where(
+            guard, BillPayment.status == S.REFUNDING.value).values(
+            status=S.REFUNDED.value, live_key=None, refunded_at=now, updated_at=now))
+        await _published_if_changed(s, payment_id, S.REFUNDED)
 
 
 async def _published_if_changed(s: Any, payment_id: str, status: S) -> None:

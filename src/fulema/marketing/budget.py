@@ -1,5 +1,5 @@
-"""Reserving a quote's discounts when its order is created, and settling them when the order
-is paid, fails or closes, or is refunded.
+"""Reserving a quote's discounts when its order is created, and splitting a refund between
+cash and each discount (settling the reservations on payment events is `settlement.py`).
 
 `reserve` runs inside the order's creation transaction, so a create that fails for any reason
 reserves nothing. A campaign's budget is taken by one conditional UPDATE
@@ -11,8 +11,8 @@ WHERE state = 'AVAILABLE' AND payer = :p`), so twenty orders racing for it lock 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +29,10 @@ from fulema.core.ids import new_id
 from fulema.core.money import Money
 from fulema.marketing import domain, quotes
 from fulema.marketing.campaigns import ACTIVE, is_live
-from fulema.marketing.coupons import AVAILABLE, EXPIRED, LOCKED, USED, refusal
+from fulema.marketing.coupons import AVAILABLE, LOCKED, refusal
 from fulema.marketing.domain import Kind
 from fulema.marketing.models import (
+    SHARD_TAKE_INDEX,
     BudgetShard,
     Campaign,
     CampaignDay,
@@ -78,21 +79,35 @@ LIVE_NOW = select(_c.id).where(_c.id == bindparam("b_id"), _c.status == ACTIVE,
                                _c.starts_at <= bindparam("b_now"), _c.ends_at > bindparam("b_now"))
 
 
-def _pick(*, above: bool | None, skip_locked: bool) -> Any:
-    """The first shard (in shard order, a range scan of the primary key) that covers the
-    amount, locked: from `b_first` up (above=True), below it (False) or all (None)."""
-    where = [_sh.campaign_id == bindparam("b_id"), _sh.remaining >= _x]
-    if above is True:
-        where.append(_sh.shard >= bindparam("b_first"))
-    elif above is False:
-        where.append(_sh.shard < bindparam("b_first"))
-    return (select(_sh.shard).where(*where).order_by(_sh.shard).limit(1)
+def _pick(*, skip_locked: bool) -> Any:
+    """The shard that covers the amount with the least left (then the lowest number), locked.
+
+    It reads the index (campaign_id, remaining, shard) from `(id, amount)` up, so the scan
+    visits only shards that cover the amount: a spent shard is never read under a lock. That
+    matters on MariaDB, which keeps the lock a locking read takes on a row that fails its
+    WHERE (the primary-key scan this replaced locked every spent shard it passed, out of
+    order, and two orders then waiting deadlocked). Ascending, the scan ends past the
+    campaign's last entry, not on one of its spent shards. MySQL-protocol databases are told
+    to use that index (a table of a few rows may otherwise be scanned by its primary key)."""
+    stmt = (select(_sh.shard).where(_sh.campaign_id == bindparam("b_id"), _sh.remaining >= _x)
+            .order_by(_sh.remaining, _sh.shard).limit(1)
             .with_for_update(skip_locked=skip_locked))
+    for dialect in ("mysql", "mariadb"):
+        stmt = stmt.with_hint(table_of(BudgetShard), f"FORCE INDEX ({SHARD_TAKE_INDEX})",
+                              dialect_name=dialect)
+    return stmt
 
 
-PICK_FREE_ABOVE = _pick(above=True, skip_locked=True)
-PICK_FREE_BELOW = _pick(above=False, skip_locked=True)
-PICK_WAITING = _pick(above=None, skip_locked=False)
+PICK_FREE = _pick(skip_locked=True)
+PICK_WAITING = _pick(skip_locked=False)
+# Whether any shard still covers the amount: a plain (consistent, lock-free) read of the last
+# committed values.
+STILL_COVERS = select(_sh.shard).where(_sh.campaign_id == bindparam("b_id"),
+                                       _sh.remaining >= _x).limit(1)
+# Where a locking read may keep locks on rows it did not return (MySQL-protocol databases), an
+# order that finds every covering shard held polls for one instead of waiting on a lock:
+# sleeps of 2, 4, 8 ... 50 ms, about 3 s in all, before it tries the campaign's row.
+POLL_SLEEPS = tuple(min(0.05, 0.002 * 2 ** i) for i in range(66))
 INSERT_REDEMPTION = insert(table_of(Redemption))
 _r = table_of(Redemption).c
 DROP_REDEMPTION = delete(table_of(Redemption)).where(_r.order_id == bindparam("b_order"),
@@ -133,29 +148,44 @@ async def take_budget(s: AsyncSession, campaign_id: str, amount: Money, *, now: 
     """Take `amount` from a live campaign's budget by atomic conditional UPDATEs: which
     counter gave it (a shard's number, or ROW), or None if none could (spent, or not live).
 
-    Sharded: the campaign is read (not locked) to be live; then the first shard from a random
-    one up (wrapping round) that covers the amount and no other order holds is locked
-    (`FOR UPDATE SKIP LOCKED`) and taken; if every such shard is held, the first that covers
-    it is waited for, in shard order; if none covers it, the campaign's row (where releases and
-    refunds put budget back). Each take is a conditional UPDATE, so no counter and no sum ever
-    goes below zero. An order never waits while holding a shard, and waits in shard order, so
-    orders cannot deadlock (a point UPDATE that fails keeps its lock on MariaDB even in READ
-    COMMITTED, which is why shards are picked by a locking range read, not tried one by one).
+    Sharded: the campaign is read (not locked) to be live; then a shard that covers the amount
+    and that no other order holds is locked (`PICK_FREE`, `FOR UPDATE SKIP LOCKED`) and taken.
+    If every shard that covers it is held by an order in flight, the order waits for one (one
+    of them may roll back, or leave enough), so N orders against a budget for N all get it. If
+    none covers it, the campaign's row (where releases and refunds put budget back). Each take
+    is a conditional UPDATE, so no counter and no sum ever goes below zero.
+
+    Why orders cannot deadlock on shards. On PostgreSQL a locking read locks only the rows it
+    returns: the free pick that finds nothing holds nothing, and the wait that follows
+    (`PICK_WAITING`) holds no shard, so no cycle can form. MariaDB (and MySQL) keep the lock a
+    locking read takes on a row it does not return: the primary-key scan this replaced kept
+    every spent shard it passed, and even through the index of covering shards a scan keeps
+    locks on the index entries that takes left behind, delete-marked, until purge (seen in
+    `SHOW ENGINE INNODB STATUS`: two waiting picks, each holding such an entry the other's
+    scan reached). So there an order never waits for a shard lock at all: it polls (`PICK_FREE`
+    again after a short sleep, `POLL_SLEEPS`) while a lock-free read says a shard still covers
+    the amount, and goes to the campaign's row when none does. A wait that never happens
+    cannot close a cycle. Where SKIP LOCKED takes no lock (TiDB 8.5 parses it and drops the
+    lock) the picked shard can be taken meanwhile: its UPDATE fails and the order polls on.
     Up to `amount - 1` fen per counter can be left that no single order can take (documented
     in docs/marketing.md)."""
     if shards > 1:
         if (await s.execute(LIVE_NOW, {"b_id": campaign_id, "b_now": now})).first() is None:
             return None
-        args = {"b_id": campaign_id, "b_x": amount,
-                "b_first": random.randrange(shards)}  # spreading load, not a secret
-        for pick in (PICK_FREE_ABOVE, PICK_FREE_BELOW, PICK_WAITING):
-            k = (await s.execute(pick, args)).scalar()
-            if k is None:
-                continue
-            took = await s.execute(TAKE_SHARD, {"b_id": campaign_id, "b_shard": k,
-                                                 "b_x": amount})
-            if took.rowcount == 1:  # type: ignore[attr-defined]
-                return int(k)
+        args = {"b_id": campaign_id, "b_x": amount}
+        wait = s.get_bind().dialect.name == "postgresql"
+        for pause in (0.0, *POLL_SLEEPS):
+            if pause:
+                await asyncio.sleep(pause)
+            for pick in (PICK_FREE, PICK_WAITING) if wait else (PICK_FREE,):
+                k = (await s.execute(pick, args)).scalar()
+                if k is not None:
+                    took = await s.execute(TAKE_SHARD, {"b_id": campaign_id, "b_shard": k,
+                                                         "b_x": amount})
+                    if took.rowcount == 1:  # type: ignore[attr-defined]
+                        return int(k)
+            if wait or (await s.execute(STILL_COVERS, args)).first() is None:
+                break  # PostgreSQL waited (EvalPlanQual rechecks a row that moved); or spent
     taken = await s.execute(TAKE_BUDGET, {"b_id": campaign_id, "b_now": now, "b_x": amount})
     return ROW if taken.rowcount == 1 else None  # type: ignore[attr-defined]
 
@@ -282,110 +312,8 @@ async def _lock_coupon(s: AsyncSession, line: domain.Line, *, order_id: str, key
         raise FulemaError(why or ErrorCode.COUPON_NOT_AVAILABLE)
 
 
-# ------------------------------------------------------------------------- settlement
-
-
-async def _redemptions(s: AsyncSession, order_id: str) -> list[Redemption]:
-    """The order's redemptions, locked, the campaign's last: its counter is locked after the
-    payer's coupon and points, in the order `reserve` takes them, so the two cannot deadlock."""
-    rows = (await s.scalars(select(Redemption).where(
-        Redemption.order_id == order_id).with_for_update())).all()
-    return sorted(rows, key=lambda r: r.kind == Kind.CAMPAIGN)
-
-
-async def on_paid(s: AsyncSession, *, order_id: str, payer_key: str | None) -> None:
-    """The order is paid: its reservations are consumed, its coupon used."""
-    now = clock.now()
-    if payer_key is not None and await s.get(KnownPayer, payer_key) is None:
-        s.add(KnownPayer(payer_key=payer_key, first_paid_at=now))
-    for r in await _redemptions(s, order_id):
-        if r.state != "RESERVED":
-            continue
-        r.state, r.updated_at = "CONSUMED", now
-        if r.kind == Kind.COUPON:
-            await s.execute(update(Coupon).where(Coupon.id == r.ref, Coupon.state == LOCKED)
-                            .values(state=USED, updated_at=now))
-        elif r.kind == Kind.POINTS:
-            await points_service.consume_hold(s, order_id=order_id)
-
-
-async def on_unpaid(s: AsyncSession, *, order_id: str) -> None:
-    """The order failed or closed: its budget, coupon and points go back."""
-    now = clock.now()
-    for r in await _redemptions(s, order_id):
-        if r.state != "RESERVED":
-            continue
-        r.state, r.updated_at = "RELEASED", now
-        if r.kind == Kind.CAMPAIGN:
-            await s.execute(GIVE_BUDGET, {"b_id": r.ref, "b_x": r.amount})
-            await s.execute(GIVE_DAY, {"b_id": r.ref, "b_day": r.day, "b_fen": r.amount.fen})
-        elif r.kind == Kind.COUPON:
-            c = await s.get(Coupon, r.ref, with_for_update=True)
-            if c is not None and c.state == LOCKED and c.order_id == order_id:
-                c.state = AVAILABLE if c.expires_at > now else EXPIRED
-                c.order_id, c.updated_at = None, now
-        else:
-            await points_service.release_hold(s, order_id=order_id)
-
-
-async def on_paid_after_close(s: AsyncSession, *, order_id: str, payer_key: str | None) -> None:
-    """Money moved after we had released the reservations: take them again. A budget that
-    cannot cover it any more is not taken below zero; the redemption is marked `overrun` for
-    the funder to settle by hand."""
-    now = clock.now()
-    for r in await _redemptions(s, order_id):
-        if r.state != "RELEASED":
-            continue
-        r.state, r.updated_at = "CONSUMED", now
-        if r.kind == Kind.CAMPAIGN:
-            if not await _retake(s, r.ref, r.amount):
-                r.overrun = True
-                log.warning("marketing.budget_overrun", order_id=order_id, campaign_id=r.ref,
-                            amount=r.amount.fen)
-        elif r.kind == Kind.COUPON:
-            await s.execute(update(Coupon).where(Coupon.id == r.ref).values(
-                state=USED, order_id=order_id, updated_at=now))
-        else:
-            await points_service.retake_hold(s, order_id=order_id)
-
-
-async def _retake(s: AsyncSession, campaign_id: str, amount: Money) -> bool:
-    """Take `amount` again for an order paid after its close, whatever the campaign's state:
-    from its row, else from any shard that covers it (never below zero)."""
-    taken = await s.execute(update(Campaign).where(
-        Campaign.id == campaign_id, Campaign.budget_remaining >= amount).values(
-        budget_remaining=Campaign.budget_remaining - amount))
-    if taken.rowcount == 1:  # type: ignore[attr-defined]
-        return True
-    for k in (await s.scalars(select(BudgetShard.shard).where(
-            BudgetShard.campaign_id == campaign_id).order_by(BudgetShard.shard))).all():
-        took = await s.execute(update(BudgetShard).where(
-            BudgetShard.campaign_id == campaign_id, BudgetShard.shard == k,
-            BudgetShard.remaining >= amount).values(remaining=BudgetShard.remaining - amount))
-        if took.rowcount == 1:  # type: ignore[attr-defined]
-            return True
-    return False
-
-
-async def on_refund(s: AsyncSession, settings: Settings, *, order_id: str, refund_id: str,
-                    shares: list[dict[str, Any]]) -> None:
-    """A refund's discount shares go back to their funders: a campaign's budget grows again,
-    redeemed points return to the payer; a coupon stays used (its share is recorded)."""
-    by_kind = {r.kind: r for r in await _redemptions(s, order_id)}
-    for share in shares:
-        amount = Money(int(share.get("amount", 0)))
-        r = by_kind.get(str(share.get("kind")))
-        if r is None or amount.fen <= 0 or r.state != "CONSUMED":
-            continue
-        amount = Money(min(amount.fen, (r.amount - r.refunded).fen))
-        r.refunded = r.refunded + amount
-        r.updated_at = clock.now()
-        if r.kind == Kind.CAMPAIGN:
-            await s.execute(GIVE_BUDGET, {"b_id": r.ref, "b_x": amount})
-        elif r.kind == Kind.POINTS:
-            await points_service.return_points(s, settings, order_id=order_id,
-                                               points=amount.fen * settings.points_per_fen,
-                                               ref=refund_id)
+# Settlement (paid, unpaid, paid after close, refunded) is in `settlement.py`; it gives budget
+# back with GIVE_BUDGET and GIVE_DAY above.
 
 
 async def points_multiplier(s: AsyncSession, *, campaign_ids: list[str]) -> int:

@@ -171,10 +171,20 @@ async def _issue_in(s: AsyncSession, t: CouponTemplate, *, payer_key: str, via: 
     return c
 
 
+async def granting_templates(s: AsyncSession) -> list[str]:
+    """The ids of the active templates that grant on `payment.succeeded`, in id order (the
+    order their rows are locked in): usually none, and then a paid order grants nothing."""
+    return list((await s.scalars(select(CouponTemplate.id).where(
+        CouponTemplate.grant_event == "payment.succeeded", CouponTemplate.status == "ACTIVE")
+        .order_by(CouponTemplate.id))).all())
+
+
 async def grant_on_payment(s: AsyncSession, *, order_id: str, merchant_id: str, channel: str,
-                           amount: Money, payer_key: str | None) -> list[str]:
+                           amount: Money, payer_key: str | None,
+                           template_ids: list[str] | None = None) -> list[str]:
     """The coupons a paid order earns its payer from templates that grant on
     `payment.succeeded`, in the caller's transaction (the consumer's, with its receipt).
+    `template_ids`: `granting_templates`, read once for a round of payments.
 
     Each matching template's row is locked (as a claim locks it), so grants and claims count
     the limits one at a time; a template whose quantity or payer limits are used up, or that
@@ -183,9 +193,7 @@ async def grant_on_payment(s: AsyncSession, *, order_id: str, merchant_id: str, 
     if payer_key is None:
         return []
     now = clock.now()
-    ids = list((await s.scalars(select(CouponTemplate.id).where(
-        CouponTemplate.grant_event == "payment.succeeded", CouponTemplate.status == "ACTIVE")
-        .order_by(CouponTemplate.id))).all())
+    ids = template_ids if template_ids is not None else await granting_templates(s)
     issued: list[str] = []
     for template_id in ids:
         t = await s.get(CouponTemplate, template_id, with_for_update=True,

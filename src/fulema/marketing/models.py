@@ -52,9 +52,9 @@ class Campaign(_RuleColumns, Base):
     budget_remaining: Mapped[Money] = mapped_column(MoneyType())
     daily_budget: Mapped[Money | None] = mapped_column(MoneyType(), nullable=True)
     # 1: budget_remaining is the one counter. N > 1: the budget is spread over N rows of
-    # marketing_budget_shards (orders reserve from a random one), and budget_remaining holds
-    # what is not in a shard (what releases and refunds give back); the remaining budget is
-    # budget_remaining + the shards' sum.
+    # marketing_budget_shards (an order reserves from one no other order holds), and
+    # budget_remaining holds what is not in a shard (what releases and refunds give back); the
+    # remaining budget is budget_remaining + the shards' sum.
     budget_shards: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -73,15 +73,22 @@ class CampaignDay(Base):
     used: Mapped[int] = mapped_column(BigInteger)  # fen reserved or consumed that day
 
 
+SHARD_TAKE_INDEX = "ix_marketing_budget_shards_take"
+
+
 class BudgetShard(Base):
     """One slice of a sharded campaign's budget: concurrent orders of one campaign reserve from
-    different rows instead of queueing on the campaign's row (budget.py)."""
+    different rows instead of queueing on the campaign's row (budget.py). The index on
+    (campaign_id, remaining, shard) is how an order's locking pick reads only the shards that
+    cover its discount, never a spent one (budget._pick)."""
 
     __tablename__ = "marketing_budget_shards"
 
     campaign_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     remaining: Mapped[Money] = mapped_column(MoneyType())
+
+    __table_args__ = (Index(SHARD_TAKE_INDEX, "campaign_id", "remaining", "shard"),)
 
 
 class CouponTemplate(_RuleColumns, Base):

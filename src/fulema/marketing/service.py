@@ -4,8 +4,9 @@ subject:
 
 - `quoting`   the best discount for an order (or the payer's pick), signed into a quote,
               or chosen inside the order's own transaction (`best_in`)
-- `budget`    verify a quote and reserve it in the order's transaction; settle on payment
-              events; split a refund between cash and each discount
+- `budget`    verify a quote and reserve it in the order's transaction; split a refund
+              between cash and each discount
+- `settlement` settle reservations on payment events, one event or a round of them
 - `campaigns` operator use cases and per-day figures
 - `coupons`   templates, claim and grant (also on events), revoke, expiry
 - `demo_seed` the demo merchant's campaign and coupon template (development only)
@@ -13,16 +14,7 @@ subject:
 
 from __future__ import annotations
 
-from fulema.marketing.budget import (
-    on_paid,
-    on_paid_after_close,
-    on_refund,
-    on_unpaid,
-    points_multiplier,
-    refund_split,
-    reserve,
-    verify,
-)
+from fulema.marketing.budget import points_multiplier, refund_split, reserve, verify
 from fulema.marketing.campaigns import create as create_campaign
 from fulema.marketing.campaigns import list_campaigns, stats
 from fulema.marketing.campaigns import move as move_campaign
@@ -36,6 +28,7 @@ from fulema.marketing.coupons import (
 from fulema.marketing.demo_seed import DemoMarketing, seed_demo_marketing
 from fulema.marketing.quotes import Quote
 from fulema.marketing.quoting import Picks, best_in, key_of, no_discount_quote, quote
+from fulema.marketing.settlement import on_paid, on_paid_after_close, on_refund, on_unpaid
 
 __all__ = [
     "DemoMarketing",

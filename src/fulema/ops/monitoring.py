@@ -61,10 +61,17 @@ async def count_event(db: Database, event: Event) -> None:
         REFUNDS.labels(event.topic.split(".", 1)[1].upper()).inc()
 
 
+async def count_events(db: Database, events: list[Event]) -> None:
+    """A dispatcher round at once (no logging scope per event): counting touches no table,
+    so a round costs the consumer only its claim and its position."""
+    for event in events:
+        await count_event(db, event)
+
+
 def consumers() -> list[Consumer]:
     return [Consumer(name="ops.metrics", handler=count_event,
                      topics=(*_STATES, "refund.requested", "refund.succeeded", "refund.failed"),
-                     start=Start.NOW)]
+                     start=Start.NOW, batch_handler=count_events)]
 
 
 async def sample_backlogs(db: Database) -> int:

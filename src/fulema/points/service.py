@@ -214,6 +214,20 @@ async def retake_hold(s: AsyncSession, *, order_id: str) -> int:
     return n
 
 
+async def lock_accounts_of_holds(s: AsyncSession, *, order_ids: list[str]) -> None:
+    """Lock, in id order, the accounts whose points these orders hold, before a round of
+    settlements takes them one order at a time: `points.earn` locks a round's accounts in id
+    order too, so the two consumers' rounds cannot deadlock on two payers taken in opposite
+    orders. Nothing is locked for fewer than two accounts (one cannot deadlock)."""
+    if len(order_ids) < 2:
+        return
+    ids = sorted(set((await s.scalars(select(PointHold.account_id).where(
+        PointHold.order_id.in_(sorted(set(order_ids)))))).all()))
+    if len(ids) > 1:
+        await s.execute(select(PointAccount.id).where(PointAccount.id.in_(ids))
+                        .order_by(PointAccount.id).with_for_update())
+
+
 async def return_points(s: AsyncSession, settings: Settings, *, order_id: str, points: int,
                         ref: str) -> None:
     """A refund's share of redeemed points, back as a new lot (fresh validity)."""

@@ -15,6 +15,8 @@ from fulema.core.events.consumers import (
     first_deliveries,
     first_delivery,
     fresh_events,
+    receipts_among,
+    write_receipts,
 )
 from fulema.core.events.dispatcher import Dispatcher
 from fulema.core.events.outbox import (
@@ -30,4 +32,5 @@ __all__ = [
     "ArchivedEvent", "Consumer", "ConsumerState", "DeadLetter", "Dispatcher", "Event",
     "EventReceipt", "EventStream", "Handler", "OutboxEvent", "Poison", "Start",
     "first_deliveries", "first_delivery", "fresh_events", "publish", "publish_now",
+    "receipts_among", "write_receipts",
 ]

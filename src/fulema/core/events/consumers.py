@@ -152,21 +152,34 @@ async def first_deliveries(session: AsyncSession, consumer: str, events: list[Ev
     For batch handlers only: a receipt written meanwhile by another transaction makes the
     INSERT fail, the batch rolls back and the dispatcher redoes it event by event, where
     `first_delivery` settles each one."""
-    ids = list(dict.fromkeys(e.id for e in events))
-    if not ids:
-        return []
-    seen = set((await session.scalars(select(EventReceipt.event_id).where(
-        EventReceipt.consumer == consumer, EventReceipt.event_id.in_(ids)))).all())
+    seen = await receipts_among(session, consumer, [e.id for e in events])
     fresh: list[Event] = []
     for e in events:
         if e.id not in seen:
             seen.add(e.id)
             fresh.append(e)
-    if fresh:
+    await write_receipts(session, consumer, [e.id for e in fresh])
+    return fresh
+
+
+async def receipts_among(session: AsyncSession, consumer: str, event_ids: list[str]
+                         ) -> set[str]:
+    """Which of `event_ids` `consumer` has a receipt for (one SELECT; none for no ids). With
+    `write_receipts`, for a batch handler that decides event by event, in order, which events
+    it acts on and so needs a receipt (`billing.donations`); others use `first_deliveries`."""
+    ids = list(dict.fromkeys(event_ids))
+    if not ids:
+        return set()
+    return set((await session.scalars(select(EventReceipt.event_id).where(
+        EventReceipt.consumer == consumer, EventReceipt.event_id.in_(ids)))).all())
+
+
+async def write_receipts(session: AsyncSession, consumer: str, event_ids: list[str]) -> None:
+    """Receipts for `event_ids` (none of them received before), in one multi-row INSERT."""
+    if event_ids:
         now = clock.now()
         await session.execute(insert(EventReceipt), [
-            dict(consumer=consumer, event_id=e.id, created_at=now) for e in fresh])
-    return fresh
+            dict(consumer=consumer, event_id=i, created_at=now) for i in event_ids])
 
 
 async def fresh_events(session: AsyncSession, consumer: str, events: list[Event]

@@ -18,7 +18,8 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -56,12 +57,12 @@ _SET_SEQ = (update(table_of(OutboxEvent))
 # second, with a dozen consumers, that was ~57 statements and 29 transactions per event, most
 # for consumers that wanted nothing: bench.hidden --publish-rate 16). A consumer that was behind
 # (`position` not exactly before the round) is left alone and passes over the round itself.
-_cs = table_of(ConsumerState).c
+_csc = table_of(ConsumerState).c
 _PASS_OVER = (update(table_of(ConsumerState))
-              .where(_cs.name.in_(bindparam("b_names", expanding=True)),
-                     _cs.position == bindparam("b_before"))
+              .where(_csc.name.in_(bindparam("b_names", expanding=True)),
+                     _csc.position == bindparam("b_before"))
               .values(position=bindparam("b_last"),
-                      updated_at=bindparam("b_now", type_=_cs.updated_at.type)))
+                      updated_at=bindparam("b_now", type_=_csc.updated_at.type)))
 # Events numbered by one statement on the MySQL protocol (its CASE has two parameters each).
 _NUMBER_CHUNK = 500
 
@@ -82,6 +83,18 @@ async def _number(s: AsyncSession, dialect: str, ids: list[str], first: int) -> 
         numbers = {i: first + start + n for n, i in enumerate(chunk)}
         await s.execute(update(events).where(events.c.id.in_(chunk))
                         .values(seq=case(numbers, value=events.c.id)))
+_cs = table_of(ConsumerState)
+_CLAIMED = (_cs.c.position, _cs.c.attempts, _cs.c.last_error, _cs.c.blocked_since)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What serving a claimed consumer needs of its row (the columns of `_CLAIMED`)."""
+
+    position: int
+    attempts: int
+    last_error: str | None
+    blocked_since: datetime | None
 
 
 def backoff_seconds(attempts: int) -> int:
@@ -223,14 +236,41 @@ class Dispatcher:
         await self._sequence_all()
         if not self.consumers:
             return 0
+        due, head, archived = await self._due_consumers()
         delivered = 0
-        for name in self.consumers:
-            delivered += (await self._serve_if_due(name))[0]
+        for name in due:
+            delivered += (await self._serve_moved(self.consumers[name], head, archived))[0]
         return delivered
 
     async def _sequence_all(self, *, look_first: bool = True) -> None:
         while await self.sequence(look_first=look_first) >= self.sequence_batch:
             look_first = False  # a full batch: more are certainly waiting
+
+    async def _due_consumers(self) -> tuple[list[str], int, int]:
+        """The consumers behind the head, due and not claimed elsewhere, with the head and
+        the archive boundary: the stream and every consumer's row read in one transaction
+        (two statements, not two per consumer). A row that changes meanwhile is settled by
+        the claim, which checks the same conditions."""
+        now = clock.now()
+        async with self.db.transaction() as s:
+            stream = await s.get(EventStream, STREAM)
+            states = (await s.scalars(select(ConsumerState).where(
+                ConsumerState.name.in_(list(self.consumers))))).all()
+        if stream is None:
+            return [], 0, 0
+        self._saw(stream)
+        due = {st.name for st in states if self._note(st, stream.last_seq, now)}
+        return ([name for name in self.consumers if name in due], stream.last_seq,
+                stream.archived_through)
+
+    def _note(self, state: ConsumerState, head: int, now: datetime) -> bool:
+        """Remember a consumer's position and lag; whether it is behind, due and free."""
+        self._known[state.name] = state.position
+        metrics.LAG.labels(state.name).set(head - state.position)
+        due = state.retry_at is None or state.retry_at <= now
+        free = state.claimed_until is None or state.claimed_until < now
+        return state.position < head and due and free
+
 
     async def _serve_if_due(self, name: str) -> tuple[int, bool]:
         """Serve one consumer if it is behind the head, due and not claimed elsewhere.
@@ -242,35 +282,37 @@ class Dispatcher:
         if stream is None or state is None:
             return 0, False
         self._saw(stream)
-        self._known[name] = state.position
-        metrics.LAG.labels(name).set(stream.last_seq - state.position)
-        due = state.retry_at is None or state.retry_at <= now
-        free = state.claimed_until is None or state.claimed_until < now
-        if not (state.position < stream.last_seq and due and free):
+        if not self._note(state, stream.last_seq, now):
             return 0, False
         return await self._serve_moved(self.consumers[name], stream.last_seq,
                                        stream.archived_through)
 
     async def _claim(self, consumer: Consumer, head: int, archived_through: int
-                     ) -> tuple[ConsumerState, list[Event]] | None:
+                     ) -> tuple[Claimed, list[Event]] | None:
         """The consumer's state and its next batch, if this process won the consumer (one
-        transaction: the claim and the read)."""
+        transaction: the claim and the read). Where the database returns an UPDATE's rows
+        (PostgreSQL, SQLite) the claim answers the state itself: one statement fewer per
+        consumer and round; elsewhere (MariaDB, MySQL) the state is read after it."""
         now = clock.now()
         name = consumer.name
+        claim = (update(_cs).where(
+            _cs.c.name == name,
+            or_(_cs.c.claimed_until.is_(None), _cs.c.claimed_until < now),
+            or_(_cs.c.retry_at.is_(None), _cs.c.retry_at <= now),
+            _cs.c.position < head)
+            .values(claimed_by=self.worker_id,
+                    claimed_until=now + timedelta(seconds=self.claim_seconds)))
         async with self.db.transaction() as s:
-            claimed = await s.execute(
-                update(ConsumerState).where(
-                    ConsumerState.name == name,
-                    or_(ConsumerState.claimed_until.is_(None), ConsumerState.claimed_until < now),
-                    or_(ConsumerState.retry_at.is_(None), ConsumerState.retry_at <= now),
-                    ConsumerState.position < head)
-                .values(claimed_by=self.worker_id,
-                        claimed_until=now + timedelta(seconds=self.claim_seconds))
-                .execution_options(synchronize_session=False))
-            if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                return None
-            state = await s.get(ConsumerState, name)
-            assert state is not None
+            if self.db.engine.dialect.update_returning:
+                row = (await s.execute(claim.returning(*_CLAIMED))).first()
+                if row is None:
+                    return None
+                state = Claimed(*row)
+            else:
+                if (await s.execute(claim)).rowcount != 1:  # type: ignore[attr-defined]
+                    return None
+                got = (await s.execute(select(*_CLAIMED).where(_cs.c.name == name))).one()
+                state = Claimed(*got)
             events = await read_events(s, after=state.position, through=head,
                                        limit=consumer.batch, archived_through=archived_through)
             return state, events
