@@ -2,16 +2,16 @@
 shard), so a locking pick visits only the shards that cover its discount and never locks a
 spent one (MariaDB keeps such locks: two orders racing near exhaustion deadlocked).
 
-Revision ID: 0024_h2
-Revises: 0023
+Revision ID: 0025
+Revises: 0024
 Create Date: 2026-11-26 15:30:00
 """
 from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = '0024_h2'
-down_revision: str | None = '0023'
+revision: str = '0025'
+down_revision: str | None = '0024'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
