@@ -23,6 +23,7 @@ from sqlalchemy import BigInteger, DateTime, String, Table, event, text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -197,6 +198,23 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """One unit of work: commits on success, rolls back on any exception."""
         async with self.sessionmaker() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def one_statement(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in autocommit, for a unit of work that is one statement: PostgreSQL
+        runs a lone statement as its own transaction (all of it or none), so the BEGIN and
+        the COMMIT `transaction()` sends are two round trips saved. Nothing publishes through
+        it (no session: the caller wakes `committed` itself)."""
+        async with self.engine.connect() as conn:
+            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+
+    @asynccontextmanager
+    async def one_statement_session(self) -> AsyncIterator[AsyncSession]:
+        """`one_statement` as an ORM session, for a read that wants its rows as entities.
+        Every statement it runs commits on its own: give it one."""
+        async with self.one_statement() as conn, AsyncSession(
+                bind=conn, expire_on_commit=False, info={DB_KEY: self}) as session:
             yield session
 
     async def create_all(self) -> None:

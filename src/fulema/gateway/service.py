@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError
@@ -62,12 +63,21 @@ async def authenticate(db: Database, settings: Settings, *, method: str, path: s
 
 
 _INSERT_NONCE = insert(table_of(ApiNonce))  # built once: see payments.service
+# The table `nonce_row` is a row of, for a caller that carries the nonce's INSERT inside a
+# statement of its own (payments' one-statement order create on PostgreSQL).
+NONCE_TABLE = table_of(ApiNonce)
+
+
+def nonce_row(*, app_id: str, nonce: str) -> dict[str, Any]:
+    """The row that records a used nonce (`insert_nonce` writes it; its primary key refuses
+    a second one with IntegrityError)."""
+    return dict(app_id=app_id, nonce=nonce, seen_at=clock.now())
 
 
 async def insert_nonce(session: AsyncSession, *, app_id: str, nonce: str) -> None:
     """Record the nonce now, with a Core INSERT in the caller's transaction (the order-create
     hot path): IntegrityError at once if it was used."""
-    await session.execute(_INSERT_NONCE, dict(app_id=app_id, nonce=nonce, seen_at=clock.now()))
+    await session.execute(_INSERT_NONCE, nonce_row(app_id=app_id, nonce=nonce))
 
 
 async def remember_nonce(db: Database, *, app_id: str, nonce: str) -> None:

@@ -14,7 +14,9 @@ from __future__ import annotations
 from fulema.merchants.checks import MerchantSnapshot as MerchantSnapshot
 from fulema.merchants.checks import check_can_pay as check_can_pay
 from fulema.merchants.checks import check_can_pay_in as check_can_pay_in
+from fulema.merchants.checks import check_can_pay_in_with as check_can_pay_in_with
 from fulema.merchants.checks import check_merchant as check_merchant
+from fulema.merchants.checks import pay_in_check_with as pay_in_check_with
 from fulema.merchants.credentials import CREDENTIAL_CACHE_SECONDS as CREDENTIAL_CACHE_SECONDS
 from fulema.merchants.credentials import AppCredential as AppCredential
 from fulema.merchants.credentials import AppView as AppView

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fulema.channels.onboarding import Application, MerchantProfile, ReviewResult
@@ -406,10 +406,35 @@ async def check_can_take(s: AsyncSession, settings: Settings, *, merchant_id: st
     the order goes out under (the channel's partner form), required or not: None when the
     merchant has no ACTIVE registration there (the direct form, single-merchant mode)."""
     sub = await active_sub_merchant(s, merchant_id=merchant_id, channel=channel)
+    return _refuse_unless_registered(settings, sub=sub, channel=channel)
+
+
+def _refuse_unless_registered(settings: Settings, *, sub: str | None, channel: str) -> str | None:
     if sub is None and settings.onboarding_required:
         raise FulemaError(ErrorCode.CHANNEL_NOT_REGISTERED,
                           f"the merchant is not registered (or is suspended) at {channel}")
     return sub
+
+
+# `active_sub_merchant` as a scalar subquery riding on the merchants context's pay-in check
+# (its own SELECT of the merchant's status): built once, both questions in one round trip.
+_PAY_IN_AND_SUB = merchants.pay_in_check_with(
+    select(Registration.sub_merchant_id).where(
+        Registration.merchant_id == bindparam("b_ob_mid"),
+        Registration.channel == bindparam("b_ob_channel"),
+        Registration.state == S.ACTIVE.value)
+    .order_by(Registration.version.desc()).limit(1).scalar_subquery())
+
+
+async def check_pay_in(s: AsyncSession, settings: Settings, *, merchant_id: str,
+                       channel: str) -> tuple[merchants.MerchantSnapshot, str | None]:
+    """`merchants.check_can_pay_in` then `check_can_take`, in one statement: what payments
+    asks on every order create. The same refusals in the same order (the merchant's first:
+    MERCHANT_NOT_FOUND / _NOT_ACTIVE / _FROZEN / _CLOSED, then CHANNEL_NOT_REGISTERED)."""
+    merchant, sub = await merchants.check_can_pay_in_with(
+        s, _PAY_IN_AND_SUB, merchant_id=merchant_id,
+        params={"b_ob_mid": merchant_id, "b_ob_channel": channel})
+    return merchant, _refuse_unless_registered(settings, sub=sub, channel=channel)
 
 
 async def merchant_app_id(db: Database, *, merchant_id: str, channel: str) -> str | None:

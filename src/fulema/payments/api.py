@@ -17,7 +17,14 @@ from fulema.core.money import Money
 from fulema.core.vocab import WayCode
 from fulema.core.web import error_responses, json_body, json_response
 from fulema.gateway.protection import RecentAnswers, degraded
-from fulema.gateway.signed import SIGNED, Signed, SignedDeferredNonce, parse_body
+from fulema.gateway.service import remember_nonce
+from fulema.gateway.signed import (
+    SIGNED,
+    Signed,
+    SignedDeferredNonce,
+    SignedRequest,
+    parse_body,
+)
 from fulema.marketing import service as marketing
 from fulema.payments import notifications, refunds
 from fulema.payments import service as payments
@@ -95,38 +102,44 @@ async def create_order(request: Request, signed: SignedDeferredNonce) -> Respons
 
 @router.get("/orders/by-out-trade-no/{out_trade_no}", summary="Query by merchant order number",
             response_model=OrderOut, responses=error_responses(*SIGNED, E.ORDER_NOT_FOUND))
-async def query_by_out_trade_no(out_trade_no: str, request: Request, signed: Signed) -> Response:
+async def query_by_out_trade_no(out_trade_no: str, request: Request,
+                                signed: SignedDeferredNonce) -> Response:
     cred = signed.cred
     logctx.bind(out_trade_no=out_trade_no)
     key = (cred.app_id, "no", out_trade_no)
-    if (cached := _recent(request, key)) is not None:
+    if (cached := await _recent(request, key, signed)) is not None:
         return cached
     view = await payments.query_order(deps_of(request), merchant_id=cred.merchant_id,
-                                      out_trade_no=out_trade_no)
+                                      out_trade_no=out_trade_no, app_id=cred.app_id,
+                                      nonce=signed.nonce)
     return _remember(request, key, view)
 
 
 @router.get("/orders/{order_id}", summary="Query an order", response_model=OrderOut,
             responses=error_responses(*SIGNED, E.ORDER_NOT_FOUND))
-async def query_order(order_id: str, request: Request, signed: Signed) -> Response:
+async def query_order(order_id: str, request: Request, signed: SignedDeferredNonce) -> Response:
+    # The nonce is recorded by the read's own transaction (payments.query_order).
     cred = signed.cred
     logctx.bind(order_id=order_id)
     key = (cred.app_id, "id", order_id)
-    if (cached := _recent(request, key)) is not None:
+    if (cached := await _recent(request, key, signed)) is not None:
         return cached
     view = await payments.query_order(deps_of(request), merchant_id=cred.merchant_id,
-                                      order_id=order_id)
+                                      order_id=order_id, app_id=cred.app_id, nonce=signed.nonce)
     return _remember(request, key, view)
 
 
-def _recent(request: Request, key: tuple[str, ...]) -> Response | None:
-    """While the app's requests are degraded, an answer of the last seconds, marked as such."""
+async def _recent(request: Request, key: tuple[str, ...],
+                  signed: SignedRequest) -> Response | None:
+    """While the app's requests are degraded, an answer of the last seconds, marked as such
+    (its nonce recorded first: a replay is refused however the answer is made)."""
     answers: RecentAnswers | None = getattr(request.app.state, "recent_answers", None)
     if answers is None or not degraded(request):
         return None
     hit = answers.get(key)
     if hit is None:
         return None
+    await remember_nonce(deps_of(request).db, app_id=signed.cred.app_id, nonce=signed.nonce)
     age, view = hit
     response = json_response(view)
     response.headers["X-Fulema-Cached"] = f"{age:.1f}"

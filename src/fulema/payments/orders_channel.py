@@ -8,29 +8,37 @@ take seconds). What the channel answers is applied through the one state path: t
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
 from fulema.channels.base import (
     BarcodePayRequest,
     ChannelError,
     ChannelUnavailable,
     CreatePaymentRequest,
+    CreatePaymentResult,
     SubMerchantRefused,
     TradeResult,
     TradeState,
 )
 from fulema.channels.breaker import CircuitOpen
 from fulema.core.clock import clock
-from fulema.core.db import retry_on_conflict
+from fulema.core.db import mark_published, retry_on_conflict, table_of
 from fulema.core.errors import ErrorCode, FulemaError
-from fulema.core.events import publish_now
+from fulema.core.events import OUTBOX_TABLE, outbox_row, publish_now
 from fulema.core.vocab import WayCode
 from fulema.onboarding import service as onboarding
 from fulema.payments.deps import Deps
 from fulema.payments.domain import OrderStatus
-from fulema.payments.models import Order
+from fulema.payments.models import Order, OrderEvent
 from fulema.payments.orders_apply import apply_trade_result
-from fulema.payments.orders_state import core_move
+from fulema.payments.orders_sql import accept_and_log
+from fulema.payments.orders_state import core_move, event_row, move_params
 from fulema.payments.schemas import OrderOut
 from fulema.payments.views import order_payload, order_view
+
+ORDER_EVENTS = table_of(OrderEvent)
 
 
 async def _merchant_app(deps: Deps, order: Order) -> str | None:
@@ -78,23 +86,77 @@ async def channel_create(deps: Deps, order: Order, *, strong_auth: bool = False)
         # One conditional UPDATE instead of SELECT ... FOR UPDATE + UPDATE: it only moves an
         # order that is still CREATED, so a callback that already paid it is never undone.
         now = clock.now()
-        async with deps.db.transaction() as s:
-            if await core_move(s, order_id=order.id, current=OrderStatus.CREATED,
-                               target=OrderStatus.PAYING, kind="CHANNEL_ACCEPTED", at=now,
-                               code_url=result.code_url, h5_url=result.h5_url,
-                               pay_params=result.pay_params, trade_no=trade_no):
-                order.status, order.code_url, order.h5_url = (
-                    OrderStatus.PAYING.value, result.code_url, result.h5_url)
-                order.pay_params, order.channel_trade_no = result.pay_params, trade_no
-                order.next_query_at, order.updated_at = None, now
-                view = order_view(order)
+        db = deps.db
+        if db.dialect == "postgresql" and not db.notify_other_processes:
+            # One statement, so no BEGIN/COMMIT around it; wakes this process's dispatcher as
+            # a commit that published would. (With NOTIFY for other processes it takes the
+            # transaction below: the NOTIFY must commit with the event.)
+            async with db.one_statement() as conn:
+                view = await accept_in_one(conn, order, result, trade_no=trade_no, now=now)
+            if view is not None:
+                db.committed.notify()
+                return view
+            async with db.transaction() as s:  # another writer moved it first
+                return await _as_it_is(s, order.id)
+        async with db.transaction() as s:
+            if db.dialect == "postgresql":
+                view = await accept_in_one(s, order, result, trade_no=trade_no, now=now)
+                if view is not None:
+                    mark_published(s)  # as publish_now would: the commit wakes the consumers
+                    return view
+            elif await core_move(s, order_id=order.id, current=OrderStatus.CREATED,
+                                 target=OrderStatus.PAYING, kind="CHANNEL_ACCEPTED", at=now,
+                                 code_url=result.code_url, h5_url=result.h5_url,
+                                 pay_params=result.pay_params, trade_no=trade_no):
+                view = _paying(order, result, trade_no=trade_no, now=now)
                 await publish_now(s, "payment.paying", order_payload(order, view))
                 return view
-            row = await s.get(Order, order.id)
-            assert row is not None
-            return order_view(row)
+            return await _as_it_is(s, order.id)
 
     return await retry_on_conflict(accept)
+
+
+async def _as_it_is(s: AsyncSession, order_id: str) -> OrderOut:
+    row = await s.get(Order, order_id)
+    assert row is not None
+    return order_view(row)
+
+
+def _paying(order: Order, result: CreatePaymentResult, *, trade_no: str | None,
+            now: datetime) -> OrderOut:
+    """The carrier `order` as the accept step leaves it (PAYING, the channel's links), and its
+    view."""
+    order.status, order.code_url, order.h5_url = (
+        OrderStatus.PAYING.value, result.code_url, result.h5_url)
+    order.pay_params, order.channel_trade_no = result.pay_params, trade_no
+    order.next_query_at, order.updated_at = None, now
+    return order_view(order)
+
+
+async def accept_in_one(s: AsyncSession | AsyncConnection, order: Order,
+                         result: CreatePaymentResult, *, trade_no: str | None,
+                         now: datetime) -> OrderOut | None:
+    """The accept step on PostgreSQL: the conditional UPDATE, its order event and the
+    `payment.paying` outbox row in one statement (`orders_sql.accept_and_log`). The event's
+    payload is the view of the order as moved, so it is built first; if another writer moved
+    the order before us nothing is written, the carrier is put back and None answered."""
+    move = move_params(order_id=order.id, current=OrderStatus.CREATED, target=OrderStatus.PAYING,
+                       now=now, code_url=result.code_url, h5_url=result.h5_url,
+                       pay_params=result.pay_params, trade_no=trade_no)
+    before = (order.status, order.code_url, order.h5_url, order.pay_params,
+              order.channel_trade_no, order.next_query_at, order.updated_at)
+    view = _paying(order, result, trade_no=trade_no, now=now)
+    event = event_row(order_id=order.id, kind="CHANNEL_ACCEPTED", before=OrderStatus.CREATED,
+                      after=OrderStatus.PAYING, detail={}, at=now)
+    stmt, params = accept_and_log(move, event_table=ORDER_EVENTS, event=event,
+                                  outbox_table=OUTBOX_TABLE,
+                                  outbox=outbox_row("payment.paying", order_payload(order, view)))
+    moved = await s.execute(stmt, params)
+    if moved.rowcount == 1:  # type: ignore[attr-defined]
+        return view
+    (order.status, order.code_url, order.h5_url, order.pay_params,
+     order.channel_trade_no, order.next_query_at, order.updated_at) = before
+    return None
 
 
 async def barcode_pay(deps: Deps, order: Order, auth_code: str, *,

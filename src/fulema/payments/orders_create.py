@@ -1,21 +1,27 @@
 """Creating an order: check the request, record it (idempotent per merchant's out_trade_no),
 then hand it to the channel (`orders_channel`).
 
-Recording is one short transaction of Core INSERTs (the merchant's status, the request's
-nonce, the order and its first event); the channel is called after it commits, never inside a
-transaction: a transaction holds row locks for milliseconds, a channel call may take seconds.
+Recording is one short transaction: one SELECT (the merchant's status and its registration's
+sub-merchant id), then the request's nonce, the order, its first event and risk's decision (one
+statement on PostgreSQL, `orders_sql`; one Core INSERT each elsewhere). The channel is called
+after it commits, never inside a transaction: a transaction holds row locks for milliseconds, a
+channel call may take seconds. A transaction the database aborted for a lock conflict (an
+InnoDB deadlock victim) is run again while no order has the out_trade_no.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import random
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from fulema.channels.detect import detect_payer_code
 from fulema.core import logctx
@@ -34,6 +40,7 @@ from fulema.payments.deps import Deps
 from fulema.payments.domain import OrderStatus, check_amount
 from fulema.payments.models import Order, OrderEvent, payer_index
 from fulema.payments.orders_channel import barcode_pay, channel_create
+from fulema.payments.orders_sql import insert_all
 from fulema.payments.orders_state import INSERT_EVENT, INSERT_ORDER, event_row
 from fulema.payments.schemas import OrderOut
 from fulema.payments.views import order_view
@@ -41,6 +48,9 @@ from fulema.risk import service as risk
 
 # How long one process holds the right to call the channel for a new order.
 CHANNEL_CLAIM_SECONDS = 30
+# Runs of the recording transaction when the database aborts it for a lock conflict and no
+# order was recorded (`_insert_or_get`): bounded, so a hot lock ends in an error, not a loop.
+RECORD_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -105,8 +115,9 @@ async def create_order(deps: Deps, *, merchant_id: str, app_id: str, new: NewOrd
     """Record the order and hand it to the channel.
 
     The hot path is two short transactions around the channel call: (1) the merchant's status,
-    the request's nonce, the order and its first event; (2) the channel's answer. `nonce`, when
-    given, is the signed request's nonce: recording it here saves a transaction per order.
+    the request's nonce, the order and its first event (two statements on PostgreSQL); (2) the
+    channel's answer (one statement on PostgreSQL). `nonce`, when given, is the signed
+    request's nonce: recording it here saves a transaction per order.
     `"discount": "best"` chooses and reserves the discount in (1) as well; `shed_marketing`
     (the request is degraded) makes such an order at the full amount, nothing looked up.
     """
@@ -195,6 +206,7 @@ REPRICE_ORDER = (update(table_of(Order)).where(_o.id == bindparam("b_id"))
                          discount_amount=bindparam("b_discount", type_=_o.discount_amount.type),
                          discounts=bindparam("b_discounts", type_=_o.discounts.type)))
 _e = table_of(OrderEvent).c
+ORDERS, ORDER_EVENTS = table_of(Order), table_of(OrderEvent)
 REPRICE_EVENT = (update(table_of(OrderEvent)).where(_e.id == bindparam("b_event"))
                  .values(detail=bindparam("b_detail", type_=_e.detail.type)))
 
@@ -230,34 +242,31 @@ async def _insert_or_get(deps: Deps, *, merchant_id: str, app_id: str, new: NewO
         expire_at=now + timedelta(seconds=expire),
         next_query_at=now + timedelta(seconds=CHANNEL_CLAIM_SECONDS),  # the inserter's claim
         created_at=now, updated_at=now)
-    try:
+    async def record_once() -> None:
+        quote_now = quote
+        values.update(_priced(new.amount, quote_now))  # a rerun starts from the request's price
         async with db.transaction() as s:
-            merchant = await merchants.check_can_pay_in(s, merchant_id=merchant_id)
-            # Onboarding on: only a channel the merchant is registered (ACTIVE) at. Either
-            # way an ACTIVE registration's sub-merchant id sends the order in the partner form.
-            values["channel_sub_merchant_id"] = await onboarding.check_can_take(
+            # The merchant may take payments and, onboarding on, is registered (ACTIVE) at the
+            # channel; either way an ACTIVE registration's sub-merchant id sends the order in
+            # the partner form. One SELECT for both (onboarding.check_pay_in).
+            merchant, values["channel_sub_merchant_id"] = await onboarding.check_pay_in(
                 s, deps.settings, merchant_id=merchant_id, channel=channel.value)
-            if nonce is not None:
-                await gateway.insert_nonce(s, app_id=app_id, nonce=nonce)
             if picks is not None:
-                quote, _ = await marketing.best_in(
+                quote_now, _ = await marketing.best_in(
                     s, db, deps.settings, merchant_id=merchant_id, mcc=merchant.mcc,
                     amount=new.amount, channel=channel.value, payer_id=new.payer_id,
                     store_id=new.store_id, picks=picks, show_balance=False)
-                values.update(_priced(new.amount, quote if quote.lines else None))
-            # Core INSERTs, not the ORM unit of work (see orders_state). The Order built below
-            # is a plain carrier for the channel step and the answer; it never joins the session.
-            await s.execute(INSERT_ORDER, values)
+                values.update(_priced(new.amount, quote_now if quote_now.lines else None))
             event = event_row(
                 order_id=values["id"], kind="CREATED", before=None, after=OrderStatus.CREATED,
-                detail=_created_detail(new, channel, values, quote), at=now)
-            await s.execute(INSERT_EVENT, event)
-            await risk.record_decision(s, decision)
-            if quote is not None and quote.lines:  # last: see marketing.reserve
+                detail=_created_detail(new, channel, values, quote_now), at=now)
+            await _record(s, deps, app_id=app_id, nonce=nonce, order=values, event=event,
+                          decision=decision)
+            if quote_now is not None and quote_now.lines:  # last: see marketing.reserve
                 reserved = await marketing.reserve(s, order_id=values["id"],
-                                                   merchant_id=merchant_id, quote=quote,
+                                                   merchant_id=merchant_id, quote=quote_now,
                                                    best=picks is not None)
-                if reserved is not quote:  # rare: the campaign ran out since the choice
+                if reserved is not quote_now:  # rare: the campaign ran out since the choice
                     values.update(_priced(new.amount, reserved if reserved.lines else None))
                     await s.execute(REPRICE_ORDER, {
                         "b_id": values["id"], "b_payable": values["payable_amount"],
@@ -266,19 +275,32 @@ async def _insert_or_get(deps: Deps, *, merchant_id: str, app_id: str, new: NewO
                     await s.execute(REPRICE_EVENT, {
                         "b_event": event["id"],
                         "b_detail": _created_detail(new, channel, values, reserved)})
-        order = Order(**values)
-        return order, True
-    except (IntegrityError, DBAPIError) as exc:
-        # A concurrent request with the same out_trade_no won the insert (InnoDB may report
-        # that as a deadlock), or the nonce was replayed: tell the two apart.
-        if not isinstance(exc, IntegrityError) and not is_retryable(exc):
-            raise
-    except FulemaError:
-        # A best-discount order asked again may find its discount gone (its coupon locked by
-        # the order it made, the campaign spent): the order it made answers, as it was.
-        if picks is None or await _find_by_out_trade_no(db, merchant_id,
-                                                        new.out_trade_no) is None:
-            raise
+
+    for attempt in range(RECORD_ATTEMPTS):
+        try:
+            await record_once()
+            return Order(**values), True
+        except (IntegrityError, DBAPIError) as exc:
+            # A concurrent request with the same out_trade_no won the insert (InnoDB may
+            # report that as a deadlock), or the nonce was replayed: told apart below.
+            if isinstance(exc, IntegrityError):
+                break
+            if not is_retryable(exc):
+                raise
+            # The database aborted this transaction for a lock conflict (an InnoDB deadlock
+            # victim, e.g. in the marketing budget's take, or a lock wait timeout): nothing
+            # was written. Unless an order with this out_trade_no exists now, run it again.
+            if (attempt == RECORD_ATTEMPTS - 1
+                    or await _find_by_out_trade_no(db, merchant_id, new.out_trade_no)):
+                break
+            await asyncio.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
+        except FulemaError:
+            # A best-discount order asked again may find its discount gone (its coupon locked
+            # by the order it made, the campaign spent): the order it made answers, as it was.
+            if picks is None or await _find_by_out_trade_no(db, merchant_id,
+                                                            new.out_trade_no) is None:
+                raise
+            break
     if nonce is not None:
         await gateway.remember_nonce(db, app_id=app_id, nonce=nonce)  # NONCE_REPLAYED
     existing = await _find_by_out_trade_no(db, merchant_id, new.out_trade_no)
@@ -288,6 +310,32 @@ async def _insert_or_get(deps: Deps, *, merchant_id: str, app_id: str, new: NewO
         raise FulemaError(ErrorCode.DUPLICATE_OUT_TRADE_NO,
                           f"out_trade_no {new.out_trade_no} was used with other parameters")
     return existing, False
+
+
+async def _record(s: AsyncSession, deps: Deps, *, app_id: str, nonce: str | None,
+                  order: dict[str, Any], event: dict[str, Any], decision: risk.Decision) -> None:
+    """The request's nonce, the order, its CREATED event and risk's decision: one statement on
+    PostgreSQL (`orders_sql.insert_all`), one INSERT each elsewhere, in the caller's
+    transaction either way. Core INSERTs, not the ORM unit of work (see orders_state): the
+    Order the caller builds from `order` is a plain carrier that never joins the session. A
+    used nonce or a taken out_trade_no fails it with IntegrityError, nothing written."""
+    if deps.db.dialect != "postgresql":
+        if nonce is not None:
+            await gateway.insert_nonce(s, app_id=app_id, nonce=nonce)
+        await s.execute(INSERT_ORDER, order)
+        await s.execute(INSERT_EVENT, event)
+        await risk.record_decision(s, decision)
+        return
+    parts: list[tuple[Table, dict[str, Any]]] = []
+    if nonce is not None:
+        parts.append((gateway.NONCE_TABLE, gateway.nonce_row(app_id=app_id, nonce=nonce)))
+    parts += [(ORDERS, order), (ORDER_EVENTS, event)]
+    decision_row = risk.lone_decision_row(decision)
+    if decision_row is not None:
+        parts.append((risk.DECISION_TABLE, decision_row))
+    await s.execute(*insert_all(parts))
+    if decision_row is None:
+        await risk.record_decision(s, decision)  # a REVIEW's case, a published outcome, or off
 
 
 async def _find_by_out_trade_no(db: Database, merchant_id: str, out_trade_no: str) -> Order | None:

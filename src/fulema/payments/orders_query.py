@@ -4,10 +4,12 @@ queries after a lost callback sees the truth rather than our last guess."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 
 from fulema.core.db import Database
 from fulema.core.errors import ErrorCode, FulemaError
+from fulema.gateway import service as gateway
 from fulema.payments.deps import Deps
 from fulema.payments.domain import OrderStatus
 from fulema.payments.models import Order
@@ -31,10 +33,32 @@ async def get_order(db: Database, *, merchant_id: str, order_id: str | None = No
 
 
 async def query_order(deps: Deps, *, merchant_id: str, order_id: str | None = None,
-                      out_trade_no: str | None = None, refresh: bool = True) -> OrderOut:
-    """The order as we know it; an open order is first refreshed from the channel."""
-    order = await get_order(deps.db, merchant_id=merchant_id, order_id=order_id,
-                            out_trade_no=out_trade_no)
+                      out_trade_no: str | None = None, refresh: bool = True,
+                      app_id: str = "", nonce: str | None = None) -> OrderOut:
+    """The order as we know it; an open order is first refreshed from the channel.
+
+    `nonce`, when given, is the signed request's (of `app_id`): recorded in the read's own
+    transaction (NONCE_REPLAYED if it was used), so a query is one transaction, not two, and
+    on PostgreSQL one statement in autocommit (`WITH n AS (INSERT INTO api_nonces ...)
+    SELECT ...`): one round trip."""
+    db = deps.db
+    stmt = select(Order).where(Order.merchant_id == merchant_id)
+    stmt = stmt.where(Order.id == order_id) if order_id else stmt.where(
+        Order.out_trade_no == out_trade_no)
+    one = db.dialect == "postgresql"
+    if nonce is not None and one:
+        stmt = stmt.add_cte(insert(gateway.NONCE_TABLE).values(
+            gateway.nonce_row(app_id=app_id, nonce=nonce)).cte("n"))
+    try:
+        # PostgreSQL: the lone statement commits by itself (no BEGIN/COMMIT round trips).
+        async with db.one_statement_session() if one else db.transaction() as s:
+            if nonce is not None and not one:
+                await gateway.insert_nonce(s, app_id=app_id, nonce=nonce)
+            order = (await s.scalars(stmt)).first()
+    except IntegrityError as exc:  # the nonce's key: nothing else here writes
+        raise FulemaError(ErrorCode.NONCE_REPLAYED) from exc
+    if order is None:
+        raise FulemaError(ErrorCode.ORDER_NOT_FOUND)
     if refresh and order.status == OrderStatus.PAYING:
         return await sync_with_channel(deps, order_id=order.id)
     return order_view(order)

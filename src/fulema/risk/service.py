@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import structlog
 from sqlalchemy import insert, select
@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fulema.core import audit
 from fulema.core.clock import clock
 from fulema.core.config import Settings
-from fulema.core.db import Database
+from fulema.core.db import Database, table_of
 from fulema.core.events import publish_now
 from fulema.core.money import Money
 from fulema.merchants import service as merchants
@@ -145,6 +145,30 @@ async def decide(db: Database, *, settings: Settings, merchant_id: str, out_no: 
     return decision
 
 
+# The table `lone_decision_row` is a row of (see there).
+DECISION_TABLE = table_of(RiskDecision)
+
+
+def _decision_row(decision: Decision, case_id: str | None) -> dict[str, Any]:
+    return dict(
+        id=decision.decision_id, action=decision.action, merchant_id=decision.merchant_id,
+        out_no=decision.out_no, outcome=decision.outcome, reason=decision.reason or "",
+        fired=list(decision.fired), errors=list(decision.errors),
+        amount_fen=decision.amount_fen, channel=decision.channel, way_code=decision.way_code,
+        ruleset_version=decision.ruleset_version, case_id=case_id, created_at=clock.now())
+
+
+def lone_decision_row(decision: Decision) -> dict[str, Any] | None:
+    """The decision's row, when recording it is that one INSERT into `DECISION_TABLE` and
+    nothing else (an ALLOW), so the caller may carry it inside a statement of its own
+    (payments' one-statement order create on PostgreSQL). None when `record_decision` must
+    run instead: risk switched off (it writes nothing), a REVIEW (it opens or joins a case),
+    any other outcome (it is published)."""
+    if not decision.decision_id or decision.outcome != "ALLOW":
+        return None
+    return _decision_row(decision, None)
+
+
 async def record_decision(session: AsyncSession, decision: Decision) -> None:
     """Writes the decision in the caller's transaction (the one that records the order or
     refund it allowed). A REVIEW joins or opens the merchant's case; every decision but ALLOW
@@ -157,12 +181,7 @@ async def record_decision(session: AsyncSession, decision: Decision) -> None:
             session, merchant_id=decision.merchant_id, source="review",
             summary=f"REVIEW {decision.reason} on {decision.action} {decision.out_no}")
     # A Core INSERT built once, not the ORM unit of work: this runs with every order.
-    await session.execute(_INSERT_DECISION, dict(
-        id=decision.decision_id, action=decision.action, merchant_id=decision.merchant_id,
-        out_no=decision.out_no, outcome=decision.outcome, reason=decision.reason or "",
-        fired=list(decision.fired), errors=list(decision.errors),
-        amount_fen=decision.amount_fen, channel=decision.channel, way_code=decision.way_code,
-        ruleset_version=decision.ruleset_version, case_id=case_id, created_at=clock.now()))
+    await session.execute(_INSERT_DECISION, _decision_row(decision, case_id))
     if decision.outcome != "ALLOW":
         await publish_now(session, "risk.decision", {
             "decision_id": decision.decision_id, "merchant_id": decision.merchant_id,

@@ -20,17 +20,36 @@ from fulema.core.events.consumers import (
 )
 from fulema.core.events.dispatcher import Dispatcher
 from fulema.core.events.outbox import (
+    OUTBOX_TABLE,
     ArchivedEvent,
     Event,
     EventStream,
     OutboxEvent,
+    outbox_row,
     publish,
     publish_now,
 )
 
 __all__ = [
-    "ArchivedEvent", "Consumer", "ConsumerState", "DeadLetter", "Dispatcher", "Event",
-    "EventReceipt", "EventStream", "Handler", "OutboxEvent", "Poison", "Start",
-    "first_deliveries", "first_delivery", "fresh_events", "publish", "publish_now",
-    "receipts_among", "write_receipts",
+    "OUTBOX_TABLE",
+    "ArchivedEvent",
+    "Consumer",
+    "ConsumerState",
+    "DeadLetter",
+    "Dispatcher",
+    "Event",
+    "EventReceipt",
+    "EventStream",
+    "Handler",
+    "OutboxEvent",
+    "Poison",
+    "Start",
+    "first_deliveries",
+    "first_delivery",
+    "fresh_events",
+    "outbox_row",
+    "publish",
+    "publish_now",
+    "receipts_among",
+    "write_receipts",
 ]

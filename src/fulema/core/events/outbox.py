@@ -82,6 +82,13 @@ def _event_row(topic: str, payload: dict[str, Any]) -> dict[str, Any]:
     return dict(id=new_id("evt"), topic=topic, payload=payload, created_at=clock.now(), seq=None)
 
 
+# For a hot path that carries the event's INSERT inside a statement of its own (payments'
+# one-statement accept on PostgreSQL): the row `publish_now` would write, and its table. The
+# caller must then call `mark_published` on the session, as `publish_now` does.
+OUTBOX_TABLE = table_of(OutboxEvent)
+outbox_row = _event_row
+
+
 def publish(session: AsyncSession, topic: str, payload: dict[str, Any]) -> str:
     """Record an event in the caller's transaction. Returns its id."""
     row = _event_row(topic, payload)
