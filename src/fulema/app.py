@@ -161,7 +161,8 @@ def create_app(settings: Settings, *, db: Database | None = None,
     db.notify_other_processes = db.dialect == "postgresql" and not settings.run_background
     http = http or httpx.AsyncClient(timeout=settings.channel_timeout_seconds)
     consumers, publisher = declared_consumers(settings)
-    dispatcher = Dispatcher(db, consumers, poll_seconds=settings.events_poll_seconds)
+    dispatcher = Dispatcher(db, consumers, poll_seconds=settings.events_poll_seconds,
+                            linger_seconds=settings.events_linger_seconds)
     channels = build_channels(settings, http)
 
     @asynccontextmanager

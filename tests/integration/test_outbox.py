@@ -377,6 +377,46 @@ async def test_a_round_costs_the_same_statements_however_many_consumers_want_not
     assert await one_event(1, 0) == await one_event(10, 1)
 
 
+async def test_an_urgent_consumer_is_served_at_once_the_others_after_their_linger(
+        db: Database) -> None:
+    """The speaker announces at once; the ledger lets the events of the next moments gather
+    and takes them in one round (one claim, one read and one position update for all)."""
+    speaker = Recorder()
+    rounds: list[list[int]] = []
+
+    async def ledger_batch(_db: Database, events: list[Event]) -> None:
+        rounds.append([int(e.payload["n"]) for e in events])
+
+    async def ledger_one(_db: Database, event: Event) -> None:
+        rounds.append([int(event.payload["n"])])
+
+    d = Dispatcher(db, [Consumer("messaging.speaker", speaker, start=Start.NOW, urgent=True),
+                        Consumer("ledger.postings", ledger_one, batch_handler=ledger_batch,
+                                 start=Start.NOW)],
+                   poll_seconds=3600, linger_seconds=3.0)
+    await d.register()
+    task = asyncio.create_task(d.run_forever())
+    try:
+        await asyncio.sleep(0.05)
+        await publish_many(db, range(5))  # five payments in quick succession
+        for _ in range(400):
+            if len(speaker.got) == 5:
+                break
+            await asyncio.sleep(0.01)
+        assert speaker.got == [0, 1, 2, 3, 4]
+        assert rounds == []  # the ledger is still letting events gather
+        for _ in range(1000):
+            if rounds:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        assert rounds == [[0, 1, 2, 3, 4]]  # all five in one round
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
 @pytest.mark.parametrize("backend", ["postgres", "mysql"])
 async def test_an_event_that_commits_late_is_not_skipped(backend: str, tmp_path: object) -> None:
     """Ids and created_at are made before commit; a transaction that began first may commit

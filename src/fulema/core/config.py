@@ -176,6 +176,10 @@ class Settings(BaseSettings):
     # when no wake-up reached it (other processes on MySQL-protocol databases).
     events_retention_days: int = Field(default=90, ge=1)
     events_poll_seconds: float = Field(default=0.5, gt=0)
+    # How long a consumer that is not urgent (the ledger, points, risk monitoring, metrics, ...)
+    # lets events gather after a wake, so one round carries several; speakers, webhooks and
+    # notices are served at once. 0 serves every consumer at once.
+    events_linger_seconds: float = Field(default=0.5, ge=0, le=10)
     # Publish every event to NATS JetStream for the bank's other systems (off when empty).
     events_nats_url: str = ""
     events_nats_stream: str = "FULEMA-EVENTS"

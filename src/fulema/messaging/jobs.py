@@ -33,12 +33,12 @@ def consumers(settings: Settings) -> list[Consumer]:
 
     return [
         Consumer(name=speakers.CONSUMER, handler=announce, topics=("payment.succeeded",),
-                 on_poison=Poison.DEAD_LETTER, max_attempts=5, start=Start.NOW,
+                 on_poison=Poison.DEAD_LETTER, max_attempts=5, start=Start.NOW, urgent=True,
                  batch_handler=announce_all),  # a round's announcements in one commit
         Consumer(name=notices.CONSUMER, handler=notices.notice_from_event,
                  topics=notices.TOPICS, on_poison=Poison.DEAD_LETTER, max_attempts=5,
-                 start=Start.NOW),
+                 start=Start.NOW, urgent=True),
         Consumer(name=fanout.CONSUMER, handler=fan_out_one, topics=fanout.TOPICS,
-                 on_poison=Poison.DEAD_LETTER, max_attempts=5, start=Start.NOW,
+                 on_poison=Poison.DEAD_LETTER, max_attempts=5, start=Start.NOW, urgent=True,
                  batch_handler=fan_out_all),  # a round's messages in one commit
     ]

@@ -57,6 +57,11 @@ class Consumer:
     start: Start = Start.BEGINNING
     batch: int = 100
     batch_handler: BatchHandler | None = None
+    # Served the moment its events are numbered (a cloud speaker, a merchant's webhook: someone
+    # waits for it). Other consumers wait the dispatcher's `linger_seconds` after a wake, so at
+    # the few events a second most hours have, one round carries several events: one claim,
+    # one read and one position update for all of them instead of per event (docs/events.md).
+    urgent: bool = False
     _exact: frozenset[str] = field(init=False, repr=False, compare=False)
     _prefixes: tuple[str, ...] = field(init=False, repr=False, compare=False)
 

@@ -134,8 +134,12 @@ def _order_of(payload: Any) -> str | None:
 class Dispatcher:
     def __init__(self, db: Database, consumers: Sequence[Consumer] = (), *,
                  claim_seconds: int = 60, sequence_batch: int = 1000,
-                 poll_seconds: float = 0.5, concurrency: int = 4) -> None:
+                 poll_seconds: float = 0.5, concurrency: int = 4,
+                 linger_seconds: float = 0.0) -> None:
         self.db = db
+        # How long `run_forever` lets events gather for a consumer that is not `urgent`
+        # before serving it (0: at once, as `run_once` and `drain` always do).
+        self.linger_seconds = max(0.0, linger_seconds)
         # At most this many consumers are served at once by `run_forever` (each holds a
         # connection while it works: a dozen at once would starve the requests' pool).
         self.concurrency = max(1, concurrency)
@@ -483,21 +487,28 @@ class Dispatcher:
         """One consumer: served again at once while it moves, else when the numbering loop
         next wakes it (after numbering, or after its periodic `_refresh`). Woken with nothing
         past its known position, it reads nothing: a dozen consumers cost no dozen reads per
-        commit."""
+        commit. A consumer that is not `urgent` first lets `linger_seconds` pass after a
+        fresh wake, so the events of the next moments join its round."""
+        consumer = self.consumers[name]
+        linger = 0.0 if consumer.urgent else self.linger_seconds
+        moved = False
         while True:
             seen = numbered.generation
-            moved = False
             head = self._head
             try:
+                if linger and not moved and head > self._known.get(name, -1):
+                    await asyncio.sleep(linger)
+                    seen, head = numbered.generation, self._head
+                moved = False
                 if head > self._known.get(name, -1):
                     # Straight to the claim, which checks that the consumer is behind, due
                     # and free (no read before it on the hot path).
                     async with slots:
-                        _, moved = await self._serve_moved(self.consumers[name], head,
-                                                           self._archived)
+                        _, moved = await self._serve_moved(consumer, head, self._archived)
                     if not moved:
                         self._known[name] = max(self._known.get(name, -1), head)
             except Exception as exc:
+                moved = False
                 log.error("events.round_failed", consumer=name, error=short_error(exc))
             if not moved:
                 # the numbering loop wakes every loop at least every poll_seconds
