@@ -61,10 +61,10 @@ async def measure(database_url: str, data_dir: Path, *, rounds: list[int], payme
                 counts[consumer.name][0] += StatementCounter.total - s0
                 counts[consumer.name][1] += commits[0] - c0
 
-        async def counted_sequence() -> int:
+        async def counted_sequence(*, look_first: bool = True) -> int:
             s0, c0 = StatementCounter.total, commits[0]
             try:
-                return await sequence()  # type: ignore[no-any-return]
+                return await sequence(look_first=look_first)  # type: ignore[no-any-return]
             finally:
                 counts["(sequencer)"][0] += StatementCounter.total - s0
                 counts["(sequencer)"][1] += commits[0] - c0
