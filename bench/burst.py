@@ -15,6 +15,11 @@ One run, in order (issue 13's burst test):
 Each merchant sends its own `X-Forwarded-For` through a trusted proxy (127.0.0.1), as two
 merchants behind a load balancer would, so the per-IP bucket sees two sources. The figures
 and the goals are printed with the load average; nothing here asserts a time.
+
+`--front nginx` runs steps 2-5 through nginx started on a free port with the configuration
+`fulema gateway nginx-config` writes from the same limits (bench/front.py), the in-process
+limits staying on behind it as the second line; `--front none,nginx` runs both shapes one
+after the other against the same S, and prints their goals side by side.
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import math
 import os
 import sys
 import tempfile
@@ -35,10 +39,11 @@ from typing import Any
 
 import orjson
 
-from bench import cpu, dbstats, server
+from bench import burst_trace, cpu, dbstats, front, server
 from bench.burst_report import analyse, cpu_figures, render
+from bench.burst_sizing import UNLIMITED, Budget, Costs, Limits, cpu_limits, share_limits
 from bench.harness import RESULTS_DIR, run_loadgen
-from bench.scenarios import PER_WORKER_CONCURRENCY
+from bench.scenarios import DEMO_APP_ID, PER_WORKER_CONCURRENCY
 from bench.server import Proc
 
 IP_A, IP_B = "198.51.100.10", "203.0.113.20"  # documentation addresses (RFC 5737)
@@ -54,7 +59,7 @@ class BurstPlan:
     factor: float = 10.0
     normal_share: float = 0.25  # each merchant's normal rate, as a share of S
     # The per-app create limit as a share of S: one merchant at its limit plus the other at its
-    # normal rate is 0.6 S (docs/operations.md, "Setting the limits from S"; at 0.5 + 0.25 the
+    # normal rate is 0.6 S (docs/operations.md, "The share rule"; at 0.5 + 0.25 the
     # accepted answers queued to 5-78x their unloaded p99 on a loaded machine).
     app_share: float = 0.35
     # The per-IP limit as a multiple of the per-app one: close to it, so a burst is refused
@@ -64,52 +69,56 @@ class BurstPlan:
     idle: float = 4.0  # the server's CPU with no request (its background loops)
     workers: int = 1  # uvicorn worker processes (their limits shared through `redis_url`)
     redis_url: str = ""  # FULEMA_RATELIMIT_REDIS_URL of the servers ("": in process)
+    # the shapes measured, in order: "none" (the API process alone), "nginx" (the front),
+    # either with changes after "+": "nginx+burst=0.05+conn=1" (`parse_shape`)
+    fronts: tuple[str, ...] = ("none",)
+    rounds: int = 1  # the shapes measured this many times, alternated (none, nginx, none, ...)
+    # "process": the background in the API process (the embedded default); "worker": API
+    # processes with FULEMA_RUN_BACKGROUND=false beside one `fulema worker` (production)
+    background: str = "process"
+    # "cpu": the limits from the CPU per create at the usual rate and the cores below
+    # (bench.burst_sizing); "share": from the closed-loop S alone (`app_share`)
+    sizing: str = "cpu"
+    api_cores: float = 1.0
+    worker_cores: float = 0.5
+    utilisation: float = 0.5
+    burst_seconds: float = 0.5  # an app's bucket: this much of its rate at once
+
+    def budget(self) -> Budget:
+        return Budget(api_cores=self.api_cores, worker_cores=self.worker_cores,
+                      utilisation=self.utilisation, burst_seconds=self.burst_seconds)
 
 
+SHAPE_LETTERS = "DFGHJKMNPQ"  # the shapes' letters in the order prefixes, by position
+SHAPE_CHANGES = {"burst": float, "fburst": float, "conn": float, "keepalive": int,
+                 "share": float}
+
+
+def parse_shape(shape: str) -> tuple[str, dict[str, float]]:
+    """"nginx+burst=0.05+conn=1" -> ("nginx", {"burst": 0.05, "conn": 1.0}): `burst` the
+    app's bucket in seconds of its rate (both lines), `fburst` the same at the front only (the
+    in-process bucket keeps its burst: `FrontOptions.app_burst_seconds`), `conn` the front's
+    concurrency ceiling as a multiple of APP_CONCURRENCY, `keepalive` the front's idle
+    connections to the API process, `share` the limits by the share rule at this share of S
+    instead (the A/B of the sizing rules)."""
+    base, *changes = shape.split("+")
+    out: dict[str, float] = {}
+    for change in changes:
+        key, _, value = change.partition("=")
+        if key not in SHAPE_CHANGES or not value:
+            raise ValueError(f"{shape!r}: a change is one of {sorted(SHAPE_CHANGES)}=value")
+        out[key] = SHAPE_CHANGES[key](value)
+    if base not in ("none", "nginx") or (base == "none" and set(out) - {"burst", "share"}):
+        raise ValueError(f"{shape!r}: none or nginx (conn, fburst, keepalive only with nginx)")
+    return base, out
 QUICK = BurstPlan(calibrate=1.0, unloaded=1.0, burst=1.0, recovery=1.5, warmup=0.5, idle=0.5)
 
 
-@dataclass(frozen=True)
-class Limits:
-    app_rate: float
-    app_burst: int
-    app_concurrency: int
-    ip_rate: float
-    global_rate: float
-
-    def env(self) -> dict[str, str]:
-        """FULEMA_RATELIMIT_* for the measured server; the rest keep their defaults."""
-        return {"FULEMA_RATELIMIT_ENABLED": "true",
-                "FULEMA_RATELIMIT_TRUSTED_PROXIES": '["127.0.0.1"]',
-                "FULEMA_RATELIMIT_APP_CREATE_RATE": f"{self.app_rate:.1f}",
-                "FULEMA_RATELIMIT_APP_CREATE_BURST": str(self.app_burst),
-                "FULEMA_RATELIMIT_APP_CONCURRENCY": str(self.app_concurrency),
-                "FULEMA_RATELIMIT_IP_API_RATE": f"{self.ip_rate:.1f}",
-                "FULEMA_RATELIMIT_IP_API_BURST": str(max(1, round(self.ip_rate))),
-                "FULEMA_RATELIMIT_GLOBAL_RATE": f"{self.global_rate:.1f}",
-                "FULEMA_RATELIMIT_GLOBAL_BURST": str(max(1, round(self.global_rate)))}
-
-
-UNLIMITED = Limits(app_rate=1e6, app_burst=1_000_000, app_concurrency=100_000, ip_rate=1e6,
-                   global_rate=1e6)
-
-
 def choose_limits(sustainable: float, p99_s: float, plan: BurstPlan) -> Limits:
-    """Per-app create rate = `app_share` x S: a merchant at its limit leaves the rest of the
-    process to the others (A at its limit plus B at its normal rate is `app_share +
-    normal_share` of S: the lower, the less the accepted requests queue; it must stay above
-    `normal_share`, or B at its normal rate is refused by its own bucket). The burst is half a
-    second of that rate: a merchant's short spike passes, a sustained one is refused. The
-    app's concurrency share carries its rate at twice the calibration's p99 (in flight = rate
-    x latency), at least 8 (it is enforced only while the process is filling up, on the app
-    holding the most: `Protection.over_share`). The per-IP bucket (before the signature: the
-    cheapest refusal) is `ip_factor` x the app rate (default twice); the global bucket is out
-    of the way (it is shared: a burst that drained it would refuse B too)."""
-    app_rate = max(1.0, sustainable * plan.app_share)
-    return Limits(app_rate=app_rate, app_burst=max(2, round(app_rate / 2)),
-                  app_concurrency=max(8, math.ceil(app_rate * p99_s * 2)),
-                  ip_rate=plan.ip_factor * app_rate,
-                  global_rate=max(1000.0, 40 * sustainable))
+    """The share rule (`--sizing share`): bench.burst_sizing.share_limits with the plan's
+    app share and IP factor."""
+    return share_limits(sustainable, p99_s, app_share=plan.app_share,
+                        ip_factor=plan.ip_factor)
 
 
 @dataclass
@@ -121,6 +130,9 @@ class Run:
     n: int = 0
     workers: int = 1
     shared: dict[str, str] = field(default_factory=dict)  # the shared limits' settings
+    background: str = "process"
+    pg_database: str = ""  # this run's PostgreSQL database ("" on SQLite)
+    calibration_p99_s: float = 0.1  # the closed loop's p99 (the share rule's concurrency)
 
     async def gen(self, spec: dict[str, Any]) -> dict[str, Any]:
         self.n += 1
@@ -167,17 +179,57 @@ async def seed_second_app(database_url: str, data_dir: Path) -> tuple[str, str]:
     return issued.app.app_id, issued.secret
 
 
-async def calibrate(run: Run, plan: BurstPlan, tag: str) -> dict[str, Any]:
-    """S: merchant A's closed-loop create throughput on a server whose limits are on but out
-    of reach (so the limiter's own cost is in S)."""
+async def calibrate(run: Run, plan: BurstPlan, tag: str
+                    ) -> tuple[dict[str, Any], Costs, dict[str, Any]]:
+    """S, merchant A's closed-loop create throughput on a server whose limits are on but out
+    of reach (so the limiter's own cost is in S); then, once the background has caught up,
+    the CPU per create of the API process and of the worker apart, open loop at the usual
+    rate (S x `normal_share`), beyond each one's idle use, in the shape measured after."""
     fulema = await _start(run, UNLIMITED, "calibrate")
     try:
         await run.gen(_spec(run, fulema, "A", f"W{tag}c", mode="closed", concurrency=8,
                             duration=plan.warmup))
-        return await run.gen(_spec(run, fulema, "A", f"C{tag}", mode="closed",
-                                   concurrency=PER_WORKER_CONCURRENCY, duration=plan.calibrate))
+        closed = await run.gen(_spec(run, fulema, "A", f"C{tag}", mode="closed",
+                                     concurrency=PER_WORKER_CONCURRENCY,
+                                     duration=plan.calibrate))
+        usual = max(1.0, float(closed["throughput"]) * plan.normal_share)
+        pids = {"api": fulema.popen.pid,
+                **({"worker": fulema.worker.popen.pid} if fulema.worker else {})}
+        settled = await _settle(pids, limit=4 * plan.idle + 10)
+        idle = await _cores(pids, plan.idle)
+        before, t0 = {k: cpu.tree_cpu(p) for k, p in pids.items()}, time.monotonic()
+        opened = await run.gen(_spec(run, fulema, "A", f"O{tag}", mode="open", rate=usual,
+                                     duration=plan.calibrate))
+        await asyncio.sleep(min(2.0, plan.idle))  # the worker's part comes a little later
+        wall = time.monotonic() - t0
+        used = {k: cpu.tree_cpu(p) - before[k] - idle[k] * wall for k, p in pids.items()}
     finally:
         server.stop(fulema)
+    n = max(1, int(opened["ok"]))
+    costs = Costs(rate=usual, creates=int(opened["ok"]),
+                  api_ms=max(0.01, used["api"] / n * 1000),
+                  worker_ms=max(0.01, used["worker"] / n * 1000) if "worker" in used else None,
+                  p99_ms=float(opened["latency_ms"]["p99"] or 100.0))
+    return closed, costs, {"settled_after_s": settled, "idle_cores": idle,
+                           "open_loop": _brief(opened)}
+
+
+async def _cores(pids: dict[str, int], seconds: float) -> dict[str, float]:
+    """Each process tree's cores busy over `seconds`."""
+    before, t0 = {k: cpu.tree_cpu(p) for k, p in pids.items()}, time.monotonic()
+    await asyncio.sleep(seconds)
+    wall = time.monotonic() - t0
+    return {k: round((cpu.tree_cpu(p) - before[k]) / wall, 3) for k, p in pids.items()}
+
+
+async def _settle(pids: dict[str, int], *, limit: float) -> float:
+    """Wait until the processes are nearly idle (the worker has consumed the closed loop's
+    events), at most `limit` seconds; returns the seconds waited."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        if sum((await _cores(pids, 1.0)).values()) < 0.15:
+            break
+    return round(time.monotonic() - t0, 1)
 
 
 async def _start(run: Run, limits: Limits, name: str, *, tries: int = 3) -> Proc:
@@ -188,45 +240,86 @@ async def _start(run: Run, limits: Limits, name: str, *, tries: int = 3) -> Proc
             return await asyncio.to_thread(
                 server.start_fulema, "uvicorn", run.workers, database_url=run.database_url,
                 sandbox_url=run.sandbox.url, data_dir=run.run_dir / "data",
-                log=run.run_dir / f"fulema-{name}.log", extra_env={**limits.env(), **run.shared})
+                log=run.run_dir / f"fulema-{name}.log", extra_env={**limits.env(), **run.shared},
+                background=run.background)
         except RuntimeError as exc:
             if "address already in use" not in str(exc) or attempt == tries - 1:
                 raise
     raise AssertionError("unreachable")
 
 
-async def measured(run: Run, plan: BurstPlan, limits: Limits, sustainable: float, tag: str
-                   ) -> dict[str, Any]:
+async def measured(run: Run, plan: BurstPlan, limits: Limits, sustainable: float, tag: str,
+                   *, shape: str = "none") -> dict[str, Any]:
+    """Steps 2-5 for one shape: the API process alone, or behind the nginx front (the
+    generators then send to nginx, and nginx's own CPU is measured beside the server's);
+    the shape's changes (`parse_shape`) applied to the limits and the front."""
+    base, changes = parse_shape(shape)
+    if "share" in changes:
+        limits = share_limits(sustainable, run.calibration_p99_s, app_share=changes["share"],
+                              ip_factor=plan.ip_factor)
+    if "burst" in changes:
+        limits = replace(limits, app_burst=max(1, round(limits.app_rate * changes["burst"])))
     normal = max(1.0, sustainable * plan.normal_share)
-    fulema = await _start(run, limits, "limited")
+    fulema = await _start(run, limits, f"limited-{tag}")
     phases: dict[str, Any] = {}
     cpu_use: dict[str, Any] = {}
+    worker_use: dict[str, Any] = {}
+    nginx: Proc | None = None
+    front_cpu: dict[str, Any] = {}
+    folder = run.run_dir / f"front-{tag}"
     try:
-        await run.gen(_spec(run, fulema, "A", f"W{tag}m", mode="closed", concurrency=4,
+        if base == "nginx":
+            nginx = await asyncio.to_thread(
+                front.start, folder, limits.section(), [f"127.0.0.1:{fulema.port}"],
+                conn_factor=changes.get("conn", 4.0), keepalive=int(changes.get("keepalive", 64)),
+                app_burst_seconds=changes.get("fburst", 0.0))
+        entry = nginx or fulema  # where the merchants send
+        await run.gen(_spec(run, entry, "A", f"W{tag}m", mode="closed", concurrency=4,
                             duration=plan.warmup))
         await asyncio.sleep(1.0)  # the warm-up's bucket debt refills
-        with server_cpu(fulema, cpu_use, "idle"):  # its own job loops, no request
-            await asyncio.sleep(plan.idle)
+        with server_cpu(fulema, cpu_use, "idle"), worker_cpu(fulema, worker_use, "idle"):
+            await asyncio.sleep(plan.idle)  # their own job loops, no request
         for who in ("A", "B"):
-            with server_cpu(fulema, cpu_use, f"{who}_alone"):
+            with server_cpu(fulema, cpu_use, f"{who}_alone"), \
+                    worker_cpu(fulema, worker_use, f"{who}_alone"):
                 phases[f"{who}_alone"] = await run.gen(_spec(
-                    run, fulema, who, f"{who}{tag}u", mode="open", rate=normal,
+                    run, entry, who, f"{who}{tag}u", mode="open", rate=normal,
                     duration=plan.unloaded))
         await asyncio.sleep(1.0)
         start = time.time() + 3.0  # all three generators are up and waiting by then
+        # the warm-up's refusals are not the burst's
+        refused_before = front.refusals(folder)
+        b_before = front.refusals(folder, app_id=run.b_app[0])
         cpu_use["burst"] = asyncio.create_task(_cpu_over(fulema, start, plan.burst))
+        if fulema.worker is not None:
+            worker_use["burst"] = asyncio.create_task(_cpu_over(fulema.worker, start,
+                                                                plan.burst))
+        if nginx is not None:
+            front_cpu["burst"] = asyncio.create_task(_cpu_over(nginx, start, plan.burst))
+        trace = asyncio.create_task(_trace_over(run, fulema, nginx, start, plan.burst))
         a_burst, b_during, a_after = await asyncio.gather(
-            run.gen(_spec(run, fulema, "A", f"A{tag}x", mode="open",
+            run.gen(_spec(run, entry, "A", f"A{tag}x", mode="open",
                           rate=sustainable * plan.factor, duration=plan.burst, start_at=start,
                           timeline=True)),
-            run.gen(_spec(run, fulema, "B", f"B{tag}x", mode="open", rate=normal,
+            run.gen(_spec(run, entry, "B", f"B{tag}x", mode="open", rate=normal,
                           duration=plan.burst + plan.recovery, start_at=start, timeline=True)),
-            run.gen(_spec(run, fulema, "A", f"A{tag}r", mode="open", rate=normal,
+            run.gen(_spec(run, entry, "A", f"A{tag}r", mode="open", rate=normal,
                           duration=plan.recovery, start_at=start + plan.burst, timeline=True)))
         phases.update(A_burst=a_burst, B_during=b_during, A_recovery=a_after)
-        cpu_use["burst"] = await cpu_use["burst"]
+        for used in (cpu_use, worker_use, front_cpu):
+            if "burst" in used:
+                used["burst"] = await used["burst"]
+        traced = await trace
     finally:
+        if nginx is not None:
+            server.stop(nginx)
         server.stop(fulema)
+    if nginx is not None:  # its logs are flushed once it has stopped
+        traced["front"] = burst_trace.front_times(
+            burst_trace.timing_lines(folder / front.TIMING_LOG, start, start + plan.burst),
+            {"A": DEMO_APP_ID, "B": run.b_app[0]})
+    traced["generators_cpu_s"] = {k: phases[k].get("generator_cpu_s")
+                                  for k in ("A_burst", "B_during", "A_recovery")}
     lost = {}
     for name, prefix in (("A_burst", f"A{tag}x"), ("B_during", f"B{tag}x"),
                          ("A_recovery", f"A{tag}r")):
@@ -236,7 +329,54 @@ async def measured(run: Run, plan: BurstPlan, limits: Limits, sustainable: float
                                      if f"{prefix}{i:08d}" in found)
         lost[name] = check
     return {"normal_rate": normal, "phases": phases, "lost_check": lost,
-            "server_cpu_s": cpu_use}
+            "limits": asdict(limits), "changes": changes,
+            "server_cpu_s": cpu_use, "worker_cpu_s": worker_use, "front_cpu_s": front_cpu,
+            "trace": traced,
+            "front_refusals": ({**{k: v - refused_before[k]
+                                   for k, v in front.refusals(folder).items()},
+                                **{f"B_{k}": v - b_before[k] for k, v in
+                                   front.refusals(folder, app_id=run.b_app[0]).items()}}
+                               if nginx is not None else None)}
+
+
+async def _trace_over(run: Run, fulema: Proc, nginx: Proc | None, start: float,
+                      seconds: float) -> dict[str, Any]:
+    """Over the burst's window: every process's cores (bench.burst_trace) and the app's own
+    create handling from its request histogram."""
+    await asyncio.sleep(max(0.0, start - time.time()))
+    me = os.getpid()
+    servers = {"API": fulema.popen.pid,
+               "worker": fulema.worker.popen.pid if fulema.worker else None,
+               "nginx": nginx.popen.pid if nginx else None, "sandbox": run.sandbox.popen.pid}
+
+    def groups() -> dict[str, list[int]]:
+        out = {name: burst_trace.tree(pid) for name, pid in servers.items()}
+        mine, own = (burst_trace.postgres_pids(run.pg_database) if run.pg_database
+                     else ([], []))
+        out["postgres (this run's backends)"] = mine
+        out["postgres (its own processes)"] = own
+        ours = {p for pids in out.values() for p in pids}
+        out["load generators"] = [p for p in burst_trace.tree(me) if p not in ours and p != me]
+        out["bench process"] = [me]
+        return out
+
+    hist0 = await asyncio.to_thread(burst_trace.create_histogram, fulema.url)
+    window = burst_trace.CpuWindow(groups)
+    window.begin()
+    await asyncio.sleep(seconds)
+    used = window.end()
+    hist1 = await asyncio.to_thread(burst_trace.create_histogram, fulema.url)
+    return {"cpu": used, "app_create_handling": burst_trace.histogram_quantiles(hist0, hist1)}
+
+
+@contextlib.contextmanager
+def worker_cpu(fulema: Proc, into: dict[str, Any], name: str) -> Iterator[None]:
+    """`server_cpu` for the server's `fulema worker`, if it has one."""
+    if fulema.worker is None:
+        yield
+        return
+    with server_cpu(fulema.worker, into, name):
+        yield
 
 
 @contextlib.contextmanager
@@ -257,6 +397,19 @@ async def _cpu_over(fulema: Proc, start: float, seconds: float) -> dict[str, Any
     with server_cpu(fulema, into, "burst"):
         await asyncio.sleep(seconds)
     return dict(into["burst"])
+
+
+def size_limits(plan: BurstPlan, sustainable: float, costs: Costs, p99_s: float
+                ) -> tuple[Limits, list[str]]:
+    """The limits by the plan's rule, and how they were worked out (printed)."""
+    usual = max(1.0, sustainable * plan.normal_share)
+    if plan.sizing == "cpu":
+        return cpu_limits(costs, plan.budget(), usual=usual, others=1,
+                          ip_factor=plan.ip_factor, processes=plan.workers)
+    limits = choose_limits(sustainable, p99_s, plan)
+    return limits, [f"app create = {plan.app_share} x S {sustainable:.1f}/s = "
+                    f"{limits.app_rate:.1f}/s (the share rule; CPU per create at the usual "
+                    f"rate: API {costs.api_ms:.2f} ms, worker {costs.worker_ms} ms)"]
 
 
 async def run(*, quick: bool = False, db: str = "postgres", plan: BurstPlan | None = None,
@@ -290,23 +443,43 @@ async def run(*, quick: bool = False, db: str = "postgres", plan: BurstPlan | No
                        "FULEMA_RATELIMIT_REDIS_PREFIX": f"fulema:rl:burst{stamp}:"}
                       if plan.redis_url else {})
             state = Run(run_dir, database_url, sandbox, b_app, workers=plan.workers,
-                        shared=shared)
-            cal = await calibrate(state, plan, tag)
+                        shared=shared, background=plan.background,
+                        pg_database=dbstats.BENCH_DB if db == "postgres" else "")
+            cal, costs, open_loop = await calibrate(state, plan, tag)
             sustainable = max(1.0, float(cal["throughput"]))
-            limits = choose_limits(sustainable, (cal["latency_ms"]["p99"] or 100) / 1000, plan)
+            state.calibration_p99_s = (cal["latency_ms"]["p99"] or 100) / 1000
+            limits, derivation = size_limits(plan, sustainable, costs,
+                                             (cal["latency_ms"]["p99"] or 100) / 1000)
             results.update(sustainable_rate=sustainable, calibration=_brief(cal),
-                           limits=asdict(limits), limits_env=limits.env())
+                           calibration_open_loop=open_loop, costs=asdict(costs),
+                           derivation=derivation, limits=asdict(limits),
+                           limits_env=limits.env())
             if log:
-                print(f"sustainable create rate S = {sustainable:.1f}/s; limits {limits}",
-                      flush=True)
-            m = await measured(state, plan, limits, sustainable, tag)
+                print(f"sustainable create rate S = {sustainable:.1f}/s (closed loop); "
+                      f"limits {limits}\n  " + "\n  ".join(derivation), flush=True)
+            shapes = {}
+            for n in range(1, plan.rounds + 1):  # alternated: the machine's moods fall on both
+                for i, shape in enumerate(plan.fronts):  # a prefix per shape: its orders apart
+                    key = shape if n == 1 else f"{shape}#{n}"
+                    shapes[key] = await measured(state, plan, limits, sustainable,
+                                                 f"{tag}{SHAPE_LETTERS[i]}{n}", shape=shape)
         finally:
             server.stop(sandbox)
-    results["normal_rate"] = m["normal_rate"]
-    results["lost_check"] = m["lost_check"]
-    results["server_cpu"] = cpu_figures(m["server_cpu_s"], m["phases"])
-    results["phases"] = {k: _brief(v) for k, v in m["phases"].items()}
-    results["analysis"] = analyse(m["phases"], m["lost_check"], plan=plan)
+    results["shapes"] = {}
+    for shape, m in shapes.items():
+        results["shapes"][shape] = {
+            "normal_rate": m["normal_rate"], "lost_check": m["lost_check"],
+            "limits": m["limits"], "changes": m["changes"], "trace": m["trace"],
+            "server_cpu": cpu_figures(m["server_cpu_s"], m["phases"]),
+            "worker_cpu": (cpu_figures(m["worker_cpu_s"], m["phases"])
+                           if m["worker_cpu_s"] else None),
+            "front_cpu": front_cpu_figures(m["front_cpu_s"], m["phases"]),
+            "front_refusals": m["front_refusals"],
+            "phases": {k: _brief(v) for k, v in m["phases"].items()},
+            "analysis": analyse(m["phases"], m["lost_check"], plan=plan)}
+    # the first shape's figures where a single-shape run has always put them
+    results.update({k: results["shapes"][plan.fronts[0]][k]
+                    for k in ("normal_rate", "lost_check", "server_cpu", "phases", "analysis")})
     results["limiter_cost"] = await _limiter_cost()
     results["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     path = _write(results, out_dir / f"burst-{stamp}.json")
@@ -327,6 +500,18 @@ async def _limiter_cost() -> dict[str, Any]:
         return {"error": f"bench.limiter_cost exited with {proc.returncode}"}
     result: dict[str, Any] = orjson.loads(out.splitlines()[-1])
     return result
+
+
+def front_cpu_figures(used: dict[str, dict[str, float]], phases: dict[str, Any]
+                      ) -> dict[str, Any] | None:
+    """nginx's cores busy over the burst and its CPU per answer it gave or passed on."""
+    u = used.get("burst")
+    if not u or not u["wall_s"]:
+        return None
+    answers = phases["A_burst"]["sent"] + sum(
+        1 for start, _, _ in phases["B_during"].get("timeline", []) if start < u["wall_s"])
+    return {"cores_busy": round(u["cpu_s"] / u["wall_s"], 3),
+            "cpu_us_per_answer": round(u["cpu_s"] / answers * 1e6, 1) if answers else None}
 
 
 def _write(results: dict[str, Any], path: Path) -> Path:
@@ -354,9 +539,51 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     p.add_argument("--redis-url", default="",
                    help="share the limits between the workers through this Redis")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measure the shapes this many times, alternated")
+    p.add_argument("--front", default="none",
+                   help="the shapes measured against the same S, in order: none, nginx, each "
+                        "with changes after '+' (nginx+burst=0.05+conn=1+keepalive=8: the "
+                        "app's bucket in seconds of its rate, the front's concurrency ceiling "
+                        "as a multiple of APP_CONCURRENCY, its kept connections); nginx needs "
+                        "the nginx binary")
+    p.add_argument("--background", choices=server.BACKGROUNDS, default="process",
+                   help="process: the background in the API process; worker: API processes "
+                        "with FULEMA_RUN_BACKGROUND=false beside one `fulema worker` "
+                        "(production), calibration included")
+    p.add_argument("--sizing", choices=["cpu", "share"], default="cpu",
+                   help="cpu: the limits from the CPU per create at the usual rate and the "
+                        "cores below (docs/operations.md); share: --app-share x S")
+    p.add_argument("--api-cores", type=float, default=BurstPlan.api_cores,
+                   help="cores one API process may use (at most 1: one event loop)")
+    p.add_argument("--worker-cores", type=float, default=BurstPlan.worker_cores,
+                   help="cores the worker may use")
+    p.add_argument("--utilisation", type=float, default=BurstPlan.utilisation,
+                   help="how busy those cores may be kept by accepted creates")
+    p.add_argument("--burst-seconds", type=float, default=BurstPlan.burst_seconds,
+                   help="an app's bucket, in seconds of its rate (cpu sizing)")
+    p.add_argument("--normal-share", type=float, default=BurstPlan.normal_share,
+                   help="each merchant's usual rate as a share of the closed-loop S: low "
+                        "enough that two merchants' usual rates and one merchant's limit fit "
+                        "what the printed derivation's C carries with headroom")
     a = p.parse_args(sys.argv[1:] if argv is None else argv)
+    fronts = tuple(f.strip() for f in a.front.split(",") if f.strip())
+    try:
+        bases = {parse_shape(f)[0] for f in fronts}
+    except ValueError as exc:
+        p.error(f"--front: {exc}")
+    if not fronts or len(set(fronts)) != len(fronts) or len(fronts) > len(SHAPE_LETTERS):
+        p.error("--front: none, nginx or none,nginx (each shape once)")
+    if "nginx" in bases and front.nginx_binary() is None:
+        p.error(front.NGINX_MISSING)
     plan = replace(QUICK if a.quick else BurstPlan(), app_share=a.app_share,
-                   ip_factor=a.ip_factor, workers=a.workers, redis_url=a.redis_url)
+                   ip_factor=a.ip_factor, workers=a.workers, redis_url=a.redis_url,
+                   fronts=fronts, rounds=max(1, a.rounds), background=a.background,
+                   sizing=a.sizing, api_cores=a.api_cores, worker_cores=a.worker_cores,
+                   utilisation=a.utilisation, burst_seconds=a.burst_seconds,
+                   normal_share=a.normal_share)
+    if not 0 < plan.normal_share <= 0.5:
+        p.error("--normal-share: above 0 and at most 0.5")
     asyncio.run(run(plan=plan, db=a.db, out_dir=a.out, keep=a.keep))
     return 0
 

@@ -141,12 +141,14 @@ def _goal(name: str, value: float | None, bound: float) -> dict[str, Any]:
 
 
 def render(results: dict[str, Any]) -> str:
-    a = results["analysis"]
     lim = results["limits"]
+    shapes: dict[str, Any] = results.get("shapes") or {"none": results}
     lines = [
         f"burst benchmark {results['stamp']} ({results['db']}, uvicorn "
-        f"x{results['plan'].get('workers', 1)}, limits ON"
-        f"{', shared through Redis' if results['plan'].get('redis_url') else ''})",
+        f"x{results['plan'].get('workers', 1)}, background in "
+        f"{results['plan'].get('background', 'process')}, limits ON"
+        f"{', shared through Redis' if results['plan'].get('redis_url') else ''}; shapes: "
+        f"{', '.join(_name(k) for k in shapes)})",
         f"  load average before {results['loadavg_before']} after {results['loadavg_after']}"
         f" (cpus {os.cpu_count()})",
         f"  sustainable create rate S = {results['sustainable_rate']:.1f}/s; normal rate "
@@ -154,6 +156,62 @@ def render(results: dict[str, Any]) -> str:
         f"  limits: app create {lim['app_rate']:.1f}/s burst {lim['app_burst']}, app "
         f"concurrency {lim['app_concurrency']}, per IP {lim['ip_rate']:.1f}/s, global "
         f"{lim['global_rate']:.0f}/s",
+        *(f"    {line}" for line in results.get("derivation", []))]
+    for name, shape in shapes.items():
+        lines += [f" {_name(name)}:", *_shape_lines(shape)]
+    lines.append(
+        "  in process: the limiter adds {admitted_overhead_us} us to an admitted request and "
+        "refuses in {refused_us} us; the whole app refuses in {app_refused_us} us (bare ASGI "
+        "call {bare_us} us)".format(**results["limiter_cost"]))
+    lines.append("  goals: " + " | ".join(_name(k) for k in shapes))
+    first = next(iter(shapes.values()))
+    for i, g in enumerate(first["analysis"]["goals"]):
+        cells = []
+        for shape in shapes.values():
+            goal = shape["analysis"]["goals"][i]
+            mark = {True: "met", False: "NOT met", None: "n/a"}[goal["met"]]
+            cells.append(f"{goal['value']} ({mark})")
+        lines.append(f"    {g['goal']} (goal <= {g['bound']}): " + " | ".join(cells))
+    return "\n".join(lines)
+
+
+def _trace_lines(trace: dict[str, Any]) -> list[str]:
+    """Where the burst's time and CPU went (bench.burst_trace)."""
+    lines = []
+    if trace.get("cpu"):
+        c = trace["cpu"]
+        lines.append(f"  cores during the burst (machine {c['machine_cores_busy']} busy): "
+                     + ", ".join(f"{k} {v}" for k, v in c["cores"].items()))
+    if trace.get("generators_cpu_s"):
+        lines.append("  load generators' CPU s: " + ", ".join(
+            f"{k} {v}" for k, v in trace["generators_cpu_s"].items()))
+    if trace.get("app_create_handling"):
+        h = trace["app_create_handling"]
+        lines.append(f"  the app's own create handling in the burst ({h['requests']} requests, "
+                     f"A and B): p50 {h['p50']}, p99 {h['p99']}")
+    for who, f in (trace.get("front") or {}).items():
+        lines.append(
+            f"  {who} at the front: {f['accepted']} accepted, nginx request time p50/p99 "
+            f"{f['request_time_ms']['p50']}/{f['request_time_ms']['p99']} ms, upstream "
+            f"{f['upstream_ms']['p50']}/{f['upstream_ms']['p99']} ms, upstream connect p99 "
+            f"{f['upstream_connect_ms']['p99']} ms; {f['refused_at_front']} refused there "
+            f"(request time p99 {f['refusal_request_time_ms']['p99']} ms)")
+    return lines
+
+
+SHAPE_NAMES = {"none": "no front (uvicorn alone)", "nginx": "nginx front (bench/front.py)"}
+
+
+def _name(key: str) -> str:
+    shape, _, n = key.partition("#")
+    base, plus, changes = shape.partition("+")
+    return (SHAPE_NAMES.get(base, base) + (f" with {changes}" if plus else "")
+            + (f", round {n}" if n else ""))
+
+
+def _shape_lines(shape: dict[str, Any]) -> list[str]:
+    a = shape["analysis"]
+    lines = [
         f"  unloaded p99: A {a['unloaded_p99_ms']['A']} ms, B {a['unloaded_p99_ms']['B']} ms",
         "  burst A: offered {offered_rate:.0f}/s, sent {sent}, accepted {accepted}, refused "
         "{refused}, other {other_errors}; accepted p99 {accepted_p99_ms} ms "
@@ -168,13 +226,23 @@ def render(results: dict[str, Any]) -> str:
         "  server CPU: " + ", ".join(
             f"{k} {v['cores_busy']} cores busy ({v['waiting_for_cpu']} waiting for a CPU), "
             f"{v['cpu_ms_per_answer']} ms per answer"
-            for k, v in results["server_cpu"].items()),
-        "  in process: the limiter adds {admitted_overhead_us} us to an admitted request and "
-        "refuses in {refused_us} us; the whole app refuses in {app_refused_us} us (bare ASGI "
-        "call {bare_us} us)".format(**results["limiter_cost"]),
-        f"  lost or half-written: {a['lost']}  ({results['lost_check']})",
-        "  goals:"]
-    for g in a["goals"]:
-        mark = {True: "met", False: "NOT met", None: "n/a"}[g["met"]]
-        lines.append(f"    {g['goal']}: {g['value']} (goal <= {g['bound']}): {mark}")
-    return "\n".join(lines)
+            for k, v in shape["server_cpu"].items())]
+    if shape.get("changes"):
+        lim = shape["limits"]
+        lines.insert(0, f"  changed: {shape['changes']} (app create burst {lim['app_burst']})")
+    if shape.get("worker_cpu"):
+        lines.append("  worker CPU: " + ", ".join(
+            f"{k} {v['cores_busy']} cores busy, {v['cpu_ms_per_answer']} ms per answer"
+            for k, v in shape["worker_cpu"].items()))
+    lines += _trace_lines(shape.get("trace") or {})
+    if shape.get("front_cpu"):
+        f = shape["front_cpu"]
+        lines.append(f"  nginx CPU during the burst: {f['cores_busy']} cores busy, "
+                     f"{f['cpu_us_per_answer']} us per answer")
+    if shape.get("front_refusals") is not None:
+        r = shape["front_refusals"]
+        lines.append(f"  429s from the burst on: {r['front']} by nginx, {r['in_process']} by "
+                     f"the API process behind it (B's: {r.get('B_front')} by nginx, "
+                     f"{r.get('B_in_process')} behind it)")
+    lines.append(f"  lost or half-written: {a['lost']}  ({shape['lost_check']})")
+    return lines

@@ -24,8 +24,13 @@ database is read, not the answers: the campaign's redemptions against its budget
 counters (none may be negative), the discounted orders against the redemptions. The run
 prints `overspent: 0` when the redemptions that hold budget sum to at most the budget.
 
-Every phase reports API CPU per operation (all the server's processes over all operations),
-and on PostgreSQL the new database connections per operation. Nothing here asserts a time.
+The background (event dispatcher, scheduled jobs, speaker hub) runs in one `fulema worker`
+beside API processes started with FULEMA_RUN_BACKGROUND=false, as production runs it
+(`--background process` puts it back in every API process, the embedded default). Every
+phase reports API CPU per operation (all the API processes over all operations), the worker's
+CPU per operation apart (over the phase and the second after it, when the worker finishes
+the phase's events), and on PostgreSQL the new database connections per operation. Nothing
+here asserts a time.
 
     FULEMA_BENCH_DB=bench_me python -m bench.contention                  # PostgreSQL
     python -m bench.contention --db sqlite --processes 1 2 --seconds 1   # smoke
@@ -63,12 +68,14 @@ class ContentionPlan:
     exhaust: bool = True
     # the budget that runs out, in orders; None: a quarter of what the `best` phase made
     exhaust_orders: int | None = None
+    background: str = "worker"  # or "process" (bench.server.start_fulema)
 
 
 QUICK = ContentionPlan(processes=(1, 2), concurrency=2, seconds=1.0, warmup=0.3,
                        exhaust_orders=8)
 PHASES = ("create", "best")
 NO_LIMIT = 10**12  # fen: a budget the run cannot spend
+WORKER_SETTLE = 1.0  # seconds after a phase in which the worker's CPU still counts for it
 
 
 async def seed_campaign(database_url: str, *, name: str, budget: int, shards: int, off: int
@@ -158,7 +165,9 @@ async def phase(run: Run, fulema: Proc, op: str, *, concurrency: int, seconds: f
     """One closed-loop phase; the server's CPU (every worker) and, on PostgreSQL, the new
     database connections around it."""
     run.counter += 1
+    worker = fulema.worker
     db0 = await dbstats.snapshot(run.pg_db) if run.pg_db else {}
+    w0 = cpu.tree_cpu(worker.popen.pid) if worker else 0.0
     cpu0, t0 = cpu.tree_cpu(fulema.popen.pid), time.monotonic()
     r = await run_loadgen(run.run_dir, f"{run.counter:03d}", {
         "op": op, "mode": "closed", "concurrency": concurrency, "duration": seconds,
@@ -167,13 +176,17 @@ async def phase(run: Run, fulema: Proc, op: str, *, concurrency: int, seconds: f
     used, wall = cpu.tree_cpu(fulema.popen.pid) - cpu0, time.monotonic() - t0
     db1 = await dbstats.snapshot(run.pg_db) if run.pg_db else {}
     ok = r["ok"] or 1
-    out = {"ops_s": r["throughput"], "ok": r["ok"], "errors": r["errors"],
-           "error_kinds": r["error_kinds"], "latency_ms": r["latency_ms"],
-           "api_cpu_ms_per_op": round(used * 1000 / ok, 3), "api_cores_busy": round(used / wall, 2),
+    out: dict[str, Any] = {
+        "ops_s": r["throughput"], "ok": r["ok"], "errors": r["errors"],
+        "error_kinds": r["error_kinds"], "latency_ms": r["latency_ms"],
+        "api_cpu_ms_per_op": round(used * 1000 / ok, 3), "api_cores_busy": round(used / wall, 2),
            "discounted": sum(1 for rec in r.get("records", []) if rec.get("discount", 0) > 0),
-           "loadavg": round(os.getloadavg()[0], 2)}
+        "loadavg": round(os.getloadavg()[0], 2)}
     if db0 and db1:
         out["db_sessions_per_op"] = round((db1["sessions"] - db0["sessions"]) / ok, 3)
+    if worker is not None:
+        await asyncio.sleep(WORKER_SETTLE)  # the phase's last events are handled after it
+        out["worker_cpu_ms_per_op"] = round((cpu.tree_cpu(worker.popen.pid) - w0) * 1000 / ok, 3)
     return out
 
 
@@ -183,8 +196,9 @@ async def one_process_count(run: Run, plan: ContentionPlan, n: int, tag: str) ->
     fulema = await asyncio.to_thread(
         server.start_fulema, "uvicorn", n, database_url=run.database_url,
         sandbox_url=run.sandbox.url, data_dir=run.run_dir / "data",
-        log=run.run_dir / f"fulema-x{n}.log")
-    out: dict[str, Any] = {"processes": n, "campaign_id": camp, "pids": fulema.serving_pids(),
+        log=run.run_dir / f"fulema-x{n}.log", background=plan.background)
+    out: dict[str, Any] = {"processes": n, "background": plan.background,
+                           "campaign_id": camp, "pids": fulema.serving_pids(),
                            "loadavg_at_start": round(os.getloadavg()[0], 2), "phases": {}}
     try:
         await phase(run, fulema, "best", concurrency=plan.concurrency, seconds=plan.warmup,
@@ -212,7 +226,7 @@ async def exhaustion(run: Run, plan: ContentionPlan, n: int, best_orders: int, t
     fulema = await asyncio.to_thread(
         server.start_fulema, "uvicorn", n, database_url=run.database_url,
         sandbox_url=run.sandbox.url, data_dir=run.run_dir / "data",
-        log=run.run_dir / f"fulema-exhaust-x{n}.log")
+        log=run.run_dir / f"fulema-exhaust-x{n}.log", background=plan.background)
     try:
         prefix = f"E{tag}{n}"
         # longer than the phase it was sized from: a shared machine's rate moves
@@ -237,6 +251,9 @@ def compare(runs: list[dict[str, Any]]) -> dict[str, Any]:
                    "errors": [a["errors"], b["errors"]],
                    "cpu_ratio": round(b["api_cpu_ms_per_op"] / a["api_cpu_ms_per_op"], 2)
                    if a["api_cpu_ms_per_op"] else None}
+        if a.get("worker_cpu_ms_per_op") and "worker_cpu_ms_per_op" in b:
+            out[op]["worker_cpu_ratio"] = round(b["worker_cpu_ms_per_op"]
+                                                / a["worker_cpu_ms_per_op"], 2)
     best = out["best"]
     out["goal_met"] = (best["p99_ratio"] is not None and best["p99_ratio"] <= 2.0
                        and best["errors"][1] <= 2 * best["errors"][0])
@@ -301,14 +318,18 @@ def _write(results: dict[str, Any], path: Path) -> Path:
 
 
 def render_run(r: dict[str, Any]) -> str:
-    lines = [f"{r['processes']} API process(es), campaign {r['campaign_id']} "
+    lines = [f"{r['processes']} API process(es), background in {r.get('background', '?')}, "
+             f"campaign {r['campaign_id']} "
              f"(load average {r['loadavg_at_start']} at start):"]
     for op, ph in r["phases"].items():
         lat = ph["latency_ms"]
         lines.append(
             f"  {op:<7} {ph['ops_s']:>8.1f}/s  p50 {lat.get('p50')!s:>8} ms  p99 "
             f"{lat.get('p99')!s:>8} ms  errors {ph['errors']:>4}  API CPU "
-            f"{ph['api_cpu_ms_per_op']:.2f} ms/op ({ph['api_cores_busy']} cores)  new DB "
+            f"{ph['api_cpu_ms_per_op']:.2f} ms/op ({ph['api_cores_busy']} cores)"
+            + (f"  worker CPU {ph['worker_cpu_ms_per_op']:.2f} ms/op"
+               if "worker_cpu_ms_per_op" in ph else "")
+            + f"  new DB "
             f"sessions/op {ph.get('db_sessions_per_op', '-')}  discounted {ph['discounted']}"
             + (f"  {ph['error_kinds']}" if ph["errors"] else ""))
     return "\n".join(lines)
@@ -319,12 +340,15 @@ def render(results: dict[str, Any]) -> str:
     lines = [f"\ncontention run {results['stamp']} on {results['db']}, load average "
              f"{results['loadavg_before'][0]} -> {results['loadavg_after'][0]}; "
              f"{results['plan']['concurrency']} in flight in total, "
-             f"{results['plan']['seconds']:g} s per phase"]
+             f"{results['plan']['seconds']:g} s per phase, background in "
+             f"{results['plan'].get('background', 'process')}"]
     for op in PHASES:
         x = c[op]
         lines.append(f"  {op:<7} {c['to']} / {c['from']} processes: p99 x{x['p99_ratio']}, "
                      f"errors {x['errors'][0]} -> {x['errors'][1]}, API CPU per op "
-                     f"x{x['cpu_ratio']}")
+                     f"x{x['cpu_ratio']}"
+                     + (f", worker CPU per op x{x['worker_cpu_ratio']}"
+                        if "worker_cpu_ratio" in x else ""))
     lines.append(f"  goal (best p99 and errors within 2x of 1 process): "
                  f"{'met' if c['goal_met'] else 'NOT met'}"
                  + (f"; best grew x{c['best_growth_over_create_growth']} as much as plain create"
@@ -360,10 +384,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shards", type=int, default=ContentionPlan.shards)
     p.add_argument("--off", type=int, default=ContentionPlan.off, help="fen off per order")
     p.add_argument("--no-exhaust", action="store_true", help="skip the budget that runs out")
+    p.add_argument("--background", choices=server.BACKGROUNDS, default=ContentionPlan.background,
+                   help="worker: one `fulema worker` runs the background (production); "
+                        "process: every API process runs it")
     p.add_argument("--out", type=Path, default=RESULTS_DIR)
     a = p.parse_args(sys.argv[1:] if argv is None else argv)
     plan = ContentionPlan(processes=tuple(a.processes), concurrency=a.concurrency,
-                          seconds=a.seconds, shards=a.shards, off=a.off, exhaust=not a.no_exhaust)
+                          seconds=a.seconds, shards=a.shards, off=a.off, exhaust=not a.no_exhaust,
+                          background=a.background)
     results = asyncio.run(run(plan=plan, db=a.db, out_dir=a.out))
     return 0 if results.get("exhaustion", {}).get("overspent_fen", 0) == 0 else 1
 

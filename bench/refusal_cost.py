@@ -6,6 +6,10 @@ Why: under a 10x burst the refusals are most of the requests, so their CPU is ta
 accepted ones. `bench.limiter_cost` isolates the limiter in process; this measures the server
 process's CPU over an open-loop stream of requests that are all refused, less its idle CPU
 over the same seconds, per refusal. It also prints the refusals' p50/p99 and the load average.
+
+`at_the_front`: the same per-IP limit written into nginx's configuration (bench/front.py, the
+file `fulema gateway nginx-config` writes) in front of the server: the CPU per refusal is
+nginx's, and the server's beyond its idle use shows what reached Python.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import dbstats, server
+from bench import dbstats, front, server
 from bench.burst import Limits, Run, _spec, _start, server_cpu
 
 # Before the signature: the per-IP bucket refuses. After it: the app's create bucket does.
@@ -28,31 +32,53 @@ MODES = {
     "after_signature": Limits(app_rate=0.1, app_burst=1, app_concurrency=100_000,
                               ip_rate=1e6, global_rate=1e6),
 }
+# The per-IP limit again, refused by nginx in front (the server behind it keeps the limit).
+MODES["at_the_front"] = MODES["before_signature"]
 
 
 async def measure(run: Run, mode: str, *, rate: float, seconds: float) -> dict[str, Any]:
     fulema = await _start(run, MODES[mode], mode)
     used: dict[str, Any] = {}
+    nginx_used: dict[str, Any] = {}
+    nginx = None
     try:
-        await run.gen(_spec(run, fulema, "A", f"W{mode[:1]}", mode="closed", concurrency=2,
+        if mode == "at_the_front":
+            nginx = await asyncio.to_thread(front.start, run.run_dir / "front",
+                                            MODES[mode].section(),
+                                            [f"127.0.0.1:{fulema.port}"])
+        entry = nginx or fulema
+        tag = {"before_signature": "b", "after_signature": "a", "at_the_front": "f"}[mode]
+        await run.gen(_spec(run, entry, "A", f"W{tag}", mode="closed", concurrency=2,
                             duration=1.0))  # warm: the first answers compile and cache
         with server_cpu(fulema, used, "idle"):
             await asyncio.sleep(3.0)
         with server_cpu(fulema, used, "refusing"):
-            result = await run.gen(_spec(run, fulema, "A", f"R{mode[:1]}", mode="open",
-                                         rate=rate, duration=seconds))
+            if nginx is not None:
+                with server_cpu(nginx, nginx_used, "refusing"):
+                    result = await run.gen(_spec(run, entry, "A", f"R{tag}", mode="open",
+                                                 rate=rate, duration=seconds))
+            else:
+                result = await run.gen(_spec(run, entry, "A", f"R{tag}", mode="open",
+                                             rate=rate, duration=seconds))
     finally:
+        if nginx is not None:
+            server.stop(nginx)
         server.stop(fulema)
     idle = used["idle"]["cpu_s"] / used["idle"]["wall_s"]
     busy = used["refusing"]
     refused = len(result.get("refused_ids", []))
     beyond = max(0.0, busy["cpu_s"] - idle * busy["wall_s"])
     lat = result.get("refused_latency_ms", {})
-    return {"mode": mode, "sent": result["sent"], "refused": refused, "ok": result["ok"],
-            "cpu_us_per_refusal": round(beyond / refused * 1e6, 1) if refused else None,
-            "cores_busy": round(busy["cpu_s"] / busy["wall_s"], 2),
-            "waiting_for_cpu": round(busy["runqueue_wait_s"] / busy["wall_s"], 2),
-            "refusal_p50_ms": lat.get("p50"), "refusal_p99_ms": lat.get("p99")}
+    row = {"mode": mode, "sent": result["sent"], "refused": refused, "ok": result["ok"],
+           "cpu_us_per_refusal": round(beyond / refused * 1e6, 1) if refused else None,
+           "cores_busy": round(busy["cpu_s"] / busy["wall_s"], 2),
+           "waiting_for_cpu": round(busy["runqueue_wait_s"] / busy["wall_s"], 2),
+           "refusal_p50_ms": lat.get("p50"), "refusal_p99_ms": lat.get("p99"),
+           "nginx_cpu_us_per_refusal": None}
+    if nginx_used and refused:
+        row["nginx_cpu_us_per_refusal"] = round(
+            nginx_used["refusing"]["cpu_s"] / refused * 1e6, 1)
+    return row
 
 
 async def run(*, rate: float, seconds: float) -> list[dict[str, Any]]:
@@ -64,7 +90,8 @@ async def run(*, rate: float, seconds: float) -> list[dict[str, Any]]:
         sandbox = server.start_sandbox(data_dir=run_dir / "data", log=run_dir / "sandbox.log")
         try:
             state = Run(run_dir, database_url, sandbox, ("", ""))
-            return [await measure(state, mode, rate=rate, seconds=seconds) for mode in MODES]
+            modes = [m for m in MODES if m != "at_the_front" or front.nginx_binary()]
+            return [await measure(state, mode, rate=rate, seconds=seconds) for mode in modes]
         finally:
             server.stop(sandbox)
 
@@ -83,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print("  {mode}: sent {sent}, refused {refused}, ok {ok}; {cpu_us_per_refusal} us of "
               "server CPU per refusal; {cores_busy} cores busy ({waiting_for_cpu} waiting for "
-              "a CPU); p50 {refusal_p50_ms} ms p99 {refusal_p99_ms} ms".format(**r))
+              "a CPU); p50 {refusal_p50_ms} ms p99 {refusal_p99_ms} ms".format(**r)
+              + (f"; nginx {r['nginx_cpu_us_per_refusal']} us of CPU per refusal"
+                 if r["nginx_cpu_us_per_refusal"] is not None else ""))
     return 0
 
 

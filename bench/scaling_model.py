@@ -39,18 +39,27 @@ class Inputs:
     # variant A (today's pool), 26 November 16:03-16:06 UTC
     api_cpu_ms_cycle: float = 47.0  # create, pay, callback, consumers, notification
     api_cpu_ms_query: float = 12.2
-    statements_cycle: float = 43.2  # counted in process on PostgreSQL (bench.calibrate, n=20)
+    # the background's CPU per cycle (dispatcher, consumers, notifications) when a `fulema
+    # worker` runs it; 0 when api_cpu_ms_cycle was measured with it in the API processes
+    worker_cpu_ms_cycle: float = 0.0
+    # Counts per cycle: 26 November 15:54 (bench.calibrate, n=20) and 16:03-16:06 UTC (live
+    # pg_stat_database): 43.2 statements and 12.7 commits, of which the consumers and the
+    # sequencer sent 12.7 and 4.6 in full rounds then; since batched, 1.58 and 0.64
+    # (bench.consumer_cost 19:34-19:36 UTC), so 43.2 - 12.7 + 1.6 and 12.7 - 4.6 + 0.6
+    statements_cycle: float = 32.1
     statements_query: float = 2.0
-    commits_cycle: float = 12.7  # live, pg_stat_database, the same A/B (consumers included)
+    commits_cycle: float = 8.7
     commits_query: float = 2.0  # the request's own two (run 20261125T144746Z)
     events_per_payment: float = 2.0  # outbox rows a payment publishes (bench.consumer_cost)
     # Serial work per payment, round trips (statements + 2 x commits) in full rounds (a
     # consumer that falls behind is handed 100 events a round: 50 payments), counted on
     # PostgreSQL by `python -m bench.consumer_cost --round 1 10 50 --payments 100` (26 November
-    # 15:55 UTC): the consumers that cost most per payment, and the sequencer
+    # 19:34-19:36 UTC): every consumer has a batch handler now; the busiest, and the sequencer
     serial_round_trips: dict[str, float] = field(default_factory=lambda: {
-        "marketing.settle": 7.16, "marketing.grant": 6.16, "billing.orders": 3.16,
-        "billing.donations": 3.16, "risk.monitor": 0.44, "(sequencer)": 0.28})
+        "risk.monitor": 0.42, "points.earn": 0.34, "marketing.settle": 0.26,
+        "messaging.speaker": 0.26, "messaging.fanout": 0.26, "marketing.grant": 0.24,
+        "ledger.postings": 0.24, "billing.orders": 0.20, "billing.donations": 0.20,
+        "(sequencer)": 0.30})
     # Seconds per round trip (latency, what a serial line waits, with the Python around it):
     # PostgreSQL on the same host or rack (0.3-0.6 ms measured here on a quiet day,
     # docs/performance.md); a distributed SQL statement inside a transaction (TiDB / TDSQL: a
@@ -61,8 +70,9 @@ class Inputs:
     # What one PostgreSQL primary sustains, pgbench TPC-B TPS (an assumption for a large
     # server: 32-64 cores with NVMe; this 2-vCPU box measured about 5,000)
     pgbench_one_primary: float = 30_000.0
-    source: str = ("defaults: bench.ab 16:03-16:06 UTC 26 November (load 7.8-9.3), "
-                   "bench.calibrate and bench.consumer_cost 15:54-15:58 UTC (counts)")
+    source: str = ("defaults: API CPU bench.ab 16:03-16:06 UTC 26 November (load 7.8-9.3, not "
+                   "remeasured); serial lines bench.consumer_cost 19:34-19:36 UTC (counts); "
+                   "statements and commits per cycle derived from both (see Inputs)")
 
 
 def design_rate(i: Inputs, scale: float = 1.0) -> float:
@@ -76,6 +86,7 @@ def per_payment(i: Inputs) -> dict[str, float]:
     statements = i.statements_cycle + q * i.statements_query
     commits = i.commits_cycle + q * i.commits_query
     return {"api_cpu_ms": i.api_cpu_ms_cycle + q * i.api_cpu_ms_query,
+            "worker_cpu_ms": i.worker_cpu_ms_cycle,
             "statements": statements, "commits": commits,
             "round_trips": statements + 2 * commits}
 
@@ -87,6 +98,7 @@ def model(i: Inputs, scale: float) -> dict[str, Any]:
         "scale": scale, "payments_per_day": i.merchants * i.payments_per_merchant_day * scale,
         "design_rate": rate,
         "api_cores": rate * p["api_cpu_ms"] / 1000 / i.utilisation,
+        "worker_cores": rate * p["worker_cpu_ms"] / 1000 / i.utilisation,
         "db_commits_per_s": rate * p["commits"],
         "db_statements_per_s": rate * p["statements"],
         "db_round_trips_per_s": rate * p["round_trips"],
@@ -136,6 +148,9 @@ def render(i: Inputs) -> str:
     row("design rate, payments/s", [_n(m["design_rate"]) for m in ms])
     row(f"API cores at {i.utilisation:.0%} ({_n(p['api_cpu_ms'])} ms per payment)",
         [_n(m["api_cores"]) for m in ms])
+    if i.worker_cpu_ms_cycle:
+        row(f"worker cores at {i.utilisation:.0%} ({_n(p['worker_cpu_ms'])} ms per payment)",
+            [_n(m["worker_cores"]) for m in ms])
     row(f"database commits/s ({_n(p['commits'])} per payment)",
         [_n(m["db_commits_per_s"]) for m in ms])
     row(f"database round trips/s ({_n(p['round_trips'])} per payment)",

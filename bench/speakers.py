@@ -52,6 +52,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.db import Database, StatementCounter
 from fulema.core.events import Dispatcher, publish
+from fulema.core.heap import freeze_startup_heap
 from fulema.core.ids import new_id
 from fulema.merchants import service as merchants
 from fulema.messaging import jobs as messaging_jobs
@@ -296,14 +298,16 @@ class Platform:
     process runs them; counted from `start_counting`."""
 
     def __init__(self, db: Database, url: str, prefix: str, mqtt_url: str, *,
-                 own_db: bool) -> None:
+                 own_db: bool, every_consumer: bool = False) -> None:
         self.settings = Settings(environment="test", database_url=url, run_background=False,
                                  seed_demo=False, speaker_mqtt_url=mqtt_url,
                                  speaker_topic_prefix=prefix, speaker_ack_timeout_seconds=2.0)
         self.db = db
         self.own_db = own_db
+        self.every_consumer = every_consumer
         self.tx = _transactions(db)
         self.tasks: list[asyncio.Task[None]] = []
+        self.stages: StageTrace | None = None
 
     def now(self) -> Counts:
         return Counts(_cpu(), StatementCounter.total, self.tx[0])
@@ -311,15 +315,27 @@ class Platform:
     async def start(self) -> None:
         import fulema.app  # noqa: F401 - registers every table
 
-        dispatcher = Dispatcher(self.db, messaging_jobs.consumers(self.settings),
-                                poll_seconds=0.5)
+        consumers = messaging_jobs.consumers(self.settings)
+        linger = 0.0
+        if self.every_consumer:  # the ledger, points, risk, billing... beside the speakers
+            from fulema.app import declared_consumers
+
+            consumers, linger = declared_consumers(self.settings)[0], 0.5
+        if os.environ.get("FULEMA_BENCH_STAGES"):  # where an announcement's time goes
+            self.stages = StageTrace(self.db)
+            consumers = [self.stages.watch(c) for c in consumers]
+        dispatcher = Dispatcher(self.db, consumers, poll_seconds=0.5, linger_seconds=linger)
         await dispatcher.register()
+        if self.stages is not None:
+            self.stages.attach(dispatcher)
         hub = SpeakerHub(self.db, self.settings)
         self._time_sends(hub)
         self.tasks = [asyncio.create_task(dispatcher.run_forever()),
                       asyncio.create_task(hub.run_forever())]
         transport: Any = hub.transport
         await asyncio.wait_for(transport.connected.wait(), 30)
+        if os.environ.get("FULEMA_GC_FREEZE", "true").lower() not in ("0", "false", "no"):
+            freeze_startup_heap()  # as the app's lifespan does (settings.gc_freeze)
 
     def _time_sends(self, hub: SpeakerHub) -> None:
         """Where the hub's time goes, per first send: recorded -> publish called, and the
@@ -333,6 +349,8 @@ class Platform:
             self.to_send.append(start - float(body.get("ts", start)))
             await send(speaker_id, body)
             self.publish.append(time.time() * 1000 - start)
+            if self.stages is not None:
+                self.stages.sent[str(body.get("order_id"))] = (start, time.time() * 1000)
 
         hub.transport.send = timed  # type: ignore[method-assign]
 
@@ -346,10 +364,150 @@ class Platform:
             await self.db.dispose()
 
 
+class StageTrace:
+    """With FULEMA_BENCH_STAGES=1, the platform process times each stage of an announcement's
+    path, per payment (all clocks are this machine's wall clock, in ms): paid (the event's
+    `paid_at`) -> the wake-up heard (NOTIFY) -> numbering started -> numbered (committed) ->
+    the speaker consumer's claim or resume started -> its batch read -> handler started ->
+    handler committed -> the hub calls publish -> PUBACK. It wraps the tree's dispatcher parts
+    (`core/events/sequencer.py`, `claims.py`); on another layout (`--base`) it times nothing."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.wakes: list[float] = []
+        self.numbering: list[tuple[float, float, int, int]] = []  # start, end, first, last
+        self.reads: list[tuple[float, float, int, int, str]] = []  # start, end, first, last
+        self.handled: dict[int, tuple[float, float, str, float]] = {}  # seq -> start, end,
+        self.sent: dict[str, tuple[float, float]] = {}  # order -> publish called, PUBACK
+        self.settles: list[tuple[float, float]] = []
+
+    @staticmethod
+    def ms() -> float:
+        return time.time() * 1000
+
+    def watch(self, consumer: Any) -> Any:
+        """The speaker consumer with its handlers timed (per event: start, commit)."""
+        import dataclasses
+
+        if consumer.name != "messaging.speaker":
+            return consumer
+        one, many = consumer.handler, consumer.batch_handler
+
+        def note(events: list[Any], start: float) -> None:
+            end = self.ms()
+            for e in events:
+                paid = datetime.fromisoformat(e.payload["paid_at"]).timestamp() * 1000
+                self.handled[e.seq] = (start, end, str(e.payload["order_id"]), paid)
+
+        async def timed_one(db: Database, event: Any) -> None:
+            start = self.ms()
+            await one(db, event)
+            note([event], start)
+
+        async def timed_many(db: Database, events: list[Any]) -> None:
+            start = self.ms()
+            await many(db, events)
+            note(events, start)
+
+        return dataclasses.replace(consumer, handler=timed_one,
+                                   batch_handler=timed_many if many else None)
+
+    def attach(self, dispatcher: Any) -> None:
+        sequencer = getattr(dispatcher, "sequencer", None)
+        if sequencer is None:
+            return
+        from fulema.core.events import claims
+
+        committed = self.db.committed
+        notify = committed.notify
+
+        def heard() -> None:
+            self.wakes.append(self.ms())
+            notify()
+
+        committed.notify = heard  # type: ignore[method-assign]
+        locked = sequencer._sequence_locked
+
+        async def numbering() -> int:
+            start = self.ms()
+            n = int(await locked())
+            if n:
+                head = dispatcher.positions.head
+                self.numbering.append((start, self.ms(), head - n + 1, head))
+            return n
+
+        sequencer._sequence_locked = numbering
+        for kind in ("claim", "resume"):
+            self._time_read(claims, kind)
+        settle = claims.settle
+
+        async def timed_settle(*a: Any, **kw: Any) -> Any:
+            start = self.ms()
+            try:
+                return await settle(*a, **kw)
+            finally:
+                if a[1].name == "messaging.speaker":
+                    self.settles.append((start, self.ms()))
+
+        claims.settle = timed_settle  # type: ignore[assignment]
+
+    def _time_read(self, claims: Any, kind: str) -> None:
+        original = getattr(claims, kind, None)
+        if original is None:  # a layout without it (resume: before leases were kept)
+            return
+
+        async def timed(db: Database, consumer: Any, **kw: Any) -> Any:
+            start = self.ms()
+            got = await original(db, consumer, **kw)
+            if consumer.name == "messaging.speaker" and got is not None and got[1]:
+                self.reads.append((start, self.ms(), got[1][0].seq, got[1][-1].seq, kind))
+            return got
+
+        setattr(claims, kind, timed)
+
+    def report(self, out: Any) -> None:
+        """Each stage's percentiles over the run's payments, and the slowest payments'
+        stages one by one."""
+        import bisect
+
+        wakes = sorted(self.wakes)
+        rows: list[dict[str, float]] = []
+        for seq, (h0, h1, order, paid) in self.handled.items():
+            numbered = next((n for n in self.numbering if n[2] <= seq <= n[3]), None)
+            read = next((r for r in self.reads if r[2] <= seq <= r[3]), None)
+            if numbered is None or read is None:
+                continue
+            i = bisect.bisect_left(wakes, paid)
+            woke = wakes[i] if i < len(wakes) else float("nan")
+            sent = self.sent.get(order, (float("nan"), float("nan")))
+            rows.append({"paid->woken": woke - paid, "woken->numbering": numbered[0] - woke,
+                         "numbering": numbered[1] - numbered[0],
+                         "numbered->read started": read[0] - numbered[1],
+                         "read (claim/resume)": read[1] - read[0],
+                         "read->handler": h0 - read[1], "handler": h1 - h0,
+                         "handler->publish": sent[0] - h1, "publish->PUBACK": sent[1] - sent[0],
+                         "paid->handler committed": h1 - paid})
+        if not rows:
+            print("stages: nothing traced", file=out, flush=True)
+            return
+        print(f"stages of {len(rows)} payments (ms; claims {sum(r[4] == 'claim' for r in self.reads)},"
+              f" resumes {sum(r[4] == 'resume' for r in self.reads)}, settles "
+              f"{summary([b - a for a, b in self.settles])}):", file=out)
+        for key in rows[0]:
+            print(f"  {key:<24} {summary([r[key] for r in rows if r[key] == r[key]])}", file=out)
+        worst = sorted(rows, key=lambda r: -r["paid->handler committed"])[:max(3, len(rows) // 100)]
+        print("  slowest:", file=out)
+        for r in worst:
+            print("   " + " ".join(f"{k.split('->')[-1][:9]}={v:.0f}" for k, v in r.items()),
+                  file=out)
+        out.flush()
+
+
 async def platform_worker(args: argparse.Namespace) -> None:
     """The platform in a process of its own (PostgreSQL): "ready" once connected, counts
     from "go" to "stop" on standard input, then prints them as JSON and exits."""
-    platform = Platform(Database(args.url), args.url, args.prefix, args.mqtt_url, own_db=True)
+    platform = Platform(Database(args.url), args.url, args.prefix, args.mqtt_url, own_db=True,
+                        every_consumer=args.all_consumers)
     await platform.start()
     loop = asyncio.get_running_loop()
     print("ready", flush=True)
@@ -365,6 +523,8 @@ async def platform_worker(args: argparse.Namespace) -> None:
     spent = platform.now().minus(zero)
     print(f"recorded -> hub publishes {summary(platform.to_send)}; "
           f"publish until PUBACK {summary(platform.publish)}", file=sys.stderr, flush=True)
+    if platform.stages is not None:
+        platform.stages.report(sys.stderr)
     if profile is not None:
         import pstats
 
@@ -496,12 +656,14 @@ class Bench:
         if in_process:
             # one database, woken in process (SQLite, the embedded default)
             platform = Platform(self.db, self.url, self.prefix, self.broker.platform_url(),
-                                own_db=False)
+                                own_db=False, every_consumer=self.args.all_consumers)
             await platform.start()
             zero = platform.now()
         else:
             worker = await spawn("--platform-worker", "--url", self.url, "--prefix", self.prefix,
-                                 "--mqtt-url", self.broker.platform_url(), src=src)
+                                 "--mqtt-url", self.broker.platform_url(),
+                                 *(["--all-consumers"] if self.args.all_consumers else []),
+                                 src=src)
             assert worker.stdout is not None
             assert worker.stdin is not None
             while (line := await asyncio.wait_for(worker.stdout.readline(), 60)).strip() \
@@ -690,6 +852,9 @@ def main() -> None:
     p.add_argument("--device-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--rtt-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--db-rtt-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--all-consumers", action="store_true",
+                   help="the platform runs every declared consumer with the app's linger, as "
+                        "`fulema worker` does (else only the message center's)")
     p.add_argument("--platform-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--private", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)

@@ -12,6 +12,12 @@ PY=${PYTHON:-python3}
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1) || echo "chromium could not be installed: browser tests will skip"
 fi
+# nginx in front of the app (tests/gateway/test_front_nginx.py, bench.burst --front nginx): Debian's,
+# as a bank's gateway host would have it; RUNLEVEL=1 keeps the package from starting its own
+# server on port 80 (the tests start theirs on free ports). Without it those tests skip and say why.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    RUNLEVEL=1 apt-get install -y -q nginx >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && RUNLEVEL=1 apt-get install -y -q nginx >/dev/null 2>&1) || echo "nginx could not be installed: the front's tests will skip"
+fi
 # A Chinese font, so the pages' screenshots show Chinese rather than empty boxes (small: 5 MB)
 if ! fc-list :lang=zh 2>/dev/null | grep -q . && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get install -y -q fonts-wqy-microhei >/dev/null 2>&1 || echo "no Chinese font: screenshots show boxes for Chinese"

@@ -56,6 +56,10 @@ async def _ensure_database(url: str) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist, point this worker at its own databases (the URLs of its processes,
     the CLI tests' subprocesses included, follow the variables)."""
+    # A served process freezes its startup heap (FULEMA_GC_FREEZE); a test process starts
+    # hundreds of apps, and what each froze would never be collected. Tests that mean to
+    # freeze say so (tests/unit/test_heap_freeze.py).
+    os.environ.setdefault("FULEMA_GC_FREEZE", "false")
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if not worker:
         return
@@ -136,6 +140,7 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(environment="test", public_base_url="http://testserver", data_dir=tmp_path,
                     database_url=f"sqlite+aiosqlite:///{tmp_path / 'test.db'}",
                     operator_token="test-operator", run_background=False, seed_demo=False,
+                    gc_freeze=False,  # a test process builds many apps: let them be collected
                     # the merchants' notify receivers in tests live on the ASGI app's host
                     outbound_allow_hosts=["testserver"],
                     # the cheapest argon2 the setting allows: tests log in often

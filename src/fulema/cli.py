@@ -20,6 +20,7 @@ from fulema.cli_dr import dr_app
 from fulema.core.channel_settings import ConfigurationError
 from fulema.core.config import Settings, get_settings
 from fulema.core.logs import configure_logging
+from fulema.gateway.cli import gateway_app
 from fulema.merchants import users_cli as merchant_users_cli
 from fulema.operators import cli as operators_cli
 
@@ -31,6 +32,7 @@ app.add_typer(dr_app, name="dr")
 keys_app = typer.Typer(help="Encryption at rest: the keyring (docs/security.md)",
                        no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(gateway_app, name="gateway")  # fulema gateway nginx-config
 operators_cli.install(app, get_settings)  # fulema operator ..., fulema audit verify
 merchant_users_cli.install(app, get_settings)  # fulema merchant-user create
 
@@ -97,19 +99,15 @@ def sandbox(name: str = typer.Argument(help="wechat, alipay, unionpay, ecny or b
 
 @app.command()
 def worker() -> None:
-    """Run the scheduler and outbox dispatcher without serving HTTP (production)."""
-    from fulema.app import create_app
-    from fulema.ops.worker import background_tasks
+    """Run the event dispatcher, the scheduled jobs and the speaker hub without serving HTTP
+    (production, beside API processes started with FULEMA_RUN_BACKGROUND=false). Stops
+    cleanly on SIGTERM: loops cancelled, job leases released."""
+    from fulema.ops.worker import run_worker
 
-    settings = _checked(get_settings().model_copy(update={"seed_demo": False}))
+    settings = _checked(get_settings().model_copy(update={"seed_demo": False,
+                                                          "run_background": True}))
     configure_logging(settings)
-
-    async def run() -> None:
-        application = create_app(settings)
-        tasks = background_tasks(application)
-        await asyncio.gather(*tasks)
-
-    asyncio.run(run())
+    asyncio.run(run_worker(settings))
 
 
 @app.command()

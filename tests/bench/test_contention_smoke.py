@@ -28,9 +28,11 @@ async def test_tiny_run_on_sqlite_reports_each_process_count_and_overspends_noth
     for r in results["runs"]:
         assert set(r["phases"]) == set(PHASES)
         assert len(r["pids"]) == r["processes"]
+        assert r["background"] == "worker"  # the production shape, by default
         for ph in r["phases"].values():
             assert ph["ok"] > 0, ph
             assert ph["api_cpu_ms_per_op"] > 0
+            assert ph["worker_cpu_ms_per_op"] > 0  # the worker handled the orders' events
             assert set(ph["latency_ms"]) >= {"p50", "p99"}
         # a budget that cannot run out: every best-discount order got the campaign's discount
         assert r["phases"]["best"]["discounted"] == r["phases"]["best"]["ok"]

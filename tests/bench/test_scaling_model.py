@@ -25,8 +25,13 @@ def test_todays_bank_is_217_payments_a_second_at_the_design_rate() -> None:
 def test_a_payment_is_its_cycle_and_its_queries() -> None:
     i = Inputs(api_cpu_ms_cycle=10, api_cpu_ms_query=1, statements_cycle=20, statements_query=2,
                commits_cycle=5, commits_query=2, queries_per_payment=2)
-    assert per_payment(i) == {"api_cpu_ms": 12, "statements": 24, "commits": 9,
-                              "round_trips": 42}
+    assert per_payment(i) == {"api_cpu_ms": 12, "worker_cpu_ms": 0, "statements": 24,
+                              "commits": 9, "round_trips": 42}
+    # the background in a worker: its CPU is its own figure, sized apart from the API's
+    split = Inputs(api_cpu_ms_cycle=6, api_cpu_ms_query=1, worker_cpu_ms_cycle=3)
+    assert per_payment(split)["worker_cpu_ms"] == 3
+    assert model(split, 1)["worker_cores"] == pytest.approx(216.67 * 3 / 1000 / 0.6, abs=0.01)
+    assert "worker cores at 60% (3.0 ms per payment)" in render(split)
 
 
 def test_the_first_serial_line_past_one_is_named_and_none_below() -> None:

@@ -28,7 +28,7 @@ import pytest
 from fulema.core.channel_settings import RateLimitSection
 from fulema.core.config import Settings
 from fulema.core.db import Database
-from tests.channels.live_server import free_port, serve
+from tests.channels.live_server import bound_socket, serve
 
 CHROMIUM = os.environ.get("FULEMA_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("FULEMA_TEST_ARTIFACTS", "artifacts")) / "screenshots"
@@ -73,8 +73,8 @@ def live_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
     from fulema.app import create_app
 
     tmp = tmp_path_factory.mktemp("site")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    sock = bound_socket()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     settings = Settings(environment="development", public_base_url=url, data_dir=tmp,
                         database_url=f"sqlite+aiosqlite:///{tmp / 'site.db'}",
                         operator_token="browser-test-operator-token-0123456789",
@@ -92,7 +92,7 @@ def live_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
         await db.dispose()
 
     asyncio.run(create())
-    with serve(create_app(settings), port=port):
+    with serve(create_app(settings), sock=sock):
         yield LiveSite(url=url, settings=settings)
 
 

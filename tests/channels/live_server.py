@@ -15,30 +15,53 @@ import uvicorn
 
 
 def free_port() -> int:
+    """A port free now; another process may take it before it is used (bound_socket does not
+    have that race, so servers this module starts use it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
 
 
+def bound_socket() -> socket.socket:
+    """A socket already bound to a free local port, for a server to listen on: the port is
+    ours from the moment it is chosen, where `free_port` leaves a gap in which another of the
+    suite's processes can take it (a CI run once lost a module of browser tests that way, or
+    to a slow start; `serve` now tells the two apart)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+# A busy CI machine (every xdist worker running tests at once) has taken more than 10 s to
+# run an app's lifespan (a demo seed on SQLite); a server that never comes up still fails,
+# only later.
+START_SECONDS = 60.0
+
+
 @contextlib.contextmanager
-def serve(app: Any, port: int | None = None) -> Iterator[str]:
+def serve(app: Any, sock: socket.socket | None = None) -> Iterator[str]:
     """http://127.0.0.1:PORT while the block runs; the server's lifespan runs too."""
-    port = port or free_port()
+    sock = sock or bound_socket()
+    port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    started = time.monotonic()
     thread.start()
-    deadline = time.monotonic() + 10
     while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test server did not start")
+        if not thread.is_alive():
+            raise RuntimeError("test server stopped before it started (see its log above)")
+        if time.monotonic() - started > START_SECONDS:
+            raise RuntimeError(f"test server did not start within {START_SECONDS:.0f} s")
         time.sleep(0.02)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(10)
+        sock.close()
 
 
 class Inbox:

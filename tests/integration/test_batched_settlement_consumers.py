@@ -7,13 +7,12 @@ a round of ordinary payments costs the same few statements whether it holds 3 or
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from fulema.billing import jobs as billing_jobs
 from fulema.billing.models import BillPayment, CharityProject, Donation
@@ -24,11 +23,7 @@ from fulema.core.events import (
     Consumer,
     ConsumerState,
     DeadLetter,
-    Dispatcher,
-    Event,
-    EventReceipt,
     OutboxEvent,
-    publish,
 )
 from fulema.core.money import Money
 from fulema.core.payer_ids import event_fields
@@ -48,11 +43,9 @@ from fulema.marketing.models import (
 from fulema.ops import monitoring
 from fulema.points import service as points
 from fulema.points.models import PointAccount, PointEarning, PointHold, PointLot, PointMovement
-from tests.integration.test_outbox_batched_consumers import NOON
+from tests.integration.batches import NOON, Snapshot, Topics, events_of, one_by_one, through_dispatcher, wipe
 from tests.marketing import factories
 
-Snapshot = dict[str, list[tuple[Any, ...]]]
-Topics = list[tuple[str, dict[str, Any]]]
 MCH = "mch_1"
 
 
@@ -65,44 +58,6 @@ def consumer_of(consumers: list[Consumer], name: str) -> Consumer:
 def paid(order_id: str, payer: str | None, amount: int = 10_000, **extra: Any) -> dict[str, Any]:
     return {"order_id": order_id, "merchant_id": MCH, "amount": amount,
             "payable_amount": amount, "channel": "wechat", **event_fields(payer), **extra}
-
-
-def events_of(traffic: Topics, prefix: str = "evt") -> list[Event]:
-    return [Event(id=f"{prefix}-{i}", topic=t, payload=p) for i, (t, p) in enumerate(traffic)]
-
-
-async def one_by_one(db: Database, consumer: Consumer, traffic: Topics) -> None:
-    for event in events_of(traffic):
-        await consumer.handler(db, event)
-
-
-async def through_dispatcher(db: Database, consumer: Consumer, traffic: Topics, name: str
-                             ) -> list[int]:
-    """Publish the traffic (one commit each) and drain it through a fresh consumer whose batch
-    handler is watched; the size of each round it was given."""
-    sizes: list[int] = []
-    batch = consumer.batch_handler
-    assert batch is not None
-
-    async def watched(d: Database, events: list[Event]) -> None:
-        sizes.append(len(events))
-        await batch(d, events)
-
-    for topic, payload in traffic:
-        async with db.transaction() as s:
-            publish(s, topic, payload)
-        clock.advance(timedelta(milliseconds=1))
-    d = Dispatcher(db, [dataclasses.replace(consumer, name=name, batch_handler=watched,
-                                            max_attempts=1)])
-    await d.register()
-    await d.drain()
-    return sizes
-
-
-async def wipe(db: Database, models: list[type]) -> None:
-    async with db.transaction() as s:
-        for model in [*models, EventReceipt, DeadLetter, OutboxEvent]:
-            await s.execute(delete(model))
 
 
 async def stopped_at(db: Database, name: str) -> tuple[int, bool, list[str]]:
@@ -221,7 +176,7 @@ async def test_marketing_settle_batches_equal_the_event_by_event_path(
     traffic = settle_traffic()
 
     await discounted_orders(db, settings)
-    await one_by_one(db, consumer, traffic)
+    await one_by_one(db, consumer.handler, traffic)
     expected = await settle_snapshot(db)
     # what the traffic did, as a user reads it: o1 paid, o2 released, o3's coupon and points
     # back, o4 paid and partly refunded, o5 and o6 taken again after their close
@@ -253,7 +208,7 @@ async def test_marketing_settle_batches_equal_the_event_by_event_path(
         partial = await settle_snapshot(db)
         await wipe(db, SETTLE_MODELS)
         await discounted_orders(db, settings)
-        await one_by_one(db, consumer, traffic[:cut])
+        await one_by_one(db, consumer.handler, traffic[:cut])
         assert await settle_snapshot(db) == partial
         assert partial != expected
 
@@ -302,7 +257,7 @@ async def test_marketing_grant_batches_equal_the_event_by_event_path(
     traffic = grant_traffic()
 
     await grant_world(db)
-    await one_by_one(db, consumer, traffic)
+    await one_by_one(db, consumer.handler, traffic)
     expected = await grant_snapshot(db)
     assert ("grant A", 6) in expected["issued"]  # payers' limits and the quantity count
     assert ("grant B", 0) in expected["issued"]  # wechat payments: not in its channel scope
@@ -394,7 +349,7 @@ async def test_billing_batches_equal_the_event_by_event_path(
         traffic = [t for t in traffic if t[0].startswith("payment.")]
 
     await billing_world(db)
-    await one_by_one(db, consumer, traffic)
+    await one_by_one(db, consumer.handler, traffic)
     expected = await billing_snapshot(db)
     if name == "billing.orders":
         assert [b[:2] for b in expected["bills"]] == [
@@ -426,7 +381,7 @@ async def test_billing_batches_equal_the_event_by_event_path(
         partial = await billing_snapshot(db)
         await wipe(db, BILLING_MODELS)
         await billing_world(db)
-        await one_by_one(db, consumer, traffic[:cut])
+        await one_by_one(db, consumer.handler, traffic[:cut])
         assert await billing_snapshot(db) == partial
         assert partial != expected
     else:
@@ -465,7 +420,7 @@ async def test_ops_metrics_batches_count_what_the_events_count(sqlite_db: Databa
     traffic += [("payment.failed", paid("mf", None)), ("payment.closed", paid("mc", None)),
                 ("refund.succeeded", {"order_id": "m1", "refund_id": "r"})]
     before = _counted()
-    await one_by_one(db, consumer, traffic)
+    await one_by_one(db, consumer.handler, traffic)
     middle = _counted()
     assert consumer.batch_handler is not None
     await consumer.batch_handler(db, events_of(traffic))

@@ -6,34 +6,22 @@ is dead-lettered on its own while every other event of the round is still handle
 from __future__ import annotations
 
 import collections
-import dataclasses
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.db import Database
 from fulema.core.events import (
-    Consumer,
     DeadLetter,
-    Dispatcher,
     Event,
-    EventReceipt,
-    OutboxEvent,
-    publish,
 )
 from fulema.core.payer_ids import event_fields
 from fulema.points import jobs as points_jobs
 from fulema.points.models import PointAccount, PointEarning, PointLot, PointMovement
 from fulema.risk import monitor
 from fulema.risk.models import RiskAlert, RiskDailyStat, RiskTxn
-
-NOON = datetime(2026, 3, 20, 4, 0, tzinfo=UTC)  # 12:00 in Beijing
-Snapshot = dict[str, list[tuple[Any, ...]]]
-Topics = list[tuple[str, dict[str, Any]]]
+from tests.integration.batches import NOON, Snapshot, Topics, one_by_one, through_dispatcher, wipe
 
 
 def risk_traffic() -> Topics:
@@ -118,41 +106,6 @@ def _left(lots: list[PointLot], keys: dict[str, str]) -> dict[str, int]:
     return dict(left)
 
 
-async def reset(db: Database, models: list[type]) -> None:
-    async with db.transaction() as s:
-        for model in [*models, EventReceipt, DeadLetter, OutboxEvent]:
-            await s.execute(delete(model))
-
-
-async def one_by_one(db: Database, handle: Callable[[Database, Event], Awaitable[None]],
-                     traffic: Topics) -> None:
-    for i, (topic, payload) in enumerate(traffic):
-        await handle(db, Event(id=f"evt-{i}", topic=topic, payload=payload))
-
-
-async def through_dispatcher(db: Database, consumer: Consumer, traffic: Topics,
-                             name: str) -> list[int]:
-    """Publish the traffic (one commit each, in order) and drain it through a fresh consumer
-    whose batch handler is watched; returns the size of each batch it was given."""
-    sizes: list[int] = []
-    assert consumer.batch_handler is not None
-    batch = consumer.batch_handler
-
-    async def watched(d: Database, events: list[Event]) -> None:
-        sizes.append(len(events))
-        await batch(d, events)
-
-    for topic, payload in traffic:
-        async with db.transaction() as s:
-            publish(s, topic, payload)
-        clock.advance(timedelta(milliseconds=1))
-    d = Dispatcher(db, [dataclasses.replace(consumer, name=name, batch_handler=watched,
-                                            max_attempts=1)])
-    await d.register()
-    await d.drain()
-    return sizes
-
-
 async def test_risk_monitor_batches_equal_the_event_by_event_path(db: Database) -> None:
     clock.freeze(NOON)
     models: list[type] = [RiskDailyStat, RiskTxn, RiskAlert]
@@ -164,12 +117,12 @@ async def test_risk_monitor_batches_equal_the_event_by_event_path(db: Database) 
     expected = await risk_snapshot(db)
     assert {a[0] for a in expected["alerts"]} == {"refund_rate", "many_reviews",
                                                   "channel_success_drop"}
-    await reset(db, models)
+    await wipe(db, models)
 
     sizes = await through_dispatcher(db, consumer, traffic, "test.monitor1")
     assert sizes == [len(traffic)]  # one round, one transaction
     assert await risk_snapshot(db) == expected
-    await reset(db, models)
+    await wipe(db, models)
 
     # one poisoned event in the middle of the round: dead-lettered alone, the rest handled once
     poisoned = [*traffic[:12], POISON_RISK, *traffic[12:]]
@@ -189,7 +142,7 @@ async def test_a_redelivered_risk_batch_changes_nothing(db: Database) -> None:
     once = await risk_snapshot(db)
     await monitor.handle_batch(db, events)
     assert await risk_snapshot(db) == once
-    await reset(db, [RiskDailyStat, RiskTxn, RiskAlert])
+    await wipe(db, [RiskDailyStat, RiskTxn, RiskAlert])
     await one_by_one(db, monitor.handle, risk_traffic())
     assert await risk_snapshot(db) == once
 
@@ -208,18 +161,18 @@ async def test_points_batches_equal_the_event_by_event_path(db: Database,
     expected = await points_snapshot(db)
     assert "wechat:payer-1" in {a[0] for a in expected["accounts"]}
     assert any(m[1] == "CLAWBACK" for m in expected["movements"])
-    await reset(db, models)
+    await wipe(db, models)
 
     sizes = await through_dispatcher(db, consumer, traffic, "test.points1")
     assert sizes == [len(traffic)]
     assert await points_snapshot(db) == expected
     # redelivered: the receipts hold, nothing is earned twice
     events = [Event(id=f"evt-{i}", topic=t, payload=p) for i, (t, p) in enumerate(traffic)]
-    await reset(db, models)
+    await wipe(db, models)
     await batch(db, events)
     await batch(db, events)
     assert await points_snapshot(db) == expected
-    await reset(db, models)
+    await wipe(db, models)
 
     poisoned = [*traffic[:5], POISON_POINTS, *traffic[5:]]
     sizes = await through_dispatcher(db, consumer, poisoned, "test.points2")

@@ -11,18 +11,14 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
-import httpx
-from fastapi import FastAPI
 from sqlalchemy import select
 
-from fulema.app import create_app
 from fulema.core.clock import clock
 from fulema.core.config import Settings
 from fulema.core.db import Database
-from fulema.merchants import service as merchants
 from fulema.ops.worker import run_all_once
 from fulema.payments.models import Order
-from tests.payments.conftest import Platform, Receiver
+from tests.payments.conftest import Platform, built_platform
 
 OPS = {"Authorization": "Bearer test-operator"}
 SUPPLEMENT = {"contact_email": "zhangsan@example.com", "service_phone": "0571-88886666",
@@ -40,20 +36,9 @@ RICH = {"wechat": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o", "alipay": "2088102146225135",
 @asynccontextmanager
 async def onboarding_platform(db: Database, settings: Settings) -> AsyncIterator[Platform]:
     """The whole app over HTTP with every channel enabled and the demo merchant onboarded."""
-    settings = settings.model_copy(update={"enabled_channels": ["wechat", "alipay", "unionpay",
-                                                             "ecny", "bankpay"]})
-    transport = httpx.ASGITransport(app=FastAPI())
-    http = httpx.AsyncClient(transport=transport, base_url="http://testserver")
-    app = create_app(settings, db=db, http=http)
-    transport.app = app
-    receiver = Receiver()
-    app.add_api_route("/merchant/notify", receiver.handle, methods=["POST"])
-    demo = await merchants.onboard_demo_merchant(db, settings=settings)
-    try:
-        yield Platform(app=app, http=http, db=db, settings=settings, receiver=receiver,
-                       merchant_id=demo.merchant_id)
-    finally:
-        await http.aclose()
+    async with built_platform(db, settings, ["wechat", "alipay", "unionpay", "ecny",
+                                             "bankpay"]) as p:
+        yield p
 
 
 def sandbox_state(p: Platform, channel: str) -> Any:

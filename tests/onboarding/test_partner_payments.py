@@ -7,10 +7,14 @@ suspended: test_partner_channels, for every channel)."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
-from fulema.channels.base import CallbackKind, CallbackResult, TradeState
+from fulema.channels.base import CallbackKind, CallbackResult, TradeResult, TradeState
 from fulema.core.errors import FulemaError
-from fulema.payments.callback_routing import check_sub_merchant
+from fulema.core.money import Money
+from fulema.payments import service as payments
+from fulema.payments.callback_routing import SubMerchantCheck, sub_merchant_check
+from fulema.payments.models import OrderEvent
 from tests.onboarding.helpers import (
     OPS,
     RICH,
@@ -89,23 +93,45 @@ async def test_a_registered_merchant_pays_in_the_alipay_partner_form(platform: P
 
 
 async def test_a_callback_for_another_sub_merchant_is_refused(platform: Platform) -> None:
+    """The check runs on the order locked to apply the result: a success named for another
+    sub-merchant (or for none) is refused and writes nothing; the order's own is applied."""
     p = platform
     sub = await registered(p, "wechat")
     order = (await p.order(channel="wechat")).json()
+    deps = p.app.state.payments
+    paid = TradeResult(state=TradeState.SUCCESS, channel_trade_no="4200000001",
+                       amount=Money(order["amount"]), currency="CNY")
 
-    def callback(named: str | None) -> CallbackResult:
-        return CallbackResult(kind=CallbackKind.PAYMENT, order_id=order["order_id"],
-                              sub_merchant_id=named, names_sub_merchant=True)
+    def check(named: str | None) -> SubMerchantCheck:
+        found = sub_merchant_check(CallbackResult(
+            kind=CallbackKind.PAYMENT, order_id=order["order_id"], sub_merchant_id=named,
+            names_sub_merchant=True))
+        assert found is not None
+        return found
 
-    await check_sub_merchant(p.db, callback(sub))  # the order's own: passes
     for wrong in ("1999999999", None):
         with pytest.raises(FulemaError) as refused:
-            await check_sub_merchant(p.db, callback(wrong))
+            await payments.apply_trade_result(deps, order_id=order["order_id"], result=paid,
+                                              source="callback", check=check(wrong))
         assert refused.value.code == "CALLBACK_INVALID"
-    # the callback route answers WeChat's failure ack and applies nothing
-    await p.settle_background(rounds=1)
-    assert (await p.call("GET", f"/api/v1/orders/{order['order_id']}")).json()["status"] == \
-        "PAYING"
+        assert "1999999999" in refused.value.message or "(none)" in refused.value.message
+    view = (await p.call("GET", f"/api/v1/orders/{order['order_id']}")).json()
+    assert view["status"] == "PAYING"  # nothing applied, nothing half-written
+    assert await events_of(p, order["order_id"]) == ["CREATED", "CHANNEL_ACCEPTED"]
+
+    applied = await payments.apply_trade_result(deps, order_id=order["order_id"], result=paid,
+                                                source="callback", check=check(sub))
+    assert applied.status == "SUCCESS"
+    # a notification that names no sub-merchant (Alipay's form) needs no check
+    assert sub_merchant_check(CallbackResult(kind=CallbackKind.PAYMENT,
+                                             order_id=order["order_id"])) is None
+
+
+async def events_of(p: Platform, order_id: str) -> list[str]:
+    async with p.db.transaction() as s:
+        rows = await s.scalars(select(OrderEvent.kind).where(OrderEvent.order_id == order_id)
+                               .order_by(OrderEvent.at, OrderEvent.id))
+        return list(rows.all())
 
 
 SUB_APPID = "wx0123456789abcdef"

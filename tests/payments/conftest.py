@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,9 +91,12 @@ class Platform:
         raise AssertionError(f"order {order_id} is {view.get('status')}, never {status}")
 
 
-@pytest.fixture
-async def platform(db: Database, settings: Settings) -> AsyncIterator[Platform]:
-    settings = settings.model_copy(update={"enabled_channels": ["wechat", "bankpay"]})
+@asynccontextmanager
+async def built_platform(db: Database, settings: Settings, channels: list[str]
+                         ) -> AsyncIterator[Platform]:
+    """The whole app over HTTP with `channels` enabled and the demo merchant onboarded: the one
+    builder the payments and onboarding fixtures share."""
+    settings = settings.model_copy(update={"enabled_channels": channels})
     transport = httpx.ASGITransport(app=FastAPI())
     http = httpx.AsyncClient(transport=transport, base_url="http://testserver")
     app = create_app(settings, db=db, http=http)
@@ -100,6 +104,14 @@ async def platform(db: Database, settings: Settings) -> AsyncIterator[Platform]:
     receiver = Receiver()
     app.add_api_route("/merchant/notify", receiver.handle, methods=["POST"])
     demo = await merchants.onboard_demo_merchant(db, settings=settings)
-    yield Platform(app=app, http=http, db=db, settings=settings, receiver=receiver,
-                   merchant_id=demo.merchant_id)
-    await http.aclose()
+    try:
+        yield Platform(app=app, http=http, db=db, settings=settings, receiver=receiver,
+                       merchant_id=demo.merchant_id)
+    finally:
+        await http.aclose()
+
+
+@pytest.fixture
+async def platform(db: Database, settings: Settings) -> AsyncIterator[Platform]:
+    async with built_platform(db, settings, ["wechat", "bankpay"]) as p:
+        yield p

@@ -88,7 +88,7 @@ JSON_SAMPLES: dict[str, Any] = {
     "outbound_allow_hosts": ["notify-test.bank.example"], "outbound_allow_loopback": False,
     "ua_markers": {"bankpay": ["MyBankApp"]},
     "payer_code_rules": {"bankpay": {"prefixes": ["88"], "lengths": [18]}},
-    "trusted_proxies": ["10.1.2.3"],
+    "trusted_proxies": ["10.1.2.3"], "worker_consumers": ["messaging.*"],
     "dr_nodes": ["postgresql://postgres@db1:5432/f", "postgresql://postgres@db2:5432/f"],
     "crypto_previous_master_keys": {"m0": "MDEyMzQ1Njc4OWFiY2RlZg=="},
 }
@@ -157,7 +157,7 @@ def test_nothing_but_the_entry_points_reads_the_environment() -> None:
     """Settings() / get_settings() only where a process starts: the app factory, the CLI, the
     benchmark; and the sandboxes until they have their own configuration (issue 7, part 3)."""
     allowed = {"src/fulema/app.py", "src/fulema/cli.py", "src/fulema/cli_dr.py",
-               "src/fulema/core/config.py"}
+               "src/fulema/gateway/cli.py", "src/fulema/core/config.py"}
     call = re.compile(r"\b\w*(?:Settings|Section)\(\)|\bget_settings\(\)|os\.environ|os\.getenv")
     offenders = []
     for path in sorted((ROOT / "src" / "fulema").rglob("*.py")):

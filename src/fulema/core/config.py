@@ -152,6 +152,13 @@ class Settings(BaseSettings):
     channel_timeout_seconds: float = 10.0
 
     run_background: bool = True  # scheduler + outbox dispatcher in process (embedded default)
+    # after startup, move what the process built (app, compiled statements, keys) out of the
+    # cyclic collector's sight, so a full collection scans only what requests make (app.py)
+    gc_freeze: bool = True
+    # the event consumers this process's dispatcher serves (fnmatch patterns of their names;
+    # empty: all): a worker of the message center's own keeps the speakers off the CPU the
+    # ledger, points and risk rounds take (docs/messaging.md, Latency)
+    worker_consumers: list[str] = Field(default_factory=list)
     seed_demo: bool = True
     mount_sandbox: bool = True
 

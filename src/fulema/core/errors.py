@@ -25,6 +25,7 @@ class ErrorCode(StrEnum):
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
     RATE_LIMITED = "RATE_LIMITED"
     OVERLOADED = "OVERLOADED"
+    UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
     # gateway: signing and replay
     SIGNATURE_MISSING = "SIGNATURE_MISSING"
     SIGNATURE_INVALID = "SIGNATURE_INVALID"
@@ -169,6 +170,11 @@ _META: dict[ErrorCode, tuple[int, str]] = {
                              "done. Retry after the Retry-After header's seconds."),
     ErrorCode.OVERLOADED: (503, "The server is shedding load to keep serving what it accepted; "
                            "nothing was done. Retry after Retry-After."),
+    ErrorCode.UPSTREAM_UNAVAILABLE: (503, "The front reached no API process, or none answered in "
+                                     "time; a request that reached one may have been carried "
+                                     "out: send it again unchanged (creates and refunds are "
+                                     "idempotent by your own number) or query it, after "
+                                     "Retry-After."),
     ErrorCode.DATABASE_UNAVAILABLE: (503, "The database is unreachable or read-only (e.g. during "
                                      "a disaster-recovery switchover); nothing was committed. "
                                      "Retry the same request after Retry-After."),

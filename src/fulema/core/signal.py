@@ -25,13 +25,19 @@ class Signal:
         self._waiters.clear()
 
     async def wait(self, since: int, seconds: float) -> None:
-        """Return when the generation moves past `since`, or after `seconds` seconds."""
+        """Return when the generation moves past `since`, or after `seconds` seconds.
+
+        `asyncio.timeout`, not `asyncio.wait_for`: on Python 3.11 `wait_for` swallows a
+        cancellation that arrives in the same turn of the loop as the wake-up (it returns the
+        future's result instead), so a loop cancelled at shutdown just as a commit woke it went
+        on waiting, and the shutdown never ended."""
         if self.generation != since:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.add(fut)
         try:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(fut, seconds)
+                async with asyncio.timeout(seconds):
+                    await fut
         finally:
             self._waiters.discard(fut)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, select
+from sqlalchemy import ColumnElement, Select, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fulema.core.db import Database
@@ -48,11 +48,7 @@ async def check_can_pay_in(session: AsyncSession, *, merchant_id: str) -> Mercha
     # Five columns through Core, not an ORM entity: this runs on every order create, and an
     # identity-mapped Merchant costs more CPU than the round trip it rides on.
     row = (await session.execute(_PAY_IN_CHECK, {"b_mid": merchant_id})).first()
-    if row is None:
-        raise FulemaError(ErrorCode.MERCHANT_NOT_FOUND, f"no merchant {merchant_id}")
-    snapshot = MerchantSnapshot(id=row.id, name=row.name, short_name=row.short_name,
-                                status=row.status, mcc=row.mcc)
-    return _refuse_unless_active(snapshot)
+    return pay_in_row(row, merchant_id=merchant_id)
 
 
 def pay_in_check_with(extra: ColumnElement[Any]) -> Select[Any]:
@@ -69,11 +65,26 @@ async def check_can_pay_in_with(session: AsyncSession, statement: Select[Any], *
     """`check_can_pay_in` by a statement from `pay_in_check_with`: the same refusals, in the
     same order, and the extra column's value (`params` binds the extra column's parameters)."""
     row = (await session.execute(statement, {"b_mid": merchant_id, **params})).first()
+    return pay_in_row(row, merchant_id=merchant_id), row.extra if row is not None else None
+
+
+def pay_in_row(row: Any, *, merchant_id: str) -> MerchantSnapshot:
+    """`check_can_pay_in`'s answer from a row a `pay_in_check_with` statement returned (None:
+    no such merchant), for a caller that ran that SELECT inside a statement of its own."""
     if row is None:
         raise FulemaError(ErrorCode.MERCHANT_NOT_FOUND, f"no merchant {merchant_id}")
     snapshot = MerchantSnapshot(id=row.id, name=row.name, short_name=row.short_name,
                                 status=row.status, mcc=row.mcc)
-    return _refuse_unless_active(snapshot), row.extra
+    return _refuse_unless_active(snapshot)
+
+
+def pays_in(status: ColumnElement[Any]) -> ColumnElement[bool]:
+    """`domain.payment_refusal` as SQL over a status column: true for the statuses that take
+    payments. A statement that writes only for a merchant that may take payments filters on
+    it (payments' one-statement order create), with the refusal then told by `pay_in_row`."""
+    # `=` per status, not IN: an IN list is expanded at every execution (and there is one).
+    return or_(*(status == s.value for s in MerchantStatus
+                 if domain.payment_refusal(s) is None))
 
 
 def _refuse_unless_active(snapshot: MerchantSnapshot) -> MerchantSnapshot:

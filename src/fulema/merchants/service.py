@@ -17,6 +17,8 @@ from fulema.merchants.checks import check_can_pay_in as check_can_pay_in
 from fulema.merchants.checks import check_can_pay_in_with as check_can_pay_in_with
 from fulema.merchants.checks import check_merchant as check_merchant
 from fulema.merchants.checks import pay_in_check_with as pay_in_check_with
+from fulema.merchants.checks import pay_in_row as pay_in_row
+from fulema.merchants.checks import pays_in as pays_in
 from fulema.merchants.credentials import CREDENTIAL_CACHE_SECONDS as CREDENTIAL_CACHE_SECONDS
 from fulema.merchants.credentials import AppCredential as AppCredential
 from fulema.merchants.credentials import AppView as AppView

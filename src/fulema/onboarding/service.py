@@ -14,9 +14,10 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fulema.channels.onboarding import Application, MerchantProfile, ReviewResult
@@ -410,7 +411,11 @@ async def check_can_take(s: AsyncSession, settings: Settings, *, merchant_id: st
 
 
 def _refuse_unless_registered(settings: Settings, *, sub: str | None, channel: str) -> str | None:
-    if sub is None and settings.onboarding_required:
+    return _refuse_unless_registered_to(settings.onboarding_required, sub=sub, channel=channel)
+
+
+def _refuse_unless_registered_to(required: bool, *, sub: str | None, channel: str) -> str | None:
+    if sub is None and required:
         raise FulemaError(ErrorCode.CHANNEL_NOT_REGISTERED,
                           f"the merchant is not registered (or is suspended) at {channel}")
     return sub
@@ -435,6 +440,39 @@ async def check_pay_in(s: AsyncSession, settings: Settings, *, merchant_id: str,
         s, _PAY_IN_AND_SUB, merchant_id=merchant_id,
         params={"b_ob_mid": merchant_id, "b_ob_channel": channel})
     return merchant, _refuse_unless_registered(settings, sub=sub, channel=channel)
+
+
+@dataclass(frozen=True)
+class PayInGate:
+    """`check_pay_in` for a statement that writes only when the merchant passes it (payments'
+    one-statement order create on PostgreSQL): `rows` is the check's SELECT (the merchant's
+    columns and `extra`, the ACTIVE registration's sub-merchant id), bound by `params`, for the
+    caller to make a CTE of; `passes` is the SQL form of the check over that CTE, to filter its
+    writes on; `check` answers from the row the statement returned, with the same refusals in
+    the same order as `check_pay_in`. The two agree by construction: both are made here from
+    `merchants.pays_in` / `payment_refusal` and the same `onboarding_required`."""
+
+    rows: Select[Any]
+    params: dict[str, Any]
+    required: bool
+    merchant_id: str
+    channel: str
+
+    def passes(self, g: Any) -> ColumnElement[bool]:
+        active = merchants.pays_in(g.c.status)
+        return and_(active, g.c.extra.is_not(None)) if self.required else active
+
+    def check(self, row: Any) -> tuple[merchants.MerchantSnapshot, str | None]:
+        merchant = merchants.pay_in_row(row, merchant_id=self.merchant_id)
+        return merchant, _refuse_unless_registered_to(self.required, sub=row.extra,
+                                                      channel=self.channel)
+
+
+def pay_in_gate(settings: Settings, *, merchant_id: str, channel: str) -> PayInGate:
+    return PayInGate(rows=_PAY_IN_AND_SUB, required=settings.onboarding_required,
+                     params={"b_mid": merchant_id, "b_ob_mid": merchant_id,
+                             "b_ob_channel": channel},
+                     merchant_id=merchant_id, channel=channel)
 
 
 async def merchant_app_id(db: Database, *, merchant_id: str, channel: str) -> str | None:

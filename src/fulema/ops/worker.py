@@ -1,24 +1,33 @@
 """Background work: the outbox dispatcher and the scheduled jobs (merchant notifications,
 order polling and expiry, refund queries, archive, nonce clean-up, monitoring samples, the
-daily reconciliation).
+daily reconciliation) and the speaker hub.
 `fulema serve` runs them in process on the embedded default; production runs them in
-`fulema worker` processes. Each job runs in one process at a time, under the lease of its row
-in the job table (ops/scheduler.py); `run_all_once` is the tests' and the demo's way to drive
-one round of everything without leases."""
+`fulema worker` processes (`run_worker`) beside API processes started with
+FULEMA_RUN_BACKGROUND=false, which then serve requests only (docs/scaling.md: N API processes
+each running the background paid its idle cost N times and crowded their connection pools).
+Each job runs in one process at a time, under the lease of its row in the job table
+(ops/scheduler.py); `run_all_once` is the tests' and the demo's way to drive one round of
+everything without leases."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 from datetime import timedelta
 
+import httpx
 import structlog
 from fastapi import FastAPI
 
 from fulema.billing import jobs as billing_jobs
+from fulema.core.config import Settings
+from fulema.core.db import Database
 from fulema.core.events import admin as events_admin
 from fulema.gateway.service import purge_nonces
 from fulema.marketing import service as marketing
 from fulema.messaging import fanout
+from fulema.messaging.speakers import CONSUMER as SPEAKER_CONSUMER
 from fulema.onboarding import jobs as onboarding_jobs
 from fulema.ops import monitoring, scheduler
 from fulema.ops.scheduler import Job
@@ -73,8 +82,58 @@ def background_tasks(app: FastAPI) -> list[asyncio.Task[None]]:
     return [asyncio.create_task(app.state.dispatcher.run_forever()),
             asyncio.create_task(_scheduler(app)),
             # Cloud speakers: sends announcements as soon as they are recorded, reads acks and
-            # hellos, resends what is not acknowledged (messaging/hub.py).
-            asyncio.create_task(app.state.speakers.run_forever())]
+            # hellos, resends what is not acknowledged (messaging/hub.py), in the process that
+            # serves the speaker consumer (all of them, unless FULEMA_WORKER_CONSUMERS splits).
+            *([asyncio.create_task(app.state.speakers.run_forever())]
+              if SPEAKER_CONSUMER in app.state.dispatcher.consumers else [])]
+
+
+async def run_worker(settings: Settings, *, db: Database | None = None,
+                     http: httpx.AsyncClient | None = None,
+                     stop: asyncio.Event | None = None) -> None:
+    """`fulema worker`: the app's background without its HTTP side. It enters the app's own
+    lifespan with the background on (so the worker runs exactly what `fulema serve` would run
+    in process, and shuts down the same way: loops cancelled, job leases released, the
+    database and clients closed) and stays until `stop` is set, SIGTERM or SIGINT arrives, or
+    one of its loops dies (then it raises, so the supervisor restarts the worker rather than
+    keep a process that holds leases and does nothing).
+
+    This process runs the dispatcher, so its own commits wake it in process: no NOTIFY for
+    them (`run_background=True`); API processes started with FULEMA_RUN_BACKGROUND=false NOTIFY
+    on PostgreSQL, and it LISTENs (on MySQL-protocol databases it polls every
+    FULEMA_EVENTS_POLL_SECONDS)."""
+    from fulema.app import create_app  # the composition root builds what this process runs
+
+    settings = settings.model_copy(update={"run_background": True, "seed_demo": False})
+    app = create_app(settings, db=db, http=http)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            handled.append(sig)
+    try:
+        async with app.router.lifespan_context(app):
+            tasks: list[asyncio.Task[None]] = app.state.background
+            log.info("worker.started", consumers=len(app.state.dispatcher.consumers),
+                     jobs=len(declared_jobs(app)), loops=len(tasks))
+            stopping = asyncio.create_task(stop.wait())
+            try:
+                await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+            died = [t for t in tasks if t.done() and not t.cancelled()]
+            for task in died:
+                error = task.exception()
+                log.error("worker.loop_died", loop=task.get_name(),
+                          error=type(error).__name__ if error else "returned")
+            if died:
+                raise RuntimeError(f"{len(died)} background loop(s) ended; see worker.loop_died")
+            log.info("worker.stopping")
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
 
 
 async def _scheduler(app: FastAPI) -> None:

@@ -7,30 +7,35 @@ merchant, or naming one for an order sent in the direct form (or none for a part
 order), is refused as CALLBACK_INVALID and answered with the channel's failure ack. A
 channel whose notifications name no sub-merchant (Alipay's) is matched by order number and
 signature alone, as before.
+
+The check runs inside the transaction that applies the result, on the order row it has just
+locked (`SubMerchantCheck`), so it costs no read of its own: a callback used to read the order
+once for this check and again to apply it. Refusing there rolls the transaction back before
+anything is written.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Callable
 
 from fulema.channels.base import CallbackResult
-from fulema.core.db import Database
 from fulema.core.errors import ErrorCode, FulemaError
-from fulema.payments.models import Order
+
+# Given the order's channel_sub_merchant_id (read under its lock), raises CALLBACK_INVALID when
+# the notification is not for it.
+SubMerchantCheck = Callable[[str | None], None]
 
 
-async def check_sub_merchant(db: Database, cb: CallbackResult) -> None:
-    """CALLBACK_INVALID unless the notification's sub-merchant is the order's. An unknown order
-    passes here: applying the result answers ORDER_NOT_FOUND as before."""
+def sub_merchant_check(cb: CallbackResult) -> SubMerchantCheck | None:
+    """The check a notification needs, or None for one that names no sub-merchant."""
     if not cb.names_sub_merchant:
-        return
-    async with db.transaction() as s:
-        found = (await s.execute(select(Order.channel_sub_merchant_id).where(
-            Order.id == cb.order_id))).first()
-    if found is None:
-        return
-    expected = found[0]
-    if (cb.sub_merchant_id or None) != (expected or None):
-        raise FulemaError(ErrorCode.CALLBACK_INVALID,
-                          f"the notification is for sub-merchant {cb.sub_merchant_id or '(none)'}"
-                          f", the order was created under {expected or '(none: direct form)'}")
+        return None
+
+    def check(expected: str | None) -> None:
+        if (cb.sub_merchant_id or None) != (expected or None):
+            raise FulemaError(ErrorCode.CALLBACK_INVALID,
+                              f"the notification is for sub-merchant "
+                              f"{cb.sub_merchant_id or '(none)'}, the order was created under "
+                              f"{expected or '(none: direct form)'}")
+
+    return check

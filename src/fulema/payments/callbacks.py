@@ -17,7 +17,7 @@ from fulema.core.web import error_responses
 from fulema.payments import refunds
 from fulema.payments import service as payments
 from fulema.payments.api import deps_of
-from fulema.payments.callback_routing import check_sub_merchant
+from fulema.payments.callback_routing import sub_merchant_check
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["channel callbacks"])
@@ -37,13 +37,13 @@ async def channel_callback(channel_name: str, request: Request) -> Response:
     ok = False
     try:
         cb = await channel.parse_callback(headers, body)
-        await check_sub_merchant(deps.db, cb)  # partner form: the order's sub-merchant only
+        check = sub_merchant_check(cb)  # partner form: the order's sub-merchant only
         if cb.kind == CallbackKind.PAYMENT and cb.trade is not None:
             await payments.apply_trade_result(deps, order_id=cb.order_id, result=cb.trade,
-                                              source="callback")
+                                              source="callback", check=check)
         elif cb.kind == CallbackKind.REFUND and cb.refund is not None and cb.refund_id:
             await refunds.apply_refund_result(deps, refund_id=cb.refund_id, result=cb.refund,
-                                              source="callback")
+                                              source="callback", check=check)
         else:
             raise FulemaError(ErrorCode.CALLBACK_INVALID, "callback carries no result")
         ok = True

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
 from typing import Any
 
 import httpx
 import orjson
 import structlog
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fulema.core import logctx, payer_ids
@@ -41,12 +40,18 @@ from fulema.gateway.signing import notification_signature
 from fulema.merchants import service as merchants
 from fulema.payments.deps import WebhookSwitch
 from fulema.payments.models import Notification, NotificationAttempt, Order
+from fulema.payments.notification_claims import (
+    PENDING,
+    Claimed,
+    Outcome,
+    claim_due,
+    record_attempt,
+)
 from fulema.payments.schemas import NotificationAttemptOut, NotificationOut
 from fulema.payments.views import attempt_view, notification_view
 
 log = structlog.get_logger(__name__)
 
-PENDING, DELIVERED, FAILED = "PENDING", "DELIVERED", "FAILED"
 DELIVERY_CONCURRENCY = 16
 ACK_READ_BYTES = 1024  # SUCCESS or {"code": "SUCCESS"}: nothing longer is an acknowledgement
 TOPICS = ("payment.succeeded", "refund.succeeded")
@@ -136,77 +141,59 @@ async def deliver_due(db: Database, settings: Settings, http: httpx.AsyncClient,
                       limit: int = 50, policy: OutboundPolicy | None = None) -> int:
     """Post every due notification once. Returns how many were acknowledged. `policy` is the
     outbound policy (default: the settings'; a test passes one with its own resolver)."""
-    now = clock.now()
-    async with db.transaction() as s:
-        due = list((await s.scalars(select(Notification.id).where(
-            Notification.status == PENDING, Notification.next_attempt_at <= now,
-            or_(Notification.claimed_until.is_(None), Notification.claimed_until < now))
-            .limit(limit))).all())
+    due = await claim_due(db, limit=limit, concurrency=DELIVERY_CONCURRENCY)
+    # Each app's credential read once per round, before the concurrent posts: read by each
+    # delivery, a round's notifications for one app all missed the cache at once.
+    credentials = {app_id: await _credential(db, app_id) for app_id in {c.app_id for c in due}}
     # Merchants' endpoints answer slowly and independently: post to them concurrently
     # (bounded), so one slow receiver does not hold up everybody else's notifications.
     gate = asyncio.Semaphore(DELIVERY_CONCURRENCY)
 
-    async def one(notification_id: str) -> int:
-        # each delivery's lines (the HTTP call's too) name it and, once read, its order
+    async def one(claimed: Claimed) -> int:
+        # each delivery's lines (the HTTP call's too) name it and its order
         async with gate:
-            with logctx.scope(notification_id=notification_id):
-                return await _deliver_one(db, settings, http, notification_id, policy)
+            with logctx.scope(notification_id=claimed.id, order_id=claimed.order_id):
+                return await _deliver_one(db, settings, http, claimed,
+                                          credentials[claimed.app_id], policy)
 
     return sum(await asyncio.gather(*(one(n) for n in due)))
 
 
+async def _credential(db: Database, app_id: str) -> merchants.AppCredential | None:
+    """The app's credential, or None for an app that is disabled or removed."""
+    try:
+        return await merchants.get_app_credential(db, app_id=app_id)
+    except FulemaError as exc:
+        if exc.code is not ErrorCode.APP_NOT_FOUND:
+            raise
+        return None
+
+
 async def _deliver_one(db: Database, settings: Settings, http: httpx.AsyncClient,
-                       notification_id: str, policy: OutboundPolicy | None) -> int:
-    now = clock.now()
-    async with db.transaction() as s:
-        claimed = await s.execute(update(Notification).where(
-            Notification.id == notification_id, Notification.status == PENDING,
-            or_(Notification.claimed_until.is_(None), Notification.claimed_until < now))
-            .values(claimed_until=now + timedelta(seconds=60)))
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
-            return 0
-        n = await s.get(Notification, notification_id)
-        assert n is not None
-        url, body, app_id, attempts = n.url, wire_body(n.body), n.app_id, n.attempts
-        order_id = n.order_id
-    logctx.bind(order_id=order_id)
+                       claimed: Claimed, cred: merchants.AppCredential | None,
+                       policy: OutboundPolicy | None) -> int:
     started = time.perf_counter()
     status: int | None = None
     error: str | None = None
     ok = give_up = False
-    try:
-        cred = await merchants.get_app_credential(db, app_id=app_id)
-    except FulemaError as exc:
-        if exc.code is not ErrorCode.APP_NOT_FOUND:
-            raise
+    if cred is None:
         # Nothing may sign it: record why, and stop (a disabled app is never re-enabled).
-        error, give_up = (f"APP_NOT_FOUND: app {app_id} is disabled or removed, so the "
-                          "notification cannot be signed; not sent"), True
+        error, give_up = (f"APP_NOT_FOUND: app {claimed.app_id} is disabled or removed, so "
+                          "the notification cannot be signed; not sent"), True
     else:
+        body = wire_body(claimed.body)
         ts = clock.timestamp()
         signature = notification_signature(cred.secret, ts, body)
         headers = {"Content-Type": "application/json", "User-Agent": "Fulema-Notify/1.0",
-                   "Fulema-Event-Id": notification_id,
+                   "Fulema-Event-Id": claimed.id,
                    "Fulema-Signature": f"t={ts},v1={signature}"}
         status, ok, error, give_up = await _post(policy or settings.outbound_policy(), http,
-                                                 url, body, headers)
+                                                 claimed.url, body, headers)
     duration = int((time.perf_counter() - started) * 1000)
-    schedule = settings.notify_schedule_seconds
-    async with db.transaction() as s:
-        n = await s.get(Notification, notification_id, with_for_update=True)
-        assert n is not None
-        s.add(NotificationAttempt(id=new_id("nat"), notification_id=notification_id,
-                                  at=clock.now(), http_status=status, response_excerpt=None,
-                                  error=error, duration_ms=duration))
-        n.attempts = attempts + 1
-        n.claimed_until = None
-        if ok:
-            n.status, n.delivered_at, n.next_attempt_at = DELIVERED, clock.now(), None
-        elif give_up or n.attempts > len(schedule):
-            n.status, n.next_attempt_at = FAILED, None
-        else:
-            n.next_attempt_at = clock.now() + timedelta(seconds=schedule[n.attempts - 1])
-    log.info("notify.attempt", notification_id=notification_id, order_id=order_id, ok=ok,
+    await record_attempt(db, claimed, Outcome(http_status=status, ok=ok, error=error,
+                                              give_up=give_up, duration_ms=duration),
+                         settings.notify_schedule_seconds)
+    log.info("notify.attempt", notification_id=claimed.id, order_id=claimed.order_id, ok=ok,
              status=status, error=error)
     return int(ok)
 

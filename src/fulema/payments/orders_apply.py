@@ -20,6 +20,7 @@ from fulema.core.events import publish
 from fulema.core.money import Money
 from fulema.core.vocab import WayCode
 from fulema.payments import notifications
+from fulema.payments.callback_routing import SubMerchantCheck
 from fulema.payments.deps import Deps
 from fulema.payments.domain import OPEN_STATUSES, PAID_STATUSES, OrderStatus, allowed
 from fulema.payments.models import Order
@@ -42,13 +43,15 @@ _TOPIC = {OrderStatus.PAYING: "payment.paying", OrderStatus.FAILED: "payment.fai
 
 
 async def apply_trade_result(deps: Deps, *, order_id: str, result: TradeResult,
-                             source: str) -> OrderOut:
-    """Apply what the channel says to the order, idempotently."""
-    return await retry_on_conflict(lambda: _apply_trade_result(deps, order_id, result, source))
+                             source: str, check: SubMerchantCheck | None = None) -> OrderOut:
+    """Apply what the channel says to the order, idempotently. `check`: a callback's
+    sub-merchant check, run on the locked order before anything is written."""
+    return await retry_on_conflict(
+        lambda: _apply_trade_result(deps, order_id, result, source, check))
 
 
 async def _apply_trade_result(deps: Deps, order_id: str, result: TradeResult,
-                              source: str) -> OrderOut:
+                              source: str, check: SubMerchantCheck | None) -> OrderOut:
     async with deps.db.transaction() as s:
         order = await s.get(Order, order_id, with_for_update=True)
         if order is None:
@@ -56,6 +59,8 @@ async def _apply_trade_result(deps: Deps, order_id: str, result: TradeResult,
         # a callback or a poll: from here its log lines name the order
         logctx.bind(order_id=order.id, out_trade_no=order.out_trade_no,
                     merchant_id=order.merchant_id)
+        if check is not None:
+            check(order.channel_sub_merchant_id)
         target = _TARGET[result.state]
         current = OrderStatus(order.status)
         detail = {"source": source, "state": result.state.value}

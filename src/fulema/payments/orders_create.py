@@ -1,9 +1,13 @@
 """Creating an order: check the request, record it (idempotent per merchant's out_trade_no),
 then hand it to the channel (`orders_channel`).
 
-Recording is one short transaction: one SELECT (the merchant's status and its registration's
-sub-merchant id), then the request's nonce, the order, its first event and risk's decision (one
-statement on PostgreSQL, `orders_sql`; one Core INSERT each elsewhere). The channel is called
+Recording is one short unit of work: the merchant's check (its status and its registration's
+sub-merchant id), the request's nonce, the order, its first event and risk's decision. On
+PostgreSQL that is one statement in autocommit (`orders_sql.insert_all_if`: the check rides in
+it and every INSERT is filtered on it); on MySQL-protocol databases one round trip of several
+statements in a transaction (`orders_batch`); on SQLite one SELECT and one Core INSERT each.
+A best-discount order reads the merchant first (its discount depends on the merchant's
+category), then writes as above without the check. The channel is called
 after it commits, never inside a transaction: a transaction holds row locks for milliseconds, a
 channel call may take seconds. A transaction the database aborted for a lock conflict (an
 InnoDB deadlock victim) is run again while no order has the out_trade_no.
@@ -21,7 +25,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from fulema.channels.detect import detect_payer_code
 from fulema.core import logctx
@@ -36,11 +40,12 @@ from fulema.gateway import service as gateway
 from fulema.marketing import service as marketing
 from fulema.merchants import service as merchants
 from fulema.onboarding import service as onboarding
+from fulema.payments import orders_batch
 from fulema.payments.deps import Deps
 from fulema.payments.domain import OrderStatus, check_amount
 from fulema.payments.models import Order, OrderEvent, payer_index
 from fulema.payments.orders_channel import barcode_pay, channel_create
-from fulema.payments.orders_sql import insert_all
+from fulema.payments.orders_sql import insert_all, insert_all_if
 from fulema.payments.orders_state import INSERT_EVENT, INSERT_ORDER, event_row
 from fulema.payments.schemas import OrderOut
 from fulema.payments.views import order_view
@@ -114,9 +119,10 @@ async def create_order(deps: Deps, *, merchant_id: str, app_id: str, new: NewOrd
                        nonce: str | None = None, shed_marketing: bool = False) -> OrderOut:
     """Record the order and hand it to the channel.
 
-    The hot path is two short transactions around the channel call: (1) the merchant's status,
-    the request's nonce, the order and its first event (two statements on PostgreSQL); (2) the
-    channel's answer (one statement on PostgreSQL). `nonce`, when given, is the signed
+    The hot path is two short units of work around the channel call: (1) the merchant's
+    status, the request's nonce, the order and its first event (one statement on PostgreSQL,
+    one round trip on MySQL-protocol databases); (2) the channel's answer (one statement on
+    PostgreSQL). `nonce`, when given, is the signed
     request's nonce: recording it here saves a transaction per order.
     `"discount": "best"` chooses and reserves the discount in (1) as well; `shed_marketing`
     (the request is degraded) makes such an order at the full amount, nothing looked up.
@@ -242,26 +248,44 @@ async def _insert_or_get(deps: Deps, *, merchant_id: str, app_id: str, new: NewO
         expire_at=now + timedelta(seconds=expire),
         next_query_at=now + timedelta(seconds=CHANNEL_CLAIM_SECONDS),  # the inserter's claim
         created_at=now, updated_at=now)
+    gated = deps.db.dialect == "postgresql" and picks is None
+    batched = deps.db.multi_statements and picks is None
+    lone_decision = risk.lone_decision_row(decision) is not None
+
     async def record_once() -> None:
         quote_now = quote
         values.update(_priced(new.amount, quote_now))  # a rerun starts from the request's price
+        if gated and lone_decision and (quote_now is None or not quote_now.lines):
+            # The whole unit of work is one statement (the check and every row): run it in
+            # autocommit, so no BEGIN and COMMIT round trips either.
+            async with db.one_statement() as conn:
+                await _record_checked(conn, deps, app_id=app_id, nonce=nonce, order=values,
+                                      event=_created(quote_now), decision=decision)
+            return
         async with db.transaction() as s:
-            # The merchant may take payments and, onboarding on, is registered (ACTIVE) at the
-            # channel; either way an ACTIVE registration's sub-merchant id sends the order in
-            # the partner form. One SELECT for both (onboarding.check_pay_in).
-            merchant, values["channel_sub_merchant_id"] = await onboarding.check_pay_in(
-                s, deps.settings, merchant_id=merchant_id, channel=channel.value)
-            if picks is not None:
-                quote_now, _ = await marketing.best_in(
-                    s, db, deps.settings, merchant_id=merchant_id, mcc=merchant.mcc,
-                    amount=new.amount, channel=channel.value, payer_id=new.payer_id,
-                    store_id=new.store_id, picks=picks, show_balance=False)
-                values.update(_priced(new.amount, quote_now if quote_now.lines else None))
-            event = event_row(
-                order_id=values["id"], kind="CREATED", before=None, after=OrderStatus.CREATED,
-                detail=_created_detail(new, channel, values, quote_now), at=now)
-            await _record(s, deps, app_id=app_id, nonce=nonce, order=values, event=event,
-                          decision=decision)
+            if gated:
+                event = _created(quote_now)
+                await _record_checked(s, deps, app_id=app_id, nonce=nonce, order=values,
+                                      event=event, decision=decision)
+            elif batched:
+                event = _created(quote_now)
+                await _record_batched(s, deps, app_id=app_id, nonce=nonce, order=values,
+                                      event=event, decision=decision)
+            else:
+                # The merchant may take payments and, onboarding on, is registered (ACTIVE)
+                # at the channel; either way an ACTIVE registration's sub-merchant id sends
+                # the order in the partner form. One SELECT for both (check_pay_in).
+                merchant, values["channel_sub_merchant_id"] = await onboarding.check_pay_in(
+                    s, deps.settings, merchant_id=merchant_id, channel=channel.value)
+                if picks is not None:
+                    quote_now, _ = await marketing.best_in(
+                        s, db, deps.settings, merchant_id=merchant_id, mcc=merchant.mcc,
+                        amount=new.amount, channel=channel.value, payer_id=new.payer_id,
+                        store_id=new.store_id, picks=picks, show_balance=False)
+                    values.update(_priced(new.amount, quote_now if quote_now.lines else None))
+                event = _created(quote_now)
+                await _record(s, deps, app_id=app_id, nonce=nonce, order=values, event=event,
+                              decision=decision)
             if quote_now is not None and quote_now.lines:  # last: see marketing.reserve
                 reserved = await marketing.reserve(s, order_id=values["id"],
                                                    merchant_id=merchant_id, quote=quote_now,
@@ -276,10 +300,21 @@ async def _insert_or_get(deps: Deps, *, merchant_id: str, app_id: str, new: NewO
                         "b_event": event["id"],
                         "b_detail": _created_detail(new, channel, values, reserved)})
 
+    def _created(quote_now: marketing.Quote | None) -> dict[str, Any]:
+        return event_row(order_id=values["id"], kind="CREATED", before=None,
+                         after=OrderStatus.CREATED, at=now,
+                         detail=_created_detail(new, channel, values, quote_now))
+
     for attempt in range(RECORD_ATTEMPTS):
         try:
             await record_once()
             return Order(**values), True
+        except _CheckRaced:
+            # The merchant's status or registration changed between two statements of the
+            # batch (nothing was written): run it again, or give up as a lock conflict would.
+            if attempt == RECORD_ATTEMPTS - 1:
+                raise FulemaError(ErrorCode.INTERNAL_ERROR,
+                                  "the order could not be recorded; retry") from None
         except (IntegrityError, DBAPIError) as exc:
             # A concurrent request with the same out_trade_no won the insert (InnoDB may
             # report that as a deadlock), or the nonce was replayed: told apart below.
@@ -326,6 +361,18 @@ async def _record(s: AsyncSession, deps: Deps, *, app_id: str, nonce: str | None
         await s.execute(INSERT_EVENT, event)
         await risk.record_decision(s, decision)
         return
+    parts, decision_row = _rows(app_id, nonce, order, event, decision)
+    await s.execute(*insert_all(parts))
+    if decision_row is None:
+        await risk.record_decision(s, decision)  # a REVIEW's case, a published outcome, or off
+
+
+def _rows(app_id: str, nonce: str | None, order: dict[str, Any], event: dict[str, Any],
+          decision: risk.Decision
+          ) -> tuple[list[tuple[Table, dict[str, Any]]], dict[str, Any] | None]:
+    """The recording's rows, each from its owner (the nonce from the gateway, the decision
+    from risk), in the order they are written; and the decision's row (None: the decision is
+    more than a row and `risk.record_decision` writes it after)."""
     parts: list[tuple[Table, dict[str, Any]]] = []
     if nonce is not None:
         parts.append((gateway.NONCE_TABLE, gateway.nonce_row(app_id=app_id, nonce=nonce)))
@@ -333,9 +380,59 @@ async def _record(s: AsyncSession, deps: Deps, *, app_id: str, nonce: str | None
     decision_row = risk.lone_decision_row(decision)
     if decision_row is not None:
         parts.append((risk.DECISION_TABLE, decision_row))
-    await s.execute(*insert_all(parts))
+    return parts, decision_row
+
+
+async def _record_checked(s: AsyncSession | AsyncConnection, deps: Deps, *, app_id: str,
+                          nonce: str | None, order: dict[str, Any], event: dict[str, Any],
+                          decision: risk.Decision) -> None:
+    """`onboarding.check_pay_in` and `_record` in one statement (PostgreSQL,
+    `orders_sql.insert_all_if`): nothing is written unless the merchant may take payments
+    here, and then the refusal is the one `check_pay_in` gives. Sets the order's
+    `channel_sub_merchant_id` from the registration the statement read. A decision that is
+    more than its row (`risk.lone_decision_row` None) is recorded after it, so `s` is then a
+    transaction's session."""
+    gate = onboarding.pay_in_gate(deps.settings, merchant_id=order["merchant_id"],
+                                  channel=order["channel"])
+    parts, decision_row = _rows(app_id, nonce, order, event, decision)
+    stmt, params = insert_all_if(gate, parts,
+                                 sub_merchant=(ORDERS, "channel_sub_merchant_id"))
+    row = (await s.execute(stmt, params)).first()
+    _merchant, order["channel_sub_merchant_id"] = gate.check(row)  # refused: nothing written
+    if row is None or row.recorded != 1:  # the check passed, so the statement wrote the rows
+        raise FulemaError(ErrorCode.INTERNAL_ERROR, "the order could not be recorded; retry")
     if decision_row is None:
-        await risk.record_decision(s, decision)  # a REVIEW's case, a published outcome, or off
+        assert isinstance(s, AsyncSession), "a decision with a case or an event: a transaction"
+        await risk.record_decision(s, decision)
+
+
+class _CheckRaced(Exception):
+    """The batch wrote nothing, yet the merchant passes the check now: it changed meanwhile."""
+
+
+async def _record_batched(s: AsyncSession, deps: Deps, *, app_id: str, nonce: str | None,
+                          order: dict[str, Any], event: dict[str, Any],
+                          decision: risk.Decision) -> None:
+    """`_record_checked` on MySQL-protocol databases: the check and every row in one round
+    trip of several statements (`orders_batch.recording`), in the caller's transaction. No
+    row came back: the merchant was refused and nothing was written; `check_pay_in` then
+    names the refusal (one statement more, on that path only)."""
+    gate = onboarding.pay_in_gate(deps.settings, merchant_id=order["merchant_id"],
+                                  channel=order["channel"])
+    decision_row = risk.lone_decision_row(decision)
+    compiled, params = orders_batch.recording(
+        deps.db.engine.dialect, gate, order=order, event=(ORDER_EVENTS, event),
+        nonce=(gateway.NONCE_TABLE, gateway.nonce_row(app_id=app_id, nonce=nonce))
+        if nonce is not None else None,
+        decision=(risk.DECISION_TABLE, decision_row) if decision_row is not None else None)
+    rows = await orders_batch.run(s, compiled, params)
+    if not rows:
+        await onboarding.check_pay_in(s, deps.settings, merchant_id=order["merchant_id"],
+                                      channel=order["channel"])  # raises the refusal
+        raise _CheckRaced
+    order["channel_sub_merchant_id"] = rows[0].channel_sub_merchant_id
+    if decision_row is None:
+        await risk.record_decision(s, decision)
 
 
 async def _find_by_out_trade_no(db: Database, merchant_id: str, out_trade_no: str) -> Order | None:

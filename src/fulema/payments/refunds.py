@@ -31,6 +31,7 @@ from fulema.core.ids import new_id
 from fulema.core.money import Money
 from fulema.marketing import service as marketing
 from fulema.payments import notifications
+from fulema.payments.callback_routing import SubMerchantCheck
 from fulema.payments.deps import Deps
 from fulema.payments.domain import (
     OrderStatus,
@@ -167,13 +168,15 @@ async def _submit(deps: Deps, refund_id: str) -> RefundOut:
 
 
 async def apply_refund_result(deps: Deps, *, refund_id: str, result: RefundResult,
-                              source: str) -> RefundOut:
-    """Idempotent: a second SUCCESS for one refund changes nothing."""
-    return await retry_on_conflict(lambda: _apply_refund_result(deps, refund_id, result, source))
+                              source: str, check: SubMerchantCheck | None = None) -> RefundOut:
+    """Idempotent: a second SUCCESS for one refund changes nothing. `check`: a callback's
+    sub-merchant check, run on the refund's locked order before anything is written."""
+    return await retry_on_conflict(
+        lambda: _apply_refund_result(deps, refund_id, result, source, check))
 
 
 async def _apply_refund_result(deps: Deps, refund_id: str, result: RefundResult,
-                               source: str) -> RefundOut:
+                               source: str, check: SubMerchantCheck | None) -> RefundOut:
     async with deps.db.transaction() as s:
         refund = await s.get(Refund, refund_id)
         if refund is None:
@@ -182,6 +185,8 @@ async def _apply_refund_result(deps: Deps, refund_id: str, result: RefundResult,
         refund = await s.get(Refund, refund_id, with_for_update=True, populate_existing=True)
         assert order is not None
         assert refund is not None
+        if check is not None:
+            check(order.channel_sub_merchant_id)
         target = {RefundState.SUCCESS: RefundStatus.SUCCESS,
                   RefundState.FAILED: RefundStatus.FAILED}.get(result.state)
         if target is None or refund.status != RefundStatus.PROCESSING:

@@ -10,18 +10,31 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
+from types import SimpleNamespace
 from typing import Any
+
+from sqlalchemy import Row
 
 from fulema.core import payer_ids
 from fulema.payments.models import Notification, NotificationAttempt, Order, Refund
 from fulema.payments.schemas import NotificationAttemptOut, NotificationOut, OrderOut, RefundOut
 
+# The columns `order_view` reads: a read that only answers (the merchant's query) selects
+# these through Core and hands the row to `order_view` as it is, no ORM entity made.
+VIEW_COLUMNS = ("id", "out_trade_no", "merchant_id", "status", "amount", "payable_amount",
+                "discounts", "refunded_amount", "channel", "way_code", "subject", "code_url",
+                "h5_url", "pay_params", "channel_trade_no", "payer_id", "attach",
+                "failure_code", "failure_message", "expire_at", "paid_at", "created_at")
 
-def order_view(order: Order) -> OrderOut:
+
+def order_view(order: Order | Row[Any] | SimpleNamespace) -> OrderOut:
+    """The order's view, from its entity or from a row of (at least) `VIEW_COLUMNS` (a
+    SQLAlchemy row, or `orders_batch`'s)."""
+    payable = order.payable_amount if order.payable_amount is not None else order.amount
     return OrderOut(
         order_id=order.id, out_trade_no=order.out_trade_no, merchant_id=order.merchant_id,
-        status=order.status, amount=order.amount.fen, payable_amount=order.payable.fen,
-        discount_amount=(order.amount - order.payable).fen, discounts=order.discounts or [],
+        status=order.status, amount=order.amount.fen, payable_amount=payable.fen,
+        discount_amount=(order.amount - payable).fen, discounts=order.discounts or [],
         refunded_amount=order.refunded_amount.fen,
         channel=order.channel, way_code=order.way_code, subject=order.subject,
         code_url=order.code_url, h5_url=order.h5_url, pay_params=order.pay_params,

@@ -13,9 +13,10 @@ from fulema.core import audit
 from fulema.core.clock import clock
 from fulema.core.db import Database
 from fulema.core.errors import ErrorCode, FulemaError
+from fulema.core.events.claims import dead_letter_row
 from fulema.core.events.consumers import Consumer, ConsumerState, DeadLetter, short_error
-from fulema.core.events.dispatcher import dead_letter_row, ensure_stream
 from fulema.core.events.outbox import STREAM, ArchivedEvent, Event, EventStream, OutboxEvent
+from fulema.core.events.sequencer import ensure_stream
 
 MAX_REPLAY = 1000
 

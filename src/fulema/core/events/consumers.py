@@ -19,6 +19,7 @@ import enum
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, Index, Integer, String, Text, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -134,12 +135,47 @@ class EventReceipt(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+def _receipts_if_new(session: AsyncSession) -> Any:
+    """Where the database can say in one statement which receipts were new (PostgreSQL and
+    SQLite: `INSERT ... ON CONFLICT DO NOTHING RETURNING`), that INSERT; else None. It waits
+    for a transaction that is writing the same receipt and skips it if that one commits, so
+    it answers what the SAVEPOINT and the SELECT + INSERT below answer, in one round trip
+    instead of three or two (on every announcement's path: docs/messaging.md, "Latency")."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(EventReceipt)
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(EventReceipt)
+    return None
+
+
+async def _write_if_new(session: AsyncSession, consumer: str, event_ids: list[str]
+                        ) -> set[str] | None:
+    """The receipts among `event_ids` (distinct) written now, None where the database cannot
+    tell in one statement."""
+    stmt = _receipts_if_new(session)
+    if stmt is None:
+        return None
+    now = clock.now()
+    rows = await session.execute(
+        stmt.values([dict(consumer=consumer, event_id=i, created_at=now) for i in event_ids])
+        .on_conflict_do_nothing().returning(EventReceipt.event_id))
+    return set(rows.scalars().all())
+
+
 async def first_delivery(session: AsyncSession, consumer: str, event_id: str) -> bool:
     """True the first time `consumer` handles `event_id` in a committed transaction.
 
     Call it in the handler's own transaction, before its writes: a redelivery (after a crash
     between the handler's commit and the position update, or an operator's replay) then
     finds the receipt and does nothing."""
+    written = await _write_if_new(session, consumer, [event_id])
+    if written is not None:
+        return event_id in written
     try:
         async with session.begin_nested():
             await session.execute(insert(EventReceipt).values(
@@ -154,9 +190,19 @@ async def first_deliveries(session: AsyncSession, consumer: str, events: list[Ev
     """The events of a batch `consumer` has not handled yet, their receipts written: one
     SELECT and one multi-row INSERT for the whole batch instead of a savepoint per event.
 
-    For batch handlers only: a receipt written meanwhile by another transaction makes the
-    INSERT fail, the batch rolls back and the dispatcher redoes it event by event, where
-    `first_delivery` settles each one."""
+    For batch handlers only: on MySQL-protocol databases a receipt written meanwhile by
+    another transaction makes the INSERT fail, the batch rolls back and the dispatcher redoes
+    it event by event, where `first_delivery` settles each one. On PostgreSQL and SQLite one
+    `INSERT ... ON CONFLICT DO NOTHING RETURNING` answers which were new."""
+    if events:
+        written = await _write_if_new(session, consumer, list(dict.fromkeys(e.id for e in events)))
+        if written is not None:
+            fresh_now: list[Event] = []
+            for e in events:
+                if e.id in written:
+                    written.discard(e.id)  # a second copy of an event in the batch is not new
+                    fresh_now.append(e)
+            return fresh_now
     seen = await receipts_among(session, consumer, [e.id for e in events])
     fresh: list[Event] = []
     for e in events:
