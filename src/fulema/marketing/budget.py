@@ -79,7 +79,7 @@ LIVE_NOW = select(_c.id).where(_c.id == bindparam("b_id"), _c.status == ACTIVE,
                                _c.starts_at <= bindparam("b_now"), _c.ends_at > bindparam("b_now"))
 
 
-def _pick(*, skip_locked: bool) -> Any:
+def _pick() -> Any:
     """The shard that covers the amount with the least left (then the lowest number), locked.
 
     It reads the index (campaign_id, remaining, shard) from `(id, amount)` up, so the scan
@@ -91,20 +91,19 @@ def _pick(*, skip_locked: bool) -> Any:
     to use that index (a table of a few rows may otherwise be scanned by its primary key)."""
     stmt = (select(_sh.shard).where(_sh.campaign_id == bindparam("b_id"), _sh.remaining >= _x)
             .order_by(_sh.remaining, _sh.shard).limit(1)
-            .with_for_update(skip_locked=skip_locked))
+            .with_for_update(skip_locked=True))
     for dialect in ("mysql", "mariadb"):
         stmt = stmt.with_hint(table_of(BudgetShard), f"FORCE INDEX ({SHARD_TAKE_INDEX})",
                               dialect_name=dialect)
     return stmt
 
 
-PICK_FREE = _pick(skip_locked=True)
-PICK_WAITING = _pick(skip_locked=False)
+PICK_FREE = _pick()
 # Whether any shard still covers the amount: a plain (consistent, lock-free) read of the last
 # committed values.
 STILL_COVERS = select(_sh.shard).where(_sh.campaign_id == bindparam("b_id"),
                                        _sh.remaining >= _x).limit(1)
-# Where a locking read may keep locks on rows it did not return (MySQL-protocol databases), an
+# A locking read may keep locks on rows it did not return (take_budget says where), so an
 # order that finds every covering shard held polls for one instead of waiting on a lock:
 # sleeps of 2, 4, 8 ... 50 ms, about 3 s in all, before it tries the campaign's row.
 POLL_SLEEPS = tuple(min(0.05, 0.002 * 2 ** i) for i in range(66))
@@ -150,42 +149,43 @@ async def take_budget(s: AsyncSession, campaign_id: str, amount: Money, *, now: 
 
     Sharded: the campaign is read (not locked) to be live; then a shard that covers the amount
     and that no other order holds is locked (`PICK_FREE`, `FOR UPDATE SKIP LOCKED`) and taken.
-    If every shard that covers it is held by an order in flight, the order waits for one (one
-    of them may roll back, or leave enough), so N orders against a budget for N all get it. If
-    none covers it, the campaign's row (where releases and refunds put budget back). Each take
-    is a conditional UPDATE, so no counter and no sum ever goes below zero.
-
-    Why orders cannot deadlock on shards. On PostgreSQL a locking read locks only the rows it
-    returns: the free pick that finds nothing holds nothing, and the wait that follows
-    (`PICK_WAITING`) holds no shard, so no cycle can form. MariaDB (and MySQL) keep the lock a
-    locking read takes on a row it does not return: the primary-key scan this replaced kept
-    every spent shard it passed, and even through the index of covering shards a scan keeps
-    locks on the index entries that takes left behind, delete-marked, until purge (seen in
-    `SHOW ENGINE INNODB STATUS`: two waiting picks, each holding such an entry the other's
-    scan reached). So there an order never waits for a shard lock at all: it polls (`PICK_FREE`
+    If every shard that covers it is held by an order in flight, the order polls (`PICK_FREE`
     again after a short sleep, `POLL_SLEEPS`) while a lock-free read says a shard still covers
-    the amount, and goes to the campaign's row when none does. A wait that never happens
-    cannot close a cycle. Where SKIP LOCKED takes no lock (TiDB 8.5 parses it and drops the
-    lock) the picked shard can be taken meanwhile: its UPDATE fails and the order polls on.
+    the amount (one of the holders may roll back, or leave enough), so N orders against a
+    budget for N all get it; when none covers it, it goes to the campaign's row (where
+    releases and refunds put budget back). Each take is a conditional UPDATE, so no counter
+    and no sum ever goes below zero.
+
+    Why an order never waits for a shard's lock, on any database: a locking read can keep
+    locks on rows it does not return, and two orders that each keep one and wait for the
+    other's deadlock. MariaDB (and MySQL) keep the lock on a row that fails the WHERE, and on
+    index entries that takes left behind, delete-marked, until purge (seen in `SHOW ENGINE
+    INNODB STATUS`). PostgreSQL, when a locking read meets a row another order has since
+    updated, locks the row's newest version first and only then rechecks the WHERE
+    (EvalPlanQual); a shard that no longer covers the amount is skipped but stays locked. An
+    earlier version waited on PostgreSQL (`FOR UPDATE` without SKIP LOCKED) and CI caught the
+    cycle on 27 November: three orders, each waiting for a shard the next one held. SKIP LOCKED
+    never waits, and a wait that never happens cannot close a cycle; the only waits left are
+    on the campaign's row and its day's row, which an order reaches last and holding at most
+    its own shard. Where SKIP LOCKED takes no lock (TiDB 8.5 parses it and drops the lock) the
+    picked shard can be taken meanwhile: its UPDATE fails and the order polls on.
     Up to `amount - 1` fen per counter can be left that no single order can take (documented
     in docs/marketing.md)."""
     if shards > 1:
         if (await s.execute(LIVE_NOW, {"b_id": campaign_id, "b_now": now})).first() is None:
             return None
         args = {"b_id": campaign_id, "b_x": amount}
-        wait = s.get_bind().dialect.name == "postgresql"
         for pause in (0.0, *POLL_SLEEPS):
             if pause:
                 await asyncio.sleep(pause)
-            for pick in (PICK_FREE, PICK_WAITING) if wait else (PICK_FREE,):
-                k = (await s.execute(pick, args)).scalar()
-                if k is not None:
-                    took = await s.execute(TAKE_SHARD, {"b_id": campaign_id, "b_shard": k,
-                                                         "b_x": amount})
-                    if took.rowcount == 1:  # type: ignore[attr-defined]
-                        return int(k)
-            if wait or (await s.execute(STILL_COVERS, args)).first() is None:
-                break  # PostgreSQL waited (EvalPlanQual rechecks a row that moved); or spent
+            k = (await s.execute(PICK_FREE, args)).scalar()
+            if k is not None:
+                took = await s.execute(TAKE_SHARD, {"b_id": campaign_id, "b_shard": k,
+                                                     "b_x": amount})
+                if took.rowcount == 1:  # type: ignore[attr-defined]
+                    return int(k)
+            if (await s.execute(STILL_COVERS, args)).first() is None:
+                break  # spent: every shard's committed value is below the amount
     taken = await s.execute(TAKE_BUDGET, {"b_id": campaign_id, "b_now": now, "b_x": amount})
     return ROW if taken.rowcount == 1 else None  # type: ignore[attr-defined]
 
