@@ -75,8 +75,11 @@ async def _serve(app: FastAPI) -> tuple[uvicorn.Server, asyncio.Task[None], int]
     in which another of the suite's processes could take the port)."""
     sock = bound_socket()
     port = int(sock.getsockname()[1])
+    # a request still in flight at the end is cancelled after 10 s (uvicorn's default is to
+    # wait for it without end, which would stall the suite rather than fail one test)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
-                                           log_level="warning", access_log=False))
+                                           log_level="warning", access_log=False,
+                                           timeout_graceful_shutdown=10))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     deadline = asyncio.get_running_loop().time() + START_SECONDS
     while not server.started:
