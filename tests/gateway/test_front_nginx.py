@@ -21,7 +21,7 @@ import httpx
 import orjson
 import pytest
 import uvicorn
-from bench.server import Proc, stop
+from bench.server import Proc, free_port, stop
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
@@ -293,8 +293,11 @@ def test_a_port_taken_in_the_gap_before_nginx_binds_it_is_not_mistaken_for_the_f
     # front it returns is nginx itself
     taken = bound_socket()
     taken.listen()
-    ports = iter([taken.getsockname()[1], bound_socket().getsockname()[1]])
-    monkeypatch.setattr(front, "free_port", lambda: next(ports))
+    # the taken port first, then free ones as start chooses them (a second port named here
+    # could itself be taken by the suite's other worker before nginx binds it)
+    planted = [taken.getsockname()[1]]
+    choose = free_port
+    monkeypatch.setattr(front, "free_port", lambda: planted.pop() if planted else choose())
     stranger = threading.Thread(target=_answer_404, args=(taken,), daemon=True)
     stranger.start()
     nginx = front.start(tmp_path / "gap", FRONT_LIMITS, ["127.0.0.1:9"])
